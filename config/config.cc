@@ -1,0 +1,35 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "config/loader.h"
+
+namespace harrow::config {
+namespace {
+
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return ascii_lower(x) == ascii_lower(y);
+         });
+}
+
+}  // namespace
+
+const FarmConfig* Config::find_farm(std::string_view name) const {
+  // Farm names are IIS collection keys, which compare case-insensitively; rewrite URLs
+  // (http://SHOP/…) name them in whatever case the rule's author typed.
+  for (const FarmConfig& farm : farms) {
+    if (iequals(farm.name, name)) return &farm;
+  }
+  return nullptr;
+}
+
+std::string Diagnostic::format_error() const {
+  return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
+         ": error: " + message;
+}
+
+}  // namespace harrow::config

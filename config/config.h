@@ -1,0 +1,202 @@
+// The validated, immutable configuration Harrow runs on: ARR's webFarms and URL Rewrite
+// global rules, plus Harrow's own <harrow> section. Built by config/loader.h; plain data only,
+// so every other module can read it without knowing XML.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace harrow::config {
+
+using Millis = std::chrono::milliseconds;
+
+// Where a value came from in the XML file, for error messages and the summary.
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// <server address> with its <applicationRequestRouting> child (ARR defaults).
+struct ServerConfig {
+  std::string address;  // host name or IP literal
+  bool enabled = true;
+  uint32_t weight = 100;  // 1..4294967295
+  uint16_t http_port = 80;
+  uint16_t https_port = 443;
+  std::string host_name;
+  std::string health_check_alternate_host_name;
+  uint16_t health_check_alternate_port = 0;  // 0 = off
+  SourceLocation where;
+};
+
+enum class HttpVersionMode { PassThrough, Http10, Http11 };
+
+// <applicationRequestRouting><protocol> of a farm, or the global <system.webServer><proxy>.
+struct ProtocolConfig {
+  Millis timeout{30'000};  // farm default 00:00:30; global proxy default 00:02:00
+  bool keep_alive = true;
+  HttpVersionMode http_version = HttpVersionMode::PassThrough;
+  bool preserve_host_header = true;  // farm default true; global false
+  bool reverse_rewrite_host_in_response_headers = false;  // farm false; global true
+  std::string x_forwarded_for_header_name = "X-Forwarded-For";  // empty = none
+  bool include_port_in_x_forwarded_for = true;
+  bool arr_response_header = true;
+  uint32_t max_forwards = 10;
+  std::string log_guid_name = "X-ARR-LOG-ID";
+  std::string ssl_header_name = "X-ARR-SSL";
+  std::string client_cert_header_name = "X-ARR-ClientCert";
+  uint32_t max_response_header_size = 65536;
+};
+
+// <healthCheck> (ARR defaults). Parsed here; acted on by health/.
+struct HealthCheckConfig {
+  std::string url;  // empty = no active probing
+  Millis interval{30'000};
+  Millis timeout{30'000};
+  uint32_t retries = 3;
+  std::string status_code_match = "200-399";
+  std::string response_match;
+  std::string live_traffic_failure_codes = "500-";
+  uint32_t max_live_traffic_failures = 10;
+  Millis live_traffic_failure_period{0};
+  uint32_t min_servers = 0;
+};
+
+// <affinity> (ARR defaults).
+struct AffinityConfig {
+  bool use_cookie = false;
+  std::string cookie_name = "ARRAffinity";
+  bool use_host_name = false;
+};
+
+enum class Algorithm {
+  WeightedRoundRobin,
+  LeastRequests,
+  LeastResponseTime,
+  WeightedTotalTraffic,
+  RequestHash
+};
+
+struct LoadBalancingConfig {
+  Algorithm algorithm = Algorithm::WeightedRoundRobin;
+  std::string hash_server_variable;
+  std::string query_string_names;
+  Millis least_response_time_period{5'000};
+  bool randomize_lb_ties = false;
+};
+
+struct FarmConfig {
+  std::string name;
+  bool enabled = true;
+  std::string application_pool;  // Harrow's <applicationPool name> extension; empty = none
+  std::vector<ServerConfig> servers;
+  ProtocolConfig protocol;
+  HealthCheckConfig health_check;
+  AffinityConfig affinity;
+  LoadBalancingConfig load_balancing;
+  SourceLocation where;
+};
+
+enum class PatternSyntax { ECMAScript, Wildcard, ExactMatch };
+enum class LogicalGrouping { MatchAll, MatchAny };
+enum class ActionType { None, Rewrite, Redirect, CustomResponse, AbortRequest };
+
+// <conditions><add input pattern …/>
+struct ConditionConfig {
+  std::string input;  // e.g. "{HTTP_HOST}"
+  std::string pattern;
+  bool ignore_case = true;
+  bool negate = false;
+  SourceLocation where;
+};
+
+struct ServerVariableSet {
+  std::string name;
+  std::string value;
+  bool replace = true;
+};
+
+// A URL Rewrite <rule> from <globalRules>.
+struct RuleConfig {
+  std::string name;
+  bool enabled = true;
+  PatternSyntax pattern_syntax = PatternSyntax::ECMAScript;
+  bool stop_processing = false;
+  std::string match_url;  // the rule pattern
+  bool match_ignore_case = true;
+  bool match_negate = false;
+  LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
+  std::vector<ConditionConfig> conditions;
+  std::vector<ServerVariableSet> server_variables;
+  ActionType action = ActionType::None;
+  std::string action_url;
+  bool append_query_string = true;
+  uint32_t status_code = 0;  // Redirect / CustomResponse
+  std::string status_reason;
+  SourceLocation where;
+};
+
+struct RewriteMapConfig {
+  std::string name;
+  std::string default_value;
+  std::vector<std::pair<std::string, std::string>> entries;  // key → value
+};
+
+// A plain-HTTP (or TLS) listening address, "HOST:PORT" with IPv6 as "[::1]:PORT".
+struct ListenConfig {
+  std::string address;
+  bool tls = false;
+  SourceLocation where;
+};
+
+enum class AccessLogFormat { W3C, Json };
+
+struct AccessLogConfig {
+  std::string path;  // empty = no access log file
+  AccessLogFormat format = AccessLogFormat::W3C;
+};
+
+// <harrow><limits …/> and <harrow><timeouts …/>: Harrow's own knobs.
+struct LimitsConfig {
+  uint32_t max_connections = 100'000;  // per process, across workers
+  uint32_t max_idle_upstream_per_server = 64;  // per worker
+};
+
+struct TimeoutsConfig {
+  Millis connect{5'000};  // upstream TCP connect
+  Millis client_header{30'000};  // whole request head must arrive within this
+  Millis client_keep_alive{120'000};  // idle client connection between requests
+  Millis upstream_idle{60'000};  // pooled idle upstream connection
+  Millis shutdown{30'000};  // SIGTERM: how long in-flight requests may finish
+};
+
+// Something in the file Harrow understood but does not act on (listed by --check-config).
+struct IgnoredSetting {
+  std::string what;  // e.g. "webFarm/@serverAutoStart"
+  SourceLocation where;
+};
+
+struct Config {
+  std::string source_path;
+  std::vector<FarmConfig> farms;
+  std::vector<RuleConfig> global_rules;
+  std::vector<RewriteMapConfig> rewrite_maps;
+  ProtocolConfig global_proxy{.timeout = Millis{120'000},
+                              .preserve_host_header = false,
+                              .reverse_rewrite_host_in_response_headers = true};
+  bool global_proxy_enabled = false;
+  std::vector<std::string> application_pools;
+  std::vector<ListenConfig> listeners;  // sites' http bindings plus <harrow><listen>
+  std::string admin_address = "127.0.0.1:9180";
+  AccessLogConfig access_log;
+  LimitsConfig limits;
+  TimeoutsConfig timeouts;
+  std::vector<IgnoredSetting> ignored;
+
+  const FarmConfig* find_farm(std::string_view name) const;  // case-insensitive
+};
+
+}  // namespace harrow::config

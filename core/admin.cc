@@ -1,0 +1,349 @@
+#include "core/admin.h"
+
+#include <llhttp.h>
+
+#include <cstring>
+#include <memory>
+#include <sstream>
+
+#include "core/failure.h"
+#include "core/listen.h"
+
+namespace harrow {
+namespace {
+
+constexpr size_t kMaxAdminRequest = 16 * 1024;
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string escape_json(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+const char* kClassLabels[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+template <typename Fn>
+uint64_t sum_server(const AdminSources& s, size_t farm, size_t server, Fn get) {
+  uint64_t total = 0;
+  for (const WorkerMetrics* w : s.workers) total += get(w->farms[farm][server]);
+  return total;
+}
+
+template <typename Fn>
+uint64_t sum_worker(const AdminSources& s, Fn get) {
+  uint64_t total = 0;
+  for (const WorkerMetrics* w : s.workers) total += get(*w);
+  return total;
+}
+
+}  // namespace
+
+std::string render_metrics(const AdminSources& s) {
+  std::ostringstream o;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  };
+  family("harrow_connections_accepted_total", "counter", "Client connections accepted.");
+  o << "harrow_connections_accepted_total "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_accepted.get(); }) << "\n";
+  family("harrow_connections_active", "gauge", "Client connections open now.");
+  o << "harrow_connections_active "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_active.get(); }) << "\n";
+  family("harrow_connections_rejected_total", "counter",
+         "Client connections closed at once because the connection limit was reached.");
+  o << "harrow_connections_rejected_total "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_rejected.get(); }) << "\n";
+  family("harrow_requests_total", "counter", "Requests whose head was read completely.");
+  o << "harrow_requests_total "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.requests.get(); }) << "\n";
+  family("harrow_request_failures_total", "counter",
+         "Requests Harrow failed or answered itself, by reason.");
+  for (int r = 0; r < kFailureCount; ++r) {
+    o << "harrow_request_failures_total{reason=\"" << failure_token(static_cast<Failure>(r))
+      << "\"} " << sum_worker(s, [r](const WorkerMetrics& w) { return w.failures[r].get(); })
+      << "\n";
+  }
+
+  struct ServerFamily {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*get)(const ServerMetrics&);
+  };
+  static const ServerFamily kServerFamilies[] = {
+      {"harrow_server_in_flight_requests", "gauge", "Requests being served by the server now.",
+       [](const ServerMetrics& m) { return m.in_flight.get(); }},
+      {"harrow_server_sent_bytes_total", "counter", "Request body bytes sent to the server.",
+       [](const ServerMetrics& m) { return m.bytes_to_server.get(); }},
+      {"harrow_server_received_bytes_total", "counter",
+       "Response body bytes received from the server.",
+       [](const ServerMetrics& m) { return m.bytes_from_server.get(); }},
+      {"harrow_server_connections_opened_total", "counter", "Upstream connections opened.",
+       [](const ServerMetrics& m) { return m.connections_opened.get(); }},
+      {"harrow_server_connections_reused_total", "counter",
+       "Requests sent on a pooled keep-alive connection.",
+       [](const ServerMetrics& m) { return m.connections_reused.get(); }},
+      {"harrow_server_idle_connections", "gauge", "Pooled idle keep-alive connections.",
+       [](const ServerMetrics& m) { return m.idle_connections.get(); }},
+      {"harrow_server_retries_total", "counter",
+       "Requests re-sent because a pooled connection turned out to be closed.",
+       [](const ServerMetrics& m) { return m.retries.get(); }},
+  };
+  const Snapshot& snap = *s.snapshot;
+  auto labels = [&](size_t f, size_t i) {
+    const FarmRuntime& farm = snap.farms[f];
+    return "farm=\"" + escape_label(farm.config->name) + "\",server=\"" +
+           escape_label(farm.servers[i].label) + "\",pool=\"" +
+           escape_label(farm.config->application_pool) + "\"";
+  };
+  family("harrow_server_responses_total", "counter",
+         "Responses from (or on behalf of) a server, by status class.");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      for (int c = 1; c < 6; ++c) {
+        o << "harrow_server_responses_total{" << labels(f, i) << ",code=\"" << kClassLabels[c]
+          << "\"} "
+          << sum_server(s, f, i,
+                        [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); })
+          << "\n";
+      }
+    }
+  }
+  family("harrow_server_failures_total", "counter", "Failed exchanges with a server, by reason.");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      for (int r = 0; r < kFailureCount; ++r) {
+        uint64_t v =
+            sum_server(s, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
+        o << "harrow_server_failures_total{" << labels(f, i) << ",reason=\""
+          << failure_token(static_cast<Failure>(r)) << "\"} " << v << "\n";
+      }
+    }
+  }
+  for (const ServerFamily& fam : kServerFamilies) {
+    family(fam.name, fam.type, fam.help);
+    for (size_t f = 0; f < snap.farms.size(); ++f) {
+      for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+        o << fam.name << "{" << labels(f, i) << "} " << sum_server(s, f, i, fam.get) << "\n";
+      }
+    }
+  }
+  family("harrow_server_healthy", "gauge", "1 if the server is healthy.");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      o << "harrow_server_healthy{" << labels(f, i) << "} "
+        << (snap.farms[f].health->load(i).healthy ? 1 : 0) << "\n";
+    }
+  }
+  return o.str();
+}
+
+std::string render_farms_json(const AdminSources& s) {
+  static const char* kAvailability[] = {"Available", "Draining", "Unavailable"};
+  std::ostringstream o;
+  o << "{\"farms\":[";
+  const Snapshot& snap = *s.snapshot;
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    const FarmRuntime& farm = snap.farms[f];
+    o << (f ? "," : "") << "{\"name\":\"" << escape_json(farm.config->name)
+      << "\",\"applicationPool\":\"" << escape_json(farm.config->application_pool)
+      << "\",\"enabled\":" << (farm.config->enabled ? "true" : "false") << ",\"servers\":[";
+    for (size_t i = 0; i < farm.servers.size(); ++i) {
+      const ServerEndpoint& ep = farm.servers[i];
+      health::ServerState st = farm.health->load(i);
+      uint64_t total = 0;
+      for (int c = 1; c < 6; ++c) {
+        total += sum_server(s, f, i, [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); });
+      }
+      uint64_t failed = 0;
+      for (int r = 0; r < kFailureCount; ++r) {
+        failed += sum_server(s, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
+      }
+      o << (i ? "," : "") << "{\"address\":\"" << escape_json(ep.config->address)
+        << "\",\"endpoint\":\"" << escape_json(ep.label) << "\",\"weight\":" << ep.config->weight
+        << ",\"enabled\":" << (ep.config->enabled ? "true" : "false") << ",\"state\":\""
+        << kAvailability[static_cast<int>(st.availability)]
+        << "\",\"isHealthy\":" << (st.healthy ? "true" : "false")
+        << ",\"totalRequests\":" << total << ",\"failedRequests\":" << failed
+        << ",\"currentRequests\":"
+        << sum_server(s, f, i, [](const ServerMetrics& m) { return m.in_flight.get(); })
+        << ",\"bytesSent\":"
+        << sum_server(s, f, i, [](const ServerMetrics& m) { return m.bytes_to_server.get(); })
+        << ",\"bytesReceived\":"
+        << sum_server(s, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); })
+        << "}";
+    }
+    o << "]}";
+  }
+  o << "]}\n";
+  return o.str();
+}
+
+// One admin request per connection: read it, answer, close.
+struct AdminConnection {
+  AdminServer* server;
+  uv_tcp_t tcp{};
+  uv_write_t write{};
+  llhttp_t parser{};
+  std::string method;
+  std::string url;
+  std::string response;
+  size_t received = 0;
+  bool done = false;
+
+  static llhttp_settings_t* settings() {
+    static llhttp_settings_t s = [] {
+      llhttp_settings_t st;
+      llhttp_settings_init(&st);
+      st.on_url = [](llhttp_t* p, const char* at, size_t len) {
+        static_cast<AdminConnection*>(p->data)->url.append(at, len);
+        return 0;
+      };
+      st.on_message_complete = [](llhttp_t* p) {
+        auto* c = static_cast<AdminConnection*>(p->data);
+        c->method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+        c->done = true;
+        return static_cast<int>(HPE_PAUSED);
+      };
+      return st;
+    }();
+    return &s;
+  }
+
+  void respond(int status, const char* reason, const char* type, const std::string& body) {
+    response = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
+               "\r\nContent-Length: " + std::to_string(body.size()) +
+               "\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n" + body;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+    uv_buf_t buf = uv_buf_init(response.data(), static_cast<unsigned>(response.size()));
+    write.data = this;
+    if (uv_write(&write, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1,
+                 [](uv_write_t* w, int) { static_cast<AdminConnection*>(w->data)->close(); }) != 0) {
+      close();
+    }
+  }
+
+  void dispatch() {
+    const AdminSources& src = server->sources_;
+    std::string path = url.substr(0, url.find('?'));
+    bool known = path == "/" || path == "/healthz" || path == "/metrics" || path == "/api/farms";
+    if (!known) {
+      respond(404, "Not Found", "application/json", "{\"error\":\"no such endpoint\"}\n");
+    } else if (method != "GET" && method != "HEAD") {
+      respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use GET\"}\n");
+    } else if (path == "/healthz") {
+      respond(200, "OK", "text/plain", "ok\n");
+    } else if (path == "/metrics") {
+      respond(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(src));
+    } else if (path == "/api/farms") {
+      respond(200, "OK", "application/json", render_farms_json(src));
+    } else {
+      std::string page = "Harrow " HARROW_VERSION "\n\n";
+      for (const FarmRuntime& farm : src.snapshot->farms) {
+        page += "farm " + farm.config->name + "\n";
+        for (size_t i = 0; i < farm.servers.size(); ++i) {
+          health::ServerState st = farm.health->load(i);
+          page += "  " + farm.servers[i].label + "  weight " +
+                  std::to_string(farm.servers[i].config->weight) +
+                  (st.healthy ? "  healthy" : "  unhealthy") +
+                  (st.takes_new_requests() ? "" : "  (not taking new requests)") + "\n";
+        }
+      }
+      page += "\nmetrics: /metrics   farms: /api/farms\n";
+      respond(200, "OK", "text/plain; charset=utf-8", page);
+    }
+  }
+
+  void on_read(ssize_t nread, const uv_buf_t* buf) {
+    if (nread < 0) {
+      close();
+    } else if (nread > 0 && !done) {
+      received += static_cast<size_t>(nread);
+      llhttp_errno_t rc = llhttp_execute(&parser, buf->base, static_cast<size_t>(nread));
+      if (done) {
+        dispatch();
+      } else if (rc != HPE_OK || received > kMaxAdminRequest) {
+        respond(400, "Bad Request", "application/json", "{\"error\":\"bad request\"}\n");
+      }
+    }
+    delete[] buf->base;
+  }
+
+  void close() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp),
+             [](uv_handle_t* h) { delete static_cast<AdminConnection*>(h->data); });
+  }
+};
+
+AdminServer::AdminServer(uv_loop_t* loop, AdminSources sources)
+    : loop_(loop), sources_(std::move(sources)) {}
+
+bool AdminServer::listen(const std::string& address, std::string& error) {
+  sockaddr_storage addr;
+  if (!parse_socket_address(address, addr, error)) return false;
+  uv_tcp_init(loop_, &tcp_);
+  tcp_.data = this;
+  open_ = true;
+  int rc = uv_tcp_bind(&tcp_, reinterpret_cast<const sockaddr*>(&addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), 128, &AdminServer::on_connection);
+  if (rc != 0) {
+    error = "cannot listen on " + address + " (admin): " + uv_strerror(rc);
+    return false;
+  }
+  int len = sizeof addr;
+  uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len);
+  url_ = socket_url(addr, "http");
+  return true;
+}
+
+void AdminServer::close() {
+  if (!open_) return;
+  open_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
+}
+
+void AdminServer::on_connection(uv_stream_t* server, int status) {
+  if (status != 0) return;
+  auto* self = static_cast<AdminServer*>(server->data);
+  auto* c = new AdminConnection{self};
+  uv_tcp_init(self->loop_, &c->tcp);
+  c->tcp.data = c;
+  llhttp_init(&c->parser, HTTP_REQUEST, AdminConnection::settings());
+  c->parser.data = c;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+    c->close();
+    return;
+  }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&c->tcp),
+      [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(new char[4096], 4096); },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        static_cast<AdminConnection*>(s->data)->on_read(nread, buf);
+      });
+}
+
+}  // namespace harrow

@@ -1,0 +1,26 @@
+// The command line (DESIGN.md's contract): parsed into options, or a usage error.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace harrow {
+
+struct CommandLine {
+  std::string config_path = "/etc/harrow/harrow.config";
+  std::optional<int> workers;
+  std::vector<std::string> listen;  // replaces the file's plain-HTTP listeners when non-empty
+  std::optional<std::string> admin;
+  std::string log_level = "info";
+  bool check_config = false;
+  bool version = false;
+  bool help = false;
+};
+
+// Returns false with `error` set for an unknown flag or a missing/invalid value.
+bool parse_command_line(int argc, const char* const* argv, CommandLine& out, std::string& error);
+
+const char* usage_text();
+
+}  // namespace harrow

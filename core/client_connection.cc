@@ -1,0 +1,675 @@
+#include "core/client_connection.h"
+
+#include <arpa/inet.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/log.h"
+#include "core/worker.h"
+
+namespace harrow {
+namespace {
+
+// Stop reading a side when the other side's unsent bytes pass the high mark; start again
+// below the low mark. Bounds memory per exchange whatever the body size.
+constexpr size_t kHighWater = 1024 * 1024;
+constexpr size_t kLowWater = 256 * 1024;
+constexpr size_t kMaxRequestHead = 64 * 1024;
+constexpr uint64_t kLingerMs = 2000;
+
+ClientConnection* from_parser(llhttp_t* p) { return static_cast<ClientConnection*>(p->data); }
+
+uint64_t ms(config::Millis m) { return static_cast<uint64_t>(m.count()); }
+
+}  // namespace
+
+void ClientConnection::accept_from(Worker* worker, uv_stream_t* server, uint16_t local_port) {
+  auto* c = new ClientConnection(worker, local_port);
+  if (uv_accept(server, c->stream()) != 0) {
+    c->close();
+    return;
+  }
+  WorkerMetrics& m = worker->mutable_metrics();
+  m.connections_accepted.add();
+  if (m.connections_active.get() >= worker->connection_limit()) {
+    m.connections_rejected.add();
+    c->close();
+    return;
+  }
+  c->start();
+}
+
+ClientConnection::ClientConnection(Worker* worker, uint16_t local_port)
+    : worker_(worker), local_port_(local_port), out_(stream(), &ClientConnection::on_write) {
+  uv_tcp_init(worker->loop(), &tcp_);
+  uv_timer_init(worker->loop(), &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  open_handles_ = 2;
+  llhttp_init(&parser_, HTTP_REQUEST, parser_settings());
+  parser_.data = this;
+  worker->connection_opened(this);
+}
+
+void ClientConnection::start() {
+  worker_->mutable_metrics().connections_active.add();
+  counted_active_ = true;
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    uint16_t port = 0;
+    if (peer.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&peer);
+      uv_ip6_name(a, peer_ip_, sizeof peer_ip_);
+      port = ntohs(a->sin6_port);
+      std::snprintf(peer_, sizeof peer_, "[%s]:%u", peer_ip_, port);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&peer);
+      uv_ip4_name(a, peer_ip_, sizeof peer_ip_);
+      port = ntohs(a->sin_port);
+      std::snprintf(peer_, sizeof peer_, "%s:%u", peer_ip_, port);
+    }
+  }
+  resume_reading();
+  arm_timer(ms(worker_->config().timeouts.client_header));
+}
+
+// ---------------------------------------------------------------- reading and parsing
+
+void ClientConnection::pause_reading() {
+  if (reading_) uv_read_stop(stream());
+  reading_ = false;
+}
+
+void ClientConnection::resume_reading() {
+  if (reading_ || phase_ == Phase::Closed || paused_for_backpressure_) return;
+  if (uv_read_start(stream(), &ClientConnection::on_alloc, &ClientConnection::on_read_cb) == 0) {
+    reading_ = true;
+  }
+}
+
+void ClientConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  *buf = static_cast<ClientConnection*>(h->data)->in_.next_read_buffer();
+}
+
+void ClientConnection::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  static_cast<ClientConnection*>(s->data)->on_read(nread);
+}
+
+void ClientConnection::on_read(ssize_t nread) {
+  if (phase_ == Phase::Closed || nread == 0) return;
+  if (nread == UV_ENOBUFS) {
+    pause_reading();  // a paused parser's bytes fill the buffer; reading resumes with it
+    return;
+  }
+  if (nread < 0) {
+    switch (phase_) {
+      case Phase::Idle:
+      case Phase::ReadingHead:
+      case Phase::Lingering:
+        close();
+        return;
+      default:
+        abort_exchange(Failure::client_aborted, static_cast<int>(nread));
+        return;
+    }
+  }
+  in_.fill += static_cast<uint32_t>(nread);
+  if (phase_ == Phase::Lingering) {
+    in_.parse_pos = in_.fill;  // discarded: the response is out, the connection is ending
+    return;
+  }
+  if (upstream_ != nullptr) upstream_->touch();
+  run_parser();
+}
+
+void ClientConnection::resume_parser() {
+  if (!parser_paused_) return;
+  llhttp_resume(&parser_);
+  parser_paused_ = false;
+}
+
+void ClientConnection::run_parser() {
+  while (!parser_paused_ && in_.block != nullptr && in_.unconsumed() > 0 &&
+         phase_ != Phase::Closed && phase_ != Phase::Lingering && !closing_after_flush_) {
+    const char* begin = in_.parse_begin();
+    llhttp_errno_t rc = llhttp_execute(&parser_, begin, in_.unconsumed());
+    if (rc == HPE_OK) {
+      in_.parse_pos = in_.fill;
+    } else if (rc == HPE_PAUSED) {
+      in_.parse_pos += static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+      parser_paused_ = true;
+      on_parser_paused();
+    } else {
+      if (phase_ == Phase::Exchange && response_head_sent_) {
+        abort_exchange(Failure::bad_request, 0);
+        return;
+      }
+      log_detail_ = llhttp_get_error_reason(&parser_);
+      release_upstream(false);
+      respond_error(head_too_large_ ? Failure::request_header_too_large : Failure::bad_request, 0);
+      return;
+    }
+  }
+  if (phase_ == Phase::Closed) return;
+  if (upstream_ != nullptr && phase_ == Phase::Exchange) {
+    if (upstream_->out().flush() != 0) {
+      upstream_failed(Failure::upstream_reset, upstream_->out().last_error());
+      return;
+    }
+    check_upstream_backpressure();
+  }
+  if (phase_ == Phase::Idle) in_.release_if_drained();
+  if (!parser_paused_) resume_reading();
+}
+
+void ClientConnection::on_parser_paused() {
+  if (phase_ == Phase::Routing) {
+    start_exchange();
+  } else {
+    request_complete();
+  }
+}
+
+int ClientConnection::on_message_begin(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  c->phase_ = Phase::ReadingHead;
+  c->head_.reset(kMaxRequestHead);
+  c->head_too_large_ = false;
+  c->request_done_ = c->response_head_sent_ = c->response_done_ = false;
+  c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
+  c->farm_ = -1;
+  c->log_detail_ = nullptr;
+  c->request_started_ms_ = uv_now(c->worker_->loop());
+  c->arm_timer(ms(c->worker_->config().timeouts.client_header));
+  return 0;
+}
+
+int ClientConnection::on_url(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  if (c->head_.on_target(at, len)) return 0;
+  c->head_too_large_ = true;
+  return -1;
+}
+
+int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  if (c->head_.on_field(at, len)) return 0;
+  c->head_too_large_ = true;
+  return -1;
+}
+
+int ClientConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  if (c->head_.on_value(at, len)) return 0;
+  c->head_too_large_ = true;
+  return -1;
+}
+
+int ClientConnection::on_headers_complete(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  c->head_.finish();
+  c->head_request_ = p->method == HTTP_HEAD;
+  c->client_keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  c->request_chunked_ = (p->flags & F_CHUNKED) != 0;
+  c->request_has_body_ = c->request_chunked_ || p->content_length > 0;
+  c->phase_ = Phase::Routing;
+  // Pause: the body must not be parsed before there is somewhere to send it.
+  return HPE_PAUSED;
+}
+
+int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
+  ClientConnection* c = from_parser(p);
+  if (c->upstream_ == nullptr) return 0;  // answered locally or upstream gone: discard
+  if (c->request_chunked_) {
+    c->upstream_->out().add_chunk(c->in_.block, at, len);
+  } else {
+    c->upstream_->out().add(c->in_.block, at, len);
+  }
+  c->worker_->mutable_metrics().farms[c->farm_][c->server_].bytes_to_server.add(len);
+  return 0;
+}
+
+int ClientConnection::on_message_complete(llhttp_t* p) {
+  ClientConnection* c = from_parser(p);
+  if (c->upstream_ != nullptr && c->request_chunked_) c->upstream_->out().add_last_chunk();
+  // Pause: a pipelined request waits until this one's response is complete.
+  return HPE_PAUSED;
+}
+
+// ---------------------------------------------------------------- the exchange
+
+void ClientConnection::start_exchange() {
+  uv_timer_stop(&timer_);
+  WorkerMetrics& metrics = worker_->mutable_metrics();
+  metrics.requests.add();
+  if (worker_->stopping()) close_requested_ = true;
+
+  RequestFacts facts;
+  facts.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  facts.target = head_.target();
+  facts.host = head_.find("host");
+  facts.https = false;
+  facts.server_port = local_port_;
+  facts.remote_addr = peer_ip_;
+  facts.head = &head_;
+  RouteDecision decision = worker_->snapshot().router->route(facts, worker_->route_scratch());
+  if (decision.kind != RouteDecision::Kind::Farm) {
+    respond_error(Failure::no_route, 0);
+    return;
+  }
+  farm_ = decision.farm;
+  target_.assign(decision.target);
+  FarmState& farm = worker_->farm(farm_);
+  std::optional<size_t> pick;
+  if (farm.runtime->config->enabled) {
+    pick = farm.balancer->pick(balancer::PickContext{*farm.availability});
+  }
+  if (!pick) {
+    respond_error(Failure::no_server, 0);
+    return;
+  }
+  server_ = *pick;
+  worker_->mutable_metrics().farms[farm_][server_].in_flight.add();
+  in_flight_counted_ = true;
+
+  if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
+    upstream_ = idle;
+    upstream_reused_ = true;
+    idle->attach(this);
+    metrics.farms[farm_][server_].connections_reused.add();
+    send_request_head();
+    return;
+  }
+  connect_upstream();
+}
+
+void ClientConnection::connect_upstream() {
+  const ServerEndpoint& endpoint = worker_->snapshot().farms[farm_].servers[server_];
+  upstream_ = new UpstreamConnection(worker_, farm_, server_);
+  upstream_reused_ = false;
+  worker_->mutable_metrics().farms[farm_][server_].connections_opened.add();
+  upstream_->connect(this, reinterpret_cast<const sockaddr*>(&endpoint.addr),
+                     ms(worker_->config().timeouts.connect));
+}
+
+void ClientConnection::upstream_connected() {
+  send_request_head();
+  run_parser();
+}
+
+void ClientConnection::send_request_head() {
+  const FarmRuntime& farm = worker_->snapshot().farms[farm_];
+  const config::ProtocolConfig& protocol = farm.config->protocol;
+  upstream_->begin_exchange(head_request_, ms(protocol.timeout), protocol.max_response_header_size);
+
+  std::string_view host = protocol.preserve_host_header ? head_.find("host") : std::string_view{};
+  if (host.empty()) host = farm.servers[server_].authority;
+  UpstreamRequest request;
+  request.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  request.target = target_;
+  request.head = &head_;
+  request.host = host;
+  request.chunked_body = request_chunked_;
+  request.keep_alive = protocol.keep_alive;
+  request.forwarded_for_name = protocol.x_forwarded_for_header_name;
+  request.forwarded_for_value =
+      protocol.include_port_in_x_forwarded_for ? std::string_view(peer_) : peer_ip_;
+
+  IoBlock* block = block_acquire();
+  HeadWriter writer(block->data, block->capacity);
+  write_upstream_request(request, writer);
+  if (writer.overflowed()) {
+    block_unref(block);
+    release_upstream(false);
+    respond_error(Failure::request_header_too_large, 0);
+    return;
+  }
+  upstream_->out().add(block, block->data, writer.size());
+  block_unref(block);  // the batch holds its own reference
+  if (phase_ == Phase::Routing) {
+    // First attempt: the body (if any) follows the head as the parser resumes.
+    phase_ = Phase::Exchange;
+    resume_parser();
+  }
+  if (upstream_->out().flush() != 0) upstream_failed(Failure::upstream_reset, upstream_->out().last_error());
+}
+
+void ClientConnection::request_complete() {
+  request_done_ = true;
+  if (response_done_) finish_exchange();
+}
+
+void ClientConnection::upstream_head(const MessageHead& head, int status) {
+  bool client_http11 = parser_.http_major == 1 && parser_.http_minor == 1;
+  IoBlock* block = block_acquire();
+  HeadWriter writer(block->data, block->capacity);
+  ClientResponse response;
+  response.status = status;
+  response.reason = head.target();
+  response.head = &head;
+  if (status < 200) {
+    // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
+    if (client_http11) {
+      write_client_response(response, writer);
+      out_.add(block, block->data, writer.size());
+    }
+    block_unref(block);
+    return;
+  }
+  response_head_sent_ = true;
+  bool no_body = head_request_ || status == 204 || status == 304;
+  bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
+  if (no_body || upstream_length) {
+    response.keep_content_length = true;
+  } else if (client_http11) {
+    response_chunked_ = true;
+    response.chunked = true;
+    response.keep_content_length = false;
+  } else {
+    close_requested_ = true;  // HTTP/1.0 client, unknown length: the close ends the body
+    response.keep_content_length = false;
+  }
+  // A request whose body is still arriving cannot be followed by another on this connection
+  // unless Harrow reads the rest; closing is simpler and safe.
+  if (!client_keep_alive_ || !request_done_ || worker_->stopping()) close_requested_ = true;
+  response.close = close_requested_;
+  response.http10_keep_alive = !client_http11 && !close_requested_;
+  write_client_response(response, writer);
+  if (writer.overflowed()) {
+    block_unref(block);
+    response_head_sent_ = false;
+    upstream_failed(Failure::upstream_invalid_response, 0);
+    return;
+  }
+  out_.add(block, block->data, writer.size());
+  block_unref(block);
+  status_ = status;
+}
+
+void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
+  if (response_chunked_) {
+    out_.add_chunk(block, data, len);
+  } else {
+    out_.add(block, data, len);
+  }
+  worker_->mutable_metrics().farms[farm_][server_].bytes_from_server.add(len);
+}
+
+void ClientConnection::upstream_read_end() {
+  if (out_.flush() != 0) return;  // the client is gone; its read side will notice
+  if (upstream_ != nullptr && uv_stream_get_write_queue_size(stream()) > kHighWater) {
+    upstream_->pause_reading();
+    upstream_paused_ = true;
+  }
+}
+
+void ClientConnection::upstream_complete(bool reusable) {
+  if (response_chunked_) out_.add_last_chunk();
+  out_.flush();
+  response_done_ = true;
+  const config::FarmConfig& farm = *worker_->snapshot().farms[farm_].config;
+  release_upstream(reusable && request_done_ && farm.protocol.keep_alive && !worker_->stopping());
+  if (request_done_) {
+    finish_exchange();
+    run_parser();
+  } else {
+    // The server answered before the request body ended: the rest of it goes nowhere.
+    close_after_flush();
+  }
+}
+
+void ClientConnection::upstream_failed(Failure failure, int uv_status) {
+  upstream_ = nullptr;  // it closed itself
+  if (phase_ == Phase::Closed) return;
+  bool stale_keep_alive = upstream_reused_ && !response_head_sent_ && !request_has_body_ &&
+                          (failure == Failure::upstream_reset ||
+                           failure == Failure::upstream_truncated);
+  if (stale_keep_alive && !retried_) {
+    // The server closed a pooled connection just as it was reused; nothing of the request
+    // reached the application, so one fresh connection is safe.
+    retried_ = true;
+    worker_->mutable_metrics().farms[farm_][server_].retries.add();
+    connect_upstream();
+    return;
+  }
+  if (failure == Failure::upstream_timeout && !request_done_) failure = Failure::client_body_timeout;
+  respond_error(failure, uv_status);
+  run_parser();
+}
+
+void ClientConnection::upstream_write_done() { check_upstream_backpressure(); }
+
+void ClientConnection::check_upstream_backpressure() {
+  size_t queued = upstream_ != nullptr ? upstream_->write_queue_size() : 0;
+  if (queued > kHighWater) {
+    paused_for_backpressure_ = true;
+    pause_reading();
+  } else if (paused_for_backpressure_ && queued < kLowWater) {
+    paused_for_backpressure_ = false;
+    resume_reading();
+  }
+}
+
+void ClientConnection::release_upstream(bool reusable) {
+  if (in_flight_counted_) {
+    worker_->mutable_metrics().farms[farm_][server_].in_flight.sub();
+    in_flight_counted_ = false;
+  }
+  if (upstream_ == nullptr) return;
+  UpstreamConnection* up = upstream_;
+  upstream_ = nullptr;
+  upstream_paused_ = false;
+  up->release(reusable);
+}
+
+void ClientConnection::finish_exchange() {
+  if (farm_ >= 0 && status_ != 0) {
+    worker_->mutable_metrics().farms[farm_][server_].responses_by_class[status_ / 100 % 6].add();
+  }
+  status_ = 0;
+  phase_ = Phase::Idle;
+  if (close_requested_) {
+    close_after_flush();
+    return;
+  }
+  resume_parser();
+  arm_timer(ms(worker_->config().timeouts.client_keep_alive));
+}
+
+void ClientConnection::respond_error(Failure failure, int uv_status) {
+  log_failure(failure, uv_status);
+  WorkerMetrics& metrics = worker_->mutable_metrics();
+  metrics.failures[static_cast<int>(failure)].add();
+  if (farm_ >= 0 && in_flight_counted_) {
+    metrics.farms[farm_][server_].failures[static_cast<int>(failure)].add();
+  }
+  release_upstream(false);
+  int status = failure_status(failure);
+  if (status == 0 || response_head_sent_) {
+    close();
+    return;
+  }
+  bool framing_in_doubt = status == 400 || status == 408 || status == 431;
+  if (framing_in_doubt || !client_keep_alive_ || (!request_done_ && request_has_body_)) {
+    close_requested_ = true;
+  }
+  IoBlock* block = block_acquire();
+  HeadWriter w(block->data, block->capacity);
+  std::string_view reason = default_reason(status);
+  std::string_view token = failure_token(failure);
+  uint64_t body_len = 3 + 1 + reason.size() + 2 + token.size() + 2;
+  w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " " << reason << "\r\n"
+    << "Content-Type: text/plain\r\nContent-Length: " << body_len << "\r\n"
+    << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n"
+    << static_cast<uint64_t>(status) << " " << reason << " (" << token << ")\n";
+  out_.add(block, block->data, w.size());
+  block_unref(block);
+  out_.flush();
+  response_head_sent_ = true;
+  response_done_ = true;
+  if (status_ == 0) status_ = status;
+  if (farm_ < 0) status_ = 0;  // not a server's response: counted under failures only
+  if (phase_ == Phase::ReadingHead || phase_ == Phase::Idle || close_requested_) {
+    // The request cannot be read on (bad head, timeout) or is not worth reading (a body
+    // nobody will take): end the connection once the answer is out.
+    phase_ = Phase::Exchange;
+    close_after_flush();
+    return;
+  }
+  phase_ = Phase::Exchange;
+  if (request_done_) {
+    finish_exchange();
+  } else {
+    resume_parser();  // a body-less request: the parser reaches its end next
+  }
+}
+
+void ClientConnection::log_failure(Failure failure, int uv_status) {
+  LogLevel level = failure == Failure::client_aborted ? LogLevel::Info : LogLevel::Warn;
+  if (!log_enabled(level)) return;
+  std::string_view target = head_.target().substr(0, 200);
+  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  std::string server = "-";
+  std::string farm = "-";
+  if (farm_ >= 0) {
+    const FarmRuntime& f = worker_->snapshot().farms[farm_];
+    farm = f.config->name;
+    if (in_flight_counted_ || upstream_ != nullptr) server = f.servers[server_].label;
+  }
+  log_line(level, "%d %s client=%s request=\"%s %.*s\" farm=%s server=%s%s%s%s%s",
+           failure_status(failure), std::string(failure_token(failure)).c_str(), peer_, method,
+           static_cast<int>(target.size()), target.data(), farm.c_str(), server.c_str(),
+           uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
+           log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
+}
+
+void ClientConnection::abort_exchange(Failure failure, int uv_status) {
+  log_failure(failure, uv_status);
+  worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
+  close();
+}
+
+// ---------------------------------------------------------------- writing, timers, closing
+
+void ClientConnection::on_write(uv_write_t* req, int status) {
+  auto* c = static_cast<ClientConnection*>(req->handle->data);
+  write_request_finish(req);
+  c->out_.write_done();
+  if (c->phase_ == Phase::Closed) return;
+  if (status < 0) {
+    if (c->phase_ == Phase::Exchange || c->phase_ == Phase::Routing) {
+      c->abort_exchange(Failure::client_aborted, status);
+    } else {
+      c->close();
+    }
+    return;
+  }
+  if (c->upstream_paused_ && c->upstream_ != nullptr &&
+      uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
+    c->upstream_paused_ = false;
+    c->upstream_->resume_reading();
+  }
+}
+
+void ClientConnection::close_after_flush() {
+  if (closing_after_flush_ || phase_ == Phase::Closed) return;
+  closing_after_flush_ = true;
+  uv_timer_stop(&timer_);
+  shutdown_req_.data = this;
+  // uv_shutdown waits for queued writes, then sends FIN.
+  if (uv_shutdown(&shutdown_req_, stream(), &ClientConnection::on_shutdown) != 0) close();
+}
+
+void ClientConnection::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* c = static_cast<ClientConnection*>(req->data);
+  if (c->phase_ == Phase::Closed) return;
+  if (status != 0) {
+    c->close();
+    return;
+  }
+  c->begin_linger();
+}
+
+void ClientConnection::begin_linger() {
+  // Closing a socket with unread input makes the kernel send RST, which can destroy the
+  // response still in flight to the client. Read and discard for a moment first.
+  release_upstream(false);
+  phase_ = Phase::Lingering;
+  paused_for_backpressure_ = false;
+  in_.parse_pos = in_.fill;
+  resume_reading();
+  arm_timer(kLingerMs);
+}
+
+void ClientConnection::arm_timer(uint64_t ms) {
+  uv_timer_start(&timer_, &ClientConnection::on_timer, ms, 0);
+}
+
+void ClientConnection::on_timer(uv_timer_t* t) {
+  auto* c = static_cast<ClientConnection*>(t->data);
+  switch (c->phase_) {
+    case Phase::ReadingHead:
+      c->respond_error(Failure::client_header_timeout, 0);
+      return;
+    case Phase::Idle:
+      if (c->in_.block != nullptr && c->in_.unconsumed() > 0) {
+        c->respond_error(Failure::client_header_timeout, 0);
+      } else {
+        c->close();
+      }
+      return;
+    case Phase::Lingering:
+      c->close();
+      return;
+    default:
+      return;
+  }
+}
+
+void ClientConnection::shutdown_when_idle() {
+  close_requested_ = true;
+  if (phase_ == Phase::Idle && (in_.block == nullptr || in_.unconsumed() == 0)) close();
+}
+
+void ClientConnection::force_close() { close(); }
+
+void ClientConnection::close() {
+  if (phase_ == Phase::Closed) return;
+  release_upstream(false);
+  phase_ = Phase::Closed;
+  out_.clear();
+  uv_timer_stop(&timer_);
+  if (counted_active_) worker_->mutable_metrics().connections_active.sub();
+  counted_active_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
+}
+
+void ClientConnection::on_close(uv_handle_t* h) {
+  auto* c = static_cast<ClientConnection*>(h->data);
+  if (--c->open_handles_ != 0) return;
+  c->in_.release();
+  c->worker_->connection_closed(c);
+  delete c;
+}
+
+const llhttp_settings_t* ClientConnection::parser_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &ClientConnection::on_message_begin;
+    s.on_url = &ClientConnection::on_url;
+    s.on_header_field = &ClientConnection::on_header_field;
+    s.on_header_value = &ClientConnection::on_header_value;
+    s.on_headers_complete = &ClientConnection::on_headers_complete;
+    s.on_body = &ClientConnection::on_body;
+    s.on_message_complete = &ClientConnection::on_message_complete;
+    return s;
+  }();
+  return &settings;
+}
+
+}  // namespace harrow

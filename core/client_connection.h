@@ -1,0 +1,137 @@
+// One accepted client connection: parses requests with llhttp, routes each to a farm server
+// through an upstream connection, and streams both bodies with backpressure. Requests on one
+// connection are handled one at a time, in order (pipelined bytes wait, unparsed, in the input
+// buffer). Freed only in its close callback.
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/failure.h"
+#include "core/http_head.h"
+#include "core/io_buffer.h"
+#include "core/upstream_connection.h"
+
+namespace harrow {
+
+class Worker;
+
+class ClientConnection final : public UpstreamEvents {
+ public:
+  // Accepts a pending connection from `server`; on failure the connection closes itself.
+  static void accept_from(Worker* worker, uv_stream_t* server, uint16_t local_port);
+
+  // Worker shutdown: close now if idle, else after the current response.
+  void shutdown_when_idle();
+  // Worker shutdown timeout: close now.
+  void force_close();
+
+  size_t worker_index = 0;  // position in the worker's connection list
+
+  // UpstreamEvents
+  void upstream_connected() override;
+  void upstream_head(const MessageHead& head, int status) override;
+  void upstream_body(IoBlock* block, const char* data, size_t len) override;
+  void upstream_read_end() override;
+  void upstream_complete(bool reusable) override;
+  void upstream_failed(Failure failure, int uv_status) override;
+  void upstream_write_done() override;
+
+ private:
+  enum class Phase {
+    Idle,  // between requests (keep-alive)
+    ReadingHead,  // a request has begun
+    Routing,  // head parsed, choosing a server / connecting
+    Exchange,  // request forwarded (body may still stream), response awaited or streaming
+    Lingering,  // response sent, connection half-closed, draining what the client still sends
+    Closed,
+  };
+
+  ClientConnection(Worker* worker, uint16_t local_port);
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+  void start();
+  void run_parser();
+  void on_read(ssize_t nread);
+  void on_parser_paused();
+  void start_exchange();
+  void connect_upstream();
+  void send_request_head();
+  void request_complete();
+  void finish_exchange();
+  void respond_error(Failure failure, int uv_status);
+  void log_failure(Failure failure, int uv_status);
+  void check_upstream_backpressure();
+  void pause_reading();
+  void resume_reading();
+  void arm_timer(uint64_t ms);
+  void close_after_flush();
+  void begin_linger();
+  void close();
+  void abort_exchange(Failure failure, int uv_status);
+  void release_upstream(bool reusable);
+  void resume_parser();
+
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_close(uv_handle_t* h);
+
+  static const llhttp_settings_t* parser_settings();
+  static int on_message_begin(llhttp_t* p);
+  static int on_url(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+
+  Worker* worker_;
+  uint16_t local_port_;
+  Phase phase_ = Phase::Idle;
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_shutdown_t shutdown_req_{};
+  llhttp_t parser_{};
+  InputBuffer in_;
+  MessageHead head_;
+  OutBatch out_;
+  char peer_ip_[64] = {0};
+  char peer_[80] = {0};  // "ip:port" as X-Forwarded-For carries it
+  int open_handles_ = 0;
+  bool reading_ = false;
+  bool parser_paused_ = false;
+  bool paused_for_backpressure_ = false;
+  bool close_requested_ = false;  // close once the current response is out
+  bool closing_after_flush_ = false;
+
+  // The current exchange.
+  UpstreamConnection* upstream_ = nullptr;
+  int farm_ = -1;
+  size_t server_ = 0;
+  std::string target_;  // rewritten origin-form target
+  bool head_too_large_ = false;
+  bool head_request_ = false;
+  bool client_keep_alive_ = true;
+  bool request_chunked_ = false;
+  bool request_has_body_ = false;
+  bool upstream_reused_ = false;
+  bool request_done_ = false;
+  bool response_head_sent_ = false;
+  bool response_chunked_ = false;
+  bool response_done_ = false;
+  bool retried_ = false;
+  bool upstream_paused_ = false;
+  uint64_t request_started_ms_ = 0;
+  int status_ = 0;  // status of the response sent for this exchange, for metrics
+  const char* log_detail_ = nullptr;  // static text explaining a failure (llhttp's reason)
+  bool counted_active_ = false;
+  bool in_flight_counted_ = false;
+};
+
+}  // namespace harrow

@@ -1,0 +1,74 @@
+// Every way Harrow can fail a request, named once. The X-macro gives the enum, the token that
+// the logs and the metric label carry, and the status Harrow answers with (0 = no response can
+// be sent, e.g. the client went away).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace harrow {
+
+// X(name, status, description)
+#define HARROW_FAILURES(X)                                                                  \
+  X(bad_request, 400, "the request could not be parsed")                                    \
+  X(request_header_too_large, 431, "the request head exceeds the configured limit")         \
+  X(client_header_timeout, 408, "the request head did not arrive in time")                  \
+  X(client_body_timeout, 408, "the request body stalled")                                   \
+  X(client_aborted, 0, "the client closed the connection before the response was complete") \
+  X(no_route, 404, "no rewrite rule sends this request to a web farm")                      \
+  X(no_server, 503, "the web farm has no available server")                                 \
+  X(upstream_connect_refused, 502, "the server refused the connection")                     \
+  X(upstream_connect_failed, 502, "the connection to the server failed")                    \
+  X(upstream_connect_timeout, 502, "the connection to the server timed out")                \
+  X(upstream_reset, 502, "the server reset or closed the connection")                       \
+  X(upstream_invalid_response, 502, "the server's response could not be parsed")           \
+  X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")  \
+  X(upstream_truncated, 0, "the server closed the connection in the middle of the body")    \
+  X(shutting_down, 503, "Harrow is stopping and accepts no new requests")
+
+enum class Failure : uint8_t {
+#define HARROW_FAILURE_ENUM(name, status, description) name,
+  HARROW_FAILURES(HARROW_FAILURE_ENUM)
+#undef HARROW_FAILURE_ENUM
+};
+
+inline constexpr int kFailureCount = 0
+#define HARROW_FAILURE_COUNT(name, status, description) +1
+    HARROW_FAILURES(HARROW_FAILURE_COUNT)
+#undef HARROW_FAILURE_COUNT
+    ;
+
+constexpr std::string_view failure_token(Failure f) {
+  switch (f) {
+#define HARROW_FAILURE_TOKEN(name, status, description) \
+  case Failure::name:                                   \
+    return #name;
+    HARROW_FAILURES(HARROW_FAILURE_TOKEN)
+#undef HARROW_FAILURE_TOKEN
+  }
+  return "unknown";
+}
+
+constexpr int failure_status(Failure f) {
+  switch (f) {
+#define HARROW_FAILURE_STATUS(name, status, description) \
+  case Failure::name:                                    \
+    return status;
+    HARROW_FAILURES(HARROW_FAILURE_STATUS)
+#undef HARROW_FAILURE_STATUS
+  }
+  return 500;
+}
+
+constexpr std::string_view failure_description(Failure f) {
+  switch (f) {
+#define HARROW_FAILURE_DESCRIPTION(name, status, description) \
+  case Failure::name:                                         \
+    return description;
+    HARROW_FAILURES(HARROW_FAILURE_DESCRIPTION)
+#undef HARROW_FAILURE_DESCRIPTION
+  }
+  return "";
+}
+
+}  // namespace harrow

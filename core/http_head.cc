@@ -1,0 +1,210 @@
+#include "core/http_head.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace harrow {
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
+// framing headers Harrow rewrites itself.
+constexpr std::string_view kHopByHop[] = {
+    "connection",        "keep-alive",          "te",
+    "trailer",           "transfer-encoding",   "upgrade",
+    "proxy-connection",  "proxy-authenticate",  "proxy-authorization",
+};
+
+// Calls `fn` for each comma-separated token of `list`, trimmed of spaces and tabs.
+template <typename Fn>
+bool any_token(std::string_view list, Fn fn) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view token = list.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty() && fn(token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+void MessageHead::reset(size_t limit) {
+  arena_.clear();
+  limit_ = limit;
+  target_ = {};
+  spans_.clear();
+  fields_.clear();
+  in_value_ = false;
+}
+
+bool MessageHead::append(Span& span, const char* at, size_t len) {
+  if (arena_.size() + len > limit_) return false;
+  if (span.len == 0) span.off = static_cast<uint32_t>(arena_.size());
+  // Pieces of one name or value arrive back to back, so appending keeps them contiguous.
+  arena_.append(at, len);
+  span.len += static_cast<uint32_t>(len);
+  return true;
+}
+
+bool MessageHead::on_field(const char* at, size_t len) {
+  if (in_value_ || spans_.empty()) {
+    spans_.emplace_back();
+    in_value_ = false;
+  }
+  return append(spans_.back().first, at, len);
+}
+
+bool MessageHead::on_value(const char* at, size_t len) {
+  in_value_ = true;
+  Span& value = spans_.back().second;
+  if (value.len == 0) value.off = static_cast<uint32_t>(arena_.size());
+  return append(value, at, len);
+}
+
+void MessageHead::finish() {
+  fields_.clear();
+  fields_.reserve(spans_.size());
+  for (const auto& [name, value] : spans_) {
+    std::string_view v = view(value);
+    // llhttp hands values over with trailing whitespace intact.
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    fields_.push_back({view(name), v});
+  }
+}
+
+std::string_view MessageHead::find(std::string_view name) const {
+  for (const HeaderField& f : fields_) {
+    if (iequals(f.name, name)) return f.value;
+  }
+  return {};
+}
+
+bool MessageHead::has(std::string_view name) const {
+  return std::any_of(fields_.begin(), fields_.end(),
+                     [&](const HeaderField& f) { return iequals(f.name, name); });
+}
+
+bool MessageHead::connection_has(std::string_view token) const {
+  for (const HeaderField& f : fields_) {
+    if (!iequals(f.name, "connection")) continue;
+    if (any_token(f.value, [&](std::string_view t) { return iequals(t, token); })) return true;
+  }
+  return false;
+}
+
+bool MessageHead::is_hop_by_hop(std::string_view name) const {
+  for (std::string_view h : kHopByHop) {
+    if (iequals(name, h)) return true;
+  }
+  return connection_has(name);
+}
+
+HeadWriter& HeadWriter::operator<<(std::string_view s) {
+  if (static_cast<size_t>(end_ - p_) < s.size()) {
+    overflow_ = true;
+    return *this;
+  }
+  std::memcpy(p_, s.data(), s.size());
+  p_ += s.size();
+  return *this;
+}
+
+HeadWriter& HeadWriter::operator<<(uint64_t n) {
+  char digits[24];
+  int i = sizeof digits;
+  do {
+    digits[--i] = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  return *this << std::string_view(digits + i, sizeof digits - i);
+}
+
+void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
+  out << req.method << " " << req.target << " HTTP/1.1\r\n";
+  out.field("Host", req.host);
+  std::string_view previous_forwarded_for;
+  for (const HeaderField& f : req.head->fields()) {
+    if (iequals(f.name, "host") || req.head->is_hop_by_hop(f.name)) continue;
+    if (!req.forwarded_for_name.empty() && iequals(f.name, req.forwarded_for_name)) {
+      previous_forwarded_for = f.value;  // merged into one list below
+      continue;
+    }
+    if (req.chunked_body && iequals(f.name, "content-length")) continue;
+    out.field(f.name, f.value);
+  }
+  if (!req.forwarded_for_name.empty()) {
+    out << req.forwarded_for_name << ": ";
+    if (!previous_forwarded_for.empty()) out << previous_forwarded_for << ", ";
+    out << req.forwarded_for_value << "\r\n";
+  }
+  if (req.chunked_body) out << "Transfer-Encoding: chunked\r\n";
+  if (!req.keep_alive) out << "Connection: close\r\n";
+  out << "\r\n";
+}
+
+void write_client_response(const ClientResponse& resp, HeadWriter& out) {
+  out << "HTTP/1.1 " << static_cast<uint64_t>(resp.status) << " "
+      << (resp.reason.empty() ? default_reason(resp.status) : resp.reason) << "\r\n";
+  if (resp.head != nullptr) {
+    for (const HeaderField& f : resp.head->fields()) {
+      if (resp.head->is_hop_by_hop(f.name)) continue;
+      if (!resp.keep_content_length && iequals(f.name, "content-length")) continue;
+      out.field(f.name, f.value);
+    }
+  }
+  if (resp.chunked) out << "Transfer-Encoding: chunked\r\n";
+  if (resp.close) {
+    out << "Connection: close\r\n";
+  } else if (resp.http10_keep_alive) {
+    out << "Connection: keep-alive\r\n";
+  }
+  out << "\r\n";
+}
+
+std::string_view default_reason(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+}  // namespace harrow

@@ -1,0 +1,110 @@
+// HTTP/1.x message heads as the proxy sees them: collected from llhttp callbacks (which may
+// hand a name or value over in pieces), filtered of hop-by-hop headers, and written out again
+// for the other side. No I/O here, so it is unit-testable on its own.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace harrow {
+
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
+};
+
+// One request or response head. Storage is an arena that keeps its capacity between
+// messages, so collecting a head does not allocate once a connection is warm.
+class MessageHead {
+ public:
+  // Clears the head for the next message; `limit` caps the total bytes collected.
+  void reset(size_t limit);
+
+  // llhttp data callbacks. Each returns false when the head exceeds the limit.
+  bool on_target(const char* at, size_t len) { return append(target_, at, len); }
+  bool on_reason(const char* at, size_t len) { return append(target_, at, len); }
+  bool on_field(const char* at, size_t len);
+  bool on_value(const char* at, size_t len);
+  // Call from on_headers_complete: fixes the string views.
+  void finish();
+
+  std::string_view target() const { return view(target_); }  // request-target or reason
+  const std::vector<HeaderField>& fields() const { return fields_; }
+  // First value of the named field (case-insensitive), or an empty view.
+  std::string_view find(std::string_view name) const;
+  bool has(std::string_view name) const;
+  // True if any Connection header lists `token` (case-insensitive).
+  bool connection_has(std::string_view token) const;
+  // True if `name` must not be forwarded: hop-by-hop by definition or named in Connection.
+  bool is_hop_by_hop(std::string_view name) const;
+
+ private:
+  struct Span {
+    uint32_t off = 0;
+    uint32_t len = 0;
+  };
+  bool append(Span& span, const char* at, size_t len);
+  std::string_view view(Span s) const { return {arena_.data() + s.off, s.len}; }
+
+  std::string arena_;
+  size_t limit_ = 0;
+  Span target_;
+  std::vector<std::pair<Span, Span>> spans_;
+  std::vector<HeaderField> fields_;
+  bool in_value_ = false;
+};
+
+bool iequals(std::string_view a, std::string_view b);
+
+// Appends to a fixed buffer; remembers if anything did not fit.
+class HeadWriter {
+ public:
+  HeadWriter(char* begin, size_t capacity) : begin_(begin), p_(begin), end_(begin + capacity) {}
+  HeadWriter& operator<<(std::string_view s);
+  HeadWriter& operator<<(uint64_t n);
+  HeadWriter& field(std::string_view name, std::string_view value) {
+    return *this << name << ": " << value << "\r\n";
+  }
+  bool overflowed() const { return overflow_; }
+  size_t size() const { return static_cast<size_t>(p_ - begin_); }
+
+ private:
+  char* begin_;
+  char* p_;
+  char* end_;
+  bool overflow_ = false;
+};
+
+// How a request is sent upstream.
+struct UpstreamRequest {
+  std::string_view method;
+  std::string_view target;  // origin-form, after rewriting
+  const MessageHead* head = nullptr;  // the client's head (fields are filtered on the way)
+  std::string_view host;  // the Host to send
+  bool chunked_body = false;  // the body goes upstream chunked (client sent it chunked)
+  bool keep_alive = true;
+  std::string_view forwarded_for_name;  // empty = do not add
+  std::string_view forwarded_for_value;  // "ip:port" or "ip"
+};
+
+// Writes the request line and header section (ending in the blank line).
+void write_upstream_request(const UpstreamRequest& req, HeadWriter& out);
+
+// How a response is sent back to the client.
+struct ClientResponse {
+  int status = 200;
+  std::string_view reason;
+  const MessageHead* head = nullptr;  // the upstream head (filtered), or null
+  bool chunked = false;  // Harrow frames the body with chunked encoding
+  bool keep_content_length = true;  // pass the upstream Content-Length through
+  bool close = false;  // Connection: close
+  bool http10_keep_alive = false;  // "Connection: keep-alive" for an HTTP/1.0 client
+};
+
+void write_client_response(const ClientResponse& resp, HeadWriter& out);
+
+std::string_view default_reason(int status);
+
+}  // namespace harrow

@@ -1,0 +1,115 @@
+// Reference-counted I/O blocks and batched writes. A read lands in a block; body bytes are
+// forwarded to the other side as slices of that same block (no copy), and the block returns to
+// the worker's free list when the last write that points into it completes. Blocks and write
+// requests are recycled per thread, so the request path does not allocate once warm.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace harrow {
+
+struct IoBlock {
+  static constexpr uint32_t kCapacity = 64 * 1024;
+  uint32_t refs;
+  uint32_t capacity;
+  char data[kCapacity];
+};
+
+// A fresh block with refs == 1, from this thread's free list.
+IoBlock* block_acquire();
+void block_ref(IoBlock* block);
+// Drops one reference; the block goes back to this thread's free list at zero.
+void block_unref(IoBlock* block);
+// Frees this thread's free lists (call when a worker thread ends).
+void io_pools_release_thread();
+
+// The read side of one connection: reads append to the free tail of the current block, the
+// HTTP parser consumes from `parse_pos`. Bytes the parser has not consumed yet (a paused
+// parser, pipelined requests) stay where they are until it resumes.
+struct InputBuffer {
+  IoBlock* block = nullptr;
+  uint32_t parse_pos = 0;
+  uint32_t fill = 0;
+
+  static constexpr uint32_t kMinRead = 4096;
+
+  // For libuv's alloc callback. Returns an empty buffer when unconsumed bytes fill the block:
+  // the owner must stop reading until the parser makes progress.
+  uv_buf_t next_read_buffer();
+  uint32_t unconsumed() const { return fill - parse_pos; }
+  const char* parse_begin() const { return block->data + parse_pos; }
+  // Lets go of the block when nothing in it is waiting to be parsed (idle connections hold none).
+  void release_if_drained();
+  void release();
+};
+
+struct OutBatch;
+
+// One uv_write in flight: holds the blocks its buffers point into, and scratch space for the
+// small strings (chunk-size lines) that frame them.
+struct WriteRequest {
+  static constexpr int kMaxBlocks = 4;
+  static constexpr int kScratch = 256;
+  uv_write_t req;
+  IoBlock* blocks[kMaxBlocks];
+  int block_count;
+  int scratch_used;
+  char scratch[kScratch];
+};
+
+// Collects the buffers for one uv_write (one writev) to a fixed stream during a parser run,
+// so a read that yields many body pieces costs one system call on the other side. When it
+// fills up mid-run it writes what it has and keeps collecting.
+class OutBatch {
+ public:
+  // `cb` runs for every write this batch starts; it must call write_request_finish() and
+  // then this batch's write_done().
+  OutBatch(uv_stream_t* stream, uv_write_cb cb) : stream_(stream), cb_(cb) {}
+  OutBatch(const OutBatch&) = delete;
+  OutBatch& operator=(const OutBatch&) = delete;
+  ~OutBatch() { clear(); }
+
+  // Adds bytes that live in `block` (referenced until the write completes).
+  void add(IoBlock* block, const char* data, size_t len);
+  // Adds bytes with static storage duration.
+  void add_static(std::string_view text);
+  // Adds `data` as one HTTP/1.1 chunk (size line, data, CRLF).
+  void add_chunk(IoBlock* block, const char* data, size_t len);
+  // Adds the last-chunk and an empty trailer section.
+  void add_last_chunk() { add_static("0\r\n\r\n"); }
+  bool empty() const { return count_ == 0; }
+
+  // Starts the write of everything collected. Returns 0 or the uv_write error (a failed
+  // write is dropped). The batch is empty afterwards either way.
+  int flush();
+  // Drops everything collected without writing.
+  void clear();
+
+  // Writes started and not completed yet.
+  int in_flight() const { return in_flight_; }
+  void write_done() { --in_flight_; }
+  int last_error() const { return last_error_; }
+
+ private:
+  static constexpr int kMaxBufs = 64;
+  void make_room(int bufs, int scratch, IoBlock* block);
+  void hold(IoBlock* block);
+
+  uv_stream_t* stream_;
+  uv_write_cb cb_;
+  WriteRequest* req_ = nullptr;
+  uv_buf_t bufs_[kMaxBufs];
+  int count_ = 0;
+  int in_flight_ = 0;
+  int last_error_ = 0;
+};
+
+// Releases what a completed write held and recycles it. Call first in every uv_write_cb that
+// was given to OutBatch::flush.
+void write_request_finish(uv_write_t* req);
+
+}  // namespace harrow

@@ -1,0 +1,159 @@
+// harrow: the process. Loads the configuration, binds every listener before printing
+// anything (so a printed address is a working one), starts the workers and the admin
+// listener, and turns signals into a graceful stop.
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "config/loader.h"
+#include "core/admin.h"
+#include "core/cli.h"
+#include "core/listen.h"
+#include "core/log.h"
+#include "core/snapshot.h"
+#include "core/worker.h"
+
+namespace harrow {
+namespace {
+
+constexpr int kExitRuntime = 1;
+constexpr int kExitConfig = 2;
+
+struct Process {
+  uv_loop_t* loop = uv_default_loop();
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<AdminServer> admin;
+  uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
+  bool stopping = false;
+
+  void stop() {
+    if (stopping) return;
+    stopping = true;
+    log_line(LogLevel::Info, "stopping: finishing in-flight requests");
+    for (auto& w : workers) w->request_stop();
+    if (admin) admin->close();
+    for (uv_signal_t* s : {&sigterm, &sigint, &sighup, &sigusr1}) {
+      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    }
+  }
+};
+
+int run(int argc, char** argv) {
+  CommandLine cli;
+  std::string error;
+  if (!parse_command_line(argc, argv, cli, error)) {
+    std::fprintf(stderr, "harrow: %s\n%s", error.c_str(), usage_text());
+    return kExitConfig;
+  }
+  if (cli.help) {
+    std::fputs(usage_text(), stdout);
+    return 0;
+  }
+  if (cli.version) {
+    std::printf("harrow %s\n", HARROW_VERSION);
+    return 0;
+  }
+  LogLevel level;
+  if (!parse_log_level(cli.log_level, level)) {
+    std::fprintf(stderr, "harrow: --log-level must be debug, info, warn or error\n");
+    return kExitConfig;
+  }
+  set_log_level(level);
+
+  config::LoadResult loaded = config::load_config_file(cli.config_path);
+  if (!loaded.config) {
+    for (const config::Diagnostic& d : loaded.errors) {
+      std::fprintf(stderr, "%s\n", d.format_error().c_str());
+    }
+    return kExitConfig;
+  }
+  auto config = std::make_shared<config::Config>(std::move(*loaded.config));
+  if (cli.check_config) {
+    std::fputs(config::summarize(*config).c_str(), stdout);
+    return 0;
+  }
+  if (!cli.listen.empty()) {
+    std::erase_if(config->listeners, [](const config::ListenConfig& l) { return !l.tls; });
+    for (const std::string& address : cli.listen) config->listeners.push_back({address, false, {}});
+  }
+  if (cli.admin) config->admin_address = *cli.admin;
+  std::erase_if(config->listeners, [](const config::ListenConfig& l) {
+    if (l.tls) log_line(LogLevel::Warn, "TLS listener %s skipped: TLS is not built yet", l.address.c_str());
+    return l.tls;
+  });
+  if (config->listeners.empty()) {
+    std::fprintf(stderr,
+                 "harrow: no listener: add <harrow><listen address=\"HOST:PORT\"/>, a site "
+                 "binding, or --listen\n");
+    return kExitConfig;
+  }
+
+  int worker_count = cli.workers.value_or(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  std::vector<std::vector<ListenSocket>> sockets(static_cast<size_t>(worker_count));
+  std::vector<std::string> urls;
+  for (const config::ListenConfig& listener : config->listeners) {
+    std::vector<ListenSocket> made;
+    if (!open_listen_sockets(listener.address, worker_count, made, error)) {
+      std::fprintf(stderr, "harrow: %s\n", error.c_str());
+      return kExitRuntime;
+    }
+    urls.push_back(made.front().url);
+    for (int w = 0; w < worker_count; ++w) sockets[static_cast<size_t>(w)].push_back(made[static_cast<size_t>(w)]);
+  }
+
+  std::vector<std::string> warnings;
+  std::shared_ptr<const Snapshot> snapshot = build_snapshot(config, warnings);
+  for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
+
+  ::signal(SIGPIPE, SIG_IGN);  // a peer that goes away is an error code, not a signal
+  Process process;
+  uint64_t per_worker_limit = std::max<uint64_t>(1, config->limits.max_connections / static_cast<uint64_t>(worker_count));
+  AdminSources sources;
+  sources.snapshot = snapshot.get();
+  for (int w = 0; w < worker_count; ++w) {
+    process.workers.push_back(std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit));
+    sources.workers.push_back(&process.workers.back()->metrics());
+  }
+  process.admin = std::make_unique<AdminServer>(process.loop, sources);
+  if (!process.admin->listen(config->admin_address, error)) {
+    std::fprintf(stderr, "harrow: %s\n", error.c_str());
+    return kExitRuntime;
+  }
+  for (auto& w : process.workers) w->start();
+
+  auto on_stop_signal = [](uv_signal_t* s, int) { static_cast<Process*>(s->data)->stop(); };
+  for (auto [handle, signum] : {std::pair{&process.sigterm, SIGTERM}, std::pair{&process.sigint, SIGINT}}) {
+    uv_signal_init(process.loop, handle);
+    handle->data = &process;
+    uv_signal_start(handle, on_stop_signal, signum);
+  }
+  uv_signal_init(process.loop, &process.sighup);
+  uv_signal_start(&process.sighup, [](uv_signal_t*, int) {
+    log_line(LogLevel::Warn, "SIGHUP: configuration reload is not available in this build; "
+                             "restart to apply changes");
+  }, SIGHUP);
+  uv_signal_init(process.loop, &process.sigusr1);
+  uv_signal_start(&process.sigusr1, [](uv_signal_t*, int) {
+    log_line(LogLevel::Info, "SIGUSR1: no log files to reopen");
+  }, SIGUSR1);
+
+  for (const std::string& url : urls) std::fprintf(stderr, "harrow: listening on %s\n", url.c_str());
+  std::fprintf(stderr, "harrow: admin on %s\n", process.admin->url().c_str());
+  std::fflush(stderr);
+  log_line(LogLevel::Info, "%d workers, %zu farms, %zu rules", worker_count, config->farms.size(),
+           config->global_rules.size());
+
+  uv_run(process.loop, UV_RUN_DEFAULT);
+  for (auto& w : process.workers) w->join();
+  uv_loop_close(process.loop);
+  log_line(LogLevel::Info, "stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace harrow
+
+int main(int argc, char** argv) { return harrow::run(argc, argv); }

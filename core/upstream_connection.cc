@@ -1,0 +1,308 @@
+#include "core/upstream_connection.h"
+
+#include <cassert>
+
+#include "core/worker.h"
+
+namespace harrow {
+namespace {
+
+UpstreamConnection* from_parser(llhttp_t* p) { return static_cast<UpstreamConnection*>(p->data); }
+
+}  // namespace
+
+UpstreamConnection::UpstreamConnection(Worker* worker, int farm, size_t server)
+    : worker_(worker), farm_(farm), server_(server), out_(stream(), &UpstreamConnection::on_write) {
+  uv_tcp_init(worker->loop(), &tcp_);
+  uv_timer_init(worker->loop(), &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  open_handles_ = 2;
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &UpstreamConnection::on_message_begin;
+    s.on_status = &UpstreamConnection::on_status;
+    s.on_header_field = &UpstreamConnection::on_header_field;
+    s.on_header_value = &UpstreamConnection::on_header_value;
+    s.on_headers_complete = &UpstreamConnection::on_headers_complete;
+    s.on_body = &UpstreamConnection::on_body;
+    s.on_message_complete = &UpstreamConnection::on_message_complete;
+    return s;
+  }();
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings);
+  parser_.data = this;
+}
+
+void UpstreamConnection::connect(UpstreamEvents* owner, const sockaddr* addr, uint64_t timeout_ms) {
+  owner_ = owner;
+  state_ = State::Connecting;
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, &UpstreamConnection::on_connect);
+  if (rc != 0) {
+    // Nothing was started, so report on the next turn of the loop rather than re-entering the
+    // owner from inside its own call.
+    connect_error_ = rc;
+    arm_timer(0);
+    return;
+  }
+  arm_timer(timeout_ms);
+}
+
+void UpstreamConnection::on_connect(uv_connect_t* req, int status) {
+  auto* self = static_cast<UpstreamConnection*>(req->data);
+  if (status == UV_ECANCELED || self->state_ == State::Closing) return;
+  uv_timer_stop(&self->timer_);
+  if (status != 0) {
+    self->fail(status == UV_ECONNREFUSED ? Failure::upstream_connect_refused
+                                         : Failure::upstream_connect_failed,
+               status);
+    return;
+  }
+  uv_tcp_nodelay(&self->tcp_, 1);
+  self->state_ = State::Active;
+  self->resume_reading();
+  self->owner_->upstream_connected();
+}
+
+void UpstreamConnection::attach(UpstreamEvents* owner) {
+  assert(state_ == State::Idle);
+  owner_ = owner;
+  state_ = State::Active;
+  uv_timer_stop(&timer_);
+}
+
+void UpstreamConnection::begin_exchange(bool head_request, uint64_t timeout_ms,
+                                        size_t max_head_bytes) {
+  ++exchanges_;
+  head_request_ = head_request;
+  interim_ = false;
+  response_started_ = false;
+  complete_ = false;
+  head_too_large_ = false;
+  max_head_bytes_ = max_head_bytes;
+  timeout_ms_ = timeout_ms;
+  last_activity_ = uv_now(worker_->loop());
+  arm_timer(timeout_ms);
+}
+
+void UpstreamConnection::touch() { last_activity_ = uv_now(worker_->loop()); }
+
+void UpstreamConnection::arm_timer(uint64_t ms) {
+  uv_timer_start(&timer_, &UpstreamConnection::on_timer, ms, 0);
+}
+
+void UpstreamConnection::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<UpstreamConnection*>(t->data);
+  switch (self->state_) {
+    case State::Connecting:
+      if (self->connect_error_ != 0) {
+        self->fail(self->connect_error_ == UV_ECONNREFUSED ? Failure::upstream_connect_refused
+                                                           : Failure::upstream_connect_failed,
+                   self->connect_error_);
+      } else {
+        self->fail(Failure::upstream_connect_timeout, UV_ETIMEDOUT);
+      }
+      return;
+    case State::Active: {
+      // The deadline moves with activity; only the timer's firing checks it, so traffic
+      // does not pay for re-arming a timer on every read.
+      uint64_t now = uv_now(self->worker_->loop());
+      uint64_t deadline = self->last_activity_ + self->timeout_ms_;
+      if (now < deadline) {
+        self->arm_timer(deadline - now);
+        return;
+      }
+      self->fail(Failure::upstream_timeout, UV_ETIMEDOUT);
+      return;
+    }
+    case State::Idle:
+      self->close();
+      return;
+    case State::Closing:
+      return;
+  }
+}
+
+void UpstreamConnection::pause_reading() {
+  if (reading_) uv_read_stop(stream());
+  reading_ = false;
+}
+
+void UpstreamConnection::resume_reading() {
+  if (reading_ || state_ == State::Closing || state_ == State::Connecting) return;
+  if (uv_read_start(stream(), &UpstreamConnection::on_alloc, &UpstreamConnection::on_read_cb) == 0) {
+    reading_ = true;
+  }
+}
+
+void UpstreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  *buf = static_cast<UpstreamConnection*>(h->data)->in_.next_read_buffer();
+}
+
+void UpstreamConnection::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  static_cast<UpstreamConnection*>(s->data)->on_read(nread);
+}
+
+void UpstreamConnection::on_read(ssize_t nread) {
+  if (state_ == State::Closing) return;
+  if (nread == 0) return;
+  if (nread == UV_ENOBUFS) {
+    pause_reading();  // unparsed bytes fill the buffer; cannot happen with a running parser
+    return;
+  }
+  if (state_ == State::Idle) {
+    // An idle connection has nothing to say: a close, or bytes that break the framing.
+    close();
+    return;
+  }
+  if (nread < 0) {
+    if (nread == UV_EOF) {
+      // A body delimited by the connection's end completes here.
+      llhttp_errno_t rc = llhttp_finish(&parser_);
+      if (rc == HPE_OK && complete_) {
+        owner_->upstream_read_end();
+        owner_->upstream_complete(false);
+        return;
+      }
+    }
+    fail(response_started_ ? Failure::upstream_truncated : Failure::upstream_reset,
+         static_cast<int>(nread));
+    return;
+  }
+  in_.fill += static_cast<uint32_t>(nread);
+  last_activity_ = uv_now(worker_->loop());
+  run_parser();
+}
+
+void UpstreamConnection::run_parser() {
+  const char* begin = in_.parse_begin();
+  llhttp_errno_t rc = llhttp_execute(&parser_, begin, in_.unconsumed());
+  if (rc == HPE_OK) {
+    in_.parse_pos = in_.fill;
+  } else if (rc == HPE_PAUSED && complete_) {
+    // Paused at the end of the response. Bytes after it mean the server is not speaking
+    // HTTP/1.1 correctly, so such a connection is never reused.
+    in_.parse_pos += static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+  } else {
+    owner_->upstream_read_end();
+    // Includes a response head over maxResponseHeaderSize (head_too_large_).
+    fail(Failure::upstream_invalid_response, 0);
+    return;
+  }
+  owner_->upstream_read_end();
+  if (complete_) {
+    bool reusable = llhttp_should_keep_alive(&parser_) && in_.unconsumed() == 0;
+    owner_->upstream_complete(reusable);
+  }
+}
+
+int UpstreamConnection::on_message_begin(llhttp_t* p) {
+  auto* self = from_parser(p);
+  self->head_.reset(self->max_head_bytes_);
+  return 0;
+}
+
+int UpstreamConnection::on_status(llhttp_t* p, const char* at, size_t len) {
+  return from_parser(p)->head_.on_reason(at, len) ? 0 : -1;
+}
+
+int UpstreamConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* self = from_parser(p);
+  if (self->head_.on_field(at, len)) return 0;
+  self->head_too_large_ = true;
+  return -1;
+}
+
+int UpstreamConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* self = from_parser(p);
+  if (self->head_.on_value(at, len)) return 0;
+  self->head_too_large_ = true;
+  return -1;
+}
+
+int UpstreamConnection::on_headers_complete(llhttp_t* p) {
+  auto* self = from_parser(p);
+  self->head_.finish();
+  int status = p->status_code;
+  if (status == 101) return -1;  // Harrow never asks for an upgrade, so it cannot accept one
+  self->interim_ = status >= 100 && status < 200;
+  if (!self->interim_) self->response_started_ = true;
+  self->owner_->upstream_head(self->head_, status);
+  // A response to HEAD has no body whatever its headers say.
+  return (self->head_request_ && !self->interim_) ? 1 : 0;
+}
+
+int UpstreamConnection::on_body(llhttp_t* p, const char* at, size_t len) {
+  auto* self = from_parser(p);
+  self->owner_->upstream_body(self->in_.block, at, len);
+  return 0;
+}
+
+int UpstreamConnection::on_message_complete(llhttp_t* p) {
+  auto* self = from_parser(p);
+  if (self->interim_) {
+    self->interim_ = false;
+    return 0;  // the final response follows on the same connection
+  }
+  self->complete_ = true;
+  return HPE_PAUSED;
+}
+
+void UpstreamConnection::on_write(uv_write_t* req, int status) {
+  auto* self = static_cast<UpstreamConnection*>(req->handle->data);
+  write_request_finish(req);
+  self->out_.write_done();
+  if (self->state_ == State::Closing || self->owner_ == nullptr) return;
+  if (status < 0) {
+    self->fail(self->response_started_ ? Failure::upstream_truncated : Failure::upstream_reset,
+               status);
+    return;
+  }
+  self->last_activity_ = uv_now(self->worker_->loop());
+  self->owner_->upstream_write_done();
+}
+
+void UpstreamConnection::fail(Failure failure, int uv_status) {
+  UpstreamEvents* owner = owner_;
+  close();
+  if (owner != nullptr) owner->upstream_failed(failure, uv_status);
+}
+
+void UpstreamConnection::release(bool reusable) {
+  owner_ = nullptr;
+  if (!reusable || state_ != State::Active || !complete_ || out_.in_flight() != 0) {
+    close();
+    return;
+  }
+  llhttp_reset(&parser_);
+  in_.release_if_drained();
+  worker_->give_idle(this);
+}
+
+void UpstreamConnection::enter_idle(uint64_t idle_timeout_ms) {
+  state_ = State::Idle;
+  resume_reading();  // to notice the server closing it
+  arm_timer(idle_timeout_ms);
+}
+
+void UpstreamConnection::close() {
+  if (state_ == State::Closing) return;
+  if (state_ == State::Idle) worker_->forget_idle(this);
+  state_ = State::Closing;
+  owner_ = nullptr;
+  out_.clear();
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConnection::on_close);
+}
+
+void UpstreamConnection::on_close(uv_handle_t* h) {
+  auto* self = static_cast<UpstreamConnection*>(h->data);
+  if (--self->open_handles_ == 0) {
+    self->in_.release();
+    delete self;
+  }
+}
+
+}  // namespace harrow

@@ -1,0 +1,124 @@
+// One TCP connection from a worker to a farm server: connects, carries one exchange at a time
+// for its owner (a client connection), parses the response with llhttp and hands the pieces
+// over, then either goes back to the worker's keep-alive pool or closes. Freed only in its
+// close callback.
+#pragma once
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <cstdint>
+
+#include "core/failure.h"
+#include "core/http_head.h"
+#include "core/io_buffer.h"
+
+namespace harrow {
+
+class Worker;
+
+// What an upstream connection tells its owner. Calls come from libuv callbacks on the worker
+// thread, never from inside the owner's own calls into the connection.
+class UpstreamEvents {
+ public:
+  virtual ~UpstreamEvents() = default;
+  virtual void upstream_connected() = 0;
+  // A response head (interim 1xx or final) has been parsed; `status` is its status code.
+  virtual void upstream_head(const MessageHead& head, int status) = 0;
+  // A piece of the response body, living in `block`.
+  virtual void upstream_body(IoBlock* block, const char* data, size_t len) = 0;
+  // One read has been parsed: time to flush what it produced.
+  virtual void upstream_read_end() = 0;
+  // The final response is complete; `reusable` if the connection may carry another exchange.
+  virtual void upstream_complete(bool reusable) = 0;
+  // The exchange failed; `uv_status` is the libuv error behind it, or 0.
+  virtual void upstream_failed(Failure failure, int uv_status) = 0;
+  // A write to the server completed (for backpressure).
+  virtual void upstream_write_done() = 0;
+};
+
+class UpstreamConnection {
+ public:
+  UpstreamConnection(Worker* worker, int farm, size_t server);
+
+  int farm() const { return farm_; }
+  size_t server() const { return server_; }
+  bool reused() const { return exchanges_ > 1; }
+  bool response_started() const { return response_started_; }
+
+  // Starts connecting to `addr`; the owner hears upstream_connected() or upstream_failed().
+  void connect(UpstreamEvents* owner, const sockaddr* addr, uint64_t timeout_ms);
+  // Takes an idle connection for a new exchange.
+  void attach(UpstreamEvents* owner);
+  // Prepares to parse the response to the request about to be sent. `head_request` because a
+  // response to HEAD has no body whatever its headers say. The exchange fails with
+  // upstream_timeout when neither side moves for `timeout_ms`.
+  void begin_exchange(bool head_request, uint64_t timeout_ms, size_t max_head_bytes);
+  // Marks progress on the exchange (resets the inactivity timeout).
+  void touch();
+
+  OutBatch& out() { return out_; }
+  size_t write_queue_size() const { return uv_stream_get_write_queue_size(stream()); }
+  void pause_reading();
+  void resume_reading();
+
+  // Ends the exchange: back to the pool if `reusable`, else closed. The owner lets go.
+  void release(bool reusable);
+  // Closes now (owner lets go, if any).
+  void close();
+
+  // Pool bookkeeping (worker only).
+  void enter_idle(uint64_t idle_timeout_ms);
+
+ private:
+  enum class State { Connecting, Active, Idle, Closing };
+
+  const uv_stream_t* stream() const { return reinterpret_cast<const uv_stream_t*>(&tcp_); }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  void fail(Failure failure, int uv_status);
+  void on_read(ssize_t nread);
+  void run_parser();
+  void arm_timer(uint64_t ms);
+
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_close(uv_handle_t* h);
+
+  static int on_message_begin(llhttp_t* p);
+  static int on_status(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+
+  Worker* worker_;
+  int farm_;
+  size_t server_;
+  State state_ = State::Connecting;
+  UpstreamEvents* owner_ = nullptr;
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_connect_t connect_req_{};
+  llhttp_t parser_{};
+  InputBuffer in_;
+  MessageHead head_;
+  OutBatch out_;
+  uint64_t exchanges_ = 0;
+  uint64_t timeout_ms_ = 0;
+  uint64_t last_activity_ = 0;
+  size_t max_head_bytes_ = 65536;
+  int open_handles_ = 0;
+  int connect_error_ = 0;  // uv_tcp_connect failed synchronously; reported from the timer
+  bool reading_ = false;
+  bool head_request_ = false;
+  bool interim_ = false;
+  bool response_started_ = false;
+  bool complete_ = false;
+  bool head_too_large_ = false;
+};
+
+}  // namespace harrow

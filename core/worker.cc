@@ -1,0 +1,175 @@
+#include "core/worker.h"
+
+#include <algorithm>
+
+#include "core/client_connection.h"
+#include "core/io_buffer.h"
+#include "core/log.h"
+#include "core/upstream_connection.h"
+
+namespace harrow {
+namespace {
+
+std::vector<size_t> servers_per_farm(const Snapshot& snap) {
+  std::vector<size_t> counts;
+  for (const FarmRuntime& f : snap.farms) counts.push_back(f.servers.size());
+  return counts;
+}
+
+uint64_t ms(config::Millis m) { return static_cast<uint64_t>(m.count()); }
+
+}  // namespace
+
+Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
+               uint64_t connection_limit)
+    : id_(id),
+      connection_limit_(connection_limit),
+      snapshot_(std::move(snapshot)),
+      sockets_(std::move(sockets)),
+      metrics_(servers_per_farm(*snapshot_)) {
+  for (const FarmRuntime& f : snapshot_->farms) {
+    FarmState state;
+    state.runtime = &f;
+    std::vector<uint32_t> weights;
+    for (const ServerEndpoint& s : f.servers) weights.push_back(s.config->weight);
+    state.balancer = balancer::make_weighted_round_robin(weights);
+    state.availability = std::make_unique<FarmAvailability>(&f);
+    state.servers.resize(f.servers.size());
+    farms_.push_back(std::move(state));
+  }
+  // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
+  // from the moment the worker is constructed.
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &wakeup_, [](uv_async_t* a) {
+    auto* self = static_cast<Worker*>(a->data);
+    if (self->stop_requested_.load()) self->begin_stop();
+  });
+  wakeup_.data = this;
+  uv_timer_init(&loop_, &stop_timer_);
+  stop_timer_.data = this;
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::start() { thread_ = std::thread([this] { run(); }); }
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::request_stop() {
+  stop_requested_.store(true);
+  uv_async_send(&wakeup_);
+}
+
+void Worker::run() {
+  for (ListenSocket& socket : sockets_) {
+    auto* tcp = new uv_tcp_t;
+    uv_tcp_init(&loop_, tcp);
+    tcp->data = this;
+    int rc = uv_tcp_open(tcp, socket.fd);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp), 4096, &Worker::on_connection);
+    if (rc != 0) {
+      log_line(LogLevel::Error, "worker %d: cannot listen on %s: %s", id_, socket.url.c_str(),
+               uv_strerror(rc));
+    }
+    listeners_.push_back(tcp);
+  }
+  // A stop may have been requested before the async handle existed.
+  if (stop_requested_.load()) begin_stop();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+  io_pools_release_thread();
+}
+
+void Worker::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<Worker*>(server->data);
+  if (status != 0 || self->stopping_) return;
+  uint16_t port = 0;
+  for (size_t i = 0; i < self->listeners_.size(); ++i) {
+    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i]) == server) port = self->sockets_[i].port;
+  }
+  ClientConnection::accept_from(self, server, port);
+}
+
+void Worker::connection_opened(ClientConnection* c) {
+  c->worker_index = connections_.size();
+  connections_.push_back(c);
+}
+
+void Worker::connection_closed(ClientConnection* c) {
+  // Swap-remove keeps this O(1); the moved connection learns its new index.
+  size_t i = c->worker_index;
+  connections_[i] = connections_.back();
+  connections_[i]->worker_index = i;
+  connections_.pop_back();
+  if (stopping_) maybe_finish_stop();
+}
+
+UpstreamConnection* Worker::take_idle(int farm, size_t server) {
+  auto& idle = farms_[static_cast<size_t>(farm)].servers[server].idle;
+  if (idle.empty()) return nullptr;
+  UpstreamConnection* up = idle.back();
+  idle.pop_back();
+  metrics_.farms[farm][server].idle_connections.sub();
+  return up;
+}
+
+void Worker::give_idle(UpstreamConnection* up) {
+  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].idle;
+  if (stopping_ || idle.size() >= config().limits.max_idle_upstream_per_server) {
+    up->close();
+    return;
+  }
+  idle.push_back(up);
+  metrics_.farms[up->farm()][up->server()].idle_connections.add();
+  up->enter_idle(ms(config().timeouts.upstream_idle));
+}
+
+void Worker::forget_idle(UpstreamConnection* up) {
+  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].idle;
+  auto it = std::find(idle.begin(), idle.end(), up);
+  if (it != idle.end()) {
+    idle.erase(it);
+    metrics_.farms[up->farm()][up->server()].idle_connections.sub();
+  }
+}
+
+void Worker::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (uv_tcp_t* tcp : listeners_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  }
+  listeners_.clear();
+  // Idle keep-alive connections close now; busy ones after their current response.
+  std::vector<ClientConnection*> snapshot = connections_;
+  for (ClientConnection* c : snapshot) c->shutdown_when_idle();
+  uv_timer_start(
+      &stop_timer_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Worker*>(t->data);
+        log_line(LogLevel::Warn, "worker %d: shutdown timeout, closing %zu connections", self->id_,
+                 self->connections_.size());
+        std::vector<ClientConnection*> left = self->connections_;
+        for (ClientConnection* c : left) c->force_close();
+      },
+      ms(config().timeouts.shutdown), 0);
+  maybe_finish_stop();
+}
+
+void Worker::maybe_finish_stop() {
+  if (!connections_.empty() || loop_closing_) return;
+  loop_closing_ = true;
+  for (FarmState& farm : farms_) {
+    for (ServerSlot& slot : farm.servers) {
+      std::vector<UpstreamConnection*> idle = slot.idle;
+      for (UpstreamConnection* up : idle) up->close();
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+}
+
+}  // namespace harrow

@@ -1,0 +1,116 @@
+// One worker: a thread with its own uv_loop, its own SO_REUSEPORT listening sockets, its own
+// client connections, balancers and upstream keep-alive pools. Workers share nothing mutable
+// but the health tables (read-only for them) and their metrics (read by the admin thread).
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "balancer/balancer.h"
+#include "core/metrics.h"
+#include "core/router.h"
+#include "core/snapshot.h"
+
+namespace harrow {
+
+class ClientConnection;
+class UpstreamConnection;
+
+// A listening socket created and bound by the main thread, handed to one worker.
+struct ListenSocket {
+  int fd = -1;
+  std::string url;  // "http://127.0.0.1:8080"
+  uint16_t port = 0;
+};
+
+// Per worker, per server of a farm: the idle keep-alive connections to it.
+struct ServerSlot {
+  std::vector<UpstreamConnection*> idle;  // most recently used last
+};
+
+// Adapts a farm's health table to what the balancer asks.
+class FarmAvailability final : public balancer::Availability {
+ public:
+  explicit FarmAvailability(const FarmRuntime* farm) : farm_(farm) {}
+  bool available(size_t server) const override {
+    return farm_->servers[server].resolved && farm_->health->load(server).takes_new_requests();
+  }
+
+ private:
+  const FarmRuntime* farm_;
+};
+
+struct FarmState {
+  const FarmRuntime* runtime = nullptr;
+  std::unique_ptr<balancer::Balancer> balancer;
+  std::unique_ptr<FarmAvailability> availability;
+  std::vector<ServerSlot> servers;
+};
+
+class Worker {
+ public:
+  Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
+         uint64_t connection_limit);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  // Thread-safe: stop accepting, let in-flight requests finish (up to the shutdown timeout),
+  // then end the loop.
+  void request_stop();
+  void join();
+
+  const WorkerMetrics& metrics() const { return metrics_; }
+
+  // --- used by connections (worker thread only) ---
+  uv_loop_t* loop() { return &loop_; }
+  const Snapshot& snapshot() const { return *snapshot_; }
+  const config::Config& config() const { return *snapshot_->config; }
+  WorkerMetrics& mutable_metrics() { return metrics_; }
+  RouteScratch& route_scratch() { return route_scratch_; }
+  FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
+  bool stopping() const { return stopping_; }
+  int id() const { return id_; }
+  uint64_t connection_limit() const { return connection_limit_; }
+
+  void connection_opened(ClientConnection* c);
+  void connection_closed(ClientConnection* c);
+
+  // Takes an idle connection to the server, or null.
+  UpstreamConnection* take_idle(int farm, size_t server);
+  // Offers a connection whose exchange ended cleanly for reuse; closes it if the pool is full
+  // or the worker is stopping.
+  void give_idle(UpstreamConnection* up);
+  void forget_idle(UpstreamConnection* up);
+
+ private:
+  void run();
+  void begin_stop();
+  void maybe_finish_stop();
+  static void on_connection(uv_stream_t* server, int status);
+
+  int id_;
+  uint64_t connection_limit_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<ListenSocket> sockets_;
+  uv_loop_t loop_{};
+  uv_async_t wakeup_{};
+  uv_timer_t stop_timer_{};
+  std::vector<uv_tcp_t*> listeners_;
+  std::vector<FarmState> farms_;
+  RouteScratch route_scratch_;
+  WorkerMetrics metrics_;
+  std::vector<ClientConnection*> connections_;  // for shutdown; index kept in the connection
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;
+  bool loop_closing_ = false;
+  std::thread thread_;
+};
+
+}  // namespace harrow

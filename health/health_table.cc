@@ -1,0 +1,34 @@
+#include "health/health_table.h"
+
+namespace harrow::health {
+
+HealthTable::HealthTable(size_t servers) : size_(servers), slots_(new Slot[servers]) {
+  for (size_t i = 0; i < servers; ++i) {
+    slots_[i].word.store(pack(ServerState{}), std::memory_order_relaxed);
+  }
+}
+
+uint64_t HealthTable::pack(const ServerState& s) {
+  return (static_cast<uint64_t>(s.generation) << 32) |
+         (static_cast<uint64_t>(s.availability) << 1) | (s.healthy ? 1u : 0u);
+}
+
+ServerState HealthTable::unpack(uint64_t word) {
+  return ServerState{.healthy = (word & 1) != 0,
+                     .availability = static_cast<Availability>((word >> 1) & 3),
+                     .generation = static_cast<uint32_t>(word >> 32)};
+}
+
+ServerState HealthTable::load(size_t server) const {
+  return unpack(slots_[server].word.load(std::memory_order_acquire));
+}
+
+void HealthTable::store(size_t server, bool healthy, Availability availability) {
+  ServerState next = load(server);
+  next.healthy = healthy;
+  next.availability = availability;
+  ++next.generation;
+  slots_[server].word.store(pack(next), std::memory_order_release);
+}
+
+}  // namespace harrow::health
