@@ -129,17 +129,25 @@ void ClientConnection::resume_parser() {
   if (!parser_paused_) return;
   llhttp_resume(&parser_);
   parser_paused_ = false;
+  // llhttp may owe callbacks that need no further input (a body-less request completes right
+  // after its head): the next run executes even with no new bytes.
+  parser_owes_callbacks_ = true;
 }
 
 void ClientConnection::run_parser() {
-  while (!parser_paused_ && in_.block != nullptr && in_.unconsumed() > 0 &&
-         phase_ != Phase::Closed && phase_ != Phase::Lingering && !closing_after_flush_) {
-    const char* begin = in_.parse_begin();
-    llhttp_errno_t rc = llhttp_execute(&parser_, begin, in_.unconsumed());
+  while (!parser_paused_ && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
+         !closing_after_flush_) {
+    uint32_t available = in_.block != nullptr ? in_.unconsumed() : 0;
+    if (available == 0 && !parser_owes_callbacks_) break;
+    parser_owes_callbacks_ = false;
+    const char* begin = in_.block != nullptr ? in_.parse_begin() : "";
+    llhttp_errno_t rc = llhttp_execute(&parser_, begin, available);
     if (rc == HPE_OK) {
-      in_.parse_pos = in_.fill;
+      if (in_.block != nullptr) in_.parse_pos = in_.fill;
     } else if (rc == HPE_PAUSED) {
-      in_.parse_pos += static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+      if (in_.block != nullptr) {
+        in_.parse_pos += static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+      }
       parser_paused_ = true;
       on_parser_paused();
     } else {

@@ -106,6 +106,7 @@ class ClientConnection final : public UpstreamEvents {
   int open_handles_ = 0;
   bool reading_ = false;
   bool parser_paused_ = false;
+  bool parser_owes_callbacks_ = false;
   bool paused_for_backpressure_ = false;
   bool close_requested_ = false;  // close once the current response is out
   bool closing_after_flush_ = false;

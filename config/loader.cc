@@ -1,0 +1,1786 @@
+// Reads applicationHost.config-style XML into a validated Config, in three steps:
+//  1. pugixml parses the text; a syntax error ends the load with one positioned error.
+//  2. SchemaChecker walks the sections Harrow reads against the declarative schema below
+//     (kConfiguration and the tables it points to). Unknown names and their did-you-mean hint,
+//     duplicate singletons, required attributes, value syntax and ranges, and the list of
+//     accepted-but-ignored settings all come from that one table.
+//  3. ConfigReader copies the values into a Config and runs the checks that need more than one
+//     attribute: duplicates, rule targets, regexes, application pools, listener addresses.
+// Every error is collected; they are sorted by position, and a Config is returned only when
+// there are none.
+
+#include "config/loader.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <pugixml.hpp>
+#include <span>
+#include <sstream>
+#include <type_traits>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "config/timespan.h"
+
+namespace harrow::config {
+namespace {
+
+// ============================================================================================
+// Names: case-insensitive comparison and "did you mean"
+// ============================================================================================
+
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return ascii_lower(x) == ascii_lower(y);
+         });
+}
+
+bool istarts_with(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
+// Case-insensitive Levenshtein distance, two rows.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> previous(b.size() + 1);
+  std::vector<size_t> current(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) previous[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    current[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t substitution = previous[j - 1] + (ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1);
+      current[j] = std::min({previous[j] + 1, current[j - 1] + 1, substitution});
+    }
+    std::swap(previous, current);
+  }
+  return previous[b.size()];
+}
+
+// "; did you mean 'X'?" naming the closest candidate within two edits, else the first one that
+// starts with what was written (so "health" finds "healthCheck"); "" when nothing is close.
+std::string did_you_mean(std::string_view given, const std::vector<std::string_view>& candidates) {
+  constexpr size_t kMaxEdits = 2;
+  std::string_view best;
+  size_t best_distance = kMaxEdits + 1;
+  for (std::string_view candidate : candidates) {
+    // The length gap bounds the distance from below; skipping early keeps long fuzzed names cheap.
+    size_t gap = candidate.size() > given.size() ? candidate.size() - given.size()
+                                                 : given.size() - candidate.size();
+    if (gap >= best_distance) continue;
+    size_t distance = edit_distance(given, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  if (best.empty() && given.size() >= 3) {
+    for (std::string_view candidate : candidates) {
+      if (istarts_with(candidate, given)) {
+        best = candidate;
+        break;
+      }
+    }
+  }
+  return best.empty() ? std::string() : "; did you mean '" + std::string(best) + "'?";
+}
+
+// Values are echoed in messages; keep a fuzzed megabyte attribute from flooding the terminal.
+std::string quoted(std::string_view value) {
+  constexpr size_t kMaxShown = 80;
+  if (value.size() <= kMaxShown) return "'" + std::string(value) + "'";
+  return "'" + std::string(value.substr(0, kMaxShown)) + "...'";
+}
+
+std::string tag(pugi::xml_node node) { return "<" + std::string(node.name()) + ">"; }
+
+// ============================================================================================
+// Values: the syntaxes IIS uses in attributes
+// ============================================================================================
+
+std::optional<bool> parse_bool(std::string_view text) {
+  if (iequals(text, "true")) return true;
+  if (iequals(text, "false")) return false;
+  return std::nullopt;
+}
+
+std::optional<uint64_t> parse_uint(std::string_view text) {
+  if (text.empty() || text.size() > 20) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+std::optional<int64_t> parse_int(std::string_view text) {
+  bool negative = !text.empty() && text.front() == '-';
+  std::optional<uint64_t> magnitude = parse_uint(negative ? text.substr(1) : text);
+  if (!magnitude || *magnitude > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return std::nullopt;
+  }
+  int64_t value = static_cast<int64_t>(*magnitude);
+  return negative ? -value : value;
+}
+
+std::optional<size_t> enum_index(std::span<const std::string_view> names, std::string_view text) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (iequals(names[i], text)) return i;
+  }
+  return std::nullopt;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  return text;
+}
+
+// ARR's status code lists ("200-399", "500-", "200,301-302"): comma-separated codes or ranges
+// of codes 100..999; an open range runs to 999. Empty means "no codes".
+bool is_status_code_list(std::string_view text) {
+  auto is_code = [](std::string_view digits) {
+    std::optional<uint64_t> code = parse_uint(digits);
+    return code && *code >= 100 && *code <= 999;
+  };
+  if (trim(text).empty()) return true;
+  while (true) {
+    size_t comma = text.find(',');
+    std::string_view item = trim(text.substr(0, comma));
+    size_t dash = item.find('-');
+    if (dash == std::string_view::npos) {
+      if (!is_code(item)) return false;
+    } else {
+      std::string_view low = trim(item.substr(0, dash));
+      std::string_view high = trim(item.substr(dash + 1));
+      if (!is_code(low)) return false;
+      if (!high.empty() && (!is_code(high) || *parse_uint(high) < *parse_uint(low))) return false;
+    }
+    if (comma == std::string_view::npos) return true;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+// ============================================================================================
+// The schema: which elements and attributes exist where, and what their values may be
+// ============================================================================================
+
+enum class ValueKind { String, NonEmptyString, Bool, UInt, Int, TimeSpan, Enum, StatusCodes };
+
+// ActedOn: Harrow behaves accordingly. NotActedOn: valid ARR that Harrow accepts but does not
+// implement; each occurrence is listed in Config::ignored (and by --check-config).
+enum class Listing { ActedOn, NotActedOn };
+
+struct AttrSpec {
+  std::string_view name;  // canonical spelling, as in ARR's schema
+  ValueKind kind = ValueKind::String;
+  int64_t min = 0;  // UInt/Int: the value; TimeSpan: milliseconds
+  int64_t max = 0;
+  std::span<const std::string_view> choices{};  // Enum
+  bool required = false;
+  Listing listing = Listing::ActedOn;
+
+  constexpr AttrSpec must_be_present() const {
+    AttrSpec copy = *this;
+    copy.required = true;
+    return copy;
+  }
+  constexpr AttrSpec not_acted_on() const {
+    AttrSpec copy = *this;
+    copy.listing = Listing::NotActedOn;
+    return copy;
+  }
+};
+
+constexpr AttrSpec attribute(std::string_view name, ValueKind kind, int64_t min = 0,
+                             int64_t max = 0, std::span<const std::string_view> choices = {}) {
+  AttrSpec spec;
+  spec.name = name;
+  spec.kind = kind;
+  spec.min = min;
+  spec.max = max;
+  spec.choices = choices;
+  return spec;
+}
+constexpr AttrSpec string_attr(std::string_view name) { return attribute(name, ValueKind::String); }
+constexpr AttrSpec nonempty_attr(std::string_view name) {
+  return attribute(name, ValueKind::NonEmptyString);
+}
+constexpr AttrSpec bool_attr(std::string_view name) { return attribute(name, ValueKind::Bool); }
+constexpr AttrSpec uint_attr(std::string_view name, int64_t min, int64_t max) {
+  return attribute(name, ValueKind::UInt, min, max);
+}
+constexpr AttrSpec int_attr(std::string_view name, int64_t min, int64_t max) {
+  return attribute(name, ValueKind::Int, min, max);
+}
+constexpr AttrSpec timespan_attr(std::string_view name, int64_t min_ms, int64_t max_ms) {
+  return attribute(name, ValueKind::TimeSpan, min_ms, max_ms);
+}
+constexpr AttrSpec enum_attr(std::string_view name, std::span<const std::string_view> choices) {
+  return attribute(name, ValueKind::Enum, 0, 0, choices);
+}
+constexpr AttrSpec status_codes_attr(std::string_view name) {
+  return attribute(name, ValueKind::StatusCodes);
+}
+
+// Error: a name not in the table is a mistake. Skip: an IIS section whose full schema Harrow
+// does not model (sites, application pools); only the parts Harrow reads are checked.
+enum class Unknown { Error, Skip };
+
+// How an element appears in the paths of Config::ignored: Named "protocol", Hidden (grouping
+// elements such as <system.webServer>), Collection (its items skip it: "webFarm[shop]", not
+// "webFarms/webFarm[shop]").
+enum class PathStyle { Named, Hidden, Collection };
+
+struct ElementSpec {
+  std::string_view name;
+  std::span<const AttrSpec> attributes{};
+  std::span<const ElementSpec* const> children{};
+  bool repeatable = false;  // a collection item; anything else may appear once
+  std::string_view key{};  // the attribute that names an item in paths: webFarm[shop]
+  Listing listing = Listing::ActedOn;
+  bool opaque = false;  // accepted whole, contents not examined (Web Farm Framework provisioning)
+  Unknown unknown = Unknown::Error;
+  PathStyle path_style = PathStyle::Named;
+
+  constexpr ElementSpec items(std::string_view key_attribute = {}) const {
+    ElementSpec copy = *this;
+    copy.repeatable = true;
+    copy.key = key_attribute;
+    return copy;
+  }
+  constexpr ElementSpec not_acted_on() const {
+    ElementSpec copy = *this;
+    copy.listing = Listing::NotActedOn;
+    return copy;
+  }
+  constexpr ElementSpec opaque_not_acted_on() const {
+    ElementSpec copy = not_acted_on();
+    copy.opaque = true;
+    return copy;
+  }
+  constexpr ElementSpec foreign() const {
+    ElementSpec copy = *this;
+    copy.unknown = Unknown::Skip;
+    return copy;
+  }
+  constexpr ElementSpec styled(PathStyle style) const {
+    ElementSpec copy = *this;
+    copy.path_style = style;
+    return copy;
+  }
+};
+
+constexpr ElementSpec element(std::string_view name, std::span<const AttrSpec> attributes = {},
+                              std::span<const ElementSpec* const> children = {}) {
+  ElementSpec spec;
+  spec.name = name;
+  spec.attributes = attributes;
+  spec.children = children;
+  return spec;
+}
+
+template <size_t N, size_t M>
+constexpr std::array<AttrSpec, N + M> concat(const std::array<AttrSpec, N>& a,
+                                             const std::array<AttrSpec, M>& b) {
+  std::array<AttrSpec, N + M> all{};
+  std::copy(a.begin(), a.end(), all.begin());
+  std::copy(b.begin(), b.end(), all.begin() + N);
+  return all;
+}
+
+constexpr int64_t kSecond = 1000;
+constexpr int64_t kDay = 86'400 * kSecond;
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
+constexpr int64_t kUInt32Max = std::numeric_limits<uint32_t>::max();
+constexpr int64_t kInt32Min = std::numeric_limits<int32_t>::min();
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxBufferKb = 4'194'303;
+
+// Enum spellings, each array in the order of the matching config.h enum (index == value).
+constexpr std::string_view kHttpVersionNames[] = {"PassThrough", "Http10", "Http11"};
+constexpr std::string_view kAlgorithmNames[] = {"WeightedRoundRobin", "LeastRequests",
+                                                "LeastResponseTime", "WeightedTotalTraffic",
+                                                "RequestHash"};
+constexpr std::string_view kPatternSyntaxNames[] = {"ECMAScript", "Wildcard", "ExactMatch"};
+constexpr std::string_view kLogicalGroupingNames[] = {"MatchAll", "MatchAny"};
+constexpr std::string_view kActionTypeNames[] = {"None", "Rewrite", "Redirect", "CustomResponse",
+                                                 "AbortRequest"};
+constexpr std::string_view kAccessLogFormatNames[] = {"w3c", "json"};
+// Enums with no config.h counterpart.
+constexpr std::string_view kPassServerHeaderNames[] = {"Replace", "Remove", "PassThrough"};
+constexpr std::string_view kQueryStringHandlingNames[] = {"Ignore", "NoCaching", "Accept"};
+constexpr std::string_view kMatchTypeNames[] = {"Pattern", "IsFile", "IsDirectory"};
+constexpr std::string_view kRedirectTypeNames[] = {"Permanent", "Found", "SeeOther",
+                                                   "Temporary"};
+constexpr uint32_t kRedirectTypeStatus[] = {301, 302, 303, 307};
+
+// ---- <webFarm><applicationRequestRouting> (ARR's arr_schema.xml) ----
+
+constexpr AttrSpec kCacheAttrs[] = {
+    bool_attr("enabled"),
+    bool_attr("requestConsolidationEnabled"),
+    timespan_attr("requestConsolidationTimeout", 0, kNoLimit),
+    enum_attr("queryStringHandling", kQueryStringHandlingNames),
+    timespan_attr("validationInterval", 0, kDay),
+};
+constexpr ElementSpec kCache = element("cache", kCacheAttrs).not_acted_on();
+constexpr const ElementSpec* kProtocolChildren[] = {&kCache};
+
+// Shared by a farm's <protocol> and the global <system.webServer><proxy>.
+constexpr auto kProtocolCommonAttrs = std::to_array<AttrSpec>({
+    enum_attr("httpVersion", kHttpVersionNames),
+    bool_attr("keepAlive"),
+    timespan_attr("timeout", 1 * kSecond, kDay),
+    bool_attr("preserveHostHeader"),
+    bool_attr("reverseRewriteHostInResponseHeaders"),
+    string_attr("xForwardedForHeaderName"),
+    bool_attr("includePortInXForwardedFor"),
+    bool_attr("arrResponseHeader"),
+    string_attr("sslHeaderName"),
+    string_attr("clientCertHeaderName"),
+    string_attr("logGuidName"),
+    uint_attr("maxForwards", 0, kUInt32Max),
+    uint_attr("maxResponseHeaderSize", 0, kUInt32Max),
+    string_attr("xForwardedByHeaderName").not_acted_on(),
+    string_attr("xForwardedByHeader").not_acted_on(),
+    string_attr("logCacheHitName").not_acted_on(),
+    uint_attr("minResponseBuffer", 0, kMaxBufferKb).not_acted_on(),
+    uint_attr("responseBufferLimit", 0, kMaxBufferKb).not_acted_on(),
+    string_attr("proxy").not_acted_on(),
+    string_attr("proxyBypass").not_acted_on(),
+    bool_attr("stealthMode").not_acted_on(),
+    string_attr("clientCertFileName").not_acted_on(),
+    string_attr("clientCertPassword").not_acted_on(),
+    string_attr("clientCertHash").not_acted_on(),
+    bool_attr("bufferChunkedResponses").not_acted_on(),
+});
+constexpr auto kFarmProtocolAttrs =
+    concat(kProtocolCommonAttrs, std::array{string_attr("alternateHostName").not_acted_on()});
+constexpr ElementSpec kFarmProtocol = element("protocol", kFarmProtocolAttrs, kProtocolChildren);
+
+constexpr AttrSpec kHealthCheckAttrs[] = {
+    string_attr("url"),
+    // The schema gives retries a 0..20 validationParameter; enforce it.
+    uint_attr("retries", 0, 20),
+    timespan_attr("interval", 0, kDay),
+    timespan_attr("timeout", 1 * kSecond, kDay),
+    status_codes_attr("statusCodeMatch"),
+    string_attr("responseMatch"),
+    status_codes_attr("liveTrafficFailureCodes"),
+    uint_attr("maxLiveTrafficFailures", 1, kUInt32Max),
+    timespan_attr("liveTrafficFailurePeriod", 0, kDay),
+    uint_attr("minServers", 0, kUInt32Max),
+};
+constexpr ElementSpec kHealthCheck = element("healthCheck", kHealthCheckAttrs);
+
+constexpr AttrSpec kEquivalentHostAttrs[] = {nonempty_attr("name")};
+constexpr ElementSpec kEquivalentHost =
+    element("equivalentHost", kEquivalentHostAttrs).items("name");
+constexpr const ElementSpec* kAffinityHostChildren[] = {&kEquivalentHost};
+constexpr AttrSpec kAffinityHostAttrs[] = {nonempty_attr("name"), uint_attr("servers", 1, 256)};
+constexpr ElementSpec kAffinityHost =
+    element("host", kAffinityHostAttrs, kAffinityHostChildren).items("name").not_acted_on();
+constexpr const ElementSpec* kAffinityChildren[] = {&kAffinityHost};
+constexpr AttrSpec kAffinityAttrs[] = {
+    bool_attr("useCookie"),
+    nonempty_attr("cookieName"),
+    // Stored in AffinityConfig::use_host_name, but no balancer implements host-name affinity.
+    bool_attr("useHostName").not_acted_on(),
+    bool_attr("hostCountersEnabled").not_acted_on(),
+    bool_attr("useServerProvider").not_acted_on(),
+    timespan_attr("timeout", 60 * kSecond, 30 * kDay).not_acted_on(),
+    bool_attr("useExternalCache").not_acted_on(),
+    bool_attr("ignoreSubDomain").not_acted_on(),
+    bool_attr("ignoreSubDomainClientAffinity").not_acted_on(),
+    int_attr("ignoreSubDomainFragmentDepth", 0, 32767).not_acted_on(),
+    string_attr("hostAffinityProvider").not_acted_on(),
+    string_attr("serverProviderImage").not_acted_on(),
+};
+constexpr ElementSpec kAffinity = element("affinity", kAffinityAttrs, kAffinityChildren);
+
+constexpr AttrSpec kLoadBalancingAttrs[] = {
+    enum_attr("algorithm", kAlgorithmNames),
+    timespan_attr("leastResponseTimePeriod", 1 * kSecond, kDay),
+    string_attr("hashServerVariable"),
+    string_attr("queryStringNames"),
+    bool_attr("randomizeLBTies"),
+};
+constexpr ElementSpec kLoadBalancing = element("loadBalancing", kLoadBalancingAttrs);
+
+constexpr AttrSpec kPublicKeyAttrs[] = {nonempty_attr("bytes"), string_attr("algorithmOid")};
+constexpr ElementSpec kPublicKey = element("publicKey", kPublicKeyAttrs).items("bytes");
+constexpr const ElementSpec* kPublicKeysChildren[] = {&kPublicKey};
+constexpr ElementSpec kPublicKeys = element("publicKeys", {}, kPublicKeysChildren).not_acted_on();
+
+constexpr const ElementSpec* kFarmArrChildren[] = {&kFarmProtocol, &kHealthCheck, &kAffinity,
+                                                   &kLoadBalancing, &kPublicKeys};
+constexpr ElementSpec kFarmArr = element("applicationRequestRouting", {}, kFarmArrChildren);
+
+// ---- <server> ----
+
+constexpr AttrSpec kServerArrAttrs[] = {
+    nonempty_attr("hostName"),
+    uint_attr("weight", 1, kUInt32Max),
+    uint_attr("httpPort", 1, 65535),
+    uint_attr("httpsPort", 1, 65535),
+    nonempty_attr("healthCheckAlternateHostName"),
+    uint_attr("healthCheckAlternatePort", 0, 65535),
+};
+constexpr ElementSpec kServerArr = element("applicationRequestRouting", kServerArrAttrs);
+constexpr const ElementSpec* kServerChildren[] = {&kServerArr};
+constexpr AttrSpec kServerAttrs[] = {nonempty_attr("address").must_be_present(),
+                                     bool_attr("enabled")};
+constexpr ElementSpec kServer = element("server", kServerAttrs, kServerChildren).items("address");
+
+// ---- <webFarm> (Web Farm Framework's webfarm.xml, extended by ARR and by Harrow) ----
+
+// Harrow's extension: the one application pool that owns (and alone probes) the farm.
+constexpr AttrSpec kApplicationPoolAttrs[] = {nonempty_attr("name").must_be_present()};
+constexpr ElementSpec kApplicationPool = element("applicationPool", kApplicationPoolAttrs);
+
+// Web Farm Framework provisioning: farm management, nothing to do with proxying.
+constexpr ElementSpec kPlatformProvision = element("platformProvision").opaque_not_acted_on();
+constexpr ElementSpec kApplicationProvision = element("applicationProvision").opaque_not_acted_on();
+constexpr ElementSpec kCustomProviderSettings =
+    element("customProviderSettings").opaque_not_acted_on();
+constexpr ElementSpec kRunProviders = element("runProviders").opaque_not_acted_on();
+constexpr ElementSpec kAutoRepair = element("autoRepair").opaque_not_acted_on();
+constexpr ElementSpec kDefaultProxy = element("defaultProxy").opaque_not_acted_on();
+
+constexpr const ElementSpec* kFarmChildren[] = {
+    &kServer,       &kFarmArr,          &kApplicationPool,        &kPlatformProvision,
+    &kApplicationProvision, &kCustomProviderSettings, &kRunProviders, &kAutoRepair,
+    &kDefaultProxy};
+constexpr AttrSpec kFarmAttrs[] = {
+    nonempty_attr("name").must_be_present(),
+    bool_attr("enabled"),
+    bool_attr("serverAutoStart").not_acted_on(),
+    bool_attr("passConnectionCloseHeader").not_acted_on(),
+    enum_attr("passServerHeader", kPassServerHeaderNames).not_acted_on(),
+    // Web Farm Framework only.
+    bool_attr("autoEnableAgent").not_acted_on(),
+    string_attr("adminUserName").not_acted_on(),
+    string_attr("adminPassword").not_acted_on(),
+    int_attr("minimumServers", kInt32Min, kInt32Max).not_acted_on(),
+    string_attr("agentUrl").not_acted_on(),
+    bool_attr("restartServerOnConfigurationChange").not_acted_on(),
+    bool_attr("restartServerIfReady").not_acted_on(),
+    string_attr("primaryServer").not_acted_on(),
+    string_attr("loadBalancerProvider").not_acted_on(),
+    timespan_attr("periodicRuntimeData", 0, kNoLimit).not_acted_on(),
+    bool_attr("enableRuntimeData").not_acted_on(),
+    int_attr("maximumStoppedServers", kInt32Min, kInt32Max).not_acted_on(),
+    timespan_attr("agentRetryTime", 0, kNoLimit).not_acted_on(),
+    string_attr("frontEndUrl").not_acted_on(),
+};
+constexpr ElementSpec kFarm = element("webFarm", kFarmAttrs, kFarmChildren).items("name");
+
+// ---- <webFarms> ----
+
+constexpr AttrSpec kNameAttr[] = {nonempty_attr("name").must_be_present()};
+constexpr ElementSpec kHostAffinityProvider = element("add", kNameAttr).items("name");
+constexpr const ElementSpec* kHostAffinityProviderListChildren[] = {&kHostAffinityProvider};
+constexpr ElementSpec kHostAffinityProviderList =
+    element("hostAffinityProviderList", {}, kHostAffinityProviderListChildren);
+constexpr const ElementSpec* kWebFarmsArrChildren[] = {&kHostAffinityProviderList};
+constexpr ElementSpec kWebFarmsArr =
+    element("applicationRequestRouting", {}, kWebFarmsArrChildren).not_acted_on();
+constexpr const ElementSpec* kWebFarmsChildren[] = {&kFarm, &kWebFarmsArr};
+constexpr AttrSpec kWebFarmsAttrs[] = {bool_attr("onDemandHealthCheck").not_acted_on()};
+constexpr ElementSpec kWebFarms =
+    element("webFarms", kWebFarmsAttrs, kWebFarmsChildren).styled(PathStyle::Collection);
+
+// ---- <system.webServer><proxy> ----
+
+constexpr auto kGlobalProxyAttrs = concat(
+    kProtocolCommonAttrs,
+    std::array{bool_attr("enabled"), bool_attr("passConnectionCloseHeader").not_acted_on(),
+               enum_attr("passServerHeader", kPassServerHeaderNames).not_acted_on()});
+constexpr ElementSpec kGlobalProxy = element("proxy", kGlobalProxyAttrs, kProtocolChildren);
+
+// ---- <system.webServer><rewrite> (URL Rewrite's rewrite_schema.xml) ----
+
+constexpr AttrSpec kMatchAttrs[] = {nonempty_attr("url"), bool_attr("ignoreCase"),
+                                    bool_attr("negate")};
+constexpr ElementSpec kMatch = element("match", kMatchAttrs);
+
+constexpr AttrSpec kConditionAttrs[] = {
+    string_attr("input"), enum_attr("matchType", kMatchTypeNames), string_attr("pattern"),
+    bool_attr("ignoreCase"), bool_attr("negate")};
+constexpr ElementSpec kCondition = element("add", kConditionAttrs).items();
+constexpr const ElementSpec* kConditionsChildren[] = {&kCondition};
+constexpr AttrSpec kConditionsAttrs[] = {enum_attr("logicalGrouping", kLogicalGroupingNames),
+                                         bool_attr("trackAllCaptures").not_acted_on()};
+constexpr ElementSpec kConditions = element("conditions", kConditionsAttrs, kConditionsChildren);
+
+constexpr AttrSpec kSetAttrs[] = {nonempty_attr("name").must_be_present(), string_attr("value"),
+                                  bool_attr("replace")};
+constexpr ElementSpec kSet = element("set", kSetAttrs).items("name");
+constexpr const ElementSpec* kServerVariablesChildren[] = {&kSet};
+constexpr ElementSpec kServerVariables = element("serverVariables", {}, kServerVariablesChildren);
+
+constexpr AttrSpec kActionAttrs[] = {
+    enum_attr("type", kActionTypeNames),
+    string_attr("url"),
+    bool_attr("appendQueryString"),
+    enum_attr("redirectType", kRedirectTypeNames),
+    uint_attr("statusCode", 100, 999),
+    string_attr("statusReason"),
+    uint_attr("subStatusCode", 0, 999).not_acted_on(),
+    string_attr("statusDescription").not_acted_on(),
+};
+constexpr ElementSpec kAction = element("action", kActionAttrs);
+
+constexpr const ElementSpec* kRuleChildren[] = {&kMatch, &kConditions, &kServerVariables,
+                                                &kAction};
+constexpr AttrSpec kRuleAttrs[] = {nonempty_attr("name").must_be_present(), bool_attr("enabled"),
+                                   enum_attr("patternSyntax", kPatternSyntaxNames),
+                                   bool_attr("stopProcessing")};
+constexpr ElementSpec kRule = element("rule", kRuleAttrs, kRuleChildren).items("name");
+// IIS collections may clear what was inherited or remove one item by key.
+constexpr ElementSpec kClear = element("clear").items();
+constexpr ElementSpec kRemoveByName = element("remove", kNameAttr).items("name");
+constexpr const ElementSpec* kGlobalRulesChildren[] = {&kRule, &kClear, &kRemoveByName};
+constexpr ElementSpec kGlobalRules =
+    element("globalRules", {}, kGlobalRulesChildren).styled(PathStyle::Collection);
+
+constexpr AttrSpec kMapEntryAttrs[] = {string_attr("key").must_be_present(),
+                                       string_attr("value")};
+constexpr ElementSpec kMapEntry = element("add", kMapEntryAttrs).items("key");
+constexpr AttrSpec kKeyAttr[] = {string_attr("key").must_be_present()};
+constexpr ElementSpec kRemoveByKey = element("remove", kKeyAttr).items("key");
+constexpr const ElementSpec* kRewriteMapChildren[] = {&kMapEntry, &kClear, &kRemoveByKey};
+constexpr AttrSpec kRewriteMapAttrs[] = {nonempty_attr("name").must_be_present(),
+                                         string_attr("defaultValue"),
+                                         bool_attr("ignoreCase").not_acted_on()};
+constexpr ElementSpec kRewriteMap =
+    element("rewriteMap", kRewriteMapAttrs, kRewriteMapChildren).items("name");
+constexpr const ElementSpec* kRewriteMapsChildren[] = {&kRewriteMap, &kClear, &kRemoveByName};
+constexpr ElementSpec kRewriteMaps =
+    element("rewriteMaps", {}, kRewriteMapsChildren).styled(PathStyle::Collection);
+
+// The other URL Rewrite sections are valid here, but Harrow runs only the global rules.
+constexpr ElementSpec kDistributedRules = element("rules").opaque_not_acted_on();
+constexpr ElementSpec kOutboundRules = element("outboundRules").opaque_not_acted_on();
+constexpr ElementSpec kAllowedServerVariables =
+    element("allowedServerVariables").opaque_not_acted_on();
+constexpr ElementSpec kRewriteProviders = element("providers").opaque_not_acted_on();
+constexpr const ElementSpec* kRewriteChildren[] = {
+    &kGlobalRules,   &kRewriteMaps,  &kDistributedRules, &kOutboundRules,
+    &kAllowedServerVariables, &kRewriteProviders};
+constexpr ElementSpec kRewrite = element("rewrite", {}, kRewriteChildren);
+
+constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite};
+constexpr ElementSpec kSystemWebServer = element("system.webServer", {}, kSystemWebServerChildren)
+                                             .foreign()
+                                             .styled(PathStyle::Hidden);
+
+// ---- <system.applicationHost>: only bindings and pool names matter to Harrow ----
+
+constexpr AttrSpec kBindingAttrs[] = {string_attr("protocol"), string_attr("bindingInformation"),
+                                      string_attr("sslFlags").not_acted_on()};
+constexpr ElementSpec kBinding = element("binding", kBindingAttrs).items("bindingInformation");
+constexpr const ElementSpec* kBindingsChildren[] = {&kBinding, &kClear};
+constexpr ElementSpec kBindings = element("bindings", {}, kBindingsChildren);
+constexpr const ElementSpec* kSiteChildren[] = {&kBindings};
+constexpr ElementSpec kSite = element("site", {}, kSiteChildren).items("name").foreign();
+constexpr const ElementSpec* kSitesChildren[] = {&kSite};
+constexpr ElementSpec kSites =
+    element("sites", {}, kSitesChildren).foreign().styled(PathStyle::Collection);
+
+constexpr ElementSpec kPoolEntry = element("add", kNameAttr).items("name").foreign();
+constexpr const ElementSpec* kApplicationPoolsChildren[] = {&kPoolEntry};
+constexpr ElementSpec kApplicationPools = element("applicationPools", {}, kApplicationPoolsChildren)
+                                              .foreign()
+                                              .styled(PathStyle::Collection);
+
+constexpr const ElementSpec* kSystemApplicationHostChildren[] = {&kSites, &kApplicationPools};
+constexpr ElementSpec kSystemApplicationHost =
+    element("system.applicationHost", {}, kSystemApplicationHostChildren)
+        .foreign()
+        .styled(PathStyle::Hidden);
+
+// ---- <harrow>: what IIS keeps outside applicationHost.config ----
+
+constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(),
+                                     bool_attr("tls")};
+constexpr ElementSpec kListen = element("listen", kListenAttrs).items("address");
+constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present()};
+constexpr ElementSpec kAdmin = element("admin", kAdminAttrs);
+constexpr AttrSpec kAccessLogAttrs[] = {string_attr("path"),
+                                        enum_attr("format", kAccessLogFormatNames)};
+constexpr ElementSpec kAccessLog = element("accessLog", kAccessLogAttrs);
+constexpr AttrSpec kLimitsAttrs[] = {uint_attr("maxConnections", 1, kUInt32Max),
+                                     uint_attr("maxIdleUpstreamPerServer", 0, kUInt32Max)};
+constexpr ElementSpec kLimits = element("limits", kLimitsAttrs);
+// Connect and request-head timeouts must leave some time; idle and shutdown may be zero
+// ("do not keep idle connections", "stop at once").
+constexpr AttrSpec kTimeoutsAttrs[] = {
+    timespan_attr("connect", 1, kDay),           timespan_attr("clientHeader", 1, kDay),
+    timespan_attr("clientKeepAlive", 0, kDay),   timespan_attr("upstreamIdle", 0, kDay),
+    timespan_attr("shutdown", 0, kDay),
+};
+constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
+constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kAdmin, &kAccessLog, &kLimits,
+                                                  &kTimeouts};
+constexpr ElementSpec kHarrow = element("harrow", {}, kHarrowChildren);
+
+// ---- the root: everything else in a real applicationHost.config is none of Harrow's business
+
+constexpr const ElementSpec* kConfigurationChildren[] = {&kWebFarms, &kSystemWebServer,
+                                                         &kSystemApplicationHost, &kHarrow};
+constexpr ElementSpec kConfiguration = element("configuration", {}, kConfigurationChildren)
+                                           .foreign()
+                                           .styled(PathStyle::Hidden);
+
+// IIS's configuration system allows these on any element; they only matter to IIS's own
+// delegation model, so Harrow accepts them silently.
+constexpr std::string_view kIisLockAttributes[] = {"lockAttributes", "lockAllAttributesExcept",
+                                                   "lockElements", "lockAllElementsExcept",
+                                                   "lockItem"};
+
+// ============================================================================================
+// Positions and the collected diagnostics
+// ============================================================================================
+
+// Maps byte offsets to 1-based line:column. Columns count bytes; a UTF-8 byte-order mark does
+// not count.
+class LineIndex {
+ public:
+  explicit LineIndex(std::string_view text) {
+    line_starts_.push_back(text.starts_with("\xEF\xBB\xBF") ? 3 : 0);
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '\n') line_starts_.push_back(i + 1);
+    }
+  }
+
+  std::pair<int, int> position(size_t offset) const {
+    auto after = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
+    if (after == line_starts_.begin()) return {1, 1};  // inside the byte-order mark
+    size_t line = static_cast<size_t>(after - line_starts_.begin());
+    size_t column = offset - *std::prev(after) + 1;
+    return {static_cast<int>(line), static_cast<int>(column)};
+  }
+
+ private:
+  std::vector<size_t> line_starts_;
+};
+
+class Diagnostics {
+ public:
+  Diagnostics(std::string path, std::string_view text) : path_(std::move(path)), lines_(text) {}
+
+  SourceLocation at_offset(size_t offset) const {
+    auto [line, column] = lines_.position(offset);
+    return {path_, line, column};
+  }
+
+  // An element's position is that of its '<' (pugixml records where the name starts).
+  SourceLocation at(pugi::xml_node node) const {
+    ptrdiff_t name_offset = node.offset_debug();
+    if (name_offset < 1) return {path_, 0, 0};
+    return at_offset(static_cast<size_t>(name_offset - 1));
+  }
+
+  void error(SourceLocation where, std::string message) {
+    errors_.push_back({std::move(where), std::move(message)});
+  }
+  void error(pugi::xml_node node, std::string message) { error(at(node), std::move(message)); }
+
+  void not_acted_on(pugi::xml_node node, std::string what) {
+    ignored_.push_back({std::move(what), at(node)});
+  }
+
+  // Errors and ignored settings in file order; the config only if nothing was wrong.
+  LoadResult finish(std::optional<Config> config) {
+    auto by_position = [](const auto& a, const auto& b) {
+      return std::pair(a.where.line, a.where.column) < std::pair(b.where.line, b.where.column);
+    };
+    std::stable_sort(errors_.begin(), errors_.end(), by_position);
+    std::stable_sort(ignored_.begin(), ignored_.end(), by_position);
+    LoadResult result;
+    result.errors = std::move(errors_);
+    if (result.errors.empty() && config) {
+      config->ignored = std::move(ignored_);
+      result.config = std::move(config);
+    }
+    return result;
+  }
+
+ private:
+  std::string path_;
+  LineIndex lines_;
+  std::vector<Diagnostic> errors_;
+  std::vector<IgnoredSetting> ignored_;
+};
+
+// ============================================================================================
+// Step 1: XML syntax
+// ============================================================================================
+
+std::string lowercase_first(std::string text) {
+  if (!text.empty()) text[0] = ascii_lower(text[0]);
+  return text;
+}
+
+// Skips from `from` to just past `terminator`, or to `end` when it is not there.
+size_t skip_past(std::string_view text, size_t from, std::string_view terminator, size_t end) {
+  size_t found = text.find(terminator, from);
+  return found == std::string_view::npos || found + terminator.size() > end
+             ? end
+             : found + terminator.size();
+}
+
+// Where the tag opened at `tag_start` ends ('>' outside quotes), or npos before `end`.
+size_t tag_end(std::string_view text, size_t tag_start, size_t end) {
+  char quote = 0;
+  for (size_t i = tag_start; i < end; ++i) {
+    char c = text[i];
+    if (quote != 0) {
+      if (c == quote) quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '>') {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// The elements still open at `end` (innermost last), by a light scan of text that pugixml
+// already accepted up to that point. It only feeds the context of a syntax error message.
+std::vector<std::string> open_elements(std::string_view text, size_t end) {
+  end = std::min(end, text.size());
+  std::vector<std::string> stack;
+  size_t i = 0;
+  while (i < end) {
+    size_t lt = text.find('<', i);
+    if (lt == std::string_view::npos || lt >= end) break;
+    std::string_view rest = text.substr(lt, end - lt);
+    if (rest.starts_with("<!--")) {
+      i = skip_past(text, lt + 4, "-->", end);
+    } else if (rest.starts_with("<![CDATA[")) {
+      i = skip_past(text, lt + 9, "]]>", end);
+    } else if (rest.starts_with("<?")) {
+      i = skip_past(text, lt + 2, "?>", end);
+    } else if (rest.starts_with("<!")) {
+      i = skip_past(text, lt + 2, ">", end);
+    } else {
+      size_t close = tag_end(text, lt, end);
+      bool is_end_tag = rest.starts_with("</");
+      size_t name_start = lt + (is_end_tag ? 2 : 1);
+      size_t name_end = name_start;
+      while (name_end < end && std::string_view(" \t\r\n/>").find(text[name_end]) == std::string_view::npos) {
+        ++name_end;
+      }
+      if (is_end_tag) {
+        if (close != std::string_view::npos && !stack.empty()) stack.pop_back();
+      } else if (close == std::string_view::npos || text[close - 1] != '/') {
+        stack.emplace_back(text.substr(name_start, name_end - name_start));
+      }
+      i = close == std::string_view::npos ? end : close + 1;
+    }
+  }
+  return stack;
+}
+
+void report_xml_error(Diagnostics& diagnostics, std::string_view text,
+                      const pugi::xml_parse_result& parsed) {
+  size_t offset = std::min(static_cast<size_t>(std::max<ptrdiff_t>(parsed.offset, 0)), text.size());
+  bool mismatch = parsed.status == pugi::status_end_element_mismatch;
+  // pugixml reports running out of input at the last byte; say so, at the end of the file.
+  bool at_end = parsed.status != pugi::status_no_document_element &&
+                (offset + 1 >= text.size() ||
+                 (mismatch && text.find('>', offset) == std::string_view::npos));
+  size_t where = at_end ? text.size() : offset;
+  if (mismatch && !at_end && offset >= 2 && text.substr(offset - 2, 2) == "</") where = offset - 2;
+
+  std::string message = "XML: ";
+  message += at_end ? "unexpected end of file" : lowercase_first(parsed.description());
+  std::vector<std::string> open = open_elements(text, where);
+  if (!open.empty()) {
+    message += (at_end || mismatch) ? " (element '" + open.back() + "' is not closed)"
+                                    : " (inside <" + open.back() + ">)";
+  }
+  diagnostics.error(diagnostics.at_offset(where), std::move(message));
+}
+
+// pugixml is told the text is UTF-8 so that its offsets are byte offsets into `text`.
+std::optional<std::string> encoding_problem(std::string_view text) {
+  if (text.starts_with(std::string_view("\x00\x00\xFE\xFF", 4)) ||
+      text.starts_with(std::string_view("\xFF\xFE\x00\x00", 4))) {
+    return "the file is UTF-32; Harrow reads UTF-8 (save it as UTF-8)";
+  }
+  if (text.starts_with("\xFE\xFF") || text.starts_with("\xFF\xFE")) {
+    return "the file is UTF-16; Harrow reads UTF-8 (save it as UTF-8)";
+  }
+  return std::nullopt;
+}
+
+// ============================================================================================
+// Element and attribute lookup, case-insensitive
+// ============================================================================================
+
+pugi::xml_attribute find_attribute(pugi::xml_node node, std::string_view name) {
+  for (pugi::xml_attribute attribute : node.attributes()) {
+    if (iequals(attribute.name(), name)) return attribute;
+  }
+  return {};
+}
+
+pugi::xml_node find_child(pugi::xml_node node, std::string_view name) {
+  for (pugi::xml_node child : node.children()) {
+    if (child.type() == pugi::node_element && iequals(child.name(), name)) return child;
+  }
+  return {};
+}
+
+std::vector<pugi::xml_node> child_elements(pugi::xml_node node) {
+  std::vector<pugi::xml_node> elements;
+  for (pugi::xml_node child : node.children()) {
+    if (child.type() == pugi::node_element) elements.push_back(child);
+  }
+  return elements;
+}
+
+// ============================================================================================
+// Step 2: names, values and the ignored list, driven by the schema
+// ============================================================================================
+
+std::string expected_value(const AttrSpec& spec) {
+  switch (spec.kind) {
+    case ValueKind::Bool:
+      return "true or false";
+    case ValueKind::UInt:
+    case ValueKind::Int:
+      return "an integer from " + std::to_string(spec.min) + " to " + std::to_string(spec.max);
+    case ValueKind::TimeSpan: {
+      std::string range = "a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss)";
+      if (spec.max == kNoLimit) return range;
+      return range + " from " + format_timespan(Millis{spec.min}) + " to " +
+             format_timespan(Millis{spec.max});
+    }
+    case ValueKind::Enum: {
+      std::string names;
+      for (std::string_view name : spec.choices) names += (names.empty() ? "" : ", ") + std::string(name);
+      return "one of " + names;
+    }
+    case ValueKind::StatusCodes:
+      return "status codes such as 200-399 or 500- (codes 100 to 999, comma-separated)";
+    case ValueKind::String:
+    case ValueKind::NonEmptyString:
+      break;
+  }
+  return "a non-empty string";
+}
+
+bool value_fits(const AttrSpec& spec, std::string_view value) {
+  switch (spec.kind) {
+    case ValueKind::String:
+      return true;
+    case ValueKind::NonEmptyString:
+      return !value.empty();
+    case ValueKind::Bool:
+      return parse_bool(value).has_value();
+    case ValueKind::UInt: {
+      std::optional<uint64_t> number = parse_uint(value);
+      return number && *number >= static_cast<uint64_t>(spec.min) &&
+             *number <= static_cast<uint64_t>(spec.max);
+    }
+    case ValueKind::Int: {
+      std::optional<int64_t> number = parse_int(value);
+      return number && *number >= spec.min && *number <= spec.max;
+    }
+    case ValueKind::TimeSpan: {
+      std::optional<Millis> span = parse_timespan(value);
+      return span && span->count() >= spec.min && span->count() <= spec.max;
+    }
+    case ValueKind::Enum:
+      return enum_index(spec.choices, value).has_value();
+    case ValueKind::StatusCodes:
+      return is_status_code_list(value);
+  }
+  return false;
+}
+
+std::string join_path(const std::string& base, std::string_view segment) {
+  return base.empty() ? std::string(segment) : base + "/" + std::string(segment);
+}
+
+class SchemaChecker {
+ public:
+  explicit SchemaChecker(Diagnostics& diagnostics) : diagnostics_(diagnostics) {}
+
+  // `path` names this element in Config::ignored; `base` is where its collection items hang.
+  void check(pugi::xml_node node, const ElementSpec& spec, const std::string& path,
+             const std::string& base, bool inside_listed) {
+    bool listed_here = !inside_listed && spec.listing == Listing::NotActedOn;
+    if (listed_here) diagnostics_.not_acted_on(node, path);
+    if (spec.opaque) return;
+    check_attributes(node, spec, path, inside_listed || listed_here);
+    check_children(node, spec, path, base, inside_listed || listed_here);
+  }
+
+ private:
+  void check_attributes(pugi::xml_node node, const ElementSpec& spec, const std::string& path,
+                        bool inside_listed) {
+    std::vector<std::string_view> present;
+    for (pugi::xml_attribute attribute : node.attributes()) {
+      std::string_view name = attribute.name();
+      if (std::any_of(std::begin(kIisLockAttributes), std::end(kIisLockAttributes),
+                      [&](std::string_view lock) { return iequals(lock, name); })) {
+        continue;
+      }
+      if (iequals(name, "configSource")) {
+        diagnostics_.error(node, "configSource on " + tag(node) +
+                                     " is not supported: put the section's contents in this file");
+        continue;
+      }
+      const AttrSpec* attr_spec = find_spec(spec.attributes, name);
+      if (attr_spec == nullptr) {
+        if (spec.unknown == Unknown::Error) report_unknown_attribute(node, spec, name);
+        continue;
+      }
+      if (std::find(present.begin(), present.end(), attr_spec->name) != present.end()) {
+        diagnostics_.error(node, "duplicate attribute '" + std::string(name) + "' on " + tag(node));
+        continue;
+      }
+      present.push_back(attr_spec->name);
+      check_value(node, *attr_spec, attribute);
+      if (!inside_listed && attr_spec->listing == Listing::NotActedOn) {
+        diagnostics_.not_acted_on(node, path + "/@" + std::string(attr_spec->name));
+      }
+    }
+    for (const AttrSpec& attr_spec : spec.attributes) {
+      if (attr_spec.required &&
+          std::find(present.begin(), present.end(), attr_spec.name) == present.end()) {
+        diagnostics_.error(node, "missing required attribute '" + std::string(attr_spec.name) +
+                                     "' on " + tag(node));
+      }
+    }
+  }
+
+  void check_value(pugi::xml_node node, const AttrSpec& spec, pugi::xml_attribute attribute) {
+    std::string_view value = attribute.value();
+    if (value_fits(spec, value)) return;
+    if (spec.kind == ValueKind::NonEmptyString) {
+      diagnostics_.error(node, "attribute '" + std::string(attribute.name()) + "' on " +
+                                   tag(node) + " must not be empty");
+      return;
+    }
+    diagnostics_.error(node, "bad value " + quoted(value) + " for attribute '" +
+                                 std::string(attribute.name()) + "' on " + tag(node) +
+                                 ": expected " + expected_value(spec));
+  }
+
+  void check_children(pugi::xml_node node, const ElementSpec& spec, const std::string& path,
+                      const std::string& base, bool inside_listed) {
+    std::vector<const ElementSpec*> singletons_seen;
+    for (pugi::xml_node child : child_elements(node)) {
+      const ElementSpec* child_spec = find_spec(spec.children, child.name());
+      if (child_spec == nullptr) {
+        if (spec.unknown == Unknown::Error) report_unknown_element(node, spec, child);
+        continue;
+      }
+      if (!child_spec->repeatable) {
+        if (std::find(singletons_seen.begin(), singletons_seen.end(), child_spec) !=
+            singletons_seen.end()) {
+          diagnostics_.error(child, "duplicate " + tag(child) + " in " + tag(node) +
+                                        ": at most one is allowed");
+          continue;
+        }
+        singletons_seen.push_back(child_spec);
+      }
+      bool is_item = spec.path_style == PathStyle::Collection && child_spec->repeatable;
+      std::string child_base = (spec.path_style == PathStyle::Hidden || is_item) ? base : path;
+      std::string child_path = child_spec->path_style == PathStyle::Hidden
+                                   ? child_base
+                                   : join_path(child_base, segment(child, *child_spec));
+      check(child, *child_spec, child_path, child_base, inside_listed);
+    }
+  }
+
+  void report_unknown_attribute(pugi::xml_node node, const ElementSpec& spec,
+                                std::string_view name) {
+    std::vector<std::string_view> known;
+    for (const AttrSpec& attr_spec : spec.attributes) known.push_back(attr_spec.name);
+    diagnostics_.error(node, "unknown attribute '" + std::string(name) + "' on " + tag(node) +
+                                 did_you_mean(name, known));
+  }
+
+  void report_unknown_element(pugi::xml_node parent, const ElementSpec& spec,
+                              pugi::xml_node child) {
+    std::vector<std::string_view> known;
+    for (const ElementSpec* child_spec : spec.children) known.push_back(child_spec->name);
+    diagnostics_.error(child, "unknown element " + tag(child) + " in " + tag(parent) +
+                                  did_you_mean(child.name(), known));
+  }
+
+  // "webFarm[shop]": the canonical name, plus the item's key when it has one.
+  static std::string segment(pugi::xml_node node, const ElementSpec& spec) {
+    std::string text(spec.name);
+    if (spec.key.empty()) return text;
+    if (pugi::xml_attribute key = find_attribute(node, spec.key)) {
+      text += "[" + std::string(key.value()) + "]";
+    }
+    return text;
+  }
+
+  static const AttrSpec* find_spec(std::span<const AttrSpec> specs, std::string_view name) {
+    for (const AttrSpec& spec : specs) {
+      if (iequals(spec.name, name)) return &spec;
+    }
+    return nullptr;
+  }
+
+  static const ElementSpec* find_spec(std::span<const ElementSpec* const> specs,
+                                      std::string_view name) {
+    for (const ElementSpec* spec : specs) {
+      if (iequals(spec->name, name)) return spec;
+    }
+    return nullptr;
+  }
+
+  Diagnostics& diagnostics_;
+};
+
+// ============================================================================================
+// Step 3: values into Config, and the checks that span several elements
+// ============================================================================================
+
+// The typed readers below leave `out` alone when the attribute is absent (ARR's default stays)
+// or malformed (SchemaChecker has reported it, and no Config will be returned).
+
+void read_value(pugi::xml_node node, std::string_view name, std::string& out) {
+  if (pugi::xml_attribute attribute = find_attribute(node, name)) out = attribute.value();
+}
+
+void read_value(pugi::xml_node node, std::string_view name, bool& out) {
+  if (pugi::xml_attribute attribute = find_attribute(node, name)) {
+    if (std::optional<bool> value = parse_bool(attribute.value())) out = *value;
+  }
+}
+
+template <typename Unsigned>
+void read_value(pugi::xml_node node, std::string_view name, Unsigned& out)
+  requires(std::is_unsigned_v<Unsigned> && !std::is_same_v<Unsigned, bool>)
+{
+  if (pugi::xml_attribute attribute = find_attribute(node, name)) {
+    std::optional<uint64_t> value = parse_uint(attribute.value());
+    if (value && *value <= std::numeric_limits<Unsigned>::max()) {
+      out = static_cast<Unsigned>(*value);
+    }
+  }
+}
+
+void read_value(pugi::xml_node node, std::string_view name, Millis& out) {
+  if (pugi::xml_attribute attribute = find_attribute(node, name)) {
+    if (std::optional<Millis> value = parse_timespan(attribute.value())) out = *value;
+  }
+}
+
+template <typename Enum>
+void read_enum(pugi::xml_node node, std::string_view name, std::span<const std::string_view> names,
+               Enum& out) {
+  if (pugi::xml_attribute attribute = find_attribute(node, name)) {
+    if (std::optional<size_t> index = enum_index(names, attribute.value())) {
+      out = static_cast<Enum>(*index);
+    }
+  }
+}
+
+// The host of "http://HOST/…" or "https://HOST:port/…"; nullopt for anything else.
+std::optional<std::string_view> absolute_url_host(std::string_view url) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (istarts_with(url, scheme)) {
+      std::string_view rest = url.substr(scheme.size());
+      return rest.substr(0, rest.find_first_of("/:?#"));
+    }
+  }
+  return std::nullopt;
+}
+
+// PCRE2's complaint about a pattern, or nullopt when it compiles. Compiled the way the rule
+// engine will compile it: UTF-8, caseless when the rule ignores case.
+std::optional<std::string> regex_error(const std::string& pattern, bool ignore_case) {
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  uint32_t options = PCRE2_UTF | (ignore_case ? PCRE2_CASELESS : 0u);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                   options, &error_code, &error_offset, nullptr);
+  if (code != nullptr) {
+    pcre2_code_free(code);
+    return std::nullopt;
+  }
+  PCRE2_UCHAR text[256];
+  if (pcre2_get_error_message(error_code, text, sizeof text) < 0) text[0] = 0;
+  return std::string(reinterpret_cast<const char*>(text)) + " at offset " +
+         std::to_string(error_offset);
+}
+
+// "HOST:PORT" or "[IPv6]:PORT" with port 0..65535, normalised: "*" (and, in IIS bindings, an
+// empty host) means every IPv4 address.
+std::optional<std::string> normalize_listen_address(std::string_view address) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string_view host = address.substr(0, colon);
+  std::optional<uint64_t> port = parse_uint(address.substr(colon + 1));
+  if (!port || *port > 65535 || address.size() - colon - 1 > 5) return std::nullopt;
+  if (host.starts_with('[')) {
+    if (host.size() < 3 || !host.ends_with(']')) return std::nullopt;
+    std::string literal(host.substr(1, host.size() - 2));
+    in6_addr parsed;
+    if (inet_pton(AF_INET6, literal.c_str(), &parsed) != 1) return std::nullopt;
+  } else if (host == "*") {
+    host = "0.0.0.0";
+  } else {
+    auto is_host_char = [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '.' || c == '-' || c == '_';
+    };
+    if (host.empty() || !std::all_of(host.begin(), host.end(), is_host_char)) return std::nullopt;
+  }
+  return std::string(host) + ":" + std::to_string(*port);
+}
+
+// IIS bindingInformation "IP:PORT:HOST" → the listen address and the host-name restriction.
+struct Binding {
+  std::string address;
+  std::string host_name;
+};
+
+std::optional<Binding> parse_binding_information(std::string_view text) {
+  size_t ip_end = text.starts_with('[') ? text.find(']') : text.find(':');
+  if (ip_end == std::string_view::npos) return std::nullopt;
+  if (text.starts_with('[')) ++ip_end;  // keep the bracket
+  if (ip_end >= text.size() || text[ip_end] != ':') return std::nullopt;
+  std::string_view ip = text.substr(0, ip_end);
+  size_t port_end = text.find(':', ip_end + 1);
+  if (port_end == std::string_view::npos) return std::nullopt;
+  std::string_view port = text.substr(ip_end + 1, port_end - ip_end - 1);
+  std::string listen = std::string(ip.empty() ? "*" : ip) + ":" + std::string(port);
+  std::optional<std::string> address = normalize_listen_address(listen);
+  if (!address) return std::nullopt;
+  return Binding{*address, std::string(text.substr(port_end + 1))};
+}
+
+class ConfigReader {
+ public:
+  ConfigReader(Diagnostics& diagnostics, Config& config)
+      : diagnostics_(diagnostics), config_(config) {}
+
+  void read(pugi::xml_node root) {
+    pugi::xml_node app_host = find_child(root, "system.applicationHost");
+    pugi::xml_node web_server = find_child(root, "system.webServer");
+    pugi::xml_node rewrite = find_child(web_server, "rewrite");
+    // Pools before farms (a farm names its pool); farms and the proxy switch before rules (a
+    // rule's target must be a farm unless proxying to any host is enabled).
+    read_application_pools(find_child(app_host, "applicationPools"));
+    read_farms(find_child(root, "webFarms"));
+    read_global_proxy(find_child(web_server, "proxy"));
+    read_rewrite_maps(find_child(rewrite, "rewriteMaps"));
+    read_global_rules(find_child(rewrite, "globalRules"));
+    read_site_listeners(find_child(app_host, "sites"));
+    read_harrow(find_child(root, "harrow"));
+  }
+
+ private:
+  // ---- application pools and farms ----
+
+  void read_application_pools(pugi::xml_node pools) {
+    if (!pools) return;
+    pools_declared_ = true;
+    for (pugi::xml_node pool : child_elements(pools)) {
+      if (!iequals(pool.name(), "add")) continue;
+      std::string name;
+      read_value(pool, "name", name);
+      config_.application_pools.push_back(name);
+    }
+  }
+
+  void read_farms(pugi::xml_node web_farms) {
+    for (pugi::xml_node node : child_elements(web_farms)) {
+      if (!iequals(node.name(), "webFarm")) continue;
+      FarmConfig farm = read_farm(node);
+      if (const FarmConfig* first = config_.find_farm(farm.name); first && !farm.name.empty()) {
+        diagnostics_.error(node, "duplicate webFarm name '" + farm.name + "' (first defined at " +
+                                     line_column(first->where) + ")");
+        continue;
+      }
+      config_.farms.push_back(std::move(farm));
+    }
+  }
+
+  FarmConfig read_farm(pugi::xml_node node) {
+    FarmConfig farm;
+    farm.where = diagnostics_.at(node);
+    read_value(node, "name", farm.name);
+    read_value(node, "enabled", farm.enabled);
+    if (pugi::xml_node pool = find_child(node, "applicationPool")) {
+      read_value(pool, "name", farm.application_pool);
+      check_pool_exists(farm, pool);
+    }
+    for (pugi::xml_node child : child_elements(node)) {
+      if (iequals(child.name(), "server")) add_server(farm, child);
+    }
+    pugi::xml_node arr = find_child(node, "applicationRequestRouting");
+    read_protocol(find_child(arr, "protocol"), farm.protocol);
+    read_health_check(find_child(arr, "healthCheck"), farm.health_check);
+    read_affinity(find_child(arr, "affinity"), farm.affinity);
+    read_load_balancing(find_child(arr, "loadBalancing"), farm.load_balancing);
+    return farm;
+  }
+
+  void check_pool_exists(const FarmConfig& farm, pugi::xml_node pool_node) {
+    if (!pools_declared_ || farm.application_pool.empty()) return;
+    std::vector<std::string_view> pools(config_.application_pools.begin(),
+                                        config_.application_pools.end());
+    for (std::string_view pool : pools) {
+      if (iequals(pool, farm.application_pool)) return;
+    }
+    diagnostics_.error(pool_node, "webFarm '" + farm.name + "' names applicationPool '" +
+                                      farm.application_pool +
+                                      "', which is not in <applicationPools>" +
+                                      did_you_mean(farm.application_pool, pools));
+  }
+
+  void add_server(FarmConfig& farm, pugi::xml_node node) {
+    ServerConfig server;
+    server.where = diagnostics_.at(node);
+    read_value(node, "address", server.address);
+    read_value(node, "enabled", server.enabled);
+    if (pugi::xml_node arr = find_child(node, "applicationRequestRouting")) {
+      read_value(arr, "weight", server.weight);
+      read_value(arr, "httpPort", server.http_port);
+      read_value(arr, "httpsPort", server.https_port);
+      read_value(arr, "hostName", server.host_name);
+      read_value(arr, "healthCheckAlternateHostName", server.health_check_alternate_host_name);
+      read_value(arr, "healthCheckAlternatePort", server.health_check_alternate_port);
+    }
+    for (const ServerConfig& other : farm.servers) {
+      if (!server.address.empty() && iequals(other.address, server.address)) {
+        diagnostics_.error(node, "duplicate server address '" + server.address + "' in webFarm '" +
+                                     farm.name + "' (first defined at " +
+                                     line_column(other.where) + ")");
+        return;
+      }
+    }
+    farm.servers.push_back(std::move(server));
+  }
+
+  static void read_protocol(pugi::xml_node node, ProtocolConfig& protocol) {
+    if (!node) return;
+    read_enum(node, "httpVersion", kHttpVersionNames, protocol.http_version);
+    read_value(node, "keepAlive", protocol.keep_alive);
+    read_value(node, "timeout", protocol.timeout);
+    read_value(node, "preserveHostHeader", protocol.preserve_host_header);
+    read_value(node, "reverseRewriteHostInResponseHeaders",
+               protocol.reverse_rewrite_host_in_response_headers);
+    read_value(node, "xForwardedForHeaderName", protocol.x_forwarded_for_header_name);
+    read_value(node, "includePortInXForwardedFor", protocol.include_port_in_x_forwarded_for);
+    read_value(node, "arrResponseHeader", protocol.arr_response_header);
+    read_value(node, "maxForwards", protocol.max_forwards);
+    read_value(node, "logGuidName", protocol.log_guid_name);
+    read_value(node, "sslHeaderName", protocol.ssl_header_name);
+    read_value(node, "clientCertHeaderName", protocol.client_cert_header_name);
+    read_value(node, "maxResponseHeaderSize", protocol.max_response_header_size);
+  }
+
+  static void read_health_check(pugi::xml_node node, HealthCheckConfig& health) {
+    if (!node) return;
+    read_value(node, "url", health.url);
+    read_value(node, "interval", health.interval);
+    read_value(node, "timeout", health.timeout);
+    read_value(node, "retries", health.retries);
+    read_value(node, "statusCodeMatch", health.status_code_match);
+    read_value(node, "responseMatch", health.response_match);
+    read_value(node, "liveTrafficFailureCodes", health.live_traffic_failure_codes);
+    read_value(node, "maxLiveTrafficFailures", health.max_live_traffic_failures);
+    read_value(node, "liveTrafficFailurePeriod", health.live_traffic_failure_period);
+    read_value(node, "minServers", health.min_servers);
+  }
+
+  static void read_affinity(pugi::xml_node node, AffinityConfig& affinity) {
+    if (!node) return;
+    read_value(node, "useCookie", affinity.use_cookie);
+    read_value(node, "cookieName", affinity.cookie_name);
+    read_value(node, "useHostName", affinity.use_host_name);
+  }
+
+  static void read_load_balancing(pugi::xml_node node, LoadBalancingConfig& balancing) {
+    if (!node) return;
+    read_enum(node, "algorithm", kAlgorithmNames, balancing.algorithm);
+    read_value(node, "hashServerVariable", balancing.hash_server_variable);
+    read_value(node, "queryStringNames", balancing.query_string_names);
+    read_value(node, "leastResponseTimePeriod", balancing.least_response_time_period);
+    read_value(node, "randomizeLBTies", balancing.randomize_lb_ties);
+  }
+
+  void read_global_proxy(pugi::xml_node node) {
+    if (!node) return;
+    read_value(node, "enabled", config_.global_proxy_enabled);
+    read_protocol(node, config_.global_proxy);
+  }
+
+  // ---- URL Rewrite ----
+
+  void read_rewrite_maps(pugi::xml_node maps) {
+    for (pugi::xml_node node : child_elements(maps)) {
+      std::string_view kind = node.name();
+      if (iequals(kind, "clear")) {
+        config_.rewrite_maps.clear();
+      } else if (iequals(kind, "remove")) {
+        std::string name;
+        read_value(node, "name", name);
+        std::erase_if(config_.rewrite_maps, [&](const auto& map) { return iequals(map.name, name); });
+      } else if (iequals(kind, "rewriteMap")) {
+        add_rewrite_map(node);
+      }
+    }
+  }
+
+  void add_rewrite_map(pugi::xml_node node) {
+    RewriteMapConfig map;
+    read_value(node, "name", map.name);
+    read_value(node, "defaultValue", map.default_value);
+    for (const RewriteMapConfig& other : config_.rewrite_maps) {
+      if (!map.name.empty() && iequals(other.name, map.name)) {
+        diagnostics_.error(node, "duplicate rewriteMap name '" + map.name + "'");
+        return;
+      }
+    }
+    for (pugi::xml_node entry : child_elements(node)) {
+      std::string key;
+      read_value(entry, "key", key);
+      if (iequals(entry.name(), "clear")) {
+        map.entries.clear();
+      } else if (iequals(entry.name(), "remove")) {
+        std::erase_if(map.entries, [&](const auto& pair) { return pair.first == key; });
+      } else if (iequals(entry.name(), "add")) {
+        // Map keys are case-sensitive in URL Rewrite's schema.
+        if (std::any_of(map.entries.begin(), map.entries.end(),
+                        [&](const auto& pair) { return pair.first == key; })) {
+          diagnostics_.error(entry, "duplicate key '" + key + "' in rewriteMap '" + map.name + "'");
+          continue;
+        }
+        std::string value;
+        read_value(entry, "value", value);
+        map.entries.emplace_back(std::move(key), std::move(value));
+      }
+    }
+    config_.rewrite_maps.push_back(std::move(map));
+  }
+
+  void read_global_rules(pugi::xml_node rules) {
+    for (pugi::xml_node node : child_elements(rules)) {
+      std::string_view kind = node.name();
+      if (iequals(kind, "clear")) {
+        config_.global_rules.clear();
+      } else if (iequals(kind, "remove")) {
+        std::string name;
+        read_value(node, "name", name);
+        std::erase_if(config_.global_rules,
+                      [&](const RuleConfig& rule) { return iequals(rule.name, name); });
+      } else if (iequals(kind, "rule")) {
+        add_rule(node);
+      }
+    }
+  }
+
+  void add_rule(pugi::xml_node node) {
+    RuleConfig rule;
+    rule.where = diagnostics_.at(node);
+    read_value(node, "name", rule.name);
+    read_value(node, "enabled", rule.enabled);
+    read_enum(node, "patternSyntax", kPatternSyntaxNames, rule.pattern_syntax);
+    read_value(node, "stopProcessing", rule.stop_processing);
+    for (const RuleConfig& other : config_.global_rules) {
+      if (!rule.name.empty() && iequals(other.name, rule.name)) {
+        diagnostics_.error(node, "duplicate rule name '" + rule.name + "' (first defined at " +
+                                     line_column(other.where) + ")");
+        return;
+      }
+    }
+    read_match(node, rule);
+    read_conditions(find_child(node, "conditions"), rule);
+    read_server_variables(find_child(node, "serverVariables"), rule);
+    read_action(find_child(node, "action"), rule);
+    config_.global_rules.push_back(std::move(rule));
+  }
+
+  void read_match(pugi::xml_node rule_node, RuleConfig& rule) {
+    pugi::xml_node match = find_child(rule_node, "match");
+    if (!find_attribute(match, "url")) {
+      diagnostics_.error(match ? match : rule_node, "rule '" + rule.name + "' has no <match url>");
+      return;
+    }
+    read_value(match, "url", rule.match_url);
+    read_value(match, "ignoreCase", rule.match_ignore_case);
+    read_value(match, "negate", rule.match_negate);
+    check_pattern(rule, rule.match_url, rule.match_ignore_case, match);
+  }
+
+  void read_conditions(pugi::xml_node conditions, RuleConfig& rule) {
+    read_enum(conditions, "logicalGrouping", kLogicalGroupingNames, rule.logical_grouping);
+    for (pugi::xml_node node : child_elements(conditions)) {
+      if (!iequals(node.name(), "add")) continue;
+      ConditionConfig condition;
+      condition.where = diagnostics_.at(node);
+      read_value(node, "input", condition.input);
+      read_value(node, "pattern", condition.pattern);
+      read_value(node, "ignoreCase", condition.ignore_case);
+      read_value(node, "negate", condition.negate);
+      std::string match_type = "Pattern";
+      read_value(node, "matchType", match_type);
+      if (enum_index(kMatchTypeNames, match_type).value_or(0) != 0) {
+        // IsFile/IsDirectory test the local file system, which a proxy does not serve; running
+        // the condition as a pattern instead would silently change what the rule matches.
+        diagnostics_.error(node, "rule '" + rule.name + "': matchType '" + match_type +
+                                     "' is not supported (Harrow serves no files); use Pattern");
+      }
+      check_pattern(rule, condition.pattern, condition.ignore_case, node);
+      rule.conditions.push_back(std::move(condition));
+    }
+  }
+
+  static void read_server_variables(pugi::xml_node variables, RuleConfig& rule) {
+    for (pugi::xml_node node : child_elements(variables)) {
+      if (!iequals(node.name(), "set")) continue;
+      ServerVariableSet set;
+      read_value(node, "name", set.name);
+      read_value(node, "value", set.value);
+      read_value(node, "replace", set.replace);
+      rule.server_variables.push_back(std::move(set));
+    }
+  }
+
+  void read_action(pugi::xml_node node, RuleConfig& rule) {
+    if (!node) return;  // URL Rewrite's default action is None
+    read_enum(node, "type", kActionTypeNames, rule.action);
+    read_value(node, "url", rule.action_url);
+    read_value(node, "appendQueryString", rule.append_query_string);
+    read_value(node, "statusReason", rule.status_reason);
+    const std::string what = "rule '" + rule.name + "': ";
+    switch (rule.action) {
+      case ActionType::Rewrite:
+        if (rule.action_url.empty()) diagnostics_.error(node, what + "Rewrite action has no url");
+        check_rewrite_target(rule, node);
+        break;
+      case ActionType::Redirect: {
+        if (rule.action_url.empty()) diagnostics_.error(node, what + "Redirect action has no url");
+        // A redirect's status comes from redirectType; statusCode belongs to CustomResponse.
+        size_t redirect_type = 0;  // Permanent
+        read_enum(node, "redirectType", kRedirectTypeNames, redirect_type);
+        rule.status_code = kRedirectTypeStatus[redirect_type];
+        break;
+      }
+      case ActionType::CustomResponse:
+        read_value(node, "statusCode", rule.status_code);
+        if (!find_attribute(node, "statusCode")) {
+          diagnostics_.error(node, what + "CustomResponse action needs a statusCode");
+        } else if (rule.status_code >= 300 && rule.status_code <= 307) {
+          // URL Rewrite's schema excludes 300..307 here: redirects are the Redirect action's.
+          diagnostics_.error(node, what + "statusCode " + std::to_string(rule.status_code) +
+                                       " is not allowed for CustomResponse; use a Redirect action");
+        }
+        break;
+      case ActionType::None:
+      case ActionType::AbortRequest:
+        break;
+    }
+  }
+
+  void check_pattern(const RuleConfig& rule, const std::string& pattern, bool ignore_case,
+                     pugi::xml_node node) {
+    // Wildcard and ExactMatch patterns cannot be malformed.
+    if (rule.pattern_syntax != PatternSyntax::ECMAScript) return;
+    if (std::optional<std::string> problem = regex_error(pattern, ignore_case)) {
+      diagnostics_.error(node, "rule '" + rule.name + "': pattern " + quoted(pattern) +
+                                   " does not compile: " + *problem);
+    }
+  }
+
+  // "http://NAME/…" routes to farm NAME. Any other absolute host is plain reverse proxying,
+  // which ARR allows only with <proxy enabled="true">; without it, NAME is a farm that is
+  // missing (most often a typo).
+  void check_rewrite_target(const RuleConfig& rule, pugi::xml_node action) {
+    std::optional<std::string_view> host = absolute_url_host(rule.action_url);
+    // A host built per request ("http://{HTTP_HOST}/…", "{Map:{…}}") cannot be checked here.
+    if (!host || host->empty() || host->find_first_of("{}") != std::string_view::npos) return;
+    if (config_.find_farm(*host) != nullptr || config_.global_proxy_enabled) return;
+    std::string farms;
+    for (const FarmConfig& farm : config_.farms) farms += (farms.empty() ? "" : ", ") + farm.name;
+    diagnostics_.error(action, "rule '" + rule.name + "' rewrites to unknown farm '" +
+                                   std::string(*host) +
+                                   "'; farms are: " + (farms.empty() ? "(none)" : farms));
+  }
+
+  // ---- listeners ----
+
+  void read_site_listeners(pugi::xml_node sites) {
+    for (pugi::xml_node site : child_elements(sites)) {
+      if (!iequals(site.name(), "site")) continue;
+      std::string site_name;
+      read_value(site, "name", site_name);
+      std::vector<ListenConfig> listeners;
+      for (pugi::xml_node node : child_elements(find_child(site, "bindings"))) {
+        if (iequals(node.name(), "clear")) listeners.clear();
+        if (!iequals(node.name(), "binding")) continue;
+        if (std::optional<ListenConfig> listener = read_binding(node, site_name)) {
+          listeners.push_back(std::move(*listener));
+        }
+      }
+      for (ListenConfig& listener : listeners) add_listener(std::move(listener));
+    }
+  }
+
+  std::optional<ListenConfig> read_binding(pugi::xml_node node, const std::string& site_name) {
+    std::string protocol;
+    std::string information;
+    read_value(node, "protocol", protocol);
+    read_value(node, "bindingInformation", information);
+    std::string what = "site[" + site_name + "]/bindings/binding[" + information + "]";
+    bool is_http = iequals(protocol, "http");
+    if (!is_http && !iequals(protocol, "https")) {
+      diagnostics_.not_acted_on(node, what + " (protocol " + protocol + ")");
+      return std::nullopt;
+    }
+    std::optional<Binding> binding = parse_binding_information(information);
+    if (!binding) {
+      diagnostics_.error(node, "bad bindingInformation " + quoted(information) + " on " +
+                                   tag(node) + ": expected IP:PORT:HOST such as *:80: or " +
+                                   "[::]:443:www.example.com, with port 0..65535");
+      return std::nullopt;
+    }
+    if (!binding->host_name.empty()) {
+      diagnostics_.not_acted_on(node, what + " (host name " + binding->host_name +
+                                          ": the listener answers every host)");
+    }
+    return ListenConfig{binding->address, !is_http, diagnostics_.at(node)};
+  }
+
+  // Many IIS sites share "*:80" with different host names; one socket serves them all.
+  void add_listener(ListenConfig listener) {
+    for (const ListenConfig& existing : config_.listeners) {
+      if (existing.address == listener.address && existing.tls == listener.tls) return;
+    }
+    config_.listeners.push_back(std::move(listener));
+  }
+
+  std::optional<std::string> read_address(pugi::xml_node node) {
+    std::string address;
+    read_value(node, "address", address);
+    if (address.empty()) return std::nullopt;  // reported as missing or empty by the schema
+    std::optional<std::string> normalized = normalize_listen_address(address);
+    if (!normalized) {
+      diagnostics_.error(node, "bad address " + quoted(address) + " on " + tag(node) +
+                                   ": expected HOST:PORT or [IPv6]:PORT with port 0..65535");
+    }
+    return normalized;
+  }
+
+  // ---- <harrow> ----
+
+  void read_harrow(pugi::xml_node harrow) {
+    for (pugi::xml_node node : child_elements(harrow)) {
+      if (!iequals(node.name(), "listen")) continue;
+      ListenConfig listener;
+      listener.where = diagnostics_.at(node);
+      read_value(node, "tls", listener.tls);
+      if (std::optional<std::string> address = read_address(node)) {
+        listener.address = *address;
+        add_listener(std::move(listener));
+      }
+    }
+    if (pugi::xml_node admin = find_child(harrow, "admin")) {
+      if (std::optional<std::string> address = read_address(admin)) config_.admin_address = *address;
+    }
+    pugi::xml_node access_log = find_child(harrow, "accessLog");
+    read_value(access_log, "path", config_.access_log.path);
+    read_enum(access_log, "format", kAccessLogFormatNames, config_.access_log.format);
+    pugi::xml_node limits = find_child(harrow, "limits");
+    read_value(limits, "maxConnections", config_.limits.max_connections);
+    read_value(limits, "maxIdleUpstreamPerServer", config_.limits.max_idle_upstream_per_server);
+    pugi::xml_node timeouts = find_child(harrow, "timeouts");
+    read_value(timeouts, "connect", config_.timeouts.connect);
+    read_value(timeouts, "clientHeader", config_.timeouts.client_header);
+    read_value(timeouts, "clientKeepAlive", config_.timeouts.client_keep_alive);
+    read_value(timeouts, "upstreamIdle", config_.timeouts.upstream_idle);
+    read_value(timeouts, "shutdown", config_.timeouts.shutdown);
+  }
+
+  static std::string line_column(const SourceLocation& where) {
+    return "line " + std::to_string(where.line) + ", column " + std::to_string(where.column);
+  }
+
+  Diagnostics& diagnostics_;
+  Config& config_;
+  bool pools_declared_ = false;  // the file has <applicationPools>: farm pools must be in it
+};
+
+// The root must be one <configuration> element.
+bool check_root(Diagnostics& diagnostics, const pugi::xml_document& document) {
+  pugi::xml_node root = document.document_element();
+  bool ok = iequals(root.name(), "configuration");
+  if (!ok) {
+    diagnostics.error(root, "the root element is " + tag(root) + "; expected <configuration>");
+  }
+  for (pugi::xml_node extra = root.next_sibling(); extra; extra = extra.next_sibling()) {
+    if (extra.type() != pugi::node_element) continue;
+    diagnostics.error(extra, "XML: a second root element " + tag(extra) + " after " + tag(root));
+    ok = false;
+  }
+  return ok;
+}
+
+}  // namespace
+
+LoadResult load_config_text(std::string_view xml, const std::string& path) {
+  Diagnostics diagnostics(path, xml);
+  if (std::optional<std::string> problem = encoding_problem(xml)) {
+    diagnostics.error(diagnostics.at_offset(0), *problem);
+    return diagnostics.finish(std::nullopt);
+  }
+  // pugixml would stop at a NUL and quietly drop the rest of the file.
+  if (size_t nul = xml.find('\0'); nul != std::string_view::npos) {
+    diagnostics.error(diagnostics.at_offset(nul),
+                      "XML: NUL byte in the file (is it UTF-16? Harrow reads UTF-8)");
+    return diagnostics.finish(std::nullopt);
+  }
+
+  pugi::xml_document document;
+  pugi::xml_parse_result parsed = document.load_buffer(xml.empty() ? "" : xml.data(), xml.size(),
+                                                       pugi::parse_default, pugi::encoding_utf8);
+  if (!parsed) {
+    report_xml_error(diagnostics, xml, parsed);
+    return diagnostics.finish(std::nullopt);
+  }
+  if (!check_root(diagnostics, document)) return diagnostics.finish(std::nullopt);
+
+  pugi::xml_node root = document.document_element();
+  SchemaChecker(diagnostics).check(root, kConfiguration, "", "", false);
+  Config config;
+  config.source_path = path;
+  ConfigReader(diagnostics, config).read(root);
+  return diagnostics.finish(std::move(config));
+}
+
+LoadResult load_config_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    LoadResult result;
+    result.errors.push_back({{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
+    return result;
+  }
+  std::ostringstream contents;
+  contents << file.rdbuf();
+  if (file.bad()) {
+    LoadResult result;
+    result.errors.push_back({{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
+    return result;
+  }
+  return load_config_text(contents.str(), path);
+}
+
+// ============================================================================================
+// The --check-config summary
+// ============================================================================================
+
+namespace {
+
+std::string describe_target(const RuleConfig& rule, const Config& config) {
+  switch (rule.action) {
+    case ActionType::Rewrite: {
+      std::optional<std::string_view> host = absolute_url_host(rule.action_url);
+      if (!host) return "rewrite to " + rule.action_url;
+      if (const FarmConfig* farm = config.find_farm(*host)) {
+        return "farm " + farm->name + (istarts_with(rule.action_url, "https:") ? " (https)" : " (http)");
+      }
+      return "proxy to " + rule.action_url;
+    }
+    case ActionType::Redirect:
+      return "redirect " + std::to_string(rule.status_code) + " to " + rule.action_url;
+    case ActionType::CustomResponse:
+      return "respond " + std::to_string(rule.status_code) +
+             (rule.status_reason.empty() ? "" : " " + rule.status_reason);
+    case ActionType::AbortRequest:
+      return "abort the request";
+    case ActionType::None:
+      break;
+  }
+  return "no action";
+}
+
+void summarize_farm(std::ostringstream& out, const FarmConfig& farm) {
+  out << "  " << farm.name << (farm.enabled ? "" : " (disabled)")
+      << "  pool " << (farm.application_pool.empty() ? "(none)" : farm.application_pool)
+      << "  algorithm " << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)]
+      << "  timeout " << format_timespan(farm.protocol.timeout);
+  if (!farm.health_check.url.empty()) {
+    out << "  health " << farm.health_check.url << " every "
+        << format_timespan(farm.health_check.interval);
+  }
+  if (farm.affinity.use_cookie) out << "  affinity cookie " << farm.affinity.cookie_name;
+  out << "\n";
+  if (farm.servers.empty()) out << "    (no servers: requests routed here are answered 503)\n";
+  for (const ServerConfig& server : farm.servers) {
+    out << "    " << server.address << ":" << server.http_port << " (https " << server.https_port
+        << ")  weight " << server.weight << "  " << (server.enabled ? "enabled" : "disabled")
+        << "\n";
+  }
+}
+
+}  // namespace
+
+std::string summarize(const Config& config) {
+  std::ostringstream out;
+  out << "configuration: " << config.source_path << "\n";
+  out << "farms (" << config.farms.size() << "):\n";
+  for (const FarmConfig& farm : config.farms) summarize_farm(out, farm);
+  out << "rules (" << config.global_rules.size() << "):\n";
+  for (const RuleConfig& rule : config.global_rules) {
+    out << "  " << rule.name << " -> " << describe_target(rule, config)
+        << (rule.enabled ? "" : " (disabled)") << "\n";
+  }
+  if (!config.rewrite_maps.empty()) {
+    out << "rewrite maps (" << config.rewrite_maps.size() << "):";
+    for (const RewriteMapConfig& map : config.rewrite_maps) {
+      out << " " << map.name << " (" << map.entries.size() << " entries)";
+    }
+    out << "\n";
+  }
+  out << "proxy to any host: " << (config.global_proxy_enabled ? "enabled" : "disabled") << "\n";
+  out << "listeners (" << config.listeners.size() << "):\n";
+  for (const ListenConfig& listener : config.listeners) {
+    out << "  " << (listener.tls ? "https://" : "http://") << listener.address << "\n";
+  }
+  out << "admin: http://" << config.admin_address << "\n";
+  out << "access log: "
+      << (config.access_log.path.empty()
+              ? std::string("(none)")
+              : config.access_log.path + " (" +
+                    std::string(kAccessLogFormatNames[static_cast<size_t>(config.access_log.format)]) + ")")
+      << "\n";
+  if (!config.ignored.empty()) {
+    out << "accepted but not acted on (" << config.ignored.size() << "):\n";
+    for (const IgnoredSetting& setting : config.ignored) {
+      out << "  " << setting.where.file << ":" << setting.where.line << ": " << setting.what << "\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace harrow::config

@@ -1,0 +1,223 @@
+"""Helpers for Harrow's end-to-end tests: start the real `harrow` binary and `harrow-origin`
+backends on loopback port 0, talk to them with real clients, and clean up.
+
+Tests never sleep to wait for something: they poll with a deadline (`wait_for`).
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+HARROW = os.environ.get("HARROW_BIN", "harrow")
+ORIGIN = os.environ.get("HARROW_ORIGIN_BIN", "harrow-origin")
+SANITIZED = os.environ.get("HARROW_SANITIZED") == "1"
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Origin:
+    """One harrow-origin process."""
+
+    def __init__(self, name, host="127.0.0.1", workers=1):
+        self.name = name
+        self.host = host
+        self.proc = subprocess.Popen(
+            [ORIGIN, "--name", name, "--listen", f"{host}:0", "--workers", str(workers)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on http://[^ ]+:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise AssertionError(f"origin {name} did not start: {line!r}")
+        self.port = int(m.group(1))
+
+    def stats(self):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        conn.request("GET", "/_origin/stats")
+        data = json.loads(conn.getresponse().read())
+        conn.close()
+        return data
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+def farm_xml(name, servers, protocol="", extra=""):
+    """servers: list of (address, port, weight[, enabled])."""
+    rows = []
+    for s in servers:
+        address, port, weight = s[0], s[1], s[2]
+        enabled = "" if len(s) < 4 or s[3] else ' enabled="false"'
+        rows.append(f'<server address="{address}"{enabled}>'
+                    f'<applicationRequestRouting httpPort="{port}" weight="{weight}"/></server>')
+    arr = f"<applicationRequestRouting>{protocol}{extra}</applicationRequestRouting>" if (protocol or extra) else ""
+    return f'<webFarm name="{name}">{"".join(rows)}{arr}</webFarm>'
+
+
+def rule_xml(name, farm, pattern="*", syntax="Wildcard", conditions=""):
+    return (f'<rule name="{name}" patternSyntax="{syntax}" stopProcessing="true">'
+            f'<match url="{pattern}"/>{conditions}'
+            f'<action type="Rewrite" url="http://{farm}/{{R:0}}"/></rule>')
+
+
+def config_xml(farms, rules, harrow=""):
+    return ("<configuration><webFarms>" + "".join(farms) + "</webFarms>"
+            "<system.webServer><rewrite><globalRules>" + "".join(rules) +
+            "</globalRules></rewrite></system.webServer>"
+            f"<harrow>{harrow}</harrow></configuration>")
+
+
+class Harrow:
+    """One harrow process, started on port 0 with its stderr captured to a file."""
+
+    def __init__(self, config_text, workers=1, extra_args=()):
+        self.dir = tempfile.TemporaryDirectory(prefix="harrow-e2e-")
+        self.config_path = os.path.join(self.dir.name, "harrow.config")
+        with open(self.config_path, "w") as f:
+            f.write(config_text)
+        self.log_path = os.path.join(self.dir.name, "stderr.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [HARROW, "--config", self.config_path, "--workers", str(workers),
+             "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra_args],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        text = wait_for(lambda: self._started(), 20, "harrow to print its listening lines")
+        self.port = int(re.search(r"harrow: listening on http://127\.0\.0\.1:(\d+)", text).group(1))
+        self.admin_port = int(re.search(r"harrow: admin on http://127\.0\.0\.1:(\d+)", text).group(1))
+
+    def _started(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"harrow exited with {self.proc.returncode}: {self.stderr()}")
+        text = self.stderr()
+        return text if ("harrow: admin on" in text and "harrow: listening on" in text) else None
+
+    def stderr(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def rss_peak_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    def admin_get(self, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        return resp.status, body.decode()
+
+    def stop(self, timeout=30):
+        """SIGTERM; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("harrow did not stop within %ss of SIGTERM" % timeout)
+        self.log.close()
+        code = self.proc.returncode
+        self.dir.cleanup()
+        return code
+
+
+def request(port, method="GET", path="/", headers=None, body=None, timeout=30, chunked=False):
+    """One request on a fresh connection; returns (status, headers dict lower-cased, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
+    resp = conn.getresponse()
+    data = resp.read()
+    hdrs = {k.lower(): v for k, v in resp.getheaders()}
+    conn.close()
+    return resp.status, hdrs, data
+
+
+def decode_chunked(body):
+    """Decodes an HTTP/1.1 chunked body (no trailers); raises on bad framing."""
+    out, rest = b"", body
+    while True:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            raise ValueError("truncated chunked body")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += rest[:size]
+        if rest[size:size + 2] != b"\r\n":
+            raise ValueError("chunk not followed by CRLF")
+        rest = rest[size + 2:]
+
+
+def raw_exchange(port, data, timeout=10, until_close=True):
+    """Sends raw bytes and returns everything read until the peer closes (or timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    chunks = []
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+            if not until_close:
+                break
+    except socket.timeout:
+        pass
+    s.close()
+    return b"".join(chunks)
+
+
+class HarrowTestCase(unittest.TestCase):
+    """Tracks processes so every test cleans up, and checks Harrow exits 0 on SIGTERM."""
+
+    def setUp(self):
+        self._origins = []
+        self._harrows = []
+
+    def tearDown(self):
+        for h in self._harrows:
+            if h.proc.poll() is None:
+                code = h.stop()
+                self.assertEqual(code, 0, "harrow exit code after SIGTERM")
+        for o in self._origins:
+            o.stop()
+
+    def origin(self, name, host="127.0.0.1", workers=1):
+        o = Origin(name, host, workers)
+        self._origins.append(o)
+        return o
+
+    def harrow(self, config_text, workers=1, extra_args=()):
+        h = Harrow(config_text, workers, extra_args)
+        self._harrows.append(h)
+        return h

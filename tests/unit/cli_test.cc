@@ -1,0 +1,49 @@
+#include "core/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace harrow {
+namespace {
+
+bool parse(std::vector<const char*> args, CommandLine& out, std::string& error) {
+  args.insert(args.begin(), "harrow");
+  return parse_command_line(static_cast<int>(args.size()), args.data(), out, error);
+}
+
+TEST(CommandLine, ParsesTheContractFlags) {
+  CommandLine cli;
+  std::string error;
+  ASSERT_TRUE(parse({"--config", "/tmp/a.config", "--workers", "3", "--listen", "127.0.0.1:0",
+                     "--listen=[::1]:8080", "--admin", "127.0.0.1:0", "--log-level", "warn"},
+                    cli, error))
+      << error;
+  EXPECT_EQ(cli.config_path, "/tmp/a.config");
+  EXPECT_EQ(cli.workers, 3);
+  EXPECT_EQ(cli.listen, (std::vector<std::string>{"127.0.0.1:0", "[::1]:8080"}));
+  EXPECT_EQ(cli.admin, "127.0.0.1:0");
+  EXPECT_EQ(cli.log_level, "warn");
+}
+
+TEST(CommandLine, DefaultsAndModes) {
+  CommandLine cli;
+  std::string error;
+  ASSERT_TRUE(parse({"--check-config"}, cli, error));
+  EXPECT_TRUE(cli.check_config);
+  EXPECT_EQ(cli.config_path, "/etc/harrow/harrow.config");
+  EXPECT_FALSE(cli.workers.has_value());
+}
+
+TEST(CommandLine, RejectsUnknownFlagsAndBadValues) {
+  CommandLine cli;
+  std::string error;
+  EXPECT_FALSE(parse({"--bogus"}, cli, error));
+  EXPECT_NE(error.find("--bogus"), std::string::npos);
+  EXPECT_FALSE(parse({"--workers", "0"}, cli, error));
+  EXPECT_FALSE(parse({"--workers", "2x"}, cli, error));
+  EXPECT_FALSE(parse({"--config"}, cli, error));
+}
+
+}  // namespace
+}  // namespace harrow

@@ -1,0 +1,128 @@
+#include "core/http_head.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace harrow {
+namespace {
+
+// Feeds a head the way llhttp does when a read splits names and values.
+MessageHead collect(std::initializer_list<std::pair<std::string, std::string>> fields) {
+  MessageHead head;
+  head.reset(65536);
+  head.on_target("/", 1);
+  for (const auto& [name, value] : fields) {
+    head.on_field(name.data(), name.size() / 2);
+    head.on_field(name.data() + name.size() / 2, name.size() - name.size() / 2);
+    head.on_value(value.data(), value.size() / 2);
+    head.on_value(value.data() + value.size() / 2, value.size() - value.size() / 2);
+  }
+  head.finish();
+  return head;
+}
+
+TEST(MessageHead, JoinsSplitPiecesAndFindsCaseInsensitively) {
+  MessageHead head = collect({{"Host", "example.com"}, {"X-Long-Header-Name", "value  "}});
+  ASSERT_EQ(head.fields().size(), 2u);
+  EXPECT_EQ(head.find("host"), "example.com");
+  EXPECT_EQ(head.find("X-LONG-HEADER-NAME"), "value");  // trailing whitespace trimmed
+  EXPECT_FALSE(head.has("missing"));
+}
+
+TEST(MessageHead, EnforcesItsLimit) {
+  MessageHead head;
+  head.reset(10);
+  EXPECT_TRUE(head.on_target("/12345", 6));
+  EXPECT_FALSE(head.on_field("Host-Name", 9));
+}
+
+TEST(MessageHead, HopByHopIncludesConnectionTokens) {
+  MessageHead head = collect({{"Connection", "keep-alive, X-Private"}, {"X-Private", "1"}});
+  EXPECT_TRUE(head.is_hop_by_hop("x-private"));
+  EXPECT_TRUE(head.is_hop_by_hop("Keep-Alive"));
+  EXPECT_TRUE(head.is_hop_by_hop("Proxy-Authorization"));
+  EXPECT_FALSE(head.is_hop_by_hop("Content-Type"));
+  EXPECT_TRUE(head.connection_has("KEEP-ALIVE"));
+}
+
+std::string upstream_text(const MessageHead& head, bool chunked, std::string_view xff) {
+  char buf[4096];
+  HeadWriter w(buf, sizeof buf);
+  UpstreamRequest req;
+  req.method = "POST";
+  req.target = "/app/x?y=1";
+  req.head = &head;
+  req.host = "shop.example";
+  req.chunked_body = chunked;
+  req.forwarded_for_name = xff;
+  req.forwarded_for_value = "10.0.0.9:5555";
+  write_upstream_request(req, w);
+  EXPECT_FALSE(w.overflowed());
+  return std::string(buf, w.size());
+}
+
+TEST(UpstreamRequest, FiltersHopByHopAndAddsForwardedFor) {
+  MessageHead head = collect({{"Host", "ignored"},
+                              {"Connection", "close, X-Private"},
+                              {"X-Private", "secret"},
+                              {"Keep-Alive", "5"},
+                              {"TE", "trailers"},
+                              {"Upgrade", "websocket"},
+                              {"Content-Length", "5"},
+                              {"X-Forwarded-For", "1.2.3.4"},
+                              {"Accept", "*/*"}});
+  EXPECT_EQ(upstream_text(head, false, "X-Forwarded-For"),
+            "POST /app/x?y=1 HTTP/1.1\r\n"
+            "Host: shop.example\r\n"
+            "Content-Length: 5\r\n"
+            "Accept: */*\r\n"
+            "X-Forwarded-For: 1.2.3.4, 10.0.0.9:5555\r\n"
+            "\r\n");
+}
+
+TEST(UpstreamRequest, ChunkedBodyReplacesFramingAndEmptyNameDisablesForwardedFor) {
+  MessageHead head = collect({{"Transfer-Encoding", "chunked"}, {"X-Forwarded-For", "1.2.3.4"}});
+  EXPECT_EQ(upstream_text(head, true, ""),
+            "POST /app/x?y=1 HTTP/1.1\r\n"
+            "Host: shop.example\r\n"
+            "X-Forwarded-For: 1.2.3.4\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "\r\n");
+}
+
+TEST(ClientResponse, ReframesAndMarksClose) {
+  MessageHead head = collect({{"Content-Type", "text/plain"},
+                              {"Transfer-Encoding", "chunked"},
+                              {"Connection", "keep-alive"},
+                              {"Content-Length", "9"}});
+  char buf[1024];
+  HeadWriter w(buf, sizeof buf);
+  ClientResponse resp;
+  resp.status = 404;
+  resp.head = &head;
+  resp.chunked = true;
+  resp.keep_content_length = false;
+  resp.close = true;
+  write_client_response(resp, w);
+  EXPECT_EQ(std::string(buf, w.size()),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+}
+
+TEST(HeadWriter, ReportsOverflowInsteadOfWritingPastTheEnd) {
+  char buf[8];
+  HeadWriter w(buf, sizeof buf);
+  w << "12345" << "6789";
+  EXPECT_TRUE(w.overflowed());
+  EXPECT_EQ(w.size(), 5u);
+  HeadWriter n(buf, sizeof buf);
+  n << uint64_t{0} << uint64_t{18446744073709551615u};
+  EXPECT_TRUE(n.overflowed());
+  HeadWriter m(buf, sizeof buf);
+  m << uint64_t{1234567};
+  EXPECT_EQ(std::string(buf, m.size()), "1234567");
+}
+
+}  // namespace
+}  // namespace harrow
