@@ -38,7 +38,9 @@ namespace {
 // Names: case-insensitive comparison and "did you mean"
 // ============================================================================================
 
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -58,7 +60,8 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   for (size_t i = 1; i <= a.size(); ++i) {
     current[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t substitution = previous[j - 1] + (ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1);
+      size_t substitution =
+          previous[j - 1] + (ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1);
       current[j] = std::min({previous[j] + 1, current[j - 1] + 1, substitution});
     }
     std::swap(previous, current);
@@ -101,7 +104,9 @@ std::string quoted(std::string_view value) {
   return "'" + std::string(value.substr(0, kMaxShown)) + "...'";
 }
 
-std::string tag(pugi::xml_node node) { return "<" + std::string(node.name()) + ">"; }
+std::string tag(pugi::xml_node node) {
+  return "<" + std::string(node.name()) + ">";
+}
 
 // ============================================================================================
 // Values: the syntaxes IIS uses in attributes
@@ -214,11 +219,15 @@ constexpr AttrSpec attribute(std::string_view name, ValueKind kind, int64_t min 
   spec.choices = choices;
   return spec;
 }
-constexpr AttrSpec string_attr(std::string_view name) { return attribute(name, ValueKind::String); }
+constexpr AttrSpec string_attr(std::string_view name) {
+  return attribute(name, ValueKind::String);
+}
 constexpr AttrSpec nonempty_attr(std::string_view name) {
   return attribute(name, ValueKind::NonEmptyString);
 }
-constexpr AttrSpec bool_attr(std::string_view name) { return attribute(name, ValueKind::Bool); }
+constexpr AttrSpec bool_attr(std::string_view name) {
+  return attribute(name, ValueKind::Bool);
+}
 constexpr AttrSpec uint_attr(std::string_view name, int64_t min, int64_t max) {
   return attribute(name, ValueKind::UInt, min, max);
 }
@@ -249,7 +258,7 @@ struct ElementSpec {
   std::span<const AttrSpec> attributes{};
   std::span<const ElementSpec* const> children{};
   bool repeatable = false;  // a collection item; anything else may appear once
-  std::string_view key{};  // the attribute that names an item in paths: webFarm[shop]
+  std::string_view key{};   // the attribute that names an item in paths: webFarm[shop]
   Listing listing = Listing::ActedOn;
   bool opaque = false;  // accepted whole, contents not examined (Web Farm Framework provisioning)
   Unknown unknown = Unknown::Error;
@@ -323,8 +332,7 @@ constexpr std::string_view kAccessLogFormatNames[] = {"w3c", "json"};
 constexpr std::string_view kPassServerHeaderNames[] = {"Replace", "Remove", "PassThrough"};
 constexpr std::string_view kQueryStringHandlingNames[] = {"Ignore", "NoCaching", "Accept"};
 constexpr std::string_view kMatchTypeNames[] = {"Pattern", "IsFile", "IsDirectory"};
-constexpr std::string_view kRedirectTypeNames[] = {"Permanent", "Found", "SeeOther",
-                                                   "Temporary"};
+constexpr std::string_view kRedirectTypeNames[] = {"Permanent", "Found", "SeeOther", "Temporary"};
 constexpr uint32_t kRedirectTypeStatus[] = {301, 302, 303, 307};
 
 // ---- <webFarm><applicationRequestRouting> (ARR's arr_schema.xml) ----
@@ -460,10 +468,15 @@ constexpr ElementSpec kRunProviders = element("runProviders").opaque_not_acted_o
 constexpr ElementSpec kAutoRepair = element("autoRepair").opaque_not_acted_on();
 constexpr ElementSpec kDefaultProxy = element("defaultProxy").opaque_not_acted_on();
 
-constexpr const ElementSpec* kFarmChildren[] = {
-    &kServer,       &kFarmArr,          &kApplicationPool,        &kPlatformProvision,
-    &kApplicationProvision, &kCustomProviderSettings, &kRunProviders, &kAutoRepair,
-    &kDefaultProxy};
+constexpr const ElementSpec* kFarmChildren[] = {&kServer,
+                                                &kFarmArr,
+                                                &kApplicationPool,
+                                                &kPlatformProvision,
+                                                &kApplicationProvision,
+                                                &kCustomProviderSettings,
+                                                &kRunProviders,
+                                                &kAutoRepair,
+                                                &kDefaultProxy};
 constexpr AttrSpec kFarmAttrs[] = {
     nonempty_attr("name").must_be_present(),
     bool_attr("enabled"),
@@ -505,10 +518,10 @@ constexpr ElementSpec kWebFarms =
 
 // ---- <system.webServer><proxy> ----
 
-constexpr auto kGlobalProxyAttrs = concat(
-    kProtocolCommonAttrs,
-    std::array{bool_attr("enabled"), bool_attr("passConnectionCloseHeader").not_acted_on(),
-               enum_attr("passServerHeader", kPassServerHeaderNames).not_acted_on()});
+constexpr auto kGlobalProxyAttrs =
+    concat(kProtocolCommonAttrs,
+           std::array{bool_attr("enabled"), bool_attr("passConnectionCloseHeader").not_acted_on(),
+                      enum_attr("passServerHeader", kPassServerHeaderNames).not_acted_on()});
 constexpr ElementSpec kGlobalProxy = element("proxy", kGlobalProxyAttrs, kProtocolChildren);
 
 // ---- <system.webServer><rewrite> (URL Rewrite's rewrite_schema.xml) ----
@@ -544,8 +557,7 @@ constexpr AttrSpec kActionAttrs[] = {
 };
 constexpr ElementSpec kAction = element("action", kActionAttrs);
 
-constexpr const ElementSpec* kRuleChildren[] = {&kMatch, &kConditions, &kServerVariables,
-                                                &kAction};
+constexpr const ElementSpec* kRuleChildren[] = {&kMatch, &kConditions, &kServerVariables, &kAction};
 constexpr AttrSpec kRuleAttrs[] = {nonempty_attr("name").must_be_present(), bool_attr("enabled"),
                                    enum_attr("patternSyntax", kPatternSyntaxNames),
                                    bool_attr("stopProcessing")};
@@ -557,8 +569,7 @@ constexpr const ElementSpec* kGlobalRulesChildren[] = {&kRule, &kClear, &kRemove
 constexpr ElementSpec kGlobalRules =
     element("globalRules", {}, kGlobalRulesChildren).styled(PathStyle::Collection);
 
-constexpr AttrSpec kMapEntryAttrs[] = {string_attr("key").must_be_present(),
-                                       string_attr("value")};
+constexpr AttrSpec kMapEntryAttrs[] = {string_attr("key").must_be_present(), string_attr("value")};
 constexpr ElementSpec kMapEntry = element("add", kMapEntryAttrs).items("key");
 constexpr AttrSpec kKeyAttr[] = {string_attr("key").must_be_present()};
 constexpr ElementSpec kRemoveByKey = element("remove", kKeyAttr).items("key");
@@ -579,14 +590,13 @@ constexpr ElementSpec kAllowedServerVariables =
     element("allowedServerVariables").opaque_not_acted_on();
 constexpr ElementSpec kRewriteProviders = element("providers").opaque_not_acted_on();
 constexpr const ElementSpec* kRewriteChildren[] = {
-    &kGlobalRules,   &kRewriteMaps,  &kDistributedRules, &kOutboundRules,
-    &kAllowedServerVariables, &kRewriteProviders};
+    &kGlobalRules,     &kRewriteMaps, &kDistributedRules, &kOutboundRules, &kAllowedServerVariables,
+    &kRewriteProviders};
 constexpr ElementSpec kRewrite = element("rewrite", {}, kRewriteChildren);
 
 constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite};
-constexpr ElementSpec kSystemWebServer = element("system.webServer", {}, kSystemWebServerChildren)
-                                             .foreign()
-                                             .styled(PathStyle::Hidden);
+constexpr ElementSpec kSystemWebServer =
+    element("system.webServer", {}, kSystemWebServerChildren).foreign().styled(PathStyle::Hidden);
 
 // ---- <system.applicationHost>: only bindings and pool names matter to Harrow ----
 
@@ -615,8 +625,7 @@ constexpr ElementSpec kSystemApplicationHost =
 
 // ---- <harrow>: what IIS keeps outside applicationHost.config ----
 
-constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(),
-                                     bool_attr("tls")};
+constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(), bool_attr("tls")};
 constexpr ElementSpec kListen = element("listen", kListenAttrs).items("address");
 constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present()};
 constexpr ElementSpec kAdmin = element("admin", kAdminAttrs);
@@ -629,8 +638,8 @@ constexpr ElementSpec kLimits = element("limits", kLimitsAttrs);
 // Connect and request-head timeouts must leave some time; idle and shutdown may be zero
 // ("do not keep idle connections", "stop at once").
 constexpr AttrSpec kTimeoutsAttrs[] = {
-    timespan_attr("connect", 1, kDay),           timespan_attr("clientHeader", 1, kDay),
-    timespan_attr("clientKeepAlive", 0, kDay),   timespan_attr("upstreamIdle", 0, kDay),
+    timespan_attr("connect", 1, kDay),         timespan_attr("clientHeader", 1, kDay),
+    timespan_attr("clientKeepAlive", 0, kDay), timespan_attr("upstreamIdle", 0, kDay),
     timespan_attr("shutdown", 0, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
@@ -642,9 +651,8 @@ constexpr ElementSpec kHarrow = element("harrow", {}, kHarrowChildren);
 
 constexpr const ElementSpec* kConfigurationChildren[] = {&kWebFarms, &kSystemWebServer,
                                                          &kSystemApplicationHost, &kHarrow};
-constexpr ElementSpec kConfiguration = element("configuration", {}, kConfigurationChildren)
-                                           .foreign()
-                                           .styled(PathStyle::Hidden);
+constexpr ElementSpec kConfiguration =
+    element("configuration", {}, kConfigurationChildren).foreign().styled(PathStyle::Hidden);
 
 // IIS's configuration system allows these on any element; they only matter to IIS's own
 // delegation model, so Harrow accepts them silently.
@@ -783,7 +791,8 @@ std::vector<std::string> open_elements(std::string_view text, size_t end) {
       bool is_end_tag = rest.starts_with("</");
       size_t name_start = lt + (is_end_tag ? 2 : 1);
       size_t name_end = name_start;
-      while (name_end < end && std::string_view(" \t\r\n/>").find(text[name_end]) == std::string_view::npos) {
+      while (name_end < end &&
+             std::string_view(" \t\r\n/>").find(text[name_end]) == std::string_view::npos) {
         ++name_end;
       }
       if (is_end_tag) {
@@ -802,9 +811,9 @@ void report_xml_error(Diagnostics& diagnostics, std::string_view text,
   size_t offset = std::min(static_cast<size_t>(std::max<ptrdiff_t>(parsed.offset, 0)), text.size());
   bool mismatch = parsed.status == pugi::status_end_element_mismatch;
   // pugixml reports running out of input at the last byte; say so, at the end of the file.
-  bool at_end = parsed.status != pugi::status_no_document_element &&
-                (offset + 1 >= text.size() ||
-                 (mismatch && text.find('>', offset) == std::string_view::npos));
+  bool at_end =
+      parsed.status != pugi::status_no_document_element &&
+      (offset + 1 >= text.size() || (mismatch && text.find('>', offset) == std::string_view::npos));
   size_t where = at_end ? text.size() : offset;
   if (mismatch && !at_end && offset >= 2 && text.substr(offset - 2, 2) == "</") where = offset - 2;
 
@@ -875,7 +884,8 @@ std::string expected_value(const AttrSpec& spec) {
     }
     case ValueKind::Enum: {
       std::string names;
-      for (std::string_view name : spec.choices) names += (names.empty() ? "" : ", ") + std::string(name);
+      for (std::string_view name : spec.choices)
+        names += (names.empty() ? "" : ", ") + std::string(name);
       return "one of " + names;
     }
     case ValueKind::StatusCodes:
@@ -977,8 +987,8 @@ class SchemaChecker {
     std::string_view value = attribute.value();
     if (value_fits(spec, value)) return;
     if (spec.kind == ValueKind::NonEmptyString) {
-      diagnostics_.error(node, "attribute '" + std::string(attribute.name()) + "' on " +
-                                   tag(node) + " must not be empty");
+      diagnostics_.error(node, "attribute '" + std::string(attribute.name()) + "' on " + tag(node) +
+                                   " must not be empty");
       return;
     }
     diagnostics_.error(node, "bad value " + quoted(value) + " for attribute '" +
@@ -998,8 +1008,8 @@ class SchemaChecker {
       if (!child_spec->repeatable) {
         if (std::find(singletons_seen.begin(), singletons_seen.end(), child_spec) !=
             singletons_seen.end()) {
-          diagnostics_.error(child, "duplicate " + tag(child) + " in " + tag(node) +
-                                        ": at most one is allowed");
+          diagnostics_.error(
+              child, "duplicate " + tag(child) + " in " + tag(node) + ": at most one is allowed");
           continue;
         }
         singletons_seen.push_back(child_spec);
@@ -1075,9 +1085,9 @@ void read_value(pugi::xml_node node, std::string_view name, bool& out) {
 }
 
 template <typename Unsigned>
-void read_value(pugi::xml_node node, std::string_view name, Unsigned& out)
-  requires(std::is_unsigned_v<Unsigned> && !std::is_same_v<Unsigned, bool>)
-{
+void read_value(pugi::xml_node node, std::string_view name,
+                Unsigned& out) requires(std::is_unsigned_v<Unsigned> &&
+                                        !std::is_same_v<Unsigned, bool>) {
   if (pugi::xml_attribute attribute = find_attribute(node, name)) {
     std::optional<uint64_t> value = parse_uint(attribute.value());
     if (value && *value <= std::numeric_limits<Unsigned>::max()) {
@@ -1273,8 +1283,8 @@ class ConfigReader {
     for (const ServerConfig& other : farm.servers) {
       if (!server.address.empty() && iequals(other.address, server.address)) {
         diagnostics_.error(node, "duplicate server address '" + server.address + "' in webFarm '" +
-                                     farm.name + "' (first defined at " +
-                                     line_column(other.where) + ")");
+                                     farm.name + "' (first defined at " + line_column(other.where) +
+                                     ")");
         return;
       }
     }
@@ -1345,7 +1355,8 @@ class ConfigReader {
       } else if (iequals(kind, "remove")) {
         std::string name;
         read_value(node, "name", name);
-        std::erase_if(config_.rewrite_maps, [&](const auto& map) { return iequals(map.name, name); });
+        std::erase_if(config_.rewrite_maps,
+                      [&](const auto& map) { return iequals(map.name, name); });
       } else if (iequals(kind, "rewriteMap")) {
         add_rewrite_map(node);
       }
@@ -1566,8 +1577,8 @@ class ConfigReader {
       return std::nullopt;
     }
     if (!binding->host_name.empty()) {
-      diagnostics_.not_acted_on(node, what + " (host name " + binding->host_name +
-                                          ": the listener answers every host)");
+      diagnostics_.not_acted_on(
+          node, what + " (host name " + binding->host_name + ": the listener answers every host)");
     }
     return ListenConfig{binding->address, !is_http, diagnostics_.at(node)};
   }
@@ -1606,7 +1617,8 @@ class ConfigReader {
       }
     }
     if (pugi::xml_node admin = find_child(harrow, "admin")) {
-      if (std::optional<std::string> address = read_address(admin)) config_.admin_address = *address;
+      if (std::optional<std::string> address = read_address(admin))
+        config_.admin_address = *address;
     }
     pugi::xml_node access_log = find_child(harrow, "accessLog");
     read_value(access_log, "path", config_.access_log.path);
@@ -1682,14 +1694,16 @@ LoadResult load_config_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     LoadResult result;
-    result.errors.push_back({{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
+    result.errors.push_back(
+        {{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
     return result;
   }
   std::ostringstream contents;
   contents << file.rdbuf();
   if (file.bad()) {
     LoadResult result;
-    result.errors.push_back({{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
+    result.errors.push_back(
+        {{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
     return result;
   }
   return load_config_text(contents.str(), path);
@@ -1707,7 +1721,8 @@ std::string describe_target(const RuleConfig& rule, const Config& config) {
       std::optional<std::string_view> host = absolute_url_host(rule.action_url);
       if (!host) return "rewrite to " + rule.action_url;
       if (const FarmConfig* farm = config.find_farm(*host)) {
-        return "farm " + farm->name + (istarts_with(rule.action_url, "https:") ? " (https)" : " (http)");
+        return "farm " + farm->name +
+               (istarts_with(rule.action_url, "https:") ? " (https)" : " (http)");
       }
       return "proxy to " + rule.action_url;
     }
@@ -1725,10 +1740,10 @@ std::string describe_target(const RuleConfig& rule, const Config& config) {
 }
 
 void summarize_farm(std::ostringstream& out, const FarmConfig& farm) {
-  out << "  " << farm.name << (farm.enabled ? "" : " (disabled)")
-      << "  pool " << (farm.application_pool.empty() ? "(none)" : farm.application_pool)
-      << "  algorithm " << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)]
-      << "  timeout " << format_timespan(farm.protocol.timeout);
+  out << "  " << farm.name << (farm.enabled ? "" : " (disabled)") << "  pool "
+      << (farm.application_pool.empty() ? "(none)" : farm.application_pool) << "  algorithm "
+      << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)] << "  timeout "
+      << format_timespan(farm.protocol.timeout);
   if (!farm.health_check.url.empty()) {
     out << "  health " << farm.health_check.url << " every "
         << format_timespan(farm.health_check.interval);
@@ -1772,12 +1787,15 @@ std::string summarize(const Config& config) {
       << (config.access_log.path.empty()
               ? std::string("(none)")
               : config.access_log.path + " (" +
-                    std::string(kAccessLogFormatNames[static_cast<size_t>(config.access_log.format)]) + ")")
+                    std::string(
+                        kAccessLogFormatNames[static_cast<size_t>(config.access_log.format)]) +
+                    ")")
       << "\n";
   if (!config.ignored.empty()) {
     out << "accepted but not acted on (" << config.ignored.size() << "):\n";
     for (const IgnoredSetting& setting : config.ignored) {
-      out << "  " << setting.where.file << ":" << setting.where.line << ": " << setting.what << "\n";
+      out << "  " << setting.where.file << ":" << setting.where.line << ": " << setting.what
+          << "\n";
     }
   }
   return out.str();

@@ -6,7 +6,9 @@
 namespace harrow::config {
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // A run of 1..max_digits decimal digits, nothing else. The digit cap keeps every later
 // multiplication far from int64 overflow.

@@ -113,6 +113,7 @@ bool MessageHead::is_hop_by_hop(std::string_view name) const {
 }
 
 HeadWriter& HeadWriter::operator<<(std::string_view s) {
+  if (s.empty()) return *this;  // an empty view may carry a null pointer memcpy must not see
   if (static_cast<size_t>(end_ - p_) < s.size()) {
     overflow_ = true;
     return *this;

@@ -35,7 +35,8 @@ std::string as_hours(int64_t ms) {
 std::string as_days(int64_t ms) {
   char text[64];
   std::snprintf(text, sizeof text, "%lld.%02lld:%02lld:%02lld",
-                static_cast<long long>(ms / 86'400'000), static_cast<long long>(ms / 3'600'000 % 24),
+                static_cast<long long>(ms / 86'400'000),
+                static_cast<long long>(ms / 3'600'000 % 24),
                 static_cast<long long>(ms / 60'000 % 60), static_cast<long long>(ms / 1000 % 60));
   return text;
 }

@@ -15,7 +15,9 @@ using std::chrono::milliseconds;
 using std::chrono::minutes;
 using std::chrono::seconds;
 
-LoadResult load(const std::string& xml) { return load_config_text(xml, "f.config"); }
+LoadResult load(const std::string& xml) {
+  return load_config_text(xml, "f.config");
+}
 
 // Loads text that must be valid; fails the test with every error otherwise.
 Config load_ok(const std::string& xml) {
@@ -243,8 +245,9 @@ TEST(ConfigExamples, B_TwoFarmsHashingAndGlobalProxy) {
   EXPECT_TRUE(https_rule.server_variables[0].replace);
   EXPECT_EQ(https_rule.action_url, "https://api/{R:1}");
 
-  EXPECT_EQ(ignored_list(config), std::vector<std::string>{
-                                      "18: webFarm[static]/applicationRequestRouting/protocol/cache"});
+  EXPECT_EQ(
+      ignored_list(config),
+      std::vector<std::string>{"18: webFarm[static]/applicationRequestRouting/protocol/cache"});
 }
 
 TEST(ConfigExamples, C_ApplicationPoolExtension) {
@@ -354,11 +357,15 @@ struct BadConfig {
   std::vector<std::string> errors;
 };
 
-void PrintTo(const BadConfig& bad, std::ostream* out) { *out << bad.name; }
+void PrintTo(const BadConfig& bad, std::ostream* out) {
+  *out << bad.name;
+}
 
 class ConfigErrors : public testing::TestWithParam<BadConfig> {};
 
-TEST_P(ConfigErrors, ReportsExactly) { EXPECT_EQ(formatted_errors(GetParam().xml), GetParam().errors); }
+TEST_P(ConfigErrors, ReportsExactly) {
+  EXPECT_EQ(formatted_errors(GetParam().xml), GetParam().errors);
+}
 
 const std::string kServer = "      <server address=\"a\"/>\n";
 
@@ -405,10 +412,9 @@ INSTANTIATE_TEST_SUITE_P(
                   {"f.config:5:9: error: unknown attribute 'wieght' on "
                    "<applicationRequestRouting>; did you mean 'weight'?"}},
         BadConfig{"UnknownElementWithHint",
-                  farm_with(kServer +
-                            "      <applicationRequestRouting>\n"
-                            "        <healthChek url=\"http://x/\"/>\n"
-                            "      </applicationRequestRouting>\n"),
+                  farm_with(kServer + "      <applicationRequestRouting>\n"
+                                      "        <healthChek url=\"http://x/\"/>\n"
+                                      "      </applicationRequestRouting>\n"),
                   {"f.config:6:9: error: unknown element <healthChek> in "
                    "<applicationRequestRouting>; did you mean 'healthCheck'?"}},
         BadConfig{"UnknownElementPrefixHint",
@@ -449,18 +455,16 @@ INSTANTIATE_TEST_SUITE_P(
                   {"f.config:4:7: error: bad value 'yes' for attribute 'enabled' on <server>: "
                    "expected true or false"}},
         BadConfig{"BadEnum",
-                  farm_with(kServer +
-                            "      <applicationRequestRouting>\n"
-                            "        <loadBalancing algorithm=\"Fastest\"/>\n"
-                            "      </applicationRequestRouting>\n"),
+                  farm_with(kServer + "      <applicationRequestRouting>\n"
+                                      "        <loadBalancing algorithm=\"Fastest\"/>\n"
+                                      "      </applicationRequestRouting>\n"),
                   {"f.config:6:9: error: bad value 'Fastest' for attribute 'algorithm' on "
                    "<loadBalancing>: expected one of WeightedRoundRobin, LeastRequests, "
                    "LeastResponseTime, WeightedTotalTraffic, RequestHash"}},
         BadConfig{"BadTimeSpanSyntax",
-                  farm_with(kServer +
-                            "      <applicationRequestRouting>\n"
-                            "        <protocol timeout=\"30s\"/>\n"
-                            "      </applicationRequestRouting>\n"),
+                  farm_with(kServer + "      <applicationRequestRouting>\n"
+                                      "        <protocol timeout=\"30s\"/>\n"
+                                      "      </applicationRequestRouting>\n"),
                   {"f.config:6:9: error: bad value '30s' for attribute 'timeout' on <protocol>: "
                    "expected a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss) from 00:00:01 to "
                    "1.00:00:00"}},
@@ -476,10 +480,9 @@ INSTANTIATE_TEST_SUITE_P(
                    "<healthCheck>: expected a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss) from "
                    "00:00:00 to 1.00:00:00"}},
         BadConfig{"BadStatusCodes",
-                  farm_with(kServer +
-                            "      <applicationRequestRouting>\n"
-                            "        <healthCheck statusCodeMatch=\"200-99\"/>\n"
-                            "      </applicationRequestRouting>\n"),
+                  farm_with(kServer + "      <applicationRequestRouting>\n"
+                                      "        <healthCheck statusCodeMatch=\"200-99\"/>\n"
+                                      "      </applicationRequestRouting>\n"),
                   {"f.config:6:9: error: bad value '200-99' for attribute 'statusCodeMatch' on "
                    "<healthCheck>: expected status codes such as 200-399 or 500- (codes 100 to "
                    "999, comma-separated)"}},
@@ -501,11 +504,10 @@ INSTANTIATE_TEST_SUITE_P(
                   {"f.config:3:5: error: attribute 'name' on <webFarm> must not be empty",
                    "f.config:4:7: error: missing required attribute 'address' on <server>"}},
         BadConfig{"DuplicateSingletonElement",
-                  farm_with(kServer +
-                            "      <applicationRequestRouting>\n"
-                            "        <protocol/>\n"
-                            "        <protocol/>\n"
-                            "      </applicationRequestRouting>\n"),
+                  farm_with(kServer + "      <applicationRequestRouting>\n"
+                                      "        <protocol/>\n"
+                                      "        <protocol/>\n"
+                                      "      </applicationRequestRouting>\n"),
                   {"f.config:7:9: error: duplicate <protocol> in <applicationRequestRouting>: at "
                    "most one is allowed"}},
         BadConfig{"ConfigSourceIsNotFollowed",
@@ -516,16 +518,16 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Rules live deeper; these share one preamble so that line numbers stay readable.
 std::string rules_with(const std::string& rules, const std::string& proxy = "") {
-  return "<configuration>\n"                                      // 1
-         "  <webFarms>\n"                                         // 2
+  return "<configuration>\n"                                               // 1
+         "  <webFarms>\n"                                                  // 2
          "    <webFarm name=\"shop\"><server address=\"a\"/></webFarm>\n"  // 3
-         "    <webFarm name=\"api\"/>\n"                          // 4
-         "  </webFarms>\n"                                        // 5
-         "  <system.webServer>\n" +                               // 6
-         (proxy.empty() ? "  <!-- no proxy -->\n" : proxy + "\n") +  // 7
-         "    <rewrite>\n"                                        // 8
-         "      <globalRules>\n" +                                // 9
-         rules +                                                  // 10 onwards
+         "    <webFarm name=\"api\"/>\n"                                   // 4
+         "  </webFarms>\n"                                                 // 5
+         "  <system.webServer>\n" +                                        // 6
+         (proxy.empty() ? "  <!-- no proxy -->\n" : proxy + "\n") +        // 7
+         "    <rewrite>\n"                                                 // 8
+         "      <globalRules>\n" +                                         // 9
+         rules +                                                           // 10 onwards
          "      </globalRules>\n"
          "    </rewrite>\n"
          "  </system.webServer>\n"
@@ -568,26 +570,28 @@ INSTANTIATE_TEST_SUITE_P(
                    "closing parenthesis at offset 5",
                    "f.config:13:13: error: rule 'x': pattern '[a-' does not compile: missing "
                    "terminating ] for character class at offset 3"}},
-        BadConfig{"UnsupportedMatchType",
-                  rules_with("        <rule name=\"x\">\n"
-                             "          <match url=\".*\"/>\n"
-                             "          <conditions>\n"
-                             "            <add input=\"{REQUEST_FILENAME}\" matchType=\"IsFile\"/>\n"
-                             "          </conditions>\n"
-                             "        </rule>\n"),
-                  {"f.config:13:13: error: rule 'x': matchType 'IsFile' is not supported (Harrow "
-                   "serves no files); use Pattern"}},
-        BadConfig{"ActionsNeedTheirArguments",
-                  rules_with("        <rule name=\"x\"><match url=\".*\"/>\n"
-                             "          <action type=\"Redirect\"/></rule>\n"
-                             "        <rule name=\"y\"><match url=\".*\"/>\n"
-                             "          <action type=\"CustomResponse\"/></rule>\n"
-                             "        <rule name=\"z\"><match url=\".*\"/>\n"
-                             "          <action type=\"CustomResponse\" statusCode=\"302\"/></rule>\n"),
-                  {"f.config:11:11: error: rule 'x': Redirect action has no url",
-                   "f.config:13:11: error: rule 'y': CustomResponse action needs a statusCode",
-                   "f.config:15:11: error: rule 'z': statusCode 302 is not allowed for "
-                   "CustomResponse; use a Redirect action"}}));
+        BadConfig{
+            "UnsupportedMatchType",
+            rules_with("        <rule name=\"x\">\n"
+                       "          <match url=\".*\"/>\n"
+                       "          <conditions>\n"
+                       "            <add input=\"{REQUEST_FILENAME}\" matchType=\"IsFile\"/>\n"
+                       "          </conditions>\n"
+                       "        </rule>\n"),
+            {"f.config:13:13: error: rule 'x': matchType 'IsFile' is not supported (Harrow "
+             "serves no files); use Pattern"}},
+        BadConfig{
+            "ActionsNeedTheirArguments",
+            rules_with("        <rule name=\"x\"><match url=\".*\"/>\n"
+                       "          <action type=\"Redirect\"/></rule>\n"
+                       "        <rule name=\"y\"><match url=\".*\"/>\n"
+                       "          <action type=\"CustomResponse\"/></rule>\n"
+                       "        <rule name=\"z\"><match url=\".*\"/>\n"
+                       "          <action type=\"CustomResponse\" statusCode=\"302\"/></rule>\n"),
+            {"f.config:11:11: error: rule 'x': Redirect action has no url",
+             "f.config:13:11: error: rule 'y': CustomResponse action needs a statusCode",
+             "f.config:15:11: error: rule 'z': statusCode 302 is not allowed for "
+             "CustomResponse; use a Redirect action"}}));
 
 INSTANTIATE_TEST_SUITE_P(
     Listeners, ConfigErrors,
@@ -647,16 +651,16 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ConfigErrorsTogether, AllErrorsAreReportedInFileOrder) {
   std::string xml =
-      "<configuration>\n"                                                     // 1
-      "  <system.webServer><rewrite><globalRules>\n"                          // 2
-      "    <rule name=\"r\"><match url=\"(\"/>\n"                             // 3
-      "      <action type=\"Rewrite\" url=\"http://nowhere/\"/></rule>\n"     // 4
-      "  </globalRules></rewrite></system.webServer>\n"                       // 5
-      "  <webFarms>\n"                                                        // 6
-      "    <webFarm name=\"f\" bogus=\"1\">\n"                                // 7
+      "<configuration>\n"                                                                  // 1
+      "  <system.webServer><rewrite><globalRules>\n"                                       // 2
+      "    <rule name=\"r\"><match url=\"(\"/>\n"                                          // 3
+      "      <action type=\"Rewrite\" url=\"http://nowhere/\"/></rule>\n"                  // 4
+      "  </globalRules></rewrite></system.webServer>\n"                                    // 5
+      "  <webFarms>\n"                                                                     // 6
+      "    <webFarm name=\"f\" bogus=\"1\">\n"                                             // 7
       "      <server address=\"a\"><applicationRequestRouting weight=\"-1\"/></server>\n"  // 8
-      "    </webFarm>\n"                                                      // 9
-      "  </webFarms>\n"                                                       // 10
+      "    </webFarm>\n"                                                                   // 9
+      "  </webFarms>\n"                                                                    // 10
       "</configuration>\n";
   EXPECT_EQ(formatted_errors(xml),
             (std::vector<std::string>{
@@ -680,14 +684,15 @@ TEST(ConfigRules, AbsoluteRewriteIsFineWhenProxyIsEnabled) {
 }
 
 TEST(ConfigRules, FarmTargetsMatchIgnoringCaseAndDynamicHostsAreNotChecked) {
-  Config config = load_ok(rules_with(
-      "        <rule name=\"a\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
-      "<action type=\"Rewrite\" url=\"HTTPS://SHOP/x\"/>"
-      "</rule>\n"
-      "        <rule name=\"b\"><match url=\"(.*)\"/>"
-      "<action type=\"Rewrite\" url=\"http://{HTTP_HOST}/{R:1}\"/></rule>\n"
-      "        <rule name=\"c\"><match url=\"(.*)\"/><action type=\"Rewrite\" url=\"/local/{R:1}\"/>"
-      "</rule>\n"));
+  Config config =
+      load_ok(rules_with("        <rule name=\"a\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
+                         "<action type=\"Rewrite\" url=\"HTTPS://SHOP/x\"/>"
+                         "</rule>\n"
+                         "        <rule name=\"b\"><match url=\"(.*)\"/>"
+                         "<action type=\"Rewrite\" url=\"http://{HTTP_HOST}/{R:1}\"/></rule>\n"
+                         "        <rule name=\"c\"><match url=\"(.*)\"/><action type=\"Rewrite\" "
+                         "url=\"/local/{R:1}\"/>"
+                         "</rule>\n"));
   EXPECT_EQ(config.global_rules.size(), 3u);
 }
 
@@ -698,21 +703,21 @@ TEST(ConfigRules, WildcardPatternsAreNotCompiledAsRegexes) {
 }
 
 TEST(ConfigRules, MatchIgnoreCaseAndAbortAction) {
-  Config config = load_ok(
-      rules_with("        <rule name=\"x\"><match url=\"^Api/\\d+$\" ignoreCase=\"false\"/>"
-                 "<action type=\"AbortRequest\"/></rule>\n"));
+  Config config =
+      load_ok(rules_with("        <rule name=\"x\"><match url=\"^Api/\\d+$\" ignoreCase=\"false\"/>"
+                         "<action type=\"AbortRequest\"/></rule>\n"));
   EXPECT_FALSE(config.global_rules.at(0).match_ignore_case);
   EXPECT_EQ(config.global_rules.at(0).action, ActionType::AbortRequest);
 }
 
 TEST(ConfigRules, ClearAndRemoveEditTheCollection) {
-  Config config = load_ok(rules_with(
-      "        <rule name=\"gone\"><match url=\".*\"/></rule>\n"
-      "        <clear/>\n"
-      "        <rule name=\"a\"><match url=\".*\"/></rule>\n"
-      "        <rule name=\"b\"><match url=\".*\"/></rule>\n"
-      "        <remove name=\"A\"/>\n"
-      "        <rule name=\"a\"><match url=\"x\"/></rule>\n"));
+  Config config =
+      load_ok(rules_with("        <rule name=\"gone\"><match url=\".*\"/></rule>\n"
+                         "        <clear/>\n"
+                         "        <rule name=\"a\"><match url=\".*\"/></rule>\n"
+                         "        <rule name=\"b\"><match url=\".*\"/></rule>\n"
+                         "        <remove name=\"A\"/>\n"
+                         "        <rule name=\"a\"><match url=\"x\"/></rule>\n"));
   ASSERT_EQ(config.global_rules.size(), 2u);
   EXPECT_EQ(config.global_rules[0].name, "b");
   EXPECT_EQ(config.global_rules[1].name, "a");
@@ -785,13 +790,13 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
 }
 
 TEST(ConfigIgnored, IgnoredAttributesAreStillRangeChecked) {
-  EXPECT_EQ(formatted_errors(farm_with(kServer +
-                                       "      <applicationRequestRouting>\n"
-                                       "        <protocol minResponseBuffer=\"4194304\"/>\n"
-                                       "      </applicationRequestRouting>\n")),
-            std::vector<std::string>{
-                "f.config:6:9: error: bad value '4194304' for attribute 'minResponseBuffer' on "
-                "<protocol>: expected an integer from 0 to 4194303"});
+  EXPECT_EQ(
+      formatted_errors(farm_with(kServer + "      <applicationRequestRouting>\n"
+                                           "        <protocol minResponseBuffer=\"4194304\"/>\n"
+                                           "      </applicationRequestRouting>\n")),
+      std::vector<std::string>{
+          "f.config:6:9: error: bad value '4194304' for attribute 'minResponseBuffer' on "
+          "<protocol>: expected an integer from 0 to 4194303"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,15 +864,17 @@ TEST(ConfigHarrow, TimeoutsAreRangeChecked) {
 // Positions, files, formatting, summary
 
 TEST(ConfigPositions, ByteOrderMarkDoesNotShiftColumns) {
-  std::vector<std::string> errors = formatted_errors("\xEF\xBB\xBF<configuration bad=\"1\"><webFarms x=\"1\"/></configuration>");
-  EXPECT_EQ(errors, std::vector<std::string>{
-                        "f.config:1:24: error: unknown attribute 'x' on <webFarms>"});
+  std::vector<std::string> errors =
+      formatted_errors("\xEF\xBB\xBF<configuration bad=\"1\"><webFarms x=\"1\"/></configuration>");
+  EXPECT_EQ(errors,
+            std::vector<std::string>{"f.config:1:24: error: unknown attribute 'x' on <webFarms>"});
 }
 
 TEST(ConfigPositions, CrLfLineEndings) {
   std::vector<std::string> errors =
       formatted_errors("<configuration>\r\n\r\n  <harrow><x/></harrow>\r\n</configuration>\r\n");
-  EXPECT_EQ(errors, std::vector<std::string>{"f.config:3:11: error: unknown element <x> in <harrow>"});
+  EXPECT_EQ(errors,
+            std::vector<std::string>{"f.config:3:11: error: unknown element <x> in <harrow>"});
 }
 
 TEST(ConfigFiles, MissingFileIsAnErrorWithoutPosition) {
@@ -893,9 +900,7 @@ TEST(ConfigFormat, DiagnosticFormat) {
 TEST(ConfigSummary, ListsFarmsRulesListenersAndIgnoredSettings) {
   Config config = load_data_file("arr_example_d.config");
   std::string summary = summarize(config);
-  auto contains = [&](const std::string& text) {
-    return summary.find(text) != std::string::npos;
-  };
+  auto contains = [&](const std::string& text) { return summary.find(text) != std::string::npos; };
   EXPECT_TRUE(contains("farms (2):")) << summary;
   EXPECT_TRUE(contains("  app  pool (none)  algorithm WeightedRoundRobin")) << summary;
   EXPECT_TRUE(contains("    app-2.internal:5000 (https 443)  weight 100  disabled")) << summary;
@@ -909,13 +914,13 @@ TEST(ConfigSummary, ListsFarmsRulesListenersAndIgnoredSettings) {
 }
 
 TEST(ConfigSummary, NotesFarmsWithoutServersAndRuleTargets) {
-  Config config = load_ok(rules_with(
-      "        <rule name=\"to-api\"><match url=\".*\"/><action type=\"Rewrite\" "
-      "url=\"https://api/\"/></rule>\n"
-      "        <rule name=\"go\"><match url=\".*\"/><action type=\"Redirect\" "
-      "url=\"https://x/\" redirectType=\"Temporary\"/></rule>\n"
-      "        <rule name=\"stop\" enabled=\"false\"><match url=\".*\"/>"
-      "<action type=\"AbortRequest\"/></rule>\n"));
+  Config config = load_ok(
+      rules_with("        <rule name=\"to-api\"><match url=\".*\"/><action type=\"Rewrite\" "
+                 "url=\"https://api/\"/></rule>\n"
+                 "        <rule name=\"go\"><match url=\".*\"/><action type=\"Redirect\" "
+                 "url=\"https://x/\" redirectType=\"Temporary\"/></rule>\n"
+                 "        <rule name=\"stop\" enabled=\"false\"><match url=\".*\"/>"
+                 "<action type=\"AbortRequest\"/></rule>\n"));
   std::string summary = summarize(config);
   EXPECT_NE(summary.find("  api  pool (none)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("    (no servers: requests routed here are answered 503)"),

@@ -34,7 +34,8 @@ TEST(TimeSpan, ParsesFractions) {
 TEST(TimeSpan, ParsesDays) {
   EXPECT_EQ(parse_timespan("1.00:00:00"), hours(24));
   EXPECT_EQ(parse_timespan("30.00:00:00"), hours(24 * 30));  // affinity timeout maximum
-  EXPECT_EQ(parse_timespan("2.03:04:05.6"), hours(51) + minutes(4) + seconds(5) + milliseconds(600));
+  EXPECT_EQ(parse_timespan("2.03:04:05.6"),
+            hours(51) + minutes(4) + seconds(5) + milliseconds(600));
 }
 
 TEST(TimeSpan, HoursMayExceedADayWithoutADayField) {
@@ -42,10 +43,26 @@ TEST(TimeSpan, HoursMayExceedADayWithoutADayField) {
 }
 
 TEST(TimeSpan, RejectsGarbage) {
-  for (const char* text : {"", " ", "30", "30s", "00:30", "00:00:30:00", "aa:bb:cc", "00:00:3x",
-                           "00::30", ":00:30", "00:00:", "00:00:30.", "00:00:30.12345678",
-                           "1.:00:00", ".01:00:00", "1.2.3:00:00", "00:00:30 s", "0x1:00:00",
-                           "+00:00:01", "00:00:0.5.1"}) {
+  for (const char* text : {"",
+                           " ",
+                           "30",
+                           "30s",
+                           "00:30",
+                           "00:00:30:00",
+                           "aa:bb:cc",
+                           "00:00:3x",
+                           "00::30",
+                           ":00:30",
+                           "00:00:",
+                           "00:00:30.",
+                           "00:00:30.12345678",
+                           "1.:00:00",
+                           ".01:00:00",
+                           "1.2.3:00:00",
+                           "00:00:30 s",
+                           "0x1:00:00",
+                           "+00:00:01",
+                           "00:00:0.5.1"}) {
     EXPECT_EQ(parse_timespan(text), std::nullopt) << "'" << text << "'";
   }
 }
