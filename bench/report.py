@@ -256,6 +256,22 @@ def cmd_summarize(argv):
         if name.endswith(".json"):
             recs.append(json.load(open(os.path.join(o["--records"], name))))
 
+    origin = {}
+    for name, path in meta.pop("origin_raw", {}).items():
+        try:
+            r = parse_wrk(open(path).read())
+        except OSError:
+            r = {"rps": None, "p50_us": None, "p99_us": None, "errors": None}
+        origin[name] = {k: r[k] for k in ("rps", "p50_us", "p99_us", "errors")}
+    meta["origin_direct"] = origin
+
+    def orig(name):
+        r = origin.get(name, {})
+        if r.get("rps") is None:
+            return f"{name} ?"
+        err = f", {r['errors']} errors" if r["errors"] else ""
+        return f"{name} {r['rps']:.0f} req/s (p99 {fmt_lat(r['p99_us'])}{err})"
+
     proxies = meta["proxies"]
     conns_levels = sorted({r["connections"] for r in recs})
     summary = {}
@@ -265,8 +281,7 @@ def cmd_summarize(argv):
     w(f"Harrow vs nginx vs HAProxy — workers={meta['workers']}  wrk -t1 -d{meta['duration']}s  "
       f"runs={meta['runs']} (median)  origin: nginx return 200, {meta['body_bytes']} B body")
     w(f"origin direct (wrk -t1 -c50 -d{meta['origin_duration']}s): "
-      f"nginx {meta['origin']['nginx']['rps_str']} req/s, "
-      f"harrow-origin {meta['origin']['harrow-origin']['rps_str']} req/s")
+      f"{orig('nginx')}, {orig('harrow-origin')}")
     for c in conns_levels:
         per = {}
         for p in proxies:

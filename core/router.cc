@@ -76,6 +76,9 @@ struct RouteScratch::Impl {
   std::string input;
   std::string output;
   std::string target;
+  std::vector<std::pair<size_t, size_t>> ranges;  // capture offsets of the last match
+  std::string trial_text;  // a condition's captures before we know it matched
+  std::vector<std::string_view> trial_captures;
   ~Impl() { pcre2_match_data_free(match); }
 };
 
@@ -95,7 +98,8 @@ bool equals_maybe_icase(std::string_view a, std::string_view b, bool icase) {
 bool match_pattern(const Router::CompiledPattern& p, std::string_view input, Impl& s,
                    std::string& text, std::vector<std::string_view>& captures) {
   bool matched;
-  std::vector<std::pair<size_t, size_t>> ranges;  // small; only on a match
+  std::vector<std::pair<size_t, size_t>>& ranges = s.ranges;  // reused: no allocation once warm
+  ranges.clear();
   if (p.syntax == PatternSyntax::ExactMatch) {
     matched = equals_maybe_icase(input, p.exact, p.ignore_case);
     if (matched) ranges.emplace_back(0, input.size());
@@ -189,8 +193,8 @@ bool conditions_hold(const Router::CompiledRule& rule, const RequestFacts& f, Im
   s.condition_captures_text.clear();
   if (rule.conditions.empty()) return true;
   bool any = rule.config->logical_grouping == config::LogicalGrouping::MatchAny;
-  std::string text;
-  std::vector<std::string_view> captures;
+  std::string& text = s.trial_text;
+  std::vector<std::string_view>& captures = s.trial_captures;
   for (size_t i = 0; i < rule.conditions.size(); ++i) {
     expand(rule.config->conditions[i].input, f, s, s.input);
     bool ok = match_pattern(*rule.conditions[i], s.input, s, text, captures);
