@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,14 +25,28 @@ struct RequestFacts {
   const MessageHead* head = nullptr;  // {HTTP_*}
 };
 
+// What the rules decided. Views point into the Router or the RouteScratch and stay valid
+// until the next route() call with the same scratch.
 struct RouteDecision {
-  enum class Kind { Farm, NoRoute };
+  enum class Kind {
+    Farm,  // proxy to `farm` with `target`
+    NoRoute,  // no rule sent it anywhere: 404
+    Redirect,  // answer `status` with Location: `target`
+    CustomResponse,  // answer `status` `reason` with `body`
+    Abort,  // AbortRequest: close the connection without an answer
+  };
   Kind kind = Kind::NoRoute;
   int farm = -1;  // index into Config::farms
-  std::string_view target;  // origin-form URL to send upstream (points into the scratch)
+  bool https = false;  // the rewrite said https://FARM/ (the server's httpsPort, over TLS)
+  std::string_view target;  // Farm: origin-form URL; Redirect: the Location
+  int status = 0;  // Redirect / CustomResponse
+  std::string_view reason;  // CustomResponse statusReason
+  std::string_view body;  // CustomResponse statusDescription
   std::string_view rule;  // name of the rule that decided
+  // Request headers set by <serverVariables> (HTTP_X_FOO → "X-Foo"), replacing any the client
+  // sent with the same name. HTTP_HOST sets the Host sent upstream.
+  std::span<const HeaderField> set_headers;
 };
-
 class RouteScratch;
 
 class Router {
