@@ -8,6 +8,7 @@ Subcommands:
                                      errors, CPU ticks used by the proxy's process tree during the
                                      run and its RSS (sampled every 100 ms) into a JSON record
   wrk-summary FILE                   print a one-line summary of a saved wrk output
+  record-summary FILE                print a one-line summary of a measure record
   summarize --meta FILE --records DIR --out FILE
                                      median over runs, print the table, write the results JSON
 """
@@ -65,6 +66,16 @@ def cpu_ticks(pids):
         except (OSError, ValueError, IndexError):
             pass
     return total
+
+
+def system_busy_ticks():
+    """non-idle ticks of all CPUs from /proc/stat (user nice system irq softirq steal)."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()
+    vals = [int(x) for x in parts[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    guest = sum(vals[8:10]) if len(vals) > 9 else 0      # already counted in user/nice
+    return sum(vals) - idle - guest
 
 
 def rss_kb(pids, key="VmRSS"):
@@ -186,6 +197,10 @@ def cmd_measure(argv):
 
     t = threading.Thread(target=sampler, daemon=True)
     t.start()
+    origin_pids = process_tree(int(o["--origin-pid"])) if "--origin-pid" in o else []
+    origin0 = cpu_ticks(origin_pids)
+    busy0 = system_busy_ticks()
+    kids0 = os.times()
     ticks0 = cpu_ticks(pids)
     t0 = time.monotonic()
     proc = subprocess.Popen(wrk, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -198,6 +213,9 @@ def cmd_measure(argv):
     wall = time.monotonic() - t0
     pids_after = process_tree(pid)
     ticks1 = cpu_ticks(sorted(set(pids) | set(pids_after)))
+    busy1 = system_busy_ticks()
+    origin1 = cpu_ticks(origin_pids)
+    kids1 = os.times()
     stop.set()
     t.join()
     rss_after = rss_kb(pids_after)
@@ -207,10 +225,17 @@ def cmd_measure(argv):
         f.write(out)
     rec = parse_wrk(out)
     cpu_s = (ticks1 - ticks0) / CLK_TCK
+    origin_cpu_s = (origin1 - origin0) / CLK_TCK
+    wrk_cpu_s = (kids1.children_user - kids0.children_user) + (kids1.children_system - kids0.children_system)
+    busy_s = (busy1 - busy0) / CLK_TCK
+    # Everything else on the machine (other jobs, this script): a contention indicator.
+    other_cpu_s = max(0.0, busy_s - cpu_s - origin_cpu_s - wrk_cpu_s)
     rec.update({
         "proxy": o["--proxy"], "connections": int(o["--conns"]), "run": int(o["--run"]),
         "wrk_exit": proc.returncode, "wall_s": round(wall, 3), "cpu_s": cpu_s,
         "cpu_s_per_100k": (cpu_s / rec["requests"] * 100_000) if rec["requests"] else None,
+        "proxy_cpu_pct": 100 * cpu_s / wall, "origin_cpu_pct": 100 * origin_cpu_s / wall,
+        "wrk_cpu_pct": 100 * wrk_cpu_s / wall, "other_cpu_pct": 100 * other_cpu_s / wall,
         "rss_peak_kb": peak["rss"], "rss_after_kb": rss_after, "processes": len(pids_after),
         "raw": o["--raw"],
     })
@@ -236,6 +261,19 @@ def cmd_wrk_summary(argv):
         f"write={r['sock_write']} timeout={r['sock_timeout']}")
     rps = f"{r['rps']:.0f}" if r["rps"] is not None else "?"
     print(f"{rps} req/s  p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}{err}")
+    return 0
+
+
+def cmd_record_summary(argv):
+    r = json.load(open(argv[0]))
+    err = "" if not r["errors"] else (
+        f"  ERRORS non2xx={r['non2xx']} connect={r['sock_connect']} read={r['sock_read']} "
+        f"write={r['sock_write']} timeout={r['sock_timeout']}")
+    rps = f"{r['rps']:.0f}" if r["rps"] is not None else "?"
+    cpu = f"{r['cpu_s_per_100k']:.2f}" if r["cpu_s_per_100k"] is not None else "?"
+    print(f"{rps:>7} req/s  p50 {fmt_lat(r['p50_us']):>7}  p99 {fmt_lat(r['p99_us']):>8}  "
+          f"CPU {cpu} s/100k  | %core: proxy {r['proxy_cpu_pct']:.0f} origin {r['origin_cpu_pct']:.0f} "
+          f"wrk {r['wrk_cpu_pct']:.0f} other {r['other_cpu_pct']:.0f}{err}")
     return 0
 
 
@@ -294,6 +332,7 @@ def cmd_summarize(argv):
                 "p50_us": _median([r["p50_us"] for r in rs]),
                 "p99_us": _median([r["p99_us"] for r in rs]),
                 "cpu_s_per_100k": _median([r["cpu_s_per_100k"] for r in rs]),
+                "other_cpu_pct": _median([r.get("other_cpu_pct") for r in rs]),
                 "rss_peak_kb": _median([r["rss_peak_kb"] for r in rs]),
                 "rss_after_kb": _median([r["rss_after_kb"] for r in rs]),
                 "bytes_per_req": _median([(r["bytes_read"] / r["requests"]) if r["requests"] and r["bytes_read"] else None for r in rs]),
@@ -347,6 +386,10 @@ def cmd_summarize(argv):
                 return ("x%.2f" % v if v is not None else "-") + f" (vs {ratios[k]['best_peer']})"
             w(f"harrow vs best peer: req/s {f('rps')} higher=better | p99 {f('p99')} lower=better | "
               f"CPU/req {f('cpu_per_req')} lower=better | RSS peak {f('rss_peak')}")
+        busy = max((per[p]["other_cpu_pct"] or 0) for p in per) if per else 0
+        if busy >= 10:
+            w(f"note: other processes used up to {busy:.0f}% of a core during the runs (median per "
+              f"proxy) — the machine was shared; trust CPU/req and ratios more than req/s")
         for p in proxies:
             s = per.get(p)
             if s and s["errors"]:
@@ -369,6 +412,7 @@ def main():
         return 2
     cmd, argv = sys.argv[1], sys.argv[2:]
     fn = {"wait-http": cmd_wait_http, "measure": cmd_measure, "wrk-summary": cmd_wrk_summary,
+          "record-summary": cmd_record_summary,
           "summarize": cmd_summarize}.get(cmd)
     if not fn:
         print(__doc__, file=sys.stderr)

@@ -129,6 +129,7 @@ struct RuleConfig {
   bool match_ignore_case = true;
   bool match_negate = false;
   LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
+  bool track_all_captures = false;  // {C:n} numbers the captures of every matched condition
   std::vector<ConditionConfig> conditions;
   std::vector<ServerVariableSet> server_variables;
   ActionType action = ActionType::None;
@@ -136,6 +137,7 @@ struct RuleConfig {
   bool append_query_string = true;
   uint32_t status_code = 0;  // Redirect / CustomResponse
   std::string status_reason;
+  std::string status_description;  // CustomResponse body
   SourceLocation where;
 };
 

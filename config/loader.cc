@@ -536,7 +536,7 @@ constexpr AttrSpec kConditionAttrs[] = {
 constexpr ElementSpec kCondition = element("add", kConditionAttrs).items();
 constexpr const ElementSpec* kConditionsChildren[] = {&kCondition};
 constexpr AttrSpec kConditionsAttrs[] = {enum_attr("logicalGrouping", kLogicalGroupingNames),
-                                         bool_attr("trackAllCaptures").not_acted_on()};
+                                         bool_attr("trackAllCaptures")};
 constexpr ElementSpec kConditions = element("conditions", kConditionsAttrs, kConditionsChildren);
 
 constexpr AttrSpec kSetAttrs[] = {nonempty_attr("name").must_be_present(), string_attr("value"),
@@ -553,7 +553,7 @@ constexpr AttrSpec kActionAttrs[] = {
     uint_attr("statusCode", 100, 999),
     string_attr("statusReason"),
     uint_attr("subStatusCode", 0, 999).not_acted_on(),
-    string_attr("statusDescription").not_acted_on(),
+    string_attr("statusDescription"),
 };
 constexpr ElementSpec kAction = element("action", kActionAttrs);
 
@@ -1446,6 +1446,7 @@ class ConfigReader {
 
   void read_conditions(pugi::xml_node conditions, RuleConfig& rule) {
     read_enum(conditions, "logicalGrouping", kLogicalGroupingNames, rule.logical_grouping);
+    read_value(conditions, "trackAllCaptures", rule.track_all_captures);
     for (pugi::xml_node node : child_elements(conditions)) {
       if (!iequals(node.name(), "add")) continue;
       ConditionConfig condition;
@@ -1484,6 +1485,7 @@ class ConfigReader {
     read_value(node, "url", rule.action_url);
     read_value(node, "appendQueryString", rule.append_query_string);
     read_value(node, "statusReason", rule.status_reason);
+    read_value(node, "statusDescription", rule.status_description);
     const std::string what = "rule '" + rule.name + "': ";
     switch (rule.action) {
       case ActionType::Rewrite:

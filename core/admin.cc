@@ -47,9 +47,9 @@ std::string escape_json(std::string_view v) {
 const char* kClassLabels[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
 template <typename Fn>
-uint64_t sum_server(const AdminSources& s, size_t farm, size_t server, Fn get) {
+uint64_t sum_server(const Snapshot& snap, size_t farm, size_t server, Fn get) {
   uint64_t total = 0;
-  for (const WorkerMetrics* w : s.workers) total += get(w->farms[farm][server]);
+  for (const auto& row : snap.farms[farm].metrics) total += get(row[server]);
   return total;
 }
 
@@ -62,11 +62,20 @@ uint64_t sum_worker(const AdminSources& s, Fn get) {
 
 }  // namespace
 
-std::string render_metrics(const AdminSources& s) {
+std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   std::ostringstream o;
   auto family = [&](const char* name, const char* type, const char* help) {
     o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
   };
+  family("harrow_build_info", "gauge", "Harrow's version.");
+  o << "harrow_build_info{version=\"" HARROW_VERSION "\"} 1\n";
+  if (s.reloads != nullptr && s.reload_failures != nullptr) {
+    family("harrow_config_reloads_total", "counter", "Configuration reloads applied.");
+    o << "harrow_config_reloads_total " << s.reloads->get() << "\n";
+    family("harrow_config_reload_failures_total", "counter",
+           "Configuration reloads rejected (the previous configuration kept serving).");
+    o << "harrow_config_reload_failures_total " << s.reload_failures->get() << "\n";
+  }
   family("harrow_connections_accepted_total", "counter", "Client connections accepted.");
   o << "harrow_connections_accepted_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_accepted.get(); }) << "\n";
@@ -113,7 +122,6 @@ std::string render_metrics(const AdminSources& s) {
        "Requests re-sent because a pooled connection turned out to be closed.",
        [](const ServerMetrics& m) { return m.retries.get(); }},
   };
-  const Snapshot& snap = *s.snapshot;
   auto labels = [&](size_t f, size_t i) {
     const FarmRuntime& farm = snap.farms[f];
     return "farm=\"" + escape_label(farm.config->name) + "\",server=\"" +
@@ -127,7 +135,7 @@ std::string render_metrics(const AdminSources& s) {
       for (int c = 1; c < 6; ++c) {
         o << "harrow_server_responses_total{" << labels(f, i) << ",code=\"" << kClassLabels[c]
           << "\"} "
-          << sum_server(s, f, i,
+          << sum_server(snap, f, i,
                         [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); })
           << "\n";
       }
@@ -138,7 +146,7 @@ std::string render_metrics(const AdminSources& s) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
       for (int r = 0; r < kFailureCount; ++r) {
         uint64_t v =
-            sum_server(s, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
+            sum_server(snap, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
         o << "harrow_server_failures_total{" << labels(f, i) << ",reason=\""
           << failure_token(static_cast<Failure>(r)) << "\"} " << v << "\n";
       }
@@ -148,7 +156,7 @@ std::string render_metrics(const AdminSources& s) {
     family(fam.name, fam.type, fam.help);
     for (size_t f = 0; f < snap.farms.size(); ++f) {
       for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
-        o << fam.name << "{" << labels(f, i) << "} " << sum_server(s, f, i, fam.get) << "\n";
+        o << fam.name << "{" << labels(f, i) << "} " << sum_server(snap, f, i, fam.get) << "\n";
       }
     }
   }
@@ -162,11 +170,10 @@ std::string render_metrics(const AdminSources& s) {
   return o.str();
 }
 
-std::string render_farms_json(const AdminSources& s) {
+std::string render_farms_json(const Snapshot& snap) {
   static const char* kAvailability[] = {"Available", "Draining", "Unavailable"};
   std::ostringstream o;
   o << "{\"farms\":[";
-  const Snapshot& snap = *s.snapshot;
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     const FarmRuntime& farm = snap.farms[f];
     o << (f ? "," : "") << "{\"name\":\"" << escape_json(farm.config->name)
@@ -177,11 +184,11 @@ std::string render_farms_json(const AdminSources& s) {
       health::ServerState st = farm.health->load(i);
       uint64_t total = 0;
       for (int c = 1; c < 6; ++c) {
-        total += sum_server(s, f, i, [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); });
+        total += sum_server(snap, f, i, [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); });
       }
       uint64_t failed = 0;
       for (int r = 0; r < kFailureCount; ++r) {
-        failed += sum_server(s, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
+        failed += sum_server(snap, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
       }
       o << (i ? "," : "") << "{\"address\":\"" << escape_json(ep.config->address)
         << "\",\"endpoint\":\"" << escape_json(ep.label) << "\",\"weight\":" << ep.config->weight
@@ -190,11 +197,11 @@ std::string render_farms_json(const AdminSources& s) {
         << "\",\"isHealthy\":" << (st.healthy ? "true" : "false")
         << ",\"totalRequests\":" << total << ",\"failedRequests\":" << failed
         << ",\"currentRequests\":"
-        << sum_server(s, f, i, [](const ServerMetrics& m) { return m.in_flight.get(); })
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.in_flight.get(); })
         << ",\"bytesSent\":"
-        << sum_server(s, f, i, [](const ServerMetrics& m) { return m.bytes_to_server.get(); })
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_to_server.get(); })
         << ",\"bytesReceived\":"
-        << sum_server(s, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); })
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); })
         << "}";
     }
     o << "]}";
@@ -249,21 +256,37 @@ struct AdminConnection {
 
   void dispatch() {
     const AdminSources& src = server->sources_;
+    std::shared_ptr<const Snapshot> snap = src.snapshot();
     std::string path = url.substr(0, url.find('?'));
+    bool get = method == "GET" || method == "HEAD";
+    if (path == "/api/reload") {
+      if (method != "POST") {
+        respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use POST\"}\n");
+        return;
+      }
+      std::string errors;
+      if (src.reload && src.reload(errors)) {
+        respond(200, "OK", "application/json", "{\"reloaded\":true}\n");
+      } else {
+        respond(400, "Bad Request", "application/json",
+                "{\"reloaded\":false,\"errors\":\"" + escape_json(errors) + "\"}\n");
+      }
+      return;
+    }
     bool known = path == "/" || path == "/healthz" || path == "/metrics" || path == "/api/farms";
     if (!known) {
       respond(404, "Not Found", "application/json", "{\"error\":\"no such endpoint\"}\n");
-    } else if (method != "GET" && method != "HEAD") {
+    } else if (!get) {
       respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use GET\"}\n");
     } else if (path == "/healthz") {
       respond(200, "OK", "text/plain", "ok\n");
     } else if (path == "/metrics") {
-      respond(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(src));
+      respond(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(*snap, src));
     } else if (path == "/api/farms") {
-      respond(200, "OK", "application/json", render_farms_json(src));
+      respond(200, "OK", "application/json", render_farms_json(*snap));
     } else {
       std::string page = "Harrow " HARROW_VERSION "\n\n";
-      for (const FarmRuntime& farm : src.snapshot->farms) {
+      for (const FarmRuntime& farm : snap->farms) {
         page += "farm " + farm.config->name + "\n";
         for (size_t i = 0; i < farm.servers.size(); ++i) {
           health::ServerState st = farm.health->load(i);

@@ -15,14 +15,20 @@
 namespace harrow {
 
 struct AdminSources {
-  const Snapshot* snapshot = nullptr;
+  // The snapshot being served now (it changes on reload).
+  std::function<std::shared_ptr<const Snapshot>()> snapshot;
   std::vector<const WorkerMetrics*> workers;
+  // POST /api/reload: true on success, else false with every error in the string.
+  std::function<bool(std::string&)> reload;
+  // Process-wide counters the main thread keeps.
+  const Counter* reloads = nullptr;
+  const Counter* reload_failures = nullptr;
 };
 
 // Prometheus text format 0.0.4, summed over workers.
-std::string render_metrics(const AdminSources& sources);
+std::string render_metrics(const Snapshot& snapshot, const AdminSources& sources);
 // GET /api/farms.
-std::string render_farms_json(const AdminSources& sources);
+std::string render_farms_json(const Snapshot& snapshot);
 
 class AdminServer {
  public:

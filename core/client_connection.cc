@@ -236,7 +236,7 @@ int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
   } else {
     c->upstream_->out().add(c->in_.block, at, len);
   }
-  c->worker_->mutable_metrics().farms[c->farm_][c->server_].bytes_to_server.add(len);
+  c->server_metrics_->bytes_to_server.add(len);
   return 0;
 }
 
@@ -263,13 +263,33 @@ void ClientConnection::start_exchange() {
   facts.server_port = local_port_;
   facts.remote_addr = peer_ip_;
   facts.head = &head_;
-  RouteDecision decision = worker_->snapshot().router->route(facts, worker_->route_scratch());
-  if (decision.kind != RouteDecision::Kind::Farm) {
-    respond_error(Failure::no_route, 0);
-    return;
+  // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
+  snap_ = worker_->snapshot_ptr();
+  RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
+  switch (decision.kind) {
+    case RouteDecision::Kind::Farm:
+      break;
+    case RouteDecision::Kind::NoRoute:
+      respond_error(Failure::no_route, 0);
+      return;
+    case RouteDecision::Kind::Abort:
+      abort_exchange(Failure::rule_aborted, 0);
+      return;
+    case RouteDecision::Kind::Redirect:
+      respond_local(decision.status, {}, decision.target, {});
+      return;
+    case RouteDecision::Kind::CustomResponse:
+      respond_local(decision.status, decision.reason, {}, decision.body);
+      return;
   }
   farm_ = decision.farm;
+  if (decision.https) {
+    respond_error(Failure::upstream_tls_unavailable, 0);
+    return;
+  }
   target_.assign(decision.target);
+  rule_header_text_.clear();
+  for (const HeaderField& f : decision.set_headers) rule_header_text_.emplace_back(f.name, f.value);
   FarmState& farm = worker_->farm(farm_);
   std::optional<size_t> pick;
   if (farm.runtime->config->enabled) {
@@ -280,14 +300,15 @@ void ClientConnection::start_exchange() {
     return;
   }
   server_ = *pick;
-  worker_->mutable_metrics().farms[farm_][server_].in_flight.add();
+  server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
+  server_metrics_->in_flight.add();
   in_flight_counted_ = true;
 
   if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
     upstream_ = idle;
     upstream_reused_ = true;
     idle->attach(this);
-    metrics.farms[farm_][server_].connections_reused.add();
+    server_metrics_->connections_reused.add();
     send_request_head();
     return;
   }
@@ -295,10 +316,10 @@ void ClientConnection::start_exchange() {
 }
 
 void ClientConnection::connect_upstream() {
-  const ServerEndpoint& endpoint = worker_->snapshot().farms[farm_].servers[server_];
-  upstream_ = new UpstreamConnection(worker_, farm_, server_);
+  const ServerEndpoint& endpoint = snap_->farms[farm_].servers[server_];
+  upstream_ = new UpstreamConnection(worker_, snap_.get(), farm_, server_);
   upstream_reused_ = false;
-  worker_->mutable_metrics().farms[farm_][server_].connections_opened.add();
+  server_metrics_->connections_opened.add();
   upstream_->connect(this, reinterpret_cast<const sockaddr*>(&endpoint.addr),
                      ms(worker_->config().timeouts.connect));
 }
@@ -309,12 +330,29 @@ void ClientConnection::upstream_connected() {
 }
 
 void ClientConnection::send_request_head() {
-  const FarmRuntime& farm = worker_->snapshot().farms[farm_];
+  const FarmRuntime& farm = snap_->farms[farm_];
   const config::ProtocolConfig& protocol = farm.config->protocol;
   upstream_->begin_exchange(head_request_, ms(protocol.timeout), protocol.max_response_header_size);
 
   std::string_view host = protocol.preserve_host_header ? head_.find("host") : std::string_view{};
   if (host.empty()) host = farm.servers[server_].authority;
+  rule_headers_.clear();
+  for (const auto& [name, value] : rule_header_text_) {
+    if (iequals(name, "host")) host = value;  // a rule set HTTP_HOST
+    rule_headers_.push_back({name, value});
+  }
+  worker_->new_request_id(log_id_);
+  std::snprintf(max_forwards_, sizeof max_forwards_, "%u", protocol.max_forwards);
+  // What ARR adds to every forwarded request; client-sent values are always replaced.
+  HeaderField harrow_headers[5];
+  size_t n = 0;
+  harrow_headers[n++] = {"Max-Forwards", max_forwards_};
+  harrow_headers[n++] = {"X-Original-URL", head_.target()};
+  if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, log_id_};
+  if (!protocol.ssl_header_name.empty()) harrow_headers[n++] = {protocol.ssl_header_name, ""};
+  if (!protocol.client_cert_header_name.empty()) {
+    harrow_headers[n++] = {protocol.client_cert_header_name, ""};
+  }
   UpstreamRequest request;
   request.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   request.target = target_;
@@ -325,6 +363,8 @@ void ClientConnection::send_request_head() {
   request.forwarded_for_name = protocol.x_forwarded_for_header_name;
   request.forwarded_for_value =
       protocol.include_port_in_x_forwarded_for ? std::string_view(peer_) : peer_ip_;
+  request.harrow_headers = std::span<const HeaderField>(harrow_headers, n);
+  request.rule_headers = rule_headers_;
 
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
@@ -385,6 +425,9 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   if (!client_keep_alive_ || !request_done_ || worker_->stopping()) close_requested_ = true;
   response.close = close_requested_;
   response.http10_keep_alive = !client_http11 && !close_requested_;
+  if (snap_->farms[farm_].config->protocol.arr_response_header) {
+    response.powered_by = "Harrow/" HARROW_VERSION;
+  }
   write_client_response(response, writer);
   if (writer.overflowed()) {
     block_unref(block);
@@ -403,7 +446,7 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
   } else {
     out_.add(block, data, len);
   }
-  worker_->mutable_metrics().farms[farm_][server_].bytes_from_server.add(len);
+  server_metrics_->bytes_from_server.add(len);
 }
 
 void ClientConnection::upstream_read_end() {
@@ -418,7 +461,7 @@ void ClientConnection::upstream_complete(bool reusable) {
   if (response_chunked_) out_.add_last_chunk();
   out_.flush();
   response_done_ = true;
-  const config::FarmConfig& farm = *worker_->snapshot().farms[farm_].config;
+  const config::FarmConfig& farm = *snap_->farms[farm_].config;
   release_upstream(reusable && request_done_ && farm.protocol.keep_alive && !worker_->stopping());
   if (request_done_) {
     finish_exchange();
@@ -439,7 +482,7 @@ void ClientConnection::upstream_failed(Failure failure, int uv_status) {
     // The server closed a pooled connection just as it was reused; nothing of the request
     // reached the application, so one fresh connection is safe.
     retried_ = true;
-    worker_->mutable_metrics().farms[farm_][server_].retries.add();
+    server_metrics_->retries.add();
     connect_upstream();
     return;
   }
@@ -463,7 +506,7 @@ void ClientConnection::check_upstream_backpressure() {
 
 void ClientConnection::release_upstream(bool reusable) {
   if (in_flight_counted_) {
-    worker_->mutable_metrics().farms[farm_][server_].in_flight.sub();
+    server_metrics_->in_flight.sub();
     in_flight_counted_ = false;
   }
   if (upstream_ == nullptr) return;
@@ -474,10 +517,12 @@ void ClientConnection::release_upstream(bool reusable) {
 }
 
 void ClientConnection::finish_exchange() {
-  if (farm_ >= 0 && status_ != 0) {
-    worker_->mutable_metrics().farms[farm_][server_].responses_by_class[status_ / 100 % 6].add();
+  if (server_metrics_ != nullptr && status_ != 0) {
+    server_metrics_->responses_by_class[status_ / 100 % 6].add();
   }
   status_ = 0;
+  server_metrics_ = nullptr;
+  snap_.reset();
   phase_ = Phase::Idle;
   if (close_requested_) {
     close_after_flush();
@@ -489,10 +534,9 @@ void ClientConnection::finish_exchange() {
 
 void ClientConnection::respond_error(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
-  WorkerMetrics& metrics = worker_->mutable_metrics();
-  metrics.failures[static_cast<int>(failure)].add();
-  if (farm_ >= 0 && in_flight_counted_) {
-    metrics.farms[farm_][server_].failures[static_cast<int>(failure)].add();
+  worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
+  if (server_metrics_ != nullptr && in_flight_counted_) {
+    server_metrics_->failures[static_cast<int>(failure)].add();
   }
   release_upstream(false);
   int status = failure_status(failure);
@@ -500,26 +544,40 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
     close();
     return;
   }
-  bool framing_in_doubt = status == 400 || status == 408 || status == 431;
-  if (framing_in_doubt || !client_keep_alive_ || (!request_done_ && request_has_body_)) {
-    close_requested_ = true;
-  }
-  IoBlock* block = block_acquire();
-  HeadWriter w(block->data, block->capacity);
+  if (status == 400 || status == 408 || status == 431) close_requested_ = true;  // framing in doubt
+  // The body names the reason token, so a user with only curl sees why (story 2 of DESIGN.md).
+  char body[160];
   std::string_view reason = default_reason(status);
   std::string_view token = failure_token(failure);
-  uint64_t body_len = 3 + 1 + reason.size() + 2 + token.size() + 2;
-  w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " " << reason << "\r\n"
-    << "Content-Type: text/plain\r\nContent-Length: " << body_len << "\r\n"
-    << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n"
-    << static_cast<uint64_t>(status) << " " << reason << " (" << token << ")\n";
+  int n = std::snprintf(body, sizeof body, "%d %.*s (%.*s)\n", status,
+                        static_cast<int>(reason.size()), reason.data(),
+                        static_cast<int>(token.size()), token.data());
+  respond_local(status, reason, {}, std::string_view(body, static_cast<size_t>(n)));
+}
+
+void ClientConnection::respond_local(int status, std::string_view reason, std::string_view location,
+                                     std::string_view body) {
+  release_upstream(false);
+  if (!client_keep_alive_ || (!request_done_ && request_has_body_)) close_requested_ = true;
+  IoBlock* block = block_acquire();
+  HeadWriter w(block->data, block->capacity);
+  w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " "
+    << (reason.empty() ? default_reason(status) : reason) << "\r\n";
+  if (!location.empty()) w.field("Location", location);
+  w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
+    << "\r\n" << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n";
+  if (!head_request_) w << body;
+  if (w.overflowed()) {  // a rule's Location or body larger than a block: say so, briefly
+    w = HeadWriter(block->data, block->capacity);
+    w << "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+  }
   out_.add(block, block->data, w.size());
   block_unref(block);
   out_.flush();
   response_head_sent_ = true;
   response_done_ = true;
-  if (status_ == 0) status_ = status;
-  if (farm_ < 0) status_ = 0;  // not a server's response: counted under failures only
+  // Only a server's responses count in its status classes.
+  status_ = (server_metrics_ != nullptr && status_ == 0) ? status : 0;
   if (phase_ == Phase::ReadingHead || phase_ == Phase::Idle || close_requested_) {
     // The request cannot be read on (bad head, timeout) or is not worth reading (a body
     // nobody will take): end the connection once the answer is out.
@@ -531,7 +589,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   if (request_done_) {
     finish_exchange();
   } else {
-    resume_parser();  // a body-less request: the parser reaches its end next
+    resume_parser();  // the parser reaches the request's end next
   }
 }
 
@@ -543,7 +601,7 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
   std::string server = "-";
   std::string farm = "-";
   if (farm_ >= 0) {
-    const FarmRuntime& f = worker_->snapshot().farms[farm_];
+    const FarmRuntime& f = snap_->farms[farm_];
     farm = f.config->name;
     if (in_flight_counted_ || upstream_ != nullptr) server = f.servers[server_].label;
   }

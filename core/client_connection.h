@@ -8,16 +8,20 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "core/failure.h"
 #include "core/http_head.h"
 #include "core/io_buffer.h"
+#include "core/metrics.h"
 #include "core/upstream_connection.h"
 
 namespace harrow {
 
 class Worker;
+struct Snapshot;
 
 class ClientConnection final : public UpstreamEvents {
  public:
@@ -63,6 +67,9 @@ class ClientConnection final : public UpstreamEvents {
   void request_complete();
   void finish_exchange();
   void respond_error(Failure failure, int uv_status);
+  // Answers the request from Harrow itself (errors, Redirect and CustomResponse rules).
+  void respond_local(int status, std::string_view reason, std::string_view location,
+                     std::string_view body);
   void log_failure(Failure failure, int uv_status);
   void check_upstream_backpressure();
   void pause_reading();
@@ -112,6 +119,14 @@ class ClientConnection final : public UpstreamEvents {
   bool closing_after_flush_ = false;
 
   // The current exchange.
+  std::shared_ptr<const Snapshot> snap_;  // the configuration it started on
+  ServerMetrics* server_metrics_ = nullptr;  // the chosen server's counters (this worker's row)
+  // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
+  // next request on this worker before an upstream connect completes.
+  std::vector<std::pair<std::string, std::string>> rule_header_text_;
+  std::vector<HeaderField> rule_headers_;
+  char log_id_[37] = {0};  // per-request GUID (ARR's X-ARR-LOG-ID)
+  char max_forwards_[12] = {0};
   UpstreamConnection* upstream_ = nullptr;
   int farm_ = -1;
   size_t server_ = 0;

@@ -133,12 +133,22 @@ HeadWriter& HeadWriter::operator<<(uint64_t n) {
   return *this << std::string_view(digits + i, sizeof digits - i);
 }
 
+namespace {
+bool named_in(std::span<const HeaderField> list, std::string_view name) {
+  for (const HeaderField& f : list) {
+    if (iequals(f.name, name)) return true;
+  }
+  return false;
+}
+}  // namespace
+
 void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
   out << req.method << " " << req.target << " HTTP/1.1\r\n";
   out.field("Host", req.host);
   std::string_view previous_forwarded_for;
   for (const HeaderField& f : req.head->fields()) {
     if (iequals(f.name, "host") || req.head->is_hop_by_hop(f.name)) continue;
+    if (named_in(req.harrow_headers, f.name) || named_in(req.rule_headers, f.name)) continue;
     if (!req.forwarded_for_name.empty() && iequals(f.name, req.forwarded_for_name)) {
       previous_forwarded_for = f.value;  // merged into one list below
       continue;
@@ -150,6 +160,12 @@ void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
     out << req.forwarded_for_name << ": ";
     if (!previous_forwarded_for.empty()) out << previous_forwarded_for << ", ";
     out << req.forwarded_for_value << "\r\n";
+  }
+  for (const HeaderField& f : req.harrow_headers) {
+    if (!named_in(req.rule_headers, f.name)) out.field(f.name, f.value);
+  }
+  for (const HeaderField& f : req.rule_headers) {
+    if (!iequals(f.name, "host")) out.field(f.name, f.value);  // Host comes from req.host
   }
   if (req.chunked_body) out << "Transfer-Encoding: chunked\r\n";
   if (!req.keep_alive) out << "Connection: close\r\n";
@@ -166,6 +182,7 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
       out.field(f.name, f.value);
     }
   }
+  if (!resp.powered_by.empty()) out.field("X-Powered-By", resp.powered_by);
   if (resp.chunked) out << "Transfer-Encoding: chunked\r\n";
   if (resp.close) {
     out << "Connection: close\r\n";

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,6 +88,10 @@ struct UpstreamRequest {
   bool keep_alive = true;
   std::string_view forwarded_for_name;  // empty = do not add
   std::string_view forwarded_for_value;  // "ip:port" or "ip"
+  // Headers Harrow sets (ARR's Max-Forwards, X-ARR-LOG-ID, …) and headers the rules set; each
+  // replaces a client header of the same name, and the rules' win over Harrow's.
+  std::span<const HeaderField> harrow_headers;
+  std::span<const HeaderField> rule_headers;
 };
 
 // Writes the request line and header section (ending in the blank line).
@@ -101,6 +106,7 @@ struct ClientResponse {
   bool keep_content_length = true;  // pass the upstream Content-Length through
   bool close = false;  // Connection: close
   bool http10_keep_alive = false;  // "Connection: keep-alive" for an HTTP/1.0 client
+  std::string_view powered_by;  // X-Powered-By value to add (ARR's arrResponseHeader), or empty
 };
 
 void write_client_response(const ClientResponse& resp, HeadWriter& out);

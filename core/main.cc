@@ -22,12 +22,60 @@ namespace {
 constexpr int kExitRuntime = 1;
 constexpr int kExitConfig = 2;
 
+// Applies the command line's overrides to a freshly loaded file.
+void apply_overrides(const CommandLine& cli, config::Config& config) {
+  if (!cli.listen.empty()) {
+    std::erase_if(config.listeners, [](const config::ListenConfig& l) { return !l.tls; });
+    for (const std::string& address : cli.listen) config.listeners.push_back({address, false, {}});
+  }
+  if (cli.admin) config.admin_address = *cli.admin;
+}
+
 struct Process {
   uv_loop_t* loop = uv_default_loop();
+  CommandLine cli;
+  std::shared_ptr<const Snapshot> current;  // main thread only
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
+  Counter reloads;
+  Counter reload_failures;
   bool stopping = false;
+
+  // Builds a new snapshot beside the current one and hands it to every worker; a file with
+  // errors changes nothing. Listener and admin addresses stay as bound at start-up.
+  bool reload(std::string& errors) {
+    config::LoadResult loaded = config::load_config_file(cli.config_path);
+    if (!loaded.config) {
+      for (const config::Diagnostic& d : loaded.errors) {
+        log_line(LogLevel::Error, "reload rejected: %s", d.format_error().c_str());
+        errors += d.format_error() + "\n";
+      }
+      reload_failures.add();
+      return false;
+    }
+    auto config = std::make_shared<config::Config>(std::move(*loaded.config));
+    apply_overrides(cli, *config);
+    auto addresses = [](const config::Config& c) {
+      std::vector<std::string> out;
+      for (const config::ListenConfig& l : c.listeners) out.push_back(l.address);
+      out.push_back(c.admin_address);
+      return out;
+    };
+    if (addresses(*config) != addresses(*current->config)) {
+      log_line(LogLevel::Warn, "reload: listener or admin addresses changed; they apply at the next restart");
+    }
+    std::vector<std::string> warnings;
+    std::shared_ptr<const Snapshot> next =
+        build_snapshot(config, static_cast<int>(workers.size()), current.get(), warnings);
+    for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
+    for (auto& w : workers) w->publish(next);
+    current = next;
+    reloads.add();
+    log_line(LogLevel::Info, "configuration reloaded: %zu farms, %zu rules", config->farms.size(),
+             config->global_rules.size());
+    return true;
+  }
 
   void stop() {
     if (stopping) return;
@@ -75,11 +123,7 @@ int run(int argc, char** argv) {
     std::fputs(config::summarize(*config).c_str(), stdout);
     return 0;
   }
-  if (!cli.listen.empty()) {
-    std::erase_if(config->listeners, [](const config::ListenConfig& l) { return !l.tls; });
-    for (const std::string& address : cli.listen) config->listeners.push_back({address, false, {}});
-  }
-  if (cli.admin) config->admin_address = *cli.admin;
+  apply_overrides(cli, *config);
   std::erase_if(config->listeners, [](const config::ListenConfig& l) {
     if (l.tls) log_line(LogLevel::Warn, "TLS listener %s skipped: TLS is not built yet", l.address.c_str());
     return l.tls;
@@ -105,14 +149,19 @@ int run(int argc, char** argv) {
   }
 
   std::vector<std::string> warnings;
-  std::shared_ptr<const Snapshot> snapshot = build_snapshot(config, warnings);
+  std::shared_ptr<const Snapshot> snapshot = build_snapshot(config, worker_count, nullptr, warnings);
   for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
 
   ::signal(SIGPIPE, SIG_IGN);  // a peer that goes away is an error code, not a signal
   Process process;
+  process.cli = cli;
+  process.current = snapshot;
   uint64_t per_worker_limit = std::max<uint64_t>(1, config->limits.max_connections / static_cast<uint64_t>(worker_count));
   AdminSources sources;
-  sources.snapshot = snapshot.get();
+  sources.snapshot = [&process] { return process.current; };
+  sources.reload = [&process](std::string& errors) { return process.reload(errors); };
+  sources.reloads = &process.reloads;
+  sources.reload_failures = &process.reload_failures;
   for (int w = 0; w < worker_count; ++w) {
     process.workers.push_back(std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit));
     sources.workers.push_back(&process.workers.back()->metrics());
@@ -131,9 +180,10 @@ int run(int argc, char** argv) {
     uv_signal_start(handle, on_stop_signal, signum);
   }
   uv_signal_init(process.loop, &process.sighup);
-  uv_signal_start(&process.sighup, [](uv_signal_t*, int) {
-    log_line(LogLevel::Warn, "SIGHUP: configuration reload is not available in this build; "
-                             "restart to apply changes");
+  process.sighup.data = &process;
+  uv_signal_start(&process.sighup, [](uv_signal_t* s, int) {
+    std::string errors;
+    static_cast<Process*>(s->data)->reload(errors);
   }, SIGHUP);
   uv_signal_init(process.loop, &process.sigusr1);
   uv_signal_start(&process.sigusr1, [](uv_signal_t*, int) {

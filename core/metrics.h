@@ -22,6 +22,9 @@ class Counter {
 };
 
 struct ServerMetrics {
+  // Adds another set of counts (carrying a server's counters into a reloaded snapshot).
+  void add_from(const ServerMetrics& other);
+
   Counter responses_by_class[6];  // index status/100 (0 = no response sent)
   Counter failures[kFailureCount];
   Counter in_flight;
@@ -33,18 +36,25 @@ struct ServerMetrics {
   Counter retries;
 };
 
+// Per-server counters live in the config snapshot (see snapshot.h), one row per worker; these
+// are the worker's own.
 struct WorkerMetrics {
-  explicit WorkerMetrics(const std::vector<size_t>& servers_per_farm) {
-    farms.reserve(servers_per_farm.size());
-    for (size_t n : servers_per_farm) farms.emplace_back(n);
-  }
-  // Per farm, per server; indices as in the config snapshot.
-  std::vector<std::vector<ServerMetrics>> farms;
   Counter connections_accepted;
   Counter connections_active;
   Counter connections_rejected;
   Counter requests;
   Counter failures[kFailureCount];  // every failure, including those with no farm or server
 };
+
+inline void ServerMetrics::add_from(const ServerMetrics& o) {
+  for (int i = 0; i < 6; ++i) responses_by_class[i].add(o.responses_by_class[i].get());
+  for (int i = 0; i < kFailureCount; ++i) failures[i].add(o.failures[i].get());
+  bytes_to_server.add(o.bytes_to_server.get());
+  bytes_from_server.add(o.bytes_from_server.get());
+  connections_opened.add(o.connections_opened.get());
+  connections_reused.add(o.connections_reused.get());
+  retries.add(o.retries.get());
+  // in_flight and idle_connections are gauges of the old snapshot's own connections.
+}
 
 }  // namespace harrow

@@ -3,13 +3,69 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <stdexcept>
 
 namespace harrow {
 
+using config::ActionType;
 using config::PatternSyntax;
+
+// Types shared by the compiled rules (Router::*) and the evaluation helpers below. A named
+// namespace rather than an anonymous one, because Router's nested types hold them.
+namespace router_internal {
+
+// A server variable a reference can name. Everything is resolved when the config is compiled,
+// so expansion never compares names.
+enum class Var : uint8_t {
+  Unknown,  // expands to nothing
+  HttpHost,
+  Https,
+  QueryString,
+  RequestUri,
+  UnencodedUrl,
+  Url,
+  PathInfo,
+  RequestMethod,
+  RemoteAddr,
+  ServerPort,
+  ServerPortSecure,
+  Header,  // any other HTTP_*: the request header named by Node::text
+};
+
+enum class Op : uint8_t {
+  Literal,  // Node::text
+  RuleCapture,  // {R:n}
+  ConditionCapture,  // {C:n}
+  Variable,  // {NAME}
+  ToLower,  // {ToLower:children}
+  UrlEncode,  // {UrlEncode:children}
+  UrlDecode,  // {UrlDecode:children}
+  Map,  // {MapName:children}
+};
+
+// One piece of a compiled expansion string ("http://shop/{ToLower:{R:1}}" is a literal, then a
+// ToLower node whose child is a capture).
+struct Node {
+  Op op = Op::Literal;
+  Var var = Var::Unknown;
+  int index = -1;  // capture number (RuleCapture/ConditionCapture) or map (Map)
+  int slot = -1;  // Variable: the settable variable it reads first, or -1
+  std::string text;  // Literal: the text; Variable/Header: the lower-case header name
+  std::vector<Node> children;  // ToLower/UrlEncode/UrlDecode/Map: the argument
+};
+
+// An action URL, condition input or server-variable value, parsed once per config.
+using Template = std::vector<Node>;
+
+}  // namespace router_internal
+
+using router_internal::Node;
+using router_internal::Op;
+using router_internal::Template;
+using router_internal::Var;
 
 // A rule or condition pattern in one of URL Rewrite's three syntaxes. Wildcard patterns are
 // translated to an anchored regular expression in which each `*` is a capture group, so all
@@ -18,11 +74,20 @@ struct Router::CompiledPattern {
   PatternSyntax syntax = PatternSyntax::ECMAScript;
   bool ignore_case = true;
   bool negate = false;
+  bool utf = true;  // compiled with PCRE2_UTF (subjects must then be valid UTF-8 to match)
   std::string exact;  // ExactMatch
   pcre2_code* code = nullptr;
+  uint32_t capture_count = 0;
 
+  CompiledPattern() = default;
+  CompiledPattern(const CompiledPattern&) = delete;
+  CompiledPattern& operator=(const CompiledPattern&) = delete;
   ~CompiledPattern() { pcre2_code_free(code); }
 
+  // Compiles `pattern` in syntax `s`. Throws std::runtime_error if an ECMAScript pattern does
+  // not compile (the loader rejects those first, so only hand-built configs get here). An
+  // ASCII-only Wildcard pattern is compiled without PCRE2_UTF: it then also matches subjects
+  // that are not valid UTF-8, so "*" routes every request whatever bytes its path holds.
   void compile(const std::string& pattern, PatternSyntax s, bool icase, bool neg) {
     syntax = s;
     ignore_case = icase;
@@ -32,22 +97,27 @@ struct Router::CompiledPattern {
       return;
     }
     std::string regex;
-    uint32_t options = PCRE2_UTF | (ignore_case ? PCRE2_CASELESS : 0);
     if (syntax == PatternSyntax::Wildcard) {
+      utf = std::any_of(pattern.begin(), pattern.end(),
+                        [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
       regex = "^";
       for (char c : pattern) {
         if (c == '*') {
           regex += "(.*)";
         } else {
-          if (!std::isalnum(static_cast<unsigned char>(c))) regex += '\\';
+          if (!std::isalnum(static_cast<unsigned char>(c)) &&
+              static_cast<unsigned char>(c) < 0x80) {
+            regex += '\\';
+          }
           regex += c;
         }
       }
       regex += "$";
-      options |= PCRE2_DOTALL;
     } else {
       regex = pattern;
     }
+    uint32_t options = (utf ? PCRE2_UTF : 0) | (ignore_case ? PCRE2_CASELESS : 0) |
+                       (syntax == PatternSyntax::Wildcard ? PCRE2_DOTALL : 0);
     int error = 0;
     PCRE2_SIZE offset = 0;
     code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regex.data()), regex.size(), options, &error,
@@ -56,30 +126,105 @@ struct Router::CompiledPattern {
       throw std::runtime_error("pattern does not compile: " + pattern);
     }
     pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort; the interpreter also works
+    pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &capture_count);
   }
+};
+
+// <serverVariables><set>, with its value compiled.
+struct ServerVariableAssignment {
+  int slot = 0;  // index into Router::variables_
+  Template value;
+  bool replace = true;
 };
 
 struct Router::CompiledRule {
   const config::RuleConfig* config = nullptr;
   CompiledPattern match;
   std::vector<std::unique_ptr<CompiledPattern>> conditions;
+  std::vector<Template> condition_inputs;
+  std::vector<ServerVariableAssignment> sets;
+  Template action_url;
+  Template status_reason;
+  Template status_description;
+};
+
+struct Router::CompiledMap {
+  std::string name;
+  std::string default_value;
+  std::vector<std::pair<std::string, std::string>> entries;  // sorted by key, ignoring case
+};
+
+// A server variable that some rule sets. Reads of it check the scratch's slot first.
+struct Router::Variable {
+  std::string name;  // as first written in the config
+  std::string header;  // HTTP_X_FOO_BAR → "X-Foo-Bar"; empty for non-HTTP_ variables
+  Var builtin = Var::Unknown;  // what it reads when no rule has set it
+  std::string builtin_header;  // Var::Header: lower-case header name
+};
+
+// One settable variable's value during a route() call.
+struct VariableSlot {
+  std::string value;
+  uint64_t generation = 0;  // set in the current route() iff == RouteScratch::Impl::generation
+};
+
+// Capture groups, copied out of their subject (which is a reused buffer) into one string.
+struct Captures {
+  std::string text;
+  std::vector<size_t> ends;  // end of each capture in `text`; it begins where the previous ends
+
+  // Forgets all captures; keeps the capacity.
+  void clear() {
+    text.clear();
+    ends.clear();
+  }
+  // Appends capture number size().
+  void add(std::string_view c) {
+    text.append(c);
+    ends.push_back(text.size());
+  }
+  size_t size() const { return ends.size(); }
+  // Capture `i`, which must be < size().
+  std::string_view operator[](size_t i) const {
+    size_t begin = i == 0 ? 0 : ends[i - 1];
+    return {text.data() + begin, ends[i] - begin};
+  }
 };
 
 struct RouteScratch::Impl {
-  pcre2_match_data* match = pcre2_match_data_create(32, nullptr);
+  pcre2_match_data* match = nullptr;
+  size_t match_pairs = 0;  // ovector pairs `match` holds
   std::string url;  // the URL as rewritten so far (no leading slash, no query)
+  bool url_ascii = true;  // `url` has no byte >= 0x80 (so PCRE2 need not check its UTF-8)
   std::string query;
-  std::string rule_captures_text;
-  std::vector<std::string_view> rule_captures;
-  std::string condition_captures_text;
-  std::vector<std::string_view> condition_captures;
-  std::string input;
-  std::string output;
-  std::string target;
-  std::vector<std::pair<size_t, size_t>> ranges;  // capture offsets of the last match
-  std::string trial_text;  // a condition's captures before we know it matched
-  std::vector<std::string_view> trial_captures;
+  Captures rule_captures;  // {R:n} of the rule being applied
+  Captures condition_captures;  // {C:n}
+  std::vector<std::pair<size_t, size_t>> ranges;  // (offset, length) of the last match's groups
+  std::string input;  // a condition's expanded input
+  std::string value;  // a server variable's expanded value
+  std::string output;  // an expanded action URL
+  std::string target;  // RouteDecision::target
+  std::string reason;  // RouteDecision::reason
+  std::string body;  // RouteDecision::body
+  std::vector<VariableSlot> slots;  // one per Router::Variable (grown, never shrunk)
+  uint64_t generation = 0;  // bumped per route(): slots from earlier calls are unset at once
+  std::vector<int> set_order;  // slots set in this route(), in the order first set
+  std::vector<HeaderField> set_headers;  // RouteDecision::set_headers
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   ~Impl() { pcre2_match_data_free(match); }
+
+  // Makes `match` hold at least `pairs` capture pairs. Allocates only when a router with more
+  // capture groups than any before it uses this scratch.
+  void reserve_match(size_t pairs) {
+    if (match_pairs >= pairs) return;
+    pcre2_match_data_free(match);
+    match = pcre2_match_data_create(static_cast<uint32_t>(pairs), nullptr);
+    if (match == nullptr) throw std::bad_alloc();
+    match_pairs = pairs;
+  }
 };
 
 RouteScratch::RouteScratch() : impl_(std::make_unique<Impl>()) {}
@@ -89,162 +234,571 @@ namespace {
 
 using Impl = RouteScratch::Impl;
 
-bool equals_maybe_icase(std::string_view a, std::string_view b, bool icase) {
-  return icase ? iequals(a, b) : a == b;
-}
+// ---------------------------------------------------------------- small string helpers
 
-// Matches `input` and, on success, stores the captures (index 0 = whole match) as copies in
-// `text` (so they survive later rewrites of the input) with views in `captures`.
-bool match_pattern(const Router::CompiledPattern& p, std::string_view input, Impl& s,
-                   std::string& text, std::vector<std::string_view>& captures) {
-  bool matched;
-  std::vector<std::pair<size_t, size_t>>& ranges = s.ranges;  // reused: no allocation once warm
-  ranges.clear();
-  if (p.syntax == PatternSyntax::ExactMatch) {
-    matched = equals_maybe_icase(input, p.exact, p.ignore_case);
-    if (matched) ranges.emplace_back(0, input.size());
-  } else {
-    int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(input.data()), input.size(), 0, 0,
-                         s.match, nullptr);
-    matched = rc > 0;
-    if (matched) {
-      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.match);
-      for (int i = 0; i < rc; ++i) {
-        if (ov[2 * i] == PCRE2_UNSET) {
-          ranges.emplace_back(0, 0);
-        } else {
-          ranges.emplace_back(ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
-        }
-      }
-    }
-  }
-  if (matched == p.negate) return false;
-  // A negated pattern that "matches" has no captures.
-  text.clear();
-  captures.clear();
-  for (auto [off, len] : ranges) text.append(input.substr(off, len));
-  size_t pos = 0;
-  for (auto [off, len] : ranges) {
-    captures.emplace_back(text.data() + pos, len);
-    pos += len;
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+
+// True if no byte of `s` is >= 0x80 (then it is valid UTF-8 without further checking).
+bool is_ascii(std::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
   }
   return true;
 }
 
-std::string_view server_variable(std::string_view name, const RequestFacts& f, const Impl& s,
-                                 std::string& tmp) {
-  if (iequals(name, "HTTP_HOST")) return f.host;
-  if (iequals(name, "HTTPS")) return f.https ? "on" : "off";
-  if (iequals(name, "QUERY_STRING")) return s.query;
-  if (iequals(name, "REQUEST_URI") || iequals(name, "UNENCODED_URL")) return f.target;
-  if (iequals(name, "REQUEST_METHOD")) return f.method;
-  if (iequals(name, "REMOTE_ADDR")) return f.remote_addr;
-  if (iequals(name, "URL") || iequals(name, "PATH_INFO")) {
-    tmp = "/" + s.url;
-    return tmp;
-  }
-  if (iequals(name, "SERVER_PORT")) {
-    tmp = std::to_string(f.server_port);
-    return tmp;
-  }
-  if (name.size() > 5 && iequals(name.substr(0, 5), "HTTP_") && f.head != nullptr) {
-    tmp.assign(name.substr(5));
-    for (char& c : tmp) {
-      if (c == '_') c = '-';
-    }
-    return f.head->find(tmp);
-  }
-  return {};
+// True if `s` begins with `prefix`, ignoring ASCII case.
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
-// Expands {R:n}, {C:n} and {SERVER_VARIABLE} references in `pattern` into `out`.
-void expand(std::string_view pattern, const RequestFacts& f, Impl& s, std::string& out) {
-  out.clear();
-  std::string tmp;
-  size_t i = 0;
-  while (i < pattern.size()) {
-    size_t open = pattern.find('{', i);
-    size_t close = open == std::string_view::npos ? open : pattern.find('}', open);
-    if (close == std::string_view::npos) {
-      out.append(pattern.substr(i));
-      break;
-    }
-    out.append(pattern.substr(i, open - i));
-    std::string_view ref = pattern.substr(open + 1, close - open - 1);
-    const std::vector<std::string_view>* captures = nullptr;
-    if (ref.size() > 2 && (ref[0] == 'R' || ref[0] == 'r') && ref[1] == ':') {
-      captures = &s.rule_captures;
-    } else if (ref.size() > 2 && (ref[0] == 'C' || ref[0] == 'c') && ref[1] == ':') {
-      captures = &s.condition_captures;
-    }
-    if (captures != nullptr) {
-      size_t n = 0;
-      auto [p, ec] = std::from_chars(ref.data() + 2, ref.data() + ref.size(), n);
-      if (ec == std::errc() && n < captures->size()) out.append((*captures)[n]);
+// Strict weak order on strings that ignores ASCII case (for the rewrite-map tables).
+bool iless(std::string_view a, std::string_view b) {
+  size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    char x = ascii_lower(a[i]);
+    char y = ascii_lower(b[i]);
+    if (x != y) return static_cast<unsigned char>(x) < static_cast<unsigned char>(y);
+  }
+  return a.size() < b.size();
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Lower-cases out[from..] in place (ASCII, as URL Rewrite's ToLower does for URLs).
+void to_lower_from(std::string& out, size_t from) {
+  for (size_t i = from; i < out.size(); ++i) out[i] = ascii_lower(out[i]);
+}
+
+// Decodes %XX escapes in out[from..] in place. A '%' not followed by two hex digits stays as it
+// is; '+' stays '+' (it means a space only in form bodies, not in URLs).
+void url_decode_from(std::string& out, size_t from) {
+  size_t w = from;
+  for (size_t r = from; r < out.size(); ++r) {
+    int hi, lo;
+    if (out[r] == '%' && r + 2 < out.size() + 0 && (hi = hex_value(out[r + 1])) >= 0 &&
+        (lo = hex_value(out[r + 2])) >= 0) {
+      out[w++] = static_cast<char>(hi * 16 + lo);
+      r += 2;
     } else {
-      out.append(server_variable(ref, f, s, tmp));
+      out[w++] = out[r];
     }
+  }
+  out.resize(w);
+}
+
+bool url_unreserved(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
+         c == '~';
+}
+
+// Percent-encodes every byte of out[from..] except RFC 3986's unreserved characters, in place
+// (working from the end, so no second buffer is needed).
+void url_encode_from(std::string& out, size_t from) {
+  size_t extra = 0;
+  for (size_t i = from; i < out.size(); ++i) {
+    if (!url_unreserved(out[i])) extra += 2;
+  }
+  if (extra == 0) return;
+  size_t r = out.size();
+  out.resize(out.size() + extra);
+  size_t w = out.size();
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  while (r > from) {
+    char c = out[--r];
+    if (url_unreserved(c)) {
+      out[--w] = c;
+    } else {
+      auto b = static_cast<unsigned char>(c);
+      out[--w] = kHex[b & 0xF];
+      out[--w] = kHex[b >> 4];
+      out[--w] = '%';
+    }
+  }
+}
+
+// ---------------------------------------------------------------- compiling templates
+
+// What parse_template needs to resolve names: the config's rewrite maps and the variables that
+// rules set.
+struct TemplateContext {
+  const std::vector<std::unique_ptr<Router::CompiledMap>>& maps;
+  const std::vector<std::unique_ptr<Router::Variable>>& variables;
+};
+
+// The built-in source of server variable `name`; for Var::Header, `header` receives the
+// lower-case request header name (HTTP_X_FOO → "x-foo").
+Var builtin_variable(std::string_view name, std::string& header) {
+  struct Entry {
+    std::string_view name;
+    Var var;
+  };
+  static constexpr Entry kNames[] = {
+      {"HTTP_HOST", Var::HttpHost},         {"HTTPS", Var::Https},
+      {"QUERY_STRING", Var::QueryString},   {"REQUEST_URI", Var::RequestUri},
+      {"UNENCODED_URL", Var::UnencodedUrl}, {"URL", Var::Url},
+      {"PATH_INFO", Var::PathInfo},         {"REQUEST_METHOD", Var::RequestMethod},
+      {"REMOTE_ADDR", Var::RemoteAddr},     {"SERVER_PORT", Var::ServerPort},
+      {"SERVER_PORT_SECURE", Var::ServerPortSecure},
+  };
+  for (const Entry& e : kNames) {
+    if (iequals(name, e.name)) return e.var;
+  }
+  if (name.size() > 5 && istarts_with(name, "HTTP_")) {
+    header.clear();
+    for (char c : name.substr(5)) header += c == '_' ? '-' : ascii_lower(c);
+    return Var::Header;
+  }
+  return Var::Unknown;
+}
+
+// "HTTP_X_FOO_BAR" → "X-Foo-Bar": the request header a <set name> writes; empty for names that
+// are not HTTP_*.
+std::string header_for_variable(std::string_view name) {
+  std::string header;
+  if (name.size() <= 5 || !istarts_with(name, "HTTP_")) return header;
+  bool word_start = true;
+  for (char c : name.substr(5)) {
+    if (c == '_') {
+      header += '-';
+      word_start = true;
+    } else {
+      header += word_start ? ascii_upper(c) : ascii_lower(c);
+      word_start = false;
+    }
+  }
+  return header;
+}
+
+// Index of the settable variable called `name` (case-insensitive), or -1.
+int find_variable(const TemplateContext& ctx, std::string_view name) {
+  for (size_t i = 0; i < ctx.variables.size(); ++i) {
+    if (iequals(ctx.variables[i]->name, name)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void parse_template(std::string_view text, const TemplateContext& ctx, Template& out);
+
+// Compiles the inside of one {…} reference into `out` (appending at most one node). Unknown
+// names produce nothing, so they expand to the empty string as in IIS.
+void parse_reference(std::string_view ref, const TemplateContext& ctx, Template& out) {
+  size_t colon = ref.find(':');
+  std::string_view name = ref.substr(0, colon);
+  Node node;
+  if (colon != std::string_view::npos && name.find('{') == std::string_view::npos) {
+    std::string_view arg = ref.substr(colon + 1);
+    if (iequals(name, "R") || iequals(name, "C")) {
+      size_t n = 0;
+      auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), n);
+      if (ec != std::errc() || end != arg.data() + arg.size() || n > 1000) return;
+      node.op = iequals(name, "R") ? Op::RuleCapture : Op::ConditionCapture;
+      node.index = static_cast<int>(n);
+      out.push_back(std::move(node));
+      return;
+    }
+    if (iequals(name, "ToLower")) {
+      node.op = Op::ToLower;
+    } else if (iequals(name, "UrlEncode")) {
+      node.op = Op::UrlEncode;
+    } else if (iequals(name, "UrlDecode")) {
+      node.op = Op::UrlDecode;
+    } else {
+      auto map = std::find_if(ctx.maps.begin(), ctx.maps.end(),
+                              [&](const auto& m) { return iequals(m->name, name); });
+      if (map == ctx.maps.end()) return;  // not a function or a map: nothing
+      node.op = Op::Map;
+      node.index = static_cast<int>(map - ctx.maps.begin());
+    }
+    parse_template(arg, ctx, node.children);
+    out.push_back(std::move(node));
+    return;
+  }
+  node.op = Op::Variable;
+  node.var = builtin_variable(ref, node.text);
+  node.slot = find_variable(ctx, ref);
+  if (node.var == Var::Unknown && node.slot < 0) return;
+  out.push_back(std::move(node));
+}
+
+// Compiles an expansion string: literal text with {…} references, which may nest
+// ("{ToLower:{HTTP_HOST}}"). A '{' without its matching '}' is literal text.
+void parse_template(std::string_view text, const TemplateContext& ctx, Template& out) {
+  auto literal = [&](std::string_view piece) {
+    if (piece.empty()) return;
+    if (out.empty() || out.back().op != Op::Literal) out.push_back(Node{});
+    out.back().text.append(piece);
+  };
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t open = text.find('{', i);
+    if (open == std::string_view::npos) {
+      literal(text.substr(i));
+      return;
+    }
+    size_t close = std::string_view::npos;
+    int depth = 0;
+    for (size_t k = open; k < text.size(); ++k) {
+      if (text[k] == '{') {
+        ++depth;
+      } else if (text[k] == '}' && --depth == 0) {
+        close = k;
+        break;
+      }
+    }
+    if (close == std::string_view::npos) {
+      literal(text.substr(i));
+      return;
+    }
+    literal(text.substr(i, open - i));
+    parse_reference(text.substr(open + 1, close - open - 1), ctx, out);
     i = close + 1;
   }
 }
 
-bool conditions_hold(const Router::CompiledRule& rule, const RequestFacts& f, Impl& s) {
+// ---------------------------------------------------------------- evaluating
+
+// Everything expansion reads during one route() call.
+struct Eval {
+  const std::vector<std::unique_ptr<Router::CompiledMap>>& maps;
+  const std::vector<std::unique_ptr<Router::Variable>>& variables;
+  const RequestFacts& facts;
+  Impl& s;
+};
+
+bool slot_is_set(const Impl& s, int slot) { return s.slots[slot].generation == s.generation; }
+
+// Appends the built-in value of variable `var` (header name `header` for Var::Header) to `out`.
+// `out` must not be one of the buffers the value is read from (url, query).
+void append_builtin(Var var, std::string_view header, const Eval& e, std::string& out) {
+  const RequestFacts& f = e.facts;
+  switch (var) {
+    case Var::Unknown:
+      return;
+    case Var::HttpHost:
+      out.append(f.host);
+      return;
+    case Var::Https:
+      out.append(f.https ? "on" : "off");
+      return;
+    case Var::QueryString:
+      out.append(e.s.query);
+      return;
+    case Var::RequestUri:
+    case Var::UnencodedUrl:
+      out.append(f.target);
+      return;
+    case Var::Url:
+    case Var::PathInfo:
+      out += '/';
+      out.append(e.s.url);
+      return;
+    case Var::RequestMethod:
+      out.append(f.method);
+      return;
+    case Var::RemoteAddr:
+      out.append(f.remote_addr);
+      return;
+    case Var::ServerPort: {
+      char digits[8];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, f.server_port);
+      out.append(digits, static_cast<size_t>(end - digits));
+      return;
+    }
+    case Var::ServerPortSecure:
+      out += f.https ? '1' : '0';
+      return;
+    case Var::Header:
+      if (f.head != nullptr) out.append(f.head->find(header));
+      return;
+  }
+}
+
+// Appends the expansion of `t` to `out` (which must not be s.url, s.query or a slot value).
+void expand_append(const Template& t, const Eval& e, std::string& out) {
+  for (const Node& n : t) {
+    size_t from = out.size();
+    switch (n.op) {
+      case Op::Literal:
+        out.append(n.text);
+        break;
+      case Op::RuleCapture:
+        if (static_cast<size_t>(n.index) < e.s.rule_captures.size()) {
+          out.append(e.s.rule_captures[n.index]);
+        }
+        break;
+      case Op::ConditionCapture:
+        if (static_cast<size_t>(n.index) < e.s.condition_captures.size()) {
+          out.append(e.s.condition_captures[n.index]);
+        }
+        break;
+      case Op::Variable:
+        if (n.slot >= 0 && slot_is_set(e.s, n.slot)) {
+          out.append(e.s.slots[n.slot].value);
+        } else {
+          append_builtin(n.var, n.text, e, out);
+        }
+        break;
+      case Op::ToLower:
+        expand_append(n.children, e, out);
+        to_lower_from(out, from);
+        break;
+      case Op::UrlEncode:
+        expand_append(n.children, e, out);
+        url_encode_from(out, from);
+        break;
+      case Op::UrlDecode:
+        expand_append(n.children, e, out);
+        url_decode_from(out, from);
+        break;
+      case Op::Map: {
+        expand_append(n.children, e, out);
+        const Router::CompiledMap& map = *e.maps[n.index];
+        std::string_view key(out.data() + from, out.size() - from);
+        auto it = std::lower_bound(
+            map.entries.begin(), map.entries.end(), key,
+            [](const auto& entry, std::string_view k) { return iless(entry.first, k); });
+        std::string_view value = (it != map.entries.end() && iequals(it->first, key))
+                                     ? std::string_view(it->second)
+                                     : std::string_view(map.default_value);
+        out.resize(from);
+        out.append(value);
+        break;
+      }
+    }
+  }
+}
+
+// Replaces `out` with the expansion of `t`.
+void expand(const Template& t, const Eval& e, std::string& out) {
+  out.clear();
+  expand_append(t, e, out);
+}
+
+// Matches `input` against `p`. Returns true if the rule or condition holds (the pattern matched
+// and is not negated, or did not match and is negated). When it holds because the pattern
+// matched, s.ranges holds the groups (index 0 = whole match, unset groups empty); a negated
+// pattern that holds has no groups. A subject that is not valid UTF-8 never matches a UTF
+// pattern.
+bool match_pattern(const Router::CompiledPattern& p, std::string_view input, bool input_ascii,
+                   Impl& s) {
+  s.ranges.clear();
+  bool matched;
+  if (p.syntax == PatternSyntax::ExactMatch) {
+    matched = p.ignore_case ? iequals(input, p.exact) : input == p.exact;
+    if (matched && !p.negate) s.ranges.emplace_back(0, input.size());
+  } else {
+    uint32_t options = (p.utf && input_ascii) ? PCRE2_NO_UTF_CHECK : 0;
+    int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(input.data()), input.size(), 0,
+                         options, s.match, nullptr);
+    matched = rc >= 0;  // 0: matched, but the ovector was too small (cannot happen here)
+    if (matched && !p.negate) {
+      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.match);
+      size_t groups = rc == 0 ? pcre2_get_ovector_count(s.match) : static_cast<size_t>(rc);
+      for (size_t i = 0; i < groups; ++i) {
+        if (ov[2 * i] == PCRE2_UNSET) {
+          s.ranges.emplace_back(0, 0);
+        } else {
+          s.ranges.emplace_back(ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
+        }
+      }
+    }
+  }
+  return matched != p.negate;
+}
+
+// Copies the groups in s.ranges (out of `input`) to `captures`, from group `first` on.
+void keep_captures(std::string_view input, const Impl& s, size_t first, Captures& captures) {
+  for (size_t i = first; i < s.ranges.size(); ++i) {
+    captures.add(input.substr(s.ranges[i].first, s.ranges[i].second));
+  }
+}
+
+// Evaluates the rule's conditions (the rule pattern has matched). Leaves {C:n} in
+// s.condition_captures: those of the last condition that matched or, with trackAllCaptures,
+// those of every matched condition in order — the first one's groups from {C:0}, each later
+// one's from group 1 (its whole match is not numbered), as URL Rewrite 2.0 documents.
+bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
+  Impl& s = e.s;
   s.condition_captures.clear();
-  s.condition_captures_text.clear();
-  if (rule.conditions.empty()) return true;
-  bool any = rule.config->logical_grouping == config::LogicalGrouping::MatchAny;
-  std::string& text = s.trial_text;
-  std::vector<std::string_view>& captures = s.trial_captures;
+  const config::RuleConfig& rc = *rule.config;
+  bool any = rc.logical_grouping == config::LogicalGrouping::MatchAny;
   for (size_t i = 0; i < rule.conditions.size(); ++i) {
-    expand(rule.config->conditions[i].input, f, s, s.input);
-    bool ok = match_pattern(*rule.conditions[i], s.input, s, text, captures);
-    if (ok) {
-      // {C:n} refers to the last condition that matched.
-      s.condition_captures_text.swap(text);
-      s.condition_captures.clear();
-      size_t pos = 0;
-      for (std::string_view c : captures) {
-        s.condition_captures.emplace_back(s.condition_captures_text.data() + pos, c.size());
-        pos += c.size();
+    expand(rule.condition_inputs[i], e, s.input);
+    if (match_pattern(*rule.conditions[i], s.input, is_ascii(s.input), s)) {
+      if (!rc.track_all_captures) {
+        s.condition_captures.clear();
+        keep_captures(s.input, s, 0, s.condition_captures);
+      } else {
+        keep_captures(s.input, s, s.condition_captures.size() == 0 ? 0 : 1,
+                      s.condition_captures);
       }
       if (any) return true;
     } else if (!any) {
       return false;
     }
   }
-  return !any;
+  return !any || rule.conditions.empty();
 }
 
-// "http://NAME/rest" → NAME and "/rest"; false if `url` is not absolute.
-bool split_absolute(std::string_view url, std::string_view& host, std::string_view& path) {
+// True if variable `slot` already has a value for <set replace="false">: a rule set it during
+// this route(), or (HTTP_*) the request carries the header, or (others) its built-in value is
+// not empty.
+bool variable_has_value(const Router::Variable& v, int slot, const Eval& e) {
+  if (slot_is_set(e.s, slot)) return true;
+  switch (v.builtin) {
+    case Var::HttpHost:
+      return !e.facts.host.empty();
+    case Var::Header:
+      return e.facts.head != nullptr && e.facts.head->has(v.builtin_header);
+    default:
+      e.s.value.clear();
+      append_builtin(v.builtin, v.builtin_header, e, e.s.value);
+      return !e.s.value.empty();
+  }
+}
+
+// Applies the rule's <serverVariables>, in order: each value is expanded (seeing the sets before
+// it) and stored in the scratch, where later references and RouteDecision::set_headers read it.
+void apply_server_variables(const Router::CompiledRule& rule, const Eval& e) {
+  Impl& s = e.s;
+  for (const ServerVariableAssignment& set : rule.sets) {
+    const Router::Variable& v = *e.variables[set.slot];
+    if (!set.replace && variable_has_value(v, set.slot, e)) continue;
+    expand(set.value, e, s.value);
+    VariableSlot& slot = s.slots[set.slot];
+    slot.value.assign(s.value);
+    if (slot.generation != s.generation) {
+      slot.generation = s.generation;
+      s.set_order.push_back(set.slot);
+    }
+  }
+}
+
+// Points decision.set_headers at the HTTP_* variables the rules set, one header per variable,
+// in the order each was first set.
+void finish_headers(const Eval& e, RouteDecision& decision) {
+  Impl& s = e.s;
+  s.set_headers.clear();
+  for (int slot : s.set_order) {
+    const Router::Variable& v = *e.variables[slot];
+    if (!v.header.empty()) s.set_headers.push_back({v.header, s.slots[slot].value});
+  }
+  decision.set_headers = s.set_headers;
+}
+
+// "http://NAME:port/rest" → NAME and "/rest" (the port is ignored: the farm's servers have
+// their own); false if `url` is not absolute http(s).
+bool split_absolute(std::string_view url, bool& https, std::string_view& host,
+                    std::string_view& path) {
   size_t scheme_end;
-  if (url.size() > 7 && iequals(url.substr(0, 7), "http://")) {
+  if (istarts_with(url, "http://")) {
     scheme_end = 7;
-  } else if (url.size() > 8 && iequals(url.substr(0, 8), "https://")) {
+    https = false;
+  } else if (istarts_with(url, "https://")) {
     scheme_end = 8;
+    https = true;
   } else {
     return false;
   }
   std::string_view rest = url.substr(scheme_end);
-  size_t slash = rest.find_first_of("/?");
-  host = rest.substr(0, slash);
+  size_t slash = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, slash);
+  host = authority.substr(0, authority.find(':'));
   path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   return true;
+}
+
+// Appends the query string to a Redirect or farm target that may already have one.
+void append_query(std::string& target, std::string_view query) {
+  if (query.empty()) return;
+  target += target.find('?') == std::string::npos ? '?' : '&';
+  target.append(query);
+}
+
+// A Rewrite to a relative URL: it becomes the URL (and maybe query) the next rules see. With
+// appendQueryString the current query follows any query the new URL brings; without it the
+// query is only what the new URL brings.
+void rewrite_locally(std::string_view local, bool append_query_string, Impl& s) {
+  size_t q = local.find('?');
+  if (q != std::string_view::npos) {
+    std::string_view new_query = local.substr(q + 1);
+    if (append_query_string && !s.query.empty()) {
+      s.query.insert(0, 1, '&');
+      s.query.insert(0, new_query);
+    } else {
+      s.query.assign(new_query);
+    }
+    local = local.substr(0, q);
+  } else if (!append_query_string) {
+    s.query.clear();
+  }
+  if (!local.empty() && local.front() == '/') local.remove_prefix(1);
+  s.url.assign(local);
+  s.url_ascii = is_ascii(s.url);
 }
 
 }  // namespace
 
 Router::Router(const config::Config& config) : config_(config) {
+  for (const config::RewriteMapConfig& m : config.rewrite_maps) {
+    auto map = std::make_unique<CompiledMap>();
+    map->name = m.name;
+    map->default_value = m.default_value;
+    map->entries = m.entries;
+    // Stable, so of two keys that differ only in case the first defined wins.
+    std::stable_sort(map->entries.begin(), map->entries.end(),
+                     [](const auto& a, const auto& b) { return iless(a.first, b.first); });
+    maps_.push_back(std::move(map));
+  }
+  // Every variable a rule sets gets a slot before any template is compiled, so a reference in
+  // an earlier rule to a variable set by a later one still finds it (for the next request it
+  // simply reads the built-in value).
+  for (const config::RuleConfig& r : config.global_rules) {
+    if (!r.enabled) continue;
+    for (const config::ServerVariableSet& set : r.server_variables) {
+      bool known = std::any_of(variables_.begin(), variables_.end(),
+                               [&](const auto& v) { return iequals(v->name, set.name); });
+      if (known) continue;
+      auto v = std::make_unique<Variable>();
+      v->name = set.name;
+      v->header = header_for_variable(set.name);
+      v->builtin = builtin_variable(set.name, v->builtin_header);
+      variables_.push_back(std::move(v));
+    }
+  }
+  TemplateContext ctx{maps_, variables_};
+  auto need_pairs = [&](const CompiledPattern& p) {
+    max_capture_pairs_ = std::max<size_t>(max_capture_pairs_, p.capture_count + 1);
+  };
   for (const config::RuleConfig& r : config.global_rules) {
     if (!r.enabled) continue;
     auto rule = std::make_unique<CompiledRule>();
     rule->config = &r;
     rule->match.compile(r.match_url, r.pattern_syntax, r.match_ignore_case, r.match_negate);
+    need_pairs(rule->match);
     for (const config::ConditionConfig& c : r.conditions) {
       auto p = std::make_unique<CompiledPattern>();
       p->compile(c.pattern, r.pattern_syntax, c.ignore_case, c.negate);
+      need_pairs(*p);
       rule->conditions.push_back(std::move(p));
+      parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
     }
+    for (const config::ServerVariableSet& set : r.server_variables) {
+      ServerVariableAssignment& a = rule->sets.emplace_back();
+      a.slot = find_variable(ctx, set.name);
+      a.replace = set.replace;
+      parse_template(set.value, ctx, a.value);
+    }
+    parse_template(r.action_url, ctx, rule->action_url);
+    parse_template(r.status_reason, ctx, rule->status_reason);
+    parse_template(r.status_description, ctx, rule->status_description);
     rules_.push_back(std::move(rule));
   }
 }
@@ -253,49 +807,84 @@ Router::~Router() = default;
 
 RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const {
   Impl& s = *scratch.impl_;
+  s.reserve_match(max_capture_pairs_);
+  if (s.slots.size() < variables_.size()) s.slots.resize(variables_.size());
+  ++s.generation;
+  s.set_order.clear();
+  const Eval e{maps_, variables_, f, s};
+
   // Rules see the path without its leading slash and without the query string, as IIS does.
   std::string_view target = f.target;
   size_t q = target.find('?');
   s.url.assign(target.substr(0, q));
   s.query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
   if (!s.url.empty() && s.url.front() == '/') s.url.erase(0, 1);
+  s.url_ascii = is_ascii(s.url);
 
   RouteDecision decision;
   for (const auto& rule : rules_) {
-    if (!match_pattern(rule->match, s.url, s, s.rule_captures_text, s.rule_captures)) continue;
-    if (!conditions_hold(*rule, f, s)) continue;
+    if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
+    s.rule_captures.clear();
+    keep_captures(s.url, s, 0, s.rule_captures);
+    if (!conditions_hold(*rule, e)) continue;
     const config::RuleConfig& rc = *rule->config;
-    if (rc.action == config::ActionType::Rewrite) {
-      expand(rc.action_url, f, s, s.output);
-      std::string_view host, path;
-      if (split_absolute(s.output, host, path)) {
+    apply_server_variables(*rule, e);
+    switch (rc.action) {
+      case ActionType::None:
+        break;
+      case ActionType::Rewrite: {
+        expand(rule->action_url, e, s.output);
+        bool https = false;
+        std::string_view host, path;
+        if (!split_absolute(s.output, https, host, path)) {
+          rewrite_locally(s.output, rc.append_query_string, s);
+          break;
+        }
+        decision.rule = rc.name;
         const config::FarmConfig* farm = config_.find_farm(host);
-        if (farm == nullptr) return decision;  // proxying to arbitrary hosts is not enabled
+        if (farm == nullptr) {  // proxying to arbitrary hosts is not enabled (yet)
+          finish_headers(e, decision);
+          return decision;
+        }
         s.target.clear();
         if (path.empty() || path.front() != '/') s.target += '/';
         s.target.append(path);
-        if (rc.append_query_string && !s.query.empty()) {
-          s.target += (path.find('?') == std::string_view::npos) ? '?' : '&';
-          s.target += s.query;
-        }
+        if (rc.append_query_string) append_query(s.target, s.query);
         decision.kind = RouteDecision::Kind::Farm;
         decision.farm = static_cast<int>(farm - config_.farms.data());
+        decision.https = https;
         decision.target = s.target;
-        decision.rule = rc.name;
+        finish_headers(e, decision);
         return decision;
       }
-      // A local rewrite changes the URL the following rules see.
-      std::string_view local = s.output;
-      size_t lq = local.find('?');
-      if (lq != std::string_view::npos) {
-        s.query.assign(local.substr(lq + 1));
-        local = local.substr(0, lq);
-      }
-      if (!local.empty() && local.front() == '/') local.remove_prefix(1);
-      s.url.assign(local);
+      case ActionType::Redirect:
+        expand(rule->action_url, e, s.target);
+        if (rc.append_query_string) append_query(s.target, s.query);
+        decision.kind = RouteDecision::Kind::Redirect;
+        decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
+        decision.target = s.target;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return decision;
+      case ActionType::CustomResponse:
+        expand(rule->status_reason, e, s.reason);
+        expand(rule->status_description, e, s.body);
+        decision.kind = RouteDecision::Kind::CustomResponse;
+        decision.status = static_cast<int>(rc.status_code);
+        decision.reason = s.reason;
+        decision.body = s.body;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return decision;
+      case ActionType::AbortRequest:
+        decision.kind = RouteDecision::Kind::Abort;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return decision;
     }
     if (rc.stop_processing) break;
   }
+  finish_headers(e, decision);
   return decision;
 }
 

@@ -62,10 +62,15 @@ class Router {
 
   struct CompiledPattern;
   struct CompiledRule;
+  struct CompiledMap;  // a <rewriteMap>, keys sorted for case-insensitive lookup
+  struct Variable;  // a server variable some rule's <serverVariables><set> writes
 
  private:
   const config::Config& config_;
   std::vector<std::unique_ptr<CompiledRule>> rules_;
+  std::vector<std::unique_ptr<CompiledMap>> maps_;
+  std::vector<std::unique_ptr<Variable>> variables_;
+  size_t max_capture_pairs_ = 1;  // ovector size the scratch's match data needs
 };
 
 // Per-worker working memory for Router::route.

@@ -2,6 +2,7 @@
 
 #include <netdb.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace harrow {
@@ -30,7 +31,48 @@ std::string with_port(const std::string& host, uint16_t port) {
 
 }  // namespace
 
+namespace {
+
+// Health and counters follow a server across a reload by identity, not by position.
+void carry_over(Snapshot& next, const Snapshot& previous) {
+  for (size_t f = 0; f < previous.farms.size(); ++f) {
+    const FarmRuntime& old_farm = previous.farms[f];
+    for (size_t s = 0; s < old_farm.servers.size(); ++s) {
+      size_t nf, ns;
+      if (!find_same_server(next, previous, f, s, nf, ns)) continue;
+      FarmRuntime& farm = next.farms[nf];
+      health::ServerState old_state = old_farm.health->load(s);
+      // The file's enabled="false" wins over a carried-over state.
+      if (farm.servers[ns].config->enabled) {
+        farm.health->store(ns, old_state.healthy, old_state.availability);
+      }
+      size_t rows = std::min(farm.metrics.size(), old_farm.metrics.size());
+      for (size_t w = 0; w < rows; ++w) farm.metrics[w][ns].add_from(old_farm.metrics[w][s]);
+    }
+  }
+}
+
+}  // namespace
+
+bool find_same_server(const Snapshot& snapshot, const Snapshot& other, size_t farm, size_t server,
+                      size_t& out_farm, size_t& out_server) {
+  const FarmRuntime& theirs = other.farms[farm];
+  const ServerEndpoint& target = theirs.servers[server];
+  for (size_t f = 0; f < snapshot.farms.size(); ++f) {
+    if (!iequals(snapshot.farms[f].config->name, theirs.config->name)) continue;
+    for (size_t s = 0; s < snapshot.farms[f].servers.size(); ++s) {
+      if (iequals(snapshot.farms[f].servers[s].label, target.label)) {
+        out_farm = f;
+        out_server = s;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
+                                               int workers, const Snapshot* previous,
                                                std::vector<std::string>& warnings) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = config;
@@ -56,8 +98,11 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       }
       rt.servers.push_back(std::move(ep));
     }
+    rt.metrics.reserve(static_cast<size_t>(workers));
+    for (int w = 0; w < workers; ++w) rt.metrics.emplace_back(farm.servers.size());
     snap->farms.push_back(std::move(rt));
   }
+  if (previous != nullptr) carry_over(*snap, *previous);
   snap->router = std::make_unique<Router>(*config);
   return snap;
 }

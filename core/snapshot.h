@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/metrics.h"
 #include "core/router.h"
 #include "health/health_table.h"
 
@@ -28,6 +29,10 @@ struct FarmRuntime {
   const config::FarmConfig* config = nullptr;
   std::vector<ServerEndpoint> servers;
   std::unique_ptr<health::HealthTable> health;
+  // Counters per worker, per server: [worker][server]. Each worker writes only its own row,
+  // the admin thread sums the rows.
+  // mutable: counters change while the configuration they describe does not.
+  mutable std::vector<std::vector<ServerMetrics>> metrics;
 };
 
 struct Snapshot {
@@ -37,8 +42,16 @@ struct Snapshot {
 };
 
 // Resolves every server address (blocking: call it on the main thread). A server whose name
-// does not resolve stays in the farm as unavailable, with a warning in `warnings`.
+// does not resolve stays in the farm as unavailable, with a warning in `warnings`. With a
+// `previous` snapshot (a reload), servers with the same farm name, address and port keep their
+// health state and counters.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
+                                               int workers, const Snapshot* previous,
                                                std::vector<std::string>& warnings);
+
+// The server in `snapshot` that is the same server as farm `farm`, server `server` of `other`
+// (same farm name, address and port), or false.
+bool find_same_server(const Snapshot& snapshot, const Snapshot& other, size_t farm, size_t server,
+                      size_t& out_farm, size_t& out_server);
 
 }  // namespace harrow

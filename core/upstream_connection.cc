@@ -11,8 +11,11 @@ UpstreamConnection* from_parser(llhttp_t* p) { return static_cast<UpstreamConnec
 
 }  // namespace
 
-UpstreamConnection::UpstreamConnection(Worker* worker, int farm, size_t server)
-    : worker_(worker), farm_(farm), server_(server), out_(stream(), &UpstreamConnection::on_write) {
+UpstreamConnection::UpstreamConnection(Worker* worker, const Snapshot* snapshot, int farm,
+                                       size_t server)
+    : worker_(worker),
+      snapshot_(snapshot),
+      farm_(farm), server_(server), out_(stream(), &UpstreamConnection::on_write) {
   uv_tcp_init(worker->loop(), &tcp_);
   uv_timer_init(worker->loop(), &timer_);
   tcp_.data = this;

@@ -16,6 +16,7 @@
 namespace harrow {
 
 class Worker;
+struct Snapshot;
 
 // What an upstream connection tells its owner. Calls come from libuv callbacks on the worker
 // thread, never from inside the owner's own calls into the connection.
@@ -39,8 +40,16 @@ class UpstreamEvents {
 
 class UpstreamConnection {
  public:
-  UpstreamConnection(Worker* worker, int farm, size_t server);
+  // `farm` and `server` index `snapshot` (the configuration the connection was made for).
+  UpstreamConnection(Worker* worker, const Snapshot* snapshot, int farm, size_t server);
 
+  const Snapshot* snapshot() const { return snapshot_; }
+  // After a reload, an idle connection to a server that is still configured moves over.
+  void rebind(const Snapshot* snapshot, int farm, size_t server) {
+    snapshot_ = snapshot;
+    farm_ = farm;
+    server_ = server;
+  }
   int farm() const { return farm_; }
   size_t server() const { return server_; }
   bool reused() const { return exchanges_ > 1; }
@@ -66,6 +75,11 @@ class UpstreamConnection {
   void release(bool reusable);
   // Closes now (owner lets go, if any).
   void close();
+  // Closes an idle connection the worker has already taken out of its pool.
+  void close_detached() {
+    state_ = State::Active;
+    close();
+  }
 
   // Pool bookkeeping (worker only).
   void enter_idle(uint64_t idle_timeout_ms);
@@ -96,6 +110,7 @@ class UpstreamConnection {
   static int on_message_complete(llhttp_t* p);
 
   Worker* worker_;
+  const Snapshot* snapshot_;
   int farm_;
   size_t server_;
   State state_ = State::Connecting;

@@ -1,6 +1,9 @@
 #include "core/worker.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <cstdio>
 
 #include "core/client_connection.h"
 #include "core/io_buffer.h"
@@ -9,12 +12,6 @@
 
 namespace harrow {
 namespace {
-
-std::vector<size_t> servers_per_farm(const Snapshot& snap) {
-  std::vector<size_t> counts;
-  for (const FarmRuntime& f : snap.farms) counts.push_back(f.servers.size());
-  return counts;
-}
 
 uint64_t ms(config::Millis m) { return static_cast<uint64_t>(m.count()); }
 
@@ -25,8 +22,52 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
     : id_(id),
       connection_limit_(connection_limit),
       snapshot_(std::move(snapshot)),
-      sockets_(std::move(sockets)),
-      metrics_(servers_per_farm(*snapshot_)) {
+      sockets_(std::move(sockets)) {
+  build_farm_states();
+  // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
+  // from the moment the worker is constructed.
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &wakeup_, [](uv_async_t* a) {
+    auto* self = static_cast<Worker*>(a->data);
+    std::shared_ptr<const Snapshot> next;
+    {
+      std::lock_guard<std::mutex> lock(self->pending_mutex_);
+      next.swap(self->pending_snapshot_);
+    }
+    if (next) self->adopt(std::move(next));
+    if (self->stop_requested_.load()) self->begin_stop();
+  });
+  wakeup_.data = this;
+  uv_timer_init(&loop_, &stop_timer_);
+  stop_timer_.data = this;
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::new_request_id(char out[37]) {
+  if (random_state_ == 0) {
+    if (getrandom(&random_state_, sizeof random_state_, 0) != sizeof random_state_) {
+      random_state_ = reinterpret_cast<uintptr_t>(this) ^ uv_hrtime();
+    }
+  }
+  auto next = [this] {
+    uint64_t z = (random_state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  uint64_t hi = next(), lo = next();
+  // Shaped as a version-4 UUID so log tools that expect one accept it.
+  hi = (hi & ~0xF000ull) | 0x4000ull;
+  lo = (lo & ~(3ull << 62)) | (2ull << 62);
+  std::snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),
+                static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFull));
+}
+
+void Worker::build_farm_states() {
+  farms_.clear();
   for (const FarmRuntime& f : snapshot_->farms) {
     FarmState state;
     state.runtime = &f;
@@ -37,19 +78,38 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
     state.servers.resize(f.servers.size());
     farms_.push_back(std::move(state));
   }
-  // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
-  // from the moment the worker is constructed.
-  uv_loop_init(&loop_);
-  uv_async_init(&loop_, &wakeup_, [](uv_async_t* a) {
-    auto* self = static_cast<Worker*>(a->data);
-    if (self->stop_requested_.load()) self->begin_stop();
-  });
-  wakeup_.data = this;
-  uv_timer_init(&loop_, &stop_timer_);
-  stop_timer_.data = this;
 }
 
-Worker::~Worker() { join(); }
+void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
+  {
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    pending_snapshot_ = std::move(snapshot);
+  }
+  uv_async_send(&wakeup_);
+}
+
+void Worker::adopt(std::shared_ptr<const Snapshot> next) {
+  std::shared_ptr<const Snapshot> previous = snapshot_;
+  std::vector<FarmState> old_farms = std::move(farms_);
+  snapshot_ = std::move(next);
+  build_farm_states();
+  // Idle connections to servers that are still configured stay pooled; the rest close.
+  for (size_t f = 0; f < old_farms.size(); ++f) {
+    for (size_t s = 0; s < old_farms[f].servers.size(); ++s) {
+      for (UpstreamConnection* up : old_farms[f].servers[s].idle) {
+        server_metrics(*previous, static_cast<int>(f), s).idle_connections.sub();
+        size_t nf, ns;
+        if (find_same_server(*snapshot_, *previous, f, s, nf, ns)) {
+          up->rebind(snapshot_.get(), static_cast<int>(nf), ns);
+          farms_[nf].servers[ns].idle.push_back(up);
+          server_metrics(*snapshot_, static_cast<int>(nf), ns).idle_connections.add();
+        } else {
+          up->close_detached();
+        }
+      }
+    }
+  }
+}
 
 void Worker::start() { thread_ = std::thread([this] { run(); }); }
 
@@ -111,27 +171,33 @@ UpstreamConnection* Worker::take_idle(int farm, size_t server) {
   if (idle.empty()) return nullptr;
   UpstreamConnection* up = idle.back();
   idle.pop_back();
-  metrics_.farms[farm][server].idle_connections.sub();
+  server_metrics(*snapshot_, farm, server).idle_connections.sub();
   return up;
 }
 
 void Worker::give_idle(UpstreamConnection* up) {
+  // A connection made for an older snapshot is not pooled: its indices mean nothing now.
+  if (stopping_ || up->snapshot() != snapshot_.get()) {
+    up->close();
+    return;
+  }
   auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].idle;
-  if (stopping_ || idle.size() >= config().limits.max_idle_upstream_per_server) {
+  if (idle.size() >= config().limits.max_idle_upstream_per_server) {
     up->close();
     return;
   }
   idle.push_back(up);
-  metrics_.farms[up->farm()][up->server()].idle_connections.add();
+  server_metrics(*snapshot_, up->farm(), up->server()).idle_connections.add();
   up->enter_idle(ms(config().timeouts.upstream_idle));
 }
 
 void Worker::forget_idle(UpstreamConnection* up) {
+  if (up->snapshot() != snapshot_.get()) return;
   auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].idle;
   auto it = std::find(idle.begin(), idle.end(), up);
   if (it != idle.end()) {
     idle.erase(it);
-    metrics_.farms[up->farm()][up->server()].idle_connections.sub();
+    server_metrics(*snapshot_, up->farm(), up->server()).idle_connections.sub();
   }
 }
 

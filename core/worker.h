@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +62,9 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void start();
+  // Thread-safe: the worker switches to `snapshot` between requests; exchanges in flight
+  // finish on the one they started with.
+  void publish(std::shared_ptr<const Snapshot> snapshot);
   // Thread-safe: stop accepting, let in-flight requests finish (up to the shutdown timeout),
   // then end the loop.
   void request_stop();
@@ -71,13 +75,20 @@ class Worker {
   // --- used by connections (worker thread only) ---
   uv_loop_t* loop() { return &loop_; }
   const Snapshot& snapshot() const { return *snapshot_; }
+  const std::shared_ptr<const Snapshot>& snapshot_ptr() const { return snapshot_; }
   const config::Config& config() const { return *snapshot_->config; }
+  ServerMetrics& server_metrics(const Snapshot& snap, int farm, size_t server) const {
+    return snap.farms[static_cast<size_t>(farm)].metrics[static_cast<size_t>(id_)][server];
+  }
   WorkerMetrics& mutable_metrics() { return metrics_; }
   RouteScratch& route_scratch() { return route_scratch_; }
   FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
   bool stopping() const { return stopping_; }
   int id() const { return id_; }
   uint64_t connection_limit() const { return connection_limit_; }
+
+  // Writes a fresh random GUID (36 characters and a NUL) for ARR's X-ARR-LOG-ID.
+  void new_request_id(char out[37]);
 
   void connection_opened(ClientConnection* c);
   void connection_closed(ClientConnection* c);
@@ -91,6 +102,8 @@ class Worker {
 
  private:
   void run();
+  void adopt(std::shared_ptr<const Snapshot> next);
+  void build_farm_states();
   void begin_stop();
   void maybe_finish_stop();
   static void on_connection(uv_stream_t* server, int status);
@@ -108,8 +121,11 @@ class Worker {
   WorkerMetrics metrics_;
   std::vector<ClientConnection*> connections_;  // for shutdown; index kept in the connection
   std::atomic<bool> stop_requested_{false};
+  std::mutex pending_mutex_;  // taken only to hand over a reloaded snapshot
+  std::shared_ptr<const Snapshot> pending_snapshot_;
   bool stopping_ = false;
   bool loop_closing_ = false;
+  uint64_t random_state_ = 0;  // splitmix64, seeded from the kernel
   std::thread thread_;
 };
 

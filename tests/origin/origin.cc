@@ -40,6 +40,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <string>
@@ -177,75 +178,81 @@ bool is_token_char(char c) {
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
+struct Reason {
+  int status;
+  std::string_view text;
+};
+// Sorted by status, for the binary search in reason_phrase().
+constexpr Reason kReasons[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {102, "Processing"},
+    {103, "Early Hints"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {203, "Non-Authoritative Information"},
+    {204, "No Content"},
+    {205, "Reset Content"},
+    {206, "Partial Content"},
+    {300, "Multiple Choices"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {407, "Proxy Authentication Required"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {417, "Expectation Failed"},
+    {418, "I'm a teapot"},
+    {421, "Misdirected Request"},
+    {422, "Unprocessable Content"},
+    {425, "Too Early"},
+    {426, "Upgrade Required"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {451, "Unavailable For Legal Reasons"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+    {507, "Insufficient Storage"},
+    {511, "Network Authentication Required"},
+};
+
 std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 102: return "Processing";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 418: return "I'm a teapot";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    case 511: return "Network Authentication Required";
-    default: break;
-  }
-  switch (status / 100) {
-    case 1: return "Informational";
-    case 2: return "Success";
-    case 3: return "Redirection";
-    case 4: return "Client Error";
-    case 5: return "Server Error";
-    default: return "Unknown";
-  }
+  auto it = std::lower_bound(std::begin(kReasons), std::end(kReasons), status,
+                             [](const Reason& r, int s) { return r.status < s; });
+  if (it != std::end(kReasons) && it->status == status) return it->text;
+  static constexpr std::string_view kClass[] = {"Unknown",     "Informational", "Success",
+                                                "Redirection", "Client Error",  "Server Error"};
+  int cls = status / 100;
+  return cls >= 1 && cls <= 5 ? kClass[cls] : kClass[0];
 }
 
 // 1xx, 204 and 304 responses never carry a body (nor body framing headers).
-bool status_has_body(int status) { return status >= 200 && status != 204 && status != 304; }
+bool status_has_body(int status) {
+  return status >= 200 && status != 204 && status != 304;
+}
 
 // ---- Write requests --------------------------------------------------------------------------
 
@@ -357,8 +364,8 @@ enum class BodyKind { kNone, kInline, kPattern, kEcho };
 
 // The response currently being produced on a connection.
 struct Response {
-  bool active = false;      // Not yet fully queued (or waiting: delay / hang).
-  bool sending = false;     // Past the delay: head and body may be written.
+  bool active = false;   // Not yet fully queued (or waiting: delay / hang).
+  bool sending = false;  // Past the delay: head and body may be written.
   bool head_sent = false;
   bool body_allowed = true;  // False for HEAD and for 1xx/204/304.
   bool chunked = false;
@@ -405,14 +412,14 @@ struct Conn {
   std::string url;
   std::string field;
   std::string value;
-  std::string hdr_dump;     // "Name: value\n" per request header, for /_origin/headers.
-  std::string extra_hdrs;   // "Name: value\r\n" lines from header= controls.
-  std::string ctl_error;    // Non-empty: answer 400 with this message.
-  std::string scratch;      // Query-string decoding.
+  std::string hdr_dump;    // "Name: value\n" per request header, for /_origin/headers.
+  std::string extra_hdrs;  // "Name: value\r\n" lines from header= controls.
+  std::string ctl_error;   // Non-empty: answer 400 with this message.
+  std::string scratch;     // Query-string decoding.
   std::string scratch2;
-  std::string head;         // Response head under construction.
-  std::string body;         // Body of introspection / error responses.
-  Controls hctl;            // From X-Origin-* headers.
+  std::string head;  // Response head under construction.
+  std::string body;  // Body of introspection / error responses.
+  Controls hctl;     // From X-Origin-* headers.
   uint64_t req_body_bytes = 0;
   bool expect_continue = false;
   bool user_content_type = false;
@@ -583,20 +590,25 @@ struct Conn {
   void on_eof() {
     peer_eof = true;
     update_reading();
-    if (closing || finishing || aborting) return;  // on_shutdown / reset take it from here.
-    // A hanging request never completes, and an echo response still active means the request body
-    // was cut short: nothing more will ever be sent on this connection.
-    if (draining || resp.hang || (resp.active && resp.kind == BodyKind::kEcho)) {
+    if (closing) return;
+    if (draining) {  // Our FIN is out and the client closed too: done.
       close();
       return;
     }
+    if (finishing || aborting) return;  // on_shutdown / reset take it from here.
     finish_if_eof();
   }
 
   // After the client's EOF, close once the responses to everything it sent are queued.
   void finish_if_eof() {
-    if (peer_eof && !closing && !finishing && !aborting && !resp.active && in_off == in_buf.size()) {
+    if (!peer_eof || closing || finishing || aborting) return;
+    if (in_off != in_buf.size()) return;  // Pipelined input still waits for the parser.
+    if (!resp.active) {
       finish();
+    } else if (resp.hang || (resp.kind == BodyKind::kEcho && resp.sending)) {
+      // A hanging request is never answered, and an echo still running with all input parsed
+      // means the request body was cut short: nothing more can happen on this connection.
+      close();
     }
   }
 
@@ -644,7 +656,7 @@ struct Conn {
     extra_hdrs.clear();
     user_content_type = false;
     http10 = false;
-    start_sending(/*with_req_bytes=*/true);
+    start_sending();
   }
 
   // Resumes the parser once the response it waits for is queued and the client keeps up.
@@ -685,7 +697,7 @@ struct Conn {
       c->resp.sending = true;
       c->send_echo_head();
     } else {
-      c->start_sending(/*with_req_bytes=*/true);
+      c->start_sending();
     }
     c->advance();
   }
@@ -941,8 +953,8 @@ struct Conn {
       }
       resp.hang = ctl.hang == 1;
     }
-    uint64_t declared = resp.kind == BodyKind::kPattern ? static_cast<uint64_t>(ctl.bytes)
-                                                        : resp.body.size();
+    uint64_t declared =
+        resp.kind == BodyKind::kPattern ? static_cast<uint64_t>(ctl.bytes) : resp.body.size();
     resp.body_allowed = !is_head && status_has_body(resp.status);
     // HTTP/1.0 clients cannot parse chunked bodies; they get Content-Length instead.
     resp.chunked = ctl.chunked == 1 && status_has_body(resp.status) && !http10;
@@ -959,7 +971,7 @@ struct Conn {
       uv_timer_start(&timer, on_timer, static_cast<uint64_t>(ctl.delay), 0);
       return;
     }
-    start_sending(/*with_req_bytes=*/true);
+    start_sending();
   }
 
   void build_stats_body() {
@@ -1016,9 +1028,9 @@ struct Conn {
     head.append("\r\n");
   }
 
-  void start_sending(bool with_req_bytes) {
+  void start_sending() {
     resp.sending = true;
-    build_head(with_req_bytes);
+    build_head(/*with_req_bytes=*/true);
     pump();
   }
 
@@ -1044,8 +1056,8 @@ struct Conn {
           n = static_cast<size_t>(left);  // Inline bodies are small: all at once.
         }
       }
-      size_t inline_need = kFramingSlack + (need_head ? head.size() : 0) +
-                           (resp.kind == BodyKind::kInline ? n : 0);
+      size_t inline_need =
+          kFramingSlack + (need_head ? head.size() : 0) + (resp.kind == BodyKind::kInline ? n : 0);
       WriteReq* w = worker->alloc_write(inline_need);
       if (need_head) {
         w->copy(head);
@@ -1285,7 +1297,8 @@ int listen_worker(Worker& w, const sockaddr_storage& addr, bool reuseport) {
     rc = uv_fileno(reinterpret_cast<uv_handle_t*>(&w.listener), &fd);
     if (rc != 0) return rc;
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) return uv_translate_sys_error(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+      return uv_translate_sys_error(errno);
   }
   rc = uv_tcp_bind(&w.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc != 0) return rc;
@@ -1302,7 +1315,9 @@ void on_signal(uv_signal_t*, int) {
   uv_close(reinterpret_cast<uv_handle_t*>(&g_sigint), nullptr);
 }
 
-void on_stop_async(uv_async_t* a) { static_cast<Worker*>(a->data)->stop(); }
+void on_stop_async(uv_async_t* a) {
+  static_cast<Worker*>(a->data)->stop();
+}
 
 // Closes and reaps a worker whose loop thread never started (startup failure).
 void discard_worker(Worker& w) {

@@ -1,0 +1,191 @@
+"""End-to-end: what the configuration means at run time — ARR's request headers, host
+routing, reload with SIGHUP and the admin API, and reload under load."""
+import collections
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import unittest
+
+from harness import HarrowTestCase, config_xml, farm_xml, raw_exchange, request, rule_xml, wait_for
+
+
+def origin_headers(port, path="/_origin/headers", headers=None):
+    status, _, body = request(port, path=path, headers=headers or {})
+    lines = body.decode().splitlines()
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip().lower(), value.strip())
+    return status, lines[0], fields
+
+
+class ArrHeaders(HarrowTestCase):
+    def test_request_carries_arr_headers_and_replaces_client_copies(self):
+        o = self.origin("o")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])],
+                                   [rule_xml("r", "f")]))
+        status, request_line, fields = origin_headers(
+            h.port, "/_origin/headers?x=1",
+            {"X-ARR-SSL": "forged", "X-ARR-LOG-ID": "forged", "Max-Forwards": "99"})
+        self.assertEqual(status, 200)
+        self.assertEqual(request_line, "GET /_origin/headers?x=1 HTTP/1.1")
+        self.assertEqual(fields["max-forwards"], "10")
+        self.assertEqual(fields["x-original-url"], "/_origin/headers?x=1")
+        self.assertEqual(fields["x-arr-ssl"], "")
+        self.assertEqual(fields["x-arr-clientcert"], "")
+        self.assertRegex(fields["x-arr-log-id"],
+                         r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        # A fresh id per request.
+        self.assertNotEqual(origin_headers(h.port)[2]["x-arr-log-id"], fields["x-arr-log-id"])
+
+    def test_protocol_settings_change_what_is_sent(self):
+        o = self.origin("o")
+        protocol = ('<protocol preserveHostHeader="false" xForwardedForHeaderName="X-Client" '
+                    'includePortInXForwardedFor="false" arrResponseHeader="false" maxForwards="3" '
+                    'logGuidName="X-Request-Id"/>')
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)], protocol=protocol)],
+                                   [rule_xml("r", "f")]))
+        _, _, fields = origin_headers(h.port, headers={"Host": "public.example"})
+        self.assertEqual(fields["host"], f"127.0.0.1:{o.port}")
+        self.assertEqual(fields["x-client"], "127.0.0.1")
+        self.assertNotIn("x-forwarded-for", fields)
+        self.assertEqual(fields["max-forwards"], "3")
+        self.assertIn("x-request-id", fields)
+        _, headers, _ = request(h.port)
+        self.assertNotIn("x-powered-by", headers)
+
+    def test_response_says_who_proxied_it(self):
+        o = self.origin("o")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])],
+                                   [rule_xml("r", "f")]))
+        _, headers, _ = request(h.port)
+        self.assertRegex(headers["x-powered-by"], r"^Harrow/\d+\.\d+\.\d+$")
+
+
+class Routing(HarrowTestCase):
+    def test_host_conditions_pick_the_farm(self):
+        a, b = self.origin("a"), self.origin("b")
+        cond = '<conditions><add input="{{HTTP_HOST}}" pattern="^{}$"/></conditions>'
+        h = self.harrow(config_xml(
+            [farm_xml("shop", [("127.0.0.1", a.port, 1)]), farm_xml("api", [("127.0.0.1", b.port, 1)])],
+            [rule_xml("shop", "shop", pattern=".*", syntax="ECMAScript",
+                      conditions=cond.format(r"shop\.example\.com")),
+             rule_xml("api", "api", pattern=".*", syntax="ECMAScript",
+                      conditions=cond.format(r"api\.example\.com"))]))
+        self.assertEqual(request(h.port, headers={"Host": "shop.example.com"})[1]["x-origin"], "a")
+        self.assertEqual(request(h.port, headers={"Host": "API.example.com"})[1]["x-origin"], "b")
+        self.assertEqual(request(h.port, headers={"Host": "other.example.com"})[0], 404)
+
+    def test_https_rewrite_is_refused_until_upstream_tls_exists(self):
+        o = self.origin("o")
+        rule = ('<rule name="tls" stopProcessing="true"><match url=".*"/>'
+                '<action type="Rewrite" url="https://f/{R:0}"/></rule>')
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])], [rule]))
+        status, _, body = request(h.port)
+        self.assertEqual(status, 502)
+        self.assertIn(b"upstream_tls_unavailable", body)
+        self.assertEqual(o.stats()["requests"], 0)
+
+
+class Reload(HarrowTestCase):
+    def write(self, h, text):
+        tmp = h.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, h.config_path)
+
+    def test_sighup_switches_farms_and_a_bad_file_changes_nothing(self):
+        a, b = self.origin("a"), self.origin("b")
+        first = config_xml([farm_xml("f", [("127.0.0.1", a.port, 1)])], [rule_xml("r", "f")])
+        second = config_xml([farm_xml("g", [("127.0.0.1", b.port, 1)])], [rule_xml("r", "g")])
+        h = self.harrow(first)
+        conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        self.assertEqual(resp.getheader("X-Origin"), "a")
+        resp.read()
+
+        self.write(h, second)
+        h.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in h.stderr(), what="the reload log line")
+        # Same keep-alive client connection, new snapshot.
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        self.assertEqual(resp.getheader("X-Origin"), "b")
+        resp.read()
+        conn.close()
+
+        self.write(h, second.replace("<webFarms>", "<webFarms><bogus/>"))
+        h.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in h.stderr(), what="the rejection log line")
+        self.assertIn("error: unknown element", h.stderr())
+        self.assertEqual(request(h.port)[1]["x-origin"], "b")
+        _, text = h.admin_get("/metrics")
+        self.assertIn("harrow_config_reloads_total 1", text)
+        self.assertIn("harrow_config_reload_failures_total 1", text)
+
+    def test_admin_reload_endpoint(self):
+        a = self.origin("a")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", a.port, 1)])], [rule_xml("r", "f")]))
+        conn = http.client.HTTPConnection("127.0.0.1", h.admin_port, timeout=10)
+        conn.request("POST", "/api/reload")
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, resp.read()), (200, b'{"reloaded":true}\n'))
+        self.write(h, "<configuration><webFarms><webFarm/></webFarms></configuration>")
+        conn = http.client.HTTPConnection("127.0.0.1", h.admin_port, timeout=10)
+        conn.request("POST", "/api/reload")
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        self.assertEqual(resp.status, 400)
+        self.assertIn("harrow.config:1:", body)
+        self.assertEqual(h.admin_get("/api/reload")[0], 405)
+
+    def test_health_counters_and_pools_survive_reload_for_unchanged_servers(self):
+        a = self.origin("a")
+        text = config_xml([farm_xml("f", [("127.0.0.1", a.port, 1)])], [rule_xml("r", "f")])
+        h = self.harrow(text)
+        for _ in range(5):
+            request(h.port)
+        self.write(h, text.replace('name="r"', 'name="renamed"'))
+        h.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in h.stderr(), what="reload")
+        for _ in range(5):
+            request(h.port)
+        _, metrics = h.admin_get("/metrics")
+        self.assertIn(f'harrow_server_responses_total{{farm="f",server="127.0.0.1:{a.port}",'
+                      f'pool="",code="2xx"}} 10', metrics)
+        # The pooled upstream connection carried over: still one connection at the origin.
+        self.assertEqual(a.stats()["connections_accepted"], 2)
+
+    @unittest.skipUnless(shutil.which("wrk"), "wrk is not installed")
+    def test_fifty_reloads_under_load_lose_nothing(self):
+        a, b = self.origin("a", workers=2), self.origin("b", host="127.0.0.2", workers=2)
+        configs = [
+            config_xml([farm_xml("f", [("127.0.0.1", a.port, 3), ("127.0.0.2", b.port, 1)])],
+                       [rule_xml("r", "f")]),
+            config_xml([farm_xml("f", [("127.0.0.1", a.port, 1), ("127.0.0.2", b.port, 3)])],
+                       [rule_xml("r", "f")]),
+        ]
+        h = self.harrow(configs[0], workers=2)
+        load = subprocess.Popen(["wrk", "-t1", "-c20", "-d6s", h.url("/")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(0.5)
+        for i in range(50):
+            self.write(h, configs[(i + 1) % 2])
+            h.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: h.stderr().count("configuration reloaded") >= i + 1, what=f"reload {i + 1}")
+        out, _ = load.communicate(timeout=60)
+        self.assertIn("requests in", out)
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        self.assertGreater(requests, 100)
+        self.assertNotIn("Non-2xx", out, out)
+        self.assertNotIn("Socket errors", out, out)
+        self.assertNotIn("warn:", h.stderr())
+
+
+if __name__ == "__main__":
+    unittest.main()
