@@ -10,6 +10,7 @@
 
 #include "config/loader.h"
 #include "core/admin.h"
+#include "core/capabilities.h"
 #include "core/cli.h"
 #include "core/listen.h"
 #include "core/log.h"
@@ -119,15 +120,18 @@ int run(int argc, char** argv) {
     return kExitConfig;
   }
   auto config = std::make_shared<config::Config>(std::move(*loaded.config));
+  std::vector<std::string> not_acted_on = features_not_acted_on(*config);
   if (cli.check_config) {
     std::fputs(config::summarize(*config).c_str(), stdout);
+    if (!not_acted_on.empty()) {
+      std::printf("not acted on by this build yet (%zu):\n", not_acted_on.size());
+      for (const std::string& line : not_acted_on) std::printf("  %s\n", line.c_str());
+    }
     return 0;
   }
+  for (const std::string& line : not_acted_on) log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
   apply_overrides(cli, *config);
-  std::erase_if(config->listeners, [](const config::ListenConfig& l) {
-    if (l.tls) log_line(LogLevel::Warn, "TLS listener %s skipped: TLS is not built yet", l.address.c_str());
-    return l.tls;
-  });
+  std::erase_if(config->listeners, [](const config::ListenConfig& l) { return l.tls; });
   if (config->listeners.empty()) {
     std::fprintf(stderr,
                  "harrow: no listener: add <harrow><listen address=\"HOST:PORT\"/>, a site "

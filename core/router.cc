@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <new>
 #include <stdexcept>
 
 namespace harrow {
@@ -60,12 +61,51 @@ struct Node {
 // An action URL, condition input or server-variable value, parsed once per config.
 using Template = std::vector<Node>;
 
+// <serverVariables><set>, with its value compiled.
+struct ServerVariableAssignment {
+  int slot = 0;  // index into Router::variables_
+  Template value;
+  bool replace = true;
+};
+
+// One settable variable's value during a route() call.
+struct VariableSlot {
+  std::string value;
+  uint64_t generation = 0;  // set in the current route() iff == RouteScratch::Impl::generation
+};
+
+// Capture groups, copied out of their subject (which is a reused buffer) into one string.
+struct Captures {
+  std::string text;
+  std::vector<size_t> ends;  // end of each capture in `text`; it begins where the previous ends
+
+  // Forgets all captures; keeps the capacity.
+  void clear() {
+    text.clear();
+    ends.clear();
+  }
+  // Appends capture number size().
+  void add(std::string_view c) {
+    text.append(c);
+    ends.push_back(text.size());
+  }
+  size_t size() const { return ends.size(); }
+  // Capture `i`, which must be < size().
+  std::string_view operator[](size_t i) const {
+    size_t begin = i == 0 ? 0 : ends[i - 1];
+    return {text.data() + begin, ends[i] - begin};
+  }
+};
+
 }  // namespace router_internal
 
+using router_internal::Captures;
 using router_internal::Node;
 using router_internal::Op;
+using router_internal::ServerVariableAssignment;
 using router_internal::Template;
 using router_internal::Var;
+using router_internal::VariableSlot;
 
 // A rule or condition pattern in one of URL Rewrite's three syntaxes. Wildcard patterns are
 // translated to an anchored regular expression in which each `*` is a capture group, so all
@@ -130,13 +170,6 @@ struct Router::CompiledPattern {
   }
 };
 
-// <serverVariables><set>, with its value compiled.
-struct ServerVariableAssignment {
-  int slot = 0;  // index into Router::variables_
-  Template value;
-  bool replace = true;
-};
-
 struct Router::CompiledRule {
   const config::RuleConfig* config = nullptr;
   CompiledPattern match;
@@ -160,35 +193,6 @@ struct Router::Variable {
   std::string header;  // HTTP_X_FOO_BAR → "X-Foo-Bar"; empty for non-HTTP_ variables
   Var builtin = Var::Unknown;  // what it reads when no rule has set it
   std::string builtin_header;  // Var::Header: lower-case header name
-};
-
-// One settable variable's value during a route() call.
-struct VariableSlot {
-  std::string value;
-  uint64_t generation = 0;  // set in the current route() iff == RouteScratch::Impl::generation
-};
-
-// Capture groups, copied out of their subject (which is a reused buffer) into one string.
-struct Captures {
-  std::string text;
-  std::vector<size_t> ends;  // end of each capture in `text`; it begins where the previous ends
-
-  // Forgets all captures; keeps the capacity.
-  void clear() {
-    text.clear();
-    ends.clear();
-  }
-  // Appends capture number size().
-  void add(std::string_view c) {
-    text.append(c);
-    ends.push_back(text.size());
-  }
-  size_t size() const { return ends.size(); }
-  // Capture `i`, which must be < size().
-  std::string_view operator[](size_t i) const {
-    size_t begin = i == 0 ? 0 : ends[i - 1];
-    return {text.data() + begin, ends[i] - begin};
-  }
 };
 
 struct RouteScratch::Impl {
@@ -281,9 +285,9 @@ void to_lower_from(std::string& out, size_t from) {
 void url_decode_from(std::string& out, size_t from) {
   size_t w = from;
   for (size_t r = from; r < out.size(); ++r) {
-    int hi, lo;
-    if (out[r] == '%' && r + 2 < out.size() + 0 && (hi = hex_value(out[r + 1])) >= 0 &&
-        (lo = hex_value(out[r + 2])) >= 0) {
+    int hi = r + 2 < out.size() && out[r] == '%' ? hex_value(out[r + 1]) : -1;
+    int lo = hi >= 0 ? hex_value(out[r + 2]) : -1;
+    if (lo >= 0) {
       out[w++] = static_cast<char>(hi * 16 + lo);
       r += 2;
     } else {

@@ -599,16 +599,22 @@ struct Conn {
     finish_if_eof();
   }
 
-  // After the client's EOF, close once the responses to everything it sent are queued.
+  // After the client's EOF (FIN), close once the responses to everything it sent are queued.
   void finish_if_eof() {
     if (!peer_eof || closing || finishing || aborting) return;
+    if (resp.active && (resp.hang || !resp.sending)) {
+      // Nothing of the current response is queued yet (hang=, or delay= pending): treat the FIN
+      // as the client leaving and close at once, so /_origin/stats shows a proxy dropping an
+      // upstream connection without waiting for the delay. Responses already being sent are
+      // still completed for half-closing clients.
+      close();
+      return;
+    }
     if (in_off != in_buf.size()) return;  // Pipelined input still waits for the parser.
     if (!resp.active) {
       finish();
-    } else if (resp.hang || (resp.kind == BodyKind::kEcho && resp.sending)) {
-      // A hanging request is never answered, and an echo still running with all input parsed
-      // means the request body was cut short: nothing more can happen on this connection.
-      close();
+    } else if (resp.kind == BodyKind::kEcho) {
+      close();  // All input parsed but the echoed request body is incomplete: it never will be.
     }
   }
 

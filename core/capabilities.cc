@@ -1,0 +1,50 @@
+#include "core/capabilities.h"
+
+namespace harrow {
+
+std::vector<std::string> features_not_acted_on(const config::Config& config) {
+  std::vector<std::string> out;
+  for (const config::FarmConfig& farm : config.farms) {
+    const std::string where = "farm '" + farm.name + "': ";
+    if (!farm.health_check.url.empty()) {
+      out.push_back(where + "healthCheck url=\"" + farm.health_check.url +
+                    "\" (no active probing yet: servers count as healthy)");
+    }
+    if (farm.affinity.use_cookie) {
+      out.push_back(where + "affinity useCookie=\"true\" (no cookie affinity yet)");
+    }
+    if (farm.load_balancing.algorithm != config::Algorithm::WeightedRoundRobin) {
+      out.push_back(where + "loadBalancing algorithm (only WeightedRoundRobin so far; used instead)");
+    }
+    if (farm.protocol.reverse_rewrite_host_in_response_headers) {
+      out.push_back(where + "protocol reverseRewriteHostInResponseHeaders=\"true\" (not yet)");
+    }
+    if (farm.protocol.http_version != config::HttpVersionMode::PassThrough &&
+        farm.protocol.http_version != config::HttpVersionMode::Http11) {
+      out.push_back(where + "protocol httpVersion=\"Http10\" (requests go upstream as HTTP/1.1)");
+    }
+  }
+  for (const config::RuleConfig& rule : config.global_rules) {
+    std::string_view url = rule.action_url;
+    if (rule.action == config::ActionType::Rewrite && url.size() > 8 &&
+        (url.substr(0, 8) == "https://" || url.substr(0, 8) == "HTTPS://")) {
+      out.push_back("rule '" + rule.name +
+                    "': rewrite to https:// (no upstream TLS yet: answered 502 "
+                    "upstream_tls_unavailable)");
+    }
+  }
+  if (config.global_proxy_enabled) {
+    out.push_back(
+        "proxy enabled=\"true\": rewrites to hosts that are not farms (not yet: answered 404)");
+  }
+  for (const config::ListenConfig& l : config.listeners) {
+    if (l.tls) out.push_back("listener " + l.address + " with TLS (not built yet: skipped)");
+  }
+  if (!config.access_log.path.empty()) {
+    out.push_back("accessLog path=\"" + config.access_log.path +
+                  "\" (not written yet; failures go to the error log on stderr)");
+  }
+  return out;
+}
+
+}  // namespace harrow

@@ -1,0 +1,15 @@
+// What a configuration asks for that this build parses but does not act on yet. Printed by
+// --check-config and logged at start-up, so nothing in a user's file is silently dropped.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace harrow {
+
+// One line per feature, naming where it is used (e.g. "farm 'shop': healthCheck url ...").
+std::vector<std::string> features_not_acted_on(const config::Config& config);
+
+}  // namespace harrow
