@@ -27,6 +27,7 @@
 
 #include <llhttp.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -377,7 +378,7 @@ struct Response {
   int status = 200;
   std::string_view content_type = "text/plain";
   int64_t content_length = -1;  // Declared length; -1: none (chunked or close-delimited).
-  std::string_view body;        // kInline source (g_name or Conn::body_).
+  std::string_view body;        // kInline source (points into Conn::body).
   uint64_t limit = 0;           // Body bytes to produce (less than declared when aborting).
   uint64_t sent = 0;            // Body bytes queued so far.
 };
@@ -1080,7 +1081,7 @@ struct Conn {
         if (resp.kind == BodyKind::kPattern) {
           w->ref(g_pattern + resp.sent % 26, n);
         } else {
-          // Copied: body_ is rewritten by the next request while this write may still be queued.
+          // Copied: Conn::body is rewritten by the next request while this write may be queued.
           w->copy(resp.body.data() + resp.sent, n);
         }
         if (resp.chunked) w->copy("\r\n", 2);
@@ -1303,8 +1304,9 @@ int listen_worker(Worker& w, const sockaddr_storage& addr, bool reuseport) {
     rc = uv_fileno(reinterpret_cast<uv_handle_t*>(&w.listener), &fd);
     if (rc != 0) return rc;
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
       return uv_translate_sys_error(errno);
+    }
   }
   rc = uv_tcp_bind(&w.listener, reinterpret_cast<const sockaddr*>(&addr), 0);
   if (rc != 0) return rc;
