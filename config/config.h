@@ -164,7 +164,9 @@ struct AccessLogConfig {
 // <harrow><limits …/> and <harrow><timeouts …/>: Harrow's own knobs.
 struct LimitsConfig {
   uint32_t max_connections = 100'000;  // per process, across workers
-  uint32_t max_idle_upstream_per_server = 64;  // per worker
+  // Per worker. Sized for hundreds of concurrent requests per server: a smaller pool closes
+  // and reopens connections under load (measured: 500 clients, cap 64 → a third of the rate).
+  uint32_t max_idle_upstream_per_server = 256;
 };
 
 struct TimeoutsConfig {
