@@ -39,8 +39,8 @@ struct ProtocolConfig {
   Millis timeout{30'000};  // farm default 00:00:30; global proxy default 00:02:00
   bool keep_alive = true;
   HttpVersionMode http_version = HttpVersionMode::PassThrough;
-  bool preserve_host_header = true;  // farm default true; global false
-  bool reverse_rewrite_host_in_response_headers = false;  // farm false; global true
+  bool preserve_host_header = true;                             // farm default true; global false
+  bool reverse_rewrite_host_in_response_headers = false;        // farm false; global true
   std::string x_forwarded_for_header_name = "X-Forwarded-For";  // empty = none
   bool include_port_in_x_forwarded_for = true;
   bool arr_response_header = true;
@@ -170,11 +170,11 @@ struct LimitsConfig {
 };
 
 struct TimeoutsConfig {
-  Millis connect{5'000};  // upstream TCP connect
-  Millis client_header{30'000};  // whole request head must arrive within this
+  Millis connect{5'000};              // upstream TCP connect
+  Millis client_header{30'000};       // whole request head must arrive within this
   Millis client_keep_alive{120'000};  // idle client connection between requests
-  Millis upstream_idle{60'000};  // pooled idle upstream connection
-  Millis shutdown{30'000};  // SIGTERM: how long in-flight requests may finish
+  Millis upstream_idle{60'000};       // pooled idle upstream connection
+  Millis shutdown{30'000};            // SIGTERM: how long in-flight requests may finish
 };
 
 // Something in the file Harrow understood but does not act on (listed by --check-config).

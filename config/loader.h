@@ -21,7 +21,7 @@ struct Diagnostic {
 };
 
 struct LoadResult {
-  std::optional<Config> config;  // set only when errors is empty
+  std::optional<Config> config;    // set only when errors is empty
   std::vector<Diagnostic> errors;  // every error found, in file order
 };
 

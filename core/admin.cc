@@ -184,19 +184,20 @@ std::string render_farms_json(const Snapshot& snap) {
       health::ServerState st = farm.health->load(i);
       uint64_t total = 0;
       for (int c = 1; c < 6; ++c) {
-        total += sum_server(snap, f, i, [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); });
+        total += sum_server(snap, f, i,
+                            [c](const ServerMetrics& m) { return m.responses_by_class[c].get(); });
       }
       uint64_t failed = 0;
       for (int r = 0; r < kFailureCount; ++r) {
-        failed += sum_server(snap, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
+        failed +=
+            sum_server(snap, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
       }
       o << (i ? "," : "") << "{\"address\":\"" << escape_json(ep.config->address)
         << "\",\"endpoint\":\"" << escape_json(ep.label) << "\",\"weight\":" << ep.config->weight
         << ",\"enabled\":" << (ep.config->enabled ? "true" : "false") << ",\"state\":\""
         << kAvailability[static_cast<int>(st.availability)]
-        << "\",\"isHealthy\":" << (st.healthy ? "true" : "false")
-        << ",\"totalRequests\":" << total << ",\"failedRequests\":" << failed
-        << ",\"currentRequests\":"
+        << "\",\"isHealthy\":" << (st.healthy ? "true" : "false") << ",\"totalRequests\":" << total
+        << ",\"failedRequests\":" << failed << ",\"currentRequests\":"
         << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.in_flight.get(); })
         << ",\"bytesSent\":"
         << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_to_server.get(); })
@@ -248,8 +249,9 @@ struct AdminConnection {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
     uv_buf_t buf = uv_buf_init(response.data(), static_cast<unsigned>(response.size()));
     write.data = this;
-    if (uv_write(&write, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1,
-                 [](uv_write_t* w, int) { static_cast<AdminConnection*>(w->data)->close(); }) != 0) {
+    if (uv_write(&write, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1, [](uv_write_t* w, int) {
+          static_cast<AdminConnection*>(w->data)->close();
+        }) != 0) {
       close();
     }
   }
@@ -332,7 +334,8 @@ bool AdminServer::listen(const std::string& address, std::string& error) {
   tcp_.data = this;
   open_ = true;
   int rc = uv_tcp_bind(&tcp_, reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), 128, &AdminServer::on_connection);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), 128, &AdminServer::on_connection);
   if (rc != 0) {
     error = "cannot listen on " + address + " (admin): " + uv_strerror(rc);
     return false;

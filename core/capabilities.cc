@@ -14,7 +14,8 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where + "affinity useCookie=\"true\" (no cookie affinity yet)");
     }
     if (farm.load_balancing.algorithm != config::Algorithm::WeightedRoundRobin) {
-      out.push_back(where + "loadBalancing algorithm (only WeightedRoundRobin so far; used instead)");
+      out.push_back(where +
+                    "loadBalancing algorithm (only WeightedRoundRobin so far; used instead)");
     }
     if (farm.protocol.reverse_rewrite_host_in_response_headers) {
       out.push_back(where + "protocol reverseRewriteHostInResponseHeaders=\"true\" (not yet)");

@@ -18,9 +18,13 @@ constexpr size_t kLowWater = 256 * 1024;
 constexpr size_t kMaxRequestHead = 64 * 1024;
 constexpr uint64_t kLingerMs = 2000;
 
-ClientConnection* from_parser(llhttp_t* p) { return static_cast<ClientConnection*>(p->data); }
+ClientConnection* from_parser(llhttp_t* p) {
+  return static_cast<ClientConnection*>(p->data);
+}
 
-uint64_t ms(config::Millis m) { return static_cast<uint64_t>(m.count()); }
+uint64_t ms(config::Millis m) {
+  return static_cast<uint64_t>(m.count());
+}
 
 }  // namespace
 
@@ -382,7 +386,8 @@ void ClientConnection::send_request_head() {
     phase_ = Phase::Exchange;
     resume_parser();
   }
-  if (upstream_->out().flush() != 0) upstream_failed(Failure::upstream_reset, upstream_->out().last_error());
+  if (upstream_->out().flush() != 0)
+    upstream_failed(Failure::upstream_reset, upstream_->out().last_error());
 }
 
 void ClientConnection::request_complete() {
@@ -475,9 +480,9 @@ void ClientConnection::upstream_complete(bool reusable) {
 void ClientConnection::upstream_failed(Failure failure, int uv_status) {
   upstream_ = nullptr;  // it closed itself
   if (phase_ == Phase::Closed) return;
-  bool stale_keep_alive = upstream_reused_ && !response_head_sent_ && !request_has_body_ &&
-                          (failure == Failure::upstream_reset ||
-                           failure == Failure::upstream_truncated);
+  bool stale_keep_alive =
+      upstream_reused_ && !response_head_sent_ && !request_has_body_ &&
+      (failure == Failure::upstream_reset || failure == Failure::upstream_truncated);
   if (stale_keep_alive && !retried_) {
     // The server closed a pooled connection just as it was reused; nothing of the request
     // reached the application, so one fresh connection is safe.
@@ -486,12 +491,15 @@ void ClientConnection::upstream_failed(Failure failure, int uv_status) {
     connect_upstream();
     return;
   }
-  if (failure == Failure::upstream_timeout && !request_done_) failure = Failure::client_body_timeout;
+  if (failure == Failure::upstream_timeout && !request_done_)
+    failure = Failure::client_body_timeout;
   respond_error(failure, uv_status);
   run_parser();
 }
 
-void ClientConnection::upstream_write_done() { check_upstream_backpressure(); }
+void ClientConnection::upstream_write_done() {
+  check_upstream_backpressure();
+}
 
 void ClientConnection::check_upstream_backpressure() {
   size_t queued = upstream_ != nullptr ? upstream_->write_queue_size() : 0;
@@ -549,9 +557,9 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   char body[160];
   std::string_view reason = default_reason(status);
   std::string_view token = failure_token(failure);
-  int n = std::snprintf(body, sizeof body, "%d %.*s (%.*s)\n", status,
-                        static_cast<int>(reason.size()), reason.data(),
-                        static_cast<int>(token.size()), token.data());
+  int n =
+      std::snprintf(body, sizeof body, "%d %.*s (%.*s)\n", status, static_cast<int>(reason.size()),
+                    reason.data(), static_cast<int>(token.size()), token.data());
   respond_local(status, reason, {}, std::string_view(body, static_cast<size_t>(n)));
 }
 
@@ -565,7 +573,8 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
     << (reason.empty() ? default_reason(status) : reason) << "\r\n";
   if (!location.empty()) w.field("Location", location);
   w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
-    << "\r\n" << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n";
+    << "\r\n"
+    << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n";
   if (!head_request_) w << body;
   if (w.overflowed()) {  // a rule's Location or body larger than a block: say so, briefly
     w = HeadWriter(block->data, block->capacity);
@@ -700,7 +709,9 @@ void ClientConnection::shutdown_when_idle() {
   if (phase_ == Phase::Idle && (in_.block == nullptr || in_.unconsumed() == 0)) close();
 }
 
-void ClientConnection::force_close() { close(); }
+void ClientConnection::force_close() {
+  close();
+}
 
 void ClientConnection::close() {
   if (phase_ == Phase::Closed) return;

@@ -46,11 +46,11 @@ class ClientConnection final : public UpstreamEvents {
 
  private:
   enum class Phase {
-    Idle,  // between requests (keep-alive)
+    Idle,         // between requests (keep-alive)
     ReadingHead,  // a request has begun
-    Routing,  // head parsed, choosing a server / connecting
-    Exchange,  // request forwarded (body may still stream), response awaited or streaming
-    Lingering,  // response sent, connection half-closed, draining what the client still sends
+    Routing,      // head parsed, choosing a server / connecting
+    Exchange,     // request forwarded (body may still stream), response awaited or streaming
+    Lingering,    // response sent, connection half-closed, draining what the client still sends
     Closed,
   };
 
@@ -119,7 +119,7 @@ class ClientConnection final : public UpstreamEvents {
   bool closing_after_flush_ = false;
 
   // The current exchange.
-  std::shared_ptr<const Snapshot> snap_;  // the configuration it started on
+  std::shared_ptr<const Snapshot> snap_;     // the configuration it started on
   ServerMetrics* server_metrics_ = nullptr;  // the chosen server's counters (this worker's row)
   // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
   // next request on this worker before an upstream connect completes.
@@ -144,7 +144,7 @@ class ClientConnection final : public UpstreamEvents {
   bool retried_ = false;
   bool upstream_paused_ = false;
   uint64_t request_started_ms_ = 0;
-  int status_ = 0;  // status of the response sent for this exchange, for metrics
+  int status_ = 0;                    // status of the response sent for this exchange, for metrics
   const char* log_detail_ = nullptr;  // static text explaining a failure (llhttp's reason)
   bool counted_active_ = false;
   bool in_flight_counted_ = false;

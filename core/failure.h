@@ -22,8 +22,9 @@ namespace harrow {
   X(upstream_connect_failed, 502, "the connection to the server failed")                    \
   X(upstream_connect_timeout, 502, "the connection to the server timed out")                \
   X(upstream_reset, 502, "the server reset or closed the connection")                       \
-  X(upstream_invalid_response, 502, "the server's response could not be parsed")           \
-  X(upstream_tls_unavailable, 502, "the rule rewrites to https:// and upstream TLS is not built yet") \
+  X(upstream_invalid_response, 502, "the server's response could not be parsed")            \
+  X(upstream_tls_unavailable, 502,                                                          \
+    "the rule rewrites to https:// and upstream TLS is not built yet")                      \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")  \
   X(upstream_truncated, 0, "the server closed the connection in the middle of the body")    \
   X(shutting_down, 503, "Harrow is stopping and accepts no new requests")

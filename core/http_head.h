@@ -81,12 +81,12 @@ class HeadWriter {
 // How a request is sent upstream.
 struct UpstreamRequest {
   std::string_view method;
-  std::string_view target;  // origin-form, after rewriting
+  std::string_view target;            // origin-form, after rewriting
   const MessageHead* head = nullptr;  // the client's head (fields are filtered on the way)
-  std::string_view host;  // the Host to send
-  bool chunked_body = false;  // the body goes upstream chunked (client sent it chunked)
+  std::string_view host;              // the Host to send
+  bool chunked_body = false;          // the body goes upstream chunked (client sent it chunked)
   bool keep_alive = true;
-  std::string_view forwarded_for_name;  // empty = do not add
+  std::string_view forwarded_for_name;   // empty = do not add
   std::string_view forwarded_for_value;  // "ip:port" or "ip"
   // Headers Harrow sets (ARR's Max-Forwards, X-ARR-LOG-ID, …) and headers the rules set; each
   // replaces a client header of the same name, and the rules' win over Harrow's.
@@ -102,10 +102,10 @@ struct ClientResponse {
   int status = 200;
   std::string_view reason;
   const MessageHead* head = nullptr;  // the upstream head (filtered), or null
-  bool chunked = false;  // Harrow frames the body with chunked encoding
-  bool keep_content_length = true;  // pass the upstream Content-Length through
-  bool close = false;  // Connection: close
-  bool http10_keep_alive = false;  // "Connection: keep-alive" for an HTTP/1.0 client
+  bool chunked = false;               // Harrow frames the body with chunked encoding
+  bool keep_content_length = true;    // pass the upstream Content-Length through
+  bool close = false;                 // Connection: close
+  bool http10_keep_alive = false;     // "Connection: keep-alive" for an HTTP/1.0 client
   std::string_view powered_by;  // X-Powered-By value to add (ARR's arrResponseHeader), or empty
 };
 

@@ -69,7 +69,9 @@ IoBlock* block_acquire() {
   return b;
 }
 
-void block_ref(IoBlock* block) { ++block->refs; }
+void block_ref(IoBlock* block) {
+  ++block->refs;
+}
 
 void block_unref(IoBlock* block) {
   assert(block->refs > 0);
@@ -81,7 +83,9 @@ void block_unref(IoBlock* block) {
   }
 }
 
-void io_pools_release_thread() { pools.release(); }
+void io_pools_release_thread() {
+  pools.release();
+}
 
 uv_buf_t InputBuffer::next_read_buffer() {
   if (block != nullptr) {

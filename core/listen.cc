@@ -27,7 +27,8 @@ bool parse_socket_address(const std::string& text, sockaddr_storage& out, std::s
   std::memset(&out, 0, sizeof out);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     std::string v6 = host.substr(1, host.size() - 2);
-    if (uv_ip6_addr(v6.c_str(), static_cast<int>(port), reinterpret_cast<sockaddr_in6*>(&out)) != 0) {
+    if (uv_ip6_addr(v6.c_str(), static_cast<int>(port), reinterpret_cast<sockaddr_in6*>(&out)) !=
+        0) {
       error = "'" + text + "' has an invalid IPv6 address";
       return false;
     }
@@ -35,7 +36,8 @@ bool parse_socket_address(const std::string& text, sockaddr_storage& out, std::s
   }
   if (host == "*" || host.empty()) host = "0.0.0.0";
   if (host == "localhost") host = "127.0.0.1";
-  if (uv_ip4_addr(host.c_str(), static_cast<int>(port), reinterpret_cast<sockaddr_in*>(&out)) != 0) {
+  if (uv_ip4_addr(host.c_str(), static_cast<int>(port), reinterpret_cast<sockaddr_in*>(&out)) !=
+      0) {
     error = "'" + text + "' is not an IP address and port (host names are not accepted here)";
     return false;
   }
@@ -91,9 +93,9 @@ bool open_listen_sockets(const std::string& address, int count, std::vector<List
       for (ListenSocket& s : made) ::close(s.fd);
       return false;
     }
-    uint16_t port = ntohs(addr.ss_family == AF_INET6
-                              ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                              : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    uint16_t port =
+        ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                         : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
     made.push_back(ListenSocket{fd, socket_url(addr, "http"), port});
   }
   out.insert(out.end(), made.begin(), made.end());

@@ -12,7 +12,9 @@ std::atomic<int> g_level{static_cast<int>(LogLevel::Info)};
 constexpr const char* kNames[] = {"debug", "info", "warn", "error"};
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level.store(static_cast<int>(level)); }
+void set_log_level(LogLevel level) {
+  g_level.store(static_cast<int>(level));
+}
 
 bool log_enabled(LogLevel level) {
   return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);

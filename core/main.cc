@@ -64,7 +64,8 @@ struct Process {
       return out;
     };
     if (addresses(*config) != addresses(*current->config)) {
-      log_line(LogLevel::Warn, "reload: listener or admin addresses changed; they apply at the next restart");
+      log_line(LogLevel::Warn,
+               "reload: listener or admin addresses changed; they apply at the next restart");
     }
     std::vector<std::string> warnings;
     std::shared_ptr<const Snapshot> next =
@@ -129,7 +130,8 @@ int run(int argc, char** argv) {
     }
     return 0;
   }
-  for (const std::string& line : not_acted_on) log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
+  for (const std::string& line : not_acted_on)
+    log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
   apply_overrides(cli, *config);
   std::erase_if(config->listeners, [](const config::ListenConfig& l) { return l.tls; });
   if (config->listeners.empty()) {
@@ -139,7 +141,8 @@ int run(int argc, char** argv) {
     return kExitConfig;
   }
 
-  int worker_count = cli.workers.value_or(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  int worker_count =
+      cli.workers.value_or(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   std::vector<std::vector<ListenSocket>> sockets(static_cast<size_t>(worker_count));
   std::vector<std::string> urls;
   for (const config::ListenConfig& listener : config->listeners) {
@@ -149,25 +152,29 @@ int run(int argc, char** argv) {
       return kExitRuntime;
     }
     urls.push_back(made.front().url);
-    for (int w = 0; w < worker_count; ++w) sockets[static_cast<size_t>(w)].push_back(made[static_cast<size_t>(w)]);
+    for (int w = 0; w < worker_count; ++w)
+      sockets[static_cast<size_t>(w)].push_back(made[static_cast<size_t>(w)]);
   }
 
   std::vector<std::string> warnings;
-  std::shared_ptr<const Snapshot> snapshot = build_snapshot(config, worker_count, nullptr, warnings);
+  std::shared_ptr<const Snapshot> snapshot =
+      build_snapshot(config, worker_count, nullptr, warnings);
   for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
 
   ::signal(SIGPIPE, SIG_IGN);  // a peer that goes away is an error code, not a signal
   Process process;
   process.cli = cli;
   process.current = snapshot;
-  uint64_t per_worker_limit = std::max<uint64_t>(1, config->limits.max_connections / static_cast<uint64_t>(worker_count));
+  uint64_t per_worker_limit =
+      std::max<uint64_t>(1, config->limits.max_connections / static_cast<uint64_t>(worker_count));
   AdminSources sources;
   sources.snapshot = [&process] { return process.current; };
   sources.reload = [&process](std::string& errors) { return process.reload(errors); };
   sources.reloads = &process.reloads;
   sources.reload_failures = &process.reload_failures;
   for (int w = 0; w < worker_count; ++w) {
-    process.workers.push_back(std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit));
+    process.workers.push_back(
+        std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit));
     sources.workers.push_back(&process.workers.back()->metrics());
   }
   process.admin = std::make_unique<AdminServer>(process.loop, sources);
@@ -178,23 +185,29 @@ int run(int argc, char** argv) {
   for (auto& w : process.workers) w->start();
 
   auto on_stop_signal = [](uv_signal_t* s, int) { static_cast<Process*>(s->data)->stop(); };
-  for (auto [handle, signum] : {std::pair{&process.sigterm, SIGTERM}, std::pair{&process.sigint, SIGINT}}) {
+  for (auto [handle, signum] :
+       {std::pair{&process.sigterm, SIGTERM}, std::pair{&process.sigint, SIGINT}}) {
     uv_signal_init(process.loop, handle);
     handle->data = &process;
     uv_signal_start(handle, on_stop_signal, signum);
   }
   uv_signal_init(process.loop, &process.sighup);
   process.sighup.data = &process;
-  uv_signal_start(&process.sighup, [](uv_signal_t* s, int) {
-    std::string errors;
-    static_cast<Process*>(s->data)->reload(errors);
-  }, SIGHUP);
+  uv_signal_start(
+      &process.sighup,
+      [](uv_signal_t* s, int) {
+        std::string errors;
+        static_cast<Process*>(s->data)->reload(errors);
+      },
+      SIGHUP);
   uv_signal_init(process.loop, &process.sigusr1);
-  uv_signal_start(&process.sigusr1, [](uv_signal_t*, int) {
-    log_line(LogLevel::Info, "SIGUSR1: no log files to reopen");
-  }, SIGUSR1);
+  uv_signal_start(
+      &process.sigusr1,
+      [](uv_signal_t*, int) { log_line(LogLevel::Info, "SIGUSR1: no log files to reopen"); },
+      SIGUSR1);
 
-  for (const std::string& url : urls) std::fprintf(stderr, "harrow: listening on %s\n", url.c_str());
+  for (const std::string& url : urls)
+    std::fprintf(stderr, "harrow: listening on %s\n", url.c_str());
   std::fprintf(stderr, "harrow: admin on %s\n", process.admin->url().c_str());
   std::fflush(stderr);
   log_line(LogLevel::Info, "%d workers, %zu farms, %zu rules", worker_count, config->farms.size(),
@@ -210,4 +223,6 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace harrow
 
-int main(int argc, char** argv) { return harrow::run(argc, argv); }
+int main(int argc, char** argv) {
+  return harrow::run(argc, argv);
+}

@@ -19,7 +19,7 @@ namespace harrow {
 
 struct ServerEndpoint {
   const config::ServerConfig* config = nullptr;
-  std::string label;  // "address:port", as logs and metrics name the server
+  std::string label;      // "address:port", as logs and metrics name the server
   std::string authority;  // Host header value when the client's Host is not preserved
   sockaddr_storage addr{};
   bool resolved = false;

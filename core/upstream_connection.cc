@@ -7,7 +7,9 @@
 namespace harrow {
 namespace {
 
-UpstreamConnection* from_parser(llhttp_t* p) { return static_cast<UpstreamConnection*>(p->data); }
+UpstreamConnection* from_parser(llhttp_t* p) {
+  return static_cast<UpstreamConnection*>(p->data);
+}
 
 }  // namespace
 
@@ -15,7 +17,9 @@ UpstreamConnection::UpstreamConnection(Worker* worker, const Snapshot* snapshot,
                                        size_t server)
     : worker_(worker),
       snapshot_(snapshot),
-      farm_(farm), server_(server), out_(stream(), &UpstreamConnection::on_write) {
+      farm_(farm),
+      server_(server),
+      out_(stream(), &UpstreamConnection::on_write) {
   uv_tcp_init(worker->loop(), &tcp_);
   uv_timer_init(worker->loop(), &timer_);
   tcp_.data = this;
@@ -89,7 +93,9 @@ void UpstreamConnection::begin_exchange(bool head_request, uint64_t timeout_ms,
   arm_timer(timeout_ms);
 }
 
-void UpstreamConnection::touch() { last_activity_ = uv_now(worker_->loop()); }
+void UpstreamConnection::touch() {
+  last_activity_ = uv_now(worker_->loop());
+}
 
 void UpstreamConnection::arm_timer(uint64_t ms) {
   uv_timer_start(&timer_, &UpstreamConnection::on_timer, ms, 0);
@@ -134,7 +140,8 @@ void UpstreamConnection::pause_reading() {
 
 void UpstreamConnection::resume_reading() {
   if (reading_ || state_ == State::Closing || state_ == State::Connecting) return;
-  if (uv_read_start(stream(), &UpstreamConnection::on_alloc, &UpstreamConnection::on_read_cb) == 0) {
+  if (uv_read_start(stream(), &UpstreamConnection::on_alloc, &UpstreamConnection::on_read_cb) ==
+      0) {
     reading_ = true;
   }
 }

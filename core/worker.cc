@@ -13,7 +13,9 @@
 namespace harrow {
 namespace {
 
-uint64_t ms(config::Millis m) { return static_cast<uint64_t>(m.count()); }
+uint64_t ms(config::Millis m) {
+  return static_cast<uint64_t>(m.count());
+}
 
 }  // namespace
 
@@ -42,7 +44,9 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   stop_timer_.data = this;
 }
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+}
 
 void Worker::new_request_id(char out[37]) {
   if (random_state_ == 0) {
@@ -111,7 +115,9 @@ void Worker::adopt(std::shared_ptr<const Snapshot> next) {
   }
 }
 
-void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -147,7 +153,8 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   if (status != 0 || self->stopping_) return;
   uint16_t port = 0;
   for (size_t i = 0; i < self->listeners_.size(); ++i) {
-    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i]) == server) port = self->sockets_[i].port;
+    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i]) == server)
+      port = self->sockets_[i].port;
   }
   ClientConnection::accept_from(self, server, port);
 }

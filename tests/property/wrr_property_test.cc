@@ -20,8 +20,8 @@ class SomeAvailable final : public Availability {
 };
 
 RC_GTEST_PROP(WeightedRoundRobinProperty, FullCycleGivesEachServerItsWeight, ()) {
-  auto weights = *rc::gen::nonEmpty(rc::gen::container<std::vector<uint32_t>>(
-      rc::gen::inRange<uint32_t>(1, 50)));
+  auto weights = *rc::gen::nonEmpty(
+      rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 50)));
   RC_PRE(weights.size() <= 12u);
   uint64_t g = 0;
   for (uint32_t w : weights) g = std::gcd(g, static_cast<uint64_t>(w));
@@ -46,8 +46,8 @@ RC_GTEST_PROP(WeightedRoundRobinProperty, FullCycleGivesEachServerItsWeight, ())
 }
 
 RC_GTEST_PROP(WeightedRoundRobinProperty, NeverPicksUnavailable, ()) {
-  auto weights = *rc::gen::nonEmpty(rc::gen::container<std::vector<uint32_t>>(
-      rc::gen::inRange<uint32_t>(1, 1000)));
+  auto weights = *rc::gen::nonEmpty(
+      rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 1000)));
   auto up = *rc::gen::container<std::vector<bool>>(weights.size(), rc::gen::arbitrary<bool>());
   SomeAvailable availability(up);
   auto wrr = make_weighted_round_robin(weights);

@@ -113,7 +113,8 @@ TEST(ClientResponse, ReframesAndMarksClose) {
 TEST(HeadWriter, ReportsOverflowInsteadOfWritingPastTheEnd) {
   char buf[8];
   HeadWriter w(buf, sizeof buf);
-  w << "12345" << "6789";
+  w << "12345"
+    << "6789";
   EXPECT_TRUE(w.overflowed());
   EXPECT_EQ(w.size(), 5u);
   HeadWriter n(buf, sizeof buf);

@@ -9,6 +9,7 @@ using config::ActionType;
 using config::Config;
 using config::PatternSyntax;
 using config::RuleConfig;
+using Kind = RouteDecision::Kind;
 
 RuleConfig rule(std::string name, PatternSyntax syntax, std::string match, std::string url) {
   RuleConfig r;
@@ -30,18 +31,59 @@ class RouterTest : public ::testing::Test {
   }
   RouteDecision route(std::string_view target, std::string_view host = "example.com") {
     if (!router_) router_ = std::make_unique<Router>(config_);
-    RequestFacts facts;
-    facts.method = "GET";
-    facts.target = target;
-    facts.host = host;
-    decision_ = router_->route(facts, scratch_);
+    facts_.target = target;
+    facts_.host = host;
+    decision_ = router_->route(facts_, scratch_);
     return decision_;
+  }
+  // Request headers for {HTTP_*}; collected in place, as the connection does.
+  void headers(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
+    head_.reset(65536);
+    head_.on_target("/", 1);
+    for (auto [name, value] : fields) {
+      head_.on_field(name.data(), name.size());
+      head_.on_value(value.data(), value.size());
+    }
+    head_.finish();
+    facts_.head = &head_;
+  }
+  // The value of the header the rules set, or "<unset>".
+  std::string set_header(std::string_view name) const {
+    for (const HeaderField& h : decision_.set_headers) {
+      if (h.name == name) return std::string(h.value);
+    }
+    return "<unset>";
   }
   Config config_;
   std::unique_ptr<Router> router_;
   RouteScratch scratch_;
   RouteDecision decision_;
+  RequestFacts facts_{.method = "GET"};
+  MessageHead head_;
 };
+
+RuleConfig action_rule(std::string name, ActionType type, std::string url = {}) {
+  RuleConfig r = rule(std::move(name), PatternSyntax::Wildcard, "*", std::move(url));
+  r.action = type;
+  return r;
+}
+
+config::ServerVariableSet set_var(std::string name, std::string value, bool replace = true) {
+  return {.name = std::move(name), .value = std::move(value), .replace = replace};
+}
+
+// A rule that only sets server variables and lets evaluation go on.
+RuleConfig setter(std::string name, std::vector<config::ServerVariableSet> sets) {
+  RuleConfig r = action_rule(std::move(name), ActionType::None);
+  r.stop_processing = false;
+  r.server_variables = std::move(sets);
+  return r;
+}
+
+// A farm rule whose target shows the expansion of `url_part`.
+RuleConfig echo(std::string url_part) {
+  return rule("echo", PatternSyntax::Wildcard, "*", "http://shop/" + std::move(url_part));
+}
 
 TEST_F(RouterTest, ArrGeneratedWildcardRuleKeepsPathAndQuery) {
   config_.global_rules.push_back(
@@ -57,8 +99,7 @@ TEST_F(RouterTest, ArrGeneratedWildcardRuleKeepsPathAndQuery) {
 TEST_F(RouterTest, RegexCapturesAndFarmNamesAreCaseInsensitive) {
   config_.global_rules.push_back(
       rule("api", PatternSyntax::ECMAScript, "^API/(.*)", "http://API/v2/{R:1}"));
-  config_.global_rules.push_back(
-      rule("rest", PatternSyntax::Wildcard, "*", "http://shop/{R:0}"));
+  config_.global_rules.push_back(rule("rest", PatternSyntax::Wildcard, "*", "http://shop/{R:0}"));
   RouteDecision d = route("/api/users/7");
   EXPECT_EQ(d.farm, 1);
   EXPECT_EQ(d.target, "/v2/users/7");
@@ -114,6 +155,399 @@ TEST_F(RouterTest, DisabledRulesAndUnknownFarmsDoNotRoute) {
   config_.global_rules.push_back(off);
   config_.global_rules.push_back(rule("x", PatternSyntax::Wildcard, "*", "http://nope/{R:0}"));
   EXPECT_EQ(route("/").kind, RouteDecision::Kind::NoRoute);
+}
+
+// ---------------------------------------------------------------- actions
+
+TEST_F(RouterTest, RewriteSchemePicksHttps) {
+  config_.global_rules.push_back(
+      rule("tls", PatternSyntax::ECMAScript, "^secure/(.*)", "HTTPS://api/{R:1}"));
+  config_.global_rules.push_back(echo("{R:0}"));
+  RouteDecision d = route("/secure/x");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  EXPECT_EQ(d.farm, 1);
+  EXPECT_TRUE(d.https);
+  EXPECT_EQ(d.target, "/x");
+  d = route("/plain");
+  EXPECT_EQ(d.farm, 0);
+  EXPECT_FALSE(d.https);
+}
+
+TEST_F(RouterTest, FarmUrlWithPortOrNoPathStillRoutes) {
+  config_.global_rules.push_back(rule("p", PatternSyntax::ExactMatch, "p", "http://shop:8080/x"));
+  config_.global_rules.push_back(rule("bare", PatternSyntax::Wildcard, "*", "http://api"));
+  EXPECT_EQ(route("/p?q=1").target, "/x?q=1");
+  EXPECT_EQ(route("/p?q=1").farm, 0);
+  EXPECT_EQ(route("/other?q=1").target, "/?q=1");
+  EXPECT_EQ(decision_.farm, 1);
+}
+
+TEST_F(RouterTest, RewriteToAHostThatIsNoFarmIsNoRoute) {
+  config_.global_rules.push_back(
+      rule("elsewhere", PatternSyntax::Wildcard, "*", "http://localhost:8081/{R:0}"));
+  config_.global_rules.push_back(echo("{R:0}"));
+  RouteDecision d = route("/x");
+  EXPECT_EQ(d.kind, Kind::NoRoute);
+  EXPECT_EQ(d.rule, "elsewhere");
+}
+
+TEST_F(RouterTest, RedirectIsTerminalAndAppendsTheQuery) {
+  RuleConfig r = action_rule("moved", ActionType::Redirect, "https://new.example.com/{R:0}");
+  r.stop_processing = false;  // terminal anyway
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  RouteDecision d = route("/a/b?x=1");
+  ASSERT_EQ(d.kind, Kind::Redirect);
+  EXPECT_EQ(d.status, 302);  // no redirectType in a hand-built rule
+  EXPECT_EQ(d.target, "https://new.example.com/a/b?x=1");
+  EXPECT_EQ(d.rule, "moved");
+  EXPECT_EQ(d.farm, -1);
+
+  config_.global_rules[0].status_code = 301;
+  config_.global_rules[0].action_url = "/login?from={R:0}";
+  router_.reset();
+  d = route("/a?x=1");
+  EXPECT_EQ(d.status, 301);
+  EXPECT_EQ(d.target, "/login?from=a&x=1");
+
+  config_.global_rules[0].append_query_string = false;
+  router_.reset();
+  EXPECT_EQ(route("/a?x=1").target, "/login?from=a");
+}
+
+TEST_F(RouterTest, CustomResponseExpandsReasonAndBody) {
+  RuleConfig r = action_rule("blocked", ActionType::CustomResponse);
+  r.match_url = "admin/*";
+  r.status_code = 403;
+  r.status_reason = "Forbidden";
+  r.status_description = "no access to {R:1} from {REMOTE_ADDR}";
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  facts_.remote_addr = "192.0.2.7";
+  RouteDecision d = route("/admin/users");
+  ASSERT_EQ(d.kind, Kind::CustomResponse);
+  EXPECT_EQ(d.status, 403);
+  EXPECT_EQ(d.reason, "Forbidden");
+  EXPECT_EQ(d.body, "no access to users from 192.0.2.7");
+  EXPECT_EQ(d.rule, "blocked");
+  EXPECT_EQ(route("/public").kind, Kind::Farm);
+}
+
+TEST_F(RouterTest, AbortRequestIsTerminal) {
+  RuleConfig r = action_rule("drop", ActionType::AbortRequest);
+  r.match_url = "*.php";
+  r.stop_processing = false;
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  RouteDecision d = route("/wp-login.php");
+  EXPECT_EQ(d.kind, Kind::Abort);
+  EXPECT_EQ(d.rule, "drop");
+  EXPECT_EQ(route("/index.html").kind, Kind::Farm);
+}
+
+TEST_F(RouterTest, NoneActionDoesNothingButStopProcessingStillEnds) {
+  RuleConfig none = action_rule("none", ActionType::None);
+  none.match_url = "stop/*";
+  config_.global_rules.push_back(none);  // stopProcessing = true
+  RuleConfig pass = action_rule("pass", ActionType::None);
+  pass.stop_processing = false;
+  config_.global_rules.push_back(pass);
+  config_.global_rules.push_back(echo("{R:0}"));
+  EXPECT_EQ(route("/stop/here").kind, Kind::NoRoute);
+  RouteDecision d = route("/go/on");
+  EXPECT_EQ(d.kind, Kind::Farm);
+  EXPECT_EQ(d.target, "/go/on");
+}
+
+TEST_F(RouterTest, LocalRewriteQueryFollowsAppendQueryString) {
+  RuleConfig add = rule("add", PatternSyntax::ExactMatch, "a", "b?v=2");
+  add.stop_processing = false;
+  config_.global_rules.push_back(add);
+  RuleConfig drop = rule("drop", PatternSyntax::ExactMatch, "c", "b");
+  drop.stop_processing = false;
+  drop.append_query_string = false;
+  config_.global_rules.push_back(drop);
+  config_.global_rules.push_back(echo("{R:0}?q={QUERY_STRING}"));
+  EXPECT_EQ(route("/a?v=1").target, "/b?q=v=2&v=1&v=2&v=1");
+  EXPECT_EQ(route("/a").target, "/b?q=v=2&v=2");
+  EXPECT_EQ(route("/c?v=1").target, "/b?q=");
+}
+
+// ---------------------------------------------------------------- server variables
+
+TEST_F(RouterTest, ServerVariablesExpand) {
+  config_.global_rules.push_back(
+      echo("{REQUEST_METHOD}|{HTTPS}|{SERVER_PORT}|{SERVER_PORT_SECURE}|{REMOTE_ADDR}|"
+           "{QUERY_STRING}|{REQUEST_URI}|{UNENCODED_URL}|{URL}|{PATH_INFO}|{HTTP_HOST}|"
+           "{HTTP_USER_AGENT}|{http_x_custom_thing}|{NO_SUCH_VARIABLE}|{HTTP_MISSING}|end"));
+  config_.global_rules.back().append_query_string = false;
+  facts_.method = "POST";
+  facts_.server_port = 8443;
+  facts_.https = true;
+  facts_.remote_addr = "2001:db8::1";
+  headers({{"User-Agent", "curl/8"}, {"X-Custom-Thing", "yes"}});
+  RouteDecision d = route("/p/q?a=1", "Example.COM");
+  EXPECT_EQ(d.target,
+            "/POST|on|8443|1|2001:db8::1|a=1|/p/q?a=1|/p/q?a=1|/p/q|/p/q|Example.COM|curl/8|yes|"
+            "||end");
+  facts_.method = "GET";
+  facts_.https = false;
+  facts_.server_port = 80;
+  EXPECT_EQ(route("/").target, "/GET|off|80|0|2001:db8::1||/|/|/|/|example.com|curl/8|yes|||end");
+}
+
+TEST_F(RouterTest, UrlAndQueryStringFollowRewrites) {
+  RuleConfig first = rule("first", PatternSyntax::ExactMatch, "old", "new?n=1");
+  first.stop_processing = false;
+  first.append_query_string = false;
+  config_.global_rules.push_back(first);
+  config_.global_rules.push_back(echo("{URL}/{QUERY_STRING}/{REQUEST_URI}"));
+  config_.global_rules.back().append_query_string = false;
+  EXPECT_EQ(route("/old?o=1").target, "//new/n=1//old?o=1");
+}
+
+TEST_F(RouterTest, ServerVariablesBecomeRequestHeaders) {
+  RuleConfig r = echo("{R:0}");
+  r.server_variables = {
+      set_var("HTTP_X_FORWARDED_PROTO", "{HTTPS}"), set_var("HTTP_X_FOO_BAR", "{R:0}-{HTTP_HOST}"),
+      set_var("http_host", "backend.internal"), set_var("RESPONSE_X_SOMETHING", "not a header")};
+  config_.global_rules.push_back(r);
+  RouteDecision d = route("/path", "front.example");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  ASSERT_EQ(d.set_headers.size(), 3u);
+  EXPECT_EQ(d.set_headers[0].name, "X-Forwarded-Proto");
+  EXPECT_EQ(d.set_headers[0].value, "off");
+  EXPECT_EQ(set_header("X-Foo-Bar"), "path-front.example");
+  EXPECT_EQ(set_header("Host"), "backend.internal");
+}
+
+TEST_F(RouterTest, ServerVariablesAreSetBeforeTheActionAndEveryDecisionCarriesThem) {
+  RuleConfig r = action_rule("go", ActionType::Redirect, "https://{HTTP_HOST}/{R:0}");
+  r.server_variables = {set_var("HTTP_HOST", "{ToLower:{HTTP_HOST}}"), set_var("HTTP_X_SEEN", "1")};
+  config_.global_rules.push_back(r);
+  RouteDecision d = route("/x", "WWW.Example.com");
+  ASSERT_EQ(d.kind, Kind::Redirect);
+  EXPECT_EQ(d.target, "https://www.example.com/x");
+  EXPECT_EQ(set_header("X-Seen"), "1");
+}
+
+TEST_F(RouterTest, ReplaceFalseKeepsTheClientsHeaderAndEarlierSets) {
+  RuleConfig r =
+      setter("defaults",
+             {set_var("HTTP_X_REQUEST_ID", "generated", false), set_var("HTTP_X_TENANT", "first"),
+              set_var("HTTP_X_TENANT", "second", false), set_var("HTTP_X_ONCE", "one", false)});
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{HTTP_X_REQUEST_ID}"));
+  config_.global_rules.back().append_query_string = false;
+  config_.global_rules.back().server_variables = {set_var("HTTP_X_ONCE", "two", false)};
+
+  route("/");
+  EXPECT_EQ(set_header("X-Request-Id"), "generated");
+  EXPECT_EQ(set_header("X-Tenant"), "first");
+  EXPECT_EQ(set_header("X-Once"), "one");
+  EXPECT_EQ(decision_.target, "/generated");
+
+  headers({{"X-Request-ID", "from-client"}});
+  route("/");
+  EXPECT_EQ(set_header("X-Request-Id"), "<unset>");
+  EXPECT_EQ(decision_.target, "/from-client");
+}
+
+TEST_F(RouterTest, ALaterSetOfTheSameVariableReplacesTheEarlierOne) {
+  config_.global_rules.push_back(setter("a", {set_var("HTTP_X_STAGE", "a")}));
+  config_.global_rules.push_back(setter("b", {set_var("Http_X_Stage", "b-after-{HTTP_X_STAGE}")}));
+  config_.global_rules.push_back(echo("{R:0}"));
+  RouteDecision d = route("/");
+  ASSERT_EQ(d.set_headers.size(), 1u);
+  EXPECT_EQ(d.set_headers[0].name, "X-Stage");
+  EXPECT_EQ(d.set_headers[0].value, "b-after-a");
+}
+
+TEST_F(RouterTest, SetVariablesAreSeenByLaterRules) {
+  // The CDN pattern: map the public host to the origin's, then route on the new host.
+  config_.rewrite_maps.push_back({.name = "Origins",
+                                  .default_value = "unknown",
+                                  .entries = {{"cdn.example.com", "api.origin"}}});
+  config_.global_rules.push_back(
+      setter("origin", {set_var("HTTP_HOST", "{Origins:{HTTP_HOST}}"), set_var("MY_FLAG", "on")}));
+  RuleConfig to_api = rule("api", PatternSyntax::Wildcard, "*", "http://api/{R:0}?f={MY_FLAG}");
+  to_api.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "api.*"});
+  config_.global_rules.push_back(to_api);
+  config_.global_rules.push_back(echo("{HTTP_HOST}"));
+
+  RouteDecision d = route("/v1?k=1", "CDN.example.com");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  EXPECT_EQ(d.farm, 1);
+  EXPECT_EQ(d.target, "/v1?f=on&k=1");
+  EXPECT_EQ(set_header("Host"), "api.origin");
+  ASSERT_EQ(d.set_headers.size(), 1u);  // MY_FLAG is not a header
+
+  d = route("/v1", "other.example.com");
+  EXPECT_EQ(d.farm, 0);
+  EXPECT_EQ(d.target, "/unknown");
+}
+
+TEST_F(RouterTest, VariablesSetInOneRequestAreGoneInTheNext) {
+  RuleConfig r = setter("mark", {set_var("HTTP_X_MARK", "{R:0}")});
+  r.match_url = "mark";
+  r.pattern_syntax = PatternSyntax::ExactMatch;
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("[{HTTP_X_MARK}]"));
+  config_.global_rules.back().append_query_string = false;
+  EXPECT_EQ(route("/mark").target, "/[mark]");
+  EXPECT_EQ(decision_.set_headers.size(), 1u);
+  EXPECT_EQ(route("/other").target, "/[]");
+  EXPECT_TRUE(decision_.set_headers.empty());
+}
+
+// ---------------------------------------------------------------- functions and maps
+
+TEST_F(RouterTest, StringFunctionsNest) {
+  config_.global_rules.push_back(
+      echo("{ToLower:{HTTP_HOST}}/{UrlEncode:{R:0} & ü}/{UrlDecode:{QUERY_STRING}}/"
+           "{tolower:{UrlDecode:%41%2fB%zz%4}}/{URLENCODE:{ToLower:A B}}"));
+  config_.global_rules.back().append_query_string = false;
+  EXPECT_EQ(route("/a b/c~d?q=%3Cx%3E+y", "Tenant.Example.COM").target,
+            "/tenant.example.com/a%20b%2Fc~d%20%26%20%C3%BC/q=<x>+y/a/b%zz%4/a%20b");
+}
+
+TEST_F(RouterTest, RewriteMapsLookUpIgnoringCaseWithDefault) {
+  config_.rewrite_maps.push_back({.name = "Legacy",
+                                  .default_value = "fallback",
+                                  .entries = {{"/Old/Page", "new/page"}, {"/b", "B"}}});
+  config_.rewrite_maps.push_back({.name = "Empty"});
+  config_.global_rules.push_back(echo("{legacy:{URL}}|{LEGACY:/b}|{Empty:x}|{NotAMap:x}|end"));
+  config_.global_rules.back().append_query_string = false;
+  EXPECT_EQ(route("/old/PAGE").target, "/new/page|B|||end");
+  EXPECT_EQ(route("/missing").target, "/fallback|B|||end");
+}
+
+TEST_F(RouterTest, MapResultsFeedConditionsAndFunctions) {
+  config_.rewrite_maps.push_back({.name = "Tenants", .entries = {{"a.example.com", "ALPHA"}}});
+  RuleConfig r = echo("{ToLower:{C:1}}/{R:0}");
+  r.pattern_syntax = PatternSyntax::ECMAScript;
+  r.match_url = ".*";
+  r.conditions.push_back({.input = "{Tenants:{HTTP_HOST}}", .pattern = "^(.+)$"});
+  config_.global_rules.push_back(r);
+  EXPECT_EQ(route("/x", "A.example.com").target, "/alpha/x");
+  EXPECT_EQ(route("/x", "b.example.com").kind, Kind::NoRoute);
+}
+
+TEST_F(RouterTest, UnbalancedBracesAreLiteral) {
+  config_.global_rules.push_back(echo("{R:0}{oops"));
+  config_.global_rules.back().append_query_string = false;
+  EXPECT_EQ(route("/x").target, "/x{oops");
+}
+
+// ---------------------------------------------------------------- captures
+
+TEST_F(RouterTest, ConditionCapturesComeFromTheLastMatchedCondition) {
+  RuleConfig r = echo("{C:0}|{C:1}|{C:2}");
+  r.append_query_string = false;
+  r.pattern_syntax = PatternSyntax::ECMAScript;
+  r.match_url = ".*";
+  r.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "^(\\w+)\\.example\\.com$"});
+  r.conditions.push_back({.input = "{QUERY_STRING}", .pattern = "id=(\\d+)"});
+  config_.global_rules.push_back(r);
+  EXPECT_EQ(route("/?id=42", "shop.example.com").target, "/id=42|42|");
+
+  config_.global_rules[0].track_all_captures = true;
+  router_.reset();
+  EXPECT_EQ(route("/?id=42", "shop.example.com").target, "/shop.example.com|shop|42");
+}
+
+TEST_F(RouterTest, ConditionInputsSeeEarlierConditionCaptures) {
+  RuleConfig r = echo("{C:1}");
+  r.append_query_string = false;
+  r.pattern_syntax = PatternSyntax::ECMAScript;
+  r.match_url = ".*";
+  r.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "^(\\w+)\\."});
+  r.conditions.push_back({.input = "{C:1}/{R:0}", .pattern = "^(shop/.*)$"});
+  config_.global_rules.push_back(r);
+  EXPECT_EQ(route("/cart", "shop.example.com").target, "/shop/cart");
+  EXPECT_EQ(route("/cart", "blog.example.com").kind, Kind::NoRoute);
+}
+
+TEST_F(RouterTest, ConditionsUseTheRulesPatternSyntax) {
+  RuleConfig r = echo("{C:1}-{R:1}");
+  r.append_query_string = false;
+  r.match_url = "static/*";
+  r.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "*.example.com"});
+  config_.global_rules.push_back(r);
+  EXPECT_EQ(route("/static/app.js", "cdn.example.com").target, "/cdn-app.js");
+  EXPECT_EQ(route("/static/app.js", "cdn.example.org").kind, Kind::NoRoute);
+
+  config_.global_rules[0].pattern_syntax = PatternSyntax::ExactMatch;
+  config_.global_rules[0].match_url = "static/app.js";
+  config_.global_rules[0].conditions[0].pattern = "CDN.example.com";
+  config_.global_rules[0].action_url = "http://shop/{C:0}/{R:0}";
+  router_.reset();
+  EXPECT_EQ(route("/Static/App.js", "cdn.example.com").target, "/cdn.example.com/Static/App.js");
+  EXPECT_EQ(route("/static/app.js", "cdn.example.co").kind, Kind::NoRoute);
+}
+
+TEST_F(RouterTest, NegatedMatchesHaveNoCaptures) {
+  RuleConfig r = echo("[{R:0}][{C:0}]");
+  r.append_query_string = false;
+  r.match_url = "private/*";
+  r.match_negate = true;
+  r.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "internal.*", .negate = true});
+  config_.global_rules.push_back(r);
+  EXPECT_EQ(route("/public", "www.example.com").target, "/[][]");
+  EXPECT_EQ(route("/private/x", "www.example.com").kind, Kind::NoRoute);
+  EXPECT_EQ(route("/public", "internal.example.com").kind, Kind::NoRoute);
+}
+
+TEST_F(RouterTest, ManyCaptureGroups) {
+  std::string pattern;
+  for (int i = 0; i < 40; ++i) pattern += "(.)";
+  config_.global_rules.push_back(
+      rule("many", PatternSyntax::ECMAScript, "^" + pattern, "http://shop/{R:1}{R:39}{R:40}"));
+  EXPECT_EQ(route("/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN").target, "/aMN");
+}
+
+TEST_F(RouterTest, BytesThatAreNotUtf8) {
+  config_.global_rules.push_back(
+      rule("regex", PatternSyntax::ECMAScript, "^re/(.*)", "http://api/{R:1}"));
+  config_.global_rules.push_back(echo("{R:0}"));
+  // An ASCII-only wildcard routes any bytes; a UTF-8 regex never matches invalid UTF-8.
+  RouteDecision d = route("/re/\xff\xfe");
+  EXPECT_EQ(d.farm, 0);
+  EXPECT_EQ(d.target, "/re/\xff\xfe");
+  EXPECT_EQ(route("/re/\xc3\xbc").farm, 1);
+}
+
+TEST_F(RouterTest, DecisionViewsSurviveUntilTheNextRoute) {
+  RuleConfig r = echo("{R:0}");
+  r.server_variables = {set_var("HTTP_X_A", "{R:0}")};
+  config_.global_rules.push_back(r);
+  RouteScratch other;
+  router_ = std::make_unique<Router>(config_);
+  facts_.target = "/first";
+  RouteDecision first = router_->route(facts_, scratch_);
+  facts_.target = "/second";
+  RouteDecision second = router_->route(facts_, other);
+  EXPECT_EQ(first.target, "/first");
+  EXPECT_EQ(first.set_headers[0].value, "first");
+  EXPECT_EQ(second.target, "/second");
+}
+
+TEST_F(RouterTest, OneScratchServesSuccessiveRouters) {
+  config_.global_rules.push_back(echo("{R:0}"));
+  EXPECT_EQ(route("/a").target, "/a");
+  Config bigger = config_;
+  std::string pattern;
+  for (int i = 0; i < 50; ++i) pattern += "(.?)";
+  RuleConfig r = rule("big", PatternSyntax::ECMAScript, pattern, "http://api/{R:1}{R:50}");
+  r.server_variables = {set_var("HTTP_X_ONE", "1"), set_var("HTTP_X_TWO", "2")};
+  bigger.global_rules.insert(bigger.global_rules.begin(), r);
+  Router router(bigger);
+  facts_.target = "/xy";
+  RouteDecision d = router.route(facts_, scratch_);
+  EXPECT_EQ(d.target, "/x");
+  EXPECT_EQ(d.set_headers.size(), 2u);
+  EXPECT_EQ(route("/b").target, "/b");
+  EXPECT_TRUE(decision_.set_headers.empty());
 }
 
 }  // namespace
