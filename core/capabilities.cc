@@ -41,10 +41,6 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
   for (const config::ListenConfig& l : config.listeners) {
     if (l.tls) out.push_back("listener " + l.address + " with TLS (not built yet: skipped)");
   }
-  if (!config.access_log.path.empty()) {
-    out.push_back("accessLog path=\"" + config.access_log.path +
-                  "\" (not written yet; failures go to the error log on stderr)");
-  }
   return out;
 }
 

@@ -75,6 +75,7 @@ void ClientConnection::start() {
       port = ntohs(a->sin_port);
       std::snprintf(peer_, sizeof peer_, "%s:%u", peer_ip_, port);
     }
+    peer_port_ = port;
   }
   resume_reading();
   arm_timer(ms(worker_->config().timeouts.client_header));
@@ -147,11 +148,12 @@ void ClientConnection::run_parser() {
     const char* begin = in_.block != nullptr ? in_.parse_begin() : "";
     llhttp_errno_t rc = llhttp_execute(&parser_, begin, available);
     if (rc == HPE_OK) {
+      request_bytes_ += available;
       if (in_.block != nullptr) in_.parse_pos = in_.fill;
     } else if (rc == HPE_PAUSED) {
-      if (in_.block != nullptr) {
-        in_.parse_pos += static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
-      }
+      uint32_t consumed = static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+      request_bytes_ += consumed;
+      if (in_.block != nullptr) in_.parse_pos += consumed;
       parser_paused_ = true;
       on_parser_paused();
     } else {
@@ -194,6 +196,14 @@ int ClientConnection::on_message_begin(llhttp_t* p) {
   c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
   c->farm_ = -1;
   c->log_detail_ = nullptr;
+  c->request_begun_ = true;
+  c->access_logged_ = false;
+  c->sent_status_ = 0;
+  c->failed_ = false;
+  c->failure_uv_status_ = 0;
+  c->request_bytes_ = 0;
+  c->response_bytes_at_start_ = c->out_.total_bytes();
+  c->log_id_[0] = '\0';
   c->request_started_ms_ = uv_now(c->worker_->loop());
   c->arm_timer(ms(c->worker_->config().timeouts.client_header));
   return 0;
@@ -269,6 +279,7 @@ void ClientConnection::start_exchange() {
   facts.head = &head_;
   // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
   snap_ = worker_->snapshot_ptr();
+  worker_->new_request_id(log_id_);
   RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
   switch (decision.kind) {
     case RouteDecision::Kind::Farm:
@@ -345,7 +356,6 @@ void ClientConnection::send_request_head() {
     if (iequals(name, "host")) host = value;  // a rule set HTTP_HOST
     rule_headers_.push_back({name, value});
   }
-  worker_->new_request_id(log_id_);
   std::snprintf(max_forwards_, sizeof max_forwards_, "%u", protocol.max_forwards);
   // What ARR adds to every forwarded request; client-sent values are always replaced.
   HeaderField harrow_headers[5];
@@ -443,6 +453,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   out_.add(block, block->data, writer.size());
   block_unref(block);
   status_ = status;
+  sent_status_ = status;
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
@@ -525,6 +536,7 @@ void ClientConnection::release_upstream(bool reusable) {
 }
 
 void ClientConnection::finish_exchange() {
+  log_access();
   if (server_metrics_ != nullptr && status_ != 0) {
     server_metrics_->responses_by_class[status_ / 100 % 6].add();
   }
@@ -542,6 +554,9 @@ void ClientConnection::finish_exchange() {
 
 void ClientConnection::respond_error(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
+  failed_ = true;
+  failure_ = failure;
+  failure_uv_status_ = uv_status;
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
   if (server_metrics_ != nullptr && in_flight_counted_) {
     server_metrics_->failures[static_cast<int>(failure)].add();
@@ -585,12 +600,14 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
   out_.flush();
   response_head_sent_ = true;
   response_done_ = true;
+  sent_status_ = status;
   // Only a server's responses count in its status classes.
   status_ = (server_metrics_ != nullptr && status_ == 0) ? status : 0;
   if (phase_ == Phase::ReadingHead || phase_ == Phase::Idle || close_requested_) {
     // The request cannot be read on (bad head, timeout) or is not worth reading (a body
     // nobody will take): end the connection once the answer is out.
     phase_ = Phase::Exchange;
+    log_access();
     close_after_flush();
     return;
   }
@@ -621,8 +638,42 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
            log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
 }
 
+void ClientConnection::log_access() {
+  if (!request_begun_ || access_logged_) return;
+  access_logged_ = true;
+  AccessLogBuffer& log = worker_->access_log();
+  if (!log.enabled()) return;
+  AccessLogEntry e;
+  e.client_ip = peer_ip_;
+  e.client_port = peer_port_;
+  e.server_port = local_port_;
+  e.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  e.target = head_.target();
+  e.host = head_.find("host");
+  e.user_agent = head_.find("user-agent");
+  e.status = sent_status_;
+  e.bytes_sent = out_.total_bytes() - response_bytes_at_start_;
+  e.bytes_received = request_bytes_;
+  e.time_taken_ms = uv_now(worker_->loop()) - request_started_ms_;
+  if (farm_ >= 0 && snap_) {
+    const FarmRuntime& farm = snap_->farms[farm_];
+    e.farm = farm.config->name;
+    if (server_metrics_ != nullptr) e.server = farm.servers[server_].label;
+  }
+  if (failed_) {
+    e.reason = failure_token(failure_);
+    if (failure_uv_status_ != 0) e.upstream_error = uv_err_name(failure_uv_status_);
+  }
+  e.log_id = log_id_;
+  log.add(e);
+}
+
 void ClientConnection::abort_exchange(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
+  failed_ = true;
+  failure_ = failure;
+  failure_uv_status_ = uv_status;
+  log_access();
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
   close();
 }
@@ -715,6 +766,7 @@ void ClientConnection::force_close() {
 
 void ClientConnection::close() {
   if (phase_ == Phase::Closed) return;
+  if (phase_ != Phase::Idle && phase_ != Phase::Lingering) log_access();
   release_upstream(false);
   phase_ = Phase::Closed;
   out_.clear();

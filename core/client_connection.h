@@ -79,6 +79,8 @@ class ClientConnection final : public UpstreamEvents {
   void begin_linger();
   void close();
   void abort_exchange(Failure failure, int uv_status);
+  // Writes this request's access log line, once, however the exchange ended.
+  void log_access();
   void release_upstream(bool reusable);
   void resume_parser();
 
@@ -147,6 +149,16 @@ class ClientConnection final : public UpstreamEvents {
   int status_ = 0;                    // status of the response sent for this exchange, for metrics
   const char* log_detail_ = nullptr;  // static text explaining a failure (llhttp's reason)
   bool counted_active_ = false;
+  // For the access log.
+  bool request_begun_ = false;
+  bool access_logged_ = false;
+  int sent_status_ = 0;
+  bool failed_ = false;
+  Failure failure_ = Failure::bad_request;
+  int failure_uv_status_ = 0;
+  uint64_t request_bytes_ = 0;
+  uint64_t response_bytes_at_start_ = 0;
+  uint16_t peer_port_ = 0;
   bool in_flight_counted_ = false;
 };
 

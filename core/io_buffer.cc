@@ -163,11 +163,13 @@ void OutBatch::add(IoBlock* block, const char* data, size_t len) {
   make_room(1, 0, block);
   hold(block);
   bufs_[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  total_bytes_ += len;
 }
 
 void OutBatch::add_static(std::string_view text) {
   make_room(1, 0, nullptr);
   bufs_[count_++] = uv_buf_init(const_cast<char*>(text.data()), static_cast<unsigned>(text.size()));
+  total_bytes_ += text.size();
 }
 
 void OutBatch::add_chunk(IoBlock* block, const char* data, size_t len) {
@@ -181,6 +183,7 @@ void OutBatch::add_chunk(IoBlock* block, const char* data, size_t len) {
   bufs_[count_++] = uv_buf_init(line, static_cast<unsigned>(n));
   bufs_[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
   bufs_[count_++] = uv_buf_init(const_cast<char*>("\r\n"), 2);
+  total_bytes_ += static_cast<uint64_t>(n) + len + 2;
 }
 
 int OutBatch::flush() {

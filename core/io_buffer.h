@@ -91,6 +91,8 @@ class OutBatch {
 
   // Writes started and not completed yet.
   int in_flight() const { return in_flight_; }
+  // Bytes ever added (for the access log's byte counts).
+  uint64_t total_bytes() const { return total_bytes_; }
   void write_done() { --in_flight_; }
   int last_error() const { return last_error_; }
 
@@ -105,6 +107,7 @@ class OutBatch {
   uv_buf_t bufs_[kMaxBufs];
   int count_ = 0;
   int in_flight_ = 0;
+  uint64_t total_bytes_ = 0;
   int last_error_ = 0;
 };
 

@@ -36,6 +36,7 @@ struct Process {
   uv_loop_t* loop = uv_default_loop();
   CommandLine cli;
   std::shared_ptr<const Snapshot> current;  // main thread only
+  std::unique_ptr<AccessLogFile> access_log;  // outlives the workers (declared before them)
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
@@ -165,6 +166,14 @@ int run(int argc, char** argv) {
   Process process;
   process.cli = cli;
   process.current = snapshot;
+  if (!config->access_log.path.empty()) {
+    process.access_log =
+        AccessLogFile::open(config->access_log.path, config->access_log.format, error);
+    if (!process.access_log) {
+      std::fprintf(stderr, "harrow: %s\n", error.c_str());
+      return kExitRuntime;
+    }
+  }
   uint64_t per_worker_limit =
       std::max<uint64_t>(1, config->limits.max_connections / static_cast<uint64_t>(worker_count));
   AdminSources sources;
@@ -174,7 +183,8 @@ int run(int argc, char** argv) {
   sources.reload_failures = &process.reload_failures;
   for (int w = 0; w < worker_count; ++w) {
     process.workers.push_back(
-        std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit));
+        std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit,
+                                 process.access_log.get()));
     sources.workers.push_back(&process.workers.back()->metrics());
   }
   process.admin = std::make_unique<AdminServer>(process.loop, sources);
@@ -201,9 +211,19 @@ int run(int argc, char** argv) {
       },
       SIGHUP);
   uv_signal_init(process.loop, &process.sigusr1);
+  process.sigusr1.data = &process;
   uv_signal_start(
       &process.sigusr1,
-      [](uv_signal_t*, int) { log_line(LogLevel::Info, "SIGUSR1: no log files to reopen"); },
+      [](uv_signal_t* s, int) {
+        Process* p = static_cast<Process*>(s->data);
+        std::string why;
+        if (!p->access_log) return;
+        if (p->access_log->reopen(why)) {
+          log_line(LogLevel::Info, "SIGUSR1: reopened %s", p->access_log->path().c_str());
+        } else {
+          log_line(LogLevel::Error, "SIGUSR1: %s (still writing to the old file)", why.c_str());
+        }
+      },
       SIGUSR1);
 
   for (const std::string& url : urls)

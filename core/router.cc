@@ -37,14 +37,14 @@ enum class Var : uint8_t {
 };
 
 enum class Op : uint8_t {
-  Literal,  // Node::text
-  RuleCapture,  // {R:n}
+  Literal,           // Node::text
+  RuleCapture,       // {R:n}
   ConditionCapture,  // {C:n}
-  Variable,  // {NAME}
-  ToLower,  // {ToLower:children}
-  UrlEncode,  // {UrlEncode:children}
-  UrlDecode,  // {UrlDecode:children}
-  Map,  // {MapName:children}
+  Variable,          // {NAME}
+  ToLower,           // {ToLower:children}
+  UrlEncode,         // {UrlEncode:children}
+  UrlDecode,         // {UrlDecode:children}
+  Map,               // {MapName:children}
 };
 
 // One piece of a compiled expansion string ("http://shop/{ToLower:{R:1}}" is a literal, then a
@@ -52,9 +52,9 @@ enum class Op : uint8_t {
 struct Node {
   Op op = Op::Literal;
   Var var = Var::Unknown;
-  int index = -1;  // capture number (RuleCapture/ConditionCapture) or map (Map)
-  int slot = -1;  // Variable: the settable variable it reads first, or -1
-  std::string text;  // Literal: the text; Variable/Header: the lower-case header name
+  int index = -1;              // capture number (RuleCapture/ConditionCapture) or map (Map)
+  int slot = -1;               // Variable: the settable variable it reads first, or -1
+  std::string text;            // Literal: the text; Variable/Header: the lower-case header name
   std::vector<Node> children;  // ToLower/UrlEncode/UrlDecode/Map: the argument
 };
 
@@ -114,7 +114,7 @@ struct Router::CompiledPattern {
   PatternSyntax syntax = PatternSyntax::ECMAScript;
   bool ignore_case = true;
   bool negate = false;
-  bool utf = true;  // compiled with PCRE2_UTF (subjects must then be valid UTF-8 to match)
+  bool utf = true;    // compiled with PCRE2_UTF (subjects must then be valid UTF-8 to match)
   std::string exact;  // ExactMatch
   pcre2_code* code = nullptr;
   uint32_t capture_count = 0;
@@ -189,8 +189,8 @@ struct Router::CompiledMap {
 
 // A server variable that some rule sets. Reads of it check the scratch's slot first.
 struct Router::Variable {
-  std::string name;  // as first written in the config
-  std::string header;  // HTTP_X_FOO_BAR → "X-Foo-Bar"; empty for non-HTTP_ variables
+  std::string name;            // as first written in the config
+  std::string header;          // HTTP_X_FOO_BAR → "X-Foo-Bar"; empty for non-HTTP_ variables
   Var builtin = Var::Unknown;  // what it reads when no rule has set it
   std::string builtin_header;  // Var::Header: lower-case header name
 };
@@ -198,20 +198,20 @@ struct Router::Variable {
 struct RouteScratch::Impl {
   pcre2_match_data* match = nullptr;
   size_t match_pairs = 0;  // ovector pairs `match` holds
-  std::string url;  // the URL as rewritten so far (no leading slash, no query)
-  bool url_ascii = true;  // `url` has no byte >= 0x80 (so PCRE2 need not check its UTF-8)
+  std::string url;         // the URL as rewritten so far (no leading slash, no query)
+  bool url_ascii = true;   // `url` has no byte >= 0x80 (so PCRE2 need not check its UTF-8)
   std::string query;
-  Captures rule_captures;  // {R:n} of the rule being applied
-  Captures condition_captures;  // {C:n}
+  Captures rule_captures;                         // {R:n} of the rule being applied
+  Captures condition_captures;                    // {C:n}
   std::vector<std::pair<size_t, size_t>> ranges;  // (offset, length) of the last match's groups
-  std::string input;  // a condition's expanded input
-  std::string value;  // a server variable's expanded value
-  std::string output;  // an expanded action URL
-  std::string target;  // RouteDecision::target
-  std::string reason;  // RouteDecision::reason
-  std::string body;  // RouteDecision::body
-  std::vector<VariableSlot> slots;  // one per Router::Variable (grown, never shrunk)
-  uint64_t generation = 0;  // bumped per route(): slots from earlier calls are unset at once
+  std::string input;                              // a condition's expanded input
+  std::string value;                              // a server variable's expanded value
+  std::string output;                             // an expanded action URL
+  std::string target;                             // RouteDecision::target
+  std::string reason;                             // RouteDecision::reason
+  std::string body;                               // RouteDecision::body
+  std::vector<VariableSlot> slots;                // one per Router::Variable (grown, never shrunk)
+  uint64_t generation = 0;     // bumped per route(): slots from earlier calls are unset at once
   std::vector<int> set_order;  // slots set in this route(), in the order first set
   std::vector<HeaderField> set_headers;  // RouteDecision::set_headers
 
@@ -240,9 +240,13 @@ using Impl = RouteScratch::Impl;
 
 // ---------------------------------------------------------------- small string helpers
 
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
-char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+char ascii_upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 // True if no byte of `s` is >= 0x80 (then it is valid UTF-8 without further checking).
 bool is_ascii(std::string_view s) {
@@ -344,11 +348,16 @@ Var builtin_variable(std::string_view name, std::string& header) {
     Var var;
   };
   static constexpr Entry kNames[] = {
-      {"HTTP_HOST", Var::HttpHost},         {"HTTPS", Var::Https},
-      {"QUERY_STRING", Var::QueryString},   {"REQUEST_URI", Var::RequestUri},
-      {"UNENCODED_URL", Var::UnencodedUrl}, {"URL", Var::Url},
-      {"PATH_INFO", Var::PathInfo},         {"REQUEST_METHOD", Var::RequestMethod},
-      {"REMOTE_ADDR", Var::RemoteAddr},     {"SERVER_PORT", Var::ServerPort},
+      {"HTTP_HOST", Var::HttpHost},
+      {"HTTPS", Var::Https},
+      {"QUERY_STRING", Var::QueryString},
+      {"REQUEST_URI", Var::RequestUri},
+      {"UNENCODED_URL", Var::UnencodedUrl},
+      {"URL", Var::Url},
+      {"PATH_INFO", Var::PathInfo},
+      {"REQUEST_METHOD", Var::RequestMethod},
+      {"REMOTE_ADDR", Var::RemoteAddr},
+      {"SERVER_PORT", Var::ServerPort},
       {"SERVER_PORT_SECURE", Var::ServerPortSecure},
   };
   for (const Entry& e : kNames) {
@@ -476,7 +485,9 @@ struct Eval {
   Impl& s;
 };
 
-bool slot_is_set(const Impl& s, int slot) { return s.slots[slot].generation == s.generation; }
+bool slot_is_set(const Impl& s, int slot) {
+  return s.slots[slot].generation == s.generation;
+}
 
 // Appends the built-in value of variable `var` (header name `header` for Var::Header) to `out`.
 // `out` must not be one of the buffers the value is read from (url, query).
@@ -640,8 +651,7 @@ bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
         s.condition_captures.clear();
         keep_captures(s.input, s, 0, s.condition_captures);
       } else {
-        keep_captures(s.input, s, s.condition_captures.size() == 0 ? 0 : 1,
-                      s.condition_captures);
+        keep_captures(s.input, s, s.condition_captures.size() == 0 ? 0 : 1, s.condition_captures);
       }
       if (any) return true;
     } else if (!any) {

@@ -17,11 +17,11 @@ namespace harrow {
 // What rules may look at: IIS server variables come from here.
 struct RequestFacts {
   std::string_view method;
-  std::string_view target;  // raw request-target as received ({REQUEST_URI})
-  std::string_view host;  // {HTTP_HOST}
-  bool https = false;  // {HTTPS}
-  uint16_t server_port = 0;  // {SERVER_PORT}
-  std::string_view remote_addr;  // {REMOTE_ADDR}
+  std::string_view target;            // raw request-target as received ({REQUEST_URI})
+  std::string_view host;              // {HTTP_HOST}
+  bool https = false;                 // {HTTPS}
+  uint16_t server_port = 0;           // {SERVER_PORT}
+  std::string_view remote_addr;       // {REMOTE_ADDR}
   const MessageHead* head = nullptr;  // {HTTP_*}
 };
 
@@ -29,20 +29,20 @@ struct RequestFacts {
 // until the next route() call with the same scratch.
 struct RouteDecision {
   enum class Kind {
-    Farm,  // proxy to `farm` with `target`
-    NoRoute,  // no rule sent it anywhere: 404
-    Redirect,  // answer `status` with Location: `target`
+    Farm,            // proxy to `farm` with `target`
+    NoRoute,         // no rule sent it anywhere: 404
+    Redirect,        // answer `status` with Location: `target`
     CustomResponse,  // answer `status` `reason` with `body`
-    Abort,  // AbortRequest: close the connection without an answer
+    Abort,           // AbortRequest: close the connection without an answer
   };
   Kind kind = Kind::NoRoute;
-  int farm = -1;  // index into Config::farms
-  bool https = false;  // the rewrite said https://FARM/ (the server's httpsPort, over TLS)
+  int farm = -1;            // index into Config::farms
+  bool https = false;       // the rewrite said https://FARM/ (the server's httpsPort, over TLS)
   std::string_view target;  // Farm: origin-form URL; Redirect: the Location
-  int status = 0;  // Redirect / CustomResponse
+  int status = 0;           // Redirect / CustomResponse
   std::string_view reason;  // CustomResponse statusReason
-  std::string_view body;  // CustomResponse statusDescription
-  std::string_view rule;  // name of the rule that decided
+  std::string_view body;    // CustomResponse statusDescription
+  std::string_view rule;    // name of the rule that decided
   // Request headers set by <serverVariables> (HTTP_X_FOO → "X-Foo"), replacing any the client
   // sent with the same name. HTTP_HOST sets the Host sent upstream.
   std::span<const HeaderField> set_headers;
@@ -63,7 +63,7 @@ class Router {
   struct CompiledPattern;
   struct CompiledRule;
   struct CompiledMap;  // a <rewriteMap>, keys sorted for case-insensitive lookup
-  struct Variable;  // a server variable some rule's <serverVariables><set> writes
+  struct Variable;     // a server variable some rule's <serverVariables><set> writes
 
  private:
   const config::Config& config_;

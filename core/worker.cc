@@ -20,11 +20,12 @@ uint64_t ms(config::Millis m) {
 }  // namespace
 
 Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
-               uint64_t connection_limit)
+               uint64_t connection_limit, const AccessLogFile* access_log)
     : id_(id),
       connection_limit_(connection_limit),
       snapshot_(std::move(snapshot)),
-      sockets_(std::move(sockets)) {
+      sockets_(std::move(sockets)),
+      access_log_(access_log) {
   build_farm_states();
   // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
   // from the moment the worker is constructed.
@@ -42,6 +43,15 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   wakeup_.data = this;
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
+  uv_timer_init(&loop_, &log_flush_timer_);
+  log_flush_timer_.data = this;
+  if (access_log_.enabled()) {
+    // Lines reach the file within a second even when traffic is too light to fill a buffer.
+    uv_timer_start(
+        &log_flush_timer_,
+        [](uv_timer_t* t) { static_cast<Worker*>(t->data)->access_log_.flush(); }, 1000, 1000);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&log_flush_timer_));
+  }
 }
 
 Worker::~Worker() {
@@ -242,6 +252,8 @@ void Worker::maybe_finish_stop() {
     }
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
+  access_log_.flush();
+  uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
 }
 

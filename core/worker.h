@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "balancer/balancer.h"
+#include "core/access_log.h"
 #include "core/metrics.h"
 #include "core/router.h"
 #include "core/snapshot.h"
@@ -55,8 +56,9 @@ struct FarmState {
 
 class Worker {
  public:
+  // `access_log` may be null (no access log configured); it outlives the worker.
   Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
-         uint64_t connection_limit);
+         uint64_t connection_limit, const AccessLogFile* access_log);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -82,6 +84,7 @@ class Worker {
   }
   WorkerMetrics& mutable_metrics() { return metrics_; }
   RouteScratch& route_scratch() { return route_scratch_; }
+  AccessLogBuffer& access_log() { return access_log_; }
   FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
   bool stopping() const { return stopping_; }
   int id() const { return id_; }
@@ -115,6 +118,8 @@ class Worker {
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
   uv_timer_t stop_timer_{};
+  uv_timer_t log_flush_timer_{};
+  AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
   std::vector<FarmState> farms_;
   RouteScratch route_scratch_;
