@@ -17,9 +17,6 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where +
                     "loadBalancing algorithm (only WeightedRoundRobin so far; used instead)");
     }
-    if (farm.protocol.reverse_rewrite_host_in_response_headers) {
-      out.push_back(where + "protocol reverseRewriteHostInResponseHeaders=\"true\" (not yet)");
-    }
     if (farm.protocol.http_version != config::HttpVersionMode::PassThrough &&
         farm.protocol.http_version != config::HttpVersionMode::Http11) {
       out.push_back(where + "protocol httpVersion=\"Http10\" (requests go upstream as HTTP/1.1)");

@@ -356,6 +356,7 @@ void ClientConnection::send_request_head() {
     if (iequals(name, "host")) host = value;  // a rule set HTTP_HOST
     rule_headers_.push_back({name, value});
   }
+  upstream_host_ = host;
   std::snprintf(max_forwards_, sizeof max_forwards_, "%u", protocol.max_forwards);
   // What ARR adds to every forwarded request; client-sent values are always replaced.
   HeaderField harrow_headers[5];
@@ -440,9 +441,26 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   if (!client_keep_alive_ || !request_done_ || worker_->stopping()) close_requested_ = true;
   response.close = close_requested_;
   response.http10_keep_alive = !client_http11 && !close_requested_;
-  if (snap_->farms[farm_].config->protocol.arr_response_header) {
-    response.powered_by = "Harrow/" HARROW_VERSION;
+  const FarmRuntime& farm = snap_->farms[farm_];
+  if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
+  HeaderField replacements[2];
+  size_t replaced = 0;
+  if (farm.config->protocol.reverse_rewrite_host_in_response_headers) {
+    // Redirects the server aims at itself must send the client back through Harrow.
+    const ServerEndpoint& server = farm.servers[server_];
+    std::string_view backend[] = {server.authority, server.label, upstream_host_};
+    std::string_view client_host = head_.find("host");
+    std::string_view location = head.find("location");
+    if (reverse_rewrite_location(location, backend, "http", client_host, rewritten_location_)) {
+      replacements[replaced++] = {"Location", rewritten_location_};
+    }
+    std::string_view content_location = head.find("content-location");
+    if (reverse_rewrite_location(content_location, backend, "http", client_host,
+                                 rewritten_content_location_)) {
+      replacements[replaced++] = {"Content-Location", rewritten_content_location_};
+    }
   }
+  response.replace = std::span<const HeaderField>(replacements, replaced);
   write_client_response(response, writer);
   if (writer.overflowed()) {
     block_unref(block);

@@ -129,6 +129,9 @@ class ClientConnection final : public UpstreamEvents {
   std::vector<HeaderField> rule_headers_;
   char log_id_[37] = {0};  // per-request GUID (ARR's X-ARR-LOG-ID)
   char max_forwards_[12] = {0};
+  std::string_view upstream_host_;  // the Host sent upstream (points into head_ or config)
+  std::string rewritten_location_;
+  std::string rewritten_content_location_;
   UpstreamConnection* upstream_ = nullptr;
   int farm_ = -1;
   size_t server_ = 0;

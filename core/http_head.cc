@@ -182,7 +182,11 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
     for (const HeaderField& f : resp.head->fields()) {
       if (resp.head->is_hop_by_hop(f.name)) continue;
       if (!resp.keep_content_length && iequals(f.name, "content-length")) continue;
-      out.field(f.name, f.value);
+      std::string_view value = f.value;
+      for (const HeaderField& r : resp.replace) {
+        if (iequals(r.name, f.name)) value = r.value;
+      }
+      out.field(f.name, value);
     }
   }
   if (!resp.powered_by.empty()) out.field("X-Powered-By", resp.powered_by);
@@ -193,6 +197,33 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
     out << "Connection: keep-alive\r\n";
   }
   out << "\r\n";
+}
+
+bool reverse_rewrite_location(std::string_view value,
+                              std::span<const std::string_view> backend_authorities,
+                              std::string_view client_scheme, std::string_view client_host,
+                              std::string& out) {
+  size_t scheme_end;
+  if (value.size() > 7 && iequals(value.substr(0, 7), "http://")) {
+    scheme_end = 7;
+  } else if (value.size() > 8 && iequals(value.substr(0, 8), "https://")) {
+    scheme_end = 8;
+  } else {
+    return false;  // relative: already on the client's host
+  }
+  std::string_view rest = value.substr(scheme_end);
+  size_t end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, end);
+  bool ours = false;
+  for (std::string_view a : backend_authorities) {
+    if (!a.empty() && iequals(a, authority)) ours = true;
+  }
+  if (!ours || client_host.empty()) return false;
+  out.assign(client_scheme);
+  out += "://";
+  out += client_host;
+  if (end != std::string_view::npos) out += rest.substr(end);
+  return true;
 }
 
 std::string_view default_reason(int status) {

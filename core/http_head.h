@@ -107,7 +107,17 @@ struct ClientResponse {
   bool close = false;                 // Connection: close
   bool http10_keep_alive = false;     // "Connection: keep-alive" for an HTTP/1.0 client
   std::string_view powered_by;  // X-Powered-By value to add (ARR's arrResponseHeader), or empty
+  // Upstream fields to send with a different value (reverse-rewritten Location, …).
+  std::span<const HeaderField> replace;
 };
+
+// If `value` is an absolute http(s) URL whose authority is one of `backend_authorities`,
+// writes it into `out` with the scheme and authority of the client's request and returns
+// true (ARR's reverseRewriteHostInResponseHeaders).
+bool reverse_rewrite_location(std::string_view value,
+                              std::span<const std::string_view> backend_authorities,
+                              std::string_view client_scheme, std::string_view client_host,
+                              std::string& out);
 
 void write_client_response(const ClientResponse& resp, HeadWriter& out);
 

@@ -58,6 +58,22 @@ class ArrHeaders(HarrowTestCase):
         _, headers, _ = request(h.port)
         self.assertNotIn("x-powered-by", headers)
 
+    def test_reverse_rewrite_host_in_location(self):
+        o = self.origin("o")
+        protocol = ('<protocol preserveHostHeader="false" '
+                    'reverseRewriteHostInResponseHeaders="true"/>')
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)], protocol=protocol)],
+                                   [rule_xml("r", "f")]))
+        back = f"http://127.0.0.1:{o.port}"
+        status, headers, _ = request(
+            h.port, path=f"/?status=302&header=Location:{back}/next%3Fa%3D1",
+            headers={"Host": "shop.example.com"})
+        self.assertEqual(status, 302)
+        self.assertEqual(headers["location"], "http://shop.example.com/next?a=1")
+        _, headers, _ = request(h.port, path="/?status=302&header=Location:https://other.example/",
+                                headers={"Host": "shop.example.com"})
+        self.assertEqual(headers["location"], "https://other.example/")
+
     def test_response_says_who_proxied_it(self):
         o = self.origin("o")
         h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])],

@@ -125,5 +125,21 @@ TEST(HeadWriter, ReportsOverflowInsteadOfWritingPastTheEnd) {
   EXPECT_EQ(std::string(buf, m.size()), "1234567");
 }
 
+TEST(ReverseRewrite, RewritesOnlyTheBackendsOwnAuthority) {
+  std::string_view backend[] = {"10.0.0.5:8080", "internal.example"};
+  std::string out;
+  ASSERT_TRUE(reverse_rewrite_location("http://10.0.0.5:8080/login?x=1", backend, "http",
+                                       "shop.example.com", out));
+  EXPECT_EQ(out, "http://shop.example.com/login?x=1");
+  ASSERT_TRUE(reverse_rewrite_location("HTTPS://INTERNAL.example", backend, "http",
+                                       "shop.example.com", out));
+  EXPECT_EQ(out, "http://shop.example.com");
+  EXPECT_FALSE(reverse_rewrite_location("https://elsewhere.example/x", backend, "http",
+                                        "shop.example.com", out));
+  EXPECT_FALSE(reverse_rewrite_location("/relative", backend, "http", "shop.example.com", out));
+  EXPECT_FALSE(reverse_rewrite_location("http://10.0.0.5:8080.evil/", backend, "http",
+                                        "shop.example.com", out));
+}
+
 }  // namespace
 }  // namespace harrow
