@@ -41,11 +41,8 @@ void carry_over(Snapshot& next, const Snapshot& previous) {
       size_t nf, ns;
       if (!find_same_server(next, previous, f, s, nf, ns)) continue;
       FarmRuntime& farm = next.farms[nf];
-      health::ServerState old_state = old_farm.health->load(s);
-      // The file's enabled="false" wins over a carried-over state.
-      if (farm.servers[ns].config->enabled) {
-        farm.health->store(ns, old_state.healthy, old_state.availability);
-      }
+      farm.health->share_slot(ns, *old_farm.health, s);
+      farm.health->share_panic(*old_farm.health);
       size_t rows = std::min(farm.metrics.size(), old_farm.metrics.size());
       for (size_t w = 0; w < rows; ++w) farm.metrics[w][ns].add_from(old_farm.metrics[w][s]);
     }
@@ -92,9 +89,6 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       if (!ep.resolved) {
         warnings.push_back("farm '" + farm.name + "': server '" + server.address +
                            "' does not resolve (" + error + "); it takes no traffic");
-      }
-      if (!server.enabled) {
-        rt.health->store(i, true, health::Availability::Unavailable);
       }
       rt.servers.push_back(std::move(ep));
     }

@@ -40,7 +40,12 @@ class FarmAvailability final : public balancer::Availability {
  public:
   explicit FarmAvailability(const FarmRuntime* farm) : farm_(farm) {}
   bool available(size_t server) const override {
-    return farm_->servers[server].resolved && farm_->health->load(server).takes_new_requests();
+    const ServerEndpoint& endpoint = farm_->servers[server];
+    if (!endpoint.resolved || !endpoint.config->enabled) return false;
+    health::ServerState state = farm_->health->load(server);
+    if (state.availability != health::Availability::Available) return false;
+    // Below minServers healthy, health is disregarded (ARR's minServers, "panic mode").
+    return state.healthy || farm_->health->panic();
   }
 
  private:

@@ -2,9 +2,17 @@
 
 namespace harrow::health {
 
-HealthTable::HealthTable(size_t servers) : size_(servers), slots_(new Slot[servers]) {
+const char* probe_result_name(ProbeResultKind kind) {
+  static const char* const kNames[] = {"pass",         "connect_failed", "timeout",
+                                       "bad_status",   "body_mismatch",  "invalid_response"};
+  return kNames[static_cast<int>(kind)];
+}
+
+HealthTable::HealthTable(size_t servers) {
+  slots_.reserve(servers);
   for (size_t i = 0; i < servers; ++i) {
-    slots_[i].word.store(pack(ServerState{}), std::memory_order_relaxed);
+    slots_.push_back(std::make_shared<ServerSlot>());
+    slots_.back()->word.store(pack(ServerState{}), std::memory_order_relaxed);
   }
 }
 
@@ -20,7 +28,7 @@ ServerState HealthTable::unpack(uint64_t word) {
 }
 
 ServerState HealthTable::load(size_t server) const {
-  return unpack(slots_[server].word.load(std::memory_order_acquire));
+  return unpack(slots_[server]->word.load(std::memory_order_acquire));
 }
 
 void HealthTable::store(size_t server, bool healthy, Availability availability) {
@@ -28,7 +36,11 @@ void HealthTable::store(size_t server, bool healthy, Availability availability) 
   next.healthy = healthy;
   next.availability = availability;
   ++next.generation;
-  slots_[server].word.store(pack(next), std::memory_order_release);
+  slots_[server]->word.store(pack(next), std::memory_order_release);
+}
+
+void HealthTable::share_slot(size_t server, const HealthTable& other, size_t other_server) {
+  slots_[server] = other.slots_[other_server];
 }
 
 }  // namespace harrow::health

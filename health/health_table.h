@@ -1,12 +1,17 @@
 // Per-farm server state that every worker reads on every pick: one cache-line slot per server
-// holding one atomic word. The farm's single writer (its prober, or the admin API acting
-// through it) publishes with release stores; workers read with acquire loads, no locks.
+// holding one atomic word. The farm's single writer (its prober thread, which also applies
+// admin commands) publishes with release stores; workers read with acquire loads, no locks.
+//
+// Slots are shared by identity across configuration reloads: a new snapshot's table reuses
+// the slot of every server whose (farm, address, port) did not change, so health carried
+// over is the live state, not a copy that the prober could write behind.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace harrow::health {
 
@@ -22,24 +27,51 @@ struct ServerState {
   bool operator==(const ServerState&) const = default;
 };
 
+// Counters the prober keeps per server (single writer: the prober thread).
+enum class ProbeResultKind : uint8_t {
+  Pass,
+  ConnectFailed,
+  Timeout,
+  BadStatus,
+  BodyMismatch,
+  InvalidResponse,
+};
+inline constexpr int kProbeResultKinds = 6;
+const char* probe_result_name(ProbeResultKind kind);  // "pass", "connect_failed", …
+
+struct alignas(64) ServerSlot {
+  std::atomic<uint64_t> word{0};
+  // Read by the admin thread with relaxed loads; written by the prober only.
+  std::atomic<uint64_t> probes[kProbeResultKinds] = {};
+  std::atomic<uint64_t> transitions{0};
+};
+
 class HealthTable {
  public:
+  // A table of `servers` fresh slots (healthy, available).
   explicit HealthTable(size_t servers);
 
-  size_t size() const { return size_; }
+  size_t size() const { return slots_.size(); }
   ServerState load(size_t server) const;
-  // Single writer per table; generation is bumped here.
+  // Single writer per slot; generation is bumped here.
   void store(size_t server, bool healthy, Availability availability);
+
+  // Makes slot `server` the very slot `other_server` of `other` (a reload keeping a server).
+  void share_slot(size_t server, const HealthTable& other, size_t other_server);
+  ServerSlot& slot(size_t server) const { return *slots_[server]; }
+
+  // "Panic mode" (ARR's minServers): fewer servers are healthy than the farm requires, so
+  // workers disregard health and balance over every available server. Written by the prober.
+  bool panic() const { return panic_->load(std::memory_order_acquire); }
+  void set_panic(bool on) { panic_->store(on, std::memory_order_release); }
+  void share_panic(const HealthTable& other) { panic_ = other.panic_; }
 
  private:
   static uint64_t pack(const ServerState& s);
   static ServerState unpack(uint64_t word);
 
-  struct alignas(64) Slot {
-    std::atomic<uint64_t> word{0};
-  };
-  size_t size_;
-  std::unique_ptr<Slot[]> slots_;
+  std::vector<std::shared_ptr<ServerSlot>> slots_;
+  std::shared_ptr<std::atomic<bool>> panic_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace harrow::health

@@ -1,0 +1,80 @@
+// One server's health state machine, ARR's semantics without ARR's storms. Pure logic: time
+// is passed in, nothing here reads a clock, touches a socket or logs; the farm's prober feeds
+// it probe results, live-traffic failure counts and admin commands, and publishes state().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "health/health_table.h"
+
+namespace harrow::health {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Millis = std::chrono::milliseconds;
+
+struct ProbeResult {
+  ProbeResultKind kind = ProbeResultKind::Pass;
+  int status = 0;  // HTTP status when a response arrived
+  int error = 0;  // libuv error code for connect failures / resets, else 0
+  std::string detail;  // human text for the transition log ("status 503", "ECONNREFUSED", …)
+};
+
+enum class AdminCommand { Start, Drain, GracefulStop, ForcefulStop, SetHealthy, SetUnhealthy };
+
+struct HealthPolicy {
+  bool active_probing = false;  // healthCheck url set
+  uint32_t fall = 3;  // ARR's retries: consecutive failed probes that make a server unhealthy
+  uint32_t rise = 1;  // Harrow's healthyThreshold: consecutive passes that make it healthy
+  uint32_t max_live_failures = 10;  // within live_failure_period
+  Millis live_failure_period{0};  // 0 = counted since the last transition to healthy
+  // Without active probing an unhealthy server gets a trial after this back-off (doubling up
+  // to max_backoff while trials keep failing).
+  Millis backoff{10'000};
+  Millis max_backoff{300'000};
+};
+
+// A change of published state, with the reason for the one log line it produces.
+struct Transition {
+  ServerState before;
+  ServerState after;
+  std::string reason;
+};
+
+class ServerHealth {
+ public:
+  ServerHealth(const HealthPolicy& policy, TimePoint now);
+
+  // Published state (generation is the table's business: left 0 here).
+  bool healthy() const;
+  Availability availability() const;
+
+  std::optional<Transition> on_probe(const ProbeResult& result, TimePoint now);
+  // `failures` live-traffic failures happened since the previous call.
+  std::optional<Transition> on_live_failures(uint32_t failures, TimePoint now);
+  std::optional<Transition> on_admin(AdminCommand command, TimePoint now);
+  // Called periodically with the server's in-flight request count: completes a gracefulStop
+  // at zero and runs the no-probe back-off (half-open trial).
+  std::optional<Transition> on_tick(uint64_t in_flight, TimePoint now);
+
+  void set_policy(const HealthPolicy& policy);  // a reload changed the farm's healthCheck
+
+ private:
+  // (Private members are the implementer's choice; these are a starting point.)
+  HealthPolicy policy_;
+  bool healthy_ = true;
+  Availability availability_ = Availability::Available;
+  bool stopping_gracefully_ = false;
+  uint32_t consecutive_failures_ = 0;
+  uint32_t consecutive_passes_ = 0;
+  uint32_t live_failures_ = 0;
+  TimePoint live_window_start_;
+  bool trial_ = false;  // healthy on trial after a back-off (no active probing)
+  Millis current_backoff_{0};
+  TimePoint retry_at_;
+};
+
+}  // namespace harrow::health
