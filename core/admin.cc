@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include <cctype>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -167,6 +168,50 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
         << (snap.farms[f].health->load(i).healthy ? 1 : 0) << "\n";
     }
   }
+  family("harrow_server_available", "gauge",
+         "1 if the server takes new requests by its admin state (0 when draining or stopped).");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      health::ServerState st = snap.farms[f].health->load(i);
+      o << "harrow_server_available{" << labels(f, i) << "} "
+        << (st.availability == health::Availability::Available ? 1 : 0) << "\n";
+    }
+  }
+  family("harrow_health_probes_total", "counter", "Health probes sent, by result.");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      const health::ServerSlot& slot = snap.farms[f].health->slot(i);
+      for (int k = 0; k < health::kProbeResultKinds; ++k) {
+        o << "harrow_health_probes_total{" << labels(f, i) << ",result=\""
+          << health::probe_result_name(static_cast<health::ProbeResultKind>(k)) << "\"} "
+          << slot.probes[k].load(std::memory_order_relaxed) << "\n";
+      }
+    }
+  }
+  family("harrow_server_state_transitions_total", "counter",
+         "Changes of a server's health or availability.");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      o << "harrow_server_state_transitions_total{" << labels(f, i) << "} "
+        << snap.farms[f].health->slot(i).transitions.load(std::memory_order_relaxed) << "\n";
+    }
+  }
+  family("harrow_server_live_failures_total", "counter",
+         "Live-traffic failures (failed exchanges and liveTrafficFailureCodes responses).");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      o << "harrow_server_live_failures_total{" << labels(f, i) << "} "
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.live_failures.get(); })
+        << "\n";
+    }
+  }
+  family("harrow_farm_panic", "gauge",
+         "1 while fewer servers are healthy than minServers and health is disregarded.");
+  for (const FarmRuntime& farm : snap.farms) {
+    o << "harrow_farm_panic{farm=\"" << escape_label(farm.config->name) << "\",pool=\""
+      << escape_label(farm.config->application_pool) << "\"} " << (farm.health->panic() ? 1 : 0)
+      << "\n";
+  }
   return o.str();
 }
 
@@ -219,6 +264,7 @@ struct AdminConnection {
   llhttp_t parser{};
   std::string method;
   std::string url;
+  std::string body;
   std::string response;
   size_t received = 0;
   bool done = false;
@@ -229,6 +275,12 @@ struct AdminConnection {
       llhttp_settings_init(&st);
       st.on_url = [](llhttp_t* p, const char* at, size_t len) {
         static_cast<AdminConnection*>(p->data)->url.append(at, len);
+        return 0;
+      };
+      st.on_body = [](llhttp_t* p, const char* at, size_t len) {
+        auto* c = static_cast<AdminConnection*>(p->data);
+        if (c->body.size() + len > kMaxAdminRequest) return -1;
+        c->body.append(at, len);
         return 0;
       };
       st.on_message_complete = [](llhttp_t* p) {
@@ -275,6 +327,10 @@ struct AdminConnection {
       }
       return;
     }
+    if (path.rfind("/api/farms/", 0) == 0) {
+      server_command(path);
+      return;
+    }
     bool known = path == "/" || path == "/healthz" || path == "/metrics" || path == "/api/farms";
     if (!known) {
       respond(404, "Not Found", "application/json", "{\"error\":\"no such endpoint\"}\n");
@@ -301,6 +357,70 @@ struct AdminConnection {
       page += "\nmetrics: /metrics   farms: /api/farms\n";
       respond(200, "OK", "text/plain; charset=utf-8", page);
     }
+  }
+
+  // POST /api/farms/{farm}/servers/{server}/(state|health) with the new value as the body
+  // (plain text, or JSON {"state": "drain"} / {"health": "unhealthy"}).
+  void server_command(const std::string& path) {
+    std::vector<std::string> parts;
+    size_t pos = 1;
+    while (pos <= path.size()) {
+      size_t next = path.find('/', pos);
+      if (next == std::string::npos) next = path.size();
+      parts.push_back(url_decode(path.substr(pos, next - pos)));
+      pos = next + 1;
+    }
+    // parts: api farms {farm} servers {server} {verb}
+    if (parts.size() != 6 || parts[3] != "servers" || (parts[5] != "state" && parts[5] != "health")) {
+      respond(404, "Not Found", "application/json", "{\"error\":\"no such endpoint\"}\n");
+      return;
+    }
+    if (method != "POST") {
+      respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use POST\"}\n");
+      return;
+    }
+    std::string value = command_value(body);
+    std::string result = server->sources_.server_command
+                             ? server->sources_.server_command(parts[2], parts[4], parts[5], value)
+                             : "unavailable";
+    if (result == "ok") {
+      respond(200, "OK", "application/json",
+              "{\"farm\":\"" + escape_json(parts[2]) + "\",\"server\":\"" +
+                  escape_json(parts[4]) + "\",\"" + parts[5] + "\":\"" + escape_json(value) +
+                  "\"}\n");
+    } else if (result == "unknown farm" || result == "unknown server") {
+      respond(404, "Not Found", "application/json",
+              "{\"error\":\"" + result + "\"}\n");
+    } else {
+      respond(400, "Bad Request", "application/json",
+              "{\"error\":\"" + escape_json(result) + "\"}\n");
+    }
+  }
+
+  static std::string url_decode(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+        out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  }
+
+  // "drain", " drain\n", {"state":"drain"} → "drain".
+  static std::string command_value(const std::string& text) {
+    std::string v = text;
+    size_t colon = v.find(':');
+    if (v.find('{') != std::string::npos && colon != std::string::npos) v = v.substr(colon + 1);
+    std::string out;
+    for (char c : v) {
+      if (std::isalnum(static_cast<unsigned char>(c))) out += c;
+    }
+    return out;
   }
 
   void on_read(ssize_t nread, const uv_buf_t* buf) {

@@ -20,6 +20,10 @@ struct AdminSources {
   std::vector<const WorkerMetrics*> workers;
   // POST /api/reload: true on success, else false with every error in the string.
   std::function<bool(std::string&)> reload;
+  // POST …/servers/{server}/state and …/health: "ok", "unknown farm" or "unknown server".
+  std::function<std::string(const std::string& farm, const std::string& server,
+                            const std::string& verb, const std::string& value)>
+      server_command;
   // Process-wide counters the main thread keeps.
   const Counter* reloads = nullptr;
   const Counter* reload_failures = nullptr;

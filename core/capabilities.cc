@@ -6,9 +6,10 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
   std::vector<std::string> out;
   for (const config::FarmConfig& farm : config.farms) {
     const std::string where = "farm '" + farm.name + "': ";
-    if (!farm.health_check.url.empty()) {
+    std::string_view url = farm.health_check.url;
+    if (url.size() >= 8 && (url.substr(0, 8) == "https://" || url.substr(0, 8) == "HTTPS://")) {
       out.push_back(where + "healthCheck url=\"" + farm.health_check.url +
-                    "\" (no active probing yet: servers count as healthy)");
+                    "\" (https probes need upstream TLS, not built yet: no active probing)");
     }
     if (farm.affinity.use_cookie) {
       out.push_back(where + "affinity useCookie=\"true\" (no cookie affinity yet)");

@@ -26,6 +26,22 @@ uint64_t ms(config::Millis m) {
   return static_cast<uint64_t>(m.count());
 }
 
+// Failures that say something about the server's health (ARR's live-traffic failures).
+bool is_server_fault(Failure f) {
+  switch (f) {
+    case Failure::upstream_connect_refused:
+    case Failure::upstream_connect_failed:
+    case Failure::upstream_connect_timeout:
+    case Failure::upstream_reset:
+    case Failure::upstream_invalid_response:
+    case Failure::upstream_timeout:
+    case Failure::upstream_truncated:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 void ClientConnection::accept_from(Worker* worker, uv_stream_t* server, uint16_t local_port) {
@@ -442,6 +458,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   response.close = close_requested_;
   response.http10_keep_alive = !client_http11 && !close_requested_;
   const FarmRuntime& farm = snap_->farms[farm_];
+  if (farm.live_failure_codes.matches(status)) server_metrics_->live_failures.add();
   if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
   HeaderField replacements[2];
   size_t replaced = 0;
@@ -578,6 +595,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
   if (server_metrics_ != nullptr && in_flight_counted_) {
     server_metrics_->failures[static_cast<int>(failure)].add();
+    if (is_server_fault(failure)) server_metrics_->live_failures.add();
   }
   release_upstream(false);
   int status = failure_status(failure);

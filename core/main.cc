@@ -6,12 +6,16 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <span>
 #include <thread>
 
 #include "config/loader.h"
 #include "core/admin.h"
 #include "core/capabilities.h"
+#include "core/health_service.h"
 #include "core/cli.h"
+#include "core/http_head.h"
 #include "core/listen.h"
 #include "core/log.h"
 #include "core/snapshot.h"
@@ -39,6 +43,7 @@ struct Process {
   std::unique_ptr<AccessLogFile> access_log;  // outlives the workers (declared before them)
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
+  HealthService health;
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
   Counter reloads;
   Counter reload_failures;
@@ -46,6 +51,39 @@ struct Process {
 
   // Builds a new snapshot beside the current one and hands it to every worker; a file with
   // errors changes nothing. Listener and admin addresses stay as bound at start-up.
+  // The admin API's state and health commands (ARR's SetState / SetHealthy / SetUnhealthy).
+  std::string server_command(const std::string& farm, const std::string& server,
+                             const std::string& verb, const std::string& value) {
+    using health::AdminCommand;
+    static const std::pair<const char*, AdminCommand> kStates[] = {
+        {"start", AdminCommand::Start},
+        {"drain", AdminCommand::Drain},
+        {"gracefulstop", AdminCommand::GracefulStop},
+        {"forcefulstop", AdminCommand::ForcefulStop}};
+    static const std::pair<const char*, AdminCommand> kHealth[] = {
+        {"healthy", AdminCommand::SetHealthy}, {"unhealthy", AdminCommand::SetUnhealthy}};
+    std::optional<AdminCommand> command;
+    using Names = std::span<const std::pair<const char*, AdminCommand>>;
+    for (const auto& [name, cmd] : verb == "state" ? Names(kStates) : Names(kHealth)) {
+      if (iequals(value, name)) command = cmd;
+    }
+    if (!command) {
+      return verb == "state" ? "state must be start, drain, gracefulStop or forcefulStop"
+                             : "health must be healthy or unhealthy";
+    }
+    switch (health.command(*current, farm, server, *command)) {
+      case HealthService::CommandResult::Done:
+        log_line(LogLevel::Info, "admin: farm %s server %s %s %s", farm.c_str(), server.c_str(),
+                 verb.c_str(), value.c_str());
+        return "ok";
+      case HealthService::CommandResult::UnknownFarm:
+        return "unknown farm";
+      case HealthService::CommandResult::UnknownServer:
+        return "unknown server";
+    }
+    return "unknown server";
+  }
+
   bool reload(std::string& errors) {
     config::LoadResult loaded = config::load_config_file(cli.config_path);
     if (!loaded.config) {
@@ -74,6 +112,7 @@ struct Process {
     for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
     for (auto& w : workers) w->publish(next);
     current = next;
+    health.reconcile(current);
     reloads.add();
     log_line(LogLevel::Info, "configuration reloaded: %zu farms, %zu rules", config->farms.size(),
              config->global_rules.size());
@@ -181,6 +220,10 @@ int run(int argc, char** argv) {
   sources.reload = [&process](std::string& errors) { return process.reload(errors); };
   sources.reloads = &process.reloads;
   sources.reload_failures = &process.reload_failures;
+  sources.server_command = [&process](const std::string& farm, const std::string& server,
+                                      const std::string& verb, const std::string& value) {
+    return process.server_command(farm, server, verb, value);
+  };
   for (int w = 0; w < worker_count; ++w) {
     process.workers.push_back(
         std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit,
@@ -192,6 +235,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "harrow: %s\n", error.c_str());
     return kExitRuntime;
   }
+  process.health.reconcile(process.current);
   for (auto& w : process.workers) w->start();
 
   auto on_stop_signal = [](uv_signal_t* s, int) { static_cast<Process*>(s->data)->stop(); };
@@ -235,6 +279,7 @@ int run(int argc, char** argv) {
 
   uv_run(process.loop, UV_RUN_DEFAULT);
   for (auto& w : process.workers) w->join();
+  process.health.stop_all();
   uv_loop_close(process.loop);
   log_line(LogLevel::Info, "stopped");
   return 0;

@@ -38,6 +38,9 @@ struct ServerMetrics {
   Counter connections_reused;
   Counter idle_connections;
   Counter retries;
+  // Failed exchanges and responses matching the farm's liveTrafficFailureCodes; the farm's
+  // prober folds these into the server's health.
+  Counter live_failures;
 };
 
 // Per-server counters live in the config snapshot (see snapshot.h), one row per worker; these
@@ -58,6 +61,7 @@ inline void ServerMetrics::add_from(const ServerMetrics& o) {
   connections_opened.add(o.connections_opened.get());
   connections_reused.add(o.connections_reused.get());
   retries.add(o.retries.get());
+  live_failures.add(o.live_failures.get());
   // in_flight and idle_connections are gauges of the old snapshot's own connections.
 }
 

@@ -114,8 +114,11 @@ struct Router::CompiledPattern {
   PatternSyntax syntax = PatternSyntax::ECMAScript;
   bool ignore_case = true;
   bool negate = false;
-  bool utf = true;    // compiled with PCRE2_UTF (subjects must then be valid UTF-8 to match)
-  std::string exact;  // ExactMatch
+  bool utf = true;   // compiled with PCRE2_UTF (subjects must then be valid UTF-8 to match)
+  bool jit = false;  // JIT-compiled: pcre2_jit_match may be used when the subject is known valid
+  bool match_all = false;  // Wildcard "*" (ARR's generated rule): matches anything, no regex
+  bool literal = false;    // Wildcard without any '*': compared like ExactMatch, no regex
+  std::string exact;       // ExactMatch, or a literal Wildcard
   pcre2_code* code = nullptr;
   uint32_t capture_count = 0;
 
@@ -137,6 +140,19 @@ struct Router::CompiledPattern {
       return;
     }
     std::string regex;
+    if (syntax == PatternSyntax::Wildcard && pattern == "*") {
+      match_all = true;
+      capture_count = 1;
+      return;
+    }
+    if (syntax == PatternSyntax::Wildcard && pattern.find('*') == std::string::npos &&
+        std::all_of(pattern.begin(), pattern.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+      // No '*' and ASCII: the whole input must equal it, exactly what ExactMatch compares.
+      literal = true;
+      exact = pattern;
+      return;
+    }
     if (syntax == PatternSyntax::Wildcard) {
       utf = std::any_of(pattern.begin(), pattern.end(),
                         [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
@@ -165,7 +181,7 @@ struct Router::CompiledPattern {
     if (code == nullptr) {
       throw std::runtime_error("pattern does not compile: " + pattern);
     }
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // best effort; the interpreter also works
+    jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;  // else the interpreter does it
     pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &capture_count);
   }
 };
@@ -198,11 +214,16 @@ struct Router::Variable {
 struct RouteScratch::Impl {
   pcre2_match_data* match = nullptr;
   size_t match_pairs = 0;  // ovector pairs `match` holds
+  // A JIT stack bigger than PCRE2's default 32 KiB, so patterns with repeated groups still
+  // match long URLs (a pattern that runs out of it simply does not match).
+  pcre2_jit_stack* jit_stack = nullptr;
+  pcre2_match_context* match_context = nullptr;
   std::string url;         // the URL as rewritten so far (no leading slash, no query)
   bool url_ascii = true;   // `url` has no byte >= 0x80 (so PCRE2 need not check its UTF-8)
+  bool host_ascii = true;  // the same for RequestFacts::host
   std::string query;
-  Captures rule_captures;                         // {R:n} of the rule being applied
-  Captures condition_captures;                    // {C:n}
+  std::vector<std::pair<size_t, size_t>> rule_ranges;  // {R:n}: (offset, length) in `url`
+  Captures condition_captures;                         // {C:n}
   std::vector<std::pair<size_t, size_t>> ranges;  // (offset, length) of the last match's groups
   std::string input;                              // a condition's expanded input
   std::string value;                              // a server variable's expanded value
@@ -218,11 +239,21 @@ struct RouteScratch::Impl {
   Impl() = default;
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
-  ~Impl() { pcre2_match_data_free(match); }
+  ~Impl() {
+    pcre2_match_data_free(match);
+    pcre2_match_context_free(match_context);
+    pcre2_jit_stack_free(jit_stack);
+  }
 
-  // Makes `match` hold at least `pairs` capture pairs. Allocates only when a router with more
-  // capture groups than any before it uses this scratch.
+  // Makes `match` hold at least `pairs` capture pairs (and creates the JIT stack on first use).
+  // Allocates only when a router with more capture groups than any before it uses this scratch.
   void reserve_match(size_t pairs) {
+    if (match_context == nullptr) {
+      jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr);
+      match_context = pcre2_match_context_create(nullptr);
+      if (jit_stack == nullptr || match_context == nullptr) throw std::bad_alloc();
+      pcre2_jit_stack_assign(match_context, nullptr, jit_stack);
+    }
     if (match_pairs >= pairs) return;
     pcre2_match_data_free(match);
     match = pcre2_match_data_create(static_cast<uint32_t>(pairs), nullptr);
@@ -240,10 +271,12 @@ using Impl = RouteScratch::Impl;
 
 // ---------------------------------------------------------------- small string helpers
 
+// `c` in lower case if it is an ASCII letter, else `c`.
 char ascii_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
+// `c` in upper case if it is an ASCII letter, else `c`.
 char ascii_upper(char c) {
   return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
 }
@@ -272,6 +305,7 @@ bool iless(std::string_view a, std::string_view b) {
   return a.size() < b.size();
 }
 
+// The value of hex digit `c`, or -1 if it is not one.
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -301,6 +335,7 @@ void url_decode_from(std::string& out, size_t from) {
   out.resize(w);
 }
 
+// RFC 3986 unreserved characters: the ones UrlEncode leaves as they are.
 bool url_unreserved(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
          c == '~';
@@ -485,6 +520,7 @@ struct Eval {
   Impl& s;
 };
 
+// True if a rule set variable `slot` during the current route().
 bool slot_is_set(const Impl& s, int slot) {
   return s.slots[slot].generation == s.generation;
 }
@@ -544,8 +580,9 @@ void expand_append(const Template& t, const Eval& e, std::string& out) {
         out.append(n.text);
         break;
       case Op::RuleCapture:
-        if (static_cast<size_t>(n.index) < e.s.rule_captures.size()) {
-          out.append(e.s.rule_captures[n.index]);
+        if (static_cast<size_t>(n.index) < e.s.rule_ranges.size()) {
+          auto [off, len] = e.s.rule_ranges[n.index];
+          out.append(e.s.url, off, len);
         }
         break;
       case Op::ConditionCapture:
@@ -605,13 +642,25 @@ bool match_pattern(const Router::CompiledPattern& p, std::string_view input, boo
                    Impl& s) {
   s.ranges.clear();
   bool matched;
-  if (p.syntax == PatternSyntax::ExactMatch) {
+  if (p.match_all) {
+    matched = true;
+    if (!p.negate) {
+      s.ranges.emplace_back(0, input.size());
+      s.ranges.emplace_back(0, input.size());
+    }
+  } else if (p.syntax == PatternSyntax::ExactMatch || p.literal) {
     matched = p.ignore_case ? iequals(input, p.exact) : input == p.exact;
     if (matched && !p.negate) s.ranges.emplace_back(0, input.size());
   } else {
-    uint32_t options = (p.utf && input_ascii) ? PCRE2_NO_UTF_CHECK : 0;
-    int rc = pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(input.data()), input.size(), 0,
-                         options, s.match, nullptr);
+    auto subject = reinterpret_cast<PCRE2_SPTR>(input.data());
+    int rc;
+    if (p.jit && (!p.utf || input_ascii)) {
+      // The fast path skips pcre2_match's checks, which hold here: the subject is valid UTF-8
+      // (or the pattern is not UTF) and the match data is big enough.
+      rc = pcre2_jit_match(p.code, subject, input.size(), 0, 0, s.match, s.match_context);
+    } else {
+      rc = pcre2_match(p.code, subject, input.size(), 0, 0, s.match, s.match_context);
+    }
     matched = rc >= 0;  // 0: matched, but the ovector was too small (cannot happen here)
     if (matched && !p.negate) {
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.match);
@@ -635,6 +684,51 @@ void keep_captures(std::string_view input, const Impl& s, size_t first, Captures
   }
 }
 
+// The expansion of a condition's input. An input that is just one server variable held
+// elsewhere ("{HTTP_HOST}", the commonest) is returned as a view of it, without copying;
+// anything else is expanded into s.input. The view stays valid while the conditions run.
+// `ascii` tells whether the input is all ASCII (known in advance for the Host).
+std::string_view condition_input(const Template& t, const Eval& e, bool& ascii) {
+  if (t.size() == 1 && t[0].op == Op::Variable) {
+    const Node& n = t[0];
+    std::string_view view;
+    if (n.slot >= 0 && slot_is_set(e.s, n.slot)) {
+      view = e.s.slots[n.slot].value;
+    } else {
+      switch (n.var) {
+        case Var::HttpHost:
+          ascii = e.s.host_ascii;
+          return e.facts.host;
+        case Var::QueryString:
+          view = e.s.query;
+          break;
+        case Var::RequestUri:
+        case Var::UnencodedUrl:
+          view = e.facts.target;
+          break;
+        case Var::RequestMethod:
+          view = e.facts.method;
+          break;
+        case Var::RemoteAddr:
+          view = e.facts.remote_addr;
+          break;
+        case Var::Header:
+          if (e.facts.head != nullptr) view = e.facts.head->find(n.text);
+          break;
+        default:
+          expand(t, e, e.s.input);
+          view = e.s.input;
+          break;
+      }
+    }
+    ascii = is_ascii(view);
+    return view;
+  }
+  expand(t, e, e.s.input);
+  ascii = is_ascii(e.s.input);
+  return e.s.input;
+}
+
 // Evaluates the rule's conditions (the rule pattern has matched). Leaves {C:n} in
 // s.condition_captures: those of the last condition that matched or, with trackAllCaptures,
 // those of every matched condition in order — the first one's groups from {C:0}, each later
@@ -645,13 +739,14 @@ bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
   const config::RuleConfig& rc = *rule.config;
   bool any = rc.logical_grouping == config::LogicalGrouping::MatchAny;
   for (size_t i = 0; i < rule.conditions.size(); ++i) {
-    expand(rule.condition_inputs[i], e, s.input);
-    if (match_pattern(*rule.conditions[i], s.input, is_ascii(s.input), s)) {
+    bool ascii = true;
+    std::string_view input = condition_input(rule.condition_inputs[i], e, ascii);
+    if (match_pattern(*rule.conditions[i], input, ascii, s)) {
       if (!rc.track_all_captures) {
         s.condition_captures.clear();
-        keep_captures(s.input, s, 0, s.condition_captures);
+        keep_captures(input, s, 0, s.condition_captures);
       } else {
-        keep_captures(s.input, s, s.condition_captures.size() == 0 ? 0 : 1, s.condition_captures);
+        keep_captures(input, s, s.condition_captures.size() == 0 ? 0 : 1, s.condition_captures);
       }
       if (any) return true;
     } else if (!any) {
@@ -760,6 +855,10 @@ void rewrite_locally(std::string_view local, bool append_query_string, Impl& s) 
 
 }  // namespace
 
+// Compiles maps, then the set of variables the rules write, then every rule's patterns and
+// templates. `config` must outlive the Router (rules keep pointers into it). Throws
+// std::runtime_error for an ECMAScript pattern that does not compile, which the loader rejects
+// first.
 Router::Router(const config::Config& config) : config_(config) {
   for (const config::RewriteMapConfig& m : config.rewrite_maps) {
     auto map = std::make_unique<CompiledMap>();
@@ -834,12 +933,13 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
   s.query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
   if (!s.url.empty() && s.url.front() == '/') s.url.erase(0, 1);
   s.url_ascii = is_ascii(s.url);
+  s.host_ascii = is_ascii(f.host);
 
   RouteDecision decision;
   for (const auto& rule : rules_) {
     if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
-    s.rule_captures.clear();
-    keep_captures(s.url, s, 0, s.rule_captures);
+    // {R:n} stay ranges of s.url, which changes only after the rule's action is expanded.
+    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
     if (!conditions_hold(*rule, e)) continue;
     const config::RuleConfig& rc = *rule->config;
     apply_server_variables(*rule, e);

@@ -16,13 +16,13 @@ namespace harrow {
 
 // What rules may look at: IIS server variables come from here.
 struct RequestFacts {
-  std::string_view method;
+  std::string_view method;            // {REQUEST_METHOD}
   std::string_view target;            // raw request-target as received ({REQUEST_URI})
   std::string_view host;              // {HTTP_HOST}
   bool https = false;                 // {HTTPS}
   uint16_t server_port = 0;           // {SERVER_PORT}
   std::string_view remote_addr;       // {REMOTE_ADDR}
-  const MessageHead* head = nullptr;  // {HTTP_*}
+  const MessageHead* head = nullptr;  // {HTTP_*} (may be null: no headers)
 };
 
 // What the rules decided. Views point into the Router or the RouteScratch and stay valid
@@ -30,7 +30,7 @@ struct RequestFacts {
 struct RouteDecision {
   enum class Kind {
     Farm,            // proxy to `farm` with `target`
-    NoRoute,         // no rule sent it anywhere: 404
+    NoRoute,         // no rule sent it anywhere, or to a host that is not a farm: 404
     Redirect,        // answer `status` with Location: `target`
     CustomResponse,  // answer `status` `reason` with `body`
     Abort,           // AbortRequest: close the connection without an answer
@@ -42,7 +42,7 @@ struct RouteDecision {
   int status = 0;           // Redirect / CustomResponse
   std::string_view reason;  // CustomResponse statusReason
   std::string_view body;    // CustomResponse statusDescription
-  std::string_view rule;    // name of the rule that decided
+  std::string_view rule;    // name of the rule that decided (empty if none did)
   // Request headers set by <serverVariables> (HTTP_X_FOO → "X-Foo"), replacing any the client
   // sent with the same name. HTTP_HOST sets the Host sent upstream.
   std::span<const HeaderField> set_headers;
@@ -58,6 +58,13 @@ class Router {
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
+  // Runs the rules in order over the request's path (without its leading '/' and query), as
+  // URL Rewrite does: a matching rule sets its server variables, then acts. Rewrite to
+  // http(s)://FARM/… decides Farm; to another absolute URL, NoRoute (proxying to any host is
+  // not implemented); to a relative URL, it becomes the path (and query) the next rules see.
+  // Redirect, CustomResponse and AbortRequest decide at once; None does nothing; stopProcessing
+  // ends evaluation. Never fails and, once `scratch` is warm, never allocates. The decision's
+  // views are valid until the next route() with the same scratch (or until this Router dies).
   RouteDecision route(const RequestFacts& facts, RouteScratch& scratch) const;
 
   struct CompiledPattern;
@@ -73,7 +80,8 @@ class Router {
   size_t max_capture_pairs_ = 1;  // ovector size the scratch's match data needs
 };
 
-// Per-worker working memory for Router::route.
+// Per-worker working memory for Router::route: match data, a JIT stack and string buffers,
+// all reused. One scratch may serve successive Routers (config reloads), never two threads.
 class RouteScratch {
  public:
   RouteScratch();

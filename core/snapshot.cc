@@ -77,7 +77,10 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   for (const config::FarmConfig& farm : config->farms) {
     FarmRuntime rt;
     rt.config = &farm;
-    rt.health = std::make_unique<health::HealthTable>(farm.servers.size());
+    rt.health = std::make_shared<health::HealthTable>(farm.servers.size());
+    // The loader validated the list, so parse() succeeds; "500-" is ARR's default.
+    rt.live_failure_codes = health::StatusMatcher::parse(farm.health_check.live_traffic_failure_codes)
+                                .value_or(*health::StatusMatcher::parse("500-"));
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       const config::ServerConfig& server = farm.servers[i];
       ServerEndpoint ep;
@@ -89,6 +92,20 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       if (!ep.resolved) {
         warnings.push_back("farm '" + farm.name + "': server '" + server.address +
                            "' does not resolve (" + error + "); it takes no traffic");
+      }
+      if (!farm.health_check.url.empty()) {
+        const std::string& probe_host = server.health_check_alternate_host_name.empty()
+                                            ? server.address
+                                            : server.health_check_alternate_host_name;
+        uint16_t probe_port = server.health_check_alternate_port != 0
+                                  ? server.health_check_alternate_port
+                                  : server.http_port;
+        ep.probe_resolved = resolve(probe_host, probe_port, ep.probe_addr, error);
+        if (!ep.probe_resolved) {
+          warnings.push_back("farm '" + farm.name + "': health probes for '" + server.address +
+                             "' go to '" + probe_host + "', which does not resolve (" + error +
+                             ")");
+        }
       }
       rt.servers.push_back(std::move(ep));
     }

@@ -14,6 +14,7 @@
 #include "core/metrics.h"
 #include "core/router.h"
 #include "health/health_table.h"
+#include "health/status_match.h"
 
 namespace harrow {
 
@@ -23,12 +24,17 @@ struct ServerEndpoint {
   std::string authority;  // Host header value when the client's Host is not preserved
   sockaddr_storage addr{};
   bool resolved = false;
+  // Where health probes go: the server, or its healthCheckAlternateHostName/Port.
+  sockaddr_storage probe_addr{};
+  bool probe_resolved = false;
 };
 
 struct FarmRuntime {
   const config::FarmConfig* config = nullptr;
   std::vector<ServerEndpoint> servers;
-  std::unique_ptr<health::HealthTable> health;
+  std::shared_ptr<health::HealthTable> health;  // shared with the farm's prober
+  // liveTrafficFailureCodes: responses with these statuses count against a server's health.
+  health::StatusMatcher live_failure_codes;
   // Counters per worker, per server: [worker][server]. Each worker writes only its own row,
   // the admin thread sums the rows.
   // mutable: counters change while the configuration they describe does not.

@@ -1,1 +1,505 @@
-// Implementation in progress.
+#include "health/probe_client.h"
+
+#include <arpa/inet.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+namespace harrow::health {
+namespace {
+
+constexpr size_t kReadBufferSize = 16 * 1024;
+// responseMatch looks at most this far into a body; a mismatch is reported there.
+constexpr uint64_t kMaxScannedBody = 1024 * 1024;
+// Once the verdict is known, the rest of the response is read (so the connection can carry the
+// next probe) only while the whole body stays this small; a larger one costs a reconnect
+// instead of megabytes of reading.
+constexpr uint64_t kMaxDrainedBody = 64 * 1024;
+
+ProbeResult make_result(ProbeResultKind kind, int status, int error, std::string detail) {
+  ProbeResult r;
+  r.kind = kind;
+  r.status = status;
+  r.error = error;
+  r.detail = std::move(detail);
+  return r;
+}
+
+}  // namespace
+
+struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
+  // One TCP connection. Freed in its close callback; `impl` keeps the client's state (the read
+  // buffer, the request text) alive until then. Only the client's current connection
+  // (impl->conn_) acts on its callbacks: a dropped one is already closing.
+  struct Conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    uv_write_t write_req;
+    std::shared_ptr<Impl> impl;
+    bool connected = false;
+    bool write_pending = false;
+  };
+
+  explicit Impl(uv_loop_t* loop) : loop_(loop) {
+    static const llhttp_settings_t settings = [] {
+      llhttp_settings_t s;
+      llhttp_settings_init(&s);
+      s.on_message_begin = &Impl::on_message_begin;
+      s.on_headers_complete = &Impl::on_headers_complete;
+      s.on_body = &Impl::on_body;
+      s.on_message_complete = &Impl::on_message_complete;
+      return s;
+    }();
+    llhttp_init(&parser_, HTTP_RESPONSE, &settings);
+    parser_.data = this;
+  }
+
+  // Second half of construction: the timer's data holds a reference until its close callback.
+  void start() {
+    uv_timer_init(loop_, &timer_);
+    timer_.data = this;
+    timer_ref_ = shared_from_this();
+  }
+
+  void shutdown() {
+    in_flight_ = false;
+    done_ = nullptr;
+    pending_.reset();
+    drop_connection();
+    uv_timer_stop(&timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Impl::on_timer_closed);
+  }
+
+  void probe(const ProbeRequest& request, std::function<void(ProbeResult)> done) {
+    in_probe_call_ = true;
+    if (in_flight_) drop_connection();  // cancelled mid-exchange: the connection is unusable
+    uv_timer_stop(&timer_);
+    pending_.reset();
+    request_ = request;
+    done_ = std::move(done);
+    in_flight_ = true;
+    retried_ = false;
+    build_request_text();
+    timeout_ms_ =
+        request_.timeout.count() > 0 ? static_cast<uint64_t>(request_.timeout.count()) : 0;
+    uv_timer_start(&timer_, &Impl::on_timer, timeout_ms_, 0);
+    if (conn_ != nullptr && conn_->connected && !conn_->write_pending) {
+      reused_ = true;
+      begin_exchange();
+    } else {
+      drop_connection();
+      open_connection();
+    }
+    in_probe_call_ = false;
+  }
+
+  bool busy() const { return in_flight_; }
+  uint64_t connections_opened() const { return opened_; }
+
+ private:
+  // --- connection ---------------------------------------------------------------------------
+
+  void open_connection() {
+    auto* c = new Conn();
+    int rc = uv_tcp_init(loop_, &c->tcp);
+    if (rc != 0) {
+      delete c;  // never became a handle
+      complete(make_result(ProbeResultKind::ConnectFailed, 0, rc, uv_err_name(rc)), false);
+      return;
+    }
+    c->tcp.data = c;
+    c->connect_req.data = c;
+    c->write_req.data = c;
+    c->impl = shared_from_this();
+    conn_ = c;
+    ++opened_;
+    reused_ = false;
+    rc = uv_tcp_connect(&c->connect_req, &c->tcp,
+                        reinterpret_cast<const sockaddr*>(&request_.address), &Impl::on_connect);
+    if (rc != 0) {
+      complete(make_result(ProbeResultKind::ConnectFailed, 0, rc, uv_err_name(rc)), false);
+    }
+  }
+
+  void drop_connection() {
+    Conn* c = conn_;
+    if (c == nullptr) return;
+    conn_ = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), &Impl::on_conn_closed);
+  }
+
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&conn_->tcp); }
+
+  void connected(int status) {
+    if (status < 0) {
+      complete(make_result(ProbeResultKind::ConnectFailed, 0, status, uv_err_name(status)), false);
+      return;
+    }
+    conn_->connected = true;
+    uv_tcp_nodelay(&conn_->tcp, 1);
+    // Reading stays on while the connection idles between probes, so a close by the server is
+    // noticed then rather than by the next probe.
+    int rc = uv_read_start(stream(), &Impl::on_alloc, &Impl::on_read);
+    if (rc != 0) {
+      connection_lost(rc);
+      return;
+    }
+    begin_exchange();
+  }
+
+  void begin_exchange() {
+    llhttp_reset(&parser_);
+    received_ = 0;
+    status_ = 0;
+    interim_ = false;
+    message_complete_ = false;
+    keep_alive_ = false;
+    stopped_ = false;
+    verdict_.reset();
+    reset_body();
+    uv_buf_t buf = uv_buf_init(request_text_.data(), static_cast<unsigned>(request_text_.size()));
+    conn_->write_pending = true;
+    int rc = uv_write(&conn_->write_req, stream(), &buf, 1, &Impl::on_write);
+    if (rc != 0) {
+      conn_->write_pending = false;
+      connection_lost(rc);
+    }
+  }
+
+  void build_request_text() {
+    std::string& t = request_text_;
+    t.clear();
+    t.append("GET ");
+    t.append(request_.path.empty() ? std::string_view("/") : std::string_view(request_.path));
+    t.append(" HTTP/1.1\r\nHost: ");
+    if (!request_.host_header.empty()) {
+      t.append(request_.host_header);
+    } else {
+      append_address_host(t);
+    }
+    t.append("\r\nUser-Agent: ");
+    t.append(request_.user_agent);
+    t.append("\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n");
+  }
+
+  // Fallback Host when the request names none: the address itself ("[::1]:8080").
+  void append_address_host(std::string& t) const {
+    char name[INET6_ADDRSTRLEN] = {};
+    int port = 0;
+    if (request_.address.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&request_.address);
+      uv_ip4_name(a, name, sizeof name);
+      t.append(name);
+      port = ntohs(a->sin_port);
+    } else if (request_.address.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&request_.address);
+      uv_ip6_name(a, name, sizeof name);
+      t.append("[").append(name).append("]");
+      port = ntohs(a->sin6_port);
+    }
+    if (port != 0 && port != 80) t.append(":").append(std::to_string(port));
+  }
+
+  // The connection ended (EOF, reset, failed write) before a complete response, which fails
+  // the probe even if its verdict looked known already.
+  void connection_lost(int error) {
+    if (received_ == 0) {
+      // A kept-alive connection that the server closed just as the probe reused it: one retry
+      // on a fresh connection, within the same deadline.
+      if (reused_ && !retried_) {
+        retried_ = true;
+        drop_connection();
+        open_connection();
+        return;
+      }
+      complete(make_result(ProbeResultKind::ConnectFailed, 0, error, uv_err_name(error)), false);
+      return;
+    }
+    complete(make_result(ProbeResultKind::InvalidResponse, status_, error,
+                         "connection closed after " + std::to_string(received_) + " bytes"),
+             false);
+  }
+
+  void read(ssize_t nread, const char* data) {
+    if (nread == 0) return;
+    if (!in_flight_ || pending_) {
+      // Idle: nothing is owed to us, so this is the server closing (or breaking the framing).
+      drop_connection();
+      return;
+    }
+    if (nread < 0) {
+      if (nread == UV_EOF && received_ > 0) {
+        // A body delimited by the connection's end completes here.
+        llhttp_finish(&parser_);
+        if (message_complete_) {
+          finish_response(false);
+          return;
+        }
+      }
+      connection_lost(static_cast<int>(nread));
+      return;
+    }
+    received_ += static_cast<uint64_t>(nread);
+    llhttp_errno_t rc = llhttp_execute(&parser_, data, static_cast<size_t>(nread));
+    if (rc == HPE_OK) return;  // more to come
+    if (rc == HPE_PAUSED && message_complete_) {
+      // Bytes after the response mean the server does not frame its responses correctly: such
+      // a connection is not reused.
+      bool trailing = llhttp_get_error_pos(&parser_) != data + nread;
+      finish_response(keep_alive_ && !trailing && status_ != 101);
+      return;
+    }
+    if (rc == HPE_PAUSED && stopped_ && verdict_) {
+      complete(std::move(*verdict_), false);  // decided; the rest is not worth reading
+      return;
+    }
+    const char* reason = llhttp_get_error_reason(&parser_);
+    complete(make_result(ProbeResultKind::InvalidResponse, status_, 0,
+                         reason != nullptr && *reason != '\0' ? reason : llhttp_errno_name(rc)),
+             false);
+  }
+
+  void finish_response(bool reusable) {
+    if (!verdict_) {
+      // Complete body, status matched, responseMatch set and not seen.
+      verdict_ = make_result(ProbeResultKind::BodyMismatch, status_, 0,
+                             "responseMatch not found in the body");
+    }
+    complete(std::move(*verdict_), reusable);
+  }
+
+  // Reports the probe's result: never from inside probe() (deferred to the timer then), and
+  // as the last thing the caller does, since `done` may destroy the client or start a probe.
+  void complete(ProbeResult result, bool keep_connection) {
+    if (!keep_connection) drop_connection();
+    if (in_probe_call_) {
+      pending_ = std::move(result);
+      uv_timer_start(&timer_, &Impl::on_timer, 0, 0);
+      return;
+    }
+    uv_timer_stop(&timer_);
+    in_flight_ = false;
+    pending_.reset();
+    verdict_.reset();
+    std::function<void(ProbeResult)> done = std::move(done_);
+    done_ = nullptr;
+    if (done) done(std::move(result));
+  }
+
+  void deadline() {
+    if (pending_) {
+      ProbeResult r = std::move(*pending_);
+      pending_.reset();
+      complete(std::move(r), conn_ != nullptr);
+      return;
+    }
+    if (!in_flight_) return;
+    bool connected = conn_ != nullptr && conn_->connected;
+    std::string detail = connected ? "no complete response within " : "connect timed out after ";
+    detail += std::to_string(timeout_ms_);
+    detail += " ms";
+    complete(make_result(ProbeResultKind::Timeout, status_, 0, std::move(detail)), false);
+  }
+
+  // --- response ------------------------------------------------------------------------------
+
+  void reset_body() {
+    body_bytes_ = 0;
+    scanned_ = 0;
+    carry_.clear();
+  }
+
+  // Whether the rest of a decided response is small enough to read to its end.
+  bool drain_worthwhile() const {
+    if (parser_.flags & F_CHUNKED) return body_bytes_ <= kMaxDrainedBody;
+    if (parser_.flags & F_CONTENT_LENGTH) {
+      return parser_.content_length == 0 || body_bytes_ + parser_.content_length <= kMaxDrainedBody;
+    }
+    return !llhttp_message_needs_eof(&parser_);  // read-until-close is never reusable
+  }
+
+  // Streams one piece of body past responseMatch: only the last (length - 1) bytes of earlier
+  // pieces are kept, enough for a match that straddles pieces.
+  bool scan(const char* at, size_t len) {
+    const std::string& needle = request_.response_match;
+    const size_t keep = needle.size() - 1;
+    if (!carry_.empty()) {
+      window_.assign(carry_);
+      window_.append(at, std::min(len, keep));
+      if (window_.find(needle) != std::string::npos) return true;
+    }
+    if (std::string_view(at, len).find(needle) != std::string_view::npos) return true;
+    if (len >= keep) {
+      carry_.assign(at + len - keep, keep);
+    } else {
+      carry_.append(at, len);
+      if (carry_.size() > keep) carry_.erase(0, carry_.size() - keep);
+    }
+    return false;
+  }
+
+  static Impl* from(llhttp_t* p) { return static_cast<Impl*>(p->data); }
+
+  static int on_message_begin(llhttp_t* p) {
+    Impl* self = from(p);
+    self->status_ = 0;
+    self->interim_ = false;
+    self->reset_body();
+    return 0;
+  }
+
+  static int on_headers_complete(llhttp_t* p) {
+    Impl* self = from(p);
+    self->status_ = p->status_code;
+    if (self->status_ >= 100 && self->status_ < 200 && self->status_ != 101) {
+      self->interim_ = true;  // 100 Continue, 103 Early Hints, …: the real response follows
+      return 0;
+    }
+    if (!self->request_.statuses.matches(self->status_)) {
+      self->verdict_ = make_result(ProbeResultKind::BadStatus, self->status_, 0,
+                                   "status " + std::to_string(self->status_));
+    } else if (self->request_.response_match.empty()) {
+      self->verdict_ = make_result(ProbeResultKind::Pass, self->status_, 0,
+                                   "status " + std::to_string(self->status_));
+    }
+    if (self->verdict_ && !self->drain_worthwhile()) {
+      self->stopped_ = true;
+      return HPE_PAUSED;
+    }
+    return 0;
+  }
+
+  static int on_body(llhttp_t* p, const char* at, size_t len) {
+    Impl* self = from(p);
+    if (self->interim_) return 0;
+    self->body_bytes_ += len;
+    if (!self->verdict_) {
+      size_t take = static_cast<size_t>(std::min<uint64_t>(len, kMaxScannedBody - self->scanned_));
+      bool found = self->scan(at, take);
+      self->scanned_ += take;
+      if (found) {
+        self->verdict_ = make_result(ProbeResultKind::Pass, self->status_, 0,
+                                     "status " + std::to_string(self->status_));
+      } else if (self->scanned_ >= kMaxScannedBody) {
+        self->verdict_ = make_result(ProbeResultKind::BodyMismatch, self->status_, 0,
+                                     "responseMatch not found in the first 1 MiB");
+      }
+    }
+    if (self->verdict_ && !self->drain_worthwhile()) {
+      self->stopped_ = true;
+      return HPE_PAUSED;
+    }
+    return 0;
+  }
+
+  static int on_message_complete(llhttp_t* p) {
+    Impl* self = from(p);
+    if (self->interim_) {
+      self->interim_ = false;
+      return 0;
+    }
+    self->message_complete_ = true;
+    self->keep_alive_ = llhttp_should_keep_alive(p) != 0;
+    return HPE_PAUSED;  // one response per probe; anything after it is looked at by read()
+  }
+
+  // --- libuv callbacks -------------------------------------------------------------------------
+
+  // The connection's callbacks act only while it is the client's current one.
+  static Impl* current(Conn* c) { return c->impl->conn_ == c ? c->impl.get() : nullptr; }
+
+  static void on_connect(uv_connect_t* req, int status) {
+    auto* c = static_cast<Conn*>(req->data);
+    if (Impl* self = current(c)) self->connected(status);
+  }
+
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* c = static_cast<Conn*>(h->data);
+    *buf = uv_buf_init(c->impl->read_buffer_, sizeof c->impl->read_buffer_);
+  }
+
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+    auto* c = static_cast<Conn*>(s->data);
+    if (Impl* self = current(c)) self->read(nread, buf->base);
+  }
+
+  static void on_write(uv_write_t* req, int status) {
+    auto* c = static_cast<Conn*>(req->data);
+    c->write_pending = false;
+    Impl* self = current(c);
+    if (self == nullptr || status == 0) return;
+    if (self->in_flight_ && !self->pending_) {
+      self->connection_lost(status);
+    } else {
+      self->drop_connection();
+    }
+  }
+
+  static void on_conn_closed(uv_handle_t* h) { delete static_cast<Conn*>(h->data); }
+
+  static void on_timer(uv_timer_t* t) { static_cast<Impl*>(t->data)->deadline(); }
+
+  static void on_timer_closed(uv_handle_t* h) {
+    // The last reference may go here, taking *this with it.
+    std::shared_ptr<Impl> last = std::move(static_cast<Impl*>(h->data)->timer_ref_);
+  }
+
+  uv_loop_t* loop_;
+  uv_timer_t timer_;  // the probe's deadline; also delivers results that must not be reported
+                      // from inside probe()
+  std::shared_ptr<Impl> timer_ref_;
+  Conn* conn_ = nullptr;
+  uint64_t opened_ = 0;
+
+  ProbeRequest request_;
+  std::string request_text_;
+  std::function<void(ProbeResult)> done_;
+  uint64_t timeout_ms_ = 0;
+  bool in_flight_ = false;
+  bool in_probe_call_ = false;
+  bool reused_ = false;  // this probe's request went out on a kept-alive connection
+  bool retried_ = false;
+  std::optional<ProbeResult> pending_;  // a result waiting for the timer to deliver it
+
+  llhttp_t parser_;
+  uint64_t received_ = 0;  // response bytes on this connection for this probe
+  int status_ = 0;
+  bool interim_ = false;
+  bool message_complete_ = false;
+  bool keep_alive_ = false;
+  bool stopped_ = false;  // parsing paused by us: the rest of the response is not read
+  std::optional<ProbeResult> verdict_;  // known before the response is complete
+  uint64_t body_bytes_ = 0;
+  uint64_t scanned_ = 0;
+  std::string carry_;   // the last responseMatch.size() - 1 bytes scanned
+  std::string window_;  // carry_ + the start of the next piece
+  char read_buffer_[kReadBufferSize];
+};
+
+ProbeClient::ProbeClient(uv_loop_s* loop) : impl_(std::make_shared<Impl>(loop)) {
+  impl_->start();
+}
+
+ProbeClient::~ProbeClient() {
+  impl_->shutdown();
+}
+
+void ProbeClient::probe(const ProbeRequest& request, std::function<void(ProbeResult)> done) {
+  impl_->probe(request, std::move(done));
+}
+
+bool ProbeClient::busy() const {
+  return impl_->busy();
+}
+
+uint64_t ProbeClient::connections_opened() const {
+  return impl_->connections_opened();
+}
+
+}  // namespace harrow::health

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,11 +21,11 @@ namespace harrow::health {
 
 struct ProbeRequest {
   sockaddr_storage address{};  // where to connect (the server, or its alternate host/port)
-  std::string host_header;  // the healthCheck URL's host (with port if not 80)
-  std::string path;  // the URL's path and query, "/" if empty
-  std::string user_agent;  // "Harrow-HealthCheck/VERSION (farm=F; pool=P)"
-  Millis timeout{30'000};  // for the whole probe: connect, send, response
-  StatusMatcher statuses;  // statusCodeMatch
+  std::string host_header;     // the healthCheck URL's host (with port if not 80)
+  std::string path;            // the URL's path and query, "/" if empty
+  std::string user_agent;      // "Harrow-HealthCheck/VERSION (farm=F; pool=P)"
+  Millis timeout{30'000};      // for the whole probe: connect, send, response
+  StatusMatcher statuses;      // statusCodeMatch
   std::string response_match;  // case-sensitive substring of the body; empty = not checked
 };
 
@@ -32,7 +33,9 @@ struct ProbeRequest {
 class ProbeClient {
  public:
   explicit ProbeClient(uv_loop_s* loop);
-  ~ProbeClient();  // closes the connection; the object may be destroyed inside `done`
+  // Closes the connection; the object may be destroyed inside `done`. The loop must run on
+  // afterwards: the handles are freed in their close callbacks.
+  ~ProbeClient();
   ProbeClient(const ProbeClient&) = delete;
   ProbeClient& operator=(const ProbeClient&) = delete;
 

@@ -18,8 +18,8 @@ using Millis = std::chrono::milliseconds;
 
 struct ProbeResult {
   ProbeResultKind kind = ProbeResultKind::Pass;
-  int status = 0;  // HTTP status when a response arrived
-  int error = 0;  // libuv error code for connect failures / resets, else 0
+  int status = 0;      // HTTP status when a response arrived
+  int error = 0;       // libuv error code for connect failures / resets, else 0
   std::string detail;  // human text for the transition log ("status 503", "ECONNREFUSED", …)
 };
 
@@ -30,7 +30,7 @@ struct HealthPolicy {
   uint32_t fall = 3;  // ARR's retries: consecutive failed probes that make a server unhealthy
   uint32_t rise = 1;  // Harrow's healthyThreshold: consecutive passes that make it healthy
   uint32_t max_live_failures = 10;  // within live_failure_period
-  Millis live_failure_period{0};  // 0 = counted since the last transition to healthy
+  Millis live_failure_period{0};    // 0 = counted since the last transition to healthy
   // Without active probing an unhealthy server gets a trial after this back-off (doubling up
   // to max_backoff while trials keep failing).
   Millis backoff{10'000};
@@ -63,18 +63,31 @@ class ServerHealth {
   void set_policy(const HealthPolicy& policy);  // a reload changed the farm's healthCheck
 
  private:
-  // (Private members are the implementer's choice; these are a starting point.)
-  HealthPolicy policy_;
+  ServerState published() const;
+  std::optional<Transition> changed(const ServerState& before, std::string reason) const;
+  Millis current_backoff() const;
+  void become_healthy(bool on_trial, TimePoint now);
+  void become_unhealthy(TimePoint now);
+  void end_trial_if_due(TimePoint now);
+  void reset_live_failures();
+
+  HealthPolicy policy_;  // normalised: fall, rise and max_live_failures are at least 1
   bool healthy_ = true;
   Availability availability_ = Availability::Available;
-  bool stopping_gracefully_ = false;
+  bool stopping_gracefully_ = false;  // Draining until a tick sees no request in flight
+  // Probe streaks since the last change of health or admin health command (true counts).
   uint32_t consecutive_failures_ = 0;
   uint32_t consecutive_passes_ = 0;
-  uint32_t live_failures_ = 0;
-  TimePoint live_window_start_;
+  uint64_t live_failures_ = 0;   // counted since the last reset (see on_live_failures)
+  TimePoint live_window_start_;  // when the first of live_failures_ was counted
+  // Without active probing: an unhealthy server is retried after current_backoff() from
+  // unhealthy_since_, unless an admin set it unhealthy (that sticks until an admin or a probe
+  // says otherwise).
+  bool admin_unhealthy_ = false;
+  TimePoint unhealthy_since_;
   bool trial_ = false;  // healthy on trial after a back-off (no active probing)
-  Millis current_backoff_{0};
-  TimePoint retry_at_;
+  TimePoint trial_since_;
+  uint32_t failed_trials_ = 0;  // back-off = backoff * 2^failed_trials_, capped at max_backoff
 };
 
 }  // namespace harrow::health

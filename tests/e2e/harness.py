@@ -33,11 +33,12 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 class Origin:
     """One harrow-origin process."""
 
-    def __init__(self, name, host="127.0.0.1", workers=1):
+    def __init__(self, name, host="127.0.0.1", workers=1, port=0):
         self.name = name
         self.host = host
+        self.workers = workers
         self.proc = subprocess.Popen(
-            [ORIGIN, "--name", name, "--listen", f"{host}:0", "--workers", str(workers)],
+            [ORIGIN, "--name", name, "--listen", f"{host}:{port}", "--workers", str(workers)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on http://[^ ]+:(\d+)", line)
@@ -53,6 +54,10 @@ class Origin:
         conn.close()
         return data
 
+    def restart(self):
+        """Starts again on the same address and port (after stop())."""
+        self.__init__(self.name, self.host, self.workers, self.port)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -61,7 +66,8 @@ class Origin:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
+        if not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
 
 def farm_xml(name, servers, protocol="", extra=""):
@@ -92,19 +98,22 @@ def config_xml(farms, rules, harrow=""):
 class Harrow:
     """One harrow process, started on port 0 with its stderr captured to a file."""
 
-    def __init__(self, config_text, workers=1, extra_args=()):
+    def __init__(self, config_text, workers=1, extra_args=(), listen=True):
         self.dir = tempfile.TemporaryDirectory(prefix="harrow-e2e-")
         self.config_path = os.path.join(self.dir.name, "harrow.config")
         with open(self.config_path, "w") as f:
             f.write(config_text)
         self.log_path = os.path.join(self.dir.name, "stderr.log")
         self.log = open(self.log_path, "w")
+        listen_args = ["--listen", "127.0.0.1:0"] if listen else []
         self.proc = subprocess.Popen(
             [HARROW, "--config", self.config_path, "--workers", str(workers),
-             "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra_args],
+             *listen_args, "--admin", "127.0.0.1:0", *extra_args],
             stdout=subprocess.DEVNULL, stderr=self.log)
         text = wait_for(lambda: self._started(), 20, "harrow to print its listening lines")
-        self.port = int(re.search(r"harrow: listening on http://127\.0\.0\.1:(\d+)", text).group(1))
+        self.ports = [int(p) for p in
+                      re.findall(r"harrow: listening on http://127\.0\.0\.1:(\d+)", text)]
+        self.port = self.ports[0]
         self.admin_port = int(re.search(r"harrow: admin on http://127\.0\.0\.1:(\d+)", text).group(1))
 
     def _started(self):
@@ -126,6 +135,25 @@ class Harrow:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])
         return 0
+
+    def admin_post(self, path, body=""):
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        conn.request("POST", path, body=body)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, data.decode()
+
+    def reload(self, text=None, count=None):
+        """Rewrites the config (if given), sends SIGHUP and waits for the reload log line."""
+        if text is not None:
+            tmp = self.config_path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, self.config_path)
+        before = self.stderr().count("configuration reloaded") if count is None else count
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.stderr().count("configuration reloaded") > before, 10, "reload")
 
     def admin_get(self, path):
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
@@ -217,7 +245,7 @@ class HarrowTestCase(unittest.TestCase):
         self._origins.append(o)
         return o
 
-    def harrow(self, config_text, workers=1, extra_args=()):
-        h = Harrow(config_text, workers, extra_args)
+    def harrow(self, config_text, workers=1, extra_args=(), listen=True):
+        h = Harrow(config_text, workers, extra_args, listen)
         self._harrows.append(h)
         return h

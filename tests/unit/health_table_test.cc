@@ -2,14 +2,23 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <string>
 #include <thread>
 
 namespace harrow::health {
 namespace {
 
-TEST(HealthTable, StartsHealthyAndAvailable) {
+TEST(HealthTable, StartsHealthyAndAvailableAtGenerationZero) {
   HealthTable table(3);
-  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(table.load(i).takes_new_requests());
+  EXPECT_EQ(table.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(
+        table.load(i),
+        (ServerState{.healthy = true, .availability = Availability::Available, .generation = 0}));
+    EXPECT_TRUE(table.load(i).takes_new_requests());
+  }
+  EXPECT_FALSE(table.panic());
 }
 
 TEST(HealthTable, StoreBumpsGenerationAndChangesOnlyThatServer) {
@@ -17,12 +26,111 @@ TEST(HealthTable, StoreBumpsGenerationAndChangesOnlyThatServer) {
   table.store(1, false, Availability::Available);
   EXPECT_FALSE(table.load(1).healthy);
   EXPECT_EQ(table.load(1).generation, 1u);
+  EXPECT_EQ(table.load(0).generation, 0u);
   EXPECT_TRUE(table.load(0).takes_new_requests());
   table.store(1, true, Availability::Draining);
   EXPECT_EQ(table.load(1).generation, 2u);
+  EXPECT_EQ(table.load(1).availability, Availability::Draining);
   EXPECT_FALSE(table.load(1).takes_new_requests());
+  // Storing the same state again is still a store: the generation says a write happened.
+  table.store(1, true, Availability::Draining);
+  EXPECT_EQ(table.load(1).generation, 3u);
 }
 
+TEST(HealthTable, EveryStateRoundTrips) {
+  HealthTable table(1);
+  uint32_t generation = 0;
+  for (bool healthy : {true, false}) {
+    for (auto a : {Availability::Available, Availability::Draining, Availability::Unavailable}) {
+      table.store(0, healthy, a);
+      ServerState s = table.load(0);
+      EXPECT_EQ(s.healthy, healthy);
+      EXPECT_EQ(s.availability, a);
+      EXPECT_EQ(s.generation, ++generation);
+      EXPECT_EQ(s.takes_new_requests(), healthy && a == Availability::Available);
+    }
+  }
+}
+
+TEST(HealthTable, SharedSlotIsOneStateSeenFromBothTables) {
+  // A reload: the new snapshot's server 0 is the old snapshot's server 1 (same identity).
+  HealthTable old_table(2);
+  old_table.store(1, false, Availability::Draining);
+  HealthTable new_table(3);
+  new_table.share_slot(0, old_table, 1);
+  EXPECT_EQ(&new_table.slot(0), &old_table.slot(1));
+  EXPECT_EQ(new_table.load(0), old_table.load(1));
+  EXPECT_EQ(new_table.load(0).generation, 1u);
+
+  // Writes through either table are the same write: generations continue, not restart.
+  old_table.store(1, true, Availability::Available);
+  EXPECT_EQ(
+      new_table.load(0),
+      (ServerState{.healthy = true, .availability = Availability::Available, .generation = 2}));
+  new_table.store(0, false, Availability::Unavailable);
+  EXPECT_EQ(
+      old_table.load(1),
+      (ServerState{.healthy = false, .availability = Availability::Unavailable, .generation = 3}));
+  // Counters live in the slot too.
+  old_table.slot(1).probes[static_cast<int>(ProbeResultKind::Timeout)].fetch_add(
+      1, std::memory_order_relaxed);
+  EXPECT_EQ(new_table.slot(0).probes[static_cast<int>(ProbeResultKind::Timeout)].load(), 1u);
+
+  // The other slots stay their own.
+  EXPECT_NE(&new_table.slot(1), &old_table.slot(0));
+  EXPECT_EQ(new_table.load(1).generation, 0u);
+  EXPECT_EQ(old_table.load(0).generation, 0u);
+}
+
+TEST(HealthTable, SharedSlotOutlivesTheTableItCameFrom) {
+  HealthTable new_table(1);
+  {
+    HealthTable old_table(1);
+    old_table.store(0, false, Availability::Available);
+    new_table.share_slot(0, old_table, 0);
+  }
+  EXPECT_FALSE(new_table.load(0).healthy);
+  new_table.store(0, true, Availability::Available);
+  EXPECT_EQ(new_table.load(0).generation, 2u);
+}
+
+TEST(HealthTable, PanicFlagIsPerFarmAndSharedAcrossReload) {
+  HealthTable a(2);
+  HealthTable b(2);
+  a.set_panic(true);
+  EXPECT_TRUE(a.panic());
+  EXPECT_FALSE(b.panic());  // another farm (or an unshared snapshot)
+
+  b.share_panic(a);
+  EXPECT_TRUE(b.panic());
+  b.set_panic(false);
+  EXPECT_FALSE(a.panic());
+  a.set_panic(true);
+  EXPECT_TRUE(b.panic());
+  // Sharing the flag shares nothing else.
+  a.store(0, false, Availability::Available);
+  EXPECT_TRUE(b.load(0).healthy);
+}
+
+TEST(HealthTable, ProbeResultNames) {
+  EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::Pass)), "pass");
+  EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::ConnectFailed)), "connect_failed");
+  EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::Timeout)), "timeout");
+  EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::BadStatus)), "bad_status");
+  EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::BodyMismatch)), "body_mismatch");
+  EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::InvalidResponse)), "invalid_response");
+}
+
+TEST(HealthTable, SlotsAreCacheLineSized) {
+  static_assert(alignof(ServerSlot) == 64);
+  HealthTable table(2);
+  auto a = reinterpret_cast<uintptr_t>(&table.slot(0));
+  auto b = reinterpret_cast<uintptr_t>(&table.slot(1));
+  EXPECT_EQ(a % 64, 0u);
+  EXPECT_EQ(b % 64, 0u);
+}
+
+// A quick in-process check; tests/tsan/health_table_tsan.cc is the thorough one.
 TEST(HealthTable, ReadersSeeWholeStatesWhileOneWriterFlips) {
   HealthTable table(1);
   std::atomic<bool> done{false};
@@ -43,6 +151,7 @@ TEST(HealthTable, ReadersSeeWholeStatesWhileOneWriterFlips) {
     last = s.generation;
   }
   writer.join();
+  EXPECT_EQ(table.load(0).generation, 20000u);
 }
 
 }  // namespace

@@ -506,6 +506,13 @@ TEST_F(RouterTest, ManyCaptureGroups) {
   EXPECT_EQ(route("/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN").target, "/aMN");
 }
 
+TEST_F(RouterTest, LongUrlsStillMatchPatternsWithRepeatedGroups) {
+  // Each repetition of a group takes JIT stack; PCRE2's default 32 KiB gives up near 2,000.
+  config_.global_rules.push_back(
+      rule("long", PatternSyntax::ECMAScript, "^((a|b)+)$", "http://shop/{R:2}"));
+  EXPECT_EQ(route("/" + std::string(8000, 'a') + "b").target, "/b");
+}
+
 TEST_F(RouterTest, BytesThatAreNotUtf8) {
   config_.global_rules.push_back(
       rule("regex", PatternSyntax::ECMAScript, "^re/(.*)", "http://api/{R:1}"));
@@ -515,6 +522,18 @@ TEST_F(RouterTest, BytesThatAreNotUtf8) {
   EXPECT_EQ(d.farm, 0);
   EXPECT_EQ(d.target, "/re/\xff\xfe");
   EXPECT_EQ(route("/re/\xc3\xbc").farm, 1);
+}
+
+TEST_F(RouterTest, HostsThatAreNotUtf8) {
+  RuleConfig r = rule("host", PatternSyntax::ECMAScript, ".*", "http://api/{C:1}");
+  r.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "^(.+)\\.example$"});
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{HTTP_HOST}"));
+  config_.global_rules.back().append_query_string = false;
+  EXPECT_EQ(route("/", "bücher.example").target, "/bücher");
+  RouteDecision d = route("/", "b\xfc.example");
+  EXPECT_EQ(d.farm, 0);
+  EXPECT_EQ(d.target, "/b\xfc.example");
 }
 
 TEST_F(RouterTest, DecisionViewsSurviveUntilTheNextRoute) {

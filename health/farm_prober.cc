@@ -1,0 +1,323 @@
+#include "health/farm_prober.h"
+
+#include <uv.h>
+
+#include <algorithm>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+namespace harrow::health {
+namespace {
+
+constexpr uint64_t kTickMs = 250;
+
+const char* availability_name(Availability a) {
+  switch (a) {
+    case Availability::Available: return "available";
+    case Availability::Draining: return "draining";
+    case Availability::Unavailable: return "unavailable";
+  }
+  return "?";
+}
+
+std::string state_name(bool healthy, Availability a) {
+  return std::string(healthy ? "healthy" : "unhealthy") + "/" + availability_name(a);
+}
+
+uint64_t ms(Millis m) { return static_cast<uint64_t>(std::max<int64_t>(0, m.count())); }
+
+}  // namespace
+
+// One server as the prober sees it. Heap-allocated; freed in its timer's close callback.
+struct ServerRuntime {
+  ProbedServer spec;
+  ServerHealth machine;
+  std::unique_ptr<ProbeClient> client;
+  uv_timer_t timer{};
+  FarmProber::Impl* farm = nullptr;
+  size_t index = 0;
+  uint64_t seen_live_failures = 0;
+  TimePoint last_logged{};
+  bool logged_once = false;
+  uint32_t suppressed = 0;
+  bool removed = false;
+
+  ServerRuntime(ProbedServer s, const HealthPolicy& policy, TimePoint now)
+      : spec(std::move(s)), machine(policy, now) {}
+};
+
+struct FarmProber::Impl {
+  std::mutex mutex;  // guards the three hand-over fields below, nothing on the probe path
+  std::optional<FarmProbeSpec> pending_spec;
+  std::vector<std::pair<std::string, AdminCommand>> pending_commands;
+  bool stop_requested = false;
+
+  FarmProbeSpec spec;
+  std::vector<ServerRuntime*> servers;
+  uv_loop_t loop{};
+  uv_async_t wakeup{};
+  uv_timer_t tick{};
+  std::thread thread;
+  std::mt19937_64 rng{std::random_device{}()};
+  bool panic = false;
+  std::vector<uint64_t> live_failures;
+  std::vector<uint64_t> in_flight;
+
+  TimePoint now() const { return Clock::now(); }
+
+  uint64_t jittered_interval() {
+    double base = static_cast<double>(ms(spec.interval));
+    double j = std::clamp(spec.jitter, 0.0, 0.5);
+    std::uniform_real_distribution<double> d(1.0 - j, 1.0 + j);
+    return static_cast<uint64_t>(std::max(1.0, base * d(rng)));
+  }
+
+  void log_transition(ServerRuntime& s, const Transition& t) {
+    if (!spec.log) return;
+    TimePoint n = now();
+    // A flapping server is logged at most once per interval; the next line says how many
+    // transitions it stayed quiet about.
+    if (s.logged_once && n - s.last_logged < spec.interval) {
+      ++s.suppressed;
+      return;
+    }
+    std::string line = "health: farm=" + spec.farm + " pool=" + (spec.pool.empty() ? "-" : spec.pool) +
+                       " server=" + s.spec.label + ": " +
+                       state_name(t.before.healthy, t.before.availability) + " -> " +
+                       state_name(t.after.healthy, t.after.availability) + ": " + t.reason;
+    if (s.suppressed != 0) {
+      line += " (" + std::to_string(s.suppressed) + " earlier transitions not logged)";
+    }
+    s.suppressed = 0;
+    s.last_logged = n;
+    s.logged_once = true;
+    spec.log(line);
+  }
+
+  // `by_admin`: a person asked for it, so it is always logged (flap suppression is for the
+  // changes probes and traffic cause).
+  void publish(ServerRuntime& s, const std::optional<Transition>& t, bool by_admin = false) {
+    if (!t) return;
+    spec.table->store(s.index, s.machine.healthy(), s.machine.availability());
+    spec.table->slot(s.index).transitions.fetch_add(1, std::memory_order_relaxed);
+    if (by_admin) s.logged_once = false;
+    log_transition(s, *t);
+    update_panic();
+  }
+
+  void update_panic() {
+    uint32_t healthy = 0;
+    for (ServerRuntime* s : servers) healthy += s->machine.healthy() ? 1 : 0;
+    bool on = spec.min_servers > 0 && healthy < spec.min_servers;
+    if (on == panic) return;
+    panic = on;
+    spec.table->set_panic(on);
+    if (spec.log) {
+      spec.log("health: farm=" + spec.farm + " pool=" + (spec.pool.empty() ? "-" : spec.pool) +
+               (on ? ": panic mode on: " : ": panic mode off: ") + std::to_string(healthy) +
+               " healthy, minServers " + std::to_string(spec.min_servers) +
+               (on ? " (balancing over every available server, health disregarded)" : ""));
+    }
+  }
+
+  void schedule(ServerRuntime& s, uint64_t delay) {
+    if (!spec.policy.active_probing) return;
+    uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
+  }
+
+  static void on_probe_timer(uv_timer_t* t) {
+    auto* s = static_cast<ServerRuntime*>(t->data);
+    Impl& self = *s->farm;
+    self.schedule(*s, self.jittered_interval());
+    // A probe still running from the previous interval is not doubled up.
+    if (s->client->busy()) return;
+    ProbeRequest request = self.spec.request;
+    request.address = s->spec.probe_address;
+    if (!s->spec.host_header.empty()) request.host_header = s->spec.host_header;
+    if (!s->spec.resolved) {
+      self.apply_probe(*s, ProbeResult{ProbeResultKind::ConnectFailed, 0, 0, "address does not resolve"});
+      return;
+    }
+    s->client->probe(request, [s](ProbeResult result) { s->farm->apply_probe(*s, result); });
+  }
+
+  void apply_probe(ServerRuntime& s, const ProbeResult& result) {
+    if (s.removed) return;
+    spec.table->slot(s.index).probes[static_cast<int>(result.kind)].fetch_add(
+        1, std::memory_order_relaxed);
+    publish(s, s.machine.on_probe(result, now()));
+  }
+
+  static void on_tick(uv_timer_t* t) {
+    Impl& self = *static_cast<Impl*>(t->data);
+    size_t n = self.servers.size();
+    self.live_failures.assign(n, 0);
+    self.in_flight.assign(n, 0);
+    if (self.spec.traffic) self.spec.traffic(self.live_failures, self.in_flight);
+    TimePoint now = self.now();
+    for (ServerRuntime* s : self.servers) {
+      // Counters start at zero with the server and follow it across reloads (carried over by
+      // identity), so the difference since the last tick is exactly the new failures.
+      uint64_t total = self.live_failures[s->index];
+      if (total > s->seen_live_failures) {
+        uint64_t delta = total - s->seen_live_failures;
+        self.publish(*s, s->machine.on_live_failures(static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), now));
+      }
+      s->seen_live_failures = total;
+      self.publish(*s, s->machine.on_tick(self.in_flight[s->index], now));
+    }
+  }
+
+  static void on_wakeup(uv_async_t* a) {
+    Impl& self = *static_cast<Impl*>(a->data);
+    std::optional<FarmProbeSpec> spec;
+    std::vector<std::pair<std::string, AdminCommand>> commands;
+    bool stop;
+    {
+      std::lock_guard<std::mutex> lock(self.mutex);
+      spec.swap(self.pending_spec);
+      commands.swap(self.pending_commands);
+      stop = self.stop_requested;
+    }
+    if (spec) self.apply_spec(std::move(*spec));
+    for (auto& [server, command] : commands) self.apply_command(server, command);
+    if (stop) self.shutdown();
+  }
+
+  ServerRuntime* find(const std::string& server) {
+    ServerRuntime* by_address = nullptr;
+    int address_matches = 0;
+    for (ServerRuntime* s : servers) {
+      if (s->spec.label == server) return s;
+      // "address" alone names the server when only one server has that address.
+      if (s->spec.label.size() > server.size() && s->spec.label.compare(0, server.size(), server) == 0 &&
+          s->spec.label[server.size()] == ':') {
+        by_address = s;
+        ++address_matches;
+      }
+    }
+    return address_matches == 1 ? by_address : nullptr;
+  }
+
+  void apply_command(const std::string& server, AdminCommand command) {
+    if (ServerRuntime* s = find(server)) publish(*s, s->machine.on_admin(command, now()), true);
+  }
+
+  ServerRuntime* make_server(const ProbedServer& ps, size_t index) {
+    auto* s = new ServerRuntime(ps, spec.policy, now());
+    s->farm = this;
+    s->index = index;
+    s->client = std::make_unique<ProbeClient>(&loop);
+    uv_timer_init(&loop, &s->timer);
+    s->timer.data = s;
+    // First probes are spread across the interval, so a farm (or many Harrows) starting at
+    // once does not probe in lock-step.
+    std::uniform_int_distribution<uint64_t> start(0, std::max<uint64_t>(1, ms(spec.interval)) - 1);
+    schedule(*s, start(rng));
+    return s;
+  }
+
+  void remove_server(ServerRuntime* s) {
+    s->removed = true;
+    s->client.reset();
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
+             [](uv_handle_t* h) { delete static_cast<ServerRuntime*>(h->data); });
+  }
+
+  void apply_spec(FarmProbeSpec next) {
+    bool was_probing = spec.policy.active_probing;
+    std::vector<ServerRuntime*> old = std::move(servers);
+    servers.clear();
+    spec = std::move(next);
+    for (size_t i = 0; i < spec.servers.size(); ++i) {
+      auto it = std::find_if(old.begin(), old.end(), [&](ServerRuntime* s) {
+        return s != nullptr && s->spec.label == spec.servers[i].label;
+      });
+      if (it != old.end()) {
+        ServerRuntime* s = *it;
+        *it = nullptr;
+        s->spec = spec.servers[i];
+        s->index = i;
+        s->machine.set_policy(spec.policy);
+        if (!spec.policy.active_probing) {
+          uv_timer_stop(&s->timer);
+        } else if (!was_probing) {
+          schedule(*s, std::uniform_int_distribution<uint64_t>(0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(rng));
+        }
+        servers.push_back(s);
+      } else {
+        servers.push_back(make_server(spec.servers[i], i));
+      }
+    }
+    for (ServerRuntime* s : old) {
+      if (s != nullptr) remove_server(s);
+    }
+    // The new table shares slots with the old for kept servers; new servers start healthy.
+    for (ServerRuntime* s : servers) {
+      spec.table->store(s->index, s->machine.healthy(), s->machine.availability());
+    }
+    panic = spec.table->panic();  // carried over with the table; logged only when it changes
+    update_panic();
+  }
+
+  void start() {
+    uv_loop_init(&loop);
+    uv_async_init(&loop, &wakeup, &Impl::on_wakeup);
+    wakeup.data = this;
+    uv_timer_init(&loop, &tick);
+    tick.data = this;
+    uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
+    FarmProbeSpec initial = std::move(spec);
+    spec = FarmProbeSpec{};
+    spec.table = initial.table;
+    apply_spec(std::move(initial));
+    thread = std::thread([this] {
+      uv_run(&loop, UV_RUN_DEFAULT);
+      uv_loop_close(&loop);
+    });
+  }
+
+  void shutdown() {
+    for (ServerRuntime* s : servers) remove_server(s);
+    servers.clear();
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), nullptr);
+  }
+};
+
+FarmProber::FarmProber(FarmProbeSpec spec) : impl_(std::make_unique<Impl>()) {
+  impl_->spec = std::move(spec);
+  impl_->start();
+}
+
+FarmProber::~FarmProber() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stop_requested = true;
+  }
+  uv_async_send(&impl_->wakeup);
+  impl_->thread.join();
+}
+
+void FarmProber::update(FarmProbeSpec spec) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->pending_spec = std::move(spec);
+  }
+  uv_async_send(&impl_->wakeup);
+}
+
+bool FarmProber::command(const std::string& server, AdminCommand command) {
+  // The label list is the prober thread's; checking here against the spec last handed over
+  // keeps the answer (404 or not) synchronous for the admin API.
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->pending_commands.emplace_back(server, command);
+  }
+  uv_async_send(&impl_->wakeup);
+  return true;
+}
+
+}  // namespace harrow::health
