@@ -210,6 +210,7 @@ int ClientConnection::on_message_begin(llhttp_t* p) {
   c->head_too_large_ = false;
   c->request_done_ = c->response_head_sent_ = c->response_done_ = false;
   c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
+  c->tried_count_ = 0;
   c->farm_ = -1;
   c->log_detail_ = nullptr;
   c->request_begun_ = true;
@@ -523,9 +524,74 @@ void ClientConnection::upstream_complete(bool reusable) {
   }
 }
 
+namespace {
+
+// The farm's availability minus the servers this request already failed to connect to.
+class UntriedAvailability final : public balancer::Availability {
+ public:
+  UntriedAvailability(const balancer::Availability& base, const size_t* tried, int count)
+      : base_(base), tried_(tried), count_(count) {}
+  bool available(size_t server) const override {
+    for (int i = 0; i < count_; ++i) {
+      if (tried_[i] == server) return false;
+    }
+    return base_.available(server);
+  }
+
+ private:
+  const balancer::Availability& base_;
+  const size_t* tried_;
+  int count_;
+};
+
+}  // namespace
+
+bool ClientConnection::fail_over(Failure failure, int uv_status) {
+  bool connect_failure = failure == Failure::upstream_connect_refused ||
+                         failure == Failure::upstream_connect_failed ||
+                         failure == Failure::upstream_connect_timeout;
+  // A connect failure while the request is still held at its head: nothing of it left
+  // Harrow, so any method may go to another server.
+  bool nothing_sent = connect_failure && phase_ == Phase::Routing;
+  // A server that went away before answering an idempotent, body-less request: replaying it
+  // elsewhere is what RFC 9110 §9.2.2 allows.
+  llhttp_method_t method = static_cast<llhttp_method_t>(parser_.method);
+  bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+                    method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
+  bool safe_replay = failure == Failure::upstream_reset && idempotent && request_done_ &&
+                     !request_has_body_ && !response_head_sent_;
+  if (!(nothing_sent || safe_replay) || tried_count_ >= kMaxTried) return false;
+  if (worker_->snapshot_ptr() != snap_) return false;  // a reload landed: the balancer is new
+  log_failure(failure, uv_status);
+  server_metrics_->failures[static_cast<int>(failure)].add();
+  server_metrics_->live_failures.add();
+  tried_[tried_count_++] = server_;
+  FarmState& farm = worker_->farm(farm_);
+  UntriedAvailability untried(*farm.availability, tried_, tried_count_);
+  std::optional<size_t> next = farm.balancer->pick(balancer::PickContext{untried});
+  if (!next) return false;
+  server_metrics_->in_flight.sub();
+  server_metrics_->retries.add();
+  server_ = *next;
+  server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
+  server_metrics_->in_flight.add();
+  if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
+    upstream_ = idle;
+    upstream_reused_ = true;
+    idle->attach(this);
+    server_metrics_->connections_reused.add();
+    send_request_head();
+    run_parser();
+  } else {
+    connect_upstream();
+  }
+  return true;
+}
+
 void ClientConnection::upstream_failed(Failure failure, int uv_status) {
   upstream_ = nullptr;  // it closed itself
   if (phase_ == Phase::Closed) return;
+  if (fail_over(failure, uv_status)) return;
   bool stale_keep_alive =
       upstream_reused_ && !response_head_sent_ && !request_has_body_ &&
       (failure == Failure::upstream_reset || failure == Failure::upstream_truncated);

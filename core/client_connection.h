@@ -79,6 +79,9 @@ class ClientConnection final : public UpstreamEvents {
   void begin_linger();
   void close();
   void abort_exchange(Failure failure, int uv_status);
+  // A connect failure before any of the request was sent: tries another server of the farm.
+  // True if it did (the exchange goes on), false if the failure stands.
+  bool fail_over(Failure failure, int uv_status);
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
   void release_upstream(bool reusable);
@@ -147,6 +150,9 @@ class ClientConnection final : public UpstreamEvents {
   bool response_chunked_ = false;
   bool response_done_ = false;
   bool retried_ = false;
+  static constexpr int kMaxTried = 3;  // servers one request may fail to connect to
+  size_t tried_[kMaxTried] = {};
+  int tried_count_ = 0;
   bool upstream_paused_ = false;
   uint64_t request_started_ms_ = 0;
   int status_ = 0;                    // status of the response sent for this exchange, for metrics

@@ -178,3 +178,32 @@ class AdminState(HarrowTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KillUnderLoad(HarrowTestCase):
+    @unittest.skipUnless(__import__("shutil").which("wrk"), "wrk is not installed")
+    def test_killing_a_server_under_load_loses_no_request(self):
+        a = self.origin("a", host="127.0.0.2", workers=2)
+        b = self.origin("b", host="127.0.0.3", workers=2)
+        h = self.harrow(config_xml(
+            [farm_xml("f", [(a.host, a.port, 1), (b.host, b.port, 1)],
+                      extra=health_xml("http://f.example/", interval="00:00:00.5",
+                                       extra='retries="2"'))],
+            [rule_xml("r", "f")]), workers=2)
+        load = __import__("subprocess").Popen(
+            ["wrk", "-t1", "-c16", "-d5s", h.url("/")],
+            stdout=__import__("subprocess").PIPE, stderr=__import__("subprocess").STDOUT, text=True)
+        time.sleep(1.5)
+        b.stop()
+        out, _ = load.communicate(timeout=60)
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        self.assertGreater(requests, 1000, out)
+        self.assertNotIn("Non-2xx", out, out)
+        self.assertNotIn("Socket errors", out, out)
+        # Requests that met the dead server were failed over (logged), not failed.
+        self.assertRegex(h.stderr(), r"upstream_(connect_refused|reset) .*server=127\.0\.0\.3:")
+        wait_for(lambda: "-> unhealthy" in h.stderr(), 10, "b marked unhealthy")
+        self.assertEqual({request(h.port)[1]["x-origin"] for _ in range(6)}, {"a"})
+        b.restart()
+        wait_for(lambda: "-> healthy" in h.stderr(), 10, "b healthy after the next probe")
+        self.assertEqual({request(h.port)[1]["x-origin"] for _ in range(6)}, {"a", "b"})
