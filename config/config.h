@@ -63,6 +63,9 @@ struct HealthCheckConfig {
   uint32_t max_live_traffic_failures = 10;
   Millis live_traffic_failure_period{0};
   uint32_t min_servers = 0;
+  // Harrow extensions.
+  uint32_t healthy_threshold = 1;  // consecutive passing probes to become healthy again
+  uint32_t jitter_percent = 10;  // each probe interval varies by ± this much
 };
 
 // <affinity> (ARR defaults).

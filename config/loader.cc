@@ -391,6 +391,9 @@ constexpr AttrSpec kHealthCheckAttrs[] = {
     uint_attr("maxLiveTrafficFailures", 1, kUInt32Max),
     timespan_attr("liveTrafficFailurePeriod", 0, kDay),
     uint_attr("minServers", 0, kUInt32Max),
+    // Harrow's extensions: passes needed to come back, and the probe schedule's jitter.
+    uint_attr("healthyThreshold", 1, 100),
+    uint_attr("jitterPercent", 0, 50),
 };
 constexpr ElementSpec kHealthCheck = element("healthCheck", kHealthCheckAttrs);
 
@@ -1321,6 +1324,8 @@ class ConfigReader {
     read_value(node, "maxLiveTrafficFailures", health.max_live_traffic_failures);
     read_value(node, "liveTrafficFailurePeriod", health.live_traffic_failure_period);
     read_value(node, "minServers", health.min_servers);
+    read_value(node, "healthyThreshold", health.healthy_threshold);
+    read_value(node, "jitterPercent", health.jitter_percent);
   }
 
   static void read_affinity(pugi::xml_node node, AffinityConfig& affinity) {

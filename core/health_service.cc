@@ -40,6 +40,8 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
   std::string host, path;
   spec.policy.active_probing = split_health_url(hc.url, host, path);
   spec.policy.fall = std::max<uint32_t>(1, hc.retries);
+  spec.policy.rise = std::max<uint32_t>(1, hc.healthy_threshold);
+  spec.jitter = hc.jitter_percent / 100.0;
   spec.policy.max_live_failures = std::max<uint32_t>(1, hc.max_live_traffic_failures);
   spec.policy.live_failure_period = hc.live_traffic_failure_period;
   spec.interval = std::max(hc.interval, health::Millis{100});

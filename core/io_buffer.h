@@ -47,7 +47,7 @@ struct InputBuffer {
   void release();
 };
 
-struct OutBatch;
+class OutBatch;
 
 // One uv_write in flight: holds the blocks its buffers point into, and scratch space for the
 // small strings (chunk-size lines) that frame them.
