@@ -692,7 +692,8 @@ class LineIndex {
 
 class Diagnostics {
  public:
-  Diagnostics(std::string path, std::string_view text) : path_(std::move(path)), lines_(text) {}
+  Diagnostics(std::string path, std::string_view text)
+      : path_(std::move(path)), text_(text), lines_(text) {}
 
   SourceLocation at_offset(size_t offset) const {
     auto [line, column] = lines_.position(offset);
@@ -710,6 +711,44 @@ class Diagnostics {
     errors_.push_back({std::move(where), std::move(message)});
   }
   void error(pugi::xml_node node, std::string message) { error(at(node), std::move(message)); }
+
+  // An attribute's position is that of its name in the element's start tag (pugixml keeps
+  // none for attributes, so the tag is scanned); `occurrence` picks among repeated names.
+  SourceLocation at_attribute(pugi::xml_node node, std::string_view name,
+                              int occurrence = 0) const {
+    ptrdiff_t start = node.offset_debug();
+    if (start < 1 || static_cast<size_t>(start) >= text_.size()) return at(node);
+    char quote = 0;
+    for (size_t i = static_cast<size_t>(start); i < text_.size(); ++i) {
+      char c = text_[i];
+      if (quote != 0) {
+        if (c == quote) quote = 0;
+        continue;
+      }
+      if (c == '"' || c == '\'') {
+        quote = c;
+        continue;
+      }
+      if (c == '>') break;
+      bool boundary = text_[i - 1] == ' ' || text_[i - 1] == '\t' || text_[i - 1] == '\n' ||
+                      text_[i - 1] == '\r';
+      if (!boundary || i + name.size() > text_.size() ||
+          !iequals(text_.substr(i, name.size()), name)) {
+        continue;
+      }
+      size_t j = i + name.size();
+      while (j < text_.size() &&
+             (text_[j] == ' ' || text_[j] == '\t' || text_[j] == '\n' || text_[j] == '\r')) {
+        ++j;
+      }
+      if (j < text_.size() && text_[j] == '=' && occurrence-- == 0) return at_offset(i);
+    }
+    return at(node);
+  }
+  void attribute_error(pugi::xml_node node, std::string_view name, std::string message,
+                       int occurrence = 0) {
+    error(at_attribute(node, name, occurrence), std::move(message));
+  }
 
   void not_acted_on(pugi::xml_node node, std::string what) {
     ignored_.push_back({std::move(what), at(node)});
@@ -733,6 +772,7 @@ class Diagnostics {
 
  private:
   std::string path_;
+  std::string_view text_;  // the file as read: attribute positions are found in it
   LineIndex lines_;
   std::vector<Diagnostic> errors_;
   std::vector<IgnoredSetting> ignored_;
@@ -958,8 +998,10 @@ class SchemaChecker {
         continue;
       }
       if (iequals(name, "configSource")) {
-        diagnostics_.error(node, "configSource on " + tag(node) +
-                                     " is not supported: put the section's contents in this file");
+        diagnostics_.attribute_error(
+            node, name,
+            "configSource on " + tag(node) +
+                " is not supported: put the section's contents in this file");
         continue;
       }
       const AttrSpec* attr_spec = find_spec(spec.attributes, name);
@@ -968,7 +1010,8 @@ class SchemaChecker {
         continue;
       }
       if (std::find(present.begin(), present.end(), attr_spec->name) != present.end()) {
-        diagnostics_.error(node, "duplicate attribute '" + std::string(name) + "' on " + tag(node));
+        diagnostics_.attribute_error(
+            node, name, "duplicate attribute '" + std::string(name) + "' on " + tag(node), 1);
         continue;
       }
       present.push_back(attr_spec->name);
@@ -990,13 +1033,15 @@ class SchemaChecker {
     std::string_view value = attribute.value();
     if (value_fits(spec, value)) return;
     if (spec.kind == ValueKind::NonEmptyString) {
-      diagnostics_.error(node, "attribute '" + std::string(attribute.name()) + "' on " + tag(node) +
-                                   " must not be empty");
+      diagnostics_.attribute_error(node, attribute.name(),
+                                   "attribute '" + std::string(attribute.name()) + "' on " +
+                                       tag(node) + " must not be empty");
       return;
     }
-    diagnostics_.error(node, "bad value " + quoted(value) + " for attribute '" +
-                                 std::string(attribute.name()) + "' on " + tag(node) +
-                                 ": expected " + expected_value(spec));
+    diagnostics_.attribute_error(node, attribute.name(),
+                                 "bad value " + quoted(value) + " for attribute '" +
+                                     std::string(attribute.name()) + "' on " + tag(node) +
+                                     ": expected " + expected_value(spec));
   }
 
   void check_children(pugi::xml_node node, const ElementSpec& spec, const std::string& path,
@@ -1030,8 +1075,9 @@ class SchemaChecker {
                                 std::string_view name) {
     std::vector<std::string_view> known;
     for (const AttrSpec& attr_spec : spec.attributes) known.push_back(attr_spec.name);
-    diagnostics_.error(node, "unknown attribute '" + std::string(name) + "' on " + tag(node) +
-                                 did_you_mean(name, known));
+    diagnostics_.attribute_error(node, name,
+                                 "unknown attribute '" + std::string(name) + "' on " + tag(node) +
+                                     did_you_mean(name, known));
   }
 
   void report_unknown_element(pugi::xml_node parent, const ElementSpec& spec,

@@ -149,16 +149,16 @@ PLANTED = [
     ("unknown attribute", "weighted-farm.config",
      '<applicationRequestRouting httpPort="18102" weight="200" />',
      '<applicationRequestRouting httpPort="18102" wieght="200" />',
-     "applicationRequestRouting", "unknown attribute 'wieght'"),
+     "@wieght", "unknown attribute 'wieght'"),
     ("unknown attribute in lower-case names", "incident-fragment.config",
      'usecookie="true"', 'usecokie="true"',
-     "affinity", "unknown attribute 'usecokie'"),
+     "@usecokie", "unknown attribute 'usecokie'"),
     ("bad timeSpan", "application-pools.config",
      'interval="00:00:30"', 'interval="30"',
-     "healthCheck", "bad value '30' for attribute 'interval'"),
+     "@interval", "bad value '30' for attribute 'interval'"),
     ("bad timeSpan", "harrow-section.config",
      'connect="00:00:03"', 'connect="00:00:60"',
-     "timeouts", "bad value '00:00:60' for attribute 'connect'"),
+     "@connect", "bad value '00:00:60' for attribute 'connect'"),
     ("duplicate server", "weighted-farm.config",
      '<server address="127.0.0.12" enabled="true">',
      '<server address="127.0.0.11" enabled="true">',
@@ -181,7 +181,9 @@ class PlantedErrors(unittest.TestCase):
 
     def plant(self, example, substitutions, name):
         """Applies (old, new, tag) substitutions to a copy of `example`; returns its path and,
-        per substitution, the (line, column) of the element `tag` on the planted line."""
+        per substitution, the (line, column) where the error belongs: the element `tag` on the
+        planted line, or, for `@name`, that attribute's name (attribute errors point at the
+        attribute, wherever its element starts)."""
         with open(os.path.join(EXAMPLES, example), encoding="utf-8") as f:
             text = f.read()
         expected = []
@@ -192,8 +194,12 @@ class PlantedErrors(unittest.TestCase):
             line_start = text.rfind("\n", 0, start) + 1
             line_text = text[line_start:text.find("\n", start)]
             line = text.count("\n", 0, start) + 1
-            column = line_text.lower().find("<" + tag.lower()) + 1
-            self.assertGreater(column, 0, f"<{tag} must start on the planted line: {line_text!r}")
+            new_line = line_text.replace(old, new)
+            if tag.startswith("@"):
+                column = new_line.lower().find(" " + tag[1:].lower() + "=") + 2
+            else:
+                column = new_line.lower().find("<" + tag.lower()) + 1
+            self.assertGreater(column, 0, f"{tag} must be on the planted line: {line_text!r}")
             text = text[:start] + new + text[start + len(old):]
             expected.append((line, column))
         path = os.path.join(self.tmp.name, name)
@@ -220,7 +226,7 @@ class PlantedErrors(unittest.TestCase):
              '<server address="127.0.0.11" enabled="true">', "server"),
             ('<applicationRequestRouting httpPort="18103" weight="100" />',
              '<applicationRequestRouting httpPort="18103" weight="0" />',
-             "applicationRequestRouting"),
+             "@weight"),
             ('<action type="Rewrite" url="http://catalog/{R:0}" />',
              '<action type="Rewrite" url="http://catalogue/{R:0}" />', "action"),
         ], "several.config")

@@ -1401,7 +1401,9 @@ RC_GTEST_PROP(ConfigRoundtripProperty, UnknownAttributeIsReportedOnceAtItsElemen
   RC_LOG() << text;
 
   LoadResult result = load_config_text(text, kPath);
-  auto [line, column] = line_column(text, mark.start);
+  // The error points at the planted attribute's name (on its own line when the separator
+  // is a newline).
+  auto [line, column] = line_column(text, mark.name_end + separator.size());
   std::string expected = std::string(kPath) + ":" + std::to_string(line) + ":" +
                          std::to_string(column) + ": error: unknown attribute '" + name + "' on <";
   if (result.errors.size() != 1 || !result.errors.front().format_error().starts_with(expected)) {

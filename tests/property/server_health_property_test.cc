@@ -363,7 +363,8 @@ RC_GTEST_PROP(ServerHealthProperty, LiveTrafficAloneNeverMakesHealthyWhenProbing
     if (e.kind == Kind::Admin && e.command == AdminCommand::SetHealthy) continue;
     auto t = apply(e, h, nullptr, now);
     RC_ASSERT(!h.healthy());
-    RC_ASSERT(!t || !t->after.healthy);
+    // (Parenthesised: RC_ASSERT captures operands, so a bare || would not short-circuit.)
+    RC_ASSERT(!(t.has_value() && t->after.healthy));
   }
 }
 

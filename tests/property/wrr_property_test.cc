@@ -60,11 +60,28 @@ RC_GTEST_PROP(WeightedRoundRobinProperty, NeverPicksUnavailable, ()) {
 }
 
 TEST(WeightedRoundRobin, InterleavesRatherThanRuns) {
+  // Tijdeman's order for 5:1:1 (nginx's scheme gives "aabacaa"; both interleave).
   auto wrr = make_weighted_round_robin({5, 1, 1});
   AllAvailable all;
   std::string order;
   for (int i = 0; i < 7; ++i) order += static_cast<char>('a' + *wrr->pick(PickContext{all}));
-  EXPECT_EQ(order, "aabacaa");
+  EXPECT_EQ(order, "aabaaca");
+}
+
+// Weights where nginx's current/effective-weight scheme lets a server fall 1.03 picks behind
+// its share mid-cycle; Harrow's stays within one pick at every prefix.
+TEST(WeightedRoundRobin, StaysWithinOnePickWhereTheClassicSchemeDoesNot) {
+  std::vector<uint32_t> weights = {1, 1, 3, 12, 12};
+  auto wrr = make_weighted_round_robin(weights);
+  AllAvailable all;
+  std::vector<int> picks(weights.size(), 0);
+  for (int n = 1; n <= 29 * 3; ++n) {
+    ++picks[*wrr->pick(PickContext{all})];
+    for (size_t i = 0; i < weights.size(); ++i) {
+      EXPECT_LE(std::abs(picks[i] - n * static_cast<double>(weights[i]) / 29.0), 1.0)
+          << "server " << i << " after " << n << " picks";
+    }
+  }
 }
 
 TEST(WeightedRoundRobin, HugeWeightsDoNotOverflow) {

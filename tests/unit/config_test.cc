@@ -404,12 +404,12 @@ INSTANTIATE_TEST_SUITE_P(
                    "<configuration>"}},
         BadConfig{"UnknownAttribute",
                   farm_with("      <server address=\"a\" bogus=\"1\"/>\n"),
-                  {"f.config:4:7: error: unknown attribute 'bogus' on <server>"}},
+                  {"f.config:4:27: error: unknown attribute 'bogus' on <server>"}},
         BadConfig{"UnknownAttributeWithHint",
                   farm_with("      <server address=\"a\">\n"
                             "        <applicationRequestRouting wieght=\"3\"/>\n"
                             "      </server>\n"),
-                  {"f.config:5:9: error: unknown attribute 'wieght' on "
+                  {"f.config:5:36: error: unknown attribute 'wieght' on "
                    "<applicationRequestRouting>; did you mean 'weight'?"}},
         BadConfig{"UnknownElementWithHint",
                   farm_with(kServer + "      <applicationRequestRouting>\n"
@@ -435,37 +435,37 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"WeightOutOfRange",
                   farm_with("      <server address=\"a\">"
                             "<applicationRequestRouting weight=\"0\"/></server>\n"),
-                  {"f.config:4:27: error: bad value '0' for attribute 'weight' on "
+                  {"f.config:4:54: error: bad value '0' for attribute 'weight' on "
                    "<applicationRequestRouting>: expected an integer from 1 to 4294967295"}},
         BadConfig{"WeightTooLarge",
                   farm_with("      <server address=\"a\">"
                             "<applicationRequestRouting weight=\"4294967296\"/></server>\n"),
-                  {"f.config:4:27: error: bad value '4294967296' for attribute 'weight' on "
+                  {"f.config:4:54: error: bad value '4294967296' for attribute 'weight' on "
                    "<applicationRequestRouting>: expected an integer from 1 to 4294967295"}},
         BadConfig{"PortOutOfRange",
                   farm_with("      <server address=\"a\">"
                             "<applicationRequestRouting httpPort=\"70000\" httpsPort=\"0\"/>"
                             "</server>\n"),
-                  {"f.config:4:27: error: bad value '70000' for attribute 'httpPort' on "
+                  {"f.config:4:54: error: bad value '70000' for attribute 'httpPort' on "
                    "<applicationRequestRouting>: expected an integer from 1 to 65535",
-                   "f.config:4:27: error: bad value '0' for attribute 'httpsPort' on "
+                   "f.config:4:71: error: bad value '0' for attribute 'httpsPort' on "
                    "<applicationRequestRouting>: expected an integer from 1 to 65535"}},
         BadConfig{"BadBool",
                   farm_with("      <server address=\"a\" enabled=\"yes\"/>\n"),
-                  {"f.config:4:7: error: bad value 'yes' for attribute 'enabled' on <server>: "
+                  {"f.config:4:27: error: bad value 'yes' for attribute 'enabled' on <server>: "
                    "expected true or false"}},
         BadConfig{"BadEnum",
                   farm_with(kServer + "      <applicationRequestRouting>\n"
                                       "        <loadBalancing algorithm=\"Fastest\"/>\n"
                                       "      </applicationRequestRouting>\n"),
-                  {"f.config:6:9: error: bad value 'Fastest' for attribute 'algorithm' on "
+                  {"f.config:6:24: error: bad value 'Fastest' for attribute 'algorithm' on "
                    "<loadBalancing>: expected one of WeightedRoundRobin, LeastRequests, "
                    "LeastResponseTime, WeightedTotalTraffic, RequestHash"}},
         BadConfig{"BadTimeSpanSyntax",
                   farm_with(kServer + "      <applicationRequestRouting>\n"
                                       "        <protocol timeout=\"30s\"/>\n"
                                       "      </applicationRequestRouting>\n"),
-                  {"f.config:6:9: error: bad value '30s' for attribute 'timeout' on <protocol>: "
+                  {"f.config:6:19: error: bad value '30s' for attribute 'timeout' on <protocol>: "
                    "expected a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss) from 00:00:01 to "
                    "1.00:00:00"}},
         BadConfig{"TimeSpanBelowArrMinimum",
@@ -473,22 +473,22 @@ INSTANTIATE_TEST_SUITE_P(
                             "      <applicationRequestRouting>\n"
                             "        <healthCheck timeout=\"00:00:00\" interval=\"1.00:00:01\"/>\n"
                             "      </applicationRequestRouting>\n"),
-                  {"f.config:6:9: error: bad value '00:00:00' for attribute 'timeout' on "
+                  {"f.config:6:22: error: bad value '00:00:00' for attribute 'timeout' on "
                    "<healthCheck>: expected a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss) from "
                    "00:00:01 to 1.00:00:00",
-                   "f.config:6:9: error: bad value '1.00:00:01' for attribute 'interval' on "
+                   "f.config:6:41: error: bad value '1.00:00:01' for attribute 'interval' on "
                    "<healthCheck>: expected a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss) from "
                    "00:00:00 to 1.00:00:00"}},
         BadConfig{"BadStatusCodes",
                   farm_with(kServer + "      <applicationRequestRouting>\n"
                                       "        <healthCheck statusCodeMatch=\"200-99\"/>\n"
                                       "      </applicationRequestRouting>\n"),
-                  {"f.config:6:9: error: bad value '200-99' for attribute 'statusCodeMatch' on "
+                  {"f.config:6:22: error: bad value '200-99' for attribute 'statusCodeMatch' on "
                    "<healthCheck>: expected status codes such as 200-399 or 500- (codes 100 to "
                    "999, comma-separated)"}},
         BadConfig{"DuplicateAttribute",
                   farm_with("      <server address=\"a\" Address=\"b\"/>\n"),
-                  {"f.config:4:7: error: duplicate attribute 'Address' on <server>"}},
+                  {"f.config:4:27: error: duplicate attribute 'Address' on <server>"}},
         BadConfig{"DuplicateFarmNameIgnoringCase",
                   "<configuration>\n  <webFarms>\n    <webFarm name=\"shop\"/>\n"
                   "    <webFarm name=\"SHOP\"/>\n  </webFarms>\n</configuration>\n",
@@ -501,7 +501,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"EmptyFarmNameAndMissingAddress",
                   "<configuration>\n  <webFarms>\n    <webFarm name=\"\">\n      <server/>\n"
                   "    </webFarm>\n  </webFarms>\n</configuration>\n",
-                  {"f.config:3:5: error: attribute 'name' on <webFarm> must not be empty",
+                  {"f.config:3:14: error: attribute 'name' on <webFarm> must not be empty",
                    "f.config:4:7: error: missing required attribute 'address' on <server>"}},
         BadConfig{"DuplicateSingletonElement",
                   farm_with(kServer + "      <applicationRequestRouting>\n"
@@ -513,7 +513,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"ConfigSourceIsNotFollowed",
                   "<configuration>\n  <webFarms configSource=\"farms.config\"/>\n"
                   "</configuration>\n",
-                  {"f.config:2:3: error: configSource on <webFarms> is not supported: put the "
+                  {"f.config:2:13: error: configSource on <webFarms> is not supported: put the "
                    "section's contents in this file"}}));
 
 // Rules live deeper; these share one preamble so that line numbers stay readable.
@@ -641,7 +641,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"TwoPoolsAndAnEmptyName",
                   farm_with("      <applicationPool name=\"\"/>\n"
                             "      <applicationPool name=\"b\"/>\n"),
-                  {"f.config:4:7: error: attribute 'name' on <applicationPool> must not be empty",
+                  {"f.config:4:24: error: attribute 'name' on <applicationPool> must not be empty",
                    "f.config:5:7: error: duplicate <applicationPool> in <webFarm>: at most one is "
                    "allowed"}},
         BadConfig{"PoolWithoutName",
@@ -667,8 +667,8 @@ TEST(ConfigErrorsTogether, AllErrorsAreReportedInFileOrder) {
                 "f.config:3:20: error: rule 'r': pattern '(' does not compile: missing closing "
                 "parenthesis at offset 1",
                 "f.config:4:7: error: rule 'r' rewrites to unknown farm 'nowhere'; farms are: f",
-                "f.config:7:5: error: unknown attribute 'bogus' on <webFarm>",
-                "f.config:8:27: error: bad value '-1' for attribute 'weight' on "
+                "f.config:7:23: error: unknown attribute 'bogus' on <webFarm>",
+                "f.config:8:54: error: bad value '-1' for attribute 'weight' on "
                 "<applicationRequestRouting>: expected an integer from 1 to 4294967295"}));
 }
 
@@ -795,7 +795,7 @@ TEST(ConfigIgnored, IgnoredAttributesAreStillRangeChecked) {
                                            "        <protocol minResponseBuffer=\"4194304\"/>\n"
                                            "      </applicationRequestRouting>\n")),
       std::vector<std::string>{
-          "f.config:6:9: error: bad value '4194304' for attribute 'minResponseBuffer' on "
+          "f.config:6:19: error: bad value '4194304' for attribute 'minResponseBuffer' on "
           "<protocol>: expected an integer from 0 to 4194303"});
 }
 
@@ -853,10 +853,10 @@ TEST(ConfigHarrow, TimeoutsAreRangeChecked) {
                              "  <accessLog format=\"xml\"/>\n"
                              "</harrow>\n</configuration>\n"),
             (std::vector<std::string>{
-                "f.config:3:3: error: bad value '00:00:00' for attribute 'connect' on "
+                "f.config:3:13: error: bad value '00:00:00' for attribute 'connect' on "
                 "<timeouts>: expected a timeSpan (hh:mm:ss[.fffffff] or d.hh:mm:ss) from "
                 "00:00:00.001 to 1.00:00:00",
-                "f.config:4:3: error: bad value 'xml' for attribute 'format' on <accessLog>: "
+                "f.config:4:14: error: bad value 'xml' for attribute 'format' on <accessLog>: "
                 "expected one of w3c, json"}));
 }
 
@@ -867,7 +867,7 @@ TEST(ConfigPositions, ByteOrderMarkDoesNotShiftColumns) {
   std::vector<std::string> errors =
       formatted_errors("\xEF\xBB\xBF<configuration bad=\"1\"><webFarms x=\"1\"/></configuration>");
   EXPECT_EQ(errors,
-            std::vector<std::string>{"f.config:1:24: error: unknown attribute 'x' on <webFarms>"});
+            std::vector<std::string>{"f.config:1:34: error: unknown attribute 'x' on <webFarms>"});
 }
 
 TEST(ConfigPositions, CrLfLineEndings) {
@@ -930,6 +930,28 @@ TEST(ConfigSummary, NotesFarmsWithoutServersAndRuleTargets) {
   EXPECT_NE(summary.find("  go -> redirect 307 to https://x/"), std::string::npos) << summary;
   EXPECT_NE(summary.find("  stop -> abort the request (disabled)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("listeners (0):"), std::string::npos) << summary;
+}
+
+}  // namespace
+}  // namespace harrow::config
+
+namespace harrow::config {
+namespace {
+
+// An attribute's error points at the attribute, also when its element began lines earlier.
+TEST(ConfigPositions, AttributeErrorsPointAtTheAttributeOnItsOwnLine) {
+  LoadResult result = load_config_text(
+      "<configuration><webFarms><webFarm name=\"f\">\n"
+      "  <server address=\"a\"/>\n"
+      "  <applicationRequestRouting>\n"
+      "    <healthCheck url=\"http://f/\"\n"
+      "                 interval=\"00:00:70\"/>\n"
+      "  </applicationRequestRouting>\n"
+      "</webFarm></webFarms></configuration>\n",
+      "f.config");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].where.line, 5);
+  EXPECT_EQ(result.errors[0].where.column, 18);
 }
 
 }  // namespace
