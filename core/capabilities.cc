@@ -32,10 +32,6 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
                     "upstream_tls_unavailable)");
     }
   }
-  if (config.global_proxy_enabled) {
-    out.push_back(
-        "proxy enabled=\"true\": rewrites to hosts that are not farms (not yet: answered 404)");
-  }
   for (const config::ListenConfig& l : config.listeners) {
     if (l.tls) out.push_back("listener " + l.address + " with TLS (not built yet: skipped)");
   }

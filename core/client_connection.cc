@@ -300,6 +300,17 @@ void ClientConnection::start_exchange() {
   RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
   switch (decision.kind) {
     case RouteDecision::Kind::Farm:
+      farm_ = decision.farm;
+      break;
+    case RouteDecision::Kind::Proxy:
+      if (decision.https) break;  // answered below like a farm over https
+      farm_ = snap_->proxy_farm(decision.authority);
+      if (farm_ < 0) {
+        log_detail_ = "host computed from the request; only hosts written in the configuration "
+                      "are proxied";
+        respond_error(Failure::proxy_target_unknown, 0);
+        return;
+      }
       break;
     case RouteDecision::Kind::NoRoute:
       respond_error(Failure::no_route, 0);
@@ -314,7 +325,6 @@ void ClientConnection::start_exchange() {
       respond_local(decision.status, decision.reason, {}, decision.body);
       return;
   }
-  farm_ = decision.farm;
   if (decision.https) {
     respond_error(Failure::upstream_tls_unavailable, 0);
     return;

@@ -23,6 +23,8 @@ namespace harrow {
   X(upstream_connect_timeout, 502, "the connection to the server timed out")                \
   X(upstream_reset, 502, "the server reset or closed the connection")                       \
   X(upstream_invalid_response, 502, "the server's response could not be parsed")            \
+  X(proxy_target_unknown, 502,                                                               \
+    "the rule rewrites to a host that was not in the configuration when it loaded")          \
   X(upstream_tls_unavailable, 502,                                                          \
     "the rule rewrites to https:// and upstream TLS is not built yet")                      \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")  \

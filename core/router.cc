@@ -229,6 +229,7 @@ struct RouteScratch::Impl {
   std::string value;                              // a server variable's expanded value
   std::string output;                             // an expanded action URL
   std::string target;                             // RouteDecision::target
+  std::string authority;                          // RouteDecision::authority
   std::string reason;                             // RouteDecision::reason
   std::string body;                               // RouteDecision::body
   std::vector<VariableSlot> slots;                // one per Router::Variable (grown, never shrunk)
@@ -802,10 +803,10 @@ void finish_headers(const Eval& e, RouteDecision& decision) {
   decision.set_headers = s.set_headers;
 }
 
-// "http://NAME:port/rest" → NAME and "/rest" (the port is ignored: the farm's servers have
-// their own); false if `url` is not absolute http(s).
+// "http://NAME:port/rest" → NAME, "NAME:port" and "/rest" (for a farm the port is ignored:
+// its servers have their own); false if `url` is not absolute http(s).
 bool split_absolute(std::string_view url, bool& https, std::string_view& host,
-                    std::string_view& path) {
+                    std::string_view& authority_out, std::string_view& path) {
   size_t scheme_end;
   if (istarts_with(url, "http://")) {
     scheme_end = 7;
@@ -820,6 +821,7 @@ bool split_absolute(std::string_view url, bool& https, std::string_view& host,
   size_t slash = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, slash);
   host = authority.substr(0, authority.find(':'));
+  authority_out = authority;
   path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
   return true;
 }
@@ -949,14 +951,14 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
       case ActionType::Rewrite: {
         expand(rule->action_url, e, s.output);
         bool https = false;
-        std::string_view host, path;
-        if (!split_absolute(s.output, https, host, path)) {
+        std::string_view host, authority, path;
+        if (!split_absolute(s.output, https, host, authority, path)) {
           rewrite_locally(s.output, rc.append_query_string, s);
           break;
         }
         decision.rule = rc.name;
         const config::FarmConfig* farm = config_.find_farm(host);
-        if (farm == nullptr) {  // proxying to arbitrary hosts is not enabled (yet)
+        if (farm == nullptr && !config_.global_proxy_enabled) {  // ARR: needs <proxy enabled>
           finish_headers(e, decision);
           return decision;
         }
@@ -964,8 +966,14 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
         if (path.empty() || path.front() != '/') s.target += '/';
         s.target.append(path);
         if (rc.append_query_string) append_query(s.target, s.query);
-        decision.kind = RouteDecision::Kind::Farm;
-        decision.farm = static_cast<int>(farm - config_.farms.data());
+        if (farm == nullptr) {
+          decision.kind = RouteDecision::Kind::Proxy;
+          s.authority.assign(authority);  // views s.output, which later expansions reuse
+          decision.authority = s.authority;
+        } else {
+          decision.kind = RouteDecision::Kind::Farm;
+          decision.farm = static_cast<int>(farm - config_.farms.data());
+        }
         decision.https = https;
         decision.target = s.target;
         finish_headers(e, decision);

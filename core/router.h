@@ -34,11 +34,13 @@ struct RouteDecision {
     Redirect,        // answer `status` with Location: `target`
     CustomResponse,  // answer `status` `reason` with `body`
     Abort,           // AbortRequest: close the connection without an answer
+    Proxy,           // <proxy enabled="true">: proxy to `authority` (not a farm) with `target`
   };
   Kind kind = Kind::NoRoute;
   int farm = -1;            // index into Config::farms
   bool https = false;       // the rewrite said https://FARM/ (the server's httpsPort, over TLS)
-  std::string_view target;  // Farm: origin-form URL; Redirect: the Location
+  std::string_view authority;  // Proxy: "host[:port]" of the rewritten URL
+  std::string_view target;  // Farm, Proxy: origin-form URL; Redirect: the Location
   int status = 0;           // Redirect / CustomResponse
   std::string_view reason;  // CustomResponse statusReason
   std::string_view body;    // CustomResponse statusDescription

@@ -1,8 +1,12 @@
 #include "core/snapshot.h"
 
+#include "core/http_head.h"
+
 #include <netdb.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cstring>
 
 namespace harrow {
@@ -29,7 +33,85 @@ std::string with_port(const std::string& host, uint16_t port) {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
+// "http://host:port/x" or "host:port" → "host:port" (lower-cased); empty when the authority
+// is computed per request (contains a {reference}) or the URL is https.
+std::string static_authority(std::string_view url) {
+  if (url.size() >= 7 && iequals(url.substr(0, 7), "http://")) {
+    url.remove_prefix(7);
+  } else if (url.find("://") != std::string_view::npos) {
+    return {};
+  }
+  std::string_view authority = url.substr(0, url.find_first_of("/?#"));
+  if (authority.empty() || authority.find('{') != std::string_view::npos) return {};
+  std::string out(authority);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 }  // namespace
+
+// With <proxy enabled="true">, a rule may rewrite to a host that is no farm (ARR's plain
+// reverse proxy). Each such host known when the file loads — written in a rule, or a value of
+// a rewrite map (the CDN pattern http://{Map:{HTTP_HOST}}/…) — becomes a one-server farm
+// with the global <proxy> protocol settings, so it is resolved once, pooled, counted and
+// health-checked like any farm. Hosts computed from the request alone are refused (502), never
+// resolved per request: Harrow is not an open proxy.
+void add_proxy_farms(const config::Config& config, Snapshot& snap) {
+  if (!config.global_proxy_enabled) return;
+  std::vector<std::string> authorities;
+  auto consider = [&](std::string_view url) {
+    std::string authority = static_authority(url);
+    if (authority.empty() || config.find_farm(authority) != nullptr) return;
+    if (std::find(authorities.begin(), authorities.end(), authority) == authorities.end()) {
+      authorities.push_back(authority);
+    }
+  };
+  for (const config::RuleConfig& rule : config.global_rules) {
+    if (rule.action == config::ActionType::Rewrite) consider(rule.action_url);
+  }
+  for (const config::RewriteMapConfig& map : config.rewrite_maps) {
+    for (const auto& entry : map.entries) consider(entry.second);
+    consider(map.default_value);
+  }
+  for (const std::string& authority : authorities) {
+    config::FarmConfig farm;
+    farm.name = authority;
+    farm.protocol = config.global_proxy;
+    config::ServerConfig server;
+    size_t colon = authority.rfind(':');
+    bool has_port = colon != std::string::npos && authority.find(']', colon) == std::string::npos;
+    server.address = authority.substr(0, has_port ? colon : std::string::npos);
+    if (server.address.size() > 2 && server.address.front() == '[') {
+      server.address = server.address.substr(1, server.address.size() - 2);
+    }
+    if (has_port) {
+      unsigned port = 0;
+      std::from_chars(authority.data() + colon + 1, authority.data() + authority.size(), port);
+      if (port == 0 || port > 65535) continue;
+      server.http_port = static_cast<uint16_t>(port);
+    }
+    farm.servers.push_back(server);
+    snap.proxy_farms.push_back(std::move(farm));
+  }
+}
+
+int Snapshot::proxy_farm(std::string_view authority) const {
+  size_t first = farms.size() - proxy_farms.size();
+  for (size_t i = first; i < farms.size(); ++i) {
+    if (iequals(farms[i].config->name, authority)) return static_cast<int>(i);
+  }
+  // "host" and "host:80" name the same target.
+  if (authority.find(':') == std::string_view::npos) {
+    for (size_t i = first; i < farms.size(); ++i) {
+      std::string_view name = farms[i].config->name;
+      if (name.size() == authority.size() + 3 && iequals(name.substr(0, authority.size()), authority) &&
+          name.substr(authority.size()) == ":80") {
+        return static_cast<int>(i);
+      }
+    }
+  }
+  return -1;
+}
 
 namespace {
 
@@ -73,8 +155,13 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
                                                std::vector<std::string>& warnings) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = config;
-  snap->farms.reserve(config->farms.size());
-  for (const config::FarmConfig& farm : config->farms) {
+  add_proxy_farms(*config, *snap);
+  std::vector<const config::FarmConfig*> farms;
+  for (const config::FarmConfig& farm : config->farms) farms.push_back(&farm);
+  for (const config::FarmConfig& farm : snap->proxy_farms) farms.push_back(&farm);
+  snap->farms.reserve(farms.size());
+  for (const config::FarmConfig* farm_ptr : farms) {
+    const config::FarmConfig& farm = *farm_ptr;
     FarmRuntime rt;
     rt.config = &farm;
     rt.health = std::make_shared<health::HealthTable>(farm.servers.size());

@@ -6,7 +6,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <deque>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -43,7 +45,11 @@ struct FarmRuntime {
 
 struct Snapshot {
   std::shared_ptr<const config::Config> config;
+  // The file's farms, then one implicit farm per <proxy enabled="true"> target (below).
   std::vector<FarmRuntime> farms;
+  std::deque<config::FarmConfig> proxy_farms;  // deque: FarmRuntime points into it
+  // Index in `farms` of the implicit farm for `authority` ("host[:port]"), or -1.
+  int proxy_farm(std::string_view authority) const;
   std::unique_ptr<Router> router;
 };
 

@@ -205,3 +205,48 @@ class Reload(HarrowTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GlobalProxy(HarrowTestCase):
+    def test_rewrites_to_configured_hosts_proxy_and_others_are_refused(self):
+        a, b = self.origin("a"), self.origin("b", host="127.0.0.2")
+        text = f"""<configuration>
+  <system.webServer>
+    <proxy enabled="true" />
+    <rewrite>
+      <rewriteMaps>
+        <rewriteMap name="Backends">
+          <add key="shop.example" value="127.0.0.2:{b.port}" />
+        </rewriteMap>
+      </rewriteMaps>
+      <globalRules>
+        <rule name="static" stopProcessing="true">
+          <match url="^static/(.*)" />
+          <action type="Rewrite" url="http://127.0.0.1:{a.port}/{{R:1}}" />
+        </rule>
+        <rule name="open" stopProcessing="true">
+          <match url="^open/(.*)" />
+          <action type="Rewrite" url="http://{{HTTP_HOST}}/{{R:1}}" />
+        </rule>
+        <rule name="mapped" stopProcessing="true">
+          <match url="(.*)" />
+          <action type="Rewrite" url="http://{{Backends:{{HTTP_HOST}}}}/{{R:1}}" />
+        </rule>
+      </globalRules>
+    </rewrite>
+  </system.webServer>
+</configuration>"""
+        h = self.harrow(text)
+        status, headers, _ = request(h.port, path="/static/x?q=1")
+        self.assertEqual((status, headers["x-origin"]), (200, "a"))
+        _, _, fields = origin_headers(h.port, "/static/_origin/headers")
+        # The global <proxy> defaults apply: ARR's preserveHostHeader is false there.
+        self.assertEqual(fields["host"], f"127.0.0.1:{a.port}")
+        status, headers, _ = request(h.port, path="/page", headers={"Host": "shop.example"})
+        self.assertEqual((status, headers["x-origin"]), (200, "b"))
+        # A host taken from the request reaches only hosts the configuration names.
+        status, _, body = request(h.port, path="/open/x", headers={"Host": "127.0.0.1:9"})
+        self.assertEqual(status, 502)
+        self.assertIn(b"proxy_target_unknown", body)
+        self.assertEqual(request(h.port, path="/page", headers={"Host": "other.example"})[0], 502)
+        self.assertIn(f'farm="127.0.0.1:{a.port}"', h.admin_get("/metrics")[1])

@@ -141,6 +141,8 @@ void check(const harrow::RouteDecision& d) {
       break;
     case Kind::NoRoute:
       break;
+    case Kind::Proxy:  // this config does not enable <proxy>
+      __builtin_trap();
   }
   if (d.kind != Kind::Farm && d.farm != -1) __builtin_trap();
   if (d.set_headers.size() > 3) __builtin_trap();
