@@ -65,7 +65,7 @@ struct HealthCheckConfig {
   uint32_t min_servers = 0;
   // Harrow extensions.
   uint32_t healthy_threshold = 1;  // consecutive passing probes to become healthy again
-  uint32_t jitter_percent = 10;  // each probe interval varies by ± this much
+  uint32_t jitter_percent = 10;    // each probe interval varies by ± this much
 };
 
 // <affinity> (ARR defaults).
@@ -155,6 +155,9 @@ struct ListenConfig {
   std::string address;
   bool tls = false;
   SourceLocation where;
+  // Host names of the site bindings on this address; empty = any host (IIS: a binding with
+  // an empty host name, or <harrow><listen>).
+  std::vector<std::string> host_names = {};
 };
 
 enum class AccessLogFormat { W3C, Json };

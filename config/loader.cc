@@ -1629,17 +1629,26 @@ class ConfigReader {
                                    "[::]:443:www.example.com, with port 0..65535");
       return std::nullopt;
     }
-    if (!binding->host_name.empty()) {
-      diagnostics_.not_acted_on(
-          node, what + " (host name " + binding->host_name + ": the listener answers every host)");
-    }
-    return ListenConfig{binding->address, !is_http, diagnostics_.at(node)};
+    ListenConfig listener{binding->address, !is_http, diagnostics_.at(node)};
+    if (!binding->host_name.empty()) listener.host_names.push_back(binding->host_name);
+    return listener;
   }
 
   // Many IIS sites share "*:80" with different host names; one socket serves them all.
+  // Their host names merge: one binding without a host name opens the socket to every host.
   void add_listener(ListenConfig listener) {
-    for (const ListenConfig& existing : config_.listeners) {
-      if (existing.address == listener.address && existing.tls == listener.tls) return;
+    for (ListenConfig& existing : config_.listeners) {
+      if (existing.address != listener.address || existing.tls != listener.tls) continue;
+      if (existing.host_names.empty() || listener.host_names.empty()) {
+        existing.host_names.clear();
+      } else {
+        for (std::string& name : listener.host_names) {
+          bool known = std::any_of(existing.host_names.begin(), existing.host_names.end(),
+                                   [&](const std::string& n) { return iequals(n, name); });
+          if (!known) existing.host_names.push_back(std::move(name));
+        }
+      }
+      return;
     }
     config_.listeners.push_back(std::move(listener));
   }

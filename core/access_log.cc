@@ -68,7 +68,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
   std::strftime(time_of_day, sizeof time_of_day, "%H:%M:%S", &utc);
   size_t q = e.target.find('?');
   std::string_view stem = e.target.substr(0, q);
-  std::string_view query = q == std::string_view::npos ? std::string_view{} : e.target.substr(q + 1);
+  std::string_view query =
+      q == std::string_view::npos ? std::string_view{} : e.target.substr(q + 1);
 
   if (format == config::AccessLogFormat::W3C) {
     out += date;
@@ -86,8 +87,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
     append_w3c(out, e.host);
     out += ' ';
     append_w3c(out, e.user_agent);
-    for (uint64_t n : {static_cast<uint64_t>(e.status), e.bytes_sent, e.bytes_received,
-                       e.time_taken_ms}) {
+    for (uint64_t n :
+         {static_cast<uint64_t>(e.status), e.bytes_sent, e.bytes_received, e.time_taken_ms}) {
       out += ' ';
       append_number(out, n);
     }
@@ -105,7 +106,7 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
   out += "Z\",\"serverPort\":";
   append_number(out, e.server_port);
   const std::pair<const char*, std::string_view> strings[] = {
-      {"method", e.method}, {"path", stem},       {"query", query},
+      {"method", e.method},      {"path", stem},   {"query", query},
       {"clientIp", e.client_ip}, {"host", e.host}, {"userAgent", e.user_agent}};
   for (const auto& [name, value] : strings) {
     out += ",\"";

@@ -42,13 +42,13 @@ struct AccessLogEntry {
   std::string_view target;  // request-target as received; split into stem and query here
   std::string_view host;
   std::string_view user_agent;
-  int status = 0;  // 0: no response was sent
-  uint64_t bytes_sent = 0;  // to the client
+  int status = 0;               // 0: no response was sent
+  uint64_t bytes_sent = 0;      // to the client
   uint64_t bytes_received = 0;  // from the client
   uint64_t time_taken_ms = 0;
   std::string_view farm;  // empty: none
   std::string_view server;
-  std::string_view reason;  // failure token, empty when the request did not fail
+  std::string_view reason;          // failure token, empty when the request did not fail
   std::string_view upstream_error;  // e.g. ECONNREFUSED, empty if none
   std::string_view log_id;
 };

@@ -371,7 +371,8 @@ struct AdminConnection {
       pos = next + 1;
     }
     // parts: api farms {farm} servers {server} {verb}
-    if (parts.size() != 6 || parts[3] != "servers" || (parts[5] != "state" && parts[5] != "health")) {
+    if (parts.size() != 6 || parts[3] != "servers" ||
+        (parts[5] != "state" && parts[5] != "health")) {
       respond(404, "Not Found", "application/json", "{\"error\":\"no such endpoint\"}\n");
       return;
     }
@@ -385,12 +386,10 @@ struct AdminConnection {
                              : "unavailable";
     if (result == "ok") {
       respond(200, "OK", "application/json",
-              "{\"farm\":\"" + escape_json(parts[2]) + "\",\"server\":\"" +
-                  escape_json(parts[4]) + "\",\"" + parts[5] + "\":\"" + escape_json(value) +
-                  "\"}\n");
+              "{\"farm\":\"" + escape_json(parts[2]) + "\",\"server\":\"" + escape_json(parts[4]) +
+                  "\",\"" + parts[5] + "\":\"" + escape_json(value) + "\"}\n");
     } else if (result == "unknown farm" || result == "unknown server") {
-      respond(404, "Not Found", "application/json",
-              "{\"error\":\"" + result + "\"}\n");
+      respond(404, "Not Found", "application/json", "{\"error\":\"" + result + "\"}\n");
     } else {
       respond(400, "Bad Request", "application/json",
               "{\"error\":\"" + escape_json(result) + "\"}\n");

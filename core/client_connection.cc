@@ -44,8 +44,9 @@ bool is_server_fault(Failure f) {
 
 }  // namespace
 
-void ClientConnection::accept_from(Worker* worker, uv_stream_t* server, uint16_t local_port) {
-  auto* c = new ClientConnection(worker, local_port);
+void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
+                                   const ListenSocket* listener) {
+  auto* c = new ClientConnection(worker, listener);
   if (uv_accept(server, c->stream()) != 0) {
     c->close();
     return;
@@ -60,8 +61,11 @@ void ClientConnection::accept_from(Worker* worker, uv_stream_t* server, uint16_t
   c->start();
 }
 
-ClientConnection::ClientConnection(Worker* worker, uint16_t local_port)
-    : worker_(worker), local_port_(local_port), out_(stream(), &ClientConnection::on_write) {
+ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
+    : worker_(worker),
+      listener_(listener),
+      local_port_(listener->port),
+      out_(stream(), &ClientConnection::on_write) {
   uv_tcp_init(worker->loop(), &tcp_);
   uv_timer_init(worker->loop(), &timer_);
   tcp_.data = this;
@@ -294,6 +298,10 @@ void ClientConnection::start_exchange() {
   facts.server_port = local_port_;
   facts.remote_addr = peer_ip_;
   facts.head = &head_;
+  if (!host_allowed(facts.host)) {
+    respond_error(Failure::invalid_hostname, 0);
+    return;
+  }
   // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
   snap_ = worker_->snapshot_ptr();
   worker_->new_request_id(log_id_);
@@ -306,8 +314,9 @@ void ClientConnection::start_exchange() {
       if (decision.https) break;  // answered below like a farm over https
       farm_ = snap_->proxy_farm(decision.authority);
       if (farm_ < 0) {
-        log_detail_ = "host computed from the request; only hosts written in the configuration "
-                      "are proxied";
+        log_detail_ =
+            "host computed from the request; only hosts written in the configuration "
+            "are proxied";
         respond_error(Failure::proxy_target_unknown, 0);
         return;
       }
@@ -355,6 +364,19 @@ void ClientConnection::start_exchange() {
     return;
   }
   connect_upstream();
+}
+
+bool ClientConnection::host_allowed(std::string_view host) const {
+  if (listener_->host_names.empty()) return true;
+  // Compare without the port: "shop.example.com:8080" is the binding "shop.example.com".
+  size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  for (const std::string& name : listener_->host_names) {
+    if (iequals(name, host)) return true;
+  }
+  return false;
 }
 
 void ClientConnection::connect_upstream() {

@@ -21,12 +21,13 @@
 namespace harrow {
 
 class Worker;
+struct ListenSocket;
 struct Snapshot;
 
 class ClientConnection final : public UpstreamEvents {
  public:
   // Accepts a pending connection from `server`; on failure the connection closes itself.
-  static void accept_from(Worker* worker, uv_stream_t* server, uint16_t local_port);
+  static void accept_from(Worker* worker, uv_stream_t* server, const ListenSocket* listener);
 
   // Worker shutdown: close now if idle, else after the current response.
   void shutdown_when_idle();
@@ -54,7 +55,9 @@ class ClientConnection final : public UpstreamEvents {
     Closed,
   };
 
-  ClientConnection(Worker* worker, uint16_t local_port);
+  ClientConnection(Worker* worker, const ListenSocket* listener);
+  // IIS's site bindings: a listener bound to host names answers only those.
+  bool host_allowed(std::string_view host) const;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
   void start();
@@ -104,6 +107,7 @@ class ClientConnection final : public UpstreamEvents {
   static int on_message_complete(llhttp_t* p);
 
   Worker* worker_;
+  const ListenSocket* listener_;  // owned by the worker, which outlives its connections
   uint16_t local_port_;
   Phase phase_ = Phase::Idle;
   uv_tcp_t tcp_{};

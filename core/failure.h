@@ -15,6 +15,8 @@ namespace harrow {
   X(client_header_timeout, 408, "the request head did not arrive in time")                  \
   X(client_body_timeout, 408, "the request body stalled")                                   \
   X(client_aborted, 0, "the client closed the connection before the response was complete") \
+  X(invalid_hostname, 400,                                                                  \
+    "the Host matches no site binding on this listener (IIS: Invalid Hostname)")            \
   X(no_route, 404, "no rewrite rule sends this request to a web farm")                      \
   X(rule_aborted, 0, "an AbortRequest rule closed the connection")                          \
   X(no_server, 503, "the web farm has no available server")                                 \
@@ -23,8 +25,8 @@ namespace harrow {
   X(upstream_connect_timeout, 502, "the connection to the server timed out")                \
   X(upstream_reset, 502, "the server reset or closed the connection")                       \
   X(upstream_invalid_response, 502, "the server's response could not be parsed")            \
-  X(proxy_target_unknown, 502,                                                               \
-    "the rule rewrites to a host that was not in the configuration when it loaded")          \
+  X(proxy_target_unknown, 502,                                                              \
+    "the rule rewrites to a host that was not in the configuration when it loaded")         \
   X(upstream_tls_unavailable, 502,                                                          \
     "the rule rewrites to https:// and upstream TLS is not built yet")                      \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")  \

@@ -48,9 +48,8 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
   spec.min_servers = hc.min_servers;
   spec.request.host_header = host;
   spec.request.path = path;
-  spec.request.user_agent = "Harrow-HealthCheck/" HARROW_VERSION " (farm=" + cfg.name +
-                            "; pool=" + (cfg.application_pool.empty() ? "-" : cfg.application_pool) +
-                            ")";
+  spec.request.user_agent = "Harrow-HealthCheck/" HARROW_VERSION " (farm=" + cfg.name + "; pool=" +
+                            (cfg.application_pool.empty() ? "-" : cfg.application_pool) + ")";
   spec.request.timeout = std::max(hc.timeout, health::Millis{1});
   spec.request.statuses = health::StatusMatcher::parse(hc.status_code_match)
                               .value_or(*health::StatusMatcher::parse("200-399"));
@@ -63,10 +62,10 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
     if (!ep.config->health_check_alternate_host_name.empty() && !host.empty()) {
       // The alternate host is also what the probe asks for, as ARR does.
       size_t colon = host.rfind(':');
-      s.host_header = ep.config->health_check_alternate_host_name +
-                      (colon != std::string::npos && host.find(']') == std::string::npos
-                           ? host.substr(colon)
-                           : "");
+      s.host_header =
+          ep.config->health_check_alternate_host_name +
+          (colon != std::string::npos && host.find(']') == std::string::npos ? host.substr(colon)
+                                                                             : "");
     }
     spec.servers.push_back(std::move(s));
   }

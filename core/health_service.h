@@ -29,8 +29,7 @@ class HealthService {
 };
 
 // What a farm's <healthCheck> means for its prober (exposed for tests).
-health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& snapshot,
-                                      size_t farm);
+health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& snapshot, size_t farm);
 
 // Splits an http:// health-check URL into host header and path; false for https or garbage.
 bool split_health_url(const std::string& url, std::string& host_header, std::string& path);

@@ -13,8 +13,8 @@
 #include "config/loader.h"
 #include "core/admin.h"
 #include "core/capabilities.h"
-#include "core/health_service.h"
 #include "core/cli.h"
+#include "core/health_service.h"
 #include "core/http_head.h"
 #include "core/listen.h"
 #include "core/log.h"
@@ -39,7 +39,7 @@ void apply_overrides(const CommandLine& cli, config::Config& config) {
 struct Process {
   uv_loop_t* loop = uv_default_loop();
   CommandLine cli;
-  std::shared_ptr<const Snapshot> current;  // main thread only
+  std::shared_ptr<const Snapshot> current;    // main thread only
   std::unique_ptr<AccessLogFile> access_log;  // outlives the workers (declared before them)
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
@@ -192,6 +192,7 @@ int run(int argc, char** argv) {
       return kExitRuntime;
     }
     urls.push_back(made.front().url);
+    for (ListenSocket& socket : made) socket.host_names = listener.host_names;
     for (int w = 0; w < worker_count; ++w)
       sockets[static_cast<size_t>(w)].push_back(made[static_cast<size_t>(w)]);
   }
@@ -225,9 +226,8 @@ int run(int argc, char** argv) {
     return process.server_command(farm, server, verb, value);
   };
   for (int w = 0; w < worker_count; ++w) {
-    process.workers.push_back(
-        std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)], per_worker_limit,
-                                 process.access_log.get()));
+    process.workers.push_back(std::make_unique<Worker>(w, snapshot, sockets[static_cast<size_t>(w)],
+                                                       per_worker_limit, process.access_log.get()));
     sources.workers.push_back(&process.workers.back()->metrics());
   }
   process.admin = std::make_unique<AdminServer>(process.loop, sources);

@@ -37,14 +37,14 @@ struct RouteDecision {
     Proxy,           // <proxy enabled="true">: proxy to `authority` (not a farm) with `target`
   };
   Kind kind = Kind::NoRoute;
-  int farm = -1;            // index into Config::farms
-  bool https = false;       // the rewrite said https://FARM/ (the server's httpsPort, over TLS)
+  int farm = -1;               // index into Config::farms
+  bool https = false;          // the rewrite said https://FARM/ (the server's httpsPort, over TLS)
   std::string_view authority;  // Proxy: "host[:port]" of the rewritten URL
-  std::string_view target;  // Farm, Proxy: origin-form URL; Redirect: the Location
-  int status = 0;           // Redirect / CustomResponse
-  std::string_view reason;  // CustomResponse statusReason
-  std::string_view body;    // CustomResponse statusDescription
-  std::string_view rule;    // name of the rule that decided (empty if none did)
+  std::string_view target;     // Farm, Proxy: origin-form URL; Redirect: the Location
+  int status = 0;              // Redirect / CustomResponse
+  std::string_view reason;     // CustomResponse statusReason
+  std::string_view body;       // CustomResponse statusDescription
+  std::string_view rule;       // name of the rule that decided (empty if none did)
   // Request headers set by <serverVariables> (HTTP_X_FOO → "X-Foo"), replacing any the client
   // sent with the same name. HTTP_HOST sets the Host sent upstream.
   std::span<const HeaderField> set_headers;

@@ -104,7 +104,8 @@ int Snapshot::proxy_farm(std::string_view authority) const {
   if (authority.find(':') == std::string_view::npos) {
     for (size_t i = first; i < farms.size(); ++i) {
       std::string_view name = farms[i].config->name;
-      if (name.size() == authority.size() + 3 && iequals(name.substr(0, authority.size()), authority) &&
+      if (name.size() == authority.size() + 3 &&
+          iequals(name.substr(0, authority.size()), authority) &&
           name.substr(authority.size()) == ":80") {
         return static_cast<int>(i);
       }
@@ -166,8 +167,9 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
     rt.config = &farm;
     rt.health = std::make_shared<health::HealthTable>(farm.servers.size());
     // The loader validated the list, so parse() succeeds; "500-" is ARR's default.
-    rt.live_failure_codes = health::StatusMatcher::parse(farm.health_check.live_traffic_failure_codes)
-                                .value_or(*health::StatusMatcher::parse("500-"));
+    rt.live_failure_codes =
+        health::StatusMatcher::parse(farm.health_check.live_traffic_failure_codes)
+            .value_or(*health::StatusMatcher::parse("500-"));
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       const config::ServerConfig& server = farm.servers[i];
       ServerEndpoint ep;

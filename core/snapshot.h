@@ -8,8 +8,8 @@
 
 #include <deque>
 #include <memory>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"

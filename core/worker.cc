@@ -161,12 +161,11 @@ void Worker::run() {
 void Worker::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<Worker*>(server->data);
   if (status != 0 || self->stopping_) return;
-  uint16_t port = 0;
+  const ListenSocket* socket = nullptr;
   for (size_t i = 0; i < self->listeners_.size(); ++i) {
-    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i]) == server)
-      port = self->sockets_[i].port;
+    if (reinterpret_cast<uv_stream_t*>(self->listeners_[i]) == server) socket = &self->sockets_[i];
   }
-  ClientConnection::accept_from(self, server, port);
+  if (socket != nullptr) ClientConnection::accept_from(self, server, socket);
 }
 
 void Worker::connection_opened(ClientConnection* c) {

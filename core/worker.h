@@ -28,6 +28,7 @@ struct ListenSocket {
   int fd = -1;
   std::string url;  // "http://127.0.0.1:8080"
   uint16_t port = 0;
+  std::vector<std::string> host_names;  // site bindings' host names; empty = any host
 };
 
 // Per worker, per server of a farm: the idle keep-alive connections to it.

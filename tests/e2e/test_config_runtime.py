@@ -250,3 +250,25 @@ class GlobalProxy(HarrowTestCase):
         self.assertIn(b"proxy_target_unknown", body)
         self.assertEqual(request(h.port, path="/page", headers={"Host": "other.example"})[0], 502)
         self.assertIn(f'farm="127.0.0.1:{a.port}"', h.admin_get("/metrics")[1])
+
+
+class SiteBindings(HarrowTestCase):
+    def test_host_name_bindings_answer_only_their_hosts(self):
+        o = self.origin("o")
+        sites = ('<system.applicationHost><sites>'
+                 '<site name="shop" id="1"><bindings>'
+                 '<binding protocol="http" bindingInformation="127.0.0.1:0:shop.example"/>'
+                 '</bindings></site>'
+                 '<site name="blog" id="2"><bindings>'
+                 '<binding protocol="http" bindingInformation="127.0.0.1:0:blog.example"/>'
+                 '</bindings></site>'
+                 '</sites></system.applicationHost>')
+        text = config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])], [rule_xml("r", "f")]).replace(
+            "</configuration>", sites + "</configuration>")
+        h = self.harrow(text, listen=False)
+        self.assertEqual(request(h.port, headers={"Host": "shop.example"})[0], 200)
+        self.assertEqual(request(h.port, headers={"Host": "BLOG.example:8080"})[0], 200)
+        status, _, body = request(h.port, headers={"Host": "evil.example"})
+        self.assertEqual(status, 400)
+        self.assertIn(b"invalid_hostname", body)
+        self.assertEqual(o.stats()["requests"], 2)
