@@ -760,14 +760,17 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
   const char* method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   std::string server = "-";
   std::string farm = "-";
+  std::string pool = "-";
   if (farm_ >= 0) {
     const FarmRuntime& f = snap_->farms[farm_];
     farm = f.config->name;
+    if (!f.config->application_pool.empty()) pool = f.config->application_pool;
     if (in_flight_counted_ || upstream_ != nullptr) server = f.servers[server_].label;
   }
-  log_line(level, "%d %s client=%s request=\"%s %.*s\" farm=%s server=%s%s%s%s%s",
-           failure_status(failure), std::string(failure_token(failure)).c_str(), peer_, method,
-           static_cast<int>(target.size()), target.data(), farm.c_str(), server.c_str(),
+  log_line(level, "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s%s%s%s%s",
+           failure_status(failure), std::string(failure_token(failure)).c_str(),
+           log_id_[0] != '\0' ? log_id_ : "-", peer_, method, static_cast<int>(target.size()),
+           target.data(), farm.c_str(), pool.c_str(), server.c_str(),
            uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
            log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
 }
