@@ -197,7 +197,28 @@ int OutBatch::flush() {
   req_ = nullptr;
   int n = count_;
   count_ = 0;
-  int rc = uv_write(&w->req, stream_, bufs_, n, cb_);
+  // Try the write now: when the socket takes it all (the common case) there is no write
+  // request, no completion callback and — with libuv 1.44 — no epoll_ctl to drop the POLLOUT
+  // interest afterwards, two system calls fewer per response.
+  int written = uv_try_write(stream_, bufs_, static_cast<unsigned>(n));
+  if (written > 0) {
+    size_t left = static_cast<size_t>(written);
+    int first = 0;
+    while (first < n && left >= bufs_[first].len) {
+      left -= bufs_[first].len;
+      ++first;
+    }
+    if (first == n) {
+      write_request_release(w);
+      return 0;
+    }
+    bufs_[first].base += left;
+    bufs_[first].len -= static_cast<unsigned>(left);
+    for (int i = first; i < n; ++i) bufs_[i - first] = bufs_[i];
+    n -= first;
+  }
+  // Otherwise (EAGAIN, a partial write, or an error uv_write will report) queue the rest.
+  int rc = uv_write(&w->req, stream_, bufs_, static_cast<unsigned>(n), cb_);
   if (rc != 0) {
     last_error_ = rc;
     write_request_release(w);
