@@ -272,3 +272,44 @@ class SiteBindings(HarrowTestCase):
         self.assertEqual(status, 400)
         self.assertIn(b"invalid_hostname", body)
         self.assertEqual(o.stats()["requests"], 2)
+
+
+class RuleActions(HarrowTestCase):
+    def test_redirect_custom_response_abort_and_server_variables(self):
+        o = self.origin("o")
+        rules = """
+        <rule name="old-blog" stopProcessing="true">
+          <match url="^blog/(.*)" />
+          <action type="Redirect" url="https://blog.example.com/{R:1}" redirectType="Permanent" />
+        </rule>
+        <rule name="deny-admin" stopProcessing="true">
+          <match url="^admin" />
+          <action type="CustomResponse" statusCode="403" statusReason="Forbidden"
+                  statusDescription="Admin is not reachable from here" />
+        </rule>
+        <rule name="drop" stopProcessing="true">
+          <match url="^drop" />
+          <action type="AbortRequest" />
+        </rule>
+        <rule name="app" stopProcessing="true">
+          <match url="(.*)" />
+          <serverVariables>
+            <set name="HTTP_X_FORWARDED_PROTO" value="http" />
+            <set name="HTTP_X_TENANT" value="{ToLower:{HTTP_HOST}}" />
+          </serverVariables>
+          <action type="Rewrite" url="http://f/{R:1}" />
+        </rule>"""
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])], [rules]))
+        status, headers, _ = request(h.port, path="/blog/2024/post?x=1")
+        self.assertEqual(status, 301)
+        self.assertEqual(headers["location"], "https://blog.example.com/2024/post?x=1")
+        status, _, body = request(h.port, path="/admin/users")
+        self.assertEqual((status, body), (403, b"Admin is not reachable from here"))
+        self.assertEqual(raw_exchange(h.port, b"GET /drop HTTP/1.1\r\nHost: t\r\n\r\n"), b"")
+        _, _, fields = origin_headers(h.port, headers={"Host": "Shop.Example.COM",
+                                                       "X-Tenant": "forged"})
+        self.assertEqual(fields["x-forwarded-proto"], "http")
+        self.assertEqual(fields["x-tenant"], "shop.example.com")
+        self.assertEqual(o.stats()["requests"], 0)  # only the header echo reached the origin
+        _, text = h.admin_get("/metrics")
+        self.assertIn('harrow_request_failures_total{reason="rule_aborted"} 1', text)
