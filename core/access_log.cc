@@ -54,7 +54,8 @@ std::string w3c_header() {
   return "#Software: Harrow " HARROW_VERSION
          "\n#Version: 1.0\n#Fields: date time s-port cs-method cs-uri-stem cs-uri-query c-ip "
          "c-port cs-host cs(User-Agent) sc-status sc-bytes cs-bytes time-taken x-farm x-server "
-         "x-reason x-upstream-error x-log-id\n";
+         "x-reason x-upstream-error x-upstream-connect-ms x-upstream-header-ms x-retries "
+         "x-log-id\n";
 }
 
 void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat format,
@@ -92,10 +93,22 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
       out += ' ';
       append_number(out, n);
     }
-    for (std::string_view v : {e.farm, e.server, e.reason, e.upstream_error, e.log_id}) {
+    for (std::string_view v : {e.farm, e.server, e.reason, e.upstream_error}) {
       out += ' ';
       append_w3c(out, v);
     }
+    for (int64_t ms : {e.upstream_connect_ms, e.upstream_header_ms}) {
+      out += ' ';
+      if (ms < 0) {
+        out += '-';
+      } else {
+        append_number(out, static_cast<uint64_t>(ms));
+      }
+    }
+    out += ' ';
+    append_number(out, e.retries);
+    out += ' ';
+    append_w3c(out, e.log_id);
     out += '\n';
     return;
   }
@@ -124,6 +137,17 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
   append_number(out, e.bytes_received);
   out += ",\"timeTakenMs\":";
   append_number(out, e.time_taken_ms);
+  for (const auto& [name, ms] : {std::pair{",\"upstreamConnectMs\":", e.upstream_connect_ms},
+                                 std::pair{",\"upstreamHeaderMs\":", e.upstream_header_ms}}) {
+    out += name;
+    if (ms < 0) {
+      out += "null";
+    } else {
+      append_number(out, static_cast<uint64_t>(ms));
+    }
+  }
+  out += ",\"retries\":";
+  append_number(out, e.retries);
   const std::pair<const char*, std::string_view> optional[] = {{"farm", e.farm},
                                                                {"server", e.server},
                                                                {"reason", e.reason},

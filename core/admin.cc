@@ -161,6 +161,51 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
       }
     }
   }
+  // Per-server latency histograms (buckets 100 µs … 60 s), summed over workers.
+  static const char* const kLe[LatencyHistogram::kBuckets] = {
+      "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+      "0.1",    "0.25",    "0.5",    "1",     "2.5",    "5",     "10",   "30",    "60"};
+  struct HistogramFamily {
+    const char* name;
+    const char* help;
+    const LatencyHistogram& (*get)(const ServerMetrics&);
+  };
+  static const HistogramFamily kHistograms[] = {
+      {"harrow_server_response_seconds",
+       "Time from sending the request to the server to its last response byte.",
+       [](const ServerMetrics& m) -> const LatencyHistogram& { return m.response_time; }},
+      {"harrow_server_connect_seconds", "Time to open a new TCP connection to the server.",
+       [](const ServerMetrics& m) -> const LatencyHistogram& { return m.connect_time; }},
+      {"harrow_server_first_byte_seconds",
+       "Time from sending the request to the server to its response head.",
+       [](const ServerMetrics& m) -> const LatencyHistogram& { return m.first_byte_time; }},
+  };
+  for (const HistogramFamily& fam : kHistograms) {
+    family(fam.name, "histogram", fam.help);
+    for (size_t f = 0; f < snap.farms.size(); ++f) {
+      for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+        uint64_t buckets[LatencyHistogram::kBuckets + 1] = {};
+        uint64_t sum_us = 0;
+        for (const auto& row : snap.farms[f].metrics) {
+          const LatencyHistogram& h = fam.get(row[i]);
+          for (int b = 0; b <= LatencyHistogram::kBuckets; ++b) buckets[b] += h.bucket(b);
+          sum_us += h.sum_micros();
+        }
+        std::string l = labels(f, i);
+        uint64_t cumulative = 0;
+        for (int b = 0; b < LatencyHistogram::kBuckets; ++b) {
+          cumulative += buckets[b];
+          o << fam.name << "_bucket{" << l << ",le=\"" << kLe[b] << "\"} " << cumulative << "\n";
+        }
+        cumulative += buckets[LatencyHistogram::kBuckets];
+        o << fam.name << "_bucket{" << l << ",le=\"+Inf\"} " << cumulative << "\n";
+        char sum[32];
+        std::snprintf(sum, sizeof sum, "%.6f", static_cast<double>(sum_us) / 1e6);
+        o << fam.name << "_sum{" << l << "} " << sum << "\n";
+        o << fam.name << "_count{" << l << "} " << cumulative << "\n";
+      }
+    }
+  }
   family("harrow_server_healthy", "gauge", "1 if the server is healthy.");
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {

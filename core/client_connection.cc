@@ -215,6 +215,9 @@ int ClientConnection::on_message_begin(llhttp_t* p) {
   c->request_done_ = c->response_head_sent_ = c->response_done_ = false;
   c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
   c->tried_count_ = 0;
+  c->retries_ = 0;
+  c->connect_ms_ = -1;
+  c->header_ms_ = -1;
   c->farm_ = -1;
   c->log_detail_ = nullptr;
   c->request_begun_ = true;
@@ -304,6 +307,7 @@ void ClientConnection::start_exchange() {
   }
   // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
   snap_ = worker_->snapshot_ptr();
+  exchange_started_ns_ = uv_hrtime();
   worker_->new_request_id(log_id_);
   RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
   switch (decision.kind) {
@@ -384,11 +388,15 @@ void ClientConnection::connect_upstream() {
   upstream_ = new UpstreamConnection(worker_, snap_.get(), farm_, server_);
   upstream_reused_ = false;
   server_metrics_->connections_opened.add();
+  connect_started_ns_ = uv_hrtime();
   upstream_->connect(this, reinterpret_cast<const sockaddr*>(&endpoint.addr),
                      ms(worker_->config().timeouts.connect));
 }
 
 void ClientConnection::upstream_connected() {
+  uint64_t connect_us = (uv_hrtime() - connect_started_ns_) / 1000;
+  server_metrics_->connect_time.observe(connect_us);
+  connect_ms_ = static_cast<int64_t>(connect_us / 1000);
   send_request_head();
   run_parser();
 }
@@ -473,6 +481,9 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     return;
   }
   response_head_sent_ = true;
+  uint64_t first_byte_us = (uv_hrtime() - exchange_started_ns_) / 1000;
+  server_metrics_->first_byte_time.observe(first_byte_us);
+  header_ms_ = static_cast<int64_t>(first_byte_us / 1000);
   bool no_body = head_request_ || status == 204 || status == 304;
   bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
   if (no_body || upstream_length) {
@@ -542,6 +553,7 @@ void ClientConnection::upstream_read_end() {
 }
 
 void ClientConnection::upstream_complete(bool reusable) {
+  server_metrics_->response_time.observe((uv_hrtime() - exchange_started_ns_) / 1000);
   if (response_chunked_) out_.add_last_chunk();
   out_.flush();
   response_done_ = true;
@@ -604,6 +616,7 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   if (!next) return false;
   server_metrics_->in_flight.sub();
   server_metrics_->retries.add();
+  ++retries_;
   server_ = *next;
   server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
   server_metrics_->in_flight.add();
@@ -631,6 +644,7 @@ void ClientConnection::upstream_failed(Failure failure, int uv_status) {
     // The server closed a pooled connection just as it was reused; nothing of the request
     // reached the application, so one fresh connection is safe.
     retried_ = true;
+    ++retries_;
     server_metrics_->retries.add();
     connect_upstream();
     return;
@@ -802,6 +816,9 @@ void ClientConnection::log_access() {
     if (failure_uv_status_ != 0) e.upstream_error = uv_err_name(failure_uv_status_);
   }
   e.log_id = log_id_;
+  e.upstream_connect_ms = connect_ms_;
+  e.upstream_header_ms = header_ms_;
+  e.retries = retries_;
   log.add(e);
 }
 

@@ -157,6 +157,11 @@ class ClientConnection final : public UpstreamEvents {
   static constexpr int kMaxTried = 3;  // servers one request may fail to connect to
   size_t tried_[kMaxTried] = {};
   int tried_count_ = 0;
+  uint32_t retries_ = 0;  // new attempts made for this request (access log)
+  uint64_t exchange_started_ns_ = 0;
+  uint64_t connect_started_ns_ = 0;
+  int64_t connect_ms_ = -1;  // for the access log; -1: no new connection was made
+  int64_t header_ms_ = -1;  // request start to the server's response head; -1: none
   bool upstream_paused_ = false;
   uint64_t request_started_ms_ = 0;
   int status_ = 0;                    // status of the response sent for this exchange, for metrics

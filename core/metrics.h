@@ -25,6 +25,67 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
+// A latency histogram with fixed buckets from 100 µs to 60 s (Prometheus cumulative buckets
+// are computed when rendering; each bucket here counts only its own range). Single writer.
+class LatencyHistogram {
+ public:
+  static constexpr int kBuckets = 18;  // upper bounds below, plus +Inf
+  static constexpr uint64_t kBoundsMicros[kBuckets] = {
+      100,     250,     500,       1'000,     2'500,     5'000,      10'000,     25'000,    50'000,
+      100'000, 250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000, 30'000'000, 60'000'000};
+
+  void observe(uint64_t micros) {
+    int i = 0;
+    while (i < kBuckets && micros > kBoundsMicros[i]) ++i;
+    buckets_[i].add();
+    sum_micros_.add(micros);
+  }
+  // Observations in bucket i alone (i == kBuckets: above the last bound).
+  uint64_t bucket(int i) const { return buckets_[i].get(); }
+  uint64_t count() const {
+    uint64_t n = 0;
+    for (const Counter& b : buckets_) n += b.get();
+    return n;
+  }
+  uint64_t sum_micros() const { return sum_micros_.get(); }
+  void add_from(const LatencyHistogram& other) {
+    for (int i = 0; i <= kBuckets; ++i) buckets_[i].add(other.buckets_[i].get());
+    sum_micros_.add(other.sum_micros_.get());
+  }
+
+ private:
+  Counter buckets_[kBuckets + 1];
+  Counter sum_micros_;
+};
+
+// Estimates quantile q (0..1) of histograms summed over workers, in seconds, by linear
+// interpolation inside the bucket (as Prometheus's histogram_quantile does); 0 when empty.
+template <typename Histograms>
+double latency_quantile(const Histograms& histograms, double q) {
+  uint64_t counts[LatencyHistogram::kBuckets + 1] = {};
+  uint64_t total = 0;
+  for (const LatencyHistogram* h : histograms) {
+    for (int i = 0; i <= LatencyHistogram::kBuckets; ++i) {
+      counts[i] += h->bucket(i);
+      total += h->bucket(i);
+    }
+  }
+  if (total == 0) return 0;
+  double rank = q * static_cast<double>(total);
+  uint64_t seen = 0;
+  for (int i = 0; i <= LatencyHistogram::kBuckets; ++i) {
+    if (static_cast<double>(seen + counts[i]) >= rank && counts[i] > 0) {
+      if (i == LatencyHistogram::kBuckets) return LatencyHistogram::kBoundsMicros[i - 1] / 1e6;
+      double lower = i == 0 ? 0 : static_cast<double>(LatencyHistogram::kBoundsMicros[i - 1]);
+      double upper = static_cast<double>(LatencyHistogram::kBoundsMicros[i]);
+      double within = (rank - static_cast<double>(seen)) / static_cast<double>(counts[i]);
+      return (lower + (upper - lower) * within) / 1e6;
+    }
+    seen += counts[i];
+  }
+  return LatencyHistogram::kBoundsMicros[LatencyHistogram::kBuckets - 1] / 1e6;
+}
+
 struct ServerMetrics {
   // Adds another set of counts (carrying a server's counters into a reloaded snapshot).
   void add_from(const ServerMetrics& other);
@@ -41,6 +102,9 @@ struct ServerMetrics {
   // Failed exchanges and responses matching the farm's liveTrafficFailureCodes; the farm's
   // prober folds these into the server's health.
   Counter live_failures;
+  LatencyHistogram response_time;  // request start to the last response byte from the server
+  LatencyHistogram connect_time;  // TCP connect, for new upstream connections
+  LatencyHistogram first_byte_time;  // request start to the response head from the server
 };
 
 // Per-server counters live in the config snapshot (see snapshot.h), one row per worker; these
@@ -62,6 +126,9 @@ inline void ServerMetrics::add_from(const ServerMetrics& o) {
   connections_reused.add(o.connections_reused.get());
   retries.add(o.retries.get());
   live_failures.add(o.live_failures.get());
+  response_time.add_from(o.response_time);
+  connect_time.add_from(o.connect_time);
+  first_byte_time.add_from(o.first_byte_time);
   // in_flight and idle_connections are gauges of the old snapshot's own connections.
 }
 

@@ -57,11 +57,15 @@ class AccessLog(HarrowTestCase):
         self.assertEqual(ok["x-farm"], "live")
         self.assertEqual(ok["x-server"], f"127.0.0.1:{self.o.port}")
         self.assertEqual(ok["x-reason"], "-")
+        self.assertRegex(ok["x-upstream-header-ms"], r"^\d+$")
+        self.assertEqual(ok["x-retries"], "0")
         down = by_stem["/down/x"]
         self.assertEqual(down["sc-status"], "502")
         self.assertEqual(down["x-reason"], "upstream_connect_refused")
         self.assertEqual(down["x-upstream-error"], "ECONNREFUSED")
         self.assertEqual(down["x-server"], f"127.0.0.1:{self.dead}")
+        self.assertEqual(down["x-upstream-connect-ms"], "-")
+        self.assertEqual(down["x-upstream-header-ms"], "-")
         self.assertEqual(by_stem["/nowhere"]["x-reason"], "no_route")
         self.assertEqual(by_stem["/nowhere"]["sc-status"], "404")
         # The id in the log is the one the origin received.

@@ -287,6 +287,12 @@ class Lifecycle(HarrowTestCase):
         self.assertEqual(status, 200)
         self.assertIn(f'harrow_server_responses_total{{farm="f",server="127.0.0.1:{o.port}",'
                       f'pool="",code="2xx"}} 1', text)
+        # Latency histograms per server: one observation of each kind for one request.
+        for name in ["response", "first_byte", "connect"]:
+            self.assertIn(f'harrow_server_{name}_seconds_count{{farm="f",server="127.0.0.1:{o.port}",'
+                          f'pool=""}} 1', text)
+            self.assertIn(f'harrow_server_{name}_seconds_bucket{{farm="f",server="127.0.0.1:{o.port}",'
+                          f'pool="",le="+Inf"}} 1', text)
         status, text = h.admin_get("/api/farms")
         self.assertEqual(status, 200)
         self.assertIn('"totalRequests":1', text)
