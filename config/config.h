@@ -201,6 +201,9 @@ struct Config {
   std::vector<std::string> application_pools;
   std::vector<ListenConfig> listeners;  // sites' http bindings plus <harrow><listen>
   std::string admin_address = "127.0.0.1:9180";
+  // A file holding the admin API's bearer token. Without one, only loopback clients may use
+  // the admin listener.
+  std::string admin_token_file;
   AccessLogConfig access_log;
   LimitsConfig limits;
   TimeoutsConfig timeouts;

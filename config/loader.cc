@@ -630,7 +630,8 @@ constexpr ElementSpec kSystemApplicationHost =
 
 constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(), bool_attr("tls")};
 constexpr ElementSpec kListen = element("listen", kListenAttrs).items("address");
-constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present()};
+constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present(),
+                                    nonempty_attr("tokenFile")};
 constexpr ElementSpec kAdmin = element("admin", kAdminAttrs);
 constexpr AttrSpec kAccessLogAttrs[] = {string_attr("path"),
                                         enum_attr("format", kAccessLogFormatNames)};
@@ -1681,6 +1682,7 @@ class ConfigReader {
     if (pugi::xml_node admin = find_child(harrow, "admin")) {
       if (std::optional<std::string> address = read_address(admin))
         config_.admin_address = *address;
+      read_value(admin, "tokenFile", config_.admin_token_file);
     }
     pugi::xml_node access_log = find_child(harrow, "accessLog");
     read_value(access_log, "path", config_.access_log.path);

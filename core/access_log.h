@@ -52,8 +52,8 @@ struct AccessLogEntry {
   std::string_view upstream_error;  // e.g. ECONNREFUSED, empty if none
   std::string_view log_id;
   int64_t upstream_connect_ms = -1;  // -1: a pooled connection (or none)
-  int64_t upstream_header_ms = -1;  // -1: no response head from a server
-  uint32_t retries = 0;  // other servers / fresh connections tried
+  int64_t upstream_header_ms = -1;   // -1: no response head from a server
+  uint32_t retries = 0;              // other servers / fresh connections tried
 };
 
 // Appends `entry` to `out` as one line in `format`, ending in '\n'.

@@ -1,13 +1,21 @@
 #include "core/admin.h"
 
+#include <arpa/inet.h>
 #include <llhttp.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <cctype>
+
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
 #include <memory>
 #include <sstream>
 
 #include "core/failure.h"
+#include "core/http_head.h"
 #include "core/listen.h"
 
 namespace harrow {
@@ -63,6 +71,59 @@ uint64_t sum_worker(const AdminSources& s, Fn get) {
 
 }  // namespace
 
+namespace {
+
+// Prometheus's standard process_* metrics, read from /proc.
+void render_process_metrics(std::ostringstream& o, double start_time) {
+  auto family = [&](const char* name, const char* type, const char* help) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  };
+  long page = sysconf(_SC_PAGESIZE);
+  long ticks = sysconf(_SC_CLK_TCK);
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size_pages = 0, resident_pages = 0;
+  statm >> size_pages >> resident_pages;
+  std::ifstream stat("/proc/self/stat");
+  std::string stat_line;
+  std::getline(stat, stat_line);
+  uint64_t utime = 0, stime = 0;
+  // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+  size_t close = stat_line.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream fields(stat_line.substr(close + 2));
+    std::string skip;
+    for (int i = 3; i < 14; ++i) fields >> skip;
+    fields >> utime >> stime;
+  }
+  uint64_t fds = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++fds;
+  }
+  family("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+  o << "process_cpu_seconds_total "
+    << static_cast<double>(utime + stime) / static_cast<double>(ticks) << "\n";
+  family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  o << "process_resident_memory_bytes " << resident_pages * static_cast<uint64_t>(page) << "\n";
+  family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+  o << "process_virtual_memory_bytes " << size_pages * static_cast<uint64_t>(page) << "\n";
+  family("process_open_fds", "gauge", "Open file descriptors.");
+  o << "process_open_fds " << fds << "\n";
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    family("process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    o << "process_max_fds " << limit.rlim_cur << "\n";
+  }
+  if (start_time > 0) {
+    family("process_start_time_seconds", "gauge", "Start time of the process (Unix time).");
+    o << "process_start_time_seconds " << std::fixed << std::setprecision(3) << start_time
+      << std::defaultfloat << "\n";
+  }
+}
+
+}  // namespace
+
 std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   std::ostringstream o;
   auto family = [&](const char* name, const char* type, const char* help) {
@@ -77,6 +138,15 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
            "Configuration reloads rejected (the previous configuration kept serving).");
     o << "harrow_config_reload_failures_total " << s.reload_failures->get() << "\n";
   }
+  if (s.last_reload_success != nullptr) {
+    family("harrow_config_last_reload_success_timestamp_seconds", "gauge",
+           "When the configuration being served was loaded (Unix time).");
+    o << "harrow_config_last_reload_success_timestamp_seconds " << std::fixed
+      << std::setprecision(3) << *s.last_reload_success << std::defaultfloat << "\n";
+  }
+  family("harrow_workers", "gauge", "Worker threads.");
+  o << "harrow_workers " << s.workers.size() << "\n";
+  render_process_metrics(o, s.start_time);
   family("harrow_connections_accepted_total", "counter", "Client connections accepted.");
   o << "harrow_connections_accepted_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_accepted.get(); }) << "\n";
@@ -310,6 +380,10 @@ struct AdminConnection {
   std::string method;
   std::string url;
   std::string body;
+  std::string field;  // header name being read
+  std::string authorization;
+  bool in_authorization = false;
+  bool loopback_peer = false;
   std::string response;
   size_t received = 0;
   bool done = false;
@@ -320,6 +394,23 @@ struct AdminConnection {
       llhttp_settings_init(&st);
       st.on_url = [](llhttp_t* p, const char* at, size_t len) {
         static_cast<AdminConnection*>(p->data)->url.append(at, len);
+        return 0;
+      };
+      st.on_header_field = [](llhttp_t* p, const char* at, size_t len) {
+        auto* c = static_cast<AdminConnection*>(p->data);
+        if (c->in_authorization || c->field.size() > 64) c->field.clear();
+        c->in_authorization = false;
+        c->field.append(at, len);
+        return 0;
+      };
+      st.on_header_value = [](llhttp_t* p, const char* at, size_t len) {
+        auto* c = static_cast<AdminConnection*>(p->data);
+        if (iequals(c->field, "authorization")) {
+          c->in_authorization = true;
+          if (c->authorization.size() + len <= 4096) c->authorization.append(at, len);
+        } else {
+          c->field.clear();
+        }
         return 0;
       };
       st.on_body = [](llhttp_t* p, const char* at, size_t len) {
@@ -339,10 +430,12 @@ struct AdminConnection {
     return &s;
   }
 
-  void respond(int status, const char* reason, const char* type, const std::string& body) {
+  void respond(int status, const char* reason, const char* type, const std::string& body,
+               const char* extra_headers = "") {
     response = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
                "\r\nContent-Length: " + std::to_string(body.size()) +
-               "\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n" + body;
+               "\r\nConnection: close\r\nCache-Control: no-store\r\n" + extra_headers + "\r\n" +
+               body;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
     uv_buf_t buf = uv_buf_init(response.data(), static_cast<unsigned>(response.size()));
     write.data = this;
@@ -353,7 +446,35 @@ struct AdminConnection {
     }
   }
 
+  // Constant-time comparison, so the token cannot be guessed byte by byte from timing.
+  static bool same_secret(std::string_view a, std::string_view b) {
+    unsigned char diff = a.size() == b.size() ? 0 : 1;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+      diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    }
+    return diff == 0;
+  }
+
+  bool authorized() {
+    if (server->token_.empty()) {
+      if (loopback_peer) return true;
+      respond(403, "Forbidden", "application/json",
+              "{\"error\":\"the admin API answers loopback clients only unless a tokenFile is "
+              "configured\"}\n");
+      return false;
+    }
+    std::string_view given = authorization;
+    if (given.size() > 7 && iequals(given.substr(0, 7), "Bearer ") &&
+        same_secret(given.substr(7), server->token_)) {
+      return true;
+    }
+    respond(401, "Unauthorized", "application/json", "{\"error\":\"bearer token required\"}\n",
+            "WWW-Authenticate: Bearer\r\n");
+    return false;
+  }
+
   void dispatch() {
+    if (!authorized()) return;
     const AdminSources& src = server->sources_;
     std::shared_ptr<const Snapshot> snap = src.snapshot();
     std::string path = url.substr(0, url.find('?'));
@@ -527,6 +648,17 @@ void AdminServer::on_connection(uv_stream_t* server, int status) {
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
     c->close();
     return;
+  }
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    if (peer.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+      c->loopback_peer = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    } else if (peer.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+      c->loopback_peer = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) != 0;
+    }
   }
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&c->tcp),

@@ -27,6 +27,8 @@ struct AdminSources {
   // Process-wide counters the main thread keeps.
   const Counter* reloads = nullptr;
   const Counter* reload_failures = nullptr;
+  const double* last_reload_success = nullptr;  // Unix time of the last good load
+  double start_time = 0;                        // Unix time the process started
 };
 
 // Prometheus text format 0.0.4, summed over workers.
@@ -39,6 +41,9 @@ class AdminServer {
   AdminServer(uv_loop_t* loop, AdminSources sources);
   // Binds and listens; false with `error` naming the address and the system error.
   bool listen(const std::string& address, std::string& error);
+  // With a token every request must carry "Authorization: Bearer TOKEN" (else 401); without
+  // one, connections from other than loopback are refused (403).
+  void set_token(std::string token) { token_ = std::move(token); }
   const std::string& url() const { return url_; }
   void close();
 
@@ -49,6 +54,7 @@ class AdminServer {
   uv_tcp_t tcp_{};
   bool open_ = false;
   std::string url_;
+  std::string token_;
 
   friend struct AdminConnection;
 };

@@ -161,7 +161,7 @@ class ClientConnection final : public UpstreamEvents {
   uint64_t exchange_started_ns_ = 0;
   uint64_t connect_started_ns_ = 0;
   int64_t connect_ms_ = -1;  // for the access log; -1: no new connection was made
-  int64_t header_ms_ = -1;  // request start to the server's response head; -1: none
+  int64_t header_ms_ = -1;   // request start to the server's response head; -1: none
   bool upstream_paused_ = false;
   uint64_t request_started_ms_ = 0;
   int status_ = 0;                    // status of the response sent for this exchange, for metrics

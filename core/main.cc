@@ -4,7 +4,10 @@
 #include <signal.h>
 #include <uv.h>
 
+#include <cctype>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,6 +30,12 @@ namespace {
 constexpr int kExitRuntime = 1;
 constexpr int kExitConfig = 2;
 
+double unix_now() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
 // Applies the command line's overrides to a freshly loaded file.
 void apply_overrides(const CommandLine& cli, config::Config& config) {
   if (!cli.listen.empty()) {
@@ -47,6 +56,7 @@ struct Process {
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
   Counter reloads;
   Counter reload_failures;
+  double last_reload_success = unix_now();
   bool stopping = false;
 
   // Builds a new snapshot beside the current one and hands it to every worker; a file with
@@ -114,6 +124,7 @@ struct Process {
     current = next;
     health.reconcile(current);
     reloads.add();
+    last_reload_success = unix_now();
     log_line(LogLevel::Info, "configuration reloaded: %zu farms, %zu rules", config->farms.size(),
              config->global_rules.size());
     return true;
@@ -221,6 +232,8 @@ int run(int argc, char** argv) {
   sources.reload = [&process](std::string& errors) { return process.reload(errors); };
   sources.reloads = &process.reloads;
   sources.reload_failures = &process.reload_failures;
+  sources.last_reload_success = &process.last_reload_success;
+  sources.start_time = unix_now();
   sources.server_command = [&process](const std::string& farm, const std::string& server,
                                       const std::string& verb, const std::string& value) {
     return process.server_command(farm, server, verb, value);
@@ -231,6 +244,19 @@ int run(int argc, char** argv) {
     sources.workers.push_back(&process.workers.back()->metrics());
   }
   process.admin = std::make_unique<AdminServer>(process.loop, sources);
+  if (!config->admin_token_file.empty()) {
+    std::ifstream in(config->admin_token_file);
+    std::string token((std::istreambuf_iterator<char>(in)), {});
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+      token.pop_back();
+    if (!in.good() && !in.eof()) token.clear();
+    if (token.empty()) {
+      std::fprintf(stderr, "harrow: cannot read an admin token from %s\n",
+                   config->admin_token_file.c_str());
+      return kExitRuntime;
+    }
+    process.admin->set_token(std::move(token));
+  }
   if (!process.admin->listen(config->admin_address, error)) {
     std::fprintf(stderr, "harrow: %s\n", error.c_str());
     return kExitRuntime;

@@ -31,8 +31,9 @@ class LatencyHistogram {
  public:
   static constexpr int kBuckets = 18;  // upper bounds below, plus +Inf
   static constexpr uint64_t kBoundsMicros[kBuckets] = {
-      100,     250,     500,       1'000,     2'500,     5'000,      10'000,     25'000,    50'000,
-      100'000, 250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000, 30'000'000, 60'000'000};
+      100,       250,       500,       1'000,      2'500,      5'000,
+      10'000,    25'000,    50'000,    100'000,    250'000,    500'000,
+      1'000'000, 2'500'000, 5'000'000, 10'000'000, 30'000'000, 60'000'000};
 
   void observe(uint64_t micros) {
     int i = 0;
@@ -102,8 +103,8 @@ struct ServerMetrics {
   // Failed exchanges and responses matching the farm's liveTrafficFailureCodes; the farm's
   // prober folds these into the server's health.
   Counter live_failures;
-  LatencyHistogram response_time;  // request start to the last response byte from the server
-  LatencyHistogram connect_time;  // TCP connect, for new upstream connections
+  LatencyHistogram response_time;    // request start to the last response byte from the server
+  LatencyHistogram connect_time;     // TCP connect, for new upstream connections
   LatencyHistogram first_byte_time;  // request start to the response head from the server
 };
 

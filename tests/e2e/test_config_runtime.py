@@ -313,3 +313,30 @@ class RuleActions(HarrowTestCase):
         self.assertEqual(o.stats()["requests"], 0)  # only the header echo reached the origin
         _, text = h.admin_get("/metrics")
         self.assertIn('harrow_request_failures_total{reason="rule_aborted"} 1', text)
+
+
+class AdminToken(HarrowTestCase):
+    def test_bearer_token_guards_every_admin_endpoint(self):
+        import tempfile
+        o = self.origin("o")
+        tmp = self.enterContext(tempfile.TemporaryDirectory())
+        token_path = os.path.join(tmp, "admin.token")
+        with open(token_path, "w") as f:
+            f.write("s3cret-token\n")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])], [rule_xml("r", "f")],
+                                   harrow=f'<admin address="127.0.0.1:0" tokenFile="{token_path}"/>'))
+
+        def get(path, token=None, method="GET"):
+            conn = http.client.HTTPConnection("127.0.0.1", h.admin_port, timeout=10)
+            conn.request(method, path, headers={"Authorization": f"Bearer {token}"} if token else {})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status, resp.getheader("WWW-Authenticate")
+
+        self.assertEqual(get("/metrics"), (401, "Bearer"))
+        self.assertEqual(get("/metrics", "wrong")[0], 401)
+        self.assertEqual(get("/api/reload", "s3cret-toke", "POST")[0], 401)
+        self.assertEqual(get("/metrics", "s3cret-token")[0], 200)
+        self.assertEqual(get("/api/farms", "s3cret-token")[0], 200)
+        # The proxy itself is not affected.
+        self.assertEqual(request(h.port)[0], 200)
