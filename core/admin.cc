@@ -182,7 +182,8 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
       {"harrow_server_received_bytes_total", "counter",
        "Response body bytes received from the server.",
        [](const ServerMetrics& m) { return m.bytes_from_server.get(); }},
-      {"harrow_server_connections_opened_total", "counter", "Upstream connections opened.",
+      {"harrow_server_connections_opened_total", "counter",
+       "Upstream connections established (failed attempts count as failures).",
        [](const ServerMetrics& m) { return m.connections_opened.get(); }},
       {"harrow_server_connections_reused_total", "counter",
        "Requests sent on a pooled keep-alive connection.",
@@ -190,15 +191,21 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
       {"harrow_server_idle_connections", "gauge", "Pooled idle keep-alive connections.",
        [](const ServerMetrics& m) { return m.idle_connections.get(); }},
       {"harrow_server_retries_total", "counter",
-       "Requests re-sent because a pooled connection turned out to be closed.",
+       "Requests this server failed that were sent again: to another server after a connect "
+       "failure or reset, or on a fresh connection after a stale pooled one.",
        [](const ServerMetrics& m) { return m.retries.get(); }},
   };
-  auto labels = [&](size_t f, size_t i) {
+  // Label sets are built once per scrape, not once per family.
+  std::vector<std::vector<std::string>> server_labels(snap.farms.size());
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
     const FarmRuntime& farm = snap.farms[f];
-    return "farm=\"" + escape_label(farm.config->name) + "\",server=\"" +
-           escape_label(farm.servers[i].label) + "\",pool=\"" +
-           escape_label(farm.config->application_pool) + "\"";
-  };
+    std::string prefix = "farm=\"" + escape_label(farm.config->name) + "\",server=\"";
+    std::string suffix = "\",pool=\"" + escape_label(farm.config->application_pool) + "\"";
+    for (const ServerEndpoint& ep : farm.servers) {
+      server_labels[f].push_back(prefix + escape_label(ep.label) + suffix);
+    }
+  }
+  auto labels = [&](size_t f, size_t i) -> const std::string& { return server_labels[f][i]; };
   family("harrow_server_responses_total", "counter",
          "Responses from (or on behalf of) a server, by status class.");
   for (size_t f = 0; f < snap.farms.size(); ++f) {
@@ -218,6 +225,10 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
       for (int r = 0; r < kFailureCount; ++r) {
         uint64_t v =
             sum_server(snap, f, i, [r](const ServerMetrics& m) { return m.failures[r].get(); });
+        // A server has a series for each reason it has failed with: 19 zero series per server
+        // would dominate the scrape of a large farm. (Totals per reason are always complete,
+        // in harrow_request_failures_total.)
+        if (v == 0) continue;
         o << "harrow_server_failures_total{" << labels(f, i) << ",reason=\""
           << failure_token(static_cast<Failure>(r)) << "\"} " << v << "\n";
       }
@@ -261,7 +272,10 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
           for (int b = 0; b <= LatencyHistogram::kBuckets; ++b) buckets[b] += h.bucket(b);
           sum_us += h.sum_micros();
         }
-        std::string l = labels(f, i);
+        uint64_t total = 0;
+        for (uint64_t b : buckets) total += b;
+        if (total == 0) continue;  // series appear with a server's first observation
+        const std::string& l = labels(f, i);
         uint64_t cumulative = 0;
         for (int b = 0; b < LatencyHistogram::kBuckets; ++b) {
           cumulative += buckets[b];

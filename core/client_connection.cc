@@ -387,7 +387,6 @@ void ClientConnection::connect_upstream() {
   const ServerEndpoint& endpoint = snap_->farms[farm_].servers[server_];
   upstream_ = new UpstreamConnection(worker_, snap_.get(), farm_, server_);
   upstream_reused_ = false;
-  server_metrics_->connections_opened.add();
   connect_started_ns_ = uv_hrtime();
   upstream_->connect(this, reinterpret_cast<const sockaddr*>(&endpoint.addr),
                      ms(worker_->config().timeouts.connect));
@@ -396,6 +395,7 @@ void ClientConnection::connect_upstream() {
 void ClientConnection::upstream_connected() {
   uint64_t connect_us = (uv_hrtime() - connect_started_ns_) / 1000;
   server_metrics_->connect_time.observe(connect_us);
+  server_metrics_->connections_opened.add();  // counted once established, not per attempt
   connect_ms_ = static_cast<int64_t>(connect_us / 1000);
   send_request_head();
   run_parser();
@@ -606,14 +606,15 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
                      !request_has_body_ && !response_head_sent_;
   if (!(nothing_sent || safe_replay) || tried_count_ >= kMaxTried) return false;
   if (worker_->snapshot_ptr() != snap_) return false;  // a reload landed: the balancer is new
-  log_failure(failure, uv_status);
-  server_metrics_->failures[static_cast<int>(failure)].add();
-  server_metrics_->live_failures.add();
   tried_[tried_count_++] = server_;
   FarmState& farm = worker_->farm(farm_);
   UntriedAvailability untried(*farm.availability, tried_, tried_count_);
   std::optional<size_t> next = farm.balancer->pick(balancer::PickContext{untried});
+  // No other server: the failure stands, and respond_error() logs and counts it (once).
   if (!next) return false;
+  log_failure(failure, uv_status);
+  server_metrics_->failures[static_cast<int>(failure)].add();
+  server_metrics_->live_failures.add();
   server_metrics_->in_flight.sub();
   server_metrics_->retries.add();
   ++retries_;
