@@ -168,6 +168,17 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
 
 int AccessLogFile::open_fd(const std::string& path, config::AccessLogFormat format,
                            std::string& error) {
+  if (path == "-" || path == "stdout") {
+    // Under systemd the journal collects stdout; a duplicate keeps reopen() harmless.
+    int fd = ::dup(STDOUT_FILENO);
+    if (fd < 0) error = std::string("cannot use stdout for the access log: ") + std::strerror(errno);
+    if (fd >= 0 && format == config::AccessLogFormat::W3C) {
+      std::string header = w3c_header();
+      ssize_t ignored = ::write(fd, header.data(), header.size());
+      (void)ignored;
+    }
+    return fd;
+  }
   int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) {
     error = "cannot open access log " + path + ": " + std::strerror(errno);
