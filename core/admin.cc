@@ -523,19 +523,9 @@ struct AdminConnection {
     } else if (path == "/api/farms") {
       respond(200, "OK", "application/json", render_farms_json(*snap));
     } else {
-      std::string page = "Harrow " HARROW_VERSION "\n\n";
-      for (const FarmRuntime& farm : snap->farms) {
-        page += "farm " + farm.config->name + "\n";
-        for (size_t i = 0; i < farm.servers.size(); ++i) {
-          health::ServerState st = farm.health->load(i);
-          page += "  " + farm.servers[i].label + "  weight " +
-                  std::to_string(farm.servers[i].config->weight) +
-                  (st.healthy ? "  healthy" : "  unhealthy") +
-                  (st.takes_new_requests() ? "" : "  (not taking new requests)") + "\n";
-        }
-      }
-      page += "\nmetrics: /metrics   farms: /api/farms\n";
-      respond(200, "OK", "text/plain; charset=utf-8", page);
+      static const StatusHistory kNoHistory;
+      respond(200, "OK", "text/html; charset=utf-8",
+              render_status_page(*snap, src.history != nullptr ? *src.history : kNoHistory));
     }
   }
 

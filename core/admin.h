@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/snapshot.h"
+#include "core/status_page.h"
 #include "core/worker.h"
 
 namespace harrow {
@@ -28,6 +29,7 @@ struct AdminSources {
   const Counter* reloads = nullptr;
   const Counter* reload_failures = nullptr;
   const double* last_reload_success = nullptr;  // Unix time of the last good load
+  const StatusHistory* history = nullptr;  // for GET / (sampled by the main thread)
   double start_time = 0;                        // Unix time the process started
 };
 

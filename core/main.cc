@@ -54,6 +54,8 @@ struct Process {
   std::unique_ptr<AdminServer> admin;
   HealthService health;
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
+  uv_timer_t history_timer{};
+  StatusHistory history;
   Counter reloads;
   Counter reload_failures;
   double last_reload_success = unix_now();
@@ -139,6 +141,7 @@ struct Process {
     for (uv_signal_t* s : {&sigterm, &sigint, &sighup, &sigusr1}) {
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     }
+    uv_close(reinterpret_cast<uv_handle_t*>(&history_timer), nullptr);
   }
 };
 
@@ -234,6 +237,7 @@ int run(int argc, char** argv) {
   sources.reload_failures = &process.reload_failures;
   sources.last_reload_success = &process.last_reload_success;
   sources.start_time = unix_now();
+  sources.history = &process.history;
   sources.server_command = [&process](const std::string& farm, const std::string& server,
                                       const std::string& verb, const std::string& value) {
     return process.server_command(farm, server, verb, value);
@@ -262,6 +266,16 @@ int run(int argc, char** argv) {
     return kExitRuntime;
   }
   process.health.reconcile(process.current);
+  // The status page's sparklines: one sample of every server's rates each 5 s.
+  uv_timer_init(process.loop, &process.history_timer);
+  process.history_timer.data = &process;
+  uv_timer_start(
+      &process.history_timer,
+      [](uv_timer_t* t) {
+        auto* p = static_cast<Process*>(t->data);
+        p->history.sample(*p->current, uv_now(p->loop));
+      },
+      0, 5000);
   for (auto& w : process.workers) w->start();
 
   auto on_stop_signal = [](uv_signal_t* s, int) { static_cast<Process*>(s->data)->stop(); };
