@@ -171,7 +171,8 @@ int AccessLogFile::open_fd(const std::string& path, config::AccessLogFormat form
   if (path == "-" || path == "stdout") {
     // Under systemd the journal collects stdout; a duplicate keeps reopen() harmless.
     int fd = ::dup(STDOUT_FILENO);
-    if (fd < 0) error = std::string("cannot use stdout for the access log: ") + std::strerror(errno);
+    if (fd < 0)
+      error = std::string("cannot use stdout for the access log: ") + std::strerror(errno);
     if (fd >= 0 && format == config::AccessLogFormat::W3C) {
       std::string header = w3c_header();
       ssize_t ignored = ::write(fd, header.data(), header.size());

@@ -160,6 +160,47 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   family("harrow_requests_total", "counter", "Requests whose head was read completely.");
   o << "harrow_requests_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.requests.get(); }) << "\n";
+  struct ListenerFamily {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*get)(const ListenerMetrics&);
+  };
+  static const ListenerFamily kListenerFamilies[] = {
+      {"harrow_listener_connections_accepted_total", "counter",
+       "Client connections accepted, per listener.",
+       [](const ListenerMetrics& m) { return m.connections_accepted.get(); }},
+      {"harrow_listener_connections_active", "gauge", "Client connections open now, per listener.",
+       [](const ListenerMetrics& m) { return m.connections_active.get(); }},
+      {"harrow_listener_connections_rejected_total", "counter",
+       "Client connections refused at the connection limit, per listener.",
+       [](const ListenerMetrics& m) { return m.connections_rejected.get(); }},
+      {"harrow_listener_requests_total", "counter", "Requests read, per listener.",
+       [](const ListenerMetrics& m) { return m.requests.get(); }},
+  };
+  for (const ListenerFamily& fam : kListenerFamilies) {
+    family(fam.name, fam.type, fam.help);
+    for (size_t l = 0; l < s.listeners.size(); ++l) {
+      uint64_t v = 0;
+      for (const WorkerMetrics* w : s.workers) {
+        if (l < w->listeners.size()) v += fam.get(w->listeners[l]);
+      }
+      o << fam.name << "{listener=\"" << escape_label(s.listeners[l]) << "\"} " << v << "\n";
+    }
+  }
+  family("harrow_listener_request_failures_total", "counter",
+         "Requests failed or answered by Harrow, per listener and reason (reasons seen so far).");
+  for (size_t l = 0; l < s.listeners.size(); ++l) {
+    for (int r = 0; r < kFailureCount; ++r) {
+      uint64_t v = 0;
+      for (const WorkerMetrics* w : s.workers) {
+        if (l < w->listeners.size()) v += w->listeners[l].failures[r].get();
+      }
+      if (v == 0) continue;
+      o << "harrow_listener_request_failures_total{listener=\"" << escape_label(s.listeners[l])
+        << "\",reason=\"" << failure_token(static_cast<Failure>(r)) << "\"} " << v << "\n";
+    }
+  }
   family("harrow_request_failures_total", "counter",
          "Requests Harrow failed or answered itself, by reason.");
   for (int r = 0; r < kFailureCount; ++r) {

@@ -29,8 +29,9 @@ struct AdminSources {
   const Counter* reloads = nullptr;
   const Counter* reload_failures = nullptr;
   const double* last_reload_success = nullptr;  // Unix time of the last good load
-  const StatusHistory* history = nullptr;  // for GET / (sampled by the main thread)
-  double start_time = 0;                        // Unix time the process started
+  const StatusHistory* history = nullptr;       // for GET / (sampled by the main thread)
+  std::vector<std::string> listeners;  // listener URLs, indexed like WorkerMetrics::listeners
+  double start_time = 0;               // Unix time the process started
 };
 
 // Prometheus text format 0.0.4, summed over workers.

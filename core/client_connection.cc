@@ -53,8 +53,11 @@ void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
   }
   WorkerMetrics& m = worker->mutable_metrics();
   m.connections_accepted.add();
+  ListenerMetrics& lm = m.listeners[listener->index];
+  lm.connections_accepted.add();
   if (m.connections_active.get() >= worker->connection_limit()) {
     m.connections_rejected.add();
+    lm.connections_rejected.add();
     c->close();
     return;
   }
@@ -78,6 +81,7 @@ ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
 
 void ClientConnection::start() {
   worker_->mutable_metrics().connections_active.add();
+  worker_->mutable_metrics().listeners[listener_->index].connections_active.add();
   counted_active_ = true;
   uv_tcp_nodelay(&tcp_, 1);
   sockaddr_storage peer{};
@@ -291,6 +295,7 @@ void ClientConnection::start_exchange() {
   uv_timer_stop(&timer_);
   WorkerMetrics& metrics = worker_->mutable_metrics();
   metrics.requests.add();
+  metrics.listeners[listener_->index].requests.add();
   if (worker_->stopping()) close_requested_ = true;
 
   RequestFacts facts;
@@ -706,6 +711,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   failure_ = failure;
   failure_uv_status_ = uv_status;
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
+  worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
   if (server_metrics_ != nullptr && in_flight_counted_) {
     server_metrics_->failures[static_cast<int>(failure)].add();
     if (is_server_fault(failure)) server_metrics_->live_failures.add();
@@ -830,6 +836,7 @@ void ClientConnection::abort_exchange(Failure failure, int uv_status) {
   failure_uv_status_ = uv_status;
   log_access();
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
+  worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
   close();
 }
 
@@ -926,7 +933,10 @@ void ClientConnection::close() {
   phase_ = Phase::Closed;
   out_.clear();
   uv_timer_stop(&timer_);
-  if (counted_active_) worker_->mutable_metrics().connections_active.sub();
+  if (counted_active_) {
+    worker_->mutable_metrics().connections_active.sub();
+    worker_->mutable_metrics().listeners[listener_->index].connections_active.sub();
+  }
   counted_active_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);

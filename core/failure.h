@@ -30,7 +30,7 @@ namespace harrow {
   X(upstream_tls_unavailable, 502,                                                          \
     "the rule rewrites to https:// and upstream TLS is not built yet")                      \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")  \
-  X(upstream_truncated, 0, "the server closed the connection in the middle of the body")    \
+  X(upstream_truncated, 0, "the server closed the connection in the middle of the body")
 
 enum class Failure : uint8_t {
 #define HARROW_FAILURE_ENUM(name, status, description) name,

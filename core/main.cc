@@ -206,7 +206,10 @@ int run(int argc, char** argv) {
       return kExitRuntime;
     }
     urls.push_back(made.front().url);
-    for (ListenSocket& socket : made) socket.host_names = listener.host_names;
+    for (ListenSocket& socket : made) {
+      socket.host_names = listener.host_names;
+      socket.index = urls.size() - 1;
+    }
     for (int w = 0; w < worker_count; ++w)
       sockets[static_cast<size_t>(w)].push_back(made[static_cast<size_t>(w)]);
   }
@@ -238,6 +241,7 @@ int run(int argc, char** argv) {
   sources.last_reload_success = &process.last_reload_success;
   sources.start_time = unix_now();
   sources.history = &process.history;
+  sources.listeners = urls;
   sources.server_command = [&process](const std::string& farm, const std::string& server,
                                       const std::string& verb, const std::string& value) {
     return process.server_command(farm, server, verb, value);

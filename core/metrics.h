@@ -108,9 +108,20 @@ struct ServerMetrics {
   LatencyHistogram first_byte_time;  // request start to the response head from the server
 };
 
+// One listening address, as a worker sees it.
+struct ListenerMetrics {
+  Counter connections_accepted;
+  Counter connections_active;
+  Counter connections_rejected;
+  Counter requests;
+  Counter failures[kFailureCount];
+};
+
 // Per-server counters live in the config snapshot (see snapshot.h), one row per worker; these
 // are the worker's own.
 struct WorkerMetrics {
+  explicit WorkerMetrics(size_t listeners = 0) : listeners(listeners) {}
+  std::vector<ListenerMetrics> listeners;  // indexed like the listening sockets
   Counter connections_accepted;
   Counter connections_active;
   Counter connections_rejected;

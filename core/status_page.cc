@@ -12,12 +12,11 @@ namespace harrow {
 
 namespace {
 
+// Length-prefixed, so no farm name (which may contain any character) can collide.
 std::string series_key(std::string_view farm, std::string_view server) {
-  // '\n' cannot appear in a farm name or a server label from the XML loader, unlike '/'.
-  std::string key;
-  key.reserve(farm.size() + 1 + server.size());
-  key.append(farm).push_back('\n');
-  key.append(server);
+  std::string key = std::to_string(farm.size());
+  key += ':';
+  key.append(farm).append(server);
   return key;
 }
 
@@ -48,7 +47,6 @@ uint64_t failures_of(const FarmRuntime& farm, size_t server, int reason) {
 }
 
 uint64_t in_flight(const FarmRuntime& farm, size_t server) {
-  // Each row is one worker's gauge; the sum wraps correctly even if one row is "negative".
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server < row.size()) n += row[server].in_flight.get();
@@ -93,7 +91,7 @@ std::string format(const char* fmt, double v) {
   return buf;
 }
 
-// Rates: two significant-ish digits for small values, whole numbers for big ones.
+// Rates: three significant digits below 100, whole numbers above.
 std::string format_rate(double v) {
   if (v <= 0) return "0";
   if (v < 10) return format("%.2f", v);
@@ -101,6 +99,7 @@ std::string format_rate(double v) {
   return format("%.0f", v);
 }
 
+// Seconds as milliseconds, three significant digits below 100 ms.
 std::string format_ms(double seconds) {
   double ms = seconds * 1000;
   if (ms < 10) return format("%.2f", ms);
@@ -120,14 +119,14 @@ std::string format_count(uint64_t n) {
 }
 
 constexpr int kSparkWidth = 120;
-constexpr int kSparkHeight = 28;
+constexpr int kSparkHeight = 22;
 constexpr double kSparkPad = 2;
 
 // An inline SVG line of `series` (oldest first), scaled to its maximum, newest point at the
 // right edge and one kSamples-wide time axis, so a short history is a short line. An empty or
-// all-zero series is a flat line along the bottom.
+// all-zero series is a flat grey line along the bottom. Followed by the series' maximum in `unit`.
 void sparkline(std::string& out, const std::vector<double>* series, const char* what,
-               const char* css_class) {
+               const char* css_class, const char* unit) {
   const size_t n = series ? series->size() : 0;
   double max = 0;
   for (size_t i = 0; i < n; ++i) max = std::max(max, (*series)[i]);
@@ -154,8 +153,8 @@ void sparkline(std::string& out, const std::vector<double>* series, const char* 
   }
   std::string label =
       std::string(what) + ", last " + std::to_string(n * 5) + " s, max " + format_rate(max);
-  out += "<svg class=\"spark ";
-  out += css_class;
+  out += "<div class=\"trend\"><svg class=\"spark ";
+  out += max > 0 ? css_class : "flat";
   out += "\" width=\"" + std::to_string(kSparkWidth) + "\" height=\"" +
          std::to_string(kSparkHeight) + "\" viewBox=\"0 0 " + std::to_string(kSparkWidth) + " " +
          std::to_string(kSparkHeight) + "\" role=\"img\" aria-label=\"" + label + "\"><title>" +
@@ -168,7 +167,7 @@ void sparkline(std::string& out, const std::vector<double>* series, const char* 
            format("%.1f", bottom) + "\"/>";
   }
   out += "<polyline class=\"line\" points=\"" + points + "\"/></svg>";
-  out += "<span class=\"peak\">max " + format_rate(max) + "</span>";
+  out += "<span class=\"peak\">max " + format_rate(max) + unit + "</span></div>";
 }
 
 const char* kStyle = R"css(
@@ -180,7 +179,7 @@ const char* kStyle = R"css(
 --red:#f85149;--red-bg:#2d1518;--amber:#d29922;--amber-bg:#2b2111;--grey:#8d96a0;
 --grey-bg:#21262d;--link:#4493f8;--req:#4493f8;--err:#f85149}}
 *{box-sizing:border-box}
-body{margin:0;padding:24px 32px;background:var(--bg);color:var(--fg);
+body{margin:0;padding:24px;background:var(--bg);color:var(--fg);
 font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 header{display:flex;align-items:baseline;gap:16px;flex-wrap:wrap;
 border-bottom:1px solid var(--border);padding-bottom:12px;margin-bottom:8px}
@@ -196,13 +195,16 @@ h2{font-size:17px;margin:0 0 8px;font-weight:600;display:flex;align-items:center
 flex-wrap:wrap}
 .pool{font-size:13px;font-weight:400;color:var(--muted)}
 .scroll{overflow-x:auto;border:1px solid var(--border);border-radius:6px}
-table{border-collapse:collapse;width:100%;background:var(--card)}
-th,td{padding:6px 10px;border-bottom:1px solid var(--border);text-align:left;white-space:nowrap;
-vertical-align:middle}
+table{border-collapse:collapse;table-layout:fixed;width:100%;min-width:1148px;
+background:var(--card)}
+th,td{padding:6px 8px;border-bottom:1px solid var(--border);text-align:left;vertical-align:middle;
+white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 tbody tr:last-child td{border-bottom:0}
-th{background:var(--head);font-weight:600;font-size:12px;color:var(--muted)}
+th{background:var(--head);font-weight:600;font-size:12px;color:var(--muted);white-space:normal}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td.server{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
+td.wrap{white-space:normal}
+td.wrap .badge{margin:1px 0}
 tbody tr:hover{background:var(--head)}
 .badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:500;
 line-height:18px;border:1px solid transparent}
@@ -220,8 +222,10 @@ background:currentColor}
 .spark .area{stroke:none;opacity:.15}
 .spark.req .line{stroke:var(--req)}.spark.req .area{fill:var(--req)}
 .spark.err .line{stroke:var(--err)}.spark.err .area{fill:var(--err)}
-.peak{display:inline-block;min-width:64px;margin-left:6px;font-size:11px;color:var(--muted);
-font-variant-numeric:tabular-nums}
+.spark.flat .line{stroke:var(--muted);opacity:.6}
+.trend{display:flex;align-items:center;gap:6px;line-height:1}
+.trend+.trend{margin-top:2px}
+.peak{font-size:11px;color:var(--muted);font-variant-numeric:tabular-nums}
 footer{color:var(--muted);font-size:12px;border-top:1px solid var(--border);padding-top:10px}
 )css";
 
@@ -241,13 +245,17 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
   for (const LatencyHistogram* h : histograms) responses += h->count();
   const uint64_t failures = total_failures(farm, i);
 
-  o += "<tr><td class=\"server\">";
+  o += "<tr><td class=\"server\" title=\"";
   escape(o, ep.label);
-  if (!ep.resolved)
-    o += " <span class=\"badge bad\" title=\"the name does not resolve\">unresolved</span>";
+  o += "\">";
+  escape(o, ep.label);
   o += "</td><td class=\"num\">" + std::to_string(ep.config->weight) + "</td>";
-  o += "<td><span class=\"badge " + std::string(kAvailabilityClass[availability]) + "\">" +
-       kAvailability[availability] + "</span>";
+  o += "<td class=\"wrap\"><span class=\"badge " + std::string(kAvailabilityClass[availability]) +
+       "\">" + kAvailability[availability] + "</span>";
+  if (!ep.resolved) {
+    o += " <span class=\"badge bad\" title=\"the server's name does not resolve: it takes no "
+         "traffic\">unresolved</span>";
+  }
   if (!ep.config->enabled) {
     o += " <span class=\"badge off\" title=\"enabled=&quot;false&quot; in the configuration\">"
          "disabled</span>";
@@ -290,9 +298,8 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
   o += "<td class=\"num\">" +
        format_count(farm.health->slot(i).transitions.load(std::memory_order_relaxed)) + "</td>";
   o += "<td>";
-  sparkline(o, series ? &series->requests_per_second : nullptr, "requests per second", "req");
-  o += "</td><td>";
-  sparkline(o, series ? &series->errors_per_second : nullptr, "errors per second", "err");
+  sparkline(o, series ? &series->requests_per_second : nullptr, "requests per second", "req", "/s");
+  sparkline(o, series ? &series->errors_per_second : nullptr, "errors per second", "err", "/s");
   o += "</td></tr>\n";
 }
 
@@ -312,14 +319,21 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
          "requires (minServers): requests go to every available server, healthy or not\">"
          "panic mode</span>";
   }
-  o += "</h2>\n<div class=\"scroll\"><table>\n<thead><tr><th>Server</th>"
-       "<th class=\"num\">Weight</th><th>State</th><th>Health</th><th class=\"num\">In flight</th>"
-       "<th class=\"num\">Req/s</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>"
-       "<th class=\"num\">Requests</th><th class=\"num\">Failures</th>"
-       "<th class=\"num\">Transitions</th><th>Req/s, 5 min</th><th>Errors/s, 5 min</th>"
-       "</tr></thead>\n<tbody>\n";
+  // Fixed column widths, the same in every farm's table, so the farms line up.
+  o +=
+      "</h2>\n<div class=\"scroll\"><table>\n<colgroup>"
+      "<col style=\"width:148px\"><col style=\"width:66px\"><col style=\"width:102px\">"
+      "<col style=\"width:108px\"><col style=\"width:74px\"><col style=\"width:64px\">"
+      "<col style=\"width:70px\"><col style=\"width:70px\"><col style=\"width:80px\">"
+      "<col style=\"width:74px\"><col style=\"width:94px\"><col style=\"width:198px\"></colgroup>\n"
+      "<thead><tr><th>Server</th>"
+      "<th class=\"num\">Weight</th><th>State</th><th>Health</th><th class=\"num\">In flight</th>"
+      "<th class=\"num\">Req/s</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>"
+      "<th class=\"num\">Requests</th><th class=\"num\">Failures</th>"
+      "<th class=\"num\">Transitions</th><th>Last 5 min</th>"
+      "</tr></thead>\n<tbody>\n";
   for (size_t i = 0; i < farm.servers.size(); ++i) render_server(o, farm, i, history);
-  if (farm.servers.empty()) o += "<tr><td colspan=\"13\" class=\"none\">no servers</td></tr>\n";
+  if (farm.servers.empty()) o += "<tr><td colspan=\"12\" class=\"none\">no servers</td></tr>\n";
   o += "</tbody></table></div>\n</section>\n";
 }
 

@@ -25,7 +25,8 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
       connection_limit_(connection_limit),
       snapshot_(std::move(snapshot)),
       sockets_(std::move(sockets)),
-      access_log_(access_log) {
+      access_log_(access_log),
+      metrics_(sockets_.size()) {
   build_farm_states();
   // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
   // from the moment the worker is constructed.

@@ -29,6 +29,7 @@ struct ListenSocket {
   std::string url;  // "http://127.0.0.1:8080"
   uint16_t port = 0;
   std::vector<std::string> host_names;  // site bindings' host names; empty = any host
+  size_t index = 0;                     // position among the process's listeners (metrics)
 };
 
 // Per worker, per server of a farm: the idle keep-alive connections to it.

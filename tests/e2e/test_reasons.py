@@ -94,6 +94,11 @@ class Reasons(HarrowTestCase):
         _, metrics = h.admin_get("/metrics")
         count = re.search(rf'harrow_request_failures_total{{reason="{reason}"}} (\d+)', metrics)
         self.assertTrue(count and int(count.group(1)) >= 1, f"metric for {reason}")
+        per_listener = re.search(
+            rf'harrow_listener_request_failures_total{{listener="http://127.0.0.1:{h.port}",'
+            rf'reason="{reason}"}} (\d+)', metrics)
+        self.assertTrue(per_listener and int(per_listener.group(1)) >= 1,
+                        f"per-listener metric for {reason}")
 
     def test_every_reason_is_answered_logged_and_counted(self):
         port = self.h.port
