@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "config/ascii.h"
 
 #include <algorithm>
 #include <string_view>
@@ -8,15 +9,8 @@
 namespace harrow::config {
 namespace {
 
-char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ascii_lower(x) == ascii_lower(y);
-         });
-}
+using harrow::ascii_lower;
+using harrow::iequals;
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 // there are none.
 
 #include "config/loader.h"
+#include "config/ascii.h"
 
 #include <arpa/inet.h>
 
@@ -34,19 +35,12 @@
 namespace harrow::config {
 namespace {
 
+using harrow::ascii_lower;
+using harrow::iequals;
+
 // ============================================================================================
 // Names: case-insensitive comparison and "did you mean"
 // ============================================================================================
-
-char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ascii_lower(x) == ascii_lower(y);
-         });
-}
 
 bool istarts_with(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);

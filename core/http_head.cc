@@ -6,10 +6,6 @@
 namespace harrow {
 namespace {
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
 // Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
 // framing headers Harrow rewrites itself.
 constexpr std::string_view kHopByHop[] = {
@@ -35,14 +31,6 @@ bool any_token(std::string_view list, Fn fn) {
 }
 
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 void MessageHead::reset(size_t limit) {
   arena_.clear();

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "config/ascii.h"
+
 namespace harrow {
 
 struct HeaderField {
@@ -56,8 +58,6 @@ class MessageHead {
   std::vector<HeaderField> fields_;
   bool in_value_ = false;
 };
-
-bool iequals(std::string_view a, std::string_view b);
 
 // Appends to a fixed buffer; remembers if anything did not fit.
 class HeadWriter {
