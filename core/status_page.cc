@@ -195,7 +195,7 @@ h2{font-size:17px;margin:0 0 8px;font-weight:600;display:flex;align-items:center
 flex-wrap:wrap}
 .pool{font-size:13px;font-weight:400;color:var(--muted)}
 .scroll{overflow-x:auto;border:1px solid var(--border);border-radius:6px}
-table{border-collapse:collapse;table-layout:fixed;width:100%;min-width:1148px;
+table{border-collapse:collapse;table-layout:fixed;width:100%;min-width:1146px;
 background:var(--card)}
 th,td{padding:6px 8px;border-bottom:1px solid var(--border);text-align:left;vertical-align:middle;
 white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
@@ -206,13 +206,13 @@ td.server{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-
 td.wrap{white-space:normal}
 td.wrap .badge{margin:1px 0}
 tbody tr:hover{background:var(--head)}
-.badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:500;
+.badge{display:inline-block;padding:1px 7px;border-radius:999px;font-size:12px;font-weight:500;
 line-height:18px;border:1px solid transparent}
 .ok{color:var(--green);background:var(--green-bg)}
 .bad{color:var(--red);background:var(--red-bg)}
 .warn{color:var(--amber);background:var(--amber-bg)}
 .off{color:var(--grey);background:var(--grey-bg)}
-.dot{display:inline-block;width:8px;height:8px;border-radius:50%;margin-right:6px;
+.dot{display:inline-block;width:8px;height:8px;border-radius:50%;margin-right:5px;
 background:currentColor}
 .failed{color:var(--red);font-weight:600}
 .none{color:var(--muted)}
@@ -322,9 +322,9 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
   // Fixed column widths, the same in every farm's table, so the farms line up.
   o +=
       "</h2>\n<div class=\"scroll\"><table>\n<colgroup>"
-      "<col style=\"width:148px\"><col style=\"width:66px\"><col style=\"width:102px\">"
-      "<col style=\"width:108px\"><col style=\"width:74px\"><col style=\"width:64px\">"
-      "<col style=\"width:70px\"><col style=\"width:70px\"><col style=\"width:80px\">"
+      "<col style=\"width:148px\"><col style=\"width:66px\"><col style=\"width:106px\">"
+      "<col style=\"width:110px\"><col style=\"width:74px\"><col style=\"width:64px\">"
+      "<col style=\"width:66px\"><col style=\"width:66px\"><col style=\"width:80px\">"
       "<col style=\"width:74px\"><col style=\"width:94px\"><col style=\"width:198px\"></colgroup>\n"
       "<thead><tr><th>Server</th>"
       "<th class=\"num\">Weight</th><th>State</th><th>Health</th><th class=\"num\">In flight</th>"

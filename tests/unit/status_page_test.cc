@@ -1,0 +1,339 @@
+#include "core/status_page.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/snapshot.h"
+
+namespace harrow {
+namespace {
+
+constexpr int kShop = 0;  // farm indexes in the snapshot below
+constexpr int kEvil = 1;
+
+// Two farms on loopback, two workers (so every sum crosses worker rows).
+std::shared_ptr<const Snapshot> make_snapshot(const std::string& second_farm = "<script>") {
+  auto cfg = std::make_shared<config::Config>();
+  config::FarmConfig shop;
+  shop.name = "shop";
+  shop.application_pool = "Pool&Co";
+  for (uint16_t port : {8081, 8082}) {
+    config::ServerConfig server;
+    server.address = "127.0.0.1";
+    server.http_port = port;
+    server.weight = port == 8081 ? 100 : 50;
+    shop.servers.push_back(server);
+  }
+  cfg->farms.push_back(shop);
+  config::FarmConfig evil;
+  evil.name = second_farm;
+  config::ServerConfig server;
+  server.address = "127.0.0.2";
+  server.http_port = 9000;
+  evil.servers.push_back(server);
+  cfg->farms.push_back(evil);
+  std::vector<std::string> warnings;
+  auto snap = build_snapshot(cfg, 2, nullptr, warnings);
+  EXPECT_TRUE(warnings.empty());
+  return snap;
+}
+
+ServerMetrics& row(const Snapshot& snap, int farm, int worker, int server) {
+  return snap.farms[farm].metrics[worker][server];
+}
+
+size_t count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t pos = haystack.find(needle); pos != std::string::npos;
+       pos = haystack.find(needle, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST(StatusHistory, FirstSampleIsOnlyTheBaseline) {
+  auto snap = make_snapshot();
+  row(*snap, kShop, 0, 0).responses_by_class[2].add(100);
+  StatusHistory history;
+  history.sample(*snap, 1'000);
+  const StatusHistory::Series* s = history.find("shop", "127.0.0.1:8081");
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->requests_per_second.empty());
+  EXPECT_TRUE(s->errors_per_second.empty());
+  EXPECT_EQ(s->last_requests, 100u);
+  EXPECT_EQ(s->last_ms, 1'000u);
+  EXPECT_EQ(history.find("shop", "127.0.0.1:9999"), nullptr);
+  EXPECT_EQ(history.find("other", "127.0.0.1:8081"), nullptr);
+}
+
+TEST(StatusHistory, RatesAreDeltasOverElapsedSecondsSummedOverWorkers) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  history.sample(*snap, 10'000);
+  // 60 responses over both workers and every status class (1xx..5xx); class 0 ("no response
+  // sent") is not a request, as in /api/farms. 3 failures.
+  row(*snap, kShop, 0, 0).responses_by_class[2].add(40);
+  row(*snap, kShop, 1, 0).responses_by_class[3].add(10);
+  row(*snap, kShop, 1, 0).responses_by_class[5].add(10);
+  row(*snap, kShop, 0, 0).responses_by_class[0].add(7);
+  row(*snap, kShop, 0, 0).failures[0].add(2);
+  row(*snap, kShop, 1, 0).failures[kFailureCount - 1].add(1);
+  history.sample(*snap, 15'000);  // 5 s later
+  const StatusHistory::Series* s = history.find("shop", "127.0.0.1:8081");
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->requests_per_second.size(), 1u);
+  EXPECT_DOUBLE_EQ(s->requests_per_second[0], 12.0);
+  ASSERT_EQ(s->errors_per_second.size(), 1u);
+  EXPECT_DOUBLE_EQ(s->errors_per_second[0], 0.6);
+  // The other server saw nothing.
+  const StatusHistory::Series* idle = history.find("shop", "127.0.0.1:8082");
+  ASSERT_NE(idle, nullptr);
+  ASSERT_EQ(idle->requests_per_second.size(), 1u);
+  EXPECT_EQ(idle->requests_per_second[0], 0.0);
+
+  // 2.5 s later, 10 more requests: 4 req/s; no new failures.
+  row(*snap, kShop, 1, 0).responses_by_class[2].add(10);
+  history.sample(*snap, 17'500);
+  ASSERT_EQ(s->requests_per_second.size(), 2u);
+  EXPECT_DOUBLE_EQ(s->requests_per_second[1], 4.0);
+  EXPECT_DOUBLE_EQ(s->errors_per_second[1], 0.0);
+
+  // No time passed: nothing appended, baseline kept.
+  row(*snap, kShop, 1, 0).responses_by_class[2].add(10);
+  history.sample(*snap, 17'500);
+  EXPECT_EQ(s->requests_per_second.size(), 2u);
+  history.sample(*snap, 18'500);
+  ASSERT_EQ(s->requests_per_second.size(), 3u);
+  EXPECT_DOUBLE_EQ(s->requests_per_second[2], 10.0);
+}
+
+TEST(StatusHistory, KeepsAtMostKSamplesDroppingTheOldest) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  uint64_t now = 0;
+  history.sample(*snap, now);
+  const size_t total = StatusHistory::kSamples + 10;
+  for (size_t i = 1; i <= total; ++i) {
+    row(*snap, kShop, 0, 1).responses_by_class[2].add(i);  // i requests in 1 s: i req/s
+    now += 1'000;
+    history.sample(*snap, now);
+  }
+  const StatusHistory::Series* s = history.find("shop", "127.0.0.1:8082");
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->requests_per_second.size(), StatusHistory::kSamples);
+  ASSERT_EQ(s->errors_per_second.size(), StatusHistory::kSamples);
+  EXPECT_DOUBLE_EQ(s->requests_per_second.front(), 11.0);  // 1..10 dropped
+  EXPECT_DOUBLE_EQ(s->requests_per_second.back(), static_cast<double>(total));
+}
+
+TEST(StatusHistory, SurvivesAReloadAndForgetsRemovedServers) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  row(*snap, kShop, 0, 0).responses_by_class[2].add(10);
+  history.sample(*snap, 1'000);
+  // A reload keeping the shop farm (counters carried over) but renaming the other one.
+  std::vector<std::string> warnings;
+  auto reloaded = build_snapshot(make_snapshot("renamed")->config, 2, snap.get(), warnings);
+  row(*reloaded, kShop, 1, 0).responses_by_class[2].add(5);
+  history.sample(*reloaded, 2'000);
+  const StatusHistory::Series* s = history.find("shop", "127.0.0.1:8081");
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(s->requests_per_second.size(), 1u);
+  EXPECT_DOUBLE_EQ(s->requests_per_second[0], 5.0);
+  EXPECT_EQ(history.find("<script>", "127.0.0.2:9000"), nullptr);
+  ASSERT_NE(history.find("renamed", "127.0.0.2:9000"), nullptr);
+  // A counter that restarts from zero counts as a reset, not as a huge negative delta.
+  auto fresh = make_snapshot("renamed");
+  row(*fresh, kShop, 0, 0).responses_by_class[2].add(3);
+  history.sample(*fresh, 3'000);
+  EXPECT_DOUBLE_EQ(s->requests_per_second.back(), 3.0);
+}
+
+// Checks that every non-void element is closed in order (outside <style>): a cheap stand-in
+// for an HTML validator, enough to catch a forgotten </td> or an unescaped '<'.
+::testing::AssertionResult balanced(const std::string& html) {
+  static const std::vector<std::string> kVoid = {"meta", "br", "hr", "img", "input", "link", "col"};
+  std::vector<std::string> stack;
+  size_t pos = 0;
+  while ((pos = html.find('<', pos)) != std::string::npos) {
+    size_t end = html.find('>', pos);
+    if (end == std::string::npos) return ::testing::AssertionFailure() << "unclosed tag at " << pos;
+    std::string tag = html.substr(pos + 1, end - pos - 1);
+    pos = end + 1;
+    if (tag.starts_with("!")) continue;  // <!DOCTYPE html>
+    bool closing = tag.starts_with("/");
+    bool self_closing = tag.ends_with("/");
+    std::string name = tag.substr(closing ? 1 : 0);
+    name = name.substr(0, name.find_first_of(" /"));
+    if (closing) {
+      if (stack.empty() || stack.back() != name) {
+        return ::testing::AssertionFailure()
+               << "</" << name << "> closes <" << (stack.empty() ? "" : stack.back()) << ">";
+      }
+      stack.pop_back();
+    } else if (!self_closing && std::find(kVoid.begin(), kVoid.end(), name) == kVoid.end()) {
+      stack.push_back(name);
+      if (name == "style") {
+        pos = html.find("</style>", pos);
+        if (pos == std::string::npos) return ::testing::AssertionFailure() << "no </style>";
+      }
+    }
+  }
+  if (!stack.empty()) return ::testing::AssertionFailure() << "<" << stack.back() << "> left open";
+  return ::testing::AssertionSuccess();
+}
+
+TEST(StatusPage, IsACompleteSelfContainedDocument) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  std::string page = render_status_page(*snap, history);
+  EXPECT_TRUE(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
+  EXPECT_TRUE(page.ends_with("</html>\n"));
+  EXPECT_NE(page.find("<meta charset=\"utf-8\">"), std::string::npos);
+  EXPECT_NE(page.find("<meta http-equiv=\"refresh\" content=\"5\">"), std::string::npos);
+  EXPECT_NE(page.find("<title>Harrow status</title>"), std::string::npos);
+  EXPECT_NE(page.find("version " HARROW_VERSION), std::string::npos);
+  EXPECT_NE(page.find("href=\"/metrics\""), std::string::npos);
+  EXPECT_NE(page.find("href=\"/api/farms\""), std::string::npos);
+  // No external assets: no scripts, stylesheets, images or absolute URLs.
+  EXPECT_EQ(page.find("<script"), std::string::npos);
+  EXPECT_EQ(page.find("<link"), std::string::npos);
+  EXPECT_EQ(page.find("<img"), std::string::npos);
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+  EXPECT_EQ(page.find("src="), std::string::npos);
+  EXPECT_TRUE(balanced(page));
+  // One section per farm, one row per server, with labels and weights.
+  EXPECT_EQ(count(page, "<section>"), 2u);
+  EXPECT_NE(page.find(">127.0.0.1:8081<"), std::string::npos);
+  EXPECT_NE(page.find(">127.0.0.1:8082<"), std::string::npos);
+  EXPECT_NE(page.find(">127.0.0.2:9000<"), std::string::npos);
+  EXPECT_NE(page.find("<td class=\"num\">50</td>"), std::string::npos);
+  EXPECT_EQ(count(page, "<tr><td class=\"server\""), 3u);
+}
+
+TEST(StatusPage, EscapesEveryName) {
+  auto snap = make_snapshot("<script>alert(\"x\")&'</script>");
+  StatusHistory history;
+  history.sample(*snap, 0);
+  history.sample(*snap, 5'000);
+  std::string page = render_status_page(*snap, history);
+  EXPECT_EQ(page.find("<script>"), std::string::npos);
+  EXPECT_NE(page.find("&lt;script&gt;alert(&quot;x&quot;)&amp;&#39;&lt;/script&gt;"),
+            std::string::npos);
+  EXPECT_NE(page.find("pool: Pool&amp;Co"), std::string::npos);
+  EXPECT_TRUE(balanced(page));
+  // History is keyed by the raw name, the page escapes only what it prints.
+  EXPECT_NE(history.find("<script>alert(\"x\")&'</script>", "127.0.0.2:9000"), nullptr);
+}
+
+TEST(StatusPage, StateHealthPanicAndTransitions) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  std::string page = render_status_page(*snap, history);
+  EXPECT_EQ(page.find("panic mode"), std::string::npos);
+  EXPECT_EQ(page.find("unhealthy"), std::string::npos);
+  EXPECT_EQ(count(page, ">Available</span>"), 3u);
+
+  const FarmRuntime& shop = snap->farms[kShop];
+  shop.health->store(0, false, health::Availability::Available);
+  shop.health->store(1, true, health::Availability::Draining);
+  snap->farms[kEvil].health->store(0, true, health::Availability::Unavailable);
+  shop.health->slot(0).transitions.store(7);
+  shop.health->set_panic(true);
+  page = render_status_page(*snap, history);
+  EXPECT_EQ(count(page, "panic mode</span>"), 1u);
+  // The badge is in the shop farm's heading, not the other farm's.
+  size_t evil = page.find("&lt;script&gt;");
+  ASSERT_NE(evil, std::string::npos);
+  EXPECT_LT(page.find("panic mode"), evil);
+  EXPECT_NE(page.find("<span class=\"badge bad\"><span class=\"dot\"></span>unhealthy</span>"),
+            std::string::npos);
+  EXPECT_EQ(count(page, "<span class=\"dot\"></span>healthy</span>"), 2u);
+  EXPECT_NE(page.find("<span class=\"badge warn\">Draining</span>"), std::string::npos);
+  EXPECT_NE(page.find("<span class=\"badge bad\">Unavailable</span>"), std::string::npos);
+  EXPECT_NE(page.find("<td class=\"num\">7</td>"), std::string::npos);
+  EXPECT_TRUE(balanced(page));
+}
+
+TEST(StatusPage, ShowsCountsRatesAndLatency) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  history.sample(*snap, 0);
+  // 100 responses of 3 ms split over both workers: p50 interpolates to 3.75 ms inside the
+  // (2.5 ms, 5 ms] bucket, so the page must sum the workers' histograms.
+  for (int w = 0; w < 2; ++w) {
+    ServerMetrics& m = row(*snap, kShop, w, 0);
+    for (int i = 0; i < 50; ++i) m.response_time.observe(3'000);
+    m.responses_by_class[2].add(600);
+    m.in_flight.add(2);
+  }
+  row(*snap, kShop, 0, 0).failures[1].add(1'234);
+  history.sample(*snap, 5'000);
+  std::string page = render_status_page(*snap, history);
+  std::vector<const LatencyHistogram*> hs = {&row(*snap, kShop, 0, 0).response_time,
+                                             &row(*snap, kShop, 1, 0).response_time};
+  EXPECT_DOUBLE_EQ(latency_quantile(hs, 0.5), 0.00375);
+  char p99[32];
+  std::snprintf(p99, sizeof p99, "%.2f", latency_quantile(hs, 0.99) * 1000);
+  size_t at = page.find(">127.0.0.1:8081<");
+  ASSERT_NE(at, std::string::npos);
+  std::string r = page.substr(at, page.find("</tr>", at) - at);
+  // weight, in flight, req/s (1200 in 5 s), p50, p99, requests, failures (with reasons).
+  EXPECT_NE(r.find("<td class=\"num\">100</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find("<td class=\"num\">4</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find("<td class=\"num\">240</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find("<td class=\"num\">3.75</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find(std::string("<td class=\"num\">") + p99 + "</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find("<td class=\"num\">1,200</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find(">1,234</td>"), std::string::npos) << r;
+  EXPECT_NE(r.find(std::string(failure_token(static_cast<Failure>(1))) + ": 1,234"),
+            std::string::npos)
+      << r;
+  // A server with no responses has no latency to show.
+  at = page.find(">127.0.0.1:8082<");
+  r = page.substr(at, page.find("</tr>", at) - at);
+  EXPECT_EQ(count(r, "&mdash;"), 2u) << r;  // p50 and p99; req/s is 0
+}
+
+TEST(StatusPage, TwoSparklinesPerServerScaledToTheirMax) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  std::string page = render_status_page(*snap, history);
+  // Three servers, two series each; no history yet: every sparkline is the flat bottom line.
+  EXPECT_EQ(count(page, "<svg "), 6u);
+  EXPECT_EQ(count(page, "</svg>"), 6u);
+  EXPECT_EQ(count(page, "<polyline class=\"line\" points=\"0,20.0 120,20.0\"/>"), 6u);
+  EXPECT_EQ(count(page, "width=\"120\""), 6u);
+
+  history.sample(*snap, 0);
+  for (uint64_t i = 1; i <= 3; ++i) {
+    row(*snap, kShop, 0, 0).responses_by_class[2].add(i * 10);  // 10, 20, 30 req/s
+    if (i == 2) row(*snap, kShop, 0, 0).failures[0].add(5);     // 0, 5, 0 errors/s
+    history.sample(*snap, i * 1'000);
+  }
+  page = render_status_page(*snap, history);
+  EXPECT_EQ(count(page, "<svg "), 6u);
+  EXPECT_TRUE(balanced(page));
+  // 59 steps over 120 px; the newest point at the right edge; the max at the top (y = 2).
+  size_t at = page.find(">127.0.0.1:8081<");
+  std::string r = page.substr(at, page.find("</tr>", at) - at);
+  EXPECT_NE(r.find("<polyline class=\"line\" points=\"115.9,14.0 118.0,8.0 120.0,2.0\"/>"),
+            std::string::npos)
+      << r;
+  EXPECT_NE(r.find("<polyline class=\"line\" points=\"115.9,20.0 118.0,2.0 120.0,20.0\"/>"),
+            std::string::npos)
+      << r;
+  EXPECT_NE(r.find("max 30.0/s"), std::string::npos) << r;
+  EXPECT_NE(r.find("max 5.00/s"), std::string::npos) << r;
+  EXPECT_NE(r.find("<td class=\"num\">30.0</td>"), std::string::npos) << r;  // last req/s
+}
+
+}  // namespace
+}  // namespace harrow
