@@ -52,10 +52,10 @@ void append_number(std::string& out, uint64_t n) {
 
 std::string w3c_header() {
   return "#Software: Harrow " HARROW_VERSION
-         "\n#Version: 1.0\n#Fields: date time s-port cs-method cs-uri-stem cs-uri-query c-ip "
-         "c-port cs-host cs(User-Agent) sc-status sc-bytes cs-bytes time-taken x-farm x-server "
-         "x-reason x-upstream-error x-upstream-connect-ms x-upstream-header-ms x-retries "
-         "x-log-id\n";
+         "\n#Version: 1.0\n#Fields: date time s-ip s-port cs-method cs-uri-stem cs-uri-query "
+         "c-ip c-port cs(Host) cs(User-Agent) sc-status sc-bytes cs-bytes time-taken x-farm "
+         "x-server x-reason x-upstream-error x-upstream-connect-ms x-upstream-header-ms x-retries "
+         "x-arr-log-id\n";
 }
 
 void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat format,
@@ -77,6 +77,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
     out += ' ';
     out += time_of_day;
     out += ' ';
+    append_w3c(out, e.server_ip);
+    out += ' ';
     append_number(out, e.server_port);
     for (std::string_view v : {e.method, stem, query, e.client_ip}) {
       out += ' ';
@@ -93,7 +95,9 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
       out += ' ';
       append_number(out, n);
     }
-    for (std::string_view v : {e.farm, e.server, e.reason, e.upstream_error}) {
+    for (std::string_view v :
+         {e.farm, e.server, e.reason.empty() ? std::string_view("ok") : e.reason,
+          e.upstream_error}) {
       out += ' ';
       append_w3c(out, v);
     }
@@ -116,7 +120,9 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
   out += date;
   out += 'T';
   out += time_of_day;
-  out += "Z\",\"serverPort\":";
+  out += "Z\",\"serverIp\":";
+  append_json_string(out, e.server_ip);
+  out += ",\"serverPort\":";
   append_number(out, e.server_port);
   const std::pair<const char*, std::string_view> strings[] = {
       {"method", e.method},      {"path", stem},   {"query", query},
@@ -148,11 +154,12 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
   }
   out += ",\"retries\":";
   append_number(out, e.retries);
-  const std::pair<const char*, std::string_view> optional[] = {{"farm", e.farm},
-                                                               {"server", e.server},
-                                                               {"reason", e.reason},
-                                                               {"upstreamError", e.upstream_error},
-                                                               {"logId", e.log_id}};
+  const std::pair<const char*, std::string_view> optional[] = {
+      {"farm", e.farm},
+      {"server", e.server},
+      {"reason", e.reason.empty() ? std::string_view("ok") : e.reason},
+      {"upstreamError", e.upstream_error},
+      {"arrLogId", e.log_id}};
   for (const auto& [name, value] : optional) {
     out += ",\"";
     out += name;

@@ -35,6 +35,7 @@ class AccessLogFile {
 };
 
 struct AccessLogEntry {
+  std::string_view server_ip;  // the listener's address the client connected to
   std::string_view client_ip;
   uint16_t client_port = 0;
   uint16_t server_port = 0;
@@ -48,7 +49,7 @@ struct AccessLogEntry {
   uint64_t time_taken_ms = 0;
   std::string_view farm;  // empty: none
   std::string_view server;
-  std::string_view reason;          // failure token, empty when the request did not fail
+  std::string_view reason;  // failure token; empty (written "ok") when the request succeeded
   std::string_view upstream_error;  // e.g. ECONNREFUSED, empty if none
   std::string_view log_id;
   int64_t upstream_connect_ms = -1;  // -1: a pooled connection (or none)

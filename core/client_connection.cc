@@ -101,6 +101,15 @@ void ClientConnection::start() {
     }
     peer_port_ = port;
   }
+  sockaddr_storage local{};
+  len = sizeof local;
+  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+    if (local.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), local_ip_, sizeof local_ip_);
+    } else {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
+    }
+  }
   resume_reading();
   arm_timer(ms(worker_->config().timeouts.client_header));
 }
@@ -802,6 +811,7 @@ void ClientConnection::log_access() {
   AccessLogBuffer& log = worker_->access_log();
   if (!log.enabled()) return;
   AccessLogEntry e;
+  e.server_ip = local_ip_;
   e.client_ip = peer_ip_;
   e.client_port = peer_port_;
   e.server_port = local_port_;

@@ -118,7 +118,8 @@ class ClientConnection final : public UpstreamEvents {
   MessageHead head_;
   OutBatch out_;
   char peer_ip_[64] = {0};
-  char peer_[80] = {0};  // "ip:port" as X-Forwarded-For carries it
+  char local_ip_[64] = {0};  // the address the client connected to (access log s-ip)
+  char peer_[80] = {0};      // "ip:port" as X-Forwarded-For carries it
   int open_handles_ = 0;
   bool reading_ = false;
   bool parser_paused_ = false;

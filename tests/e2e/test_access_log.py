@@ -56,7 +56,8 @@ class AccessLog(HarrowTestCase):
         self.assertEqual(ok["cs(User-Agent)"], "probe+agent")
         self.assertEqual(ok["x-farm"], "live")
         self.assertEqual(ok["x-server"], f"127.0.0.1:{self.o.port}")
-        self.assertEqual(ok["x-reason"], "-")
+        self.assertEqual(ok["x-reason"], "ok")
+        self.assertEqual(ok["s-ip"], "127.0.0.1")
         self.assertRegex(ok["x-upstream-header-ms"], r"^\d+$")
         self.assertEqual(ok["x-retries"], "0")
         down = by_stem["/down/x"]
@@ -71,7 +72,7 @@ class AccessLog(HarrowTestCase):
         # The id in the log is the one the origin received.
         sent_id = [l.split(":", 1)[1].strip() for l in body.decode().splitlines()
                    if l.lower().startswith("x-arr-log-id:")]
-        self.assertEqual(sent_id, [by_stem["/_origin/headers"]["x-log-id"]])
+        self.assertEqual(sent_id, [by_stem["/_origin/headers"]["x-arr-log-id"]])
 
     def test_json_lines_and_reopen_after_rotation(self):
         h = self.start("json")
@@ -79,7 +80,8 @@ class AccessLog(HarrowTestCase):
         rows = [json.loads(l) for l in self.lines(1)]
         self.assertEqual(rows[0]["status"], 200)
         self.assertEqual(rows[0]["farm"], "live")
-        self.assertIsNone(rows[0]["reason"])
+        self.assertEqual(rows[0]["reason"], "ok")
+        self.assertEqual(rows[0]["serverIp"], "127.0.0.1")
         self.assertGreater(rows[0]["bytesSent"], 0)
         os.rename(self.path, self.path + ".1")
         h.proc.send_signal(signal.SIGUSR1)
@@ -89,3 +91,42 @@ class AccessLog(HarrowTestCase):
         self.assertEqual(rows[0]["path"], "/live/b")
         with open(self.path + ".1") as f:
             self.assertEqual(len(f.read().splitlines()), 1)
+
+    def test_reopen_during_traffic_loses_no_line(self):
+        import http.client
+        import threading
+        h = self.start("json")
+        total = 3000
+        done = threading.Event()
+
+        def traffic():
+            conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+            for i in range(total):
+                conn.request("GET", f"/live/{i}")
+                conn.getresponse().read()
+            conn.close()
+            done.set()
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        wait_for(lambda: os.path.exists(self.path) and os.path.getsize(self.path) > 0, 10,
+                 "the first flushed lines")
+        os.rename(self.path, self.path + ".1")
+        h.proc.send_signal(signal.SIGUSR1)
+        t.join(60)
+        self.assertTrue(done.is_set())
+
+        def count():
+            n = 0
+            for p in (self.path + ".1", self.path):
+                if os.path.exists(p):
+                    with open(p) as f:
+                        n += sum(1 for line in f if line.strip())
+            return n if n >= total else None
+
+        self.assertEqual(wait_for(count, 10, f"{total} lines across both files"), total)
+        paths = set()
+        for p in (self.path + ".1", self.path):
+            with open(p) as f:
+                paths.update(json.loads(line)["path"] for line in f if line.strip())
+        self.assertEqual(len(paths), total)  # every request exactly once
