@@ -385,7 +385,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   return o.str();
 }
 
-std::string render_farms_json(const Snapshot& snap) {
+std::string render_farms_json(const Snapshot& snap, const StatusHistory* history) {
   static const char* kAvailability[] = {"Available", "Draining", "Unavailable"};
   std::ostringstream o;
   o << "{\"farms\":[";
@@ -417,8 +417,24 @@ std::string render_farms_json(const Snapshot& snap) {
         << ",\"bytesSent\":"
         << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_to_server.get(); })
         << ",\"bytesReceived\":"
-        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); })
-        << "}";
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); });
+      // ARR's requestPerSecond (over the last 5 s sample) and responseTime (mean, ms).
+      double rps = 0;
+      if (history != nullptr) {
+        const StatusHistory::Series* series = history->find(farm.config->name, ep.label);
+        if (series != nullptr && !series->requests_per_second.empty()) {
+          rps = series->requests_per_second.back();
+        }
+      }
+      uint64_t count = 0, sum_us = 0;
+      for (const auto& row : farm.metrics) {
+        count += row[i].response_time.count();
+        sum_us += row[i].response_time.sum_micros();
+      }
+      char numbers[96];
+      std::snprintf(numbers, sizeof numbers, ",\"requestPerSecond\":%.2f,\"responseTime\":%llu}",
+                    rps, static_cast<unsigned long long>(count == 0 ? 0 : sum_us / count / 1000));
+      o << numbers;
     }
     o << "]}";
   }
@@ -562,7 +578,7 @@ struct AdminConnection {
     } else if (path == "/metrics") {
       respond(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_metrics(*snap, src));
     } else if (path == "/api/farms") {
-      respond(200, "OK", "application/json", render_farms_json(*snap));
+      respond(200, "OK", "application/json", render_farms_json(*snap, src.history));
     } else {
       static const StatusHistory kNoHistory;
       respond(200, "OK", "text/html; charset=utf-8",

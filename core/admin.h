@@ -37,7 +37,8 @@ struct AdminSources {
 // Prometheus text format 0.0.4, summed over workers.
 std::string render_metrics(const Snapshot& snapshot, const AdminSources& sources);
 // GET /api/farms.
-std::string render_farms_json(const Snapshot& snapshot);
+// GET /api/farms; `history` (may be null) gives requestPerSecond.
+std::string render_farms_json(const Snapshot& snapshot, const StatusHistory* history);
 
 class AdminServer {
  public:

@@ -296,6 +296,7 @@ class Lifecycle(HarrowTestCase):
         status, text = h.admin_get("/api/farms")
         self.assertEqual(status, 200)
         self.assertIn('"totalRequests":1', text)
+        self.assertRegex(text, r'"requestPerSecond":[0-9.]+,"responseTime":\d+')
         self.assertEqual(h.admin_get("/nope")[0], 404)
 
 
