@@ -295,8 +295,14 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
   } else {
     o += "<td class=\"num\">0</td>";
   }
-  o += "<td class=\"num\">" +
-       format_count(farm.health->slot(i).transitions.load(std::memory_order_relaxed)) + "</td>";
+  // The count, with the last transition and its reason (the prober's words) beside it.
+  std::string last = farm.health->slot(i).last_transition();
+  o += "<td class=\"num\" title=\"";
+  escape(o, last.empty() ? std::string("no transition yet") : last);
+  o += "\">" + format_count(farm.health->slot(i).transitions.load(std::memory_order_relaxed)) +
+       "</td><td class=\"note\">";
+  escape(o, last.empty() ? std::string("—") : last);
+  o += "</td>";
   o += "<td>";
   sparkline(o, series ? &series->requests_per_second : nullptr, "requests per second", "req", "/s");
   sparkline(o, series ? &series->errors_per_second : nullptr, "errors per second", "err", "/s");
@@ -330,7 +336,7 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
       "<th class=\"num\">Weight</th><th>State</th><th>Health</th><th class=\"num\">In flight</th>"
       "<th class=\"num\">Req/s</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>"
       "<th class=\"num\">Requests</th><th class=\"num\">Failures</th>"
-      "<th class=\"num\">Transitions</th><th>Last 5 min</th>"
+      "<th class=\"num\">Transitions</th><th>Last transition</th><th>Last 5 min</th>"
       "</tr></thead>\n<tbody>\n";
   for (size_t i = 0; i < farm.servers.size(); ++i) render_server(o, farm, i, history);
   if (farm.servers.empty()) o += "<tr><td colspan=\"12\" class=\"none\">no servers</td></tr>\n";

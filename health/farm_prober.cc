@@ -15,9 +15,12 @@ constexpr uint64_t kTickMs = 250;
 
 const char* availability_name(Availability a) {
   switch (a) {
-    case Availability::Available: return "available";
-    case Availability::Draining: return "draining";
-    case Availability::Unavailable: return "unavailable";
+    case Availability::Available:
+      return "available";
+    case Availability::Draining:
+      return "draining";
+    case Availability::Unavailable:
+      return "unavailable";
   }
   return "?";
 }
@@ -26,7 +29,9 @@ std::string state_name(bool healthy, Availability a) {
   return std::string(healthy ? "healthy" : "unhealthy") + "/" + availability_name(a);
 }
 
-uint64_t ms(Millis m) { return static_cast<uint64_t>(std::max<int64_t>(0, m.count())); }
+uint64_t ms(Millis m) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, m.count()));
+}
 
 }  // namespace
 
@@ -83,10 +88,10 @@ struct FarmProber::Impl {
       ++s.suppressed;
       return;
     }
-    std::string line = "health: farm=" + spec.farm + " pool=" + (spec.pool.empty() ? "-" : spec.pool) +
-                       " server=" + s.spec.label + ": " +
-                       state_name(t.before.healthy, t.before.availability) + " -> " +
-                       state_name(t.after.healthy, t.after.availability) + ": " + t.reason;
+    std::string line =
+        "health: farm=" + spec.farm + " pool=" + (spec.pool.empty() ? "-" : spec.pool) +
+        " server=" + s.spec.label + ": " + state_name(t.before.healthy, t.before.availability) +
+        " -> " + state_name(t.after.healthy, t.after.availability) + ": " + t.reason;
     if (s.suppressed != 0) {
       line += " (" + std::to_string(s.suppressed) + " earlier transitions not logged)";
     }
@@ -102,6 +107,9 @@ struct FarmProber::Impl {
     if (!t) return;
     spec.table->store(s.index, s.machine.healthy(), s.machine.availability());
     spec.table->slot(s.index).transitions.fetch_add(1, std::memory_order_relaxed);
+    spec.table->slot(s.index).set_last_transition(
+        state_name(t->before.healthy, t->before.availability) + " -> " +
+        state_name(t->after.healthy, t->after.availability) + ": " + t->reason);
     if (by_admin) s.logged_once = false;
     log_transition(s, *t);
     update_panic();
@@ -137,7 +145,8 @@ struct FarmProber::Impl {
     request.address = s->spec.probe_address;
     if (!s->spec.host_header.empty()) request.host_header = s->spec.host_header;
     if (!s->spec.resolved) {
-      self.apply_probe(*s, ProbeResult{ProbeResultKind::ConnectFailed, 0, 0, "address does not resolve"});
+      self.apply_probe(
+          *s, ProbeResult{ProbeResultKind::ConnectFailed, 0, 0, "address does not resolve"});
       return;
     }
     s->client->probe(request, [s](ProbeResult result) { s->farm->apply_probe(*s, result); });
@@ -163,7 +172,8 @@ struct FarmProber::Impl {
       uint64_t total = self.live_failures[s->index];
       if (total > s->seen_live_failures) {
         uint64_t delta = total - s->seen_live_failures;
-        self.publish(*s, s->machine.on_live_failures(static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), now));
+        self.publish(*s, s->machine.on_live_failures(
+                             static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), now));
       }
       s->seen_live_failures = total;
       self.publish(*s, s->machine.on_tick(self.in_flight[s->index], now));
@@ -192,7 +202,8 @@ struct FarmProber::Impl {
     for (ServerRuntime* s : servers) {
       if (s->spec.label == server) return s;
       // "address" alone names the server when only one server has that address.
-      if (s->spec.label.size() > server.size() && s->spec.label.compare(0, server.size(), server) == 0 &&
+      if (s->spec.label.size() > server.size() &&
+          s->spec.label.compare(0, server.size(), server) == 0 &&
           s->spec.label[server.size()] == ':') {
         by_address = s;
         ++address_matches;
@@ -244,7 +255,8 @@ struct FarmProber::Impl {
         if (!spec.policy.active_probing) {
           uv_timer_stop(&s->timer);
         } else if (!was_probing) {
-          schedule(*s, std::uniform_int_distribution<uint64_t>(0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(rng));
+          schedule(*s, std::uniform_int_distribution<uint64_t>(
+                           0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(rng));
         }
         servers.push_back(s);
       } else {

@@ -20,10 +20,10 @@
 namespace harrow::health {
 
 struct ProbedServer {
-  std::string label;  // identity across reloads ("address:port")
-  bool resolved = false;  // false: probes fail as connect failures without a connection
+  std::string label;                 // identity across reloads ("address:port")
+  bool resolved = false;             // false: probes fail as connect failures without a connection
   sockaddr_storage probe_address{};  // the server, or its healthCheckAlternate host/port
-  std::string host_header;  // per server: healthCheckAlternateHostName may change it
+  std::string host_header;           // per server: healthCheckAlternateHostName may change it
 };
 
 // What the workers have seen of each server, summed over workers: cumulative live-traffic
@@ -49,7 +49,7 @@ struct FarmProbeSpec {
 class FarmProber {
  public:
   explicit FarmProber(FarmProbeSpec spec);  // starts the thread
-  ~FarmProber();  // stops and joins it
+  ~FarmProber();                            // stops and joins it
   FarmProber(const FarmProber&) = delete;
   FarmProber& operator=(const FarmProber&) = delete;
 

@@ -3,8 +3,8 @@
 namespace harrow::health {
 
 const char* probe_result_name(ProbeResultKind kind) {
-  static const char* const kNames[] = {"pass",         "connect_failed", "timeout",
-                                       "bad_status",   "body_mismatch",  "invalid_response"};
+  static const char* const kNames[] = {"pass",       "connect_failed", "timeout",
+                                       "bad_status", "body_mismatch",  "invalid_response"};
   return kNames[static_cast<int>(kind)];
 }
 

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 namespace harrow::health {
@@ -44,6 +46,21 @@ struct alignas(64) ServerSlot {
   // Read by the admin thread with relaxed loads; written by the prober only.
   std::atomic<uint64_t> probes[kProbeResultKinds] = {};
   std::atomic<uint64_t> transitions{0};
+
+  // The last transition's one-line description, for people (status page). Written by the
+  // prober, read by the admin thread; the mutex is never taken on the request path.
+  void set_last_transition(std::string text) {
+    std::lock_guard<std::mutex> lock(note_mutex_);
+    last_transition_ = std::move(text);
+  }
+  std::string last_transition() const {
+    std::lock_guard<std::mutex> lock(note_mutex_);
+    return last_transition_;
+  }
+
+ private:
+  mutable std::mutex note_mutex_;
+  std::string last_transition_;
 };
 
 class HealthTable {

@@ -258,7 +258,24 @@ TEST(StatusPage, StateHealthPanicAndTransitions) {
   EXPECT_EQ(count(page, "<span class=\"dot\"></span>healthy</span>"), 2u);
   EXPECT_NE(page.find("<span class=\"badge warn\">Draining</span>"), std::string::npos);
   EXPECT_NE(page.find("<span class=\"badge bad\">Unavailable</span>"), std::string::npos);
-  EXPECT_NE(page.find("<td class=\"num\">7</td>"), std::string::npos);
+  // Seven transitions; with no recorded description the cell says so.
+  EXPECT_NE(page.find("<td class=\"num\" title=\"no transition yet\">7</td>"), std::string::npos);
+  EXPECT_TRUE(balanced(page));
+}
+
+TEST(StatusPage, ShowsTheLastTransitionAndItsReason) {
+  config::Config config;
+  config.farms.resize(1);
+  config.farms[0].name = "shop";
+  config.farms[0].servers.resize(1);
+  config.farms[0].servers[0].address = "127.0.0.1";
+  std::vector<std::string> warnings;
+  auto snap = build_snapshot(std::make_shared<config::Config>(config), 1, nullptr, warnings);
+  snap->farms[0].health->slot(0).set_last_transition(
+      "healthy/available -> unhealthy/available: 3 consecutive failed probes (last: status 503)");
+  StatusHistory history;
+  std::string page = render_status_page(*snap, history);
+  EXPECT_NE(page.find("3 consecutive failed probes (last: status 503)</td>"), std::string::npos);
   EXPECT_TRUE(balanced(page));
 }
 
