@@ -60,13 +60,19 @@ std::string w3c_header() {
 
 void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat format,
                             std::string& out) {
+  // Lines are stamped to the second, so the date and time strings are made once per second
+  // per worker rather than once per request.
+  thread_local time_t cached_second = -1;
+  thread_local char date[16], time_of_day[16];
   timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  tm utc;
-  gmtime_r(&now.tv_sec, &utc);
-  char date[16], time_of_day[16];
-  std::strftime(date, sizeof date, "%Y-%m-%d", &utc);
-  std::strftime(time_of_day, sizeof time_of_day, "%H:%M:%S", &utc);
+  clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  if (now.tv_sec != cached_second) {
+    cached_second = now.tv_sec;
+    tm utc;
+    gmtime_r(&now.tv_sec, &utc);
+    std::strftime(date, sizeof date, "%Y-%m-%d", &utc);
+    std::strftime(time_of_day, sizeof time_of_day, "%H:%M:%S", &utc);
+  }
   size_t q = e.target.find('?');
   std::string_view stem = e.target.substr(0, q);
   std::string_view query =
