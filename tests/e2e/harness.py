@@ -19,6 +19,15 @@ ORIGIN = os.environ.get("HARROW_ORIGIN_BIN", "harrow-origin")
 SANITIZED = os.environ.get("HARROW_SANITIZED") == "1"
 
 
+def dead_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

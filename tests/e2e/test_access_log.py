@@ -5,15 +5,7 @@ import os
 import signal
 import socket
 
-from harness import HarrowTestCase, config_xml, farm_xml, request, rule_xml, wait_for
-
-
-def dead_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from harness import HarrowTestCase, dead_port, config_xml, farm_xml, request, rule_xml, wait_for
 
 
 class AccessLog(HarrowTestCase):

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from harness import HarrowTestCase, config_xml, farm_xml, raw_exchange, request, rule_xml, wait_for
+from harness import HarrowTestCase, dead_port, config_xml, farm_xml, raw_exchange, request, rule_xml, wait_for
 
 
 class BrokenOrigin:
@@ -43,14 +43,6 @@ class BrokenOrigin:
         self.running = False
         self.thread.join(2)
         self.sock.close()
-
-
-def dead_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Reasons(HarrowTestCase):
