@@ -368,20 +368,24 @@ void ClientConnection::start_exchange() {
     respond_error(Failure::no_server, 0);
     return;
   }
-  server_ = *pick;
+  use_server(*pick);  // inside run_parser's loop: it goes on parsing by itself
+}
+
+bool ClientConnection::use_server(size_t server) {
+  server_ = server;
   server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
   server_metrics_->in_flight.add();
   in_flight_counted_ = true;
-
   if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
     upstream_ = idle;
     upstream_reused_ = true;
     idle->attach(this);
     server_metrics_->connections_reused.add();
     send_request_head();
-    return;
+    return true;
   }
   connect_upstream();
+  return false;
 }
 
 bool ClientConnection::host_allowed(std::string_view host) const {
@@ -632,19 +636,7 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   server_metrics_->in_flight.sub();
   server_metrics_->retries.add();
   ++retries_;
-  server_ = *next;
-  server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
-  server_metrics_->in_flight.add();
-  if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
-    upstream_ = idle;
-    upstream_reused_ = true;
-    idle->attach(this);
-    server_metrics_->connections_reused.add();
-    send_request_head();
-    run_parser();
-  } else {
-    connect_upstream();
-  }
+  if (use_server(*next)) run_parser();  // called from a libuv callback, not from the parser
   return true;
 }
 

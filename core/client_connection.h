@@ -66,6 +66,9 @@ class ClientConnection final : public UpstreamEvents {
   void on_parser_paused();
   void start_exchange();
   void connect_upstream();
+  // Points the exchange at `server`: with a pooled connection the head is sent at once
+  // (true); otherwise a connect starts and the head follows in upstream_connected() (false).
+  bool use_server(size_t server);
   void send_request_head();
   void request_complete();
   void finish_exchange();
