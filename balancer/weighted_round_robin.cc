@@ -26,7 +26,7 @@ class WeightedRoundRobin final : public Balancer {
         active_(weights.size(), false) {}
 
   std::optional<size_t> pick(const PickContext& ctx) override {
-    refresh(ctx.availability);
+    refresh(ctx);
     if (active_count_ == 0) return std::nullopt;
     if (active_count_ == 1) return only_;
     // Eligible: lag after this pick's share, (n+1)·w_i/W - c_i, is at least s = 1/(2(k-1)).
@@ -55,10 +55,11 @@ class WeightedRoundRobin final : public Balancer {
 
  private:
   // Re-reads which servers may be picked; a change starts a fresh cycle over the new set.
-  void refresh(const Availability& availability) {
+  void refresh(const PickContext& ctx) {
     bool changed = false;
     for (size_t i = 0; i < weights_.size(); ++i) {
-      bool up = weights_[i] > 0 && availability.available(i);
+      bool up = weights_[i] > 0 && ctx.availability.available(i);
+      for (size_t x : ctx.exclude) up = up && x != i;
       if (up != active_[i]) {
         active_[i] = up;
         changed = true;
@@ -107,6 +108,18 @@ class WeightedRoundRobin final : public Balancer {
 };
 
 }  // namespace
+
+std::unique_ptr<Balancer> make_balancer(const FarmSpec& spec) {
+  std::vector<uint32_t> weights;
+  for (const ServerSpec& s : spec.servers) weights.push_back(s.weight);
+  return make_weighted_round_robin(weights);
+}
+
+uint64_t hash_key(std::string_view key) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+  for (unsigned char c : key) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
 
 std::unique_ptr<Balancer> make_weighted_round_robin(const std::vector<uint32_t>& weights) {
   return std::make_unique<WeightedRoundRobin>(weights);

@@ -24,6 +24,7 @@ class TableAvailability final : public harrow::balancer::Availability {
  public:
   explicit TableAvailability(const harrow::health::HealthTable& t) : table_(t) {}
   bool available(size_t server) const override { return table_.load(server).takes_new_requests(); }
+  uint64_t version() const override { return table_.version(); }
 
  private:
   const harrow::health::HealthTable& table_;
@@ -36,8 +37,9 @@ void BM_WeightedRoundRobinPick(benchmark::State& state) {
   harrow::health::HealthTable table(servers);
   TableAvailability availability(table);
   auto wrr = harrow::balancer::make_weighted_round_robin(weights);
+  harrow::balancer::Random rng;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(wrr->pick(harrow::balancer::PickContext{availability}));
+    benchmark::DoNotOptimize(wrr->pick(harrow::balancer::PickContext{availability, rng}));
   }
 }
 BENCHMARK(BM_WeightedRoundRobinPick)->Arg(2)->Arg(10)->Arg(100)->Arg(1000);

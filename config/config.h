@@ -89,6 +89,9 @@ struct LoadBalancingConfig {
   std::string query_string_names;
   Millis least_response_time_period{5'000};
   bool randomize_lb_ties = false;
+  // Harrow extension: RequestHash with bounded loads (HAProxy's hash-balance-factor, as a
+  // ratio: 1.25 = no server above 125% of the average load). 0 = plain consistent hashing.
+  double hash_balance_factor = 0;
 };
 
 struct FarmConfig {

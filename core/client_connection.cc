@@ -362,7 +362,7 @@ void ClientConnection::start_exchange() {
   FarmState& farm = worker_->farm(farm_);
   std::optional<size_t> pick;
   if (farm.runtime->config->enabled) {
-    pick = farm.balancer->pick(balancer::PickContext{*farm.availability});
+    pick = farm.balancer->pick(balancer::PickContext{*farm.availability, worker_->random()});
   }
   if (!pick) {
     respond_error(Failure::no_server, 0);
@@ -586,28 +586,6 @@ void ClientConnection::upstream_complete(bool reusable) {
   }
 }
 
-namespace {
-
-// The farm's availability minus the servers this request already failed to connect to.
-class UntriedAvailability final : public balancer::Availability {
- public:
-  UntriedAvailability(const balancer::Availability& base, const size_t* tried, int count)
-      : base_(base), tried_(tried), count_(count) {}
-  bool available(size_t server) const override {
-    for (int i = 0; i < count_; ++i) {
-      if (tried_[i] == server) return false;
-    }
-    return base_.available(server);
-  }
-
- private:
-  const balancer::Availability& base_;
-  const size_t* tried_;
-  int count_;
-};
-
-}  // namespace
-
 bool ClientConnection::fail_over(Failure failure, int uv_status) {
   bool connect_failure = failure == Failure::upstream_connect_refused ||
                          failure == Failure::upstream_connect_failed ||
@@ -626,8 +604,9 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   if (worker_->snapshot_ptr() != snap_) return false;  // a reload landed: the balancer is new
   tried_[tried_count_++] = server_;
   FarmState& farm = worker_->farm(farm_);
-  UntriedAvailability untried(*farm.availability, tried_, tried_count_);
-  std::optional<size_t> next = farm.balancer->pick(balancer::PickContext{untried});
+  balancer::PickContext ctx{*farm.availability, worker_->random()};
+  ctx.exclude = std::span<const size_t>(tried_, static_cast<size_t>(tried_count_));
+  std::optional<size_t> next = farm.balancer->pick(ctx);
   // No other server: the failure stands, and respond_error() logs and counts it (once).
   if (!next) return false;
   log_failure(failure, uv_status);

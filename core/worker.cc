@@ -17,6 +17,37 @@ uint64_t ms(config::Millis m) {
   return static_cast<uint64_t>(m.count());
 }
 
+balancer::Algorithm algorithm_of(config::Algorithm a) {
+  switch (a) {
+    case config::Algorithm::WeightedRoundRobin:
+      return balancer::Algorithm::WeightedRoundRobin;
+    case config::Algorithm::LeastRequests:
+      return balancer::Algorithm::LeastRequests;
+    case config::Algorithm::LeastResponseTime:
+      return balancer::Algorithm::LeastResponseTime;
+    case config::Algorithm::WeightedTotalTraffic:
+      return balancer::Algorithm::WeightedTotalTraffic;
+    case config::Algorithm::RequestHash:
+      return balancer::Algorithm::RequestHash;
+  }
+  return balancer::Algorithm::WeightedRoundRobin;
+}
+
+balancer::FarmSpec balancer_spec(const FarmRuntime& farm) {
+  const config::LoadBalancingConfig& lb = farm.config->load_balancing;
+  balancer::FarmSpec spec;
+  spec.algorithm = algorithm_of(lb.algorithm);
+  spec.randomize_ties = lb.randomize_lb_ties;
+  spec.response_time_period_ns =
+      static_cast<uint64_t>(lb.least_response_time_period.count()) * 1'000'000;
+  spec.hash_balance_factor = lb.hash_balance_factor;
+  for (const ServerEndpoint& s : farm.servers) {
+    spec.servers.push_back(
+        {s.config->address + ":" + std::to_string(s.config->http_port), s.config->weight});
+  }
+  return spec;
+}
+
 }  // namespace
 
 Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
@@ -27,6 +58,10 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
       sockets_(std::move(sockets)),
       access_log_(access_log),
       metrics_(sockets_.size()) {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+    seed = uv_hrtime() ^ static_cast<uint64_t>(id);
+  random_ = balancer::Random(seed);
   build_farm_states();
   // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
   // from the moment the worker is constructed.
@@ -60,18 +95,7 @@ Worker::~Worker() {
 }
 
 void Worker::new_request_id(char out[37]) {
-  if (random_state_ == 0) {
-    if (getrandom(&random_state_, sizeof random_state_, 0) != sizeof random_state_) {
-      random_state_ = reinterpret_cast<uintptr_t>(this) ^ uv_hrtime();
-    }
-  }
-  auto next = [this] {
-    uint64_t z = (random_state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  };
-  uint64_t hi = next(), lo = next();
+  uint64_t hi = random_.next(), lo = random_.next();
   // Shaped as a version-4 UUID so log tools that expect one accept it.
   hi = (hi & ~0xF000ull) | 0x4000ull;
   lo = (lo & ~(3ull << 62)) | (2ull << 62);
@@ -86,9 +110,7 @@ void Worker::build_farm_states() {
   for (const FarmRuntime& f : snapshot_->farms) {
     FarmState state;
     state.runtime = &f;
-    std::vector<uint32_t> weights;
-    for (const ServerEndpoint& s : f.servers) weights.push_back(s.config->weight);
-    state.balancer = balancer::make_weighted_round_robin(weights);
+    state.balancer = balancer::make_balancer(balancer_spec(f));
     state.availability = std::make_unique<FarmAvailability>(&f);
     state.servers.resize(f.servers.size());
     farms_.push_back(std::move(state));

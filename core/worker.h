@@ -49,6 +49,8 @@ class FarmAvailability final : public balancer::Availability {
     // Below minServers healthy, health is disregarded (ARR's minServers, "panic mode").
     return state.healthy || farm_->health->panic();
   }
+  // The rest of available() is fixed for a snapshot's life; only health moves.
+  uint64_t version() const override { return farm_->health->version(); }
 
  private:
   const FarmRuntime* farm_;
@@ -97,6 +99,7 @@ class Worker {
   int id() const { return id_; }
   uint64_t connection_limit() const { return connection_limit_; }
 
+  balancer::Random& random() { return random_; }
   // Writes a fresh random GUID (36 characters and a NUL) for ARR's X-ARR-LOG-ID.
   void new_request_id(char out[37]);
 
@@ -137,7 +140,7 @@ class Worker {
   std::shared_ptr<const Snapshot> pending_snapshot_;
   bool stopping_ = false;
   bool loop_closing_ = false;
-  uint64_t random_state_ = 0;  // splitmix64, seeded from the kernel
+  balancer::Random random_;  // seeded from the kernel at start
   std::thread thread_;
 };
 

@@ -37,6 +37,12 @@ void HealthTable::store(size_t server, bool healthy, Availability availability) 
   next.availability = availability;
   ++next.generation;
   slots_[server]->word.store(pack(next), std::memory_order_release);
+  shared_->version.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void HealthTable::set_panic(bool on) {
+  shared_->panic.store(on, std::memory_order_release);
+  shared_->version.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void HealthTable::share_slot(size_t server, const HealthTable& other, size_t other_server) {

@@ -79,16 +79,26 @@ class HealthTable {
 
   // "Panic mode" (ARR's minServers): fewer servers are healthy than the farm requires, so
   // workers disregard health and balance over every available server. Written by the prober.
-  bool panic() const { return panic_->load(std::memory_order_acquire); }
-  void set_panic(bool on) { panic_->store(on, std::memory_order_release); }
-  void share_panic(const HealthTable& other) { panic_ = other.panic_; }
+  bool panic() const { return shared_->panic.load(std::memory_order_acquire); }
+  void set_panic(bool on);
+  // Shares the panic flag and the version counter with the table of the same farm in the
+  // previous snapshot, so readers of either see every change.
+  void share_panic(const HealthTable& other) { shared_ = other.shared_; }
+
+  // Bumped after every store() and panic change: readers that cache the set of available
+  // servers (balancers) rebuild it only when this moves.
+  uint64_t version() const { return shared_->version.load(std::memory_order_acquire); }
 
  private:
   static uint64_t pack(const ServerState& s);
   static ServerState unpack(uint64_t word);
 
   std::vector<std::shared_ptr<ServerSlot>> slots_;
-  std::shared_ptr<std::atomic<bool>> panic_ = std::make_shared<std::atomic<bool>>(false);
+  struct Shared {
+    std::atomic<bool> panic{false};
+    std::atomic<uint64_t> version{0};
+  };
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };
 
 }  // namespace harrow::health

@@ -14,6 +14,8 @@ class SomeAvailable final : public Availability {
  public:
   explicit SomeAvailable(std::vector<bool> up) : up_(std::move(up)) {}
   bool available(size_t i) const override { return up_[i]; }
+  uint64_t version() const override { return version_; }
+  uint64_t version_ = 0;
 
  private:
   std::vector<bool> up_;
@@ -30,10 +32,11 @@ RC_GTEST_PROP(WeightedRoundRobinProperty, FullCycleGivesEachServerItsWeight, ())
 
   auto wrr = make_weighted_round_robin(weights);
   AllAvailable all;
+  Random rng;
   std::vector<uint64_t> picks(weights.size(), 0);
   uint64_t total_weight = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
   for (uint64_t n = 1; n <= cycle; ++n) {
-    auto chosen = wrr->pick(PickContext{all});
+    auto chosen = wrr->pick(PickContext{all, rng});
     RC_ASSERT(chosen.has_value());
     ++picks[*chosen];
     // Smoothness: after n picks every server is within one pick of its exact share.
@@ -50,10 +53,11 @@ RC_GTEST_PROP(WeightedRoundRobinProperty, NeverPicksUnavailable, ()) {
       rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 1000)));
   auto up = *rc::gen::container<std::vector<bool>>(weights.size(), rc::gen::arbitrary<bool>());
   SomeAvailable availability(up);
+  Random rng;
   auto wrr = make_weighted_round_robin(weights);
   bool any = std::find(up.begin(), up.end(), true) != up.end();
   for (int n = 0; n < 200; ++n) {
-    auto chosen = wrr->pick(PickContext{availability});
+    auto chosen = wrr->pick(PickContext{availability, rng});
     RC_ASSERT(chosen.has_value() == any);
     if (chosen) RC_ASSERT(up[*chosen]);
   }
@@ -63,8 +67,9 @@ TEST(WeightedRoundRobin, InterleavesRatherThanRuns) {
   // Tijdeman's order for 5:1:1 (nginx's scheme gives "aabacaa"; both interleave).
   auto wrr = make_weighted_round_robin({5, 1, 1});
   AllAvailable all;
+  Random rng;
   std::string order;
-  for (int i = 0; i < 7; ++i) order += static_cast<char>('a' + *wrr->pick(PickContext{all}));
+  for (int i = 0; i < 7; ++i) order += static_cast<char>('a' + *wrr->pick(PickContext{all, rng}));
   EXPECT_EQ(order, "aabaaca");
 }
 
@@ -74,9 +79,10 @@ TEST(WeightedRoundRobin, StaysWithinOnePickWhereTheClassicSchemeDoesNot) {
   std::vector<uint32_t> weights = {1, 1, 3, 12, 12};
   auto wrr = make_weighted_round_robin(weights);
   AllAvailable all;
+  Random rng;
   std::vector<int> picks(weights.size(), 0);
   for (int n = 1; n <= 29 * 3; ++n) {
-    ++picks[*wrr->pick(PickContext{all})];
+    ++picks[*wrr->pick(PickContext{all, rng})];
     for (size_t i = 0; i < weights.size(); ++i) {
       EXPECT_LE(std::abs(picks[i] - n * static_cast<double>(weights[i]) / 29.0), 1.0)
           << "server " << i << " after " << n << " picks";
@@ -87,8 +93,9 @@ TEST(WeightedRoundRobin, StaysWithinOnePickWhereTheClassicSchemeDoesNot) {
 TEST(WeightedRoundRobin, HugeWeightsDoNotOverflow) {
   auto wrr = make_weighted_round_robin({4294967295u, 4294967295u, 1});
   AllAvailable all;
+  Random rng;
   std::vector<int> picks(3, 0);
-  for (int i = 0; i < 1000; ++i) ++picks[*wrr->pick(PickContext{all})];
+  for (int i = 0; i < 1000; ++i) ++picks[*wrr->pick(PickContext{all, rng})];
   EXPECT_EQ(picks[0], 500);
   EXPECT_EQ(picks[1], 500);
 }
