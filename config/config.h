@@ -186,6 +186,14 @@ struct TimeoutsConfig {
   Millis shutdown{30'000};            // SIGTERM: how long in-flight requests may finish
 };
 
+// <harrow user group allowRunAsRoot stateFile>: who Harrow becomes when started as root
+// (core/privileges.h) and where it keeps health state across restarts.
+struct RunAsConfig {
+  std::string user;         // empty = stay who we are
+  std::string group;        // empty = the user's primary group
+  bool allow_root = false;  // allowRunAsRoot: proxy as root on any address
+};
+
 // Something in the file Harrow understood but does not act on (listed by --check-config).
 struct IgnoredSetting {
   std::string what;  // e.g. "webFarm/@serverAutoStart"
@@ -210,6 +218,8 @@ struct Config {
   AccessLogConfig access_log;
   LimitsConfig limits;
   TimeoutsConfig timeouts;
+  RunAsConfig run_as;
+  std::string state_file;  // <harrow stateFile>: empty = none
   std::vector<IgnoredSetting> ignored;
 
   const FarmConfig* find_farm(std::string_view name) const;  // case-insensitive

@@ -643,7 +643,9 @@ constexpr AttrSpec kTimeoutsAttrs[] = {
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kAdmin, &kAccessLog, &kLimits,
                                                   &kTimeouts};
-constexpr ElementSpec kHarrow = element("harrow", {}, kHarrowChildren);
+constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
+                                     bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
+constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
 
 // ---- the root: everything else in a real applicationHost.config is none of Harrow's business
 
@@ -1663,6 +1665,10 @@ class ConfigReader {
   // ---- <harrow> ----
 
   void read_harrow(pugi::xml_node harrow) {
+    read_value(harrow, "user", config_.run_as.user);
+    read_value(harrow, "group", config_.run_as.group);
+    read_value(harrow, "allowRunAsRoot", config_.run_as.allow_root);
+    read_value(harrow, "stateFile", config_.state_file);
     for (pugi::xml_node node : child_elements(harrow)) {
       if (!iequals(node.name(), "listen")) continue;
       ListenConfig listener;

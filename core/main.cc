@@ -2,6 +2,7 @@
 // anything (so a printed address is a working one), starts the workers and the admin
 // listener, and turns signals into a graceful stop.
 #include <signal.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cctype>
@@ -21,6 +22,8 @@
 #include "core/http_head.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "core/privileges.h"
+#include "core/sd_notify.h"
 #include "core/snapshot.h"
 #include "core/worker.h"
 
@@ -96,7 +99,20 @@ struct Process {
     return "unknown server";
   }
 
+  // systemd hears RELOADING=1 before and READY=1 after, whatever the outcome.
   bool reload(std::string& errors) {
+    notify(reloading_state());
+    bool ok = reload_config(errors);
+    notify("READY=1");
+    return ok;
+  }
+
+  static void notify(const std::string& state) {
+    std::string error;
+    if (!service_notify(state, error)) log_line(LogLevel::Warn, "%s", error.c_str());
+  }
+
+  bool reload_config(std::string& errors) {
     config::LoadResult loaded = config::load_config_file(cli.config_path);
     if (!loaded.config) {
       for (const config::Diagnostic& d : loaded.errors) {
@@ -135,6 +151,7 @@ struct Process {
   void stop() {
     if (stopping) return;
     stopping = true;
+    notify("STOPPING=1");
     log_line(LogLevel::Info, "stopping: finishing in-flight requests");
     for (auto& w : workers) w->request_stop();
     if (admin) admin->close();
@@ -194,6 +211,18 @@ int run(int argc, char** argv) {
                  "binding, or --listen\n");
     return kExitConfig;
   }
+
+  // Decided before binding: a refusal leaves no port touched.
+  std::vector<std::string> addresses;
+  for (const config::ListenConfig& l : config->listeners) addresses.push_back(l.address);
+  addresses.push_back(config->admin_address);
+  PrivilegePlan privileges =
+      plan_privileges(::geteuid() == 0, current_user_name(), config->run_as, addresses);
+  if (privileges.action == PrivilegePlan::Action::Refuse) {
+    std::fprintf(stderr, "harrow: %s\n", privileges.message.c_str());
+    return kExitConfig;
+  }
+  if (!privileges.message.empty()) log_line(LogLevel::Warn, "%s", privileges.message.c_str());
 
   int worker_count =
       cli.workers.value_or(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -269,6 +298,14 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "harrow: %s\n", error.c_str());
     return kExitRuntime;
   }
+  // Every port is bound and every file opened: nothing below needs root.
+  if (privileges.action == PrivilegePlan::Action::Drop) {
+    if (!drop_privileges(config->run_as.user, config->run_as.group, error)) {
+      std::fprintf(stderr, "harrow: cannot drop privileges: %s\n", error.c_str());
+      return kExitRuntime;
+    }
+    log_line(LogLevel::Info, "running as user %s", config->run_as.user.c_str());
+  }
   process.health.reconcile(process.current);
   // The status page's sparklines: one sample of every server's rates each 5 s.
   uv_timer_init(process.loop, &process.history_timer);
@@ -318,6 +355,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "harrow: listening on %s\n", url.c_str());
   std::fprintf(stderr, "harrow: admin on %s\n", process.admin->url().c_str());
   std::fflush(stderr);
+  Process::notify("READY=1\nSTATUS=serving");
   log_line(LogLevel::Info, "%d workers, %zu farms, %zu rules", worker_count, config->farms.size(),
            config->global_rules.size());
 

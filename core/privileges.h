@@ -1,0 +1,42 @@
+// Who Harrow runs as. Started as root (outside systemd, which starts it as its own user), it
+// binds its ports first, then becomes <harrow user=… group=…> for good; it does not proxy as
+// root on a reachable address unless the file says allowRunAsRoot="true".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace harrow {
+
+struct PrivilegePlan {
+  enum class Action {
+    Keep,    // not root, or root allowed: run as we are
+    Drop,    // root with a configured user: switch after binding
+    Refuse,  // root, no user, a non-loopback address: exit (configuration error)
+  };
+  Action action = Action::Keep;
+  std::string message;  // a warning for Keep (may be empty), the reason for Refuse
+};
+
+// The policy, decided before anything is bound. `addresses` are every listener and the admin
+// address as HOST:PORT. As root: a user → Drop; allowRunAsRoot → Keep with a warning; only
+// loopback addresses → Keep with a warning (a development run reachable from this host only);
+// otherwise Refuse. Not root: Keep (a configured user different from ours is only noted).
+PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
+                              const config::RunAsConfig& run_as,
+                              const std::vector<std::string>& addresses);
+
+// True when HOST:PORT names a loopback address (127.0.0.0/8 or ::1).
+bool is_loopback_address(const std::string& address);
+
+// Becomes `user` (and `group`, default: the user's primary group) for good: supplementary
+// groups cleared to that group, then gid, then uid; fails unless the change is verified,
+// including that root cannot be regained.
+bool drop_privileges(const std::string& user, const std::string& group, std::string& error);
+
+// The name of the effective user, or its number when it has no name.
+std::string current_user_name();
+
+}  // namespace harrow
