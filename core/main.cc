@@ -223,6 +223,14 @@ int run(int argc, char** argv) {
     return kExitConfig;
   }
   if (!privileges.message.empty()) log_line(LogLevel::Warn, "%s", privileges.message.c_str());
+  if (privileges.action == PrivilegePlan::Action::Drop) {
+    uid_t uid;
+    gid_t gid;
+    if (!resolve_run_as(config->run_as.user, config->run_as.group, uid, gid, error)) {
+      std::fprintf(stderr, "harrow: %s\n", error.c_str());
+      return kExitConfig;
+    }
+  }
 
   int worker_count =
       cli.workers.value_or(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -300,7 +308,9 @@ int run(int argc, char** argv) {
   }
   // Every port is bound and every file opened: nothing below needs root.
   if (privileges.action == PrivilegePlan::Action::Drop) {
-    if (!drop_privileges(config->run_as.user, config->run_as.group, error)) {
+    std::vector<std::string> owned_files;
+    if (process.access_log) owned_files.push_back(config->access_log.path);
+    if (!drop_privileges(config->run_as.user, config->run_as.group, owned_files, error)) {
       std::fprintf(stderr, "harrow: cannot drop privileges: %s\n", error.c_str());
       return kExitRuntime;
     }

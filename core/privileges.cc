@@ -78,7 +78,8 @@ std::string current_user_name() {
   return std::to_string(uid);
 }
 
-bool drop_privileges(const std::string& user, const std::string& group, std::string& error) {
+bool resolve_run_as(const std::string& user, const std::string& group, uid_t& uid, gid_t& gid,
+                    std::string& error) {
   passwd entry;
   passwd* found = nullptr;
   char buffer[4096];
@@ -88,8 +89,8 @@ bool drop_privileges(const std::string& user, const std::string& group, std::str
             (rc != 0 ? std::string(": ") + std::strerror(rc) : "");
     return false;
   }
-  uid_t uid = found->pw_uid;
-  gid_t gid = found->pw_gid;
+  uid = found->pw_uid;
+  gid = found->pw_gid;
   if (!group.empty()) {
     struct group g;
     struct group* gfound = nullptr;
@@ -102,9 +103,24 @@ bool drop_privileges(const std::string& user, const std::string& group, std::str
     }
     gid = gfound->gr_gid;
   }
+  return true;
+}
+
+bool drop_privileges(const std::string& user, const std::string& group,
+                     const std::vector<std::string>& owned_files, std::string& error) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (!resolve_run_as(user, group, uid, gid, error)) return false;
   if (uid == 0) {
     error = "user '" + user + "' is root; name an unprivileged user";
     return false;
+  }
+  for (const std::string& path : owned_files) {
+    // The group stays (e.g. adm for /var/log); only the owner changes.
+    if (::chown(path.c_str(), uid, static_cast<gid_t>(-1)) != 0) {
+      error = "cannot give " + path + " to user '" + user + "': " + std::strerror(errno);
+      return false;
+    }
   }
   // Order matters: groups while still root, the uid last.
   if (::setgroups(1, &gid) != 0) {

@@ -3,6 +3,8 @@
 // root on a reachable address unless the file says allowRunAsRoot="true".
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -31,10 +33,16 @@ PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
 // True when HOST:PORT names a loopback address (127.0.0.0/8 or ::1).
 bool is_loopback_address(const std::string& address);
 
+// Looks up `user` and `group` (empty: the user's primary group).
+bool resolve_run_as(const std::string& user, const std::string& group, uid_t& uid, gid_t& gid,
+                    std::string& error);
+
 // Becomes `user` (and `group`, default: the user's primary group) for good: supplementary
 // groups cleared to that group, then gid, then uid; fails unless the change is verified,
-// including that root cannot be regained.
-bool drop_privileges(const std::string& user, const std::string& group, std::string& error);
+// including that root cannot be regained. `owned_files` (log files opened as root) are given
+// to the user first, so it can reopen them after a rotation.
+bool drop_privileges(const std::string& user, const std::string& group,
+                     const std::vector<std::string>& owned_files, std::string& error);
 
 // The name of the effective user, or its number when it has no name.
 std::string current_user_name();

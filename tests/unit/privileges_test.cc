@@ -1,6 +1,8 @@
 #include "core/privileges.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,11 +59,15 @@ TEST(Privileges, PolicyAsAnotherUser) {
 // Drops to nobody in a child process (the test runner keeps its own identity).
 TEST(Privileges, DropIsPermanent) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to change user";
+  char log_path[] = "/tmp/harrow-privileges-XXXXXX";
+  int log_fd = ::mkstemp(log_path);
+  ASSERT_GE(log_fd, 0);
+  ::close(log_fd);
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     std::string error;
-    if (!drop_privileges("nobody", "", error)) ::_exit(10);
+    if (!drop_privileges("nobody", "", {log_path}, error)) ::_exit(10);
     if (::geteuid() == 0 || ::getuid() == 0 || ::getegid() == 0) ::_exit(11);
     if (::setuid(0) == 0 || ::setgid(0) == 0) ::_exit(12);
     gid_t groups[8];
@@ -73,17 +79,22 @@ TEST(Privileges, DropIsPermanent) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  struct stat st {};
+  ASSERT_EQ(::stat(log_path, &st), 0);
+  EXPECT_EQ(st.st_uid, ::getpwnam("nobody")->pw_uid);  // the log file was handed over
+  EXPECT_EQ(st.st_gid, 0u);                            // its group kept
+  ::unlink(log_path);
 }
 
 TEST(Privileges, UnknownUserOrGroupIsAnError) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to change user";
   std::string error;
-  EXPECT_FALSE(drop_privileges("no-such-user-harrow", "", error));
+  EXPECT_FALSE(drop_privileges("no-such-user-harrow", "", {}, error));
   EXPECT_NE(error.find("no-such-user-harrow"), std::string::npos) << error;
   error.clear();
-  EXPECT_FALSE(drop_privileges("nobody", "no-such-group-harrow", error));
+  EXPECT_FALSE(drop_privileges("nobody", "no-such-group-harrow", {}, error));
   EXPECT_NE(error.find("no-such-group-harrow"), std::string::npos) << error;
-  EXPECT_FALSE(drop_privileges("root", "", error));
+  EXPECT_FALSE(drop_privileges("root", "", {}, error));
   EXPECT_EQ(::geteuid(), 0u);  // failures happen before any change
 }
 
