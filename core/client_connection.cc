@@ -677,6 +677,7 @@ void ClientConnection::finish_exchange() {
   server_metrics_ = nullptr;
   snap_.reset();
   phase_ = Phase::Idle;
+  served_ = true;
   if (close_requested_) {
     close_after_flush();
     return;
@@ -900,7 +901,12 @@ void ClientConnection::on_timer(uv_timer_t* t) {
 
 void ClientConnection::shutdown_when_idle() {
   close_requested_ = true;
-  if (phase_ == Phase::Idle && (in_.block == nullptr || in_.unconsumed() == 0)) close();
+  // A connection accepted just before the stop has its first request on the way (a binary
+  // upgrade hands the port over while clients connect): it is answered, with Connection:
+  // close; the request-head timer bounds the wait. Between requests, idle closes now.
+  if (phase_ == Phase::Idle && served_ && (in_.block == nullptr || in_.unconsumed() == 0)) {
+    close();
+  }
 }
 
 void ClientConnection::force_close() {

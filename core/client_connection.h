@@ -129,6 +129,7 @@ class ClientConnection final : public UpstreamEvents {
   bool parser_owes_callbacks_ = false;
   bool paused_for_backpressure_ = false;
   bool close_requested_ = false;  // close once the current response is out
+  bool served_ = false;           // a response went out: Idle means between requests
   bool closing_after_flush_ = false;
 
   // The current exchange.

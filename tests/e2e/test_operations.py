@@ -1,0 +1,273 @@
+"""End-to-end: operating Harrow. It writes nothing but its configured files (checked under
+strace in a read-only working directory); a new binary takes over from a running one
+(SO_REUSEPORT, then SIGTERM to the old) under load without a failed request; started as
+root it refuses public addresses unless told who to become."""
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import (HARROW, SANITIZED, HarrowTestCase, config_xml, farm_xml, rule_xml,
+                     wait_for)
+
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+# Flags of open(2) that make a path written to, and calls that change the file system.
+WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
+MUTATING_CALLS = ("mkdir", "mkdirat", "unlink", "unlinkat", "rmdir", "rename", "renameat",
+                  "renameat2", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmodat",
+                  "chown", "lchown", "fchownat", "truncate", "mknod", "mknodat", "utimensat",
+                  "creat")
+
+
+def written_paths(strace_text):
+    """Paths the traced process opened for writing or changed, from `strace -f -e trace=%file`
+    output (successful calls only)."""
+    out = set()
+    for line in strace_text.splitlines():
+        m = re.match(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((.*)\)\s+=\s+(-?\d+)", line)
+        if not m or int(m.group(3)) < 0:
+            continue
+        call, args = m.group(1), m.group(2)
+        paths = re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+        if call in ("open", "openat", "openat2"):
+            if any(flag in args for flag in WRITE_FLAGS):
+                out.update(paths[:1])
+        elif call in MUTATING_CALLS:
+            out.update(paths)
+    return out
+
+
+@unittest.skipIf(shutil.which("strace") is None, "strace is not installed")
+class WritesOnlyItsFiles(HarrowTestCase):
+    def test_read_only_working_directory_under_strace(self):
+        origin = self.origin("a")
+        files = tempfile.TemporaryDirectory(prefix="harrow-files-")
+        self.addCleanup(files.cleanup)
+        access_log = os.path.join(files.name, "access.log")
+        state_file = os.path.join(files.name, "harrow.state")
+        config_path = os.path.join(files.name, "harrow.config")
+        with open(config_path, "w") as f:
+            f.write(config_xml(
+                [farm_xml("f", [("127.0.0.1", origin.port, 1)])], [rule_xml("r", "f")],
+                f'<accessLog path="{access_log}"/>').replace(
+                    "<harrow>", f'<harrow stateFile="{state_file}">'))
+        cwd = tempfile.mkdtemp(prefix="harrow-cwd-")
+        os.chmod(cwd, 0o555)
+        self.addCleanup(os.rmdir, cwd)
+        trace_path = os.path.join(files.name, "strace.out")
+        stderr_path = os.path.join(files.name, "stderr.log")
+        with open(stderr_path, "w") as log:
+            tracer = subprocess.Popen(
+                ["strace", "-f", "-qq", "-e", "trace=%file", "-o", trace_path,
+                 HARROW, "--config", config_path, "--workers", "2", "--listen", "127.0.0.1:0",
+                 "--admin", "127.0.0.1:0"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
+
+        def stderr():
+            with open(stderr_path) as f:
+                return f.read()
+
+        def started():
+            if tracer.poll() is not None:
+                raise AssertionError(f"harrow under strace exited: {stderr()}")
+            return "harrow: admin on" in stderr()
+
+        try:
+            wait_for(started, 60, "harrow under strace to start")
+            port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)", stderr()).group(1))
+            admin = int(re.search(r"admin on http://127\.0\.0\.1:(\d+)", stderr()).group(1))
+            with open(f"/proc/{tracer.pid}/task/{tracer.pid}/children") as f:
+                harrow_pid = int(f.read().split()[0])
+            for path in ("/", "/a", "/b?x=1"):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", path)
+                self.assertEqual(conn.getresponse().status, 200)
+                conn.close()
+            for path in ("/metrics", "/api/farms", "/"):
+                conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=10)
+                conn.request("GET", path)
+                self.assertEqual(conn.getresponse().status, 200)
+                conn.close()
+            os.kill(harrow_pid, signal.SIGHUP)
+            wait_for(lambda: "configuration reloaded" in stderr(), 20, "reload")
+            os.rename(access_log, access_log + ".1")
+            os.kill(harrow_pid, signal.SIGUSR1)
+            wait_for(lambda: "SIGUSR1: reopened" in stderr(), 20, "log reopen")
+            os.kill(harrow_pid, signal.SIGTERM)
+            self.assertEqual(tracer.wait(60), 0, stderr())
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
+                tracer.wait()
+        with open(trace_path) as f:
+            trace = f.read()
+        written = written_paths(trace)
+        allowed = {access_log, state_file}
+        self.assertTrue(written, "the trace shows no write at all: is the parser blind?\n" +
+                        trace[:2000])
+        self.assertIn(access_log, written)
+        unexpected = {p for p in written
+                      if p not in allowed and not p.startswith(state_file + ".")}
+        self.assertEqual(unexpected, set(), "harrow wrote outside its configured files")
+        self.assertEqual(os.listdir(cwd), [])
+
+    def test_parser_sees_writes(self):
+        # The parser itself must catch each kind of write, or the test above proves nothing.
+        sample = "\n".join([
+            '123 openat(AT_FDCWD, "/tmp/a", O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, 0644) = 5',
+            '[pid   124] openat(AT_FDCWD, "/etc/x", O_RDONLY|O_CLOEXEC) = 6',
+            'openat(AT_FDCWD, "/tmp/failed", O_RDWR) = -1 EACCES (Permission denied)',
+            'rename("/s.tmp", "/s") = 0',
+            '125 mkdir("/tmp/d", 0755) = 0',
+            'unlinkat(AT_FDCWD, "/tmp/u", 0) = 0',
+        ])
+        self.assertEqual(written_paths(sample), {"/tmp/a", "/s.tmp", "/s", "/tmp/d", "/tmp/u"})
+
+
+class RootPolicy(HarrowTestCase):
+    """Started as root (CI runs as root) without <harrow user>: public addresses are refused."""
+
+    @unittest.skipIf(os.geteuid() != 0, "needs root")
+    def test_root_refuses_a_public_listener_without_a_user(self):
+        config = config_xml([farm_xml("f", [("127.0.0.1", 9, 1)])], [rule_xml("r", "f")])
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "h.config")
+            with open(path, "w") as f:
+                f.write(config)
+            r = subprocess.run([HARROW, "--config", path, "--listen", "0.0.0.0:0",
+                                "--admin", "127.0.0.1:0"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("refusing to proxy as root on 0.0.0.0:0", r.stderr)
+            self.assertNotIn("listening on", r.stderr)
+            with open(path, "w") as f:
+                f.write(config.replace("<harrow>", '<harrow user="no-such-user-harrow">'))
+            r = subprocess.run([HARROW, "--config", path, "--listen", "0.0.0.0:0",
+                                "--admin", "127.0.0.1:0"], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("user 'no-such-user-harrow' does not exist", r.stderr)
+
+    @unittest.skipIf(os.geteuid() != 0, "needs root")
+    def test_root_with_a_user_drops_privileges(self):
+        origin = self.origin("a")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", origin.port, 1)])],
+                                   [rule_xml("r", "f")]).replace(
+                                       "<harrow>", '<harrow user="nobody" group="nogroup">'),
+                        workers=2)
+        with open(f"/proc/{h.proc.pid}/status") as f:
+            status = f.read()
+        nobody = subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout
+        self.assertRegex(status, rf"Uid:\s+{nobody.strip()}\s+{nobody.strip()}\s+")
+        self.assertRegex(status, r"CapEff:\s+0+\n")
+        self.assertIn("running as user nobody", h.stderr())
+        conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+        conn.request("GET", "/")
+        self.assertEqual(conn.getresponse().status, 200)
+        conn.close()
+
+
+class Load:
+    """A bounded client loop: `threads` clients, each sending requests on fresh connections
+    until stopped (or `limit` seconds), counting successes and failures."""
+
+    def __init__(self, port, threads=32, limit=60.0):
+        self.port = port
+        self.ok = 0
+        self.failures = []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.deadline = time.monotonic() + limit
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        while not self.stop_event.is_set() and time.monotonic() < self.deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/upgrade", headers={"Connection": "close"})
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                with self.lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"status {resp.status}")
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.failures.append(repr(e))
+
+    def count(self):
+        with self.lock:
+            return self.ok
+
+    def finish(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(30)
+
+
+class BinaryUpgrade(HarrowTestCase):
+    """A new process starts beside the old one on the same port; the old one gets SIGTERM."""
+
+    def setUp(self):
+        super().setUp()
+        try:
+            with open(MIGRATE_REQ) as f:
+                self.saved_migrate = f.read().strip()
+        except OSError:
+            self.skipTest(f"{MIGRATE_REQ} is missing (kernel before 5.14)")
+        if self.saved_migrate != "1":
+            try:
+                with open(MIGRATE_REQ, "w") as f:
+                    f.write("1")
+            except OSError as e:
+                self.skipTest(f"cannot enable {MIGRATE_REQ} ({e}); without it the kernel resets "
+                              "connections queued on a closing listener")
+            self.addCleanup(self.restore_migrate)
+
+    def restore_migrate(self):
+        with open(MIGRATE_REQ, "w") as f:
+            f.write(self.saved_migrate)
+
+    def test_switch_under_load_fails_no_request(self):
+        a = self.origin("a", "127.0.0.2")
+        config = config_xml([farm_xml("f", [("127.0.0.2", a.port, 1)])], [rule_xml("r", "f")])
+        old = self.harrow(config, workers=2)
+        load = Load(old.port)
+        try:
+            wait_for(lambda: load.count() >= 200, 30, "load through the old process")
+            new = self.harrow(config.replace("<harrow>",
+                                             f'<harrow><listen address="127.0.0.1:{old.port}"/>'),
+                              workers=2, listen=False)
+            self.assertEqual(new.port, old.port)
+            before = load.count()
+            wait_for(lambda: load.count() >= before + 200, 30, "load while both run")
+            self.assertEqual(old.stop(), 0)
+            after = load.count()
+            wait_for(lambda: load.count() >= after + 200, 30, "load through the new process")
+        finally:
+            load.finish()
+        self.assertEqual(load.failures, [], f"{len(load.failures)} failed of "
+                         f"{load.ok + len(load.failures)}")
+        self.assertGreater(load.ok, 600)
+        # Both processes served: the old one until SIGTERM, the new one after.
+        status = http.client.HTTPConnection("127.0.0.1", new.admin_port, timeout=10)
+        status.request("GET", "/metrics")
+        metrics = status.getresponse().read().decode()
+        status.close()
+        served = sum(float(v) for v in re.findall(
+            r'^harrow_requests_total(?:\{[^}]*\})?\s+(\S+)$', metrics, re.M))
+        self.assertGreater(served, 0, metrics[:2000])
+
+
+if __name__ == "__main__":
+    unittest.main()
