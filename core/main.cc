@@ -25,6 +25,7 @@
 #include "core/privileges.h"
 #include "core/sd_notify.h"
 #include "core/snapshot.h"
+#include "core/state_file.h"
 #include "core/worker.h"
 
 namespace harrow {
@@ -58,6 +59,9 @@ struct Process {
   HealthService health;
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
   uv_timer_t history_timer{};
+  uv_timer_t state_timer{};
+  std::string state_written;  // the state file's content as last written
+  std::string state_error;    // the last write error, logged once
   StatusHistory history;
   Counter reloads;
   Counter reload_failures;
@@ -148,6 +152,64 @@ struct Process {
     return true;
   }
 
+  // Writes the state file when the servers' state changed since the last write.
+  void save_state() {
+    const std::string& path = current->config->state_file;
+    if (path.empty()) return;
+    std::string text = format_state(*current);
+    if (text == state_written) return;
+    std::string error;
+    if (write_state_file(path, text, error)) {
+      state_written = std::move(text);
+      state_error.clear();
+    } else if (error != state_error) {
+      log_line(LogLevel::Warn, "state file: %s", error.c_str());
+      state_error = error;
+    }
+  }
+
+  // Servers the previous process knew to be down or out of rotation start that way here, until
+  // probes (or the admin API) say otherwise. Returns how many were restored.
+  size_t restore_state(const std::vector<SavedServerState>& saved) {
+    using health::AdminCommand;
+    using health::Availability;
+    struct Pending {
+      const FarmRuntime* farm;
+      size_t server;
+      const SavedServerState* want;
+    };
+    std::vector<Pending> pending;
+    for (const SavedServerState& s : saved) {
+      if (s.healthy && s.availability == Availability::Available) continue;
+      for (const FarmRuntime& farm : current->farms) {
+        if (!iequals(farm.config->name, s.farm)) continue;
+        for (size_t i = 0; i < farm.servers.size(); ++i) {
+          if (!iequals(farm.servers[i].label, s.server)) continue;
+          if (!s.healthy) health.command(*current, s.farm, s.server, AdminCommand::SetUnhealthy);
+          if (s.availability == Availability::Draining) {
+            health.command(*current, s.farm, s.server, AdminCommand::Drain);
+          } else if (s.availability == Availability::Unavailable) {
+            health.command(*current, s.farm, s.server, AdminCommand::ForcefulStop);
+          }
+          pending.push_back({&farm, i, &s});
+        }
+      }
+    }
+    // The probers apply commands on their own threads: wait (at most 2 s) so that the
+    // workers' first picks already see them.
+    for (int attempt = 0; attempt < 400; ++attempt) {
+      bool applied = true;
+      for (const Pending& p : pending) {
+        health::ServerState state = p.farm->health->load(p.server);
+        if (state.healthy != p.want->healthy || state.availability != p.want->availability)
+          applied = false;
+      }
+      if (applied) break;
+      ::usleep(5000);
+    }
+    return pending.size();
+  }
+
   void stop() {
     if (stopping) return;
     stopping = true;
@@ -159,6 +221,7 @@ struct Process {
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&history_timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&state_timer), nullptr);
   }
 };
 
@@ -317,6 +380,22 @@ int run(int argc, char** argv) {
     log_line(LogLevel::Info, "running as user %s", config->run_as.user.c_str());
   }
   process.health.reconcile(process.current);
+  if (!config->state_file.empty()) {
+    std::string text;
+    if (!read_state_file(config->state_file, text, error)) {
+      log_line(LogLevel::Warn, "state file: %s (starting with every server healthy)",
+               error.c_str());
+    } else if (!text.empty()) {
+      size_t restored = process.restore_state(parse_state(text));
+      log_line(LogLevel::Info, "state file: %zu servers start unhealthy or out of rotation (%s)",
+               restored, config->state_file.c_str());
+    }
+  }
+  uv_timer_init(process.loop, &process.state_timer);
+  process.state_timer.data = &process;
+  uv_timer_start(
+      &process.state_timer, [](uv_timer_t* t) { static_cast<Process*>(t->data)->save_state(); },
+      1000, 1000);
   // The status page's sparklines: one sample of every server's rates each 5 s.
   uv_timer_init(process.loop, &process.history_timer);
   process.history_timer.data = &process;
@@ -371,6 +450,7 @@ int run(int argc, char** argv) {
 
   uv_run(process.loop, UV_RUN_DEFAULT);
   for (auto& w : process.workers) w->join();
+  process.save_state();
   process.health.stop_all();
   uv_loop_close(process.loop);
   log_line(LogLevel::Info, "stopped");

@@ -116,6 +116,9 @@ class WritesOnlyItsFiles(HarrowTestCase):
                       if p not in allowed and not p.startswith(state_file + ".")}
         self.assertEqual(unexpected, set(), "harrow wrote outside its configured files")
         self.assertEqual(os.listdir(cwd), [])
+        with open(state_file) as f:  # written at shutdown, through a temporary file
+            self.assertTrue(f.read().startswith("# harrow state 1\n"))
+        self.assertIn(state_file + ".tmp", written)
 
     def test_parser_sees_writes(self):
         # The parser itself must catch each kind of write, or the test above proves nothing.
@@ -171,6 +174,65 @@ class RootPolicy(HarrowTestCase):
         conn.request("GET", "/")
         self.assertEqual(conn.getresponse().status, 200)
         conn.close()
+
+
+class StateFile(HarrowTestCase):
+    """<harrow stateFile>: a new process starts with the health state the old one wrote."""
+
+    def test_new_process_avoids_servers_the_old_one_knew_down_or_drained(self):
+        a = self.origin("a", "127.0.0.2")
+        b = self.origin("b", "127.0.0.3")
+        c = self.origin("c", "127.0.0.4")
+        d = tempfile.TemporaryDirectory(prefix="harrow-state-")
+        self.addCleanup(d.cleanup)
+        state = os.path.join(d.name, "harrow.state")
+        config = config_xml([farm_xml("f", [("127.0.0.2", a.port, 1), ("127.0.0.3", b.port, 1),
+                                            ("127.0.0.4", c.port, 1)])],
+                            [rule_xml("r", "f")]).replace(
+                                "<harrow>", f'<harrow stateFile="{state}">')
+
+        def origins(h, n=30):
+            seen = set()
+            for _ in range(n):
+                conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+                conn.request("GET", "/state")
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                self.assertEqual(resp.status, 200)
+                seen.add(resp.getheader("X-Origin"))
+            return seen
+
+        old = self.harrow(config)
+        self.assertEqual(origins(old), {"a", "b", "c"})
+        self.assertEqual(old.admin_post("/api/farms/f/servers/127.0.0.3/health", "unhealthy")[0],
+                         200)
+        self.assertEqual(old.admin_post("/api/farms/f/servers/127.0.0.4/state", "drain")[0], 200)
+
+        def written():
+            try:
+                with open(state) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return ""
+
+        wait_for(lambda: f"f\t127.0.0.3:{b.port}\tunhealthy\tavailable" in written() and
+                 f"f\t127.0.0.4:{c.port}\thealthy\tdraining" in written(), 10,
+                 "the state file to record the change")
+        self.assertIn(f"f\t127.0.0.2:{a.port}\thealthy\tavailable", written())
+        self.assertFalse(os.path.exists(state + ".tmp"))
+        self.assertEqual(old.stop(), 0)
+        self._harrows.remove(old)
+
+        new = self.harrow(config)
+        self.assertIn("state file: 2 servers start unhealthy or out of rotation", new.stderr())
+        self.assertEqual(origins(new), {"a"})
+        self.assertEqual(new.stop(), 0)
+        self._harrows.remove(new)
+        # Without the state file the same configuration uses every server.
+        os.unlink(state)
+        fresh = self.harrow(config)
+        self.assertEqual(origins(fresh), {"a", "b", "c"})
 
 
 class Load:

@@ -128,6 +128,7 @@ class DebianPackage(unittest.TestCase):
         self.assertIn("/etc/logrotate.d/harrow", conffiles)
         user = pwd.getpwnam("harrow")
         self.assertEqual(os.stat("/var/log/harrow").st_uid, user.pw_uid)
+        self.assertEqual(os.stat("/var/lib/harrow").st_uid, user.pw_uid)
         self.assertEqual(user.pw_shell, "/usr/sbin/nologin")
 
         # The installed default is valid and says what it serves.
@@ -154,7 +155,8 @@ class DebianPackage(unittest.TestCase):
                 [rule_xml("r", farm)],
                 f'<listen address="127.0.0.1:0"/><admin address="127.0.0.1:0"/>'
                 f'<accessLog path="{access_log}"/>').replace(
-                    "<harrow>", '<harrow user="harrow" group="harrow">')
+                    "<harrow>", '<harrow user="harrow" group="harrow" '
+                                'stateFile="/var/lib/harrow/package-test.state">')
             with open(config_path + ".tmp", "w") as f:
                 f.write(text)
             os.chmod(config_path + ".tmp", 0o644)
@@ -211,6 +213,8 @@ class DebianPackage(unittest.TestCase):
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(notify.receive(), "STOPPING=1")
         self.assertEqual(self.proc.wait(30), 0, stderr())
+        # The state file was written by the harrow user into the package's state directory.
+        self.assertEqual(os.stat("/var/lib/harrow/package-test.state").st_uid, user.pw_uid)
 
         # Remove keeps the configuration and the user; purge removes everything.
         r = run(["dpkg", "-r", "harrow"])
@@ -220,7 +224,8 @@ class DebianPackage(unittest.TestCase):
         self.assertTrue(os.path.exists("/etc/harrow/harrow.config"))
         r = run(["dpkg", "--purge", "harrow"])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        for path in INSTALLED_FILES + ["/etc/harrow", "/var/log/harrow", "/usr/share/doc/harrow"]:
+        for path in INSTALLED_FILES + ["/etc/harrow", "/var/log/harrow", "/var/lib/harrow",
+                                       "/usr/share/doc/harrow"]:
             self.assertFalse(os.path.exists(path), f"{path} left after purge")
         with self.assertRaises(KeyError):
             pwd.getpwnam("harrow")
