@@ -1,6 +1,70 @@
 #include "core/capabilities.h"
 
+#include <arpa/inet.h>
+
 namespace harrow {
+
+namespace {
+
+bool is_ip_literal(const std::string& address) {
+  unsigned char buffer[sizeof(in6_addr)];
+  std::string bare = address;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']')
+    bare = bare.substr(1, bare.size() - 2);
+  return inet_pton(AF_INET, bare.c_str(), buffer) == 1 ||
+         inet_pton(AF_INET6, bare.c_str(), buffer) == 1;
+}
+
+}  // namespace
+
+std::string migration_report(const config::Config& config) {
+  std::string out = "runs as: ";
+  if (!config.run_as.user.empty()) {
+    out += "user " + config.run_as.user +
+           (config.run_as.group.empty() ? "" : " group " + config.run_as.group) +
+           " (after binding, when started as root)\n";
+  } else if (config.run_as.allow_root) {
+    out += "the starting user, root allowed (allowRunAsRoot=\"true\")\n";
+  } else {
+    out += "the starting user; as root only on loopback addresses (<harrow user=...> to drop)\n";
+  }
+  out += "state file: " + (config.state_file.empty() ? std::string("(none)") : config.state_file) +
+         "\n";
+
+  std::vector<std::string> differences = {
+      "a farm with no available server: 503 (reason no_server) where ARR answers 502.4",
+      "an upstream that does not answer within the protocol timeout: 504 (upstream_timeout) "
+      "where ARR answers 502.3 (12002)",
+      "an upstream that refuses, resets or times out the connection: 502 with the reason "
+      "(upstream_connect_refused, upstream_reset, ...) in the access log and metrics",
+      "a request no rule sends to a farm: 404 (no_route); IIS would serve it from the site",
+  };
+  size_t probed = 0, host_names = 0;
+  for (const config::FarmConfig& farm : config.farms) {
+    if (!farm.health_check.url.empty()) ++probed;
+    for (const config::ServerConfig& server : farm.servers) {
+      if (!is_ip_literal(server.address)) ++host_names;
+    }
+  }
+  if (probed > 0) {
+    differences.push_back(
+        std::to_string(probed) +
+        " farm(s) with a healthCheck url: probed by one prober per farm, not once per "
+        "application pool; a failing server is logged once per state change, not per probe");
+  }
+  if (host_names > 0) {
+    differences.push_back(std::to_string(host_names) +
+                          " server address(es) are host names: resolved when the configuration "
+                          "is loaded or reloaded (SIGHUP), not per connection");
+  }
+  if (!config.global_rules.empty()) {
+    differences.push_back(
+        "only <globalRules> route requests: rules in sites' web.config files are not read");
+  }
+  out += "differs from ARR (" + std::to_string(differences.size()) + "):\n";
+  for (const std::string& line : differences) out += "  " + line + "\n";
+  return out;
+}
 
 std::vector<std::string> features_not_acted_on(const config::Config& config) {
   std::vector<std::string> out;

@@ -12,4 +12,9 @@ namespace harrow {
 // One line per feature, naming where it is used (e.g. "farm 'shop': healthCheck url ...").
 std::vector<std::string> features_not_acted_on(const config::Config& config);
 
+// The migration report's own part of --check-config, for someone coming from ARR: who the
+// process runs as, where health state is kept, and where Harrow behaves differently from ARR
+// with this file ("differs from ARR (N):" and one indented line each).
+std::string migration_report(const config::Config& config);
+
 }  // namespace harrow

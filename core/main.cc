@@ -258,6 +258,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> not_acted_on = features_not_acted_on(*config);
   if (cli.check_config) {
     std::fputs(config::summarize(*config).c_str(), stdout);
+    std::fputs(migration_report(*config).c_str(), stdout);
     if (!not_acted_on.empty()) {
       std::printf("not acted on by this build yet (%zu):\n", not_acted_on.size());
       for (const std::string& line : not_acted_on) std::printf("  %s\n", line.c_str());

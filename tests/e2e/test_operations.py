@@ -235,6 +235,82 @@ class StateFile(HarrowTestCase):
         self.assertEqual(origins(fresh), {"a", "b", "c"})
 
 
+APPLICATION_HOST = """<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <configSections><sectionGroup name="system.webServer" /></configSections>
+  <system.applicationHost>
+    <applicationPools><add name="DefaultAppPool" /><add name="shop" /></applicationPools>
+    <sites>
+      <site name="Default Web Site" id="1">
+        <bindings>
+          <binding protocol="http" bindingInformation="*:80:" />
+          <binding protocol="https" bindingInformation="*:443:" sslFlags="0" />
+        </bindings>
+      </site>
+    </sites>
+  </system.applicationHost>
+  <webFarms>
+    <webFarm name="shop" enabled="true">
+      <applicationPool name="shop" />
+      <server address="10.0.0.11" enabled="true">
+        <applicationRequestRouting httpPort="8080" weight="100" />
+      </server>
+      <server address="web2.shop.internal" enabled="true">
+        <applicationRequestRouting httpPort="8080" weight="100" />
+      </server>
+      <applicationRequestRouting>
+        <protocol timeout="00:00:45"><cache enabled="true" /></protocol>
+        <healthCheck url="http://shop/health" interval="00:00:10" />
+      </applicationRequestRouting>
+    </webFarm>
+  </webFarms>
+  <system.webServer>
+    <modules><add name="SomeModule" /></modules>
+    <rewrite><globalRules>
+      <rule name="ARR_shop_loadbalance" patternSyntax="Wildcard" stopProcessing="true">
+        <match url="*" /><action type="Rewrite" url="http://shop/{R:0}" />
+      </rule>
+    </globalRules></rewrite>
+  </system.webServer>
+  <harrow user="harrow" group="harrow" />
+</configuration>
+"""
+
+
+class MigrationReport(unittest.TestCase):
+    def test_check_config_on_an_application_host_config(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "applicationHost.config")
+            with open(path, "w") as f:
+                f.write(APPLICATION_HOST)
+            r = subprocess.run([HARROW, "--check-config", "--config", path],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        self.assertTrue(out.startswith(f"configuration: {path}\n"), out)
+        # What will be served.
+        self.assertRegex(out, r"(?m)^farms \(1\):\n  shop ")
+        self.assertIn("ARR_shop_loadbalance -> farm shop", out)
+        self.assertRegex(out, r"(?m)^listeners \(2\):\n  http://0\.0\.0\.0:80\n  https://")
+        # Accepted with no effect: the disk cache, and the https binding this build skips.
+        self.assertRegex(out, r"(?m)^accepted but not acted on \(\d+\):\n(  .*\n)*"
+                              r"  .*applicationHost\.config:\d+: .*protocol/cache")
+        self.assertRegex(out, r"(?m)^not acted on by this build yet \(\d+\):\n(  .*\n)*"
+                              r"  listener 0\.0\.0\.0:443 with TLS")
+        # Where Harrow differs from ARR, for this file.
+        m = re.search(r"(?m)^differs from ARR \((\d+)\):\n((?:  .*\n)+)", out)
+        self.assertIsNotNone(m, out)
+        lines = m.group(2).splitlines()
+        self.assertEqual(int(m.group(1)), len(lines))
+        self.assertTrue(any("503" in l and "502.4" in l for l in lines), lines)
+        self.assertTrue(any("504" in l and "502.3" in l for l in lines), lines)
+        self.assertTrue(any("1 farm(s) with a healthCheck url" in l for l in lines), lines)
+        self.assertTrue(any("1 server address(es) are host names" in l for l in lines), lines)
+        self.assertIn("runs as: user harrow group harrow (after binding, when started as root)",
+                      out)
+        self.assertIn("state file: (none)", out)
+
+
 class Load:
     """A bounded client loop: `threads` clients, each sending requests on fresh connections
     until stopped (or `limit` seconds), counting successes and failures."""
