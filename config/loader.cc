@@ -1827,13 +1827,23 @@ std::string describe_target(const RuleConfig& rule, const Config& config) {
 void summarize_farm(std::ostringstream& out, const FarmConfig& farm) {
   out << "  " << farm.name << (farm.enabled ? "" : " (disabled)") << "  pool "
       << (farm.application_pool.empty() ? "(none)" : farm.application_pool) << "  algorithm "
-      << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)] << "  timeout "
-      << format_timespan(farm.protocol.timeout);
+      << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)];
+  const LoadBalancingConfig& lb = farm.load_balancing;
+  if (lb.algorithm == Algorithm::RequestHash) {
+    out << " of "
+        << (lb.hash_server_variable.empty() ? std::string("the URL") : lb.hash_server_variable);
+    if (!lb.query_string_names.empty()) out << " (" << lb.query_string_names << ")";
+    if (lb.hash_balance_factor > 0) {
+      out << " bounded at " << static_cast<int>(lb.hash_balance_factor * 100 + 0.5) << "%";
+    }
+  }
+  out << "  timeout " << format_timespan(farm.protocol.timeout);
   if (!farm.health_check.url.empty()) {
     out << "  health " << farm.health_check.url << " every "
         << format_timespan(farm.health_check.interval);
   }
   if (farm.affinity.use_cookie) out << "  affinity cookie " << farm.affinity.cookie_name;
+  if (farm.affinity.use_host_name) out << "  affinity by host name";
   out << "\n";
   if (farm.servers.empty()) out << "    (no servers: requests routed here are answered 503)\n";
   for (const ServerConfig& server : farm.servers) {
