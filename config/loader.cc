@@ -1039,10 +1039,17 @@ class SchemaChecker {
                                        tag(node) + " must not be empty");
       return;
     }
+    std::string hint;
+    if (spec.kind == ValueKind::TimeSpan) {
+      // interval="5": IIS reads bare numbers as nothing useful, people mean seconds.
+      if (std::optional<uint64_t> seconds = parse_uint(value); seconds && *seconds < 100'000'000) {
+        hint = " (did you mean " + format_timespan(Millis{*seconds * 1000}) + "?)";
+      }
+    }
     diagnostics_.attribute_error(node, attribute.name(),
                                  "bad value " + quoted(value) + " for attribute '" +
                                      std::string(attribute.name()) + "' on " + tag(node) +
-                                     ": expected " + expected_value(spec));
+                                     ": expected " + expected_value(spec) + hint);
   }
 
   void check_children(pugi::xml_node node, const ElementSpec& spec, const std::string& path,
@@ -1051,7 +1058,14 @@ class SchemaChecker {
     for (pugi::xml_node child : child_elements(node)) {
       const ElementSpec* child_spec = find_spec(spec.children, child.name());
       if (child_spec == nullptr) {
-        if (spec.unknown == Unknown::Error) report_unknown_element(node, spec, child);
+        if (spec.unknown == Unknown::Error) {
+          report_unknown_element(node, spec, child);
+        } else if (iequals(child.name(), "webFarms")) {
+          // IIS sections Harrow does not read are skipped, but farms placed here would be
+          // silently lost: the commonest hand-written mistake.
+          diagnostics_.error(child, "webFarms belongs directly under <configuration>, not in " +
+                                        tag(node) + "; move it there");
+        }
         continue;
       }
       if (!child_spec->repeatable) {
@@ -1076,17 +1090,53 @@ class SchemaChecker {
                                 std::string_view name) {
     std::vector<std::string_view> known;
     for (const AttrSpec& attr_spec : spec.attributes) known.push_back(attr_spec.name);
-    diagnostics_.attribute_error(node, name,
-                                 "unknown attribute '" + std::string(name) + "' on " + tag(node) +
-                                     did_you_mean(name, known));
+    std::string_view hint = misplaced_hint(node.name(), name);
+    diagnostics_.attribute_error(
+        node, name,
+        "unknown attribute '" + std::string(name) + "' on " + tag(node) +
+            (hint.empty() ? did_you_mean(name, known) : "; " + std::string(hint)));
+  }
+
+  // Where a name that is unknown on `element` really belongs, for the mistakes hand-written
+  // ARR configs make most; empty when there is no such hint.
+  static std::string_view misplaced_hint(std::string_view element, std::string_view name) {
+    struct Hint {
+      std::string_view element, name, hint;
+    };
+    static constexpr Hint kHints[] = {
+        {"server", "port",
+         "did you mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        {"server", "httpPort",
+         "did you mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        {"server", "httpsPort",
+         "did you mean <applicationRequestRouting httpsPort=\"…\"/> inside <server>?"},
+        {"server", "weight",
+         "did you mean <applicationRequestRouting weight=\"…\"/> inside <server>?"},
+        {"server", "hostName",
+         "did you mean <applicationRequestRouting hostName=\"…\"/> inside <server>?"},
+        {"webFarm", "algorithm",
+         "did you mean <applicationRequestRouting><loadBalancing algorithm=\"…\"/>?"},
+        {"webFarm", "healthCheck", "move it into <applicationRequestRouting>"},
+        {"webFarm", "affinity", "move it into <applicationRequestRouting>"},
+        {"webFarm", "loadBalancing", "move it into <applicationRequestRouting>"},
+        {"webFarm", "protocol", "move it into <applicationRequestRouting>"},
+        {"server", "healthCheck",
+         "health checks are per farm: move it into the farm's <applicationRequestRouting>"},
+    };
+    for (const Hint& h : kHints) {
+      if (iequals(h.element, element) && iequals(h.name, name)) return h.hint;
+    }
+    return {};
   }
 
   void report_unknown_element(pugi::xml_node parent, const ElementSpec& spec,
                               pugi::xml_node child) {
     std::vector<std::string_view> known;
     for (const ElementSpec* child_spec : spec.children) known.push_back(child_spec->name);
-    diagnostics_.error(child, "unknown element " + tag(child) + " in " + tag(parent) +
-                                  did_you_mean(child.name(), known));
+    std::string_view hint = misplaced_hint(parent.name(), child.name());
+    diagnostics_.error(
+        child, "unknown element " + tag(child) + " in " + tag(parent) +
+                   (hint.empty() ? did_you_mean(child.name(), known) : "; " + std::string(hint)));
   }
 
   // "webFarm[shop]": the canonical name, plus the item's key when it has one.

@@ -1008,3 +1008,57 @@ TEST(ConfigBalancing, BadBalancingValuesPointAtTheAttribute) {
 
 }  // namespace
 }  // namespace harrow::config
+
+namespace harrow::config {
+namespace {
+
+// The mistakes hand-written ARR configs make most, each explained where it was made.
+struct HandWrittenMistake {
+  const char* name;
+  std::string xml;
+  std::string error;
+};
+
+class HandWrittenMistakes : public testing::TestWithParam<HandWrittenMistake> {};
+
+TEST_P(HandWrittenMistakes, AreExplained) {
+  EXPECT_EQ(formatted_errors(GetParam().xml), std::vector<std::string>{GetParam().error});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, HandWrittenMistakes,
+    testing::Values(
+        HandWrittenMistake{"FarmsInsideSystemWebServer",
+                           "<configuration>\n  <system.webServer>\n    <webFarms/>\n"
+                           "  </system.webServer>\n</configuration>\n",
+                           "f.config:3:5: error: webFarms belongs directly under <configuration>, "
+                           "not in <system.webServer>; move it there"},
+        HandWrittenMistake{"PortOnServer",
+                           farm_with("      <server address=\"a\" port=\"8080\"/>\n"),
+                           "f.config:4:27: error: unknown attribute 'port' on <server>; did you "
+                           "mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        HandWrittenMistake{"HealthCheckDirectlyUnderWebFarm",
+                           farm_with("      <server address=\"a\"/>\n"
+                                     "      <healthCheck url=\"http://f/hc\"/>\n"),
+                           "f.config:5:7: error: unknown element <healthCheck> in <webFarm>; move "
+                           "it into <applicationRequestRouting>"},
+        HandWrittenMistake{"NumberWhereATimeSpanGoes",
+                           farm_with("      <server address=\"a\"/>\n"
+                                     "      <applicationRequestRouting>\n"
+                                     "        <healthCheck url=\"http://f/\" interval=\"5\"/>\n"
+                                     "      </applicationRequestRouting>\n"),
+                           "f.config:6:38: error: bad value '5' for attribute 'interval' on "
+                           "<healthCheck>: expected a timeSpan (hh:mm:ss[.fffffff] or "
+                           "d.hh:mm:ss) from 00:00:00 to 1.00:00:00 (did you mean 00:00:05?)"},
+        HandWrittenMistake{
+            "RewriteToAHostThatIsNotAFarm",
+            farm_with("      <server address=\"a\"/>\n",
+                      "  <system.webServer><rewrite><globalRules>\n"
+                      "    <rule name=\"r\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
+                      "<action type=\"Rewrite\" url=\"http://shop/{R:0}\"/></rule>\n"
+                      "  </globalRules></rewrite></system.webServer>\n"),
+            "f.config:8:61: error: rule 'r' rewrites to unknown farm 'shop'; farms are: f"}),
+    [](const testing::TestParamInfo<HandWrittenMistake>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace harrow::config
