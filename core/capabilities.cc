@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include "core/request_hash.h"
+
 namespace harrow {
 
 namespace {
@@ -75,12 +77,11 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where + "healthCheck url=\"" + farm.health_check.url +
                     "\" (https probes need upstream TLS, not built yet: no active probing)");
     }
-    if (farm.affinity.use_cookie) {
-      out.push_back(where + "affinity useCookie=\"true\" (no cookie affinity yet)");
-    }
-    if (farm.load_balancing.algorithm != config::Algorithm::WeightedRoundRobin) {
-      out.push_back(where +
-                    "loadBalancing algorithm (only WeightedRoundRobin so far; used instead)");
+    const config::LoadBalancingConfig& lb = farm.load_balancing;
+    if (lb.algorithm == config::Algorithm::RequestHash && !lb.hash_server_variable.empty() &&
+        !RequestHashKey::knows_variable(lb.hash_server_variable)) {
+      out.push_back(where + "loadBalancing hashServerVariable=\"" + lb.hash_server_variable +
+                    "\" (not a server variable Harrow has: the URL is hashed instead)");
     }
     if (farm.protocol.http_version != config::HttpVersionMode::PassThrough &&
         farm.protocol.http_version != config::HttpVersionMode::Http11) {
