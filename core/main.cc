@@ -286,7 +286,10 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "harrow: %s\n", privileges.message.c_str());
     return kExitConfig;
   }
-  if (!privileges.message.empty()) log_line(LogLevel::Warn, "%s", privileges.message.c_str());
+  if (!privileges.message.empty()) {
+    log_line(privileges.warning ? LogLevel::Warn : LogLevel::Info, "%s",
+             privileges.message.c_str());
+  }
   if (privileges.action == PrivilegePlan::Action::Drop) {
     uid_t uid;
     gid_t gid;

@@ -39,6 +39,7 @@ PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
                      "\"> applies only when started as root; "
                      "running as " +
                      current_user;
+      plan.warning = true;
     }
     return plan;
   }
@@ -50,6 +51,7 @@ PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
     plan.message =
         "running as root (allowRunAsRoot=\"true\"): a flaw in Harrow would be a flaw "
         "with root's powers";
+    plan.warning = true;
     return plan;
   }
   for (const std::string& address : addresses) {

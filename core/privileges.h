@@ -19,7 +19,8 @@ struct PrivilegePlan {
     Refuse,  // root, no user, a non-loopback address: exit (configuration error)
   };
   Action action = Action::Keep;
-  std::string message;  // a warning for Keep (may be empty), the reason for Refuse
+  std::string message;   // a note for Keep (may be empty), the reason for Refuse
+  bool warning = false;  // log `message` as a warning (else as information)
 };
 
 // The policy, decided before anything is bound. `addresses` are every listener and the admin

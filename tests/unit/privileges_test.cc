@@ -42,9 +42,11 @@ TEST(Privileges, PolicyAsRoot) {
   PrivilegePlan local = plan_privileges(true, "root", none, loopback);
   EXPECT_EQ(local.action, Action::Keep);
   EXPECT_NE(local.message.find("root"), std::string::npos);
+  EXPECT_FALSE(local.warning);  // development on loopback: a note, not a warning
   PrivilegePlan forced = plan_privileges(true, "root", allowed, public_listener);
   EXPECT_EQ(forced.action, Action::Keep);
   EXPECT_FALSE(forced.message.empty());
+  EXPECT_TRUE(forced.warning);
 }
 
 TEST(Privileges, PolicyAsAnotherUser) {
