@@ -63,11 +63,15 @@ class WritesOnlyItsFiles(HarrowTestCase):
         self.addCleanup(os.rmdir, cwd)
         trace_path = os.path.join(files.name, "strace.out")
         stderr_path = os.path.join(files.name, "stderr.log")
+        env = dict(os.environ)
+        if SANITIZED:  # LeakSanitizer cannot run under ptrace; the rest of ASan can
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
         with open(stderr_path, "w") as log:
             tracer = subprocess.Popen(
                 ["strace", "-f", "-qq", "-e", "trace=%file", "-o", trace_path,
                  HARROW, "--config", config_path, "--workers", "2", "--listen", "127.0.0.1:0",
-                 "--admin", "127.0.0.1:0"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=log)
+                 "--admin", "127.0.0.1:0"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=log,
+                env=env)
 
         def stderr():
             with open(stderr_path) as f:
