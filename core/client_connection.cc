@@ -17,6 +17,8 @@ constexpr size_t kHighWater = 1024 * 1024;
 constexpr size_t kLowWater = 256 * 1024;
 constexpr size_t kMaxRequestHead = 64 * 1024;
 constexpr uint64_t kLingerMs = 2000;
+// At a stop, how long a connection accepted just before it may take to send its first request.
+constexpr uint64_t kFirstRequestGraceMs = 1000;
 
 ClientConnection* from_parser(llhttp_t* p) {
   return static_cast<ClientConnection*>(p->data);
@@ -959,12 +961,15 @@ void ClientConnection::on_timer(uv_timer_t* t) {
 
 void ClientConnection::shutdown_when_idle() {
   close_requested_ = true;
-  // A connection accepted just before the stop has its first request on the way (a binary
-  // upgrade hands the port over while clients connect): it is answered, with Connection:
-  // close; the request-head timer bounds the wait. Between requests, idle closes now.
-  if (phase_ == Phase::Idle && served_ && (in_.block == nullptr || in_.unconsumed() == 0)) {
-    close();
+  if (phase_ != Phase::Idle || (in_.block != nullptr && in_.unconsumed() > 0)) return;
+  if (served_) {
+    close();  // between requests: nothing is lost
+    return;
   }
+  // Accepted just before the stop (a binary upgrade hands the port over while clients
+  // connect): its first request is on the way. It is answered, with Connection: close, if it
+  // arrives within a second; a connection that stays silent does not hold up the stop.
+  arm_timer(std::min<uint64_t>(kFirstRequestGraceMs, ms(worker_->config().timeouts.client_header)));
 }
 
 void ClientConnection::force_close() {

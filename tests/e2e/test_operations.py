@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -313,6 +314,48 @@ class MigrationReport(unittest.TestCase):
         self.assertIn("runs as: user harrow group harrow (after binding, when started as root)",
                       out)
         self.assertIn("state file: (none)", out)
+
+
+class GracefulStop(HarrowTestCase):
+    def test_connection_accepted_before_sigterm_gets_its_first_request_answered(self):
+        origin = self.origin("a")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", origin.port, 1)])],
+                                   [rule_xml("r", "f")]), workers=2)
+
+        def active():
+            _, text = h.admin_get("/metrics")
+            return int(re.search(r"(?m)^harrow_connections_active (\d+)", text).group(1))
+
+        talker = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        silent = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        wait_for(lambda: active() == 2, 10, "both connections accepted")
+        h.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", h.port), timeout=1).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+
+        wait_for(refused, 10, "every worker to close its listener")
+        talker.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = b""
+        while True:
+            chunk = talker.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+        talker.close()
+        self.assertRegex(response, rb"^HTTP/1\.1 200 ")
+        self.assertIn(b"Connection: close", response)
+        # The connection that never speaks does not hold the stop for clientHeader (30 s).
+        h.proc.wait(10)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(h.stop(), 0)
+        self.assertEqual(silent.recv(1), b"")
+        silent.close()
 
 
 class Load:
