@@ -180,7 +180,7 @@ HtmlRewriter::HtmlRewriter(uint16_t tags,
 void HtmlRewriter::release_hold(std::string& out) {
   if (!holding_) return;
   holding_ = false;
-  entry_ = nullptr;
+  entry_ = -1;
   edits_.clear();
   // A tag that began in an earlier chunk: its first bytes are in held_ and go out before
   // anything of this chunk (out_from_ is still 0). A tag that began in this chunk is emitted
@@ -193,13 +193,13 @@ void HtmlRewriter::release_hold(std::string& out) {
 
 void HtmlRewriter::step_tag_name_end(std::string& out) {
   if (is_end_) return;
-  entry_ = nullptr;
+  entry_ = -1;
   raw_state_ = kData;
   raw_name_ = {};
   if (!name_long_) {
-    for (const TagEntry& e : entries_) {
-      if (e.name == name_) {
-        entry_ = &e;
+    for (size_t k = 0; k < entries_.size(); ++k) {
+      if (entries_[k].name == name_) {
+        entry_ = static_cast<int>(k);
         break;
       }
     }
@@ -213,7 +213,7 @@ void HtmlRewriter::step_tag_name_end(std::string& out) {
       }
     }
   }
-  if (entry_ == nullptr) {
+  if (entry_ < 0) {
     release_hold(out);
   } else {
     cur_attr_ = -1;
@@ -231,7 +231,7 @@ void HtmlRewriter::begin_attr() {
 void HtmlRewriter::end_attr_name() {
   cur_attr_ = -1;
   if (!holding_ || attr_long_) return;
-  const auto& attrs = entry_->attrs;
+  const auto& attrs = entries_[entry_].attrs;
   for (size_t k = 0; k < attrs.size(); ++k) {
     if (attrs[k] != attr_) continue;
     uint64_t bit = k < 64 ? (uint64_t{1} << k) : 0;
@@ -273,7 +273,7 @@ uint8_t HtmlRewriter::emit_tag(const char* p, size_t i, std::string& out) {
   out_from_ = i + 1;
   held_.clear();
   holding_ = false;
-  entry_ = nullptr;
+  entry_ = -1;
   edits_.clear();
   return next;
 }
@@ -284,7 +284,9 @@ void HtmlRewriter::write_tag(std::string_view tag, std::string& out) {
     size_t b = static_cast<size_t>(e.begin - tag_begin_);
     size_t len = static_cast<size_t>(e.end - e.begin);
     scratch_.clear();
-    if (!rewrite_(entry_->name, entry_->attrs[e.attr], tag.substr(b, len), scratch_)) continue;
+    if (!rewrite_(entries_[entry_].name, entries_[entry_].attrs[e.attr], tag.substr(b, len),
+                  scratch_))
+      continue;
     ++rewritten_;
     out.append(tag.data() + cursor, b - cursor);
     append_value(out, scratch_, e.quote);
@@ -853,7 +855,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
       out.append(p + out_from_, rest);
       held_.clear();
       holding_ = false;
-      entry_ = nullptr;
+      entry_ = -1;
       edits_.clear();
     } else {
       held_.append(p + out_from_, rest);
@@ -869,7 +871,7 @@ void HtmlRewriter::finish(std::string& out) {
   out.append(held_);
   held_.clear();
   holding_ = false;
-  entry_ = nullptr;
+  entry_ = -1;
   edits_.clear();
   state_ = kData;
   raw_name_ = {};

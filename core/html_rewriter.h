@@ -33,10 +33,13 @@
 // written (as it received the value).
 //
 // Streaming: the output is identical however the body is split into feed() calls. Only a start
-// tag of a filtered tag is held back, from its '<' to its '>'; every other byte is emitted by
-// the feed() that brings it (text in bulk, found with memchr). A filtered tag longer than
-// max_held bytes (counting '<' through '>') is passed through unmodified — whatever the split —
-// so memory stays bounded by max_held.
+// tag of a filtered tag is held back, from its '<' to its '>' (a '<' is held only until what
+// follows shows it is not one: a comment, an end tag, another tag's name, text); every other
+// byte is emitted by the feed() that brings it, text in bulk (found with memchr). A filtered
+// tag longer than max_held bytes (counting '<' through '>') is passed through unmodified —
+// whatever the split — so memory stays bounded by max_held. The callback runs when a tag's
+// '>' arrives, once per offered value, in document order, the same calls for any split.
+// An HtmlRewriter may be copied or moved, also in the middle of a body.
 #pragma once
 
 #include <cstddef>
@@ -139,7 +142,7 @@ class HtmlRewriter {
   size_t end_match_ = 0;
   std::string_view raw_name_;  // "script", "style", ... while inside such an element
   uint8_t raw_state_ = 0;      // state after the current start tag (raw text kinds)
-  const TagEntry* entry_ = nullptr;
+  int entry_ = -1;  // index into entries_ of the current start tag (an index: copies stay valid)
   int cur_attr_ = -1;
   uint64_t seen_ = 0;  // attrs of entry_ already seen in this tag
   uint64_t value_begin_ = 0;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -461,6 +462,23 @@ TEST(HtmlRewriter, NothingFilteredCopies) {
   EXPECT_TRUE(h.calls.empty());
   HtmlRewriter no_callback(kAllTags, {}, nullptr);
   EXPECT_EQ(run(no_callback, "<a href=x>"), "<a href=x>");
+}
+
+TEST(HtmlRewriter, CopiedOrMovedMidTagKeepsGoing) {
+  Harness h;
+  std::string out;
+  std::optional<HtmlRewriter> original(h.make(kAllTags));
+  original->feed("<p><a hr", out);
+  HtmlRewriter copy = *original;
+  HtmlRewriter moved = std::move(*original);
+  original.reset();
+  std::string out_copy = out;
+  copy.feed("ef=x>", out_copy);
+  copy.finish(out_copy);
+  EXPECT_EQ(out_copy, "<p><a href=[x]>");
+  moved.feed("ef=y>", out);
+  moved.finish(out);
+  EXPECT_EQ(out, "<p><a href=[y]>");
 }
 
 TEST(HtmlRewriter, ReusableAfterFinish) {
