@@ -59,10 +59,9 @@ std::string migration_report(const config::Config& config) {
                           " server address(es) are host names: resolved when the configuration "
                           "is loaded or reloaded (SIGHUP), not per connection");
   }
-  if (!config.global_rules.empty()) {
-    differences.push_back(
-        "only <globalRules> route requests: rules in sites' web.config files are not read");
-  }
+  differences.push_back(
+      "only this file is read: URL Rewrite rules in a site's own web.config belong in "
+      "<location path=\"SITE\"> here");
   out += "differs from ARR (" + std::to_string(differences.size()) + "):\n";
   for (const std::string& line : differences) out += "  " + line + "\n";
   return out;
