@@ -16,8 +16,8 @@
 // servers ordered by deadline). Times are kept as exact quotient + remainder, so no 128-bit
 // division runs per pick and ties resolve exactly as the rational comparison would.
 // The sequence repeats every W picks, so while the first cycle is generated it is also recorded
-// when W is small (≤ max(4,096, 16·k) entries): from the second cycle on a pick is one array
-// read. The schedule restarts whenever the set of available servers changes.
+// when W is not too long (see kMaxTable): from the second cycle on a pick is one array read. The
+// schedule restarts whenever the set of available servers changes.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -159,6 +159,11 @@ class ChairmanSchedule {
   uint64_t picks_done_ = 0;
 };
 
+// A cycle is recorded when it is at most max(65,536, 1,024 per server) picks long, and never
+// above 2^20 (4 MiB): equal weights, and the weights people write (100, 200, 50…) once divided
+// by their gcd, all fit; huge co-prime weights stay on the heaps.
+constexpr uint64_t kMaxTable = uint64_t{1} << 20;
+
 class WeightedRoundRobin final : public Balancer {
  public:
   explicit WeightedRoundRobin(const std::vector<uint32_t>& weights)
@@ -184,7 +189,8 @@ class WeightedRoundRobin final : public Balancer {
     reduced.reserve(servers.size());
     for (uint32_t s : servers) reduced.push_back(set_.weight(s) / g);
     schedule_.reset(std::move(reduced));
-    uint64_t table_limit = std::max<uint64_t>(4096, 16 * servers.size());
+    uint64_t table_limit =
+        std::min<uint64_t>(kMaxTable, std::max<uint64_t>(1 << 16, 1024 * servers.size()));
     recording_ = schedule_.cycle_length() <= table_limit;
     if (recording_) table_.reserve(schedule_.cycle_length());
   }
