@@ -25,8 +25,8 @@ namespace {
 
 constexpr double kFailureFloorNs = 1e9;
 constexpr double kFailureCeilingNs = 60e9;
-// Cost of a server whose probe is still out: above any real latency × load (plus its count
-// of unsampled requests in flight, so that among unmeasured servers the idlest wins).
+// Cost of a server whose probe is still out, per request in flight: above any real latency ×
+// load, and growing with the count so that among unmeasured servers the idlest wins.
 constexpr double kUnsampledBusyCost = 1e30;
 
 // e^(-x) for x ≥ 0, to about 1.5e-4 relative error: 2^(-y) as an exponent (bits) times a
@@ -117,7 +117,7 @@ class LeastResponseTime final : public Balancer {
   }
   double cost(size_t server, uint64_t now) const {
     const State& s = servers_[server];
-    if (!s.sampled) return s.in_flight == 0 ? 0.0 : kUnsampledBusyCost + s.in_flight;
+    if (!s.sampled) return s.in_flight == 0 ? 0.0 : kUnsampledBusyCost * s.in_flight;
     return average(s, now) * (s.in_flight + 1) * s.inverse_weight;
   }
 

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "balancer/available_set.h"
 #include "balancer/balancer.h"
+#include "balancer/weighted_sampler.h"
 
 namespace harrow::balancer {
 namespace {
@@ -293,6 +295,44 @@ RC_GTEST_PROP(BalancerProperty, WeightedTotalTrafficConvergesToWeightSharesOfByt
     double want = weights[i] / total_weight;
     RC_ASSERT(std::abs(bytes[i] / total_bytes - want) <= 0.1 * want + 0.002);
   }
+}
+
+// The weighted draw behind power of two choices: each available server comes up in
+// proportion to its weight, unavailable ones never.
+RC_GTEST_PROP(BalancerProperty, WeightedSamplerDrawsInProportionToWeight, ()) {
+  auto weights = *rc::gen::container<std::vector<uint64_t>>(
+      rc::gen::oneOf(rc::gen::just<uint64_t>(0), rc::gen::inRange<uint64_t>(1, 1000)));
+  RC_PRE(weights.size() >= 1u && weights.size() <= 40u);
+  auto up = *rc::gen::container<std::vector<bool>>(weights.size(), rc::gen::arbitrary<bool>());
+  TestAvailability availability(up);
+  AvailableSet set(weights);
+  set.refresh(availability);
+  RC_PRE(!set.empty());
+  WeightedSampler sampler;
+  sampler.rebuild(set);
+  Random rng(*rc::gen::arbitrary<uint64_t>());
+  std::vector<double> count(weights.size(), 0);
+  constexpr int kDraws = 100000;
+  for (int i = 0; i < kDraws; ++i) ++count[sampler.sample(rng)];
+  for (size_t i = 0; i < weights.size(); ++i) {
+    double want = set.contains(i) ? static_cast<double>(weights[i]) / set.total_weight() : 0.0;
+    if (want == 0) RC_ASSERT(count[i] == 0.0);
+    RC_ASSERT(std::abs(count[i] / kDraws - want) <= 0.01 + 0.05 * want);
+  }
+}
+
+TEST(LeastResponseTime, AmongUnmeasuredServersTheIdlestGetsTheNextRequest) {
+  FarmSpec spec = farm(Algorithm::LeastResponseTime, {100, 100, 100});
+  auto balancer = make_balancer(spec);
+  AllAvailable all;
+  Random rng;
+  // Server 0 has two unanswered probes, server 1 one, server 2 none yet: 2 first, then 1.
+  balancer->on_start(0);
+  balancer->on_start(0);
+  balancer->on_start(1);
+  EXPECT_EQ(balancer->pick(PickContext{all, rng, 5}), 2u);
+  balancer->on_start(2);
+  EXPECT_EQ(balancer->pick(PickContext{all, rng, 6}), 1u);
 }
 
 }  // namespace
