@@ -229,6 +229,41 @@ RC_GTEST_PROP(BalancerProperty, RequestHashBoundedLoadsNeverExceedTheBound, ()) 
   }
 }
 
+// With unequal weights the bound is per server: ceil(c × (total + 1) × w / W). Checked in
+// integers (c = quarters / 4).
+RC_GTEST_PROP(BalancerProperty, RequestHashWeightedBoundedLoadsNeverExceedTheirBounds, ()) {
+  auto weights = *rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 6));
+  RC_PRE(weights.size() >= 2u && weights.size() <= 16u);
+  uint64_t quarters = *rc::gen::element<uint64_t>(4, 5, 6, 8);
+  FarmSpec spec = farm(Algorithm::RequestHash, weights);
+  spec.hash_balance_factor = static_cast<double>(quarters) / 4;
+  auto balancer = make_balancer(spec);
+  AllAvailable all;
+  Random rng(*rc::gen::arbitrary<uint64_t>());
+  uint64_t total_weight = 0;
+  for (uint32_t w : weights) total_weight += w;
+  uint64_t hot = rng.next();
+  std::vector<uint64_t> load(weights.size(), 0);
+  std::vector<size_t> in_flight;
+  for (int step = 0; step < 500; ++step) {
+    if (rng.below(5) == 0 && !in_flight.empty()) {
+      size_t k = rng.below(in_flight.size());
+      balancer->on_finish(in_flight[k], Finish{});
+      --load[in_flight[k]];
+      in_flight.erase(in_flight.begin() + static_cast<std::ptrdiff_t>(k));
+      continue;
+    }
+    uint64_t total = in_flight.size();
+    size_t c = *balancer->pick(PickContext{all, rng, 0, rng.below(4) == 0 ? rng.next() : hot});
+    uint64_t numerator = quarters * (total + 1) * weights[c], denominator = 4 * total_weight;
+    uint64_t bound = (numerator + denominator - 1) / denominator;
+    RC_ASSERT(load[c] + 1 <= bound);
+    balancer->on_start(c);
+    ++load[c];
+    in_flight.push_back(c);
+  }
+}
+
 // LeastResponseTime: one server ten times slower than the rest gets well under its fair share
 // (here: under half of it), both on scanned (≤ 16) and on sampled (two choices) farms.
 RC_GTEST_PROP(BalancerProperty, LeastResponseTimeShiftsShareAwayFromASlowServer, ()) {
