@@ -241,6 +241,7 @@ int ClientConnection::on_message_begin(llhttp_t* p) {
   c->request_bytes_ = 0;
   c->response_bytes_at_start_ = c->out_.total_bytes();
   c->log_id_[0] = '\0';
+  c->site_name_ = {};
   c->request_started_ms_ = uv_now(c->worker_->loop());
   c->arm_timer(ms(c->worker_->config().timeouts.client_header));
   return 0;
@@ -321,6 +322,9 @@ void ClientConnection::start_exchange() {
   }
   // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
   snap_ = worker_->snapshot_ptr();
+  facts.site = snap_->sites->match(listener_->address, facts.host);
+  site_name_ = facts.site >= 0 ? std::string_view(snap_->config->sites[facts.site].name)
+                               : std::string_view{};
   exchange_started_ns_ = uv_hrtime();
   worker_->new_request_id(log_id_);
   RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
@@ -862,6 +866,7 @@ void ClientConnection::log_access() {
     if (failure_uv_status_ != 0) e.upstream_error = uv_err_name(failure_uv_status_);
   }
   e.log_id = log_id_;
+  e.site = site_name_;
   e.upstream_connect_ms = connect_ms_;
   e.upstream_header_ms = header_ms_;
   e.retries = retries_;

@@ -197,6 +197,7 @@ class ClientConnection final : public UpstreamEvents {
   std::shared_ptr<balancer::Balancer> balancer_;  // the one on_start() went to
   bool set_affinity_cookie_ = false;              // the response pins the client to server_
   std::string hash_buffer_;                       // RequestHash key, reused between requests
+  std::string_view site_name_;  // the request's IIS site (points into snap_'s config)
 };
 
 }  // namespace harrow

@@ -850,6 +850,111 @@ void rewrite_locally(std::string_view local, bool append_query_string, Impl& s) 
   s.url_ascii = is_ascii(s.url);
 }
 
+template <typename NeedPairs>
+std::unique_ptr<Router::CompiledRule> compile_rule(const config::RuleConfig& r,
+                                                   const TemplateContext& ctx,
+                                                   NeedPairs& need_pairs) {
+  {
+    auto rule = std::make_unique<Router::CompiledRule>();
+    rule->config = &r;
+    rule->match.compile(r.match_url, r.pattern_syntax, r.match_ignore_case, r.match_negate);
+    need_pairs(rule->match);
+    for (const config::ConditionConfig& c : r.conditions) {
+      auto p = std::make_unique<Router::CompiledPattern>();
+      p->compile(c.pattern, r.pattern_syntax, c.ignore_case, c.negate);
+      need_pairs(*p);
+      rule->conditions.push_back(std::move(p));
+      parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
+    }
+    for (const config::ServerVariableSet& set : r.server_variables) {
+      ServerVariableAssignment& a = rule->sets.emplace_back();
+      a.slot = find_variable(ctx, set.name);
+      a.replace = set.replace;
+      parse_template(set.value, ctx, a.value);
+    }
+    parse_template(r.action_url, ctx, rule->action_url);
+    parse_template(r.status_reason, ctx, rule->status_reason);
+    parse_template(r.status_description, ctx, rule->status_description);
+    return rule;
+  }
+}
+
+// Runs one rule set; true if a rule decided (the decision is complete), false if the request
+// goes on to the next set (with the URL and variables the rules left).
+bool run_rules(const config::Config& config_, const Router::RuleSet& rules, const Eval& e,
+               RouteDecision& decision) {
+  Impl& s = e.s;
+  for (const auto& rule : rules) {
+    if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
+    // {R:n} stay ranges of s.url, which changes only after the rule's action is expanded.
+    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
+    if (!conditions_hold(*rule, e)) continue;
+    const config::RuleConfig& rc = *rule->config;
+    apply_server_variables(*rule, e);
+    switch (rc.action) {
+      case ActionType::None:
+        break;
+      case ActionType::Rewrite: {
+        expand(rule->action_url, e, s.output);
+        bool https = false;
+        std::string_view host, authority, path;
+        if (!split_absolute(s.output, https, host, authority, path)) {
+          rewrite_locally(s.output, rc.append_query_string, s);
+          break;
+        }
+        decision.rule = rc.name;
+        const config::FarmConfig* farm = config_.find_farm(host);
+        if (farm == nullptr && !config_.global_proxy_enabled) {  // ARR: needs <proxy enabled>
+          finish_headers(e, decision);
+          return true;
+        }
+        s.target.clear();
+        if (path.empty() || path.front() != '/') s.target += '/';
+        s.target.append(path);
+        if (rc.append_query_string) append_query(s.target, s.query);
+        if (farm == nullptr) {
+          decision.kind = RouteDecision::Kind::Proxy;
+          s.authority.assign(authority);  // views s.output, which later expansions reuse
+          decision.authority = s.authority;
+        } else {
+          decision.kind = RouteDecision::Kind::Farm;
+          decision.farm = static_cast<int>(farm - config_.farms.data());
+        }
+        decision.https = https;
+        decision.target = s.target;
+        finish_headers(e, decision);
+        return true;
+      }
+      case ActionType::Redirect:
+        expand(rule->action_url, e, s.target);
+        if (rc.append_query_string) append_query(s.target, s.query);
+        decision.kind = RouteDecision::Kind::Redirect;
+        decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
+        decision.target = s.target;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return true;
+      case ActionType::CustomResponse:
+        expand(rule->status_reason, e, s.reason);
+        expand(rule->status_description, e, s.body);
+        decision.kind = RouteDecision::Kind::CustomResponse;
+        decision.status = static_cast<int>(rc.status_code);
+        decision.reason = s.reason;
+        decision.body = s.body;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return true;
+      case ActionType::AbortRequest:
+        decision.kind = RouteDecision::Kind::Abort;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return true;
+    }
+    if (rc.stop_processing) break;
+  }
+  return false;
+}
+
 }  // namespace
 
 // Compiles maps, then the set of variables the rules write, then every rule's patterns and
@@ -870,47 +975,39 @@ Router::Router(const config::Config& config) : config_(config) {
   // Every variable a rule sets gets a slot before any template is compiled, so a reference in
   // an earlier rule to a variable set by a later one still finds it (for the next request it
   // simply reads the built-in value).
-  for (const config::RuleConfig& r : config.global_rules) {
-    if (!r.enabled) continue;
-    for (const config::ServerVariableSet& set : r.server_variables) {
-      bool known = std::any_of(variables_.begin(), variables_.end(),
-                               [&](const auto& v) { return iequals(v->name, set.name); });
-      if (known) continue;
-      auto v = std::make_unique<Variable>();
-      v->name = set.name;
-      v->header = header_for_variable(set.name);
-      v->builtin = builtin_variable(set.name, v->builtin_header);
-      variables_.push_back(std::move(v));
+  std::vector<const std::vector<config::RuleConfig>*> rule_lists{&config.global_rules,
+                                                                 &config.distributed_rules};
+  for (const config::SiteConfig& site : config.sites) rule_lists.push_back(&site.rules);
+  for (const auto* list : rule_lists) {
+    for (const config::RuleConfig& r : *list) {
+      if (!r.enabled) continue;
+      for (const config::ServerVariableSet& set : r.server_variables) {
+        bool known = std::any_of(variables_.begin(), variables_.end(),
+                                 [&](const auto& v) { return iequals(v->name, set.name); });
+        if (known) continue;
+        auto v = std::make_unique<Variable>();
+        v->name = set.name;
+        v->header = header_for_variable(set.name);
+        v->builtin = builtin_variable(set.name, v->builtin_header);
+        variables_.push_back(std::move(v));
+      }
     }
   }
   TemplateContext ctx{maps_, variables_};
   auto need_pairs = [&](const CompiledPattern& p) {
     max_capture_pairs_ = std::max<size_t>(max_capture_pairs_, p.capture_count + 1);
   };
-  for (const config::RuleConfig& r : config.global_rules) {
-    if (!r.enabled) continue;
-    auto rule = std::make_unique<CompiledRule>();
-    rule->config = &r;
-    rule->match.compile(r.match_url, r.pattern_syntax, r.match_ignore_case, r.match_negate);
-    need_pairs(rule->match);
-    for (const config::ConditionConfig& c : r.conditions) {
-      auto p = std::make_unique<CompiledPattern>();
-      p->compile(c.pattern, r.pattern_syntax, c.ignore_case, c.negate);
-      need_pairs(*p);
-      rule->conditions.push_back(std::move(p));
-      parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
+  auto compile_rules = [&](const std::vector<config::RuleConfig>& list, RuleSet& into) {
+    for (const config::RuleConfig& r : list) {
+      if (!r.enabled) continue;
+      into.push_back(compile_rule(r, ctx, need_pairs));
     }
-    for (const config::ServerVariableSet& set : r.server_variables) {
-      ServerVariableAssignment& a = rule->sets.emplace_back();
-      a.slot = find_variable(ctx, set.name);
-      a.replace = set.replace;
-      parse_template(set.value, ctx, a.value);
-    }
-    parse_template(r.action_url, ctx, rule->action_url);
-    parse_template(r.status_reason, ctx, rule->status_reason);
-    parse_template(r.status_description, ctx, rule->status_description);
-    rules_.push_back(std::move(rule));
-  }
+  };
+  compile_rules(config.global_rules, rules_);
+  compile_rules(config.distributed_rules, distributed_rules_);
+  site_rules_.resize(config.sites.size());
+  for (size_t i = 0; i < config.sites.size(); ++i)
+    compile_rules(config.sites[i].rules, site_rules_[i]);
 }
 
 Router::~Router() = default;
@@ -933,73 +1030,13 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
   s.host_ascii = is_ascii(f.host);
 
   RouteDecision decision;
-  for (const auto& rule : rules_) {
-    if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
-    // {R:n} stay ranges of s.url, which changes only after the rule's action is expanded.
-    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
-    if (!conditions_hold(*rule, e)) continue;
-    const config::RuleConfig& rc = *rule->config;
-    apply_server_variables(*rule, e);
-    switch (rc.action) {
-      case ActionType::None:
-        break;
-      case ActionType::Rewrite: {
-        expand(rule->action_url, e, s.output);
-        bool https = false;
-        std::string_view host, authority, path;
-        if (!split_absolute(s.output, https, host, authority, path)) {
-          rewrite_locally(s.output, rc.append_query_string, s);
-          break;
-        }
-        decision.rule = rc.name;
-        const config::FarmConfig* farm = config_.find_farm(host);
-        if (farm == nullptr && !config_.global_proxy_enabled) {  // ARR: needs <proxy enabled>
-          finish_headers(e, decision);
-          return decision;
-        }
-        s.target.clear();
-        if (path.empty() || path.front() != '/') s.target += '/';
-        s.target.append(path);
-        if (rc.append_query_string) append_query(s.target, s.query);
-        if (farm == nullptr) {
-          decision.kind = RouteDecision::Kind::Proxy;
-          s.authority.assign(authority);  // views s.output, which later expansions reuse
-          decision.authority = s.authority;
-        } else {
-          decision.kind = RouteDecision::Kind::Farm;
-          decision.farm = static_cast<int>(farm - config_.farms.data());
-        }
-        decision.https = https;
-        decision.target = s.target;
-        finish_headers(e, decision);
-        return decision;
-      }
-      case ActionType::Redirect:
-        expand(rule->action_url, e, s.target);
-        if (rc.append_query_string) append_query(s.target, s.query);
-        decision.kind = RouteDecision::Kind::Redirect;
-        decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
-        decision.target = s.target;
-        decision.rule = rc.name;
-        finish_headers(e, decision);
-        return decision;
-      case ActionType::CustomResponse:
-        expand(rule->status_reason, e, s.reason);
-        expand(rule->status_description, e, s.body);
-        decision.kind = RouteDecision::Kind::CustomResponse;
-        decision.status = static_cast<int>(rc.status_code);
-        decision.reason = s.reason;
-        decision.body = s.body;
-        decision.rule = rc.name;
-        finish_headers(e, decision);
-        return decision;
-      case ActionType::AbortRequest:
-        decision.kind = RouteDecision::Kind::Abort;
-        decision.rule = rc.name;
-        finish_headers(e, decision);
-        return decision;
-    }
-    if (rc.stop_processing) break;
+  // Global rules first, then the distributed rules every site inherits, then the site's own
+  // (IIS runs them in that order, each set seeing the URL the one before rewrote).
+  if (run_rules(config_, rules_, e, decision)) return decision;
+  if (run_rules(config_, distributed_rules_, e, decision)) return decision;
+  if (f.site >= 0 && static_cast<size_t>(f.site) < site_rules_.size() &&
+      run_rules(config_, site_rules_[static_cast<size_t>(f.site)], e, decision)) {
+    return decision;
   }
   finish_headers(e, decision);
   return decision;

@@ -23,6 +23,7 @@ struct RequestFacts {
   uint16_t server_port = 0;           // {SERVER_PORT}
   std::string_view remote_addr;       // {REMOTE_ADDR}
   const MessageHead* head = nullptr;  // {HTTP_*} (may be null: no headers)
+  int site = -1;                      // index into Config::sites; -1: no site
 };
 
 // What the rules decided. Views point into the Router or the RouteScratch and stay valid
@@ -71,12 +72,15 @@ class Router {
 
   struct CompiledPattern;
   struct CompiledRule;
+  using RuleSet = std::vector<std::unique_ptr<CompiledRule>>;
   struct CompiledMap;  // a <rewriteMap>, keys sorted for case-insensitive lookup
   struct Variable;     // a server variable some rule's <serverVariables><set> writes
 
  private:
   const config::Config& config_;
-  std::vector<std::unique_ptr<CompiledRule>> rules_;
+  RuleSet rules_;                    // global rules
+  RuleSet distributed_rules_;        // server-level <rules>, inherited by every site
+  std::vector<RuleSet> site_rules_;  // per Config::sites, from <location path="SITE">
   std::vector<std::unique_ptr<CompiledMap>> maps_;
   std::vector<std::unique_ptr<Variable>> variables_;
   size_t max_capture_pairs_ = 1;  // ovector size the scratch's match data needs

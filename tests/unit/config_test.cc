@@ -759,7 +759,7 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
       "  </webFarms>\n"                                                                    // 16
       "  <system.webServer>\n"                                                             // 17
       "    <proxy xForwardedByHeaderName=\"X-By\" passConnectionCloseHeader=\"true\"/>\n"  // 18
-      "    <rewrite><outboundRules><rule name=\"o\"/></outboundRules></rewrite>\n"         // 19
+      "    <rewrite><providers><provider name=\"p\"/></providers></rewrite>\n"           // 19
       "  </system.webServer>\n"                                                            // 20
       "</configuration>\n");
   EXPECT_TRUE(config.farms.at(0).affinity.use_host_name);
@@ -777,7 +777,7 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
                 "14: webFarm[shop]/platformProvision",
                 "18: proxy/@xForwardedByHeaderName",
                 "18: proxy/@passConnectionCloseHeader",
-                "19: rewrite/outboundRules",
+                "19: rewrite/providers",
             }));
   EXPECT_EQ(config.ignored.at(0).where.file, "f.config");
   EXPECT_EQ(config.ignored.at(0).where.column, 3);
@@ -1005,6 +1005,60 @@ TEST(ConfigBalancing, BadBalancingValuesPointAtTheAttribute) {
                 "f.config:7:36: error: bad value 'Sometimes' for attribute 'sameSite' on "
                 "<affinity>: expected one of None, Lax, Strict"}));
 }
+
+}  // namespace
+}  // namespace harrow::config
+
+namespace harrow::config {
+namespace {
+
+// The mistakes hand-written ARR configs make most, each explained where it was made.
+struct HandWrittenMistake {
+  const char* name;
+  std::string xml;
+  std::string error;
+};
+
+class HandWrittenMistakes : public testing::TestWithParam<HandWrittenMistake> {};
+
+TEST_P(HandWrittenMistakes, AreExplained) {
+  EXPECT_EQ(formatted_errors(GetParam().xml), std::vector<std::string>{GetParam().error});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, HandWrittenMistakes,
+    testing::Values(
+        HandWrittenMistake{"FarmsInsideSystemWebServer",
+                           "<configuration>\n  <system.webServer>\n    <webFarms/>\n"
+                           "  </system.webServer>\n</configuration>\n",
+                           "f.config:3:5: error: webFarms belongs directly under <configuration>, "
+                           "not in <system.webServer>; move it there"},
+        HandWrittenMistake{"PortOnServer",
+                           farm_with("      <server address=\"a\" port=\"8080\"/>\n"),
+                           "f.config:4:27: error: unknown attribute 'port' on <server>; did you "
+                           "mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        HandWrittenMistake{"HealthCheckDirectlyUnderWebFarm",
+                           farm_with("      <server address=\"a\"/>\n"
+                                     "      <healthCheck url=\"http://f/hc\"/>\n"),
+                           "f.config:5:7: error: unknown element <healthCheck> in <webFarm>; move "
+                           "it into <applicationRequestRouting>"},
+        HandWrittenMistake{"NumberWhereATimeSpanGoes",
+                           farm_with("      <server address=\"a\"/>\n"
+                                     "      <applicationRequestRouting>\n"
+                                     "        <healthCheck url=\"http://f/\" interval=\"5\"/>\n"
+                                     "      </applicationRequestRouting>\n"),
+                           "f.config:6:38: error: bad value '5' for attribute 'interval' on "
+                           "<healthCheck>: expected a timeSpan (hh:mm:ss[.fffffff] or "
+                           "d.hh:mm:ss) from 00:00:00 to 1.00:00:00 (did you mean 00:00:05?)"},
+        HandWrittenMistake{
+            "RewriteToAHostThatIsNotAFarm",
+            farm_with("      <server address=\"a\"/>\n",
+                      "  <system.webServer><rewrite><globalRules>\n"
+                      "    <rule name=\"r\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
+                      "<action type=\"Rewrite\" url=\"http://shop/{R:0}\"/></rule>\n"
+                      "  </globalRules></rewrite></system.webServer>\n"),
+            "f.config:8:61: error: rule 'r' rewrites to unknown farm 'shop'; farms are: f"}),
+    [](const testing::TestParamInfo<HandWrittenMistake>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace harrow::config
