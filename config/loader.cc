@@ -2210,6 +2210,25 @@ std::string summarize(const Config& config) {
     }
     out << "\n";
   }
+  if (!config.distributed_rules.empty()) {
+    out << "server-level distributed rules (every site): " << config.distributed_rules.size()
+        << "\n";
+  }
+  if (!config.outbound.rules.empty()) {
+    out << "outbound rules (every site): " << config.outbound.rules.size() << "\n";
+  }
+  if (!config.sites.empty()) {
+    out << "sites (" << config.sites.size() << "):\n";
+    for (const SiteConfig& site : config.sites) {
+      out << "  " << site.name << ":";
+      for (const SiteBindingConfig& b : site.bindings) {
+        out << " " << (b.https ? "https://" : "http://") << b.address
+            << (b.host.empty() ? "" : " (" + b.host + ")");
+      }
+      out << "  rules " << site.rules.size() << ", outbound rules " << site.outbound.rules.size()
+          << "\n";
+    }
+  }
   out << "proxy to any host: " << (config.global_proxy_enabled ? "enabled" : "disabled") << "\n";
   out << "listeners (" << config.listeners.size() << "):\n";
   for (const ListenConfig& listener : config.listeners) {
