@@ -235,6 +235,12 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
        "Requests this server failed that were sent again: to another server after a connect "
        "failure or reset, or on a fresh connection after a stale pooled one.",
        [](const ServerMetrics& m) { return m.retries.get(); }},
+      {"harrow_server_affinity_kept_total", "counter",
+       "Requests sent to this server because their affinity cookie named it.",
+       [](const ServerMetrics& m) { return m.affinity_kept.get(); }},
+      {"harrow_server_affinity_assigned_total", "counter",
+       "Affinity cookies set for this server: a client's first visit, or its server was gone.",
+       [](const ServerMetrics& m) { return m.affinity_assigned.get(); }},
   };
   // Label sets are built once per scrape, not once per family.
   std::vector<std::vector<std::string>> server_labels(snap.farms.size());

@@ -391,7 +391,10 @@ std::optional<size_t> ClientConnection::choose_server(FarmState& farm, const Req
     std::string_view value = rt.affinity_cookies->find(head_);
     if (!value.empty()) {
       std::optional<size_t> affine = rt.affinity_index->find(value);
-      if (affine && farm.availability->serves_affine(*affine)) return affine;
+      if (affine && farm.availability->serves_affine(*affine)) {
+        worker_->server_metrics(*snap_, farm_, *affine).affinity_kept.add();
+        return affine;
+      }
       if (rt.config->affinity.failure_policy == config::AffinityFailurePolicy::Return503) {
         failure = Failure::affinity_unavailable;
         return std::nullopt;
@@ -606,6 +609,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
       for (const std::string& value : farm.affinity_cookies->set_cookie(server_)) {
         cookies[cookie_count++] = {"Set-Cookie", value};
       }
+      server_metrics_->affinity_assigned.add();
     }
   }
   response.add = std::span<const HeaderField>(cookies, cookie_count);

@@ -211,7 +211,7 @@ class ClientConnection final : public UpstreamEvents {
   std::unique_ptr<HtmlRewriter> html_;
   uint64_t html_body_rules_ = 0;
   std::string html_out_;
-  std::string hash_buffer_;                       // RequestHash key, reused between requests
+  std::string hash_buffer_;  // RequestHash key, reused between requests
   int site_ = -1;
   std::string_view site_name_;  // the request's IIS site (points into snap_'s config)
 };

@@ -103,6 +103,10 @@ struct ServerMetrics {
   // Failed exchanges and responses matching the farm's liveTrafficFailureCodes; the farm's
   // prober folds these into the server's health.
   Counter live_failures;
+  // Cookie affinity: requests sent here because their cookie named this server, and clients
+  // given a cookie for it (first visit, or the server their cookie named was gone).
+  Counter affinity_kept;
+  Counter affinity_assigned;
   LatencyHistogram response_time;    // request start to the last response byte from the server
   LatencyHistogram connect_time;     // TCP connect, for new upstream connections
   LatencyHistogram first_byte_time;  // request start to the response head from the server
@@ -138,6 +142,8 @@ inline void ServerMetrics::add_from(const ServerMetrics& o) {
   connections_reused.add(o.connections_reused.get());
   retries.add(o.retries.get());
   live_failures.add(o.live_failures.get());
+  affinity_kept.add(o.affinity_kept.get());
+  affinity_assigned.add(o.affinity_assigned.get());
   response_time.add_from(o.response_time);
   connect_time.add_from(o.connect_time);
   first_byte_time.add_from(o.first_byte_time);

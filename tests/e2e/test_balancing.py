@@ -172,6 +172,11 @@ class CookieAffinity(HarrowTestCase):
         # The value is accepted in upper-case hex too (another proxy may have issued it).
         _, hdrs, _ = request(h.port, headers={"Cookie": f"ARRAffinity={value.upper()}"})
         self.assertEqual(hdrs["x-origin"], server)
+        _, metrics = h.admin_get("/metrics")
+        origin = a if server == "a" else b
+        label = f'farm="f",server="{origin.host}:{origin.port}",pool=""'
+        self.assertIn(f"harrow_server_affinity_kept_total{{{label}}} 101", metrics)
+        self.assertIn(f"harrow_server_affinity_assigned_total{{{label}}} 1", metrics)
 
     def test_disabled_affine_server_means_a_new_server_and_a_new_cookie(self):
         h, (a, b) = self.start()

@@ -6,7 +6,8 @@ import socket
 import threading
 import unittest
 
-from harness import HarrowTestCase, decode_chunked, farm_xml, request, rule_xml, wait_for
+from harness import (HarrowTestCase, SANITIZED, decode_chunked, farm_xml, request, rule_xml,
+                     wait_for)
 
 
 def config_with_outbound(origin, outbound, protocol="", maps=""):
@@ -132,8 +133,10 @@ class BodyRules(HarrowTestCase):
         body = decode_chunked(bytes(received[head_end + 4:]))
         self.assertEqual(len(body), len(expected_unit) * repeat)
         self.assertEqual(body, expected_unit * repeat)
-        # Streaming, not buffering: far less than the 10 MiB body (twice, in and out).
-        self.assertLess(h.rss_peak_kib(), 24 * 1024)
+        # Streaming, not buffering: far less than the 10 MiB body (twice, in and out). ASan's
+        # quarantine keeps freed memory resident, so the bound holds for the release build only.
+        if not SANITIZED:
+            self.assertLess(h.rss_peak_kib(), 24 * 1024)
 
 
 class OutboundConfig(unittest.TestCase):
