@@ -591,7 +591,20 @@ constexpr const ElementSpec* kRewriteChildren[] = {
     &kRewriteProviders};
 constexpr ElementSpec kRewrite = element("rewrite", {}, kRewriteChildren);
 
-constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite};
+// IIS request filtering: Harrow acts on the body limit; the rest of the section is IIS's.
+constexpr AttrSpec kRequestLimitsAttrs[] = {
+    uint_attr("maxAllowedContentLength", 0, kUInt32Max),
+    uint_attr("maxUrl", 0, kUInt32Max).not_acted_on(),
+    uint_attr("maxQueryString", 0, kUInt32Max).not_acted_on()};
+constexpr ElementSpec kRequestLimits = element("requestLimits", kRequestLimitsAttrs).foreign();
+constexpr const ElementSpec* kRequestFilteringChildren[] = {&kRequestLimits};
+constexpr ElementSpec kRequestFiltering =
+    element("requestFiltering", {}, kRequestFilteringChildren).foreign();
+constexpr const ElementSpec* kSecurityChildren[] = {&kRequestFiltering};
+constexpr ElementSpec kSecurity =
+    element("security", {}, kSecurityChildren).foreign().styled(PathStyle::Hidden);
+
+constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite, &kSecurity};
 constexpr ElementSpec kSystemWebServer =
     element("system.webServer", {}, kSystemWebServerChildren).foreign().styled(PathStyle::Hidden);
 
@@ -631,14 +644,20 @@ constexpr AttrSpec kAccessLogAttrs[] = {string_attr("path"),
                                         enum_attr("format", kAccessLogFormatNames)};
 constexpr ElementSpec kAccessLog = element("accessLog", kAccessLogAttrs);
 constexpr AttrSpec kLimitsAttrs[] = {uint_attr("maxConnections", 1, kUInt32Max),
-                                     uint_attr("maxIdleUpstreamPerServer", 0, kUInt32Max)};
+                                     uint_attr("maxIdleUpstreamPerServer", 0, kUInt32Max),
+                                     uint_attr("maxRequestLine", 64, 1 << 20),
+                                     uint_attr("maxRequestHeaderBytes", 256, 1 << 20),
+                                     uint_attr("maxRequestHeaders", 1, 10'000),
+                                     uint_attr("maxAllowedContentLength", 0, kNoLimit),
+                                     bool_attr("allowTrace"),
+                                     uint_attr("maxConnectionsPerClient", 0, kUInt32Max)};
 constexpr ElementSpec kLimits = element("limits", kLimitsAttrs);
 // Connect and request-head timeouts must leave some time; idle and shutdown may be zero
 // ("do not keep idle connections", "stop at once").
 constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("connect", 1, kDay),         timespan_attr("clientHeader", 1, kDay),
     timespan_attr("clientKeepAlive", 0, kDay), timespan_attr("upstreamIdle", 0, kDay),
-    timespan_attr("shutdown", 0, kDay),
+    timespan_attr("shutdown", 0, kDay),        timespan_attr("clientSend", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kAdmin, &kAccessLog, &kLimits,
@@ -1248,6 +1267,9 @@ class ConfigReader {
     read_rewrite_maps(find_child(rewrite, "rewriteMaps"));
     read_global_rules(find_child(rewrite, "globalRules"));
     read_site_listeners(find_child(app_host, "sites"));
+    read_value(find_child(find_child(find_child(web_server, "security"), "requestFiltering"),
+                          "requestLimits"),
+               "maxAllowedContentLength", config_.limits.max_allowed_content_length);
     read_harrow(find_child(root, "harrow"));
   }
 
@@ -1684,12 +1706,19 @@ class ConfigReader {
     pugi::xml_node limits = find_child(harrow, "limits");
     read_value(limits, "maxConnections", config_.limits.max_connections);
     read_value(limits, "maxIdleUpstreamPerServer", config_.limits.max_idle_upstream_per_server);
+    read_value(limits, "maxRequestLine", config_.limits.max_request_line);
+    read_value(limits, "maxRequestHeaderBytes", config_.limits.max_request_header_bytes);
+    read_value(limits, "maxRequestHeaders", config_.limits.max_request_headers);
+    read_value(limits, "maxAllowedContentLength", config_.limits.max_allowed_content_length);
+    read_value(limits, "allowTrace", config_.limits.allow_trace);
+    read_value(limits, "maxConnectionsPerClient", config_.limits.max_connections_per_client);
     pugi::xml_node timeouts = find_child(harrow, "timeouts");
     read_value(timeouts, "connect", config_.timeouts.connect);
     read_value(timeouts, "clientHeader", config_.timeouts.client_header);
     read_value(timeouts, "clientKeepAlive", config_.timeouts.client_keep_alive);
     read_value(timeouts, "upstreamIdle", config_.timeouts.upstream_idle);
     read_value(timeouts, "shutdown", config_.timeouts.shutdown);
+    read_value(timeouts, "clientSend", config_.timeouts.client_send);
   }
 
   static std::string line_column(const SourceLocation& where) {

@@ -15,7 +15,6 @@ namespace {
 // below the low mark. Bounds memory per exchange whatever the body size.
 constexpr size_t kHighWater = 1024 * 1024;
 constexpr size_t kLowWater = 256 * 1024;
-constexpr size_t kMaxRequestHead = 64 * 1024;
 constexpr uint64_t kLingerMs = 2000;
 
 ClientConnection* from_parser(llhttp_t* p) {
@@ -110,6 +109,13 @@ void ClientConnection::start() {
       uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
     }
   }
+  const config::LimitsConfig& limits = worker_->config().limits;
+  limits_.max_request_line = limits.max_request_line;
+  limits_.max_header_bytes = limits.max_request_header_bytes;
+  limits_.max_header_count = limits.max_request_headers;
+  limits_.max_body = limits.max_allowed_content_length;
+  limits_.allow_trace = limits.allow_trace;
+  framer_.reset(limits_);
   resume_reading();
   arm_timer(ms(worker_->config().timeouts.client_header));
 }
@@ -176,28 +182,46 @@ void ClientConnection::run_parser() {
   while (!parser_paused_ && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
          !closing_after_flush_) {
     uint32_t available = in_.block != nullptr ? in_.unconsumed() : 0;
-    if (available == 0 && !parser_owes_callbacks_) break;
-    parser_owes_callbacks_ = false;
     const char* begin = in_.block != nullptr ? in_.parse_begin() : "";
-    llhttp_errno_t rc = llhttp_execute(&parser_, begin, available);
-    if (rc == HPE_OK) {
-      request_bytes_ += available;
-      if (in_.block != nullptr) in_.parse_pos = in_.fill;
-    } else if (rc == HPE_PAUSED) {
-      uint32_t consumed = static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
-      request_bytes_ += consumed;
-      if (in_.block != nullptr) in_.parse_pos += consumed;
-      parser_paused_ = true;
-      on_parser_paused();
-    } else {
-      if (phase_ == Phase::Exchange && response_head_sent_) {
-        abort_exchange(Failure::bad_request, 0);
+    // llhttp only ever sees bytes the framer has vouched for.
+    if (available > framer_ahead_ && !framer_.failed()) {
+      framer_ahead_ +=
+          static_cast<uint32_t>(framer_.scan(begin + framer_ahead_, available - framer_ahead_));
+    }
+    if (framer_.failed()) {
+      // Refused before llhttp sees the fault; nothing after it is read.
+      reject_request(framer_.rejection().failure, framer_.rejection().detail);
+      return;
+    }
+    uint32_t vouched = framer_ahead_ - framer_.held();
+    if (vouched == 0 && !parser_owes_callbacks_) {
+      if (available > 0 && (framer_.head_done() || framer_.message_done())) {
+        // The framer saw a head or message end where llhttp did not stop: never guess.
+        reject_request(Failure::bad_framing, "parsers disagree on the message end");
         return;
       }
-      log_detail_ = llhttp_get_error_reason(&parser_);
-      release_upstream(false);
-      respond_error(head_too_large_ ? Failure::request_header_too_large : Failure::bad_request, 0);
+      break;
+    }
+    parser_owes_callbacks_ = false;
+    llhttp_errno_t rc = llhttp_execute(&parser_, begin, vouched);
+    uint32_t consumed = vouched;
+    if (rc == HPE_PAUSED) {
+      consumed = static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+    } else if (rc != HPE_OK) {
+      if (rejection_.detail == nullptr) {
+        rejection_ = {
+            head_too_large_ ? Failure::request_header_too_large : failure_for_parse_error(rc),
+            llhttp_get_error_reason(&parser_)};
+      }
+      reject_request(rejection_.failure, rejection_.detail);
       return;
+    }
+    request_bytes_ += consumed;
+    framer_ahead_ -= consumed;
+    if (in_.block != nullptr) in_.parse_pos += consumed;
+    if (rc == HPE_PAUSED) {
+      parser_paused_ = true;
+      on_parser_paused();
     }
   }
   if (phase_ == Phase::Closed) return;
@@ -212,8 +236,46 @@ void ClientConnection::run_parser() {
   if (!parser_paused_) resume_reading();
 }
 
+Failure ClientConnection::failure_for_parse_error(llhttp_errno_t rc) {
+  switch (rc) {
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_INVALID_TRANSFER_ENCODING:
+    case HPE_INVALID_CHUNK_SIZE:
+    case HPE_CB_MESSAGE_COMPLETE:
+      return Failure::bad_framing;
+    default:
+      return Failure::bad_request;
+  }
+}
+
+void ClientConnection::reject_request(Failure failure, const char* detail) {
+  log_detail_ = detail;
+  if (phase_ == Phase::Idle) {
+    // Nothing of the request reached llhttp: start its bookkeeping here for the logs.
+    on_message_begin(&parser_);
+    log_detail_ = detail;
+  }
+  if (phase_ == Phase::Exchange && response_head_sent_) {
+    abort_exchange(failure, 0);
+    return;
+  }
+  release_upstream(false);
+  close_requested_ = true;  // whatever follows on this connection cannot be trusted
+  respond_error(failure, 0);
+}
+
 void ClientConnection::on_parser_paused() {
   if (phase_ == Phase::Routing) {
+    if (head_rejected_) {
+      head_rejected_ = false;
+      uv_timer_stop(&timer_);
+      log_detail_ = rejection_.detail;
+      // What follows a refused head (its body, a CONNECT tunnel) is not read as requests.
+      close_requested_ = true;
+      respond_error(rejection_.failure, 0);
+      return;
+    }
     start_exchange();
   } else {
     request_complete();
@@ -223,8 +285,10 @@ void ClientConnection::on_parser_paused() {
 int ClientConnection::on_message_begin(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   c->phase_ = Phase::ReadingHead;
-  c->head_.reset(kMaxRequestHead);
+  c->head_.reset(c->limits_.max_request_line + c->limits_.max_header_bytes);
   c->head_too_large_ = false;
+  c->head_rejected_ = false;
+  c->rejection_ = {};
   c->request_done_ = c->response_head_sent_ = c->response_done_ = false;
   c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
   c->tried_count_ = 0;
@@ -255,6 +319,9 @@ int ClientConnection::on_url(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  // Trailer fields of a chunked body arrive through the same callbacks: they are dropped (the
+  // body is re-framed without them), and must not grow the finished head under its views.
+  if (c->phase_ != Phase::ReadingHead) return 0;
   if (c->head_.on_field(at, len)) return 0;
   c->head_too_large_ = true;
   return -1;
@@ -262,6 +329,7 @@ int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  if (c->phase_ != Phase::ReadingHead) return 0;  // a trailer field
   if (c->head_.on_value(at, len)) return 0;
   c->head_too_large_ = true;
   return -1;
@@ -275,8 +343,25 @@ int ClientConnection::on_headers_complete(llhttp_t* p) {
   c->request_chunked_ = (p->flags & F_CHUNKED) != 0;
   c->request_has_body_ = c->request_chunked_ || p->content_length > 0;
   c->phase_ = Phase::Routing;
+  c->check_head(p);
   // Pause: the body must not be parsed before there is somewhere to send it.
   return HPE_PAUSED;
+}
+
+void ClientConnection::check_head(llhttp_t* p) {
+  bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  framer_.begin_body(request_chunked_, has_length ? p->content_length : 0);
+  // An upgrade is not proxied yet: answer this request, then close rather than read on.
+  if (head_.has("upgrade")) client_keep_alive_ = false;
+  ParsedRequest req;
+  req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  req.head = &head_;
+  req.http_major = p->http_major;
+  req.http_minor = p->http_minor;
+  req.chunked = request_chunked_;
+  req.has_content_length = has_length;
+  req.content_length = p->content_length;
+  head_rejected_ = !check_request_head(req, limits_, rejection_);
 }
 
 int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
@@ -293,6 +378,11 @@ int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConnection::on_message_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
+  if (!c->framer_.message_done()) {
+    c->rejection_ = {Failure::bad_framing, "parsers disagree on the message end"};
+    return -1;
+  }
+  c->framer_.next_message();
   if (c->upstream_ != nullptr && c->request_chunked_) c->upstream_->out().add_last_chunk();
   // Pause: a pipelined request waits until this one's response is complete.
   return HPE_PAUSED;
@@ -702,7 +792,8 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
     close();
     return;
   }
-  if (status == 400 || status == 408 || status == 431) close_requested_ = true;  // framing in doubt
+  if (status == 400 || status == 408 || status == 414 || status == 431 || status == 505)
+    close_requested_ = true;  // framing in doubt
   // The body names the reason token, so a user with only curl sees why (story 2 of DESIGN.md).
   char body[160];
   std::string_view reason = default_reason(status);

@@ -16,6 +16,7 @@
 #include "core/http_head.h"
 #include "core/io_buffer.h"
 #include "core/metrics.h"
+#include "core/request_checks.h"
 #include "core/upstream_connection.h"
 
 namespace harrow {
@@ -64,6 +65,11 @@ class ClientConnection final : public UpstreamEvents {
   void run_parser();
   void on_read(ssize_t nread);
   void on_parser_paused();
+  // Refuses the request being read (bad bytes, a head check, a limit): answers with the
+  // failure's status and closes when framing is in doubt, or ends the connection if the
+  // response has begun.
+  void reject_request(Failure failure, const char* detail);
+  static Failure failure_for_parse_error(llhttp_errno_t rc);
   void start_exchange();
   void connect_upstream();
   // Points the exchange at `server`: with a pooled connection the head is sent at once
@@ -107,6 +113,8 @@ class ClientConnection final : public UpstreamEvents {
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
+  // From on_headers_complete: tells the framer the body's framing, judges the head.
+  void check_head(llhttp_t* p);
   static int on_message_complete(llhttp_t* p);
 
   Worker* worker_;
@@ -117,6 +125,13 @@ class ClientConnection final : public UpstreamEvents {
   uv_timer_t timer_{};
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
+  // Vouches for bytes before llhttp sees them; `framer_ahead_` of the unconsumed input have
+  // been scanned and not yet given to llhttp.
+  RequestFramer framer_;
+  uint32_t framer_ahead_ = 0;
+  RequestLimits limits_;        // from the configuration when the connection was accepted
+  bool head_rejected_ = false;  // check_request_head() refused the head just parsed
+  Rejection rejection_;         // why (also set by a parser callback that returns an error)
   InputBuffer in_;
   MessageHead head_;
   OutBatch out_;

@@ -1,0 +1,295 @@
+"""End-to-end: HTTP/1.1 hardening. A table of raw requests, each sent on its own connection:
+what the client gets back (status, reason token, the connection closed when framing is in
+doubt) and what the origin received (nothing, for a refused request).
+
+Cases come from RFC 9112 (§2.2 line endings, §3 request line, §5 field syntax, §6.1/§6.3 message
+body length, §7.1 chunked coding, §11.2 request smuggling), RFC 9110 (Host, methods) and public
+desync research: llhttp CVE-2022-32213/32214/32215, CVE-2022-35256, CVE-2023-30589 and the
+classic CL.TE / TE.CL / TE.TE variants.
+"""
+import re
+import socket
+
+from harness import HarrowTestCase, config_xml, decode_chunked, farm_xml, rule_xml
+
+BODY_LIMIT = 100000  # maxAllowedContentLength for this suite (IIS requestLimits element)
+
+H = b"Host: t\r\n"
+
+
+def chunked(*parts):
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def post_chunked(body, extra=b""):
+    return b"POST / HTTP/1.1\r\n" + H + extra + b"Transfer-Encoding: chunked\r\n\r\n" + body
+
+
+# (name, request bytes, expected status, expected reason token, where it is refused)
+# where: "head" = nothing of the request may reach the origin (no connection either);
+#        "body" = the head was forwarded, the origin must never see a complete request.
+REJECTED = [
+    # --- Content-Length / Transfer-Encoding (RFC 9112 §6.1, §6.3; §11.2 CL.TE and TE.CL)
+    ("cl_then_te", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400, "bad_framing", "head"),
+    ("te_then_cl", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+     400, "bad_framing", "head"),
+    ("cl_duplicate_same", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+     400, "bad_framing", "head"),
+    ("cl_duplicate_differ", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+     400, "bad_framing", "head"),
+    ("cl_list", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5, 5\r\n\r\nhello", 400, "bad_framing", "head"),
+    ("cl_plus_sign", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +5\r\n\r\nhello", 400, "bad_framing", "head"),
+    ("cl_negative", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\nhello", 400, "bad_framing", "head"),
+    ("cl_inner_space", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 0\r\n\r\nhello", 400, "bad_framing", "head"),
+    ("cl_overflow", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 99999999999999999999999\r\n\r\nx",
+     400, "bad_framing", "head"),
+    ("te_gzip_only", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 400, "bad_framing", "head"),
+    ("te_gzip_then_chunked", post_chunked(b"0\r\n\r\n").replace(b"chunked\r\n\r\n", b"gzip, chunked\r\n\r\n"),
+     400, "bad_framing", "head"),
+    ("te_chunked_then_gzip", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n",
+     400, "bad_framing", "head"),
+    ("te_twice", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400, "bad_framing", "head"),
+    ("te_chunked_then_identity", b"POST / HTTP/1.1\r\n" + H +
+     b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", 400, "bad_framing", "head"),
+    ("te_xchunked", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n", 400, "bad_framing", "head"),
+    ("te_vertical_tab_CVE_2022_32213", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: \x0bchunked\r\n\r\n0\r\n\r\n",
+     400, "bad_request", "head"),
+    ("te_on_http10", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_framing", "head"),
+    ("te_on_http10_with_cl", b"POST / HTTP/1.0\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400, "bad_framing", "head"),
+    ("te_obs_fold_CVE_2022_32215", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n , identity\r\n\r\n0\r\n\r\n",
+     400, "bad_request", "head"),
+    ("te_space_before_colon", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\nContent-Length: 3\r\n\r\nabc",
+     400, "bad_request", "head"),
+    # --- chunked coding (RFC 9112 §7.1)
+    ("chunk_size_not_hex", post_chunked(b"zz\r\nab\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_size_negative", post_chunked(b"-1\r\na\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_size_0x_prefix", post_chunked(b"0x1\r\na\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_size_overflow", post_chunked(b"ffffffffffffffffff\r\na\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_size_leading_zeros_oversize", post_chunked(b"0" * 2000 + b"1\r\na\r\n0\r\n\r\n"),
+     400, "bad_framing", "body"),
+    ("chunk_size_trailing_space", post_chunked(b"1 \r\na\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_size_bare_lf", post_chunked(b"1\na\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_size_bare_cr", post_chunked(b"1\ra\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_ext_bare_lf", post_chunked(b"1;a=b\nx\r\nx\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_ext_bare_cr", post_chunked(b"1;a=b\rx\r\nx\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_ext_nul", post_chunked(b"1;a=\x00\r\nx\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_ext_oversize", post_chunked(b"1;a=" + b"b" * 2000 + b"\r\nx\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_data_longer_than_size", post_chunked(b"1\r\nxyz\r\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("chunk_data_bare_lf", post_chunked(b"1\r\nx\n0\r\n\r\n"), 400, "bad_framing", "body"),
+    ("last_chunk_bare_lf_end", post_chunked(b"0\r\n\n"), 400, "bad_framing", "body"),
+    ("trailer_bare_lf", post_chunked(b"0\r\nX-T: 1\n\r\n"), 400, "bad_framing", "body"),
+    ("trailer_obs_fold", post_chunked(b"0\r\nX-T: 1\r\n 2\r\n\r\n"), 400, "bad_framing", "body"),
+    # --- field syntax (RFC 9112 §2.2, §5)
+    ("obs_fold", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\r\n c\r\n\r\n", 400, "bad_request", "head"),
+    ("obs_fold_tab", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\r\n\tc\r\n\r\n", 400, "bad_request", "head"),
+    ("space_before_colon", b"GET / HTTP/1.1\r\n" + H + b"X-A : b\r\n\r\n", 400, "bad_request", "head"),
+    ("tab_before_colon", b"GET / HTTP/1.1\r\n" + H + b"X-A\t: b\r\n\r\n", 400, "bad_request", "head"),
+    ("space_before_first_field", b"GET / HTTP/1.1\r\n Host: t\r\n\r\n", 400, "bad_request", "head"),
+    ("bare_cr_in_value_CVE_2022_32214", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\rX-B: c\r\n\r\n", 400, "bad_request", "head"),
+    ("bare_cr_line_end_CVE_2023_30589", b"GET / HTTP/1.1\r\nHost: t\rContent-Length: 5\r\n\r\nhello",
+     400, "bad_request", "head"),
+    ("bare_lf_everywhere", b"GET / HTTP/1.1\nHost: t\nX-A: b\n\n", 400, "bad_request", "head"),
+    ("bare_lf_one_field", b"GET / HTTP/1.1\r\nHost: t\nX-A: b\r\n\r\n", 400, "bad_request", "head"),
+    ("bare_lf_end_of_head", b"GET / HTTP/1.1\r\nHost: t\r\n\n", 400, "bad_request", "head"),
+    ("bare_cr_end_of_head_CVE_2022_35256", b"GET / HTTP/1.1\r\nHost: t\r\n\rX", 400, "bad_request", "head"),
+    ("nul_in_value", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\x00c\r\n\r\n", 400, "bad_request", "head"),
+    ("ctl_in_value", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\x01c\r\n\r\n", 400, "bad_request", "head"),
+    ("del_in_value", b"GET / HTTP/1.1\r\n" + H + b"X-A: b\x7fc\r\n\r\n", 400, "bad_request", "head"),
+    ("escape_in_value", b"GET / HTTP/1.1\r\n" + H + b"X-A: \x1b[31m\r\n\r\n", 400, "bad_request", "head"),
+    ("invalid_name_char", b"GET / HTTP/1.1\r\n" + H + b"X[A]: b\r\n\r\n", 400, "bad_request", "head"),
+    ("non_ascii_name", b"GET / HTTP/1.1\r\n" + H + b"X-\xc3\xa9: b\r\n\r\n", 400, "bad_request", "head"),
+    ("empty_name", b"GET / HTTP/1.1\r\n" + H + b": b\r\n\r\n", 400, "bad_request", "head"),
+    ("name_without_colon", b"GET / HTTP/1.1\r\n" + H + b"Bad Header\r\n\r\n", 400, "bad_request", "head"),
+    # --- request line (RFC 9112 §3)
+    ("invalid_method_char", b"G@T / HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("lowercase_method", b"get / HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("unknown_method", b"FOO / HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("double_space_request_line", b"GET  / HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("tab_in_target", b"GET /\ta HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("ctl_in_target", b"GET /\x01 HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("nul_in_target", b"GET /\x00 HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("non_ascii_target", b"GET /\xe9 HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("fragment_in_target", b"GET /a#b HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("http09_request_line", b"GET /\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("leading_bare_lf", b"\nGET / HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("space_after_version", b"GET / HTTP/1.1 \r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("lowercase_version", b"GET / http/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("version_two_digit_minor", b"GET / HTTP/1.10\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("version_http2", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505, "http_version_not_supported", "head"),
+    ("version_http12", b"GET / HTTP/1.2\r\n" + H + b"\r\n", 505, "http_version_not_supported", "head"),
+    ("version_http09", b"GET / HTTP/0.9\r\n" + H + b"\r\n", 505, "http_version_not_supported", "head"),
+    ("version_http3", b"GET / HTTP/3.0\r\n" + H + b"\r\n", 505, "http_version_not_supported", "head"),
+    # --- request-target forms and Host (RFC 9112 §3.2, RFC 9110 §7.2)
+    ("http11_without_host", b"GET / HTTP/1.1\r\n\r\n", 400, "bad_host", "head"),
+    ("two_hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_host", "head"),
+    ("two_hosts_same", b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400, "bad_host", "head"),
+    ("host_with_userinfo", b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400, "bad_host", "head"),
+    ("host_with_slash", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "bad_host", "head"),
+    ("empty_host_http11", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400, "bad_host", "head"),
+    ("absolute_form_host_mismatch", b"GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", 400, "bad_host", "head"),
+    ("absolute_form_userinfo", b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request", "head"),
+    ("absolute_form_other_scheme", b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request", "head"),
+    ("relative_target", b"GET a/b HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    ("asterisk_with_get", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, "bad_request", "head"),
+    # --- methods
+    ("connect", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405, "method_not_allowed", "head"),
+    ("trace", b"TRACE / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n", 405, "method_not_allowed", "head"),
+    # --- limits
+    ("request_line_too_long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n",
+     414, "request_line_too_large", "head"),
+    ("header_section_too_large", b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n",
+     431, "request_header_too_large", "head"),
+    ("too_many_header_fields", b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n",
+     431, "request_header_too_large", "head"),
+    ("content_length_above_limit", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % (BODY_LIMIT + 1),
+     413, "request_body_too_large", "head"),
+    ("chunked_body_above_limit", post_chunked(chunked(b"x" * 60000, b"y" * 60000)), 413, "request_body_too_large", "body"),
+]
+
+# Near misses that must still be proxied (each closes its connection with Connection: close).
+ACCEPTED = [
+    ("plain_get", b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"),
+    ("chunked_with_extension_and_trailer",
+     post_chunked(b"3;name=value\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n", b"Connection: close\r\n")),
+    ("te_with_tab_ows", b"POST / HTTP/1.1\r\n" + H + b"Connection: close\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n"),
+    ("te_chunked_uppercase", b"POST / HTTP/1.1\r\n" + H + b"Connection: close\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n"),
+    ("content_length_leading_zeros", b"POST / HTTP/1.1\r\n" + H + b"Connection: close\r\nContent-Length: 003\r\n\r\nabc"),
+    ("http10_without_host", b"GET / HTTP/1.0\r\n\r\n"),
+    ("one_leading_empty_line", b"\r\nGET / HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n"),
+    ("obs_text_in_value", b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\nX-A: caf\xc3\xa9\r\n\r\n"),
+    ("tab_in_value", b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\nX-A: a\tb\r\n\r\n"),
+    ("header_fields_at_limit", b"GET / HTTP/1.1\r\n" + H + b"Connection: close\r\n" +
+     b"".join(b"X-%d: v\r\n" % i for i in range(98)) + b"\r\n"),
+    ("body_at_limit", b"POST / HTTP/1.1\r\n" + H + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % BODY_LIMIT
+     + b"z" * BODY_LIMIT),
+]
+
+
+def exchange(port, data, timeout=10):
+    """Sends `data`, reads until the peer closes. Returns (bytes, closed)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+    except OSError:
+        pass  # Harrow may answer and close before taking everything
+    chunks, closed = [], False
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                closed = True
+                break
+            chunks.append(b)
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    s.close()
+    return b"".join(chunks), closed
+
+
+class RequestValidation(HarrowTestCase):
+    def setUp(self):
+        super().setUp()
+        self.o = self.origin("o")
+        text = config_xml([farm_xml("f", [("127.0.0.1", self.o.port, 1)])], [rule_xml("r", "f")])
+        text = text.replace(
+            "<system.webServer>",
+            "<system.webServer><security><requestFiltering>"
+            f'<requestLimits maxAllowedContentLength="{BODY_LIMIT}"/>'
+            "</requestFiltering></security>")
+        self.h = self.harrow(text)
+
+    def test_rejected_requests_never_reach_the_origin(self):
+        self.assertGreaterEqual(len(REJECTED), 80)
+        for name, data, status, reason, where in REJECTED:
+            with self.subTest(case=name):
+                before = self.o.stats()
+                out, closed = exchange(self.h.port, data)
+                status_line = out.split(b"\r\n", 1)[0]
+                self.assertTrue(status_line.startswith(b"HTTP/1.1 %d " % status), (name, out[:200]))
+                self.assertIn(b"(" + reason.encode() + b")", out, name)
+                self.assertEqual(out.count(b"HTTP/1.1 "), 1, (name, out[:300]))
+                if status != 405:
+                    self.assertTrue(closed, f"{name}: connection left open")
+                    self.assertIn(b"connection: close", out.lower(), name)
+                after = self.o.stats()
+                # Only the stats request itself reaches the origin.
+                self.assertEqual(after["requests"], before["requests"], f"{name} reached the origin")
+                if where == "head":
+                    self.assertEqual(after["connections_accepted"], before["connections_accepted"] + 1,
+                                     f"{name}: Harrow connected upstream")
+        _, metrics = self.h.admin_get("/metrics")
+        for reason in {r[3] for r in REJECTED}:
+            self.assertRegex(metrics, rf'harrow_request_failures_total{{reason="{reason}"}} [1-9]')
+        log = self.h.stderr()
+        for reason in {r[3] for r in REJECTED}:
+            self.assertRegex(log, rf" \d\d\d {reason} .*detail=", reason)
+
+    def test_near_misses_are_proxied(self):
+        for name, data in ACCEPTED:
+            with self.subTest(case=name):
+                before = self.o.stats()["requests"]
+                out, closed = exchange(self.h.port, data)
+                self.assertTrue(out.startswith(b"HTTP/1.1 200 "), (name, out[:200]))
+                self.assertTrue(closed, name)
+                self.assertEqual(self.o.stats()["requests"], before + 1, name)
+
+    def test_trailers_are_dropped_and_body_reframed(self):
+        body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n"
+        out, _ = exchange(self.h.port, b"POST /?echo=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                       b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        head, _, rest = out.partition(b"\r\n\r\n")
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        self.assertEqual(decode_chunked(rest), b"hello world")
+
+    def test_pipelined_request_after_a_refused_one_is_not_read(self):
+        # CL.TE smuggling attempt: the "body" would be a second request if the framing were
+        # guessed; Harrow refuses the first and reads nothing after it.
+        before = self.o.stats()["requests"]
+        data = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+        out, closed = exchange(self.h.port, data)
+        self.assertTrue(out.startswith(b"HTTP/1.1 400"), out[:100])
+        self.assertEqual(out.count(b"HTTP/1.1"), 1)
+        self.assertTrue(closed)
+        self.assertEqual(self.o.stats()["requests"], before)
+
+    def test_valid_pipeline_then_bad_request_answers_the_good_ones_first(self):
+        before = self.o.stats()["requests"]
+        data = (b"GET /?delay=50 HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET / HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n")
+        out, closed = exchange(self.h.port, data)
+        statuses = re.findall(rb"HTTP/1\.1 (\d\d\d) ", out)
+        self.assertEqual(statuses, [b"200", b"200", b"400"])
+        self.assertTrue(closed)
+        self.assertEqual(self.o.stats()["requests"], before + 2)
+
+    def test_trace_allowed_when_configured(self):
+        text = config_xml([farm_xml("f", [("127.0.0.1", self.o.port, 1)])], [rule_xml("r", "f")],
+                          harrow='<limits allowTrace="true"/>')
+        h2 = self.harrow(text)
+        out, _ = exchange(h2.port, b"TRACE / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:100])
+
+    def test_limits_are_configurable(self):
+        text = config_xml([farm_xml("f", [("127.0.0.1", self.o.port, 1)])], [rule_xml("r", "f")],
+                          harrow='<limits maxRequestLine="100" maxRequestHeaderBytes="300" '
+                                 'maxRequestHeaders="3" maxAllowedContentLength="10"/>')
+        h2 = self.harrow(text)
+        cases = [
+            (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+            (b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 300 + b"\r\n\r\n", 431),
+            (b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", 431),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n", 413),
+            (post_chunked(chunked(b"x" * 6, b"y" * 5)), 413),
+            (b"GET /" + b"a" * 60 + b" HTTP/1.1\r\nHost: t\r\nA: 1\r\nConnection: close\r\n\r\n", 200),
+            (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789", 200),
+        ]
+        for data, status in cases:
+            out, _ = exchange(h2.port, data)
+            self.assertTrue(out.startswith(b"HTTP/1.1 %d " % status), (data[:60], out[:100]))
