@@ -55,12 +55,37 @@ void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
   ListenerMetrics& lm = m.listeners[listener->index];
   lm.connections_accepted.add();
   if (m.connections_active.get() >= worker->connection_limit()) {
-    m.connections_rejected.add();
-    lm.connections_rejected.add();
-    c->close();
+    c->refuse_overloaded(Failure::overloaded);
     return;
   }
   c->start();
+}
+
+void ClientConnection::refuse_overloaded(Failure failure) {
+  // Over the limit Harrow answers rather than pausing accept(): a paused listener leaves
+  // clients hanging in the kernel's backlog with no clue, a 503 names the reason (DESIGN.md,
+  // story 2). The answer is written without reading the request, and the connection lingers
+  // briefly so the client's unread request does not turn the close into a reset.
+  WorkerMetrics& m = worker_->mutable_metrics();
+  ListenerMetrics& lm = m.listeners[listener_->index];
+  m.connections_rejected.add();
+  lm.connections_rejected.add();
+  m.failures[static_cast<int>(failure)].add();
+  lm.failures[static_cast<int>(failure)].add();
+  worker_->log_overloaded(failure);
+  static constexpr std::string_view kOverloaded =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
+      "Connection: close\r\n\r\n503 Service Unavailable (overloaded)\n";
+  static constexpr std::string_view kPerClient =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n"
+      "Connection: close\r\n\r\n503 Service Unavailable (client_connection_limit)\n";
+  std::string_view answer = failure == Failure::overloaded ? kOverloaded : kPerClient;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(answer.data()), answer.size());
+  if (uv_try_write(stream(), &buf, 1) != static_cast<int>(answer.size())) {
+    close();
+    return;
+  }
+  close_after_flush();
 }
 
 ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
@@ -110,6 +135,13 @@ void ClientConnection::start() {
     }
   }
   const config::LimitsConfig& limits = worker_->config().limits;
+  if (limits.max_connections_per_client != 0) {
+    if (!worker_->client_ip_opened(peer_ip_, limits.max_connections_per_client)) {
+      refuse_overloaded(Failure::client_connection_limit);
+      return;
+    }
+    per_client_counted_ = true;
+  }
   limits_.max_request_line = limits.max_request_line;
   limits_.max_header_bytes = limits.max_request_header_bytes;
   limits_.max_header_count = limits.max_request_headers;
@@ -654,9 +686,12 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
 
 void ClientConnection::upstream_read_end() {
   if (out_.flush() != 0) return;  // the client is gone; its read side will notice
-  if (upstream_ != nullptr && uv_stream_get_write_queue_size(stream()) > kHighWater) {
+  if (upstream_ != nullptr && !upstream_paused_ &&
+      uv_stream_get_write_queue_size(stream()) > kHighWater) {
     upstream_->pause_reading();
     upstream_paused_ = true;
+    // The client must take some of its response within clientSend (slow-read attack).
+    arm_timer(ms(worker_->config().timeouts.client_send));
   }
 }
 
@@ -930,6 +965,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
   if (c->upstream_paused_ && c->upstream_ != nullptr &&
       uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
     c->upstream_paused_ = false;
+    uv_timer_stop(&c->timer_);
     c->upstream_->resume_reading();
   }
 }
@@ -984,6 +1020,9 @@ void ClientConnection::on_timer(uv_timer_t* t) {
     case Phase::Lingering:
       c->close();
       return;
+    case Phase::Exchange:
+      if (c->upstream_paused_) c->abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
+      return;
     default:
       return;
   }
@@ -1010,6 +1049,8 @@ void ClientConnection::close() {
     worker_->mutable_metrics().listeners[listener_->index].connections_active.sub();
   }
   counted_active_ = false;
+  if (per_client_counted_) worker_->client_ip_closed(peer_ip_);
+  per_client_counted_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
 }

@@ -57,6 +57,8 @@ class ClientConnection final : public UpstreamEvents {
   };
 
   ClientConnection(Worker* worker, const ListenSocket* listener);
+  // Answers 503 overloaded and closes, for a connection above the worker's limit.
+  void refuse_overloaded(Failure failure);
   // IIS's site bindings: a listener bound to host names answers only those.
   bool host_allowed(std::string_view host) const;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
@@ -197,6 +199,7 @@ class ClientConnection final : public UpstreamEvents {
   uint64_t response_bytes_at_start_ = 0;
   uint16_t peer_port_ = 0;
   bool in_flight_counted_ = false;
+  bool per_client_counted_ = false;  // counted in the worker's per-IP connection counts
 };
 
 }  // namespace harrow

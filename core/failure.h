@@ -20,6 +20,7 @@ namespace harrow {
   X(method_not_allowed, 405, "CONNECT, or TRACE without allowTrace")                             \
   X(http_version_not_supported, 505, "a well-formed HTTP version other than 1.0 and 1.1")        \
   X(overloaded, 503, "the worker is at its connection limit (maxConnections)")                   \
+  X(client_connection_limit, 503, "the client IP holds maxConnectionsPerClient already")         \
   X(client_header_timeout, 408, "the request head did not arrive in time")                       \
   X(client_body_timeout, 408, "the request body stalled")                                        \
   X(client_aborted, 0, "the client closed the connection before the response was complete")      \

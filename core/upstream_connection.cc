@@ -117,6 +117,9 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
       // The deadline moves with activity; only the timer's firing checks it, so traffic
       // does not pay for re-arming a timer on every read.
       uint64_t now = uv_now(self->worker_->loop());
+      // Paused by the owner because the client is not taking the response: the server is not
+      // the slow party, and the client's send timeout governs.
+      if (!self->reading_ && self->response_started_) self->last_activity_ = now;
       uint64_t deadline = self->last_activity_ + self->timeout_ms_;
       if (now < deadline) {
         self->arm_timer(deadline - now);

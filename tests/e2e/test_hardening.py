@@ -8,9 +8,11 @@ desync research: llhttp CVE-2022-32213/32214/32215, CVE-2022-35256, CVE-2023-305
 classic CL.TE / TE.CL / TE.TE variants.
 """
 import re
+import select
 import socket
+import time
 
-from harness import HarrowTestCase, config_xml, decode_chunked, farm_xml, rule_xml
+from harness import HarrowTestCase, config_xml, decode_chunked, farm_xml, request, rule_xml, wait_for
 
 BODY_LIMIT = 100000  # maxAllowedContentLength for this suite (IIS requestLimits element)
 
@@ -293,3 +295,148 @@ class RequestValidation(HarrowTestCase):
         for data, status in cases:
             out, _ = exchange(h2.port, data)
             self.assertTrue(out.startswith(b"HTTP/1.1 %d " % status), (data[:60], out[:100]))
+
+
+def request_status(port):
+    return request(port, timeout=10)[0]
+
+
+def request_full(port):
+    return request(port, timeout=30)
+
+
+def read_status(sock):
+    """Reads one response head from `sock`; returns its status (int) or None at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = sock.recv(4096)
+        if not b:
+            return None
+        data += b
+    return int(data.split(b" ", 2)[1])
+
+
+class SlowClients(HarrowTestCase):
+    def setUp(self):
+        super().setUp()
+        self.o = self.origin("o")
+
+    def start(self, harrow_xml):
+        text = config_xml([farm_xml("f", [("127.0.0.1", self.o.port, 1)])], [rule_xml("r", "f")],
+                          harrow=harrow_xml)
+        return self.harrow(text)
+
+    def test_slowloris_trickling_head_gets_408(self):
+        h = self.start('<timeouts clientHeader="00:00:01"/>')
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        start = time.monotonic()
+        # One byte every 100 ms: the head never completes; the timeout counts from its start,
+        # not from the last byte. Stop trickling as soon as Harrow answers.
+        for b in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 200:
+            if select.select([s], [], [], 0.1)[0] or time.monotonic() - start > 8:
+                break
+            s.sendall(bytes([b]))
+        out = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 408"), out[:80])
+        self.assertIn(b"client_header_timeout", out)
+        self.assertLess(time.monotonic() - start, 8, "the trickle kept the connection open")
+
+    def test_idle_keep_alive_connection_is_closed(self):
+        h = self.start('<timeouts clientKeepAlive="00:00:01"/>')
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.assertEqual(read_status(s), 200)
+        # Harrow closes the idle connection: the next read sees EOF well before our timeout.
+        start = time.monotonic()
+        rest = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            rest += chunk
+        s.close()
+        self.assertLess(time.monotonic() - start, 9)
+
+    def test_client_that_stops_reading_is_dropped(self):
+        h = self.start('<timeouts clientSend="00:00:01"/>')
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.connect(("127.0.0.1", h.port))
+        s.sendall(b"GET /?bytes=200000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        # Never read. Harrow must give up on us and say why.
+        wait_for(lambda: "client_send_timeout" in h.stderr(), 20, "the send timeout")
+        s.close()
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r'harrow_request_failures_total{reason="client_send_timeout"} 1')
+        self.assertNotIn("upstream_timeout", h.stderr())
+        # The server was not at fault: nothing counted against it.
+        self.assertNotRegex(metrics, r'harrow_server_live_failures_total{[^}]*} [1-9]')
+        self.assertEqual(request_status(h.port), 200)
+
+    def test_connection_limit_answers_503_overloaded(self):
+        h = self.start('<limits maxConnections="20"/>')
+        held = [socket.create_connection(("127.0.0.1", h.port), timeout=10) for _ in range(20)]
+        # The 20 held connections are accepted (answered when they ask).
+        held[0].sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        self.assertEqual(read_status(held[0]), 200)
+        extra = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        extra.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        out = b""
+        while True:
+            chunk = extra.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        extra.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 503"), out[:80])
+        self.assertIn(b"(overloaded)", out)
+        wait_for(lambda: "503 overloaded" in h.stderr(), 10, "the overloaded log line")
+        for s in held:
+            s.close()
+        # Below the limit again: served.
+        wait_for(lambda: request_status(h.port) == 200, 10, "service after the held connections close")
+
+    def test_per_client_ip_cap(self):
+        h = self.start('<limits maxConnectionsPerClient="3"/>')
+        held = [socket.create_connection(("127.0.0.1", h.port), timeout=10) for _ in range(3)]
+        for s in held:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(read_status(s), 200)
+        fourth = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+        fourth.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        out = fourth.recv(4096)
+        fourth.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 503"), out[:80])
+        self.assertIn(b"client_connection_limit", out)
+        held[0].close()
+        wait_for(lambda: request_status(h.port) == 200, 10, "a slot freed by a close")
+        for s in held[1:]:
+            s.close()
+
+    def test_thousands_of_idle_and_trickling_connections_do_not_starve_a_client(self):
+        h = self.start('<timeouts clientHeader="00:01:00"/>')
+        idle, trickling = [], []
+        try:
+            for i in range(3000):
+                s = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+                (trickling if i % 2 else idle).append(s)
+            answered = 0
+            deadline = time.monotonic() + 60
+            for round_ in range(20):
+                # Each trickling connection sends one more byte of a head that never ends.
+                for s in trickling:
+                    s.send(b"GET / HTTP/1.1\r\nX-Slow: "[round_ % 24:round_ % 24 + 1] or b"a")
+                status, _, body = request_full(h.port)
+                self.assertEqual((status, body), (200, b"o\n"))
+                answered += 1
+                self.assertLess(time.monotonic(), deadline)
+            self.assertEqual(answered, 20)
+        finally:
+            for s in idle + trickling:
+                s.close()
