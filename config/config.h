@@ -186,6 +186,9 @@ struct LimitsConfig {
   bool allow_trace = false;  // TRACE is answered 405 unless allowed
   // Open connections one client IP may hold per worker; 0 = no cap.
   uint32_t max_connections_per_client = 0;
+  // Other servers one request may be retried on (connect failures before any byte was sent,
+  // or a reset before any response byte for GET/HEAD/OPTIONS/PUT/DELETE without a body).
+  uint32_t retries = 1;
 };
 
 struct TimeoutsConfig {

@@ -650,7 +650,8 @@ constexpr AttrSpec kLimitsAttrs[] = {uint_attr("maxConnections", 1, kUInt32Max),
                                      uint_attr("maxRequestHeaders", 1, 10'000),
                                      uint_attr("maxAllowedContentLength", 0, kNoLimit),
                                      bool_attr("allowTrace"),
-                                     uint_attr("maxConnectionsPerClient", 0, kUInt32Max)};
+                                     uint_attr("maxConnectionsPerClient", 0, kUInt32Max),
+                                     uint_attr("retries", 0, 8)};
 constexpr ElementSpec kLimits = element("limits", kLimitsAttrs);
 // Connect and request-head timeouts must leave some time; idle and shutdown may be zero
 // ("do not keep idle connections", "stop at once").
@@ -1712,6 +1713,7 @@ class ConfigReader {
     read_value(limits, "maxAllowedContentLength", config_.limits.max_allowed_content_length);
     read_value(limits, "allowTrace", config_.limits.allow_trace);
     read_value(limits, "maxConnectionsPerClient", config_.limits.max_connections_per_client);
+    read_value(limits, "retries", config_.limits.retries);
     pugi::xml_node timeouts = find_child(harrow, "timeouts");
     read_value(timeouts, "connect", config_.timeouts.connect);
     read_value(timeouts, "clientHeader", config_.timeouts.client_header);

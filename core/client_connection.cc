@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -627,7 +628,8 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   bool no_body = head_request_ || status == 204 || status == 304;
   bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
   if (no_body || upstream_length) {
-    response.keep_content_length = true;
+    // A 204 must not carry Content-Length (RFC 9110 §8.6); a 304 or HEAD's is metadata.
+    response.keep_content_length = status != 204;
   } else if (client_http11) {
     response_chunked_ = true;
     response.chunked = true;
@@ -722,10 +724,12 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   // elsewhere is what RFC 9110 §9.2.2 allows.
   llhttp_method_t method = static_cast<llhttp_method_t>(parser_.method);
   bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
-                    method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
+                    method == HTTP_PUT || method == HTTP_DELETE;
   bool safe_replay = failure == Failure::upstream_reset && idempotent && request_done_ &&
                      !request_has_body_ && !response_head_sent_;
-  if (!(nothing_sent || safe_replay) || tried_count_ >= kMaxTried) return false;
+  // At most `retries` other servers (<harrow><limits retries>, default 1).
+  int retries = static_cast<int>(std::min<uint32_t>(snap_->config->limits.retries, kMaxTried));
+  if (!(nothing_sent || safe_replay) || tried_count_ >= retries) return false;
   if (worker_->snapshot_ptr() != snap_) return false;  // a reload landed: the balancer is new
   tried_[tried_count_++] = server_;
   FarmState& farm = worker_->farm(farm_);
@@ -894,12 +898,14 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
     if (!f.config->application_pool.empty()) pool = f.config->application_pool;
     if (in_flight_counted_ || upstream_ != nullptr) server = f.servers[server_].label;
   }
-  log_line(level, "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s%s%s%s%s",
-           failure_status(failure), std::string(failure_token(failure)).c_str(),
-           log_id_[0] != '\0' ? log_id_ : "-", peer_, method, static_cast<int>(target.size()),
-           target.data(), farm.c_str(), pool.c_str(), server.c_str(),
-           uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
-           log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
+  log_line(
+      level,
+      "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
+      failure_status(failure), std::string(failure_token(failure)).c_str(),
+      log_id_[0] != '\0' ? log_id_ : "-", peer_, method, static_cast<int>(target.size()),
+      target.data(), farm.c_str(), pool.c_str(), server.c_str(), retries_,
+      uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
+      log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
 }
 
 void ClientConnection::log_access() {

@@ -175,7 +175,7 @@ class ClientConnection final : public UpstreamEvents {
   bool response_chunked_ = false;
   bool response_done_ = false;
   bool retried_ = false;
-  static constexpr int kMaxTried = 3;  // servers one request may fail to connect to
+  static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
   size_t tried_[kMaxTried] = {};
   int tried_count_ = 0;
   uint32_t retries_ = 0;  // new attempts made for this request (access log)

@@ -10,9 +10,11 @@ classic CL.TE / TE.CL / TE.TE variants.
 import re
 import select
 import socket
+import threading
 import time
 
-from harness import HarrowTestCase, config_xml, decode_chunked, farm_xml, request, rule_xml, wait_for
+from harness import (HarrowTestCase, config_xml, dead_port, decode_chunked, farm_xml, request, rule_xml,
+                     wait_for)
 
 BODY_LIMIT = 100000  # maxAllowedContentLength for this suite (IIS requestLimits element)
 
@@ -440,3 +442,296 @@ class SlowClients(HarrowTestCase):
         finally:
             for s in idle + trickling:
                 s.close()
+
+
+class RawOrigin:
+    """A scripted origin: answers each request with the exact bytes `script[path]` gives
+    (bytes, or a list of byte strings sent with short pauses), then keeps the connection,
+    closes it, or holds it without answering more. Records (connection number, request head)
+    for every request it reads."""
+
+    def __init__(self, script, host="127.0.0.1"):
+        self.script = script
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.connections = 0
+        self.running = True
+        self.threads = []
+        self.acceptor = threading.Thread(target=self.accept_loop, daemon=True)
+        self.acceptor.start()
+
+    def accept_loop(self):
+        self.sock.settimeout(0.1)
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            t = threading.Thread(target=self.serve, args=(conn, self.connections), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def serve(self, conn, number):
+        conn.settimeout(10)
+        buf = b""
+        try:
+            while self.running:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                path = head.split(b" ")[1].decode()
+                self.requests.append((number, head))
+                answer, after = self.script[path.split("?")[0]]
+                m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                need = int(m.group(1)) if m and after != "early" else 0
+                while len(buf) < need:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf[need:]
+                for piece in (answer if isinstance(answer, list) else [answer]):
+                    conn.sendall(piece)
+                    time.sleep(0.05)
+                if after in ("close", "early"):
+                    conn.close()
+                    return
+                if after == "hold":
+                    time.sleep(3)
+                    conn.close()
+                    return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def paths(self):
+        return [head.split(b" ")[1].decode() for _, head in self.requests]
+
+    def stop(self):
+        self.running = False
+        self.acceptor.join(2)
+        self.sock.close()
+
+
+def read_all(sock):
+    out = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out
+
+
+OK2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class UpstreamFaults(HarrowTestCase):
+    SCRIPT = {
+        "/ok": (OK2, "keep"),
+        "/204-with-body": (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", "keep"),
+        "/304-with-body": (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello", "keep"),
+        "/head-with-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "keep"),
+        "/more-than-declared": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
+                                b"Content-Length: 6\r\n\r\nforged", "keep"),
+        "/short-body": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "close"),
+        "/broken-chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", "hold"),
+        "/truncated-chunked": ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", b"9\r\nabc"],
+                               "close"),
+        "/interim": (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + OK2, "keep"),
+        "/obs-fold": (b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok", "keep"),
+        "/bare-lf": (b"HTTP/1.1 200 OK\nX-A: a\nContent-Length: 2\n\nok", "keep"),
+        "/nul-in-value": (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok", "keep"),
+        "/cl-and-te": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "keep"),
+        "/two-cl": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "keep"),
+        "/bad-status": (b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", "keep"),
+        "/huge-head": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\nContent-Length: 2\r\n\r\nok", "keep"),
+        "/early": (b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno", "early"),
+        "/refuse-expect": (b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno", "early"),
+    }
+
+    def setUp(self):
+        super().setUp()
+        self.raw = RawOrigin(self.SCRIPT)
+        self.addCleanup(self.raw.stop)
+        self.h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", self.raw.port, 1)])],
+                                        [rule_xml("r", "f")]))
+
+    def get(self, sock, path, method=b"GET", extra=b""):
+        sock.sendall(method + b" " + path + b" HTTP/1.1\r\nHost: t\r\n" + extra + b"\r\n")
+
+    def test_bodies_that_must_not_be_forwarded_and_connections_not_reused(self):
+        for path, method in [(b"/204-with-body", b"GET"), (b"/304-with-body", b"GET"),
+                             (b"/head-with-body", b"HEAD"), (b"/more-than-declared", b"GET")]:
+            with self.subTest(path=path):
+                conns_before = self.raw.connections
+                s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+                self.get(s, path, method)
+                self.get(s, b"/ok", extra=b"Connection: close\r\n")
+                out = read_all(s)
+                s.close()
+                statuses = re.findall(rb"HTTP/1\.1 (\d\d\d) ", out)
+                self.assertEqual(len(statuses), 2, out)
+                self.assertNotIn(b"hello", out)
+                self.assertNotIn(b"forged", out)
+                self.assertTrue(out.endswith(b"\r\n\r\nok"), out[-60:])
+                # The connection with surplus bytes was closed, not pooled: nothing else goes
+                # over it.
+                index = len(self.raw.requests) - 2
+                bad_conn, bad_head = self.raw.requests[index]
+                self.assertIn(path, bad_head)
+                for _ in range(3):
+                    self.assertEqual(request(self.h.port, path="/ok")[2], b"ok")
+                later = [n for n, _ in self.raw.requests[index + 1:]]
+                self.assertEqual(len(later), 4)
+                self.assertNotIn(bad_conn, later, path)
+                self.assertGreater(self.raw.connections, conns_before)
+
+    def test_invalid_response_heads_give_502(self):
+        for path in [b"/bare-lf", b"/nul-in-value", b"/cl-and-te", b"/two-cl",
+                     b"/bad-status", b"/huge-head"]:
+            with self.subTest(path=path):
+                s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+                self.get(s, path, extra=b"Connection: close\r\n")
+                out = read_all(s)
+                s.close()
+                self.assertTrue(out.startswith(b"HTTP/1.1 502 "), out[:200])
+                self.assertIn(b"upstream_invalid_response", out)
+                self.assertEqual(out.count(b"HTTP/1.1 "), 1, out[:300])
+
+    def test_obs_fold_in_a_response_becomes_a_space(self):
+        # RFC 9112 §5.2: a proxy replaces each obs-fold with SP (or answers 502); never
+        # forwards the fold.
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        self.get(s, b"/obs-fold", extra=b"Connection: close\r\n")
+        out = read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:100])
+        self.assertIn(b"\r\nX-A: a b\r\n", out)
+
+    def test_broken_bodies_end_the_client_connection_without_a_clean_end(self):
+        for path, reason in [(b"/short-body", "upstream_truncated"),
+                             (b"/broken-chunked", "upstream_invalid_response"),
+                             (b"/truncated-chunked", "upstream_truncated")]:
+            with self.subTest(path=path):
+                s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+                self.get(s, path)
+                self.get(s, b"/ok")  # pipelined: must never be answered on this connection
+                out = read_all(s)
+                s.close()
+                self.assertTrue(out.startswith(b"HTTP/1.1 200 "), out[:100])
+                self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+                self.assertFalse(out.endswith(b"0\r\n\r\n"), out[-40:])
+                if b"chunked" in path:
+                    self.assertIn(b"hello", out)
+                wait_for(lambda: f" {reason} " in self.h.stderr(), 10, reason)
+
+    def test_interim_responses_are_forwarded(self):
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        self.get(s, b"/interim", extra=b"Connection: close\r\n")
+        out = read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 103 "), out[:100])
+        self.assertIn(b"Link: </a.css>", out)
+        self.assertEqual(re.findall(rb"HTTP/1\.1 (\d\d\d) ", out), [b"103", b"200"])
+        self.assertTrue(out.endswith(b"\r\n\r\nok"))
+        # An HTTP/1.0 client gets no interim response.
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        s.sendall(b"GET /interim HTTP/1.0\r\n\r\n")
+        out = read_all(s)
+        s.close()
+        self.assertEqual(re.findall(rb"HTTP/1\.1 (\d\d\d) ", out), [b"200"])
+
+    def test_early_answer_leaves_the_rest_of_the_body_unread(self):
+        smuggled = b"GET /ok?smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+        body = (smuggled * 40000)[:1000000]
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body))
+        try:
+            s.sendall(body)
+        except OSError:
+            pass
+        out = read_all(s)
+        s.close()
+        self.assertEqual(re.findall(rb"HTTP/1\.1 (\d\d\d) ", out), [b"413"])
+        self.assertNotIn("/ok?smuggled", self.raw.paths())
+
+    def test_expect_100_refused_body_is_not_read_as_a_request(self):
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        s.sendall(b"POST /refuse-expect HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 38\r\n\r\n")
+        status = read_status(s)
+        self.assertEqual(status, 401)
+        # A client that sends its body anyway must not have it read as the next request.
+        try:
+            s.sendall(b"GET /ok?smuggled HTTP/1.1\r\nHost: t\r\n\r\n")
+        except OSError:
+            pass
+        rest = read_all(s)
+        s.close()
+        self.assertNotIn(b"HTTP/1.1 200", rest)
+        self.assertNotIn("/ok?smuggled", self.raw.paths())
+
+    def test_requests_after_connection_close_are_not_read(self):
+        s = socket.create_connection(("127.0.0.1", self.h.port), timeout=10)
+        s.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                  b"GET /ok?second HTTP/1.1\r\nHost: t\r\n\r\n")
+        out = read_all(s)
+        s.close()
+        self.assertEqual(out.count(b"HTTP/1.1 "), 1)
+        self.assertNotIn("/ok?second", self.raw.paths())
+
+
+class Retries(HarrowTestCase):
+    def run_farm(self, retries):
+        live = self.origin("live", host="127.0.0.4")
+        farm = farm_xml("f", [("127.0.0.2", dead_port(), 1), ("127.0.0.3", dead_port(), 1),
+                              ("127.0.0.4", live.port, 1)])
+        h = self.harrow(config_xml([farm], [rule_xml("r", "f")],
+                                   harrow=f'<limits retries="{retries}"/>'))
+        statuses = [request(h.port)[0] for _ in range(9)]
+        return h, statuses
+
+    def test_retries_bound_the_servers_tried(self):
+        # Two refusing servers in front of a live one: with two retries every request lands.
+        h, statuses = self.run_farm(2)
+        self.assertEqual(statuses, [200] * 9)
+        _, metrics = h.admin_get("/metrics")
+        retried = sum(int(n) for n in re.findall(r'harrow_server_retries_total{[^}]*} (\d+)', metrics))
+        self.assertGreater(retried, 0)
+        self.assertRegex(h.stderr(), r"upstream_connect_refused .* retries=\d")
+
+    def test_no_retries_means_the_first_failure_stands(self):
+        h, statuses = self.run_farm(0)
+        self.assertIn(502, statuses)
+        self.assertIn(200, statuses)
+        _, metrics = h.admin_get("/metrics")
+        retried = sum(int(n) for n in re.findall(r'harrow_server_retries_total{[^}]*} (\d+)', metrics))
+        self.assertEqual(retried, 0)
+
+    def test_post_is_not_replayed_after_the_server_got_it(self):
+        # Reads the request, then closes without answering.
+        raw = RawOrigin({"/": (b"", "close")}, host="127.0.0.2")
+        self.addCleanup(raw.stop)
+        other = RawOrigin({"/": (OK2, "keep")}, host="127.0.0.3")
+        self.addCleanup(other.stop)
+        farm = farm_xml("f", [("127.0.0.2", raw.port, 1), ("127.0.0.3", other.port, 1)])
+        h = self.harrow(config_xml([farm], [rule_xml("r", "f")], harrow='<limits retries="1"/>'))
+        results = [request(h.port, "POST", "/", body=b"x")[0] for _ in range(4)]
+        self.assertIn(502, results)
+        # Every POST went to exactly one server: none was sent twice.
+        self.assertEqual(len(raw.requests) + len(other.requests), 4)
+        # A GET that met the same reset is replayed on the other server.
+        gets = [request(h.port)[0] for _ in range(4)]
+        self.assertEqual(gets, [200] * 4)
