@@ -1,125 +1,236 @@
-// Smooth weighted round robin with a proven bound. Each pick goes to the server that is
-// furthest behind its share *and* whose next turn is due soonest — Tijdeman's "chairman
-// assignment" (1980): among servers whose lag is at least s = 1/(2(k-1)), the one whose
-// (c+1-s)/r deadline is earliest. For k available servers with shares r_i, after n picks every
-// server has been picked n·r_i ± (1 - s) times, so:
-//   - over a cycle of sum(weights) picks each server is picked exactly `weight` times, and
-//   - no prefix of the cycle is off by a whole pick from its share (nginx's current/effective
-//     weight scheme, the usual choice, can be: e.g. it lags by 1.06 for some 4-server farms).
-// The arithmetic is exact (integers scaled by W = sum of weights, 128-bit products), and
-// the state restarts whenever the set of available servers changes.
+// Smooth weighted round robin with a proven bound, at O(log n) per pick and O(1) once a cycle
+// has been recorded.
+//
+// The order is Tijdeman's "chairman assignment" (1980): pick n+1 goes, among the servers whose
+// lag (n+1)·r_i - c_i is at least s = 1/(2(k-1)), to the one whose deadline (c_i + 1 - s)/r_i
+// is earliest (k available servers, shares r_i = w_i/W, c_i picks so far; ties go to the
+// server first in configuration order). Tijdeman proved that after every n picks
+//     |c_i - n·r_i| ≤ 1 - 1/(2(k-1))        for every server i,
+// so each server is within less than one pick of its exact share at every prefix, and over a
+// cycle of W = sum(reduced weights) picks each server is picked exactly its (reduced) weight.
+// (nginx's current/effective-weight scheme, the usual choice, can fall 1.06 picks behind.)
+//
+// How it is made fast: a server's eligibility time and its deadline both move forward by a
+// fixed step each time it is picked, so the scheduler is two heaps, as in WF²Q: `pending`
+// (ordered by the pick number at which a server becomes eligible) and `ready` (eligible
+// servers ordered by deadline). Times are kept as exact quotient + remainder, so no 128-bit
+// division runs per pick and ties resolve exactly as the rational comparison would.
+// The sequence repeats every W picks, so while the first cycle is generated it is also recorded
+// when W is small (≤ max(4,096, 16·k) entries): from the second cycle on a pick is one array
+// read. The schedule restarts whenever the set of available servers changes.
+#include <algorithm>
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
-#include "balancer/balancer.h"
+#include "balancer/algorithms.h"
+#include "balancer/available_set.h"
 
 namespace harrow::balancer {
 namespace {
 
-using i128 = __int128;
-
-class WeightedRoundRobin final : public Balancer {
+// Tijdeman's order over a fixed set of servers, generated one pick at a time.
+class ChairmanSchedule {
  public:
-  explicit WeightedRoundRobin(const std::vector<uint32_t>& weights)
-      : weights_(weights.begin(), weights.end()),
-        picks_(weights.size(), 0),
-        active_(weights.size(), false) {}
-
-  std::optional<size_t> pick(const PickContext& ctx) override {
-    refresh(ctx);
-    if (active_count_ == 0) return std::nullopt;
-    if (active_count_ == 1) return only_;
-    // Eligible: lag after this pick's share, (n+1)·w_i/W - c_i, is at least s = 1/(2(k-1)).
-    // Deadline: (c_i + 1 - s)/r_i, compared as (2(k-1)(c_i+1) - 1) / w_i.
-    const i128 two_k1 = 2 * static_cast<i128>(active_count_ - 1);
-    std::optional<size_t> best;
-    i128 best_num = 0, best_den = 1;
-    for (size_t i = 0; i < weights_.size(); ++i) {
-      if (!active_[i]) continue;
-      i128 lag_scaled =
-          static_cast<i128>(n_ + 1) * weights_[i] - static_cast<i128>(total_) * picks_[i];
-      if (two_k1 * lag_scaled < static_cast<i128>(total_)) continue;
-      i128 num = two_k1 * (picks_[i] + 1) - 1;
-      i128 den = weights_[i];
-      if (!best || num * best_den < best_num * den) {
-        best = i;
-        best_num = num;
-        best_den = den;
-      }
-    }
-    if (!best) best = most_behind();  // unreachable by the theorem; kept as a safe fallback
-    ++picks_[*best];
-    if (++n_ == total_) restart();  // a full cycle: every count is exact, start again at zero
-    return best;
-  }
-
- private:
-  // Re-reads which servers may be picked; a change starts a fresh cycle over the new set.
-  void refresh(const PickContext& ctx) {
-    bool changed = false;
-    for (size_t i = 0; i < weights_.size(); ++i) {
-      bool up = weights_[i] > 0 && ctx.availability.available(i);
-      for (size_t x : ctx.exclude) up = up && x != i;
-      if (up != active_[i]) {
-        active_[i] = up;
-        changed = true;
-      }
-    }
-    if (!changed) return;
-    total_ = 0;
-    active_count_ = 0;
-    for (size_t i = 0; i < weights_.size(); ++i) {
-      if (!active_[i]) continue;
-      total_ += static_cast<uint64_t>(weights_[i]);
-      ++active_count_;
-      only_ = i;
+  // weights: the available servers' weights, already divided by their gcd (each ≥ 1).
+  void reset(std::vector<uint64_t> weights) {
+    weights_ = std::move(weights);
+    total_ = std::accumulate(weights_.begin(), weights_.end(), uint64_t{0});
+    size_t k = weights_.size();
+    two_k1_ = 2 * static_cast<uint64_t>(k > 1 ? k - 1 : 1);
+    state_.assign(k, {});
+    for (size_t i = 0; i < k; ++i) {
+      uint64_t w = weights_[i];
+      Timing& t = state_[i];
+      // Deadline (c+1-s)/r_i in units of W/(2(k-1)): (2(k-1)(c+1) - 1) / w.
+      t.deadline_step_q = two_k1_ / w;
+      t.deadline_step_r = two_k1_ % w;
+      // Eligible from pick number ceil(W(2(k-1)c + 1) / (2(k-1)w)).
+      t.eligible_den = two_k1_ * w;
+      t.eligible_step_q = total_ / w;
+      t.eligible_step_r = two_k1_ * (total_ % w);
     }
     restart();
   }
 
+  // Starts the cycle again from zero picks.
   void restart() {
-    n_ = 0;
-    for (uint64_t& p : picks_) p = 0;
+    picks_done_ = 0;
+    ready_.clear();
+    pending_.clear();
+    for (size_t i = 0; i < state_.size(); ++i) {
+      Timing& t = state_[i];
+      t.deadline_q = (two_k1_ - 1) / weights_[i];
+      t.deadline_r = (two_k1_ - 1) % weights_[i];
+      t.eligible_q = total_ / t.eligible_den;
+      t.eligible_r = total_ % t.eligible_den;
+      pending_.push_back({eligible_at(t), static_cast<uint32_t>(i)});
+    }
+    std::make_heap(pending_.begin(), pending_.end(), PendingLater{});
   }
 
-  size_t most_behind() const {
-    size_t best = only_;
-    i128 best_lag = 0;
-    bool first = true;
-    for (size_t i = 0; i < weights_.size(); ++i) {
-      if (!active_[i]) continue;
-      i128 lag = static_cast<i128>(n_ + 1) * weights_[i] - static_cast<i128>(total_) * picks_[i];
-      if (first || lag > best_lag) {
-        best = i;
-        best_lag = lag;
-        first = false;
-      }
+  uint64_t cycle_length() const { return total_; }
+
+  // Position (into the weights given to reset) of the next pick.
+  uint32_t next() {
+    uint64_t pick_number = picks_done_ + 1;
+    while (!pending_.empty() && pending_.front().at <= pick_number) {
+      std::pop_heap(pending_.begin(), pending_.end(), PendingLater{});
+      uint32_t pos = pending_.back().pos;
+      pending_.pop_back();
+      push_ready(pos);
+    }
+    if (ready_.empty()) {
+      // Unreachable by Tijdeman's theorem (someone is always eligible); kept so that a broken
+      // invariant degrades to "earliest eligible" rather than to a crash.
+      std::pop_heap(pending_.begin(), pending_.end(), PendingLater{});
+      push_ready(pending_.back().pos);
+      pending_.pop_back();
+    }
+    std::pop_heap(ready_.begin(), ready_.end(), ReadyLater{});
+    uint32_t pos = ready_.back().pos;
+    ready_.pop_back();
+
+    Timing& t = state_[pos];
+    uint64_t w = weights_[pos];
+    t.deadline_q += t.deadline_step_q;
+    t.deadline_r += t.deadline_step_r;
+    if (t.deadline_r >= w) {
+      t.deadline_r -= w;
+      ++t.deadline_q;
+    }
+    t.eligible_q += t.eligible_step_q;
+    t.eligible_r += t.eligible_step_r;
+    if (t.eligible_r >= t.eligible_den) {
+      t.eligible_r -= t.eligible_den;
+      ++t.eligible_q;
+    }
+    pending_.push_back({eligible_at(t), pos});
+    std::push_heap(pending_.begin(), pending_.end(), PendingLater{});
+
+    if (++picks_done_ == total_) restart();  // every count is exact: the cycle repeats
+    return pos;
+  }
+
+ private:
+  struct Timing {
+    uint64_t deadline_q = 0, deadline_r = 0, deadline_step_q = 0, deadline_step_r = 0;
+    uint64_t eligible_q = 0, eligible_r = 0, eligible_den = 1;
+    uint64_t eligible_step_q = 0, eligible_step_r = 0;
+  };
+  struct ReadyEntry {
+    uint64_t q;  // deadline = q + r/w
+    uint32_t r;
+    uint32_t w;
+    uint32_t pos;
+  };
+  struct PendingEntry {
+    uint64_t at;  // first pick number at which the server is eligible
+    uint32_t pos;
+  };
+  // Heap comparators ("later" on top of std's max-heap = a min-heap).
+  struct ReadyLater {
+    bool operator()(const ReadyEntry& a, const ReadyEntry& b) const {
+      if (a.q != b.q) return a.q > b.q;
+      uint64_t ra = uint64_t{a.r} * b.w, rb = uint64_t{b.r} * a.w;
+      if (ra != rb) return ra > rb;
+      return a.pos > b.pos;
+    }
+  };
+  struct PendingLater {
+    bool operator()(const PendingEntry& a, const PendingEntry& b) const { return a.at > b.at; }
+  };
+
+  static uint64_t eligible_at(const Timing& t) { return t.eligible_q + (t.eligible_r != 0); }
+
+  void push_ready(uint32_t pos) {
+    const Timing& t = state_[pos];
+    ready_.push_back({t.deadline_q, static_cast<uint32_t>(t.deadline_r),
+                      static_cast<uint32_t>(weights_[pos]), pos});
+    std::push_heap(ready_.begin(), ready_.end(), ReadyLater{});
+  }
+
+  std::vector<uint64_t> weights_;
+  std::vector<Timing> state_;
+  std::vector<ReadyEntry> ready_;
+  std::vector<PendingEntry> pending_;
+  uint64_t total_ = 0;
+  uint64_t two_k1_ = 2;
+  uint64_t picks_done_ = 0;
+};
+
+class WeightedRoundRobin final : public Balancer {
+ public:
+  explicit WeightedRoundRobin(const std::vector<uint32_t>& weights)
+      : set_(std::vector<uint64_t>(weights.begin(), weights.end())) {}
+
+  std::optional<size_t> pick(const PickContext& ctx) override {
+    if (set_.refresh(ctx.availability)) restart();
+    if (set_.empty()) return std::nullopt;
+    if (ctx.exclude.empty()) return next();
+    return next_not_excluded(ctx.exclude);
+  }
+
+ private:
+  void restart() {
+    std::span<const uint32_t> servers = set_.servers();
+    table_.clear();
+    table_pos_ = 0;
+    recording_ = false;
+    if (servers.size() < 2) return;
+    uint64_t g = 0;
+    for (uint32_t s : servers) g = std::gcd(g, set_.weight(s));
+    std::vector<uint64_t> reduced;
+    reduced.reserve(servers.size());
+    for (uint32_t s : servers) reduced.push_back(set_.weight(s) / g);
+    schedule_.reset(std::move(reduced));
+    uint64_t table_limit = std::max<uint64_t>(4096, 16 * servers.size());
+    recording_ = schedule_.cycle_length() <= table_limit;
+    if (recording_) table_.reserve(schedule_.cycle_length());
+  }
+
+  // The next server in the smooth order (the set is not empty).
+  size_t next() {
+    std::span<const uint32_t> servers = set_.servers();
+    if (servers.size() == 1) return servers[0];
+    if (!recording_ && !table_.empty()) {
+      uint32_t s = table_[table_pos_];
+      if (++table_pos_ == table_.size()) table_pos_ = 0;
+      return s;
+    }
+    uint32_t s = servers[schedule_.next()];
+    if (recording_) {
+      table_.push_back(s);
+      if (table_.size() == schedule_.cycle_length()) recording_ = false;  // cycle complete
+    }
+    return s;
+  }
+
+  // Failover: the next servers in order until one not excluded. Excluded servers lose the
+  // turns skipped over (they just failed this request). Bounded: a heavy excluded server can
+  // hold many consecutive turns, so after a while take the heaviest candidate instead.
+  std::optional<size_t> next_not_excluded(std::span<const size_t> exclude) {
+    if (set_.count_candidates(exclude) == 0) return std::nullopt;
+    for (size_t tries = 0; tries < 4 * set_.size() + 64; ++tries) {
+      size_t s = next();
+      if (!is_excluded(s, exclude)) return s;
+    }
+    std::optional<size_t> best;
+    for (uint32_t s : set_.servers()) {
+      if (is_excluded(s, exclude)) continue;
+      if (!best || set_.weight(s) > set_.weight(*best)) best = s;
     }
     return best;
   }
 
-  std::vector<uint64_t> weights_;
-  std::vector<uint64_t> picks_;  // in the current cycle
-  std::vector<bool> active_;
-  uint64_t total_ = 0;  // sum of the active weights: the cycle length
-  uint64_t n_ = 0;      // picks in the current cycle
-  size_t active_count_ = 0;
-  size_t only_ = 0;
+  AvailableSet set_;
+  ChairmanSchedule schedule_;
+  std::vector<uint32_t> table_;  // one recorded cycle (when short enough)
+  size_t table_pos_ = 0;
+  bool recording_ = false;
 };
 
 }  // namespace
-
-std::unique_ptr<Balancer> make_balancer(const FarmSpec& spec) {
-  std::vector<uint32_t> weights;
-  for (const ServerSpec& s : spec.servers) weights.push_back(s.weight);
-  return make_weighted_round_robin(weights);
-}
-
-uint64_t hash_key(std::string_view key) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-  for (unsigned char c : key) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
 
 std::unique_ptr<Balancer> make_weighted_round_robin(const std::vector<uint32_t>& weights) {
   return std::make_unique<WeightedRoundRobin>(weights);

@@ -17,4 +17,9 @@ constexpr bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// True if `s` begins with `prefix`, ignoring ASCII case.
+constexpr bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
 }  // namespace harrow

@@ -68,11 +68,27 @@ struct HealthCheckConfig {
   uint32_t jitter_percent = 10;    // each probe interval varies by ± this much
 };
 
-// <affinity> (ARR defaults).
+enum class SameSite { None, Lax, Strict, Unset };
+enum class AffinityFailurePolicy { Redistribute, Return503 };
+
+// <affinity> (ARR defaults, then Harrow's extensions for today's browsers).
 struct AffinityConfig {
   bool use_cookie = false;
   std::string cookie_name = "ARRAffinity";
   bool use_host_name = false;
+  Millis timeout{20 * 60'000};  // host-name affinity: an idle host's assignment expires
+  struct HostServers {
+    std::string name;
+    uint32_t servers = 1;
+  };
+  std::vector<HostServers> hosts;  // <host name servers>: servers allotted per host name
+  // Harrow extensions.
+  std::string domain;  // the cookie's Domain; empty = none (host-only cookie)
+  SameSite same_site = SameSite::Unset;
+  bool secure = false;
+  Millis max_age{0};  // 0 = a session cookie
+  // The affine server is no longer usable: pick another and set a new cookie (ARR), or 503.
+  AffinityFailurePolicy failure_policy = AffinityFailurePolicy::Redistribute;
 };
 
 enum class Algorithm {

@@ -42,10 +42,6 @@ using harrow::iequals;
 // Names: case-insensitive comparison and "did you mean"
 // ============================================================================================
 
-bool istarts_with(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
-}
-
 // Case-insensitive Levenshtein distance, two rows.
 size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> previous(b.size() + 1);
@@ -314,6 +310,8 @@ constexpr int64_t kMaxBufferKb = 4'194'303;
 
 // Enum spellings, each array in the order of the matching config.h enum (index == value).
 constexpr std::string_view kHttpVersionNames[] = {"PassThrough", "Http10", "Http11"};
+constexpr std::string_view kSameSiteNames[] = {"None", "Lax", "Strict"};
+constexpr std::string_view kAffinityFailurePolicyNames[] = {"Redistribute", "Return503"};
 constexpr std::string_view kAlgorithmNames[] = {"WeightedRoundRobin", "LeastRequests",
                                                 "LeastResponseTime", "WeightedTotalTraffic",
                                                 "RequestHash"};
@@ -397,22 +395,27 @@ constexpr ElementSpec kEquivalentHost =
 constexpr const ElementSpec* kAffinityHostChildren[] = {&kEquivalentHost};
 constexpr AttrSpec kAffinityHostAttrs[] = {nonempty_attr("name"), uint_attr("servers", 1, 256)};
 constexpr ElementSpec kAffinityHost =
-    element("host", kAffinityHostAttrs, kAffinityHostChildren).items("name").not_acted_on();
+    element("host", kAffinityHostAttrs, kAffinityHostChildren).items("name");
 constexpr const ElementSpec* kAffinityChildren[] = {&kAffinityHost};
 constexpr AttrSpec kAffinityAttrs[] = {
     bool_attr("useCookie"),
     nonempty_attr("cookieName"),
-    // Stored in AffinityConfig::use_host_name, but no balancer implements host-name affinity.
-    bool_attr("useHostName").not_acted_on(),
+    bool_attr("useHostName"),
     bool_attr("hostCountersEnabled").not_acted_on(),
     bool_attr("useServerProvider").not_acted_on(),
-    timespan_attr("timeout", 60 * kSecond, 30 * kDay).not_acted_on(),
+    timespan_attr("timeout", 60 * kSecond, 30 * kDay),
     bool_attr("useExternalCache").not_acted_on(),
     bool_attr("ignoreSubDomain").not_acted_on(),
     bool_attr("ignoreSubDomainClientAffinity").not_acted_on(),
     int_attr("ignoreSubDomainFragmentDepth", 0, 32767).not_acted_on(),
     string_attr("hostAffinityProvider").not_acted_on(),
     string_attr("serverProviderImage").not_acted_on(),
+    // Harrow extensions.
+    nonempty_attr("domain"),
+    enum_attr("sameSite", kSameSiteNames),
+    bool_attr("secure"),
+    timespan_attr("maxAge", 0, 400 * kDay),
+    enum_attr("affinityFailurePolicy", kAffinityFailurePolicyNames),
 };
 constexpr ElementSpec kAffinity = element("affinity", kAffinityAttrs, kAffinityChildren);
 
@@ -422,6 +425,9 @@ constexpr AttrSpec kLoadBalancingAttrs[] = {
     string_attr("hashServerVariable"),
     string_attr("queryStringNames"),
     bool_attr("randomizeLBTies"),
+    // Harrow extension: RequestHash with bounded loads, in percent of the average (HAProxy's
+    // hash-balance-factor): 0 = off, else above 100.
+    uint_attr("hashBalanceFactor", 0, 10000),
 };
 constexpr ElementSpec kLoadBalancing = element("loadBalancing", kLoadBalancingAttrs);
 
@@ -1053,10 +1059,17 @@ class SchemaChecker {
                                        tag(node) + " must not be empty");
       return;
     }
+    std::string hint;
+    if (spec.kind == ValueKind::TimeSpan) {
+      // interval="5": IIS reads bare numbers as nothing useful, people mean seconds.
+      if (std::optional<uint64_t> seconds = parse_uint(value); seconds && *seconds < 100'000'000) {
+        hint = " (did you mean " + format_timespan(Millis{*seconds * 1000}) + "?)";
+      }
+    }
     diagnostics_.attribute_error(node, attribute.name(),
                                  "bad value " + quoted(value) + " for attribute '" +
                                      std::string(attribute.name()) + "' on " + tag(node) +
-                                     ": expected " + expected_value(spec));
+                                     ": expected " + expected_value(spec) + hint);
   }
 
   void check_children(pugi::xml_node node, const ElementSpec& spec, const std::string& path,
@@ -1065,7 +1078,14 @@ class SchemaChecker {
     for (pugi::xml_node child : child_elements(node)) {
       const ElementSpec* child_spec = find_spec(spec.children, child.name());
       if (child_spec == nullptr) {
-        if (spec.unknown == Unknown::Error) report_unknown_element(node, spec, child);
+        if (spec.unknown == Unknown::Error) {
+          report_unknown_element(node, spec, child);
+        } else if (iequals(child.name(), "webFarms")) {
+          // IIS sections Harrow does not read are skipped, but farms placed here would be
+          // silently lost: the commonest hand-written mistake.
+          diagnostics_.error(child, "webFarms belongs directly under <configuration>, not in " +
+                                        tag(node) + "; move it there");
+        }
         continue;
       }
       if (!child_spec->repeatable) {
@@ -1090,17 +1110,53 @@ class SchemaChecker {
                                 std::string_view name) {
     std::vector<std::string_view> known;
     for (const AttrSpec& attr_spec : spec.attributes) known.push_back(attr_spec.name);
-    diagnostics_.attribute_error(node, name,
-                                 "unknown attribute '" + std::string(name) + "' on " + tag(node) +
-                                     did_you_mean(name, known));
+    std::string_view hint = misplaced_hint(node.name(), name);
+    diagnostics_.attribute_error(
+        node, name,
+        "unknown attribute '" + std::string(name) + "' on " + tag(node) +
+            (hint.empty() ? did_you_mean(name, known) : "; " + std::string(hint)));
+  }
+
+  // Where a name that is unknown on `element` really belongs, for the mistakes hand-written
+  // ARR configs make most; empty when there is no such hint.
+  static std::string_view misplaced_hint(std::string_view element, std::string_view name) {
+    struct Hint {
+      std::string_view element, name, hint;
+    };
+    static constexpr Hint kHints[] = {
+        {"server", "port",
+         "did you mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        {"server", "httpPort",
+         "did you mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        {"server", "httpsPort",
+         "did you mean <applicationRequestRouting httpsPort=\"…\"/> inside <server>?"},
+        {"server", "weight",
+         "did you mean <applicationRequestRouting weight=\"…\"/> inside <server>?"},
+        {"server", "hostName",
+         "did you mean <applicationRequestRouting hostName=\"…\"/> inside <server>?"},
+        {"webFarm", "algorithm",
+         "did you mean <applicationRequestRouting><loadBalancing algorithm=\"…\"/>?"},
+        {"webFarm", "healthCheck", "move it into <applicationRequestRouting>"},
+        {"webFarm", "affinity", "move it into <applicationRequestRouting>"},
+        {"webFarm", "loadBalancing", "move it into <applicationRequestRouting>"},
+        {"webFarm", "protocol", "move it into <applicationRequestRouting>"},
+        {"server", "healthCheck",
+         "health checks are per farm: move it into the farm's <applicationRequestRouting>"},
+    };
+    for (const Hint& h : kHints) {
+      if (iequals(h.element, element) && iequals(h.name, name)) return h.hint;
+    }
+    return {};
   }
 
   void report_unknown_element(pugi::xml_node parent, const ElementSpec& spec,
                               pugi::xml_node child) {
     std::vector<std::string_view> known;
     for (const ElementSpec* child_spec : spec.children) known.push_back(child_spec->name);
-    diagnostics_.error(child, "unknown element " + tag(child) + " in " + tag(parent) +
-                                  did_you_mean(child.name(), known));
+    std::string_view hint = misplaced_hint(parent.name(), child.name());
+    diagnostics_.error(
+        child, "unknown element " + tag(child) + " in " + tag(parent) +
+                   (hint.empty() ? did_you_mean(child.name(), known) : "; " + std::string(hint)));
   }
 
   // "webFarm[shop]": the canonical name, plus the item's key when it has one.
@@ -1397,15 +1453,36 @@ class ConfigReader {
     read_value(node, "useCookie", affinity.use_cookie);
     read_value(node, "cookieName", affinity.cookie_name);
     read_value(node, "useHostName", affinity.use_host_name);
+    read_value(node, "timeout", affinity.timeout);
+    read_value(node, "domain", affinity.domain);
+    read_enum(node, "sameSite", kSameSiteNames, affinity.same_site);
+    read_value(node, "secure", affinity.secure);
+    read_value(node, "maxAge", affinity.max_age);
+    read_enum(node, "affinityFailurePolicy", kAffinityFailurePolicyNames, affinity.failure_policy);
+    for (pugi::xml_node host : child_elements(node)) {
+      if (!iequals(host.name(), "host")) continue;
+      AffinityConfig::HostServers entry;
+      read_value(host, "name", entry.name);
+      read_value(host, "servers", entry.servers);
+      affinity.hosts.push_back(std::move(entry));
+    }
   }
 
-  static void read_load_balancing(pugi::xml_node node, LoadBalancingConfig& balancing) {
+  void read_load_balancing(pugi::xml_node node, LoadBalancingConfig& balancing) {
     if (!node) return;
     read_enum(node, "algorithm", kAlgorithmNames, balancing.algorithm);
     read_value(node, "hashServerVariable", balancing.hash_server_variable);
     read_value(node, "queryStringNames", balancing.query_string_names);
     read_value(node, "leastResponseTimePeriod", balancing.least_response_time_period);
     read_value(node, "randomizeLBTies", balancing.randomize_lb_ties);
+    uint32_t factor = 0;
+    read_value(node, "hashBalanceFactor", factor);
+    if (factor != 0 && factor <= 100) {
+      diagnostics_.error(diagnostics_.at_attribute(node, "hashBalanceFactor"),
+                         "hashBalanceFactor is a percentage of the average load above 100 "
+                         "(e.g. 125), or 0 for none");
+    }
+    balancing.hash_balance_factor = factor / 100.0;
   }
 
   void read_global_proxy(pugi::xml_node node) {
@@ -1831,13 +1908,23 @@ std::string describe_target(const RuleConfig& rule, const Config& config) {
 void summarize_farm(std::ostringstream& out, const FarmConfig& farm) {
   out << "  " << farm.name << (farm.enabled ? "" : " (disabled)") << "  pool "
       << (farm.application_pool.empty() ? "(none)" : farm.application_pool) << "  algorithm "
-      << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)] << "  timeout "
-      << format_timespan(farm.protocol.timeout);
+      << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)];
+  const LoadBalancingConfig& lb = farm.load_balancing;
+  if (lb.algorithm == Algorithm::RequestHash) {
+    out << " of "
+        << (lb.hash_server_variable.empty() ? std::string("the URL") : lb.hash_server_variable);
+    if (!lb.query_string_names.empty()) out << " (" << lb.query_string_names << ")";
+    if (lb.hash_balance_factor > 0) {
+      out << " bounded at " << static_cast<int>(lb.hash_balance_factor * 100 + 0.5) << "%";
+    }
+  }
+  out << "  timeout " << format_timespan(farm.protocol.timeout);
   if (!farm.health_check.url.empty()) {
     out << "  health " << farm.health_check.url << " every "
         << format_timespan(farm.health_check.interval);
   }
   if (farm.affinity.use_cookie) out << "  affinity cookie " << farm.affinity.cookie_name;
+  if (farm.affinity.use_host_name) out << "  affinity by host name";
   out << "\n";
   if (farm.servers.empty()) out << "    (no servers: requests routed here are answered 503)\n";
   for (const ServerConfig& server : farm.servers) {

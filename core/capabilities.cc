@@ -1,5 +1,7 @@
 #include "core/capabilities.h"
 
+#include "core/request_hash.h"
+
 namespace harrow {
 
 std::vector<std::string> features_not_acted_on(const config::Config& config) {
@@ -11,12 +13,11 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where + "healthCheck url=\"" + farm.health_check.url +
                     "\" (https probes need upstream TLS, not built yet: no active probing)");
     }
-    if (farm.affinity.use_cookie) {
-      out.push_back(where + "affinity useCookie=\"true\" (no cookie affinity yet)");
-    }
-    if (farm.load_balancing.algorithm != config::Algorithm::WeightedRoundRobin) {
-      out.push_back(where +
-                    "loadBalancing algorithm (only WeightedRoundRobin so far; used instead)");
+    const config::LoadBalancingConfig& lb = farm.load_balancing;
+    if (lb.algorithm == config::Algorithm::RequestHash && !lb.hash_server_variable.empty() &&
+        !RequestHashKey::knows_variable(lb.hash_server_variable)) {
+      out.push_back(where + "loadBalancing hashServerVariable=\"" + lb.hash_server_variable +
+                    "\" (not a server variable Harrow has: the URL is hashed instead)");
     }
     if (farm.protocol.http_version != config::HttpVersionMode::PassThrough &&
         farm.protocol.http_version != config::HttpVersionMode::Http11) {

@@ -484,14 +484,58 @@ void ClientConnection::start_exchange() {
   for (const HeaderField& f : decision.set_headers) rule_header_text_.emplace_back(f.name, f.value);
   FarmState& farm = worker_->farm(farm_);
   std::optional<size_t> pick;
+  Failure no_pick = Failure::no_server;
   if (farm.runtime->config->enabled) {
-    pick = farm.balancer->pick(balancer::PickContext{*farm.availability, worker_->random()});
+    pick = choose_server(farm, facts, decision.set_headers, no_pick);
   }
   if (!pick) {
-    respond_error(Failure::no_server, 0);
+    respond_error(no_pick, 0);
     return;
   }
   use_server(*pick);  // inside run_parser's loop: it goes on parsing by itself
+}
+
+std::optional<size_t> ClientConnection::choose_server(FarmState& farm, const RequestFacts& facts,
+                                                      std::span<const HeaderField> rule_headers,
+                                                      Failure& failure) {
+  const FarmRuntime& rt = *farm.runtime;
+  set_affinity_cookie_ = false;
+  if (rt.affinity_index != nullptr) {
+    std::string_view value = rt.affinity_cookies->find(head_);
+    if (!value.empty()) {
+      std::optional<size_t> affine = rt.affinity_index->find(value);
+      if (affine && farm.availability->serves_affine(*affine)) return affine;
+      if (rt.config->affinity.failure_policy == config::AffinityFailurePolicy::Return503) {
+        failure = Failure::affinity_unavailable;
+        return std::nullopt;
+      }
+    }
+    // No cookie, or one naming a server that is gone: balance, and pin to the new server.
+    set_affinity_cookie_ = true;
+  }
+  uint64_t now = uv_hrtime();
+  if (rt.host_affinity != nullptr)
+    return rt.host_affinity->pick(facts.host, *farm.availability, now);
+  balancer::PickContext ctx{*farm.availability, worker_->random(), now};
+  if (rt.hash_key != nullptr) ctx.hash = rt.hash_key->hash(facts, rule_headers, hash_buffer_);
+  return farm.balancer->pick(ctx);
+}
+
+void ClientConnection::end_in_flight() {
+  if (!in_flight_counted_) return;
+  in_flight_counted_ = false;
+  server_metrics_->in_flight.sub();
+  if (balancer_ == nullptr) return;
+  balancer::Finish finish;
+  uint64_t now = uv_hrtime();
+  finish.now_ns = now;
+  finish.latency_ns = now - exchange_started_ns_;
+  finish.bytes = request_bytes_ + (out_.total_bytes() - response_bytes_at_start_);
+  bool failed_status = status_ != 0 && snap_->farms[farm_].live_failure_codes.matches(status_);
+  finish.outcome =
+      response_done_ && !failed_status ? balancer::Outcome::Success : balancer::Outcome::Failure;
+  balancer_->on_finish(server_, finish);
+  balancer_.reset();
 }
 
 bool ClientConnection::use_server(size_t server) {
@@ -499,6 +543,8 @@ bool ClientConnection::use_server(size_t server) {
   server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
   server_metrics_->in_flight.add();
   in_flight_counted_ = true;
+  balancer_ = worker_->farm(farm_).balancer;
+  balancer_->on_start(server_);
   if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
     upstream_ = idle;
     upstream_reused_ = true;
@@ -664,6 +710,19 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     }
   }
   response.replace = std::span<const HeaderField>(replacements, replaced);
+  // ARR's application opt-out: the server may ask that this response set no affinity cookie.
+  static constexpr std::string_view kAffinityOptOut[] = {"Arr-Disable-Session-Affinity"};
+  HeaderField cookies[2];
+  size_t cookie_count = 0;
+  if (farm.affinity_cookies != nullptr) {
+    response.remove = kAffinityOptOut;
+    if (set_affinity_cookie_ && !iequals(head.find("arr-disable-session-affinity"), "true")) {
+      for (const std::string& value : farm.affinity_cookies->set_cookie(server_)) {
+        cookies[cookie_count++] = {"Set-Cookie", value};
+      }
+    }
+  }
+  response.add = std::span<const HeaderField>(cookies, cookie_count);
   write_client_response(response, writer);
   if (writer.overflowed()) {
     block_unref(block);
@@ -741,8 +800,10 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
   server_metrics_->failures[static_cast<int>(failure)].add();
   server_metrics_->live_failures.add();
-  server_metrics_->in_flight.sub();
   server_metrics_->retries.add();
+  end_in_flight();
+  // The client's cookie names the server that failed: pin it to the one that answers.
+  if (snap_->farms[farm_].affinity_index != nullptr) set_affinity_cookie_ = true;
   ++retries_;
   if (use_server(*next)) run_parser();  // called from a libuv callback, not from the parser
   return true;
@@ -786,10 +847,7 @@ void ClientConnection::check_upstream_backpressure() {
 }
 
 void ClientConnection::release_upstream(bool reusable) {
-  if (in_flight_counted_) {
-    server_metrics_->in_flight.sub();
-    in_flight_counted_ = false;
-  }
+  end_in_flight();
   if (upstream_ == nullptr) return;
   UpstreamConnection* up = upstream_;
   upstream_ = nullptr;

@@ -9,9 +9,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "balancer/balancer.h"
 #include "core/failure.h"
 #include "core/http_head.h"
 #include "core/io_buffer.h"
@@ -22,7 +25,9 @@
 namespace harrow {
 
 class Worker;
+struct FarmState;
 struct ListenSocket;
+struct RequestFacts;
 struct Snapshot;
 
 class ClientConnection final : public UpstreamEvents {
@@ -74,6 +79,13 @@ class ClientConnection final : public UpstreamEvents {
   static Failure failure_for_parse_error(llhttp_errno_t rc);
   void start_exchange();
   void connect_upstream();
+  // The server for this request: the one its affinity cookie names while that server may
+  // serve it, else host-name affinity or the farm's balancer. nullopt (with `failure` set)
+  // when there is none.
+  std::optional<size_t> choose_server(FarmState& farm, const RequestFacts& facts,
+                                      std::span<const HeaderField> rule_headers, Failure& failure);
+  // Ends the chosen server's in-flight count and tells the balancer how the exchange went.
+  void end_in_flight();
   // Points the exchange at `server`: with a pooled connection the head is sent at once
   // (true); otherwise a connect starts and the head follows in upstream_connected() (false).
   bool use_server(size_t server);
@@ -200,6 +212,9 @@ class ClientConnection final : public UpstreamEvents {
   uint16_t peer_port_ = 0;
   bool in_flight_counted_ = false;
   bool per_client_counted_ = false;  // counted in the worker's per-IP connection counts
+  std::shared_ptr<balancer::Balancer> balancer_;  // the one on_start() went to
+  bool set_affinity_cookie_ = false;              // the response pins the client to server_
+  std::string hash_buffer_;                       // RequestHash key, reused between requests
 };
 
 }  // namespace harrow

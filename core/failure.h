@@ -30,6 +30,8 @@ namespace harrow {
   X(no_route, 404, "no rewrite rule sends this request to a web farm")                           \
   X(rule_aborted, 0, "an AbortRequest rule closed the connection")                               \
   X(no_server, 503, "the web farm has no available server")                                      \
+  X(affinity_unavailable, 503,                                                                   \
+    "the server the affinity cookie names is unavailable and the farm says Return503")           \
   X(upstream_connect_refused, 502, "the server refused the connection")                          \
   X(upstream_connect_failed, 502, "the connection to the server failed")                         \
   X(upstream_connect_timeout, 502, "the connection to the server timed out")                     \

@@ -170,6 +170,9 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
     for (const HeaderField& f : resp.head->fields()) {
       if (resp.head->is_hop_by_hop(f.name)) continue;
       if (!resp.keep_content_length && iequals(f.name, "content-length")) continue;
+      bool removed = false;
+      for (std::string_view name : resp.remove) removed = removed || iequals(name, f.name);
+      if (removed) continue;
       std::string_view value = f.value;
       for (const HeaderField& r : resp.replace) {
         if (iequals(r.name, f.name)) value = r.value;
@@ -177,6 +180,7 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
       out.field(f.name, value);
     }
   }
+  for (const HeaderField& f : resp.add) out.field(f.name, f.value);
   if (!resp.powered_by.empty()) out.field("X-Powered-By", resp.powered_by);
   if (resp.chunked) out << "Transfer-Encoding: chunked\r\n";
   if (resp.close) {

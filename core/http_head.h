@@ -109,6 +109,9 @@ struct ClientResponse {
   std::string_view powered_by;  // X-Powered-By value to add (ARR's arrResponseHeader), or empty
   // Upstream fields to send with a different value (reverse-rewritten Location, …).
   std::span<const HeaderField> replace;
+  // Upstream fields not to pass on (control headers meant for Harrow), and fields to add.
+  std::span<const std::string_view> remove;
+  std::span<const HeaderField> add;
 };
 
 // If `value` is an absolute http(s) URL whose authority is one of `backend_authorities`,

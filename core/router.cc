@@ -290,11 +290,6 @@ bool is_ascii(std::string_view s) {
   return true;
 }
 
-// True if `s` begins with `prefix`, ignoring ASCII case.
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
-
 // Strict weak order on strings that ignores ASCII case (for the rewrite-map tables).
 bool iless(std::string_view a, std::string_view b) {
   size_t n = std::min(a.size(), b.size());

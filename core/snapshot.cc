@@ -132,6 +132,30 @@ void carry_over(Snapshot& next, const Snapshot& previous) {
   }
 }
 
+// What the farm's <affinity> and <loadBalancing> need at run time beyond the balancer itself.
+void add_balancing_state(const config::FarmConfig& farm, FarmRuntime& rt) {
+  const config::AffinityConfig& affinity = farm.affinity;
+  if (affinity.use_cookie) {
+    std::vector<std::string> hosts;
+    for (const config::ServerConfig& server : farm.servers) hosts.push_back(server.address);
+    auto index = std::make_unique<balancer::AffinityIndex>(hosts);
+    std::vector<std::string> values;
+    for (size_t i = 0; i < hosts.size(); ++i) values.push_back(index->value(i));
+    rt.affinity_cookies = std::make_unique<AffinityCookies>(affinity, values);
+    rt.affinity_index = std::move(index);
+  }
+  if (affinity.use_host_name) {
+    std::vector<std::pair<std::string, uint32_t>> per_host;
+    for (const auto& host : affinity.hosts) per_host.emplace_back(host.name, host.servers);
+    rt.host_affinity = std::make_unique<balancer::HostAffinity>(
+        static_cast<uint64_t>(affinity.timeout.count()) * 1'000'000, std::move(per_host),
+        farm.servers.size());
+  }
+  if (farm.load_balancing.algorithm == config::Algorithm::RequestHash) {
+    rt.hash_key = std::make_unique<RequestHashKey>(farm.load_balancing);
+  }
+}
+
 }  // namespace
 
 bool find_same_server(const Snapshot& snapshot, const Snapshot& other, size_t farm, size_t server,
@@ -198,6 +222,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       }
       rt.servers.push_back(std::move(ep));
     }
+    add_balancing_state(farm, rt);
     rt.metrics.reserve(static_cast<size_t>(workers));
     for (int w = 0; w < workers; ++w) rt.metrics.emplace_back(farm.servers.size());
     snap->farms.push_back(std::move(rt));

@@ -12,8 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "balancer/affinity.h"
+#include "balancer/host_affinity.h"
 #include "config/config.h"
+#include "core/affinity_cookie.h"
 #include "core/metrics.h"
+#include "core/request_hash.h"
 #include "core/router.h"
 #include "health/health_table.h"
 #include "health/status_match.h"
@@ -41,6 +45,14 @@ struct FarmRuntime {
   // the admin thread sums the rows.
   // mutable: counters change while the configuration they describe does not.
   mutable std::vector<std::vector<ServerMetrics>> metrics;
+  // Cookie affinity (useCookie): cookie value <-> server, and the Set-Cookie fields.
+  std::unique_ptr<const balancer::AffinityIndex> affinity_index;
+  std::unique_ptr<const AffinityCookies> affinity_cookies;
+  // Host-name affinity (useHostName): which servers each Host is pinned to, shared by every
+  // worker (it takes a lock; only farms that ask for it pay for it).
+  std::unique_ptr<balancer::HostAffinity> host_affinity;
+  // RequestHash farms: what each request hashes.
+  std::unique_ptr<const RequestHashKey> hash_key;
 };
 
 struct Snapshot {

@@ -44,23 +44,34 @@ class FarmAvailability final : public balancer::Availability {
  public:
   explicit FarmAvailability(const FarmRuntime* farm) : farm_(farm) {}
   bool available(size_t server) const override {
-    const ServerEndpoint& endpoint = farm_->servers[server];
-    if (!endpoint.resolved || !endpoint.config->enabled) return false;
-    health::ServerState state = farm_->health->load(server);
-    if (state.availability != health::Availability::Available) return false;
-    // Below minServers healthy, health is disregarded (ARR's minServers, "panic mode").
-    return state.healthy || farm_->health->panic();
+    return usable(server, health::Availability::Available);
   }
+  // Whether a client already pinned to `server` (cookie affinity) may still go there: as for
+  // new clients, except that a draining server keeps serving the clients it has.
+  bool serves_affine(size_t server) const { return usable(server, health::Availability::Draining); }
   // The rest of available() is fixed for a snapshot's life; only health moves.
   uint64_t version() const override { return farm_->health->version(); }
 
  private:
+  bool usable(size_t server, health::Availability worst) const {
+    const ServerEndpoint& endpoint = farm_->servers[server];
+    if (!endpoint.resolved || !endpoint.config->enabled || endpoint.config->weight == 0) {
+      return false;
+    }
+    health::ServerState state = farm_->health->load(server);
+    if (state.availability > worst) return false;
+    // Below minServers healthy, health is disregarded (ARR's minServers, "panic mode").
+    return state.healthy || farm_->health->panic();
+  }
+
   const FarmRuntime* farm_;
 };
 
 struct FarmState {
   const FarmRuntime* runtime = nullptr;
-  std::unique_ptr<balancer::Balancer> balancer;
+  // shared_ptr: an exchange keeps the balancer it started on, so its on_finish() lands there
+  // even if a reload replaced the farm's balancer meanwhile.
+  std::shared_ptr<balancer::Balancer> balancer;
   std::unique_ptr<FarmAvailability> availability;
   std::vector<ServerSlot> servers;
 };

@@ -42,12 +42,15 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 class Origin:
     """One harrow-origin process."""
 
-    def __init__(self, name, host="127.0.0.1", workers=1, port=0):
+    def __init__(self, name, host="127.0.0.1", workers=1, port=0, delay_ms=None):
         self.name = name
         self.host = host
         self.workers = workers
+        self.delay_ms = delay_ms
+        delay = ["--delay", str(delay_ms)] if delay_ms is not None else []
         self.proc = subprocess.Popen(
-            [ORIGIN, "--name", name, "--listen", f"{host}:{port}", "--workers", str(workers)],
+            [ORIGIN, "--name", name, "--listen", f"{host}:{port}", "--workers", str(workers),
+             *delay],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on http://[^ ]+:(\d+)", line)
@@ -65,7 +68,7 @@ class Origin:
 
     def restart(self):
         """Starts again on the same address and port (after stop())."""
-        self.__init__(self.name, self.host, self.workers, self.port)
+        self.__init__(self.name, self.host, self.workers, self.port, self.delay_ms)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -249,8 +252,8 @@ class HarrowTestCase(unittest.TestCase):
         for o in self._origins:
             o.stop()
 
-    def origin(self, name, host="127.0.0.1", workers=1):
-        o = Origin(name, host, workers)
+    def origin(self, name, host="127.0.0.1", workers=1, delay_ms=None):
+        o = Origin(name, host, workers, delay_ms=delay_ms)
         self._origins.append(o)
         return o
 

@@ -22,6 +22,7 @@ FEATURE_EXAMPLES = [
     "application-pools.config",
     "health-check.config",
     "affinity.config",
+    "load-balancing.config",
     "rewrite-features.config",
     "global-proxy.config",
     "sites-bindings.config",

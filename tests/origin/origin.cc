@@ -1,6 +1,6 @@
 // harrow-origin: a small, fast HTTP/1.1 origin server for Harrow's tests, demo and benchmarks.
 //
-//   harrow-origin --listen HOST:PORT [--name NAME] [--workers N]
+//   harrow-origin --listen HOST:PORT [--name NAME] [--workers N] [--delay MS]
 //
 // Every request is answered with a small text body (the origin's name) unless the request asks
 // for something else through query parameters or `X-Origin-<Param>` request headers (the header
@@ -54,7 +54,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: harrow-origin --listen HOST:PORT [--name NAME] [--workers N]\n"
+    "usage: harrow-origin --listen HOST:PORT [--name NAME] [--workers N] [--delay MS]\n"
+    "  --delay MS    default delay= for every request (a slow server)\n"
     "\n"
     "Per-request controls (query parameter, or request header X-Origin-<Param>; header wins):\n"
     "  status=N      respond with status N (100..999)\n"
@@ -95,6 +96,7 @@ constexpr size_t kFramingSlack = 32;
 // ---- Process-wide state ----------------------------------------------------------------------
 
 std::string g_name = "origin";
+int64_t g_default_delay = -1;  // --delay: every response waits this long unless told otherwise
 // Counters reported by /_origin/stats, shared by all workers.
 std::atomic<uint64_t> g_accepted{0};
 std::atomic<uint64_t> g_open{0};
@@ -845,6 +847,7 @@ struct Conn {
 
     // Query controls first, then header controls override them field by field.
     ctl = Controls();
+    if (special == Special::kNone) ctl.delay = g_default_delay;
     if (qpos != std::string_view::npos) {
       std::string_view query = target.substr(qpos + 1);
       while (!query.empty()) {
@@ -1235,7 +1238,7 @@ Options parse_args(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
-    if (arg != "--listen" && arg != "--name" && arg != "--workers") {
+    if (arg != "--listen" && arg != "--name" && arg != "--workers" && arg != "--delay") {
       usage_error("unknown argument: " + std::string(arg));
     }
     if (!inline_val) {
@@ -1254,6 +1257,10 @@ Options parse_args(int argc, char** argv) {
       uint64_t port;
       if (!parse_uint(opt.port, port) || port > 65535) usage_error("bad port in --listen");
       have_listen = true;
+    } else if (arg == "--delay") {
+      uint64_t ms;
+      if (!parse_uint(val, ms) || ms > 60'000) usage_error("--delay wants 0..60000 ms");
+      g_default_delay = static_cast<int64_t>(ms);
     } else if (arg == "--name") {
       if (val.empty()) usage_error("--name must not be empty");
       g_name = val;

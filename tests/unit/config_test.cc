@@ -773,9 +773,7 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
                 "7: webFarm[shop]/applicationRequestRouting/protocol/@stealthMode",
                 "7: webFarm[shop]/applicationRequestRouting/protocol/@minResponseBuffer",
                 "8: webFarm[shop]/applicationRequestRouting/protocol/cache",
-                "10: webFarm[shop]/applicationRequestRouting/affinity/@useHostName",
                 "10: webFarm[shop]/applicationRequestRouting/affinity/@hostAffinityProvider",
-                "11: webFarm[shop]/applicationRequestRouting/affinity/host[h]",
                 "14: webFarm[shop]/platformProvision",
                 "18: proxy/@xForwardedByHeaderName",
                 "18: proxy/@passConnectionCloseHeader",
@@ -949,6 +947,118 @@ TEST(ConfigPositions, AttributeErrorsPointAtTheAttributeOnItsOwnLine) {
   EXPECT_EQ(result.errors[0].where.line, 5);
   EXPECT_EQ(result.errors[0].where.column, 18);
 }
+
+}  // namespace
+}  // namespace harrow::config
+
+namespace harrow::config {
+namespace {
+
+TEST(ConfigBalancing, AffinityExtensionsAndHostAllotments) {
+  Config config = load_ok(
+      farm_with("      <server address=\"a\"/>\n"
+                "      <applicationRequestRouting>\n"
+                "        <affinity useCookie=\"true\" cookieName=\"S\" useHostName=\"true\" "
+                "timeout=\"00:05:00\"\n"
+                "                  domain=\"example.com\" sameSite=\"None\" secure=\"true\" "
+                "maxAge=\"01:00:00\"\n"
+                "                  affinityFailurePolicy=\"Return503\">\n"
+                "          <host name=\"big.example\" servers=\"3\"/>\n"
+                "        </affinity>\n"
+                "        <loadBalancing algorithm=\"RequestHash\" hashBalanceFactor=\"125\"/>\n"
+                "      </applicationRequestRouting>\n"));
+  const AffinityConfig& a = config.farms.at(0).affinity;
+  EXPECT_TRUE(a.use_cookie);
+  EXPECT_EQ(a.cookie_name, "S");
+  EXPECT_TRUE(a.use_host_name);
+  EXPECT_EQ(a.timeout, minutes(5));
+  EXPECT_EQ(a.domain, "example.com");
+  EXPECT_EQ(a.same_site, SameSite::None);
+  EXPECT_TRUE(a.secure);
+  EXPECT_EQ(a.max_age, minutes(60));
+  EXPECT_EQ(a.failure_policy, AffinityFailurePolicy::Return503);
+  ASSERT_EQ(a.hosts.size(), 1u);
+  EXPECT_EQ(a.hosts[0].name, "big.example");
+  EXPECT_EQ(a.hosts[0].servers, 3u);
+  EXPECT_DOUBLE_EQ(config.farms[0].load_balancing.hash_balance_factor, 1.25);
+}
+
+TEST(ConfigBalancing, AffinityDefaults) {
+  Config config = load_ok(farm_with("      <server address=\"a\"/>\n"));
+  const AffinityConfig& a = config.farms.at(0).affinity;
+  EXPECT_EQ(a.same_site, SameSite::Unset);
+  EXPECT_EQ(a.failure_policy, AffinityFailurePolicy::Redistribute);
+  EXPECT_EQ(a.timeout, minutes(20));
+  EXPECT_EQ(config.farms[0].load_balancing.hash_balance_factor, 0);
+}
+
+TEST(ConfigBalancing, BadBalancingValuesPointAtTheAttribute) {
+  EXPECT_EQ(formatted_errors(farm_with(
+                "      <server address=\"a\"/>\n"
+                "      <applicationRequestRouting>\n"
+                "        <loadBalancing algorithm=\"RequestHash\" hashBalanceFactor=\"90\"/>\n"
+                "        <affinity useCookie=\"true\" sameSite=\"Sometimes\"/>\n"
+                "      </applicationRequestRouting>\n")),
+            (std::vector<std::string>{
+                "f.config:6:48: error: hashBalanceFactor is a percentage of the average load "
+                "above 100 (e.g. 125), or 0 for none",
+                "f.config:7:36: error: bad value 'Sometimes' for attribute 'sameSite' on "
+                "<affinity>: expected one of None, Lax, Strict"}));
+}
+
+}  // namespace
+}  // namespace harrow::config
+
+namespace harrow::config {
+namespace {
+
+// The mistakes hand-written ARR configs make most, each explained where it was made.
+struct HandWrittenMistake {
+  const char* name;
+  std::string xml;
+  std::string error;
+};
+
+class HandWrittenMistakes : public testing::TestWithParam<HandWrittenMistake> {};
+
+TEST_P(HandWrittenMistakes, AreExplained) {
+  EXPECT_EQ(formatted_errors(GetParam().xml), std::vector<std::string>{GetParam().error});
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, HandWrittenMistakes,
+    testing::Values(
+        HandWrittenMistake{"FarmsInsideSystemWebServer",
+                           "<configuration>\n  <system.webServer>\n    <webFarms/>\n"
+                           "  </system.webServer>\n</configuration>\n",
+                           "f.config:3:5: error: webFarms belongs directly under <configuration>, "
+                           "not in <system.webServer>; move it there"},
+        HandWrittenMistake{"PortOnServer",
+                           farm_with("      <server address=\"a\" port=\"8080\"/>\n"),
+                           "f.config:4:27: error: unknown attribute 'port' on <server>; did you "
+                           "mean <applicationRequestRouting httpPort=\"…\"/> inside <server>?"},
+        HandWrittenMistake{"HealthCheckDirectlyUnderWebFarm",
+                           farm_with("      <server address=\"a\"/>\n"
+                                     "      <healthCheck url=\"http://f/hc\"/>\n"),
+                           "f.config:5:7: error: unknown element <healthCheck> in <webFarm>; move "
+                           "it into <applicationRequestRouting>"},
+        HandWrittenMistake{"NumberWhereATimeSpanGoes",
+                           farm_with("      <server address=\"a\"/>\n"
+                                     "      <applicationRequestRouting>\n"
+                                     "        <healthCheck url=\"http://f/\" interval=\"5\"/>\n"
+                                     "      </applicationRequestRouting>\n"),
+                           "f.config:6:38: error: bad value '5' for attribute 'interval' on "
+                           "<healthCheck>: expected a timeSpan (hh:mm:ss[.fffffff] or "
+                           "d.hh:mm:ss) from 00:00:00 to 1.00:00:00 (did you mean 00:00:05?)"},
+        HandWrittenMistake{
+            "RewriteToAHostThatIsNotAFarm",
+            farm_with("      <server address=\"a\"/>\n",
+                      "  <system.webServer><rewrite><globalRules>\n"
+                      "    <rule name=\"r\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
+                      "<action type=\"Rewrite\" url=\"http://shop/{R:0}\"/></rule>\n"
+                      "  </globalRules></rewrite></system.webServer>\n"),
+            "f.config:8:61: error: rule 'r' rewrites to unknown farm 'shop'; farms are: f"}),
+    [](const testing::TestParamInfo<HandWrittenMistake>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace harrow::config
