@@ -22,7 +22,7 @@ for name, data in cases:
     # The first byte picks the read size (1 + byte % 97): one-byte reads and larger ones.
     write("request", "e2e_" + name, b"\x00" + data)
     write("request", "e2e_" + name + "_r7", b"\x06" + data)
-    if b"Transfer-Encoding: chunked\r\n\r\n" in data:
+    if b"Transfer-Encoding: chunked\r\n\r\n" in data and len(data) < 16384:
         write("chunked", "e2e_" + name, data.split(b"Transfer-Encoding: chunked\r\n\r\n", 1)[1])
 for name, body in [("plain", b"5\r\nhello\r\n0\r\n\r\n"),
                    ("extensions", b"5;a=b;c\r\nhello\r\nA;x=y\r\n0123456789\r\n0\r\n\r\n"),
