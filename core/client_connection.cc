@@ -946,7 +946,10 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
   LogLevel level = failure == Failure::client_aborted ? LogLevel::Info : LogLevel::Warn;
   if (!log_enabled(level)) return;
   std::string_view target = head_.target().substr(0, 200);
-  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  // A request refused before llhttp read its method (by the framer) has none to name.
+  const char* method = head_.target().empty()
+                           ? "-"
+                           : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   std::string server = "-";
   std::string farm = "-";
   std::string pool = "-";
@@ -976,7 +979,9 @@ void ClientConnection::log_access() {
   e.client_ip = peer_ip_;
   e.client_port = peer_port_;
   e.server_port = local_port_;
-  e.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  e.method = head_.target().empty()
+                 ? "-"
+                 : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   e.target = head_.target();
   e.host = head_.find("host");
   e.user_agent = head_.find("user-agent");
