@@ -5,18 +5,21 @@ namespace harrow::balancer {
 AvailableSet::AvailableSet(std::vector<uint64_t> weights)
     : weights_(std::move(weights)), member_(weights_.size(), 0) {}
 
-void AvailableSet::rebuild(const Availability& availability) {
+bool AvailableSet::rebuild(const Availability& availability) {
+  bool changed = false;
   servers_.clear();
   total_weight_ = 0;
   equal_weights_ = true;
   for (size_t i = 0; i < weights_.size(); ++i) {
     bool up = weights_[i] > 0 && availability.available(i);
+    changed = changed || member_[i] != (up ? 1 : 0);
     member_[i] = up ? 1 : 0;
     if (!up) continue;
     if (!servers_.empty() && weights_[i] != weights_[servers_.front()]) equal_weights_ = false;
     servers_.push_back(static_cast<uint32_t>(i));
     total_weight_ += weights_[i];
   }
+  return changed;
 }
 
 size_t AvailableSet::count_candidates(std::span<const size_t> exclude) const {

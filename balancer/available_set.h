@@ -17,14 +17,16 @@ class AvailableSet {
   explicit AvailableSet(std::vector<uint64_t> weights);
 
   // Re-reads the availability if its version changed (or on first use). Returns true when the
-  // set was rebuilt, so the caller can rebuild whatever it derives from the set.
+  // set is new or different, so the caller can rebuild what it derives from the set; a version
+  // bump that leaves the set as it was (another farm's server, a draining flag on a server
+  // that was down anyway) returns false, and a round robin keeps its place in the cycle.
   bool refresh(const Availability& availability) {
     uint64_t version = availability.version();
     if (valid_ && version == version_) return false;
-    rebuild(availability);
+    bool changed = rebuild(availability) || !valid_;
     version_ = version;
     valid_ = true;
-    return true;
+    return changed;
   }
 
   // Available servers with weight > 0, in configuration order.
@@ -42,7 +44,8 @@ class AvailableSet {
   size_t count_candidates(std::span<const size_t> exclude) const;
 
  private:
-  void rebuild(const Availability& availability);
+  // Returns whether any server's membership changed.
+  bool rebuild(const Availability& availability);
 
   std::vector<uint64_t> weights_;
   std::vector<uint32_t> servers_;

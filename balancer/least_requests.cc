@@ -11,6 +11,16 @@
 namespace harrow::balancer {
 namespace {
 
+// Farms with at most this many available servers are scanned exactly on every pick.
+constexpr size_t kExactScanLimit = 16;
+
+// in_flight / weight, ordered exactly: 32-bit counts × 32-bit weights fit 64 bits.
+struct Load {
+  uint64_t in_flight = 0;
+  uint64_t weight = 1;
+  bool operator<(const Load& o) const { return in_flight * o.weight < o.in_flight * weight; }
+};
+
 class LeastRequests final : public Balancer {
  public:
   explicit LeastRequests(const FarmSpec& spec)
@@ -20,11 +30,12 @@ class LeastRequests final : public Balancer {
 
   std::optional<size_t> pick(const PickContext& ctx) override {
     if (set_.refresh(ctx.availability)) sampler_.rebuild(set_);
-    return least_loaded(set_, sampler_, ctx, ties_, [this](size_t a, size_t b) {
-      // in_flight_a / w_a vs in_flight_b / w_b; 32-bit counts × 32-bit weights fit 64 bits.
-      uint64_t lhs = uint64_t{in_flight_[a]} * set_.weight(b);
-      uint64_t rhs = uint64_t{in_flight_[b]} * set_.weight(a);
-      return lhs < rhs ? -1 : (lhs > rhs ? 1 : 0);
+    if (set_.equal_weights()) {  // ARR's usual farm: compare the counts alone
+      return least_loaded(set_, sampler_, ctx, ties_, kExactScanLimit,
+                          [this](size_t s) { return in_flight_[s]; });
+    }
+    return least_loaded(set_, sampler_, ctx, ties_, kExactScanLimit, [this](size_t s) {
+      return Load{in_flight_[s], set_.weight(s)};
     });
   }
 

@@ -12,7 +12,7 @@
 //   one unsampled request per server, never a flood at a server nobody has measured.
 // - A failure counts as a slow response: max(its latency, 2 × the server's current average,
 //   1 s), at most 60 s, so a server that fails fast does not look fast.
-// - Choice: exact scan up to 16 available servers, power of two choices above (least_scan.h).
+// - Choice: exact scan up to 4 available servers, power of two choices above (least_scan.h).
 #include <algorithm>
 #include <bit>
 #include <vector>
@@ -25,8 +25,8 @@ namespace {
 
 constexpr double kFailureFloorNs = 1e9;
 constexpr double kFailureCeilingNs = 60e9;
-// Cost of a server whose probe is still out: above any real latency × load (plus its count
-// of unsampled requests in flight, so that among unmeasured servers the idlest wins).
+// Cost of a server whose probe is still out, per request in flight: above any real latency ×
+// load, and growing with the count so that among unmeasured servers the idlest wins.
 constexpr double kUnsampledBusyCost = 1e30;
 
 // e^(-x) for x ≥ 0, to about 1.5e-4 relative error: 2^(-y) as an exponent (bits) times a
@@ -47,6 +47,12 @@ inline double decay(double x) {
   return p * scale;
 }
 
+// Exact scan only for the smallest farms: two choices above. Latency averages are noisy
+// estimates, so the exact minimum is not worth a scan, and an exact scan herds every request
+// onto whichever server last looked fastest until its average catches up; two random choices
+// spread the load while still avoiding slow servers (Finagle and linkerd use them throughout).
+constexpr size_t kExactScanLimit = 4;
+
 class LeastResponseTime final : public Balancer {
  public:
   explicit LeastResponseTime(const FarmSpec& spec)
@@ -64,10 +70,8 @@ class LeastResponseTime final : public Balancer {
   std::optional<size_t> pick(const PickContext& ctx) override {
     if (set_.refresh(ctx.availability)) sampler_.rebuild(set_);
     uint64_t now = ctx.now_ns;
-    return least_loaded(set_, sampler_, ctx, ties_, [this, now](size_t a, size_t b) {
-      double ca = cost(a, now), cb = cost(b, now);
-      return ca < cb ? -1 : (ca > cb ? 1 : 0);
-    });
+    return least_loaded(set_, sampler_, ctx, ties_, kExactScanLimit,
+                        [this, now](size_t s) { return cost(s, now); });
   }
 
   void on_start(size_t server) override {
@@ -106,11 +110,14 @@ class LeastResponseTime final : public Balancer {
     return now > s.stamp_ns ? static_cast<double>(now - s.stamp_ns) : 0.0;
   }
   double average(const State& s, uint64_t now) const {
-    return s.ewma_ns * decay(elapsed(s, now) * inverse_tau_);
+    double x = elapsed(s, now) * inverse_tau_;
+    // Within τ/64 of the last sample the decay is under 1.6%: not worth computing on a busy
+    // server, which is what a busy farm is made of.
+    return x < 1.0 / 64 ? s.ewma_ns : s.ewma_ns * decay(x);
   }
   double cost(size_t server, uint64_t now) const {
     const State& s = servers_[server];
-    if (!s.sampled) return s.in_flight == 0 ? 0.0 : kUnsampledBusyCost + s.in_flight;
+    if (!s.sampled) return s.in_flight == 0 ? 0.0 : kUnsampledBusyCost * s.in_flight;
     return average(s, now) * (s.in_flight + 1) * s.inverse_weight;
   }
 

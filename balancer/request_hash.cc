@@ -57,10 +57,7 @@ class RequestHash final : public Balancer {
     set_.refresh(ctx.availability);
     if (set_.empty() || points_.empty()) return std::nullopt;
     if (!ctx.exclude.empty() && set_.count_candidates(ctx.exclude) == 0) return std::nullopt;
-    uint32_t key = static_cast<uint32_t>(ctx.hash >> 32);
-    size_t start = static_cast<size_t>(std::lower_bound(points_.begin(), points_.end(), key) -
-                                       points_.begin());
-    if (start == points_.size()) start = 0;
+    size_t start = first_point_at_or_after(static_cast<uint32_t>(ctx.hash >> 32));
     if (std::optional<size_t> s = walk(start, ctx.exclude, factor_scaled_ > 0)) return s;
     // Only reachable with exclusions (every candidate at its bound): ignore the bound.
     return walk(start, ctx.exclude, false);
@@ -114,6 +111,28 @@ class RequestHash final : public Balancer {
       points_.push_back(p.at);
       owners_.push_back(p.server);
     }
+    // About one bucket per point: the bucket of a key's top bits says where its search starts.
+    bucket_shift_ = 31;
+    while (bucket_shift_ > 1 && (uint64_t{1} << (32 - bucket_shift_)) < points_.size()) {
+      --bucket_shift_;
+    }
+    size_t buckets = size_t{1} << (32 - bucket_shift_);
+    bucket_start_.resize(buckets + 1);
+    size_t at = 0;
+    for (size_t b = 0; b < buckets; ++b) {
+      while (at < points_.size() && (points_[at] >> bucket_shift_) < b) ++at;
+      bucket_start_[b] = static_cast<uint32_t>(at);
+    }
+    bucket_start_[buckets] = static_cast<uint32_t>(points_.size());
+  }
+
+  // Index of the first ring point at or clockwise after `key` (wrapping to 0): the bucket
+  // index narrows it to the points sharing the key's top bits (about one), then a short scan.
+  size_t first_point_at_or_after(uint32_t key) const {
+    size_t bucket = key >> bucket_shift_;
+    size_t at = bucket_start_[bucket], end = bucket_start_[bucket + 1];
+    while (at < end && points_[at] < key) ++at;
+    return at == points_.size() ? 0 : at;
   }
 
   // First point from `start` (clockwise) whose server is available, not excluded and, if
@@ -141,8 +160,10 @@ class RequestHash final : public Balancer {
   }
 
   AvailableSet set_;
-  std::vector<uint32_t> points_;  // sorted ring positions
-  std::vector<uint32_t> owners_;  // server of each point
+  std::vector<uint32_t> points_;        // sorted ring positions
+  std::vector<uint32_t> owners_;        // server of each point
+  std::vector<uint32_t> bucket_start_;  // first point of each top-bits bucket, then the end
+  unsigned bucket_shift_ = 31;          // key >> shift = bucket (at least 2 buckets)
   std::vector<uint32_t> in_flight_;
   uint64_t total_in_flight_ = 0;
   uint64_t factor_scaled_;  // c × kFactorScale; 0 = no bound

@@ -16,8 +16,8 @@
 // servers ordered by deadline). Times are kept as exact quotient + remainder, so no 128-bit
 // division runs per pick and ties resolve exactly as the rational comparison would.
 // The sequence repeats every W picks, so while the first cycle is generated it is also recorded
-// when W is small (≤ max(4,096, 16·k) entries): from the second cycle on a pick is one array
-// read. The schedule restarts whenever the set of available servers changes.
+// when W is not too long (see kMaxTable): from the second cycle on a pick is one array read. The
+// schedule restarts whenever the set of available servers changes.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -25,6 +25,7 @@
 
 #include "balancer/algorithms.h"
 #include "balancer/available_set.h"
+#include "balancer/min_heap.h"
 
 namespace harrow::balancer {
 namespace {
@@ -64,9 +65,8 @@ class ChairmanSchedule {
       t.deadline_r = (two_k1_ - 1) % weights_[i];
       t.eligible_q = total_ / t.eligible_den;
       t.eligible_r = total_ % t.eligible_den;
-      pending_.push_back({eligible_at(t), static_cast<uint32_t>(i)});
+      pending_.push({eligible_at(t), static_cast<uint32_t>(i)});
     }
-    std::make_heap(pending_.begin(), pending_.end(), PendingLater{});
   }
 
   uint64_t cycle_length() const { return total_; }
@@ -74,22 +74,11 @@ class ChairmanSchedule {
   // Position (into the weights given to reset) of the next pick.
   uint32_t next() {
     uint64_t pick_number = picks_done_ + 1;
-    while (!pending_.empty() && pending_.front().at <= pick_number) {
-      std::pop_heap(pending_.begin(), pending_.end(), PendingLater{});
-      uint32_t pos = pending_.back().pos;
-      pending_.pop_back();
-      push_ready(pos);
-    }
-    if (ready_.empty()) {
-      // Unreachable by Tijdeman's theorem (someone is always eligible); kept so that a broken
-      // invariant degrades to "earliest eligible" rather than to a crash.
-      std::pop_heap(pending_.begin(), pending_.end(), PendingLater{});
-      push_ready(pending_.back().pos);
-      pending_.pop_back();
-    }
-    std::pop_heap(ready_.begin(), ready_.end(), ReadyLater{});
-    uint32_t pos = ready_.back().pos;
-    ready_.pop_back();
+    while (!pending_.empty() && pending_.top().at <= pick_number) push_ready(pending_.pop().pos);
+    // Unreachable by Tijdeman's theorem (someone is always eligible); kept so that a broken
+    // invariant degrades to "earliest eligible" rather than to a crash.
+    if (ready_.empty()) push_ready(pending_.pop().pos);
+    uint32_t pos = ready_.pop().pos;
 
     Timing& t = state_[pos];
     uint64_t w = weights_[pos];
@@ -105,8 +94,12 @@ class ChairmanSchedule {
       t.eligible_r -= t.eligible_den;
       ++t.eligible_q;
     }
-    pending_.push_back({eligible_at(t), pos});
-    std::push_heap(pending_.begin(), pending_.end(), PendingLater{});
+    uint64_t at = eligible_at(t);
+    if (at <= pick_number + 1) {
+      push_ready(pos);  // eligible again at once: skip the pending heap
+    } else {
+      pending_.push({at, pos});
+    }
 
     if (++picks_done_ == total_) restart();  // every count is exact: the cycle repeats
     return pos;
@@ -128,36 +121,39 @@ class ChairmanSchedule {
     uint64_t at;  // first pick number at which the server is eligible
     uint32_t pos;
   };
-  // Heap comparators ("later" on top of std's max-heap = a min-heap).
-  struct ReadyLater {
+  // Earlier deadline first, then configuration order; evaluated without branches (& and |
+  // on bools), since deadlines tie and interleave unpredictably.
+  struct ReadyFirst {
     bool operator()(const ReadyEntry& a, const ReadyEntry& b) const {
-      if (a.q != b.q) return a.q > b.q;
       uint64_t ra = uint64_t{a.r} * b.w, rb = uint64_t{b.r} * a.w;
-      if (ra != rb) return ra > rb;
-      return a.pos > b.pos;
+      return (a.q < b.q) | ((a.q == b.q) & ((ra < rb) | ((ra == rb) & (a.pos < b.pos))));
     }
   };
-  struct PendingLater {
-    bool operator()(const PendingEntry& a, const PendingEntry& b) const { return a.at > b.at; }
+  struct PendingFirst {
+    bool operator()(const PendingEntry& a, const PendingEntry& b) const { return a.at < b.at; }
   };
 
   static uint64_t eligible_at(const Timing& t) { return t.eligible_q + (t.eligible_r != 0); }
 
   void push_ready(uint32_t pos) {
     const Timing& t = state_[pos];
-    ready_.push_back({t.deadline_q, static_cast<uint32_t>(t.deadline_r),
-                      static_cast<uint32_t>(weights_[pos]), pos});
-    std::push_heap(ready_.begin(), ready_.end(), ReadyLater{});
+    ready_.push({t.deadline_q, static_cast<uint32_t>(t.deadline_r),
+                 static_cast<uint32_t>(weights_[pos]), pos});
   }
 
   std::vector<uint64_t> weights_;
   std::vector<Timing> state_;
-  std::vector<ReadyEntry> ready_;
-  std::vector<PendingEntry> pending_;
+  MinHeap<ReadyEntry, ReadyFirst> ready_;
+  MinHeap<PendingEntry, PendingFirst> pending_;
   uint64_t total_ = 0;
   uint64_t two_k1_ = 2;
   uint64_t picks_done_ = 0;
 };
+
+// A cycle is recorded when it is at most max(65,536, 1,024 per server) picks long, and never
+// above 2^20 (4 MiB): equal weights, and the weights people write (100, 200, 50…) once divided
+// by their gcd, all fit; huge co-prime weights stay on the heaps.
+constexpr uint64_t kMaxTable = uint64_t{1} << 20;
 
 class WeightedRoundRobin final : public Balancer {
  public:
@@ -184,7 +180,8 @@ class WeightedRoundRobin final : public Balancer {
     reduced.reserve(servers.size());
     for (uint32_t s : servers) reduced.push_back(set_.weight(s) / g);
     schedule_.reset(std::move(reduced));
-    uint64_t table_limit = std::max<uint64_t>(4096, 16 * servers.size());
+    uint64_t table_limit =
+        std::min<uint64_t>(kMaxTable, std::max<uint64_t>(1 << 16, 1024 * servers.size()));
     recording_ = schedule_.cycle_length() <= table_limit;
     if (recording_) table_.reserve(schedule_.cycle_length());
   }

@@ -8,7 +8,7 @@
 //   halved, so the balance follows recent traffic rather than the first hour of the process.
 // - A server that becomes available starts level with the least loaded available server
 //   (relative to weight) instead of at zero, so it is not flooded while it "catches up".
-// - Choice: exact scan up to 16 available servers, power of two choices above (least_scan.h).
+// - Choice: exact scan up to 8 available servers, power of two choices above (least_scan.h).
 #include <algorithm>
 #include <vector>
 
@@ -17,6 +17,12 @@
 
 namespace harrow::balancer {
 namespace {
+
+// Farms with at most this many available servers are scanned exactly on every pick; larger
+// ones use two choices. In-flight bytes are an estimate, so an exact minimum over many
+// servers buys little, and a 16-server scan of floating-point loads costs more than the 50 ns
+// budget of a pick.
+constexpr size_t kExactScanLimit = 8;
 
 class WeightedTotalTraffic final : public Balancer {
  public:
@@ -35,25 +41,30 @@ class WeightedTotalTraffic final : public Balancer {
   std::optional<size_t> pick(const PickContext& ctx) override {
     if (set_.refresh(ctx.availability)) on_set_changed();
     double estimate = std::max(mean_bytes_, 1.0);
-    return least_loaded(set_, sampler_, ctx, ties_, [this, estimate](size_t a, size_t b) {
-      double la = load(a, estimate), lb = load(b, estimate);
-      return la < lb ? -1 : (la > lb ? 1 : 0);
-    });
+    if (set_.equal_weights()) {  // the weight divides every load alike: leave it out
+      return least_loaded(set_, sampler_, ctx, ties_, kExactScanLimit, [this, estimate](size_t s) {
+        return servers_[s].bytes + servers_[s].in_flight * estimate;
+      });
+    }
+    return least_loaded(set_, sampler_, ctx, ties_, kExactScanLimit,
+                        [this, estimate](size_t s) { return load(s, estimate); });
   }
 
   void on_start(size_t server) override {
-    if (server < servers_.size()) ++servers_[server].in_flight;
+    if (server < servers_.size()) servers_[server].in_flight += 1;
   }
 
   void on_finish(size_t server, const Finish& finish) override {
     if (server >= servers_.size()) return;
     State& s = servers_[server];
-    if (s.in_flight > 0) --s.in_flight;
+    if (s.in_flight > 0) s.in_flight -= 1;
     double bytes = static_cast<double>(finish.bytes);
     s.bytes += bytes;
-    mean_bytes_ = finished_ == 0 ? bytes : mean_bytes_ + (bytes - mean_bytes_) / 32;
-    if (++finished_ % halving_interval_ == 0) {
+    mean_bytes_ = seen_any_ ? mean_bytes_ + (bytes - mean_bytes_) / 32 : bytes;
+    seen_any_ = true;
+    if (--until_halving_ == 0) {
       for (State& x : servers_) x.bytes /= 2;
+      until_halving_ = halving_interval_;
     }
   }
 
@@ -61,7 +72,7 @@ class WeightedTotalTraffic final : public Balancer {
   struct State {
     double bytes = 0;  // carried, halved now and then
     double inverse_weight = 0;
-    uint32_t in_flight = 0;
+    double in_flight = 0;  // a double: the load sum needs no conversion (exact to 2^53)
   };
 
   double load(size_t server, double estimate) const {
@@ -91,7 +102,8 @@ class WeightedTotalTraffic final : public Balancer {
   std::vector<State> servers_;
   std::vector<uint8_t> was_available_;
   uint64_t halving_interval_;
-  uint64_t finished_ = 0;
+  uint64_t until_halving_ = halving_interval_;  // finishes left before the next halving
+  bool seen_any_ = false;
   double mean_bytes_ = 0;
 };
 

@@ -163,6 +163,66 @@ struct RuleConfig {
   SourceLocation where;
 };
 
+// An IIS site binding as Harrow matches requests against it.
+struct SiteBindingConfig {
+  std::string address;  // normalized listen address, e.g. "0.0.0.0:80" for *:80
+  std::string host;     // empty = any host
+  bool https = false;
+};
+
+// <outboundRules><rule>: rewrites a response header (match serverVariable="RESPONSE_X") or the
+// URLs in the tags of an HTML body (match filterByTags).
+struct OutboundRuleConfig {
+  std::string name;
+  bool enabled = true;
+  PatternSyntax pattern_syntax = PatternSyntax::ECMAScript;
+  bool stop_processing = false;
+  std::string pre_condition;    // name of a <preCondition>, empty = none
+  std::string server_variable;  // "RESPONSE_Location"; empty: the body's tags
+  std::string filter_by_tags;   // "A, Img, CustomTags" (validated names)
+  std::string custom_tags;      // name of a <customTags><tags> set
+  std::string pattern;
+  bool ignore_case = true;
+  bool negate = false;
+  LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
+  bool track_all_captures = false;
+  std::vector<ConditionConfig> conditions;
+  bool rewrite = false;  // action type="Rewrite" (else None)
+  std::string value;
+  bool replace = true;
+  SourceLocation where;
+};
+
+struct PreConditionConfig {
+  std::string name;
+  LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
+  PatternSyntax pattern_syntax = PatternSyntax::ECMAScript;
+  std::vector<ConditionConfig> conditions;
+  SourceLocation where;
+};
+
+struct CustomTagsConfig {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> tags;  // (tag, attribute)
+};
+
+struct OutboundConfig {
+  std::vector<OutboundRuleConfig> rules;
+  std::vector<PreConditionConfig> pre_conditions;
+  std::vector<CustomTagsConfig> custom_tags;
+  bool empty() const { return rules.empty(); }
+};
+
+// <sites><site> with its bindings, plus what <location path="SITE"> gives it: distributed
+// rules (run after the global rules) and outbound rules.
+struct SiteConfig {
+  std::string name;
+  std::vector<SiteBindingConfig> bindings;
+  std::vector<RuleConfig> rules;
+  OutboundConfig outbound;
+  SourceLocation where;
+};
+
 struct RewriteMapConfig {
   std::string name;
   std::string default_value;
@@ -226,6 +286,13 @@ struct Config {
   std::string source_path;
   std::vector<FarmConfig> farms;
   std::vector<RuleConfig> global_rules;
+  // <system.webServer><rewrite><rules> at server level: distributed rules every site inherits
+  // (they run after the global rules, before the site's own).
+  std::vector<RuleConfig> distributed_rules;
+  OutboundConfig outbound;  // server-level outbound rules, for every site
+  std::vector<SiteConfig> sites;
+  // Server variables distributed rules may set (<allowedServerVariables>).
+  std::vector<std::string> allowed_server_variables;
   std::vector<RewriteMapConfig> rewrite_maps;
   ProtocolConfig global_proxy{.timeout = Millis{120'000},
                               .preserve_host_header = false,

@@ -312,6 +312,11 @@ constexpr int64_t kMaxBufferKb = 4'194'303;
 constexpr std::string_view kHttpVersionNames[] = {"PassThrough", "Http10", "Http11"};
 constexpr std::string_view kSameSiteNames[] = {"None", "Lax", "Strict"};
 constexpr std::string_view kAffinityFailurePolicyNames[] = {"Redistribute", "Return503"};
+constexpr std::string_view kOutboundActionNames[] = {"None", "Rewrite"};
+// URL Rewrite's filterByTags names.
+constexpr std::string_view kFilterTagNames[] = {"A",     "Area", "Base",   "Form",
+                                                "Frame", "Head", "IFrame", "Img",
+                                                "Input", "Link", "Script", "CustomTags"};
 constexpr std::string_view kAlgorithmNames[] = {"WeightedRoundRobin", "LeastRequests",
                                                 "LeastResponseTime", "WeightedTotalTraffic",
                                                 "RequestHash"};
@@ -586,11 +591,54 @@ constexpr const ElementSpec* kRewriteMapsChildren[] = {&kRewriteMap, &kClear, &k
 constexpr ElementSpec kRewriteMaps =
     element("rewriteMaps", {}, kRewriteMapsChildren).styled(PathStyle::Collection);
 
-// The other URL Rewrite sections are valid here, but Harrow runs only the global rules.
-constexpr ElementSpec kDistributedRules = element("rules").opaque_not_acted_on();
-constexpr ElementSpec kOutboundRules = element("outboundRules").opaque_not_acted_on();
+// Distributed rules (<rules>): server level, or a site's in <location>; same rule schema.
+constexpr ElementSpec kDistributedRules =
+    element("rules", {}, kGlobalRulesChildren).styled(PathStyle::Collection);
+
+// <outboundRules>: URL Rewrite's response rules.
+constexpr AttrSpec kOutboundMatchAttrs[] = {
+    string_attr("serverVariable"), string_attr("filterByTags"), string_attr("customTags"),
+    string_attr("pattern"),        bool_attr("ignoreCase"),     bool_attr("negate")};
+constexpr ElementSpec kOutboundMatch = element("match", kOutboundMatchAttrs);
+constexpr AttrSpec kOutboundActionAttrs[] = {enum_attr("type", kOutboundActionNames),
+                                             string_attr("value"), bool_attr("replace")};
+constexpr ElementSpec kOutboundAction = element("action", kOutboundActionAttrs);
+constexpr const ElementSpec* kOutboundRuleChildren[] = {&kOutboundMatch, &kConditions,
+                                                        &kOutboundAction};
+constexpr AttrSpec kOutboundRuleAttrs[] = {
+    nonempty_attr("name").must_be_present(), bool_attr("enabled"),
+    enum_attr("patternSyntax", kPatternSyntaxNames), bool_attr("stopProcessing"),
+    string_attr("preCondition")};
+constexpr ElementSpec kOutboundRule =
+    element("rule", kOutboundRuleAttrs, kOutboundRuleChildren).items("name");
+constexpr AttrSpec kPreConditionAttrs[] = {nonempty_attr("name").must_be_present(),
+                                           enum_attr("logicalGrouping", kLogicalGroupingNames),
+                                           enum_attr("patternSyntax", kPatternSyntaxNames)};
+constexpr const ElementSpec* kPreConditionChildren[] = {&kCondition};
+constexpr ElementSpec kPreCondition =
+    element("preCondition", kPreConditionAttrs, kPreConditionChildren).items("name");
+constexpr const ElementSpec* kPreConditionsChildren[] = {&kPreCondition, &kClear, &kRemoveByName};
+constexpr ElementSpec kPreConditions = element("preConditions", {}, kPreConditionsChildren);
+constexpr AttrSpec kTagAttrs[] = {nonempty_attr("name").must_be_present(),
+                                  nonempty_attr("attribute").must_be_present()};
+constexpr ElementSpec kTag = element("tag", kTagAttrs).items("name");
+constexpr const ElementSpec* kTagsChildren[] = {&kTag};
+constexpr ElementSpec kTags = element("tags", kNameAttr, kTagsChildren).items("name");
+constexpr const ElementSpec* kCustomTagsChildren[] = {&kTags};
+constexpr ElementSpec kCustomTags = element("customTags", {}, kCustomTagsChildren);
+constexpr const ElementSpec* kOutboundRulesChildren[] = {&kOutboundRule, &kPreConditions,
+                                                         &kCustomTags, &kClear, &kRemoveByName};
+constexpr AttrSpec kOutboundRulesAttrs[] = {bool_attr("rewriteBeforeCache").not_acted_on()};
+constexpr ElementSpec kOutboundRules =
+    element("outboundRules", kOutboundRulesAttrs, kOutboundRulesChildren)
+        .styled(PathStyle::Collection);
+
+constexpr ElementSpec kAllowedVariable = element("add", kNameAttr).items("name");
+constexpr const ElementSpec* kAllowedServerVariablesChildren[] = {&kAllowedVariable, &kClear,
+                                                                  &kRemoveByName};
 constexpr ElementSpec kAllowedServerVariables =
-    element("allowedServerVariables").opaque_not_acted_on();
+    element("allowedServerVariables", {}, kAllowedServerVariablesChildren)
+        .styled(PathStyle::Collection);
 constexpr ElementSpec kRewriteProviders = element("providers").opaque_not_acted_on();
 constexpr const ElementSpec* kRewriteChildren[] = {
     &kGlobalRules,     &kRewriteMaps, &kDistributedRules, &kOutboundRules, &kAllowedServerVariables,
@@ -613,6 +661,22 @@ constexpr ElementSpec kSecurity =
 constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite, &kSecurity};
 constexpr ElementSpec kSystemWebServer =
     element("system.webServer", {}, kSystemWebServerChildren).foreign().styled(PathStyle::Hidden);
+
+// <location path="SITE">: a site's own rules (and other IIS settings Harrow does not read).
+constexpr const ElementSpec* kSiteRewriteChildren[] = {&kDistributedRules, &kOutboundRules,
+                                                       &kRewriteProviders};
+constexpr ElementSpec kSiteRewrite = element("rewrite", {}, kSiteRewriteChildren);
+constexpr const ElementSpec* kSiteSystemWebServerChildren[] = {&kSiteRewrite};
+constexpr ElementSpec kSiteSystemWebServer =
+    element("system.webServer", {}, kSiteSystemWebServerChildren)
+        .foreign()
+        .styled(PathStyle::Hidden);
+constexpr AttrSpec kLocationAttrs[] = {string_attr("path").must_be_present(),
+                                       string_attr("overrideMode"),
+                                       bool_attr("inheritInChildApplications")};
+constexpr const ElementSpec* kLocationChildren[] = {&kSiteSystemWebServer};
+constexpr ElementSpec kLocation =
+    element("location", kLocationAttrs, kLocationChildren).items("path").foreign();
 
 // ---- <system.applicationHost>: only bindings and pool names matter to Harrow ----
 
@@ -673,8 +737,8 @@ constexpr ElementSpec kHarrow = element("harrow", {}, kHarrowChildren);
 
 // ---- the root: everything else in a real applicationHost.config is none of Harrow's business
 
-constexpr const ElementSpec* kConfigurationChildren[] = {&kWebFarms, &kSystemWebServer,
-                                                         &kSystemApplicationHost, &kHarrow};
+constexpr const ElementSpec* kConfigurationChildren[] = {
+    &kWebFarms, &kSystemWebServer, &kSystemApplicationHost, &kLocation, &kHarrow};
 constexpr ElementSpec kConfiguration =
     element("configuration", {}, kConfigurationChildren).foreign().styled(PathStyle::Hidden);
 
@@ -1323,10 +1387,14 @@ class ConfigReader {
     read_global_proxy(find_child(web_server, "proxy"));
     read_rewrite_maps(find_child(rewrite, "rewriteMaps"));
     read_global_rules(find_child(rewrite, "globalRules"));
+    read_allowed_variables(find_child(rewrite, "allowedServerVariables"));
+    read_rules(find_child(rewrite, "rules"), config_.distributed_rules, true);
+    read_outbound(find_child(rewrite, "outboundRules"), config_.outbound);
     read_site_listeners(find_child(app_host, "sites"));
     read_value(find_child(find_child(find_child(web_server, "security"), "requestFiltering"),
                           "requestLimits"),
                "maxAllowedContentLength", config_.limits.max_allowed_content_length);
+    read_locations(root);
     read_harrow(find_child(root, "harrow"));
   }
 
@@ -1541,30 +1609,33 @@ class ConfigReader {
     config_.rewrite_maps.push_back(std::move(map));
   }
 
-  void read_global_rules(pugi::xml_node rules) {
-    for (pugi::xml_node node : child_elements(rules)) {
+  // <globalRules> or (distributed = true) <rules>, into `rules`. Distributed rules may set
+  // only the server variables <allowedServerVariables> lists, as in IIS.
+  void read_rules(pugi::xml_node section, std::vector<RuleConfig>& rules, bool distributed) {
+    for (pugi::xml_node node : child_elements(section)) {
       std::string_view kind = node.name();
       if (iequals(kind, "clear")) {
-        config_.global_rules.clear();
+        rules.clear();
       } else if (iequals(kind, "remove")) {
         std::string name;
         read_value(node, "name", name);
-        std::erase_if(config_.global_rules,
-                      [&](const RuleConfig& rule) { return iequals(rule.name, name); });
+        std::erase_if(rules, [&](const RuleConfig& rule) { return iequals(rule.name, name); });
       } else if (iequals(kind, "rule")) {
-        add_rule(node);
+        add_rule(node, rules, distributed);
       }
     }
   }
 
-  void add_rule(pugi::xml_node node) {
+  void read_global_rules(pugi::xml_node rules) { read_rules(rules, config_.global_rules, false); }
+
+  void add_rule(pugi::xml_node node, std::vector<RuleConfig>& rules, bool distributed) {
     RuleConfig rule;
     rule.where = diagnostics_.at(node);
     read_value(node, "name", rule.name);
     read_value(node, "enabled", rule.enabled);
     read_enum(node, "patternSyntax", kPatternSyntaxNames, rule.pattern_syntax);
     read_value(node, "stopProcessing", rule.stop_processing);
-    for (const RuleConfig& other : config_.global_rules) {
+    for (const RuleConfig& other : rules) {
       if (!rule.name.empty() && iequals(other.name, rule.name)) {
         diagnostics_.error(node, "duplicate rule name '" + rule.name + "' (first defined at " +
                                      line_column(other.where) + ")");
@@ -1574,8 +1645,188 @@ class ConfigReader {
     read_match(node, rule);
     read_conditions(find_child(node, "conditions"), rule);
     read_server_variables(find_child(node, "serverVariables"), rule);
+    if (distributed) check_allowed_variables(find_child(node, "serverVariables"), rule);
     read_action(find_child(node, "action"), rule);
-    config_.global_rules.push_back(std::move(rule));
+    rules.push_back(std::move(rule));
+  }
+
+  void check_allowed_variables(pugi::xml_node variables, const RuleConfig& rule) {
+    for (pugi::xml_node node : child_elements(variables)) {
+      if (!iequals(node.name(), "set")) continue;
+      std::string name;
+      read_value(node, "name", name);
+      if (name.empty()) continue;
+      bool allowed = std::any_of(config_.allowed_server_variables.begin(),
+                                 config_.allowed_server_variables.end(),
+                                 [&](const std::string& a) { return iequals(a, name); });
+      if (allowed) continue;
+      diagnostics_.error(node, "rule '" + rule.name + "' sets server variable '" + name +
+                                   "', which distributed rules may set only when "
+                                   "<system.webServer><rewrite><allowedServerVariables> lists "
+                                   "it: add <add name=\"" +
+                                   name + "\"/> there");
+    }
+  }
+
+  void read_allowed_variables(pugi::xml_node section) {
+    for (pugi::xml_node node : child_elements(section)) {
+      std::string name;
+      read_value(node, "name", name);
+      if (iequals(node.name(), "clear")) {
+        config_.allowed_server_variables.clear();
+      } else if (iequals(node.name(), "remove")) {
+        std::erase_if(config_.allowed_server_variables,
+                      [&](const std::string& a) { return iequals(a, name); });
+      } else if (iequals(node.name(), "add") && !name.empty()) {
+        config_.allowed_server_variables.push_back(name);
+      }
+    }
+  }
+
+  // ---- outbound rules ----
+
+  void read_outbound(pugi::xml_node section, OutboundConfig& out) {
+    for (pugi::xml_node node : child_elements(section)) {
+      std::string_view kind = node.name();
+      if (iequals(kind, "clear")) {
+        out.rules.clear();
+      } else if (iequals(kind, "remove")) {
+        std::string name;
+        read_value(node, "name", name);
+        std::erase_if(out.rules,
+                      [&](const OutboundRuleConfig& rule) { return iequals(rule.name, name); });
+      } else if (iequals(kind, "preConditions")) {
+        read_pre_conditions(node, out);
+      } else if (iequals(kind, "customTags")) {
+        for (pugi::xml_node tags : child_elements(node)) {
+          CustomTagsConfig set;
+          read_value(tags, "name", set.name);
+          for (pugi::xml_node tag : child_elements(tags)) {
+            std::string name, attribute;
+            read_value(tag, "name", name);
+            read_value(tag, "attribute", attribute);
+            set.tags.emplace_back(name, attribute);
+          }
+          out.custom_tags.push_back(std::move(set));
+        }
+      }
+    }
+    // Rules last: they name preconditions and tag sets that may come after them in the file.
+    for (pugi::xml_node node : child_elements(section)) {
+      if (iequals(node.name(), "rule")) add_outbound_rule(node, out);
+    }
+  }
+
+  void read_pre_conditions(pugi::xml_node section, OutboundConfig& out) {
+    for (pugi::xml_node node : child_elements(section)) {
+      if (iequals(node.name(), "clear")) {
+        out.pre_conditions.clear();
+        continue;
+      }
+      if (!iequals(node.name(), "preCondition")) continue;
+      PreConditionConfig pre;
+      pre.where = diagnostics_.at(node);
+      read_value(node, "name", pre.name);
+      read_enum(node, "logicalGrouping", kLogicalGroupingNames, pre.logical_grouping);
+      read_enum(node, "patternSyntax", kPatternSyntaxNames, pre.pattern_syntax);
+      RuleConfig as_rule;  // conditions are read and checked as a rule's would be
+      as_rule.name = "preCondition " + pre.name;
+      as_rule.pattern_syntax = pre.pattern_syntax;
+      read_conditions(node, as_rule);
+      pre.conditions = std::move(as_rule.conditions);
+      out.pre_conditions.push_back(std::move(pre));
+    }
+  }
+
+  void add_outbound_rule(pugi::xml_node node, OutboundConfig& out) {
+    OutboundRuleConfig rule;
+    rule.where = diagnostics_.at(node);
+    read_value(node, "name", rule.name);
+    read_value(node, "enabled", rule.enabled);
+    read_enum(node, "patternSyntax", kPatternSyntaxNames, rule.pattern_syntax);
+    read_value(node, "stopProcessing", rule.stop_processing);
+    read_value(node, "preCondition", rule.pre_condition);
+    const std::string what = "outbound rule '" + rule.name + "'";
+    for (const OutboundRuleConfig& other : out.rules) {
+      if (!rule.name.empty() && iequals(other.name, rule.name)) {
+        diagnostics_.error(
+            node, "duplicate " + what + " (first defined at " + line_column(other.where) + ")");
+        return;
+      }
+    }
+    if (!rule.pre_condition.empty() &&
+        std::none_of(
+            out.pre_conditions.begin(), out.pre_conditions.end(),
+            [&](const PreConditionConfig& p) { return iequals(p.name, rule.pre_condition); })) {
+      diagnostics_.error(node, what + " names preCondition '" + rule.pre_condition +
+                                   "', which is not in <preConditions>");
+    }
+    pugi::xml_node match = find_child(node, "match");
+    read_value(match, "serverVariable", rule.server_variable);
+    read_value(match, "filterByTags", rule.filter_by_tags);
+    read_value(match, "customTags", rule.custom_tags);
+    read_value(match, "pattern", rule.pattern);
+    read_value(match, "ignoreCase", rule.ignore_case);
+    read_value(match, "negate", rule.negate);
+    if (!rule.server_variable.empty() && !istarts_with(rule.server_variable, "RESPONSE_")) {
+      diagnostics_.error(match, what + " matches serverVariable '" + rule.server_variable +
+                                    "': outbound rules read response headers, RESPONSE_NAME");
+    }
+    if (rule.server_variable.empty() == rule.filter_by_tags.empty() && rule.custom_tags.empty()) {
+      diagnostics_.error(match ? match : node,
+                         what +
+                             " needs either serverVariable=\"RESPONSE_…\" or filterByTags "
+                             "on its <match>");
+    }
+    check_filter_tags(rule, match, out);
+    RuleConfig as_rule;
+    as_rule.name = rule.name;
+    as_rule.pattern_syntax = rule.pattern_syntax;
+    check_pattern(as_rule, rule.pattern, rule.ignore_case, match);
+    pugi::xml_node conditions = find_child(node, "conditions");
+    read_conditions(conditions, as_rule);
+    rule.logical_grouping = as_rule.logical_grouping;
+    rule.track_all_captures = as_rule.track_all_captures;
+    rule.conditions = std::move(as_rule.conditions);
+    pugi::xml_node action = find_child(node, "action");
+    size_t type = 0;
+    read_enum(action, "type", kOutboundActionNames, type);
+    rule.rewrite = type == 1;
+    read_value(action, "value", rule.value);
+    read_value(action, "replace", rule.replace);
+    out.rules.push_back(std::move(rule));
+  }
+
+  void check_filter_tags(const OutboundRuleConfig& rule, pugi::xml_node match,
+                         const OutboundConfig& out) {
+    std::string_view text = rule.filter_by_tags;
+    bool custom = false;
+    while (!text.empty()) {
+      size_t comma = text.find(',');
+      std::string_view name = text.substr(0, comma);
+      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (!name.empty()) {
+        if (!enum_index(kFilterTagNames, name)) {
+          diagnostics_.attribute_error(
+              match, "filterByTags",
+              "outbound rule '" + rule.name + "': unknown tag '" + std::string(name) +
+                  "' in filterByTags" +
+                  did_you_mean(name, {std::begin(kFilterTagNames), std::end(kFilterTagNames)}));
+        }
+        custom = custom || iequals(name, "CustomTags");
+      }
+      if (comma == std::string_view::npos) break;
+      text.remove_prefix(comma + 1);
+    }
+    if (!rule.custom_tags.empty() && std::none_of(out.custom_tags.begin(), out.custom_tags.end(),
+                                                  [&](const CustomTagsConfig& c) {
+                                                    return iequals(c.name, rule.custom_tags);
+                                                  })) {
+      diagnostics_.error(match, "outbound rule '" + rule.name + "' names customTags '" +
+                                    rule.custom_tags + "', which is not in <customTags>");
+    }
+    (void)custom;
   }
 
   void read_match(pugi::xml_node rule_node, RuleConfig& rule) {
@@ -1692,17 +1943,54 @@ class ConfigReader {
   void read_site_listeners(pugi::xml_node sites) {
     for (pugi::xml_node site : child_elements(sites)) {
       if (!iequals(site.name(), "site")) continue;
-      std::string site_name;
-      read_value(site, "name", site_name);
+      SiteConfig site_config;
+      site_config.where = diagnostics_.at(site);
+      read_value(site, "name", site_config.name);
       std::vector<ListenConfig> listeners;
       for (pugi::xml_node node : child_elements(find_child(site, "bindings"))) {
         if (iequals(node.name(), "clear")) listeners.clear();
         if (!iequals(node.name(), "binding")) continue;
-        if (std::optional<ListenConfig> listener = read_binding(node, site_name)) {
+        if (std::optional<ListenConfig> listener = read_binding(node, site_config.name)) {
           listeners.push_back(std::move(*listener));
         }
       }
+      for (const ListenConfig& listener : listeners) {
+        site_config.bindings.push_back(
+            {listener.address, listener.host_names.empty() ? "" : listener.host_names.front(),
+             listener.tls});
+      }
       for (ListenConfig& listener : listeners) add_listener(std::move(listener));
+      config_.sites.push_back(std::move(site_config));
+    }
+  }
+
+  // <location path="SITE"><system.webServer><rewrite>: the site's own rules.
+  void read_locations(pugi::xml_node root) {
+    for (pugi::xml_node location : child_elements(root)) {
+      if (!iequals(location.name(), "location")) continue;
+      std::string path;
+      read_value(location, "path", path);
+      pugi::xml_node rewrite = find_child(find_child(location, "system.webServer"), "rewrite");
+      if (!rewrite) continue;  // other IIS settings for the site: none of Harrow's business
+      if (path.find('/') != std::string::npos) {
+        diagnostics_.not_acted_on(location,
+                                  "location[" + path + "] (rules of an application inside a site)");
+        continue;
+      }
+      SiteConfig* site = nullptr;
+      for (SiteConfig& s : config_.sites) {
+        if (iequals(s.name, path)) site = &s;
+      }
+      if (site == nullptr) {
+        std::vector<std::string_view> names;
+        for (const SiteConfig& s : config_.sites) names.push_back(s.name);
+        diagnostics_.error(location, "<location path=\"" + path + "\"> names no site in " +
+                                         "<system.applicationHost><sites>" +
+                                         did_you_mean(path, names));
+        continue;
+      }
+      read_rules(find_child(rewrite, "rules"), site->rules, true);
+      read_outbound(find_child(rewrite, "outboundRules"), site->outbound);
     }
   }
 
@@ -1952,6 +2240,25 @@ std::string summarize(const Config& config) {
       out << " " << map.name << " (" << map.entries.size() << " entries)";
     }
     out << "\n";
+  }
+  if (!config.distributed_rules.empty()) {
+    out << "server-level distributed rules (every site): " << config.distributed_rules.size()
+        << "\n";
+  }
+  if (!config.outbound.rules.empty()) {
+    out << "outbound rules (every site): " << config.outbound.rules.size() << "\n";
+  }
+  if (!config.sites.empty()) {
+    out << "sites (" << config.sites.size() << "):\n";
+    for (const SiteConfig& site : config.sites) {
+      out << "  " << site.name << ":";
+      for (const SiteBindingConfig& b : site.bindings) {
+        out << " " << (b.https ? "https://" : "http://") << b.address
+            << (b.host.empty() ? "" : " (" + b.host + ")");
+      }
+      out << "  rules " << site.rules.size() << ", outbound rules " << site.outbound.rules.size()
+          << "\n";
+    }
   }
   out << "proxy to any host: " << (config.global_proxy_enabled ? "enabled" : "disabled") << "\n";
   out << "listeners (" << config.listeners.size() << "):\n";

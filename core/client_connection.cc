@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "core/router.h"
 #include "core/worker.h"
 
 namespace harrow {
@@ -338,6 +339,9 @@ int ClientConnection::on_message_begin(llhttp_t* p) {
   c->request_bytes_ = 0;
   c->response_bytes_at_start_ = c->out_.total_bytes();
   c->log_id_[0] = '\0';
+  c->site_name_ = {};
+  c->site_ = -1;
+  c->html_.reset();
   c->request_started_ms_ = uv_now(c->worker_->loop());
   c->arm_timer(ms(c->worker_->config().timeouts.client_header));
   return 0;
@@ -444,6 +448,10 @@ void ClientConnection::start_exchange() {
   }
   // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
   snap_ = worker_->snapshot_ptr();
+  facts.site = snap_->sites->match(listener_->address, facts.host);
+  site_ = facts.site;
+  site_name_ = facts.site >= 0 ? std::string_view(snap_->config->sites[facts.site].name)
+                               : std::string_view{};
   exchange_started_ns_ = uv_hrtime();
   worker_->new_request_id(log_id_);
   RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
@@ -723,6 +731,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     }
   }
   response.add = std::span<const HeaderField>(cookies, cookie_count);
+  apply_outbound(head, response, !no_body);
   write_client_response(response, writer);
   if (writer.overflowed()) {
     block_unref(block);
@@ -737,12 +746,105 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
+  if (html_ != nullptr) {
+    html_out_.clear();
+    html_->feed(std::string_view(data, len), html_out_);
+    send_owned(html_out_);
+    server_metrics_->bytes_from_server.add(len);
+    return;
+  }
   if (response_chunked_) {
     out_.add_chunk(block, data, len);
   } else {
     out_.add(block, data, len);
   }
   server_metrics_->bytes_from_server.add(len);
+}
+
+RequestFacts ClientConnection::request_facts() const {
+  RequestFacts facts;
+  facts.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  facts.target = head_.target();
+  facts.host = head_.find("host");
+  facts.server_port = local_port_;
+  facts.remote_addr = peer_ip_;
+  facts.head = &head_;
+  facts.site = site_;
+  return facts;
+}
+
+void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& response,
+                                      bool has_body) {
+  const Router& router = *snap_->router;
+  if (!router.has_outbound(site_)) return;
+  RequestFacts facts = request_facts();
+  OutboundDecision decision =
+      router.outbound(facts, head, response.replace, worker_->route_scratch());
+  if (!decision.set_headers.empty()) {
+    // Rules see, and override, what reverseRewriteHostInResponseHeaders already rewrote.
+    outbound_replace_.assign(response.replace.begin(), response.replace.end());
+    outbound_add_.assign(response.add.begin(), response.add.end());
+    for (const auto& [name, value] : decision.set_headers) {
+      std::vector<HeaderField>& into = head.has(name) ? outbound_replace_ : outbound_add_;
+      auto same = std::find_if(into.begin(), into.end(),
+                               [&](const HeaderField& f) { return iequals(f.name, name); });
+      if (same != into.end() && &into == &outbound_replace_) {
+        same->value = value;
+      } else if (same != into.end() && !iequals(name, "set-cookie")) {
+        same->value = value;
+      } else {
+        into.push_back({name, value});
+      }
+    }
+    response.replace = outbound_replace_;
+    response.add = outbound_add_;
+  }
+  if (decision.body_rules == 0 || !has_body) return;
+  std::string_view encoding = head.find("content-encoding");
+  if (!encoding.empty() && !iequals(encoding, "identity")) {
+    // Rewriting links inside a gzip (or br…) body would corrupt it: pass it on untouched.
+    log_line(LogLevel::Info,
+             "outbound rules with filterByTags skipped for %.*s: the response "
+             "body is %.*s-encoded",
+             static_cast<int>(target_.size()), target_.data(), static_cast<int>(encoding.size()),
+             encoding.data());
+    return;
+  }
+  html_body_rules_ = decision.body_rules;
+  html_ = std::make_unique<HtmlRewriter>(decision.tags, std::move(decision.custom_tags),
+                                         [this](std::string_view tag, std::string_view attribute,
+                                                std::string_view value, std::string& out) {
+                                           return snap_->router->rewrite_body_url(
+                                               request_facts(), html_body_rules_, tag, attribute,
+                                               value, worker_->route_scratch(), out);
+                                         });
+  // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
+  response.keep_content_length = false;
+  if (parser_.http_major == 1 && parser_.http_minor == 1) {
+    response.chunked = true;
+    response_chunked_ = true;
+  } else {
+    response.chunked = false;
+    response_chunked_ = false;
+    close_requested_ = true;
+    response.close = true;
+    response.http10_keep_alive = false;
+  }
+}
+
+void ClientConnection::send_owned(std::string_view bytes) {
+  while (!bytes.empty()) {
+    IoBlock* block = block_acquire();
+    size_t n = std::min<size_t>(bytes.size(), block->capacity);
+    std::memcpy(block->data, bytes.data(), n);
+    if (response_chunked_) {
+      out_.add_chunk(block, block->data, n);
+    } else {
+      out_.add(block, block->data, n);
+    }
+    block_unref(block);
+    bytes.remove_prefix(n);
+  }
 }
 
 void ClientConnection::upstream_read_end() {
@@ -758,6 +860,12 @@ void ClientConnection::upstream_read_end() {
 
 void ClientConnection::upstream_complete(bool reusable) {
   server_metrics_->response_time.observe((uv_hrtime() - exchange_started_ns_) / 1000);
+  if (html_ != nullptr) {
+    html_out_.clear();
+    html_->finish(html_out_);
+    send_owned(html_out_);
+    html_.reset();
+  }
   if (response_chunked_) out_.add_last_chunk();
   out_.flush();
   response_done_ = true;
@@ -999,6 +1107,7 @@ void ClientConnection::log_access() {
     if (failure_uv_status_ != 0) e.upstream_error = uv_err_name(failure_uv_status_);
   }
   e.log_id = log_id_;
+  e.site = site_name_;
   e.upstream_connect_ms = connect_ms_;
   e.upstream_header_ms = header_ms_;
   e.retries = retries_;

@@ -16,6 +16,7 @@
 
 #include "balancer/balancer.h"
 #include "core/failure.h"
+#include "core/html_rewriter.h"
 #include "core/http_head.h"
 #include "core/io_buffer.h"
 #include "core/metrics.h"
@@ -28,6 +29,7 @@ class Worker;
 struct FarmState;
 struct ListenSocket;
 struct RequestFacts;
+struct ClientResponse;
 struct Snapshot;
 
 class ClientConnection final : public UpstreamEvents {
@@ -84,6 +86,12 @@ class ClientConnection final : public UpstreamEvents {
   // when there is none.
   std::optional<size_t> choose_server(FarmState& farm, const RequestFacts& facts,
                                       std::span<const HeaderField> rule_headers, Failure& failure);
+  // The request as rules see it (rebuilt for outbound rules, which run on the response).
+  RequestFacts request_facts() const;
+  // Applies the outbound rules to a response head about to be written; may set up html_.
+  void apply_outbound(const MessageHead& head, ClientResponse& response, bool has_body);
+  // Queues rewritten body bytes for the client (copied into blocks).
+  void send_owned(std::string_view bytes);
   // Ends the chosen server's in-flight count and tells the balancer how the exchange went.
   void end_in_flight();
   // Points the exchange at `server`: with a pooled connection the head is sent at once
@@ -214,7 +222,15 @@ class ClientConnection final : public UpstreamEvents {
   bool per_client_counted_ = false;  // counted in the worker's per-IP connection counts
   std::shared_ptr<balancer::Balancer> balancer_;  // the one on_start() went to
   bool set_affinity_cookie_ = false;              // the response pins the client to server_
+  // Outbound rules: header values they set, and the body rewriter when body rules apply.
+  std::vector<HeaderField> outbound_replace_;
+  std::vector<HeaderField> outbound_add_;
+  std::unique_ptr<HtmlRewriter> html_;
+  uint64_t html_body_rules_ = 0;
+  std::string html_out_;
   std::string hash_buffer_;                       // RequestHash key, reused between requests
+  int site_ = -1;
+  std::string_view site_name_;  // the request's IIS site (points into snap_'s config)
 };
 
 }  // namespace harrow

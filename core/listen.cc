@@ -96,7 +96,7 @@ bool open_listen_sockets(const std::string& address, int count, std::vector<List
     uint16_t port =
         ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
                                          : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-    made.push_back(ListenSocket{fd, socket_url(addr, "http"), port});
+    made.push_back(ListenSocket{fd, socket_url(addr, "http"), address, port});
   }
   out.insert(out.end(), made.begin(), made.end());
   return true;

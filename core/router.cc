@@ -1,5 +1,7 @@
 #include "core/router.h"
 
+#include "core/html_rewriter.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -33,7 +35,8 @@ enum class Var : uint8_t {
   RemoteAddr,
   ServerPort,
   ServerPortSecure,
-  Header,  // any other HTTP_*: the request header named by Node::text
+  Header,          // any other HTTP_*: the request header named by Node::text
+  ResponseHeader,  // RESPONSE_*: the response header named by Node::text (outbound rules)
 };
 
 enum class Op : uint8_t {
@@ -197,6 +200,24 @@ struct Router::CompiledRule {
   Template status_description;
 };
 
+struct Router::CompiledPreCondition {
+  const config::PreConditionConfig* config = nullptr;
+  std::vector<std::unique_ptr<CompiledPattern>> conditions;
+  std::vector<Template> inputs;
+};
+
+struct Router::CompiledOutboundRule {
+  const config::OutboundRuleConfig* config = nullptr;
+  const CompiledPreCondition* pre_condition = nullptr;
+  CompiledPattern match;
+  std::vector<std::unique_ptr<CompiledPattern>> conditions;
+  std::vector<Template> condition_inputs;
+  Template value;
+  std::string header;  // header rule: the lower-case response header; empty: a body rule
+  uint16_t tags = 0;   // body rule: HtmlTag bits
+  std::vector<std::pair<std::string, std::string>> custom_tags;  // body rule: (tag, attribute)
+};
+
 struct Router::CompiledMap {
   std::string name;
   std::string default_value;
@@ -236,6 +257,9 @@ struct RouteScratch::Impl {
   uint64_t generation = 0;     // bumped per route(): slots from earlier calls are unset at once
   std::vector<int> set_order;  // slots set in this route(), in the order first set
   std::vector<HeaderField> set_headers;  // RouteDecision::set_headers
+  // Outbound rules: response headers set so far (lower-case name, value).
+  std::vector<std::pair<std::string, std::string>> response_sets;
+  std::string body_value;  // a body URL as the rules rewrite it
 
   Impl() = default;
   Impl(const Impl&) = delete;
@@ -371,6 +395,13 @@ struct TemplateContext {
   const std::vector<std::unique_ptr<Router::Variable>>& variables;
 };
 
+// "RESPONSE_Content_Type" → "content-type": the response header an outbound rule reads.
+std::string response_header_for_variable(std::string_view name) {
+  std::string header;
+  for (char c : name.substr(9)) header += c == '_' ? '-' : ascii_lower(c);
+  return header;
+}
+
 // The built-in source of server variable `name`; for Var::Header, `header` receives the
 // lower-case request header name (HTTP_X_FOO → "x-foo").
 Var builtin_variable(std::string_view name, std::string& header) {
@@ -398,6 +429,10 @@ Var builtin_variable(std::string_view name, std::string& header) {
     header.clear();
     for (char c : name.substr(5)) header += c == '_' ? '-' : ascii_lower(c);
     return Var::Header;
+  }
+  if (name.size() > 9 && istarts_with(name, "RESPONSE_")) {
+    header = response_header_for_variable(name);
+    return Var::ResponseHeader;
   }
   return Var::Unknown;
 }
@@ -514,7 +549,20 @@ struct Eval {
   const std::vector<std::unique_ptr<Router::Variable>>& variables;
   const RequestFacts& facts;
   Impl& s;
+  // Outbound rules: the response head (may be null) and the values rules have set so far.
+  const MessageHead* response = nullptr;
+  const std::vector<std::pair<std::string, std::string>>* response_sets = nullptr;
 };
+
+// A response header as outbound rules see it: the latest value a rule set, else the server's.
+std::string_view response_header(const Eval& e, std::string_view lower_name) {
+  if (e.response_sets != nullptr) {
+    for (auto it = e.response_sets->rbegin(); it != e.response_sets->rend(); ++it) {
+      if (iequals(it->first, lower_name)) return it->second;
+    }
+  }
+  return e.response != nullptr ? e.response->find(lower_name) : std::string_view{};
+}
 
 // True if a rule set variable `slot` during the current route().
 bool slot_is_set(const Impl& s, int slot) {
@@ -563,6 +611,9 @@ void append_builtin(Var var, std::string_view header, const Eval& e, std::string
       return;
     case Var::Header:
       if (f.head != nullptr) out.append(f.head->find(header));
+      return;
+    case Var::ResponseHeader:
+      out.append(response_header(e, header));
       return;
   }
 }
@@ -729,16 +780,17 @@ std::string_view condition_input(const Template& t, const Eval& e, bool& ascii) 
 // s.condition_captures: those of the last condition that matched or, with trackAllCaptures,
 // those of every matched condition in order — the first one's groups from {C:0}, each later
 // one's from group 1 (its whole match is not numbered), as URL Rewrite 2.0 documents.
-bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
+bool conditions_hold(const std::vector<std::unique_ptr<Router::CompiledPattern>>& conditions,
+                     const std::vector<Template>& inputs, config::LogicalGrouping grouping,
+                     bool track_all_captures, const Eval& e) {
   Impl& s = e.s;
   s.condition_captures.clear();
-  const config::RuleConfig& rc = *rule.config;
-  bool any = rc.logical_grouping == config::LogicalGrouping::MatchAny;
-  for (size_t i = 0; i < rule.conditions.size(); ++i) {
+  bool any = grouping == config::LogicalGrouping::MatchAny;
+  for (size_t i = 0; i < conditions.size(); ++i) {
     bool ascii = true;
-    std::string_view input = condition_input(rule.condition_inputs[i], e, ascii);
-    if (match_pattern(*rule.conditions[i], input, ascii, s)) {
-      if (!rc.track_all_captures) {
+    std::string_view input = condition_input(inputs[i], e, ascii);
+    if (match_pattern(*conditions[i], input, ascii, s)) {
+      if (!track_all_captures) {
         s.condition_captures.clear();
         keep_captures(input, s, 0, s.condition_captures);
       } else {
@@ -749,7 +801,12 @@ bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
       return false;
     }
   }
-  return !any || rule.conditions.empty();
+  return !any || conditions.empty();
+}
+
+bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
+  return conditions_hold(rule.conditions, rule.condition_inputs, rule.config->logical_grouping,
+                         rule.config->track_all_captures, e);
 }
 
 // True if variable `slot` already has a value for <set replace="false">: a rule set it during
@@ -850,6 +907,111 @@ void rewrite_locally(std::string_view local, bool append_query_string, Impl& s) 
   s.url_ascii = is_ascii(s.url);
 }
 
+template <typename NeedPairs>
+std::unique_ptr<Router::CompiledRule> compile_rule(const config::RuleConfig& r,
+                                                   const TemplateContext& ctx,
+                                                   NeedPairs& need_pairs) {
+  {
+    auto rule = std::make_unique<Router::CompiledRule>();
+    rule->config = &r;
+    rule->match.compile(r.match_url, r.pattern_syntax, r.match_ignore_case, r.match_negate);
+    need_pairs(rule->match);
+    for (const config::ConditionConfig& c : r.conditions) {
+      auto p = std::make_unique<Router::CompiledPattern>();
+      p->compile(c.pattern, r.pattern_syntax, c.ignore_case, c.negate);
+      need_pairs(*p);
+      rule->conditions.push_back(std::move(p));
+      parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
+    }
+    for (const config::ServerVariableSet& set : r.server_variables) {
+      ServerVariableAssignment& a = rule->sets.emplace_back();
+      a.slot = find_variable(ctx, set.name);
+      a.replace = set.replace;
+      parse_template(set.value, ctx, a.value);
+    }
+    parse_template(r.action_url, ctx, rule->action_url);
+    parse_template(r.status_reason, ctx, rule->status_reason);
+    parse_template(r.status_description, ctx, rule->status_description);
+    return rule;
+  }
+}
+
+// Runs one rule set; true if a rule decided (the decision is complete), false if the request
+// goes on to the next set (with the URL and variables the rules left).
+bool run_rules(const config::Config& config_, const Router::RuleSet& rules, const Eval& e,
+               RouteDecision& decision) {
+  Impl& s = e.s;
+  for (const auto& rule : rules) {
+    if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
+    // {R:n} stay ranges of s.url, which changes only after the rule's action is expanded.
+    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
+    if (!conditions_hold(*rule, e)) continue;
+    const config::RuleConfig& rc = *rule->config;
+    apply_server_variables(*rule, e);
+    switch (rc.action) {
+      case ActionType::None:
+        break;
+      case ActionType::Rewrite: {
+        expand(rule->action_url, e, s.output);
+        bool https = false;
+        std::string_view host, authority, path;
+        if (!split_absolute(s.output, https, host, authority, path)) {
+          rewrite_locally(s.output, rc.append_query_string, s);
+          break;
+        }
+        decision.rule = rc.name;
+        const config::FarmConfig* farm = config_.find_farm(host);
+        if (farm == nullptr && !config_.global_proxy_enabled) {  // ARR: needs <proxy enabled>
+          finish_headers(e, decision);
+          return true;
+        }
+        s.target.clear();
+        if (path.empty() || path.front() != '/') s.target += '/';
+        s.target.append(path);
+        if (rc.append_query_string) append_query(s.target, s.query);
+        if (farm == nullptr) {
+          decision.kind = RouteDecision::Kind::Proxy;
+          s.authority.assign(authority);  // views s.output, which later expansions reuse
+          decision.authority = s.authority;
+        } else {
+          decision.kind = RouteDecision::Kind::Farm;
+          decision.farm = static_cast<int>(farm - config_.farms.data());
+        }
+        decision.https = https;
+        decision.target = s.target;
+        finish_headers(e, decision);
+        return true;
+      }
+      case ActionType::Redirect:
+        expand(rule->action_url, e, s.target);
+        if (rc.append_query_string) append_query(s.target, s.query);
+        decision.kind = RouteDecision::Kind::Redirect;
+        decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
+        decision.target = s.target;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return true;
+      case ActionType::CustomResponse:
+        expand(rule->status_reason, e, s.reason);
+        expand(rule->status_description, e, s.body);
+        decision.kind = RouteDecision::Kind::CustomResponse;
+        decision.status = static_cast<int>(rc.status_code);
+        decision.reason = s.reason;
+        decision.body = s.body;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return true;
+      case ActionType::AbortRequest:
+        decision.kind = RouteDecision::Kind::Abort;
+        decision.rule = rc.name;
+        finish_headers(e, decision);
+        return true;
+    }
+    if (rc.stop_processing) break;
+  }
+  return false;
+}
+
 }  // namespace
 
 // Compiles maps, then the set of variables the rules write, then every rule's patterns and
@@ -870,46 +1032,117 @@ Router::Router(const config::Config& config) : config_(config) {
   // Every variable a rule sets gets a slot before any template is compiled, so a reference in
   // an earlier rule to a variable set by a later one still finds it (for the next request it
   // simply reads the built-in value).
-  for (const config::RuleConfig& r : config.global_rules) {
-    if (!r.enabled) continue;
-    for (const config::ServerVariableSet& set : r.server_variables) {
-      bool known = std::any_of(variables_.begin(), variables_.end(),
-                               [&](const auto& v) { return iequals(v->name, set.name); });
-      if (known) continue;
-      auto v = std::make_unique<Variable>();
-      v->name = set.name;
-      v->header = header_for_variable(set.name);
-      v->builtin = builtin_variable(set.name, v->builtin_header);
-      variables_.push_back(std::move(v));
+  std::vector<const std::vector<config::RuleConfig>*> rule_lists{&config.global_rules,
+                                                                 &config.distributed_rules};
+  for (const config::SiteConfig& site : config.sites) rule_lists.push_back(&site.rules);
+  for (const auto* list : rule_lists) {
+    for (const config::RuleConfig& r : *list) {
+      if (!r.enabled) continue;
+      for (const config::ServerVariableSet& set : r.server_variables) {
+        bool known = std::any_of(variables_.begin(), variables_.end(),
+                                 [&](const auto& v) { return iequals(v->name, set.name); });
+        if (known) continue;
+        auto v = std::make_unique<Variable>();
+        v->name = set.name;
+        v->header = header_for_variable(set.name);
+        v->builtin = builtin_variable(set.name, v->builtin_header);
+        variables_.push_back(std::move(v));
+      }
     }
   }
   TemplateContext ctx{maps_, variables_};
   auto need_pairs = [&](const CompiledPattern& p) {
     max_capture_pairs_ = std::max<size_t>(max_capture_pairs_, p.capture_count + 1);
   };
-  for (const config::RuleConfig& r : config.global_rules) {
-    if (!r.enabled) continue;
-    auto rule = std::make_unique<CompiledRule>();
-    rule->config = &r;
-    rule->match.compile(r.match_url, r.pattern_syntax, r.match_ignore_case, r.match_negate);
-    need_pairs(rule->match);
-    for (const config::ConditionConfig& c : r.conditions) {
-      auto p = std::make_unique<CompiledPattern>();
-      p->compile(c.pattern, r.pattern_syntax, c.ignore_case, c.negate);
-      need_pairs(*p);
-      rule->conditions.push_back(std::move(p));
-      parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
+  auto compile_rules = [&](const std::vector<config::RuleConfig>& list, RuleSet& into) {
+    for (const config::RuleConfig& r : list) {
+      if (!r.enabled) continue;
+      into.push_back(compile_rule(r, ctx, need_pairs));
     }
-    for (const config::ServerVariableSet& set : r.server_variables) {
-      ServerVariableAssignment& a = rule->sets.emplace_back();
-      a.slot = find_variable(ctx, set.name);
-      a.replace = set.replace;
-      parse_template(set.value, ctx, a.value);
+  };
+  compile_rules(config.global_rules, rules_);
+  compile_rules(config.distributed_rules, distributed_rules_);
+  site_rules_.resize(config.sites.size());
+  for (size_t i = 0; i < config.sites.size(); ++i)
+    compile_rules(config.sites[i].rules, site_rules_[i]);
+  // Outbound rules: server level for every site, then each site's own. Preconditions are looked
+  // up in the rule's own section first, then at server level (sites inherit them).
+  auto compile_pre = [&](const config::OutboundConfig& section) {
+    std::vector<const CompiledPreCondition*> out;
+    for (const config::PreConditionConfig& pc : section.pre_conditions) {
+      auto pre = std::make_unique<CompiledPreCondition>();
+      pre->config = &pc;
+      for (const config::ConditionConfig& c : pc.conditions) {
+        auto p = std::make_unique<CompiledPattern>();
+        p->compile(c.pattern, pc.pattern_syntax, c.ignore_case, c.negate);
+        need_pairs(*p);
+        pre->conditions.push_back(std::move(p));
+        parse_template(c.input, ctx, pre->inputs.emplace_back());
+      }
+      out.push_back(pre.get());
+      pre_conditions_.push_back(std::move(pre));
     }
-    parse_template(r.action_url, ctx, rule->action_url);
-    parse_template(r.status_reason, ctx, rule->status_reason);
-    parse_template(r.status_description, ctx, rule->status_description);
-    rules_.push_back(std::move(rule));
+    return out;
+  };
+  auto find_pre = [](const std::vector<const CompiledPreCondition*>& list,
+                     std::string_view name) -> const CompiledPreCondition* {
+    for (const CompiledPreCondition* p : list) {
+      if (iequals(p->config->name, name)) return p;
+    }
+    return nullptr;
+  };
+  auto compile_outbound = [&](const config::OutboundConfig& section,
+                              const std::vector<const CompiledPreCondition*>& own,
+                              const std::vector<const CompiledPreCondition*>& inherited) {
+    std::vector<const CompiledOutboundRule*> out;
+    for (const config::OutboundRuleConfig& r : section.rules) {
+      if (!r.enabled) continue;
+      auto rule = std::make_unique<CompiledOutboundRule>();
+      rule->config = &r;
+      if (!r.pre_condition.empty()) {
+        rule->pre_condition = find_pre(own, r.pre_condition);
+        if (rule->pre_condition == nullptr)
+          rule->pre_condition = find_pre(inherited, r.pre_condition);
+      }
+      rule->match.compile(r.pattern, r.pattern_syntax, r.ignore_case, r.negate);
+      need_pairs(rule->match);
+      for (const config::ConditionConfig& c : r.conditions) {
+        auto p = std::make_unique<CompiledPattern>();
+        p->compile(c.pattern, r.pattern_syntax, c.ignore_case, c.negate);
+        need_pairs(*p);
+        rule->conditions.push_back(std::move(p));
+        parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
+      }
+      parse_template(r.value, ctx, rule->value);
+      if (!r.server_variable.empty()) {
+        rule->header = response_header_for_variable(r.server_variable);
+      } else {
+        std::string error;
+        parse_filter_by_tags(r.filter_by_tags, rule->tags, error);  // validated by the loader
+        for (const std::vector<config::CustomTagsConfig>* sets :
+             {&section.custom_tags, &config.outbound.custom_tags}) {
+          for (const config::CustomTagsConfig& set : *sets) {
+            if (iequals(set.name, r.custom_tags) && rule->custom_tags.empty())
+              rule->custom_tags = set.tags;
+          }
+        }
+      }
+      out.push_back(rule.get());
+      outbound_rules_.push_back(std::move(rule));
+    }
+    return out;
+  };
+  std::vector<const CompiledPreCondition*> server_pre = compile_pre(config.outbound);
+  std::vector<const CompiledOutboundRule*> server_rules =
+      compile_outbound(config.outbound, server_pre, {});
+  outbound_by_site_.push_back(server_rules);
+  for (const config::SiteConfig& site : config.sites) {
+    std::vector<const CompiledPreCondition*> own = compile_pre(site.outbound);
+    std::vector<const CompiledOutboundRule*> rules = server_rules;
+    for (const CompiledOutboundRule* r : compile_outbound(site.outbound, own, server_pre)) {
+      rules.push_back(r);
+    }
+    outbound_by_site_.push_back(std::move(rules));
   }
 }
 
@@ -933,76 +1166,140 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
   s.host_ascii = is_ascii(f.host);
 
   RouteDecision decision;
-  for (const auto& rule : rules_) {
-    if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
-    // {R:n} stay ranges of s.url, which changes only after the rule's action is expanded.
-    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
-    if (!conditions_hold(*rule, e)) continue;
-    const config::RuleConfig& rc = *rule->config;
-    apply_server_variables(*rule, e);
-    switch (rc.action) {
-      case ActionType::None:
-        break;
-      case ActionType::Rewrite: {
-        expand(rule->action_url, e, s.output);
-        bool https = false;
-        std::string_view host, authority, path;
-        if (!split_absolute(s.output, https, host, authority, path)) {
-          rewrite_locally(s.output, rc.append_query_string, s);
-          break;
-        }
-        decision.rule = rc.name;
-        const config::FarmConfig* farm = config_.find_farm(host);
-        if (farm == nullptr && !config_.global_proxy_enabled) {  // ARR: needs <proxy enabled>
-          finish_headers(e, decision);
-          return decision;
-        }
-        s.target.clear();
-        if (path.empty() || path.front() != '/') s.target += '/';
-        s.target.append(path);
-        if (rc.append_query_string) append_query(s.target, s.query);
-        if (farm == nullptr) {
-          decision.kind = RouteDecision::Kind::Proxy;
-          s.authority.assign(authority);  // views s.output, which later expansions reuse
-          decision.authority = s.authority;
-        } else {
-          decision.kind = RouteDecision::Kind::Farm;
-          decision.farm = static_cast<int>(farm - config_.farms.data());
-        }
-        decision.https = https;
-        decision.target = s.target;
-        finish_headers(e, decision);
-        return decision;
-      }
-      case ActionType::Redirect:
-        expand(rule->action_url, e, s.target);
-        if (rc.append_query_string) append_query(s.target, s.query);
-        decision.kind = RouteDecision::Kind::Redirect;
-        decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
-        decision.target = s.target;
-        decision.rule = rc.name;
-        finish_headers(e, decision);
-        return decision;
-      case ActionType::CustomResponse:
-        expand(rule->status_reason, e, s.reason);
-        expand(rule->status_description, e, s.body);
-        decision.kind = RouteDecision::Kind::CustomResponse;
-        decision.status = static_cast<int>(rc.status_code);
-        decision.reason = s.reason;
-        decision.body = s.body;
-        decision.rule = rc.name;
-        finish_headers(e, decision);
-        return decision;
-      case ActionType::AbortRequest:
-        decision.kind = RouteDecision::Kind::Abort;
-        decision.rule = rc.name;
-        finish_headers(e, decision);
-        return decision;
-    }
-    if (rc.stop_processing) break;
+  // Global rules first, then the distributed rules every site inherits, then the site's own
+  // (IIS runs them in that order, each set seeing the URL the one before rewrote).
+  if (run_rules(config_, rules_, e, decision)) return decision;
+  if (run_rules(config_, distributed_rules_, e, decision)) return decision;
+  if (f.site >= 0 && static_cast<size_t>(f.site) < site_rules_.size() &&
+      run_rules(config_, site_rules_[static_cast<size_t>(f.site)], e, decision)) {
+    return decision;
   }
   finish_headers(e, decision);
   return decision;
+}
+
+namespace {
+
+// The HtmlTag bit of a (lower-case) tag name; 0 for tags outside filterByTags.
+uint16_t html_tag_bit(std::string_view tag) {
+  static constexpr std::pair<std::string_view, HtmlTag> kTags[] = {
+      {"a", HtmlTag::A},           {"area", HtmlTag::Area},    {"base", HtmlTag::Base},
+      {"form", HtmlTag::Form},     {"frame", HtmlTag::Frame},  {"head", HtmlTag::Head},
+      {"iframe", HtmlTag::IFrame}, {"img", HtmlTag::Img},      {"input", HtmlTag::Input},
+      {"link", HtmlTag::Link},     {"script", HtmlTag::Script}};
+  for (const auto& [name, bit] : kTags) {
+    if (iequals(name, tag)) return static_cast<uint16_t>(bit);
+  }
+  return 0;
+}
+
+bool pre_condition_holds(const Router::CompiledPreCondition& pre, const Eval& e) {
+  return conditions_hold(pre.conditions, pre.inputs, pre.config->logical_grouping, false, e);
+}
+
+// Prepares the scratch for an outbound evaluation: no inbound state may leak into it.
+void start_outbound(Impl& s, size_t pairs, size_t variables) {
+  s.reserve_match(pairs);
+  if (s.slots.size() < variables) s.slots.resize(variables);
+  ++s.generation;
+  s.set_order.clear();
+  s.response_sets.clear();
+  s.query.clear();
+}
+
+}  // namespace
+
+bool Router::has_outbound(int site) const {
+  size_t i = static_cast<size_t>(site + 1);
+  return i < outbound_by_site_.size() && !outbound_by_site_[i].empty();
+}
+
+OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& response,
+                                  std::span<const HeaderField> already,
+                                  RouteScratch& scratch) const {
+  OutboundDecision decision;
+  if (!has_outbound(f.site)) return decision;
+  Impl& s = *scratch.impl_;
+  start_outbound(s, max_capture_pairs_, variables_.size());
+  for (const HeaderField& h : already) {
+    std::string name(h.name);
+    for (char& c : name) c = harrow::ascii_lower(c);
+    s.response_sets.emplace_back(std::move(name), std::string(h.value));
+  }
+  size_t first_set = s.response_sets.size();
+  const Eval e{maps_, variables_, f, s, &response, &s.response_sets};
+  const std::vector<const CompiledOutboundRule*>& rules =
+      outbound_by_site_[static_cast<size_t>(f.site + 1)];
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const CompiledOutboundRule& rule = *rules[i];
+    const config::OutboundRuleConfig& rc = *rule.config;
+    if (rule.pre_condition != nullptr && !pre_condition_holds(*rule.pre_condition, e)) continue;
+    if (rule.header.empty()) {
+      if (i >= 64) continue;  // a mask of 64 body rules per site is plenty
+      decision.body_rules |= uint64_t{1} << i;
+      decision.tags |= rule.tags;
+      decision.custom_tags.insert(decision.custom_tags.end(), rule.custom_tags.begin(),
+                                  rule.custom_tags.end());
+      continue;
+    }
+    std::string_view current = response_header(e, rule.header);
+    if (!rc.replace && !current.empty()) continue;
+    s.url.assign(current);
+    s.url_ascii = is_ascii(s.url);
+    if (!match_pattern(rule.match, s.url, s.url_ascii, s)) continue;
+    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
+    if (!conditions_hold(rule.conditions, rule.condition_inputs, rc.logical_grouping,
+                         rc.track_all_captures, e)) {
+      continue;
+    }
+    if (rc.rewrite) {
+      expand(rule.value, e, s.output);
+      s.response_sets.emplace_back(rule.header, s.output);
+    }
+    if (rc.stop_processing) break;
+  }
+  decision.set_headers =
+      std::span<const std::pair<std::string, std::string>>(s.response_sets).subspan(first_set);
+  return decision;
+}
+
+bool Router::rewrite_body_url(const RequestFacts& f, uint64_t body_rules, std::string_view tag,
+                              std::string_view attribute, std::string_view value,
+                              RouteScratch& scratch, std::string& out) const {
+  if (body_rules == 0 || !has_outbound(f.site)) return false;
+  Impl& s = *scratch.impl_;
+  start_outbound(s, max_capture_pairs_, variables_.size());
+  const Eval e{maps_, variables_, f, s, nullptr, nullptr};
+  const std::vector<const CompiledOutboundRule*>& rules =
+      outbound_by_site_[static_cast<size_t>(f.site + 1)];
+  uint16_t bit = html_tag_bit(tag);
+  s.body_value.assign(value);
+  bool changed = false;
+  for (size_t i = 0; i < rules.size() && i < 64; ++i) {
+    if ((body_rules & (uint64_t{1} << i)) == 0) continue;
+    const CompiledOutboundRule& rule = *rules[i];
+    const config::OutboundRuleConfig& rc = *rule.config;
+    bool custom = std::any_of(rule.custom_tags.begin(), rule.custom_tags.end(), [&](const auto& t) {
+      return iequals(t.first, tag) && iequals(t.second, attribute);
+    });
+    if (!custom && (rule.tags & bit) == 0) continue;
+    s.url.assign(s.body_value);
+    s.url_ascii = is_ascii(s.url);
+    if (!match_pattern(rule.match, s.url, s.url_ascii, s)) continue;
+    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
+    if (!conditions_hold(rule.conditions, rule.condition_inputs, rc.logical_grouping,
+                         rc.track_all_captures, e)) {
+      continue;
+    }
+    if (rc.rewrite) {
+      expand(rule.value, e, s.output);
+      s.body_value.assign(s.output);
+      changed = true;
+    }
+    if (rc.stop_processing) break;
+  }
+  if (changed) out.append(s.body_value);
+  return changed;
 }
 
 }  // namespace harrow

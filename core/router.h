@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -23,6 +24,7 @@ struct RequestFacts {
   uint16_t server_port = 0;           // {SERVER_PORT}
   std::string_view remote_addr;       // {REMOTE_ADDR}
   const MessageHead* head = nullptr;  // {HTTP_*} (may be null: no headers)
+  int site = -1;                      // index into Config::sites; -1: no site
 };
 
 // What the rules decided. Views point into the Router or the RouteScratch and stay valid
@@ -51,6 +53,18 @@ struct RouteDecision {
 };
 class RouteScratch;
 
+// What the outbound rules decided for one response.
+struct OutboundDecision {
+  // Response headers to set, lower-case name and value, in the order rules set them (a later
+  // entry for the same name wins). Views valid until the next outbound() with the same scratch.
+  std::span<const std::pair<std::string, std::string>> set_headers;
+  // The body rules (filterByTags) that apply to this response, for rewrite_body_url(); 0: the
+  // body passes untouched.
+  uint64_t body_rules = 0;
+  uint16_t tags = 0;                                             // HtmlTag bits those rules filter
+  std::vector<std::pair<std::string, std::string>> custom_tags;  // (tag, attribute) they add
+};
+
 class Router {
  public:
   // Compiles the rules; rules were validated by the loader, so this does not fail for a
@@ -69,14 +83,37 @@ class Router {
   // views are valid until the next route() with the same scratch (or until this Router dies).
   RouteDecision route(const RequestFacts& facts, RouteScratch& scratch) const;
 
+  // Whether any outbound rule applies to responses of `site` (-1: no site).
+  bool has_outbound(int site) const;
+  // Runs the outbound rules (server level, then the site's) over a response head. `already`
+  // are header values Harrow itself rewrote first (reverseRewriteHostInResponseHeaders): rules
+  // see those. Header rules act here; body rules whose preCondition holds are returned.
+  OutboundDecision outbound(const RequestFacts& request, const MessageHead& response,
+                            std::span<const HeaderField> already, RouteScratch& scratch) const;
+  // Runs the body rules `body_rules` (from outbound()) over one URL attribute of the response
+  // body, in order; true with the new value in `out` if any rewrote it.
+  bool rewrite_body_url(const RequestFacts& request, uint64_t body_rules, std::string_view tag,
+                        std::string_view attribute, std::string_view value, RouteScratch& scratch,
+                        std::string& out) const;
+
   struct CompiledPattern;
   struct CompiledRule;
+  struct CompiledPreCondition;
+  struct CompiledOutboundRule;
+  using RuleSet = std::vector<std::unique_ptr<CompiledRule>>;
   struct CompiledMap;  // a <rewriteMap>, keys sorted for case-insensitive lookup
   struct Variable;     // a server variable some rule's <serverVariables><set> writes
 
  private:
   const config::Config& config_;
-  std::vector<std::unique_ptr<CompiledRule>> rules_;
+  RuleSet rules_;              // global rules
+  RuleSet distributed_rules_;  // server-level <rules>, inherited by every site
+  std::vector<RuleSet> site_rules_;
+  std::vector<std::unique_ptr<CompiledPreCondition>> pre_conditions_;
+  std::vector<std::unique_ptr<CompiledOutboundRule>> outbound_rules_;  // all, any site
+  // Per site + 1 (index 0: no site): the outbound rules that apply, in evaluation order.
+  std::vector<std::vector<const CompiledOutboundRule*>>
+      outbound_by_site_;  // per Config::sites, from <location path="SITE">
   std::vector<std::unique_ptr<CompiledMap>> maps_;
   std::vector<std::unique_ptr<Variable>> variables_;
   size_t max_capture_pairs_ = 1;  // ovector size the scratch's match data needs

@@ -229,6 +229,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   }
   if (previous != nullptr) carry_over(*snap, *previous);
   snap->router = std::make_unique<Router>(*config);
+  snap->sites = std::make_unique<SiteTable>(*config);
   return snap;
 }
 

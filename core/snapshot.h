@@ -19,6 +19,7 @@
 #include "core/metrics.h"
 #include "core/request_hash.h"
 #include "core/router.h"
+#include "core/sites.h"
 #include "health/health_table.h"
 #include "health/status_match.h"
 
@@ -63,6 +64,7 @@ struct Snapshot {
   // Index in `farms` of the implicit farm for `authority` ("host[:port]"), or -1.
   int proxy_farm(std::string_view authority) const;
   std::unique_ptr<Router> router;
+  std::unique_ptr<SiteTable> sites;
 };
 
 // Resolves every server address (blocking: call it on the main thread). A server whose name

@@ -28,7 +28,8 @@ class UpstreamConnection;
 // A listening socket created and bound by the main thread, handed to one worker.
 struct ListenSocket {
   int fd = -1;
-  std::string url;  // "http://127.0.0.1:8080"
+  std::string url;      // "http://127.0.0.1:8080"
+  std::string address;  // as configured ("0.0.0.0:80"): site bindings name it
   uint16_t port = 0;
   std::vector<std::string> host_names;  // site bindings' host names; empty = any host
   size_t index = 0;                     // position among the process's listeners (metrics)

@@ -26,6 +26,7 @@ FEATURE_EXAMPLES = [
     "rewrite-features.config",
     "global-proxy.config",
     "sites-bindings.config",
+    "sites-and-outbound.config",
     "harrow-section.config",
     "incident-fragment.config",
 ]

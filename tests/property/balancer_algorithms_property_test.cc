@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "balancer/available_set.h"
 #include "balancer/balancer.h"
+#include "balancer/weighted_sampler.h"
 
 namespace harrow::balancer {
 namespace {
@@ -227,6 +229,41 @@ RC_GTEST_PROP(BalancerProperty, RequestHashBoundedLoadsNeverExceedTheBound, ()) 
   }
 }
 
+// With unequal weights the bound is per server: ceil(c × (total + 1) × w / W). Checked in
+// integers (c = quarters / 4).
+RC_GTEST_PROP(BalancerProperty, RequestHashWeightedBoundedLoadsNeverExceedTheirBounds, ()) {
+  auto weights = *rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 6));
+  RC_PRE(weights.size() >= 2u && weights.size() <= 16u);
+  uint64_t quarters = *rc::gen::element<uint64_t>(4, 5, 6, 8);
+  FarmSpec spec = farm(Algorithm::RequestHash, weights);
+  spec.hash_balance_factor = static_cast<double>(quarters) / 4;
+  auto balancer = make_balancer(spec);
+  AllAvailable all;
+  Random rng(*rc::gen::arbitrary<uint64_t>());
+  uint64_t total_weight = 0;
+  for (uint32_t w : weights) total_weight += w;
+  uint64_t hot = rng.next();
+  std::vector<uint64_t> load(weights.size(), 0);
+  std::vector<size_t> in_flight;
+  for (int step = 0; step < 500; ++step) {
+    if (rng.below(5) == 0 && !in_flight.empty()) {
+      size_t k = rng.below(in_flight.size());
+      balancer->on_finish(in_flight[k], Finish{});
+      --load[in_flight[k]];
+      in_flight.erase(in_flight.begin() + static_cast<std::ptrdiff_t>(k));
+      continue;
+    }
+    uint64_t total = in_flight.size();
+    size_t c = *balancer->pick(PickContext{all, rng, 0, rng.below(4) == 0 ? rng.next() : hot});
+    uint64_t numerator = quarters * (total + 1) * weights[c], denominator = 4 * total_weight;
+    uint64_t bound = (numerator + denominator - 1) / denominator;
+    RC_ASSERT(load[c] + 1 <= bound);
+    balancer->on_start(c);
+    ++load[c];
+    in_flight.push_back(c);
+  }
+}
+
 // LeastResponseTime: one server ten times slower than the rest gets well under its fair share
 // (here: under half of it), both on scanned (≤ 16) and on sampled (two choices) farms.
 RC_GTEST_PROP(BalancerProperty, LeastResponseTimeShiftsShareAwayFromASlowServer, ()) {
@@ -293,6 +330,44 @@ RC_GTEST_PROP(BalancerProperty, WeightedTotalTrafficConvergesToWeightSharesOfByt
     double want = weights[i] / total_weight;
     RC_ASSERT(std::abs(bytes[i] / total_bytes - want) <= 0.1 * want + 0.002);
   }
+}
+
+// The weighted draw behind power of two choices: each available server comes up in
+// proportion to its weight, unavailable ones never.
+RC_GTEST_PROP(BalancerProperty, WeightedSamplerDrawsInProportionToWeight, ()) {
+  auto weights = *rc::gen::container<std::vector<uint64_t>>(
+      rc::gen::oneOf(rc::gen::just<uint64_t>(0), rc::gen::inRange<uint64_t>(1, 1000)));
+  RC_PRE(weights.size() >= 1u && weights.size() <= 40u);
+  auto up = *rc::gen::container<std::vector<bool>>(weights.size(), rc::gen::arbitrary<bool>());
+  TestAvailability availability(up);
+  AvailableSet set(weights);
+  set.refresh(availability);
+  RC_PRE(!set.empty());
+  WeightedSampler sampler;
+  sampler.rebuild(set);
+  Random rng(*rc::gen::arbitrary<uint64_t>());
+  std::vector<double> count(weights.size(), 0);
+  constexpr int kDraws = 100000;
+  for (int i = 0; i < kDraws; ++i) ++count[sampler.sample(rng)];
+  for (size_t i = 0; i < weights.size(); ++i) {
+    double want = set.contains(i) ? static_cast<double>(weights[i]) / set.total_weight() : 0.0;
+    if (want == 0) RC_ASSERT(count[i] == 0.0);
+    RC_ASSERT(std::abs(count[i] / kDraws - want) <= 0.01 + 0.05 * want);
+  }
+}
+
+TEST(LeastResponseTime, AmongUnmeasuredServersTheIdlestGetsTheNextRequest) {
+  FarmSpec spec = farm(Algorithm::LeastResponseTime, {100, 100, 100});
+  auto balancer = make_balancer(spec);
+  AllAvailable all;
+  Random rng;
+  // Server 0 has two unanswered probes, server 1 one, server 2 none yet: 2 first, then 1.
+  balancer->on_start(0);
+  balancer->on_start(0);
+  balancer->on_start(1);
+  EXPECT_EQ(balancer->pick(PickContext{all, rng, 5}), 2u);
+  balancer->on_start(2);
+  EXPECT_EQ(balancer->pick(PickContext{all, rng, 6}), 1u);
 }
 
 }  // namespace

@@ -228,6 +228,18 @@ TEST(WeightedRoundRobin, RestartsWhenAvailabilityChanges) {
   EXPECT_EQ(order, "abcaabca");
 }
 
+// A version bump that leaves the set unchanged keeps the place in the cycle.
+TEST(WeightedRoundRobin, KeepsItsPlaceWhenTheVersionMovesButTheSetDoesNot) {
+  auto wrr = make_weighted_round_robin({2, 1, 1});
+  SomeAvailable availability({true, true, true});
+  Random rng;
+  std::string order;
+  for (int i = 0; i < 2; ++i) order += static_cast<char>('a' + *wrr->pick({availability, rng}));
+  availability.version_ = 5;
+  for (int i = 0; i < 6; ++i) order += static_cast<char>('a' + *wrr->pick({availability, rng}));
+  EXPECT_EQ(order, "abcaabca");
+}
+
 TEST(WeightedRoundRobin, ZeroWeightIsNeverPicked) {
   auto wrr = make_weighted_round_robin({0, 3, 0});
   AllAvailable all;

@@ -35,12 +35,26 @@ class SwitchableAvailability final : public Availability {
 };
 
 TEST(BalancerHashKey, IsStableAcrossVersions) {
-  // Pinned: RequestHash must map a key to the same server in every process and release.
-  EXPECT_EQ(hash_key(""), 0x0u + hash_key(""));
-  EXPECT_EQ(hash_key("/index.html"), hash_key(std::string("/index.html")));
+  // Pinned: RequestHash must map a key to the same server in every process and release, so
+  // a change to these values is a change to every farm's key → server mapping.
+  EXPECT_EQ(hash_key(""), 0xbf9ad9db02da401eull);
+  EXPECT_EQ(hash_key("a"), 0x88becf5e44cbe566ull);
+  EXPECT_EQ(hash_key("/index.html"), 0x3f9cf178d2cfa5bbull);
+  EXPECT_EQ(hash_key("/product/12345?color=red&size=m"), 0x2ad3c6827e064fdaull);
+  EXPECT_EQ(hash_key("0123456789abcdef"), 0xf4358ecae9a8bcc1ull);  // exactly one block
+}
+
+TEST(BalancerHashKey, EveryByteAndTheLengthCount) {
   EXPECT_NE(hash_key("/a"), hash_key("/b"));
   EXPECT_NE(hash_key("ab"), hash_key("ba"));
   EXPECT_NE(hash_key(std::string(16, '\0')), hash_key(std::string(17, '\0')));
+  EXPECT_NE(hash_key(std::string(1, '\0')), hash_key(""));
+  std::string long_key(100, 'x');
+  for (size_t i = 0; i < long_key.size(); ++i) {
+    std::string changed = long_key;
+    changed[i] = 'y';
+    EXPECT_NE(hash_key(changed), hash_key(long_key)) << "byte " << i;
+  }
 }
 
 TEST(BalancerHashKey, SpreadsNearbyKeysOverTheWholeRange) {

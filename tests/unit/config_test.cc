@@ -759,7 +759,7 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
       "  </webFarms>\n"                                                                    // 16
       "  <system.webServer>\n"                                                             // 17
       "    <proxy xForwardedByHeaderName=\"X-By\" passConnectionCloseHeader=\"true\"/>\n"  // 18
-      "    <rewrite><outboundRules><rule name=\"o\"/></outboundRules></rewrite>\n"         // 19
+      "    <rewrite><providers><provider name=\"p\"/></providers></rewrite>\n"           // 19
       "  </system.webServer>\n"                                                            // 20
       "</configuration>\n");
   EXPECT_TRUE(config.farms.at(0).affinity.use_host_name);
@@ -777,7 +777,7 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
                 "14: webFarm[shop]/platformProvision",
                 "18: proxy/@xForwardedByHeaderName",
                 "18: proxy/@passConnectionCloseHeader",
-                "19: rewrite/outboundRules",
+                "19: rewrite/providers",
             }));
   EXPECT_EQ(config.ignored.at(0).where.file, "f.config");
   EXPECT_EQ(config.ignored.at(0).where.column, 3);
