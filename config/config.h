@@ -252,6 +252,19 @@ struct LimitsConfig {
   // Per worker. Sized for hundreds of concurrent requests per server: a smaller pool closes
   // and reopens connections under load (measured: 500 clients, cap 64 → a third of the rate).
   uint32_t max_idle_upstream_per_server = 256;
+  // Request limits (HTTP/1.1 hardening): 414, 431 and 413 above them.
+  uint32_t max_request_line = 8 * 1024;
+  uint32_t max_request_header_bytes = 64 * 1024;
+  uint32_t max_request_headers = 100;
+  // IIS requestFiltering's maxAllowedContentLength (also read from
+  // <system.webServer><security><requestFiltering><requestLimits>).
+  uint64_t max_allowed_content_length = 30'000'000;
+  bool allow_trace = false;  // TRACE is answered 405 unless allowed
+  // Open connections one client IP may hold per worker; 0 = no cap.
+  uint32_t max_connections_per_client = 0;
+  // Other servers one request may be retried on (connect failures before any byte was sent,
+  // or a reset before any response byte for GET/HEAD/OPTIONS/PUT/DELETE without a body).
+  uint32_t retries = 1;
 };
 
 struct TimeoutsConfig {
@@ -260,6 +273,7 @@ struct TimeoutsConfig {
   Millis client_keep_alive{120'000};  // idle client connection between requests
   Millis upstream_idle{60'000};       // pooled idle upstream connection
   Millis shutdown{30'000};            // SIGTERM: how long in-flight requests may finish
+  Millis client_send{60'000};  // a client that reads none of its response for this long is dropped
 };
 
 // <harrow user group allowRunAsRoot stateFile>: who Harrow becomes when started as root

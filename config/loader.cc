@@ -645,7 +645,20 @@ constexpr const ElementSpec* kRewriteChildren[] = {
     &kRewriteProviders};
 constexpr ElementSpec kRewrite = element("rewrite", {}, kRewriteChildren);
 
-constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite};
+// IIS request filtering: Harrow acts on the body limit; the rest of the section is IIS's.
+constexpr AttrSpec kRequestLimitsAttrs[] = {
+    uint_attr("maxAllowedContentLength", 0, kUInt32Max),
+    uint_attr("maxUrl", 0, kUInt32Max).not_acted_on(),
+    uint_attr("maxQueryString", 0, kUInt32Max).not_acted_on()};
+constexpr ElementSpec kRequestLimits = element("requestLimits", kRequestLimitsAttrs).foreign();
+constexpr const ElementSpec* kRequestFilteringChildren[] = {&kRequestLimits};
+constexpr ElementSpec kRequestFiltering =
+    element("requestFiltering", {}, kRequestFilteringChildren).foreign();
+constexpr const ElementSpec* kSecurityChildren[] = {&kRequestFiltering};
+constexpr ElementSpec kSecurity =
+    element("security", {}, kSecurityChildren).foreign().styled(PathStyle::Hidden);
+
+constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite, &kSecurity};
 constexpr ElementSpec kSystemWebServer =
     element("system.webServer", {}, kSystemWebServerChildren).foreign().styled(PathStyle::Hidden);
 
@@ -701,14 +714,21 @@ constexpr AttrSpec kAccessLogAttrs[] = {string_attr("path"),
                                         enum_attr("format", kAccessLogFormatNames)};
 constexpr ElementSpec kAccessLog = element("accessLog", kAccessLogAttrs);
 constexpr AttrSpec kLimitsAttrs[] = {uint_attr("maxConnections", 1, kUInt32Max),
-                                     uint_attr("maxIdleUpstreamPerServer", 0, kUInt32Max)};
+                                     uint_attr("maxIdleUpstreamPerServer", 0, kUInt32Max),
+                                     uint_attr("maxRequestLine", 64, 1 << 20),
+                                     uint_attr("maxRequestHeaderBytes", 256, 1 << 20),
+                                     uint_attr("maxRequestHeaders", 1, 10'000),
+                                     uint_attr("maxAllowedContentLength", 0, kNoLimit),
+                                     bool_attr("allowTrace"),
+                                     uint_attr("maxConnectionsPerClient", 0, kUInt32Max),
+                                     uint_attr("retries", 0, 8)};
 constexpr ElementSpec kLimits = element("limits", kLimitsAttrs);
 // Connect and request-head timeouts must leave some time; idle and shutdown may be zero
 // ("do not keep idle connections", "stop at once").
 constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("connect", 1, kDay),         timespan_attr("clientHeader", 1, kDay),
     timespan_attr("clientKeepAlive", 0, kDay), timespan_attr("upstreamIdle", 0, kDay),
-    timespan_attr("shutdown", 0, kDay),
+    timespan_attr("shutdown", 0, kDay),        timespan_attr("clientSend", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kAdmin, &kAccessLog, &kLimits,
@@ -1373,6 +1393,9 @@ class ConfigReader {
     read_rules(find_child(rewrite, "rules"), config_.distributed_rules, true);
     read_outbound(find_child(rewrite, "outboundRules"), config_.outbound);
     read_site_listeners(find_child(app_host, "sites"));
+    read_value(find_child(find_child(find_child(web_server, "security"), "requestFiltering"),
+                          "requestLimits"),
+               "maxAllowedContentLength", config_.limits.max_allowed_content_length);
     read_locations(root);
     read_harrow(find_child(root, "harrow"));
   }
@@ -2055,12 +2078,20 @@ class ConfigReader {
     pugi::xml_node limits = find_child(harrow, "limits");
     read_value(limits, "maxConnections", config_.limits.max_connections);
     read_value(limits, "maxIdleUpstreamPerServer", config_.limits.max_idle_upstream_per_server);
+    read_value(limits, "maxRequestLine", config_.limits.max_request_line);
+    read_value(limits, "maxRequestHeaderBytes", config_.limits.max_request_header_bytes);
+    read_value(limits, "maxRequestHeaders", config_.limits.max_request_headers);
+    read_value(limits, "maxAllowedContentLength", config_.limits.max_allowed_content_length);
+    read_value(limits, "allowTrace", config_.limits.allow_trace);
+    read_value(limits, "maxConnectionsPerClient", config_.limits.max_connections_per_client);
+    read_value(limits, "retries", config_.limits.retries);
     pugi::xml_node timeouts = find_child(harrow, "timeouts");
     read_value(timeouts, "connect", config_.timeouts.connect);
     read_value(timeouts, "clientHeader", config_.timeouts.client_header);
     read_value(timeouts, "clientKeepAlive", config_.timeouts.client_keep_alive);
     read_value(timeouts, "upstreamIdle", config_.timeouts.upstream_idle);
     read_value(timeouts, "shutdown", config_.timeouts.shutdown);
+    read_value(timeouts, "clientSend", config_.timeouts.client_send);
   }
 
   static std::string line_column(const SourceLocation& where) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -16,7 +17,6 @@ namespace {
 // below the low mark. Bounds memory per exchange whatever the body size.
 constexpr size_t kHighWater = 1024 * 1024;
 constexpr size_t kLowWater = 256 * 1024;
-constexpr size_t kMaxRequestHead = 64 * 1024;
 constexpr uint64_t kLingerMs = 2000;
 // At a stop, how long a connection accepted just before it may take to send its first request.
 constexpr uint64_t kFirstRequestGraceMs = 1000;
@@ -59,12 +59,37 @@ void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
   ListenerMetrics& lm = m.listeners[listener->index];
   lm.connections_accepted.add();
   if (m.connections_active.get() >= worker->connection_limit()) {
-    m.connections_rejected.add();
-    lm.connections_rejected.add();
-    c->close();
+    c->refuse_overloaded(Failure::overloaded);
     return;
   }
   c->start();
+}
+
+void ClientConnection::refuse_overloaded(Failure failure) {
+  // Over the limit Harrow answers rather than pausing accept(): a paused listener leaves
+  // clients hanging in the kernel's backlog with no clue, a 503 names the reason (DESIGN.md,
+  // story 2). The answer is written without reading the request, and the connection lingers
+  // briefly so the client's unread request does not turn the close into a reset.
+  WorkerMetrics& m = worker_->mutable_metrics();
+  ListenerMetrics& lm = m.listeners[listener_->index];
+  m.connections_rejected.add();
+  lm.connections_rejected.add();
+  m.failures[static_cast<int>(failure)].add();
+  lm.failures[static_cast<int>(failure)].add();
+  worker_->log_overloaded(failure);
+  static constexpr std::string_view kOverloaded =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
+      "Connection: close\r\n\r\n503 Service Unavailable (overloaded)\n";
+  static constexpr std::string_view kPerClient =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n"
+      "Connection: close\r\n\r\n503 Service Unavailable (client_connection_limit)\n";
+  std::string_view answer = failure == Failure::overloaded ? kOverloaded : kPerClient;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(answer.data()), answer.size());
+  if (uv_try_write(stream(), &buf, 1) != static_cast<int>(answer.size())) {
+    close();
+    return;
+  }
+  close_after_flush();
 }
 
 ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
@@ -113,6 +138,20 @@ void ClientConnection::start() {
       uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
     }
   }
+  const config::LimitsConfig& limits = worker_->config().limits;
+  if (limits.max_connections_per_client != 0) {
+    if (!worker_->client_ip_opened(peer_ip_, limits.max_connections_per_client)) {
+      refuse_overloaded(Failure::client_connection_limit);
+      return;
+    }
+    per_client_counted_ = true;
+  }
+  limits_.max_request_line = limits.max_request_line;
+  limits_.max_header_bytes = limits.max_request_header_bytes;
+  limits_.max_header_count = limits.max_request_headers;
+  limits_.max_body = limits.max_allowed_content_length;
+  limits_.allow_trace = limits.allow_trace;
+  framer_.reset(limits_);
   resume_reading();
   arm_timer(ms(worker_->config().timeouts.client_header));
 }
@@ -179,28 +218,46 @@ void ClientConnection::run_parser() {
   while (!parser_paused_ && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
          !closing_after_flush_) {
     uint32_t available = in_.block != nullptr ? in_.unconsumed() : 0;
-    if (available == 0 && !parser_owes_callbacks_) break;
-    parser_owes_callbacks_ = false;
     const char* begin = in_.block != nullptr ? in_.parse_begin() : "";
-    llhttp_errno_t rc = llhttp_execute(&parser_, begin, available);
-    if (rc == HPE_OK) {
-      request_bytes_ += available;
-      if (in_.block != nullptr) in_.parse_pos = in_.fill;
-    } else if (rc == HPE_PAUSED) {
-      uint32_t consumed = static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
-      request_bytes_ += consumed;
-      if (in_.block != nullptr) in_.parse_pos += consumed;
-      parser_paused_ = true;
-      on_parser_paused();
-    } else {
-      if (phase_ == Phase::Exchange && response_head_sent_) {
-        abort_exchange(Failure::bad_request, 0);
+    // llhttp only ever sees bytes the framer has vouched for.
+    if (available > framer_ahead_ && !framer_.failed()) {
+      framer_ahead_ +=
+          static_cast<uint32_t>(framer_.scan(begin + framer_ahead_, available - framer_ahead_));
+    }
+    if (framer_.failed()) {
+      // Refused before llhttp sees the fault; nothing after it is read.
+      reject_request(framer_.rejection().failure, framer_.rejection().detail);
+      return;
+    }
+    uint32_t vouched = framer_ahead_ - framer_.held();
+    if (vouched == 0 && !parser_owes_callbacks_) {
+      if (available > 0 && (framer_.head_done() || framer_.message_done())) {
+        // The framer saw a head or message end where llhttp did not stop: never guess.
+        reject_request(Failure::bad_framing, "parsers disagree on the message end");
         return;
       }
-      log_detail_ = llhttp_get_error_reason(&parser_);
-      release_upstream(false);
-      respond_error(head_too_large_ ? Failure::request_header_too_large : Failure::bad_request, 0);
+      break;
+    }
+    parser_owes_callbacks_ = false;
+    llhttp_errno_t rc = llhttp_execute(&parser_, begin, vouched);
+    uint32_t consumed = vouched;
+    if (rc == HPE_PAUSED) {
+      consumed = static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+    } else if (rc != HPE_OK) {
+      if (rejection_.detail == nullptr) {
+        rejection_ = {
+            head_too_large_ ? Failure::request_header_too_large : failure_for_parse_error(rc),
+            llhttp_get_error_reason(&parser_)};
+      }
+      reject_request(rejection_.failure, rejection_.detail);
       return;
+    }
+    request_bytes_ += consumed;
+    framer_ahead_ -= consumed;
+    if (in_.block != nullptr) in_.parse_pos += consumed;
+    if (rc == HPE_PAUSED) {
+      parser_paused_ = true;
+      on_parser_paused();
     }
   }
   if (phase_ == Phase::Closed) return;
@@ -215,8 +272,46 @@ void ClientConnection::run_parser() {
   if (!parser_paused_) resume_reading();
 }
 
+Failure ClientConnection::failure_for_parse_error(llhttp_errno_t rc) {
+  switch (rc) {
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_INVALID_TRANSFER_ENCODING:
+    case HPE_INVALID_CHUNK_SIZE:
+    case HPE_CB_MESSAGE_COMPLETE:
+      return Failure::bad_framing;
+    default:
+      return Failure::bad_request;
+  }
+}
+
+void ClientConnection::reject_request(Failure failure, const char* detail) {
+  log_detail_ = detail;
+  if (phase_ == Phase::Idle) {
+    // Nothing of the request reached llhttp: start its bookkeeping here for the logs.
+    on_message_begin(&parser_);
+    log_detail_ = detail;
+  }
+  if (phase_ == Phase::Exchange && response_head_sent_) {
+    abort_exchange(failure, 0);
+    return;
+  }
+  release_upstream(false);
+  close_requested_ = true;  // whatever follows on this connection cannot be trusted
+  respond_error(failure, 0);
+}
+
 void ClientConnection::on_parser_paused() {
   if (phase_ == Phase::Routing) {
+    if (head_rejected_) {
+      head_rejected_ = false;
+      uv_timer_stop(&timer_);
+      log_detail_ = rejection_.detail;
+      // What follows a refused head (its body, a CONNECT tunnel) is not read as requests.
+      close_requested_ = true;
+      respond_error(rejection_.failure, 0);
+      return;
+    }
     start_exchange();
   } else {
     request_complete();
@@ -226,8 +321,10 @@ void ClientConnection::on_parser_paused() {
 int ClientConnection::on_message_begin(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   c->phase_ = Phase::ReadingHead;
-  c->head_.reset(kMaxRequestHead);
+  c->head_.reset(c->limits_.max_request_line + c->limits_.max_header_bytes);
   c->head_too_large_ = false;
+  c->head_rejected_ = false;
+  c->rejection_ = {};
   c->request_done_ = c->response_head_sent_ = c->response_done_ = false;
   c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
   c->tried_count_ = 0;
@@ -261,6 +358,9 @@ int ClientConnection::on_url(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  // Trailer fields of a chunked body arrive through the same callbacks: they are dropped (the
+  // body is re-framed without them), and must not grow the finished head under its views.
+  if (c->phase_ != Phase::ReadingHead) return 0;
   if (c->head_.on_field(at, len)) return 0;
   c->head_too_large_ = true;
   return -1;
@@ -268,6 +368,7 @@ int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
+  if (c->phase_ != Phase::ReadingHead) return 0;  // a trailer field
   if (c->head_.on_value(at, len)) return 0;
   c->head_too_large_ = true;
   return -1;
@@ -281,8 +382,25 @@ int ClientConnection::on_headers_complete(llhttp_t* p) {
   c->request_chunked_ = (p->flags & F_CHUNKED) != 0;
   c->request_has_body_ = c->request_chunked_ || p->content_length > 0;
   c->phase_ = Phase::Routing;
+  c->check_head(p);
   // Pause: the body must not be parsed before there is somewhere to send it.
   return HPE_PAUSED;
+}
+
+void ClientConnection::check_head(llhttp_t* p) {
+  bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  framer_.begin_body(request_chunked_, has_length ? p->content_length : 0);
+  // An upgrade is not proxied yet: answer this request, then close rather than read on.
+  if (head_.has("upgrade")) client_keep_alive_ = false;
+  ParsedRequest req;
+  req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  req.head = &head_;
+  req.http_major = p->http_major;
+  req.http_minor = p->http_minor;
+  req.chunked = request_chunked_;
+  req.has_content_length = has_length;
+  req.content_length = p->content_length;
+  head_rejected_ = !check_request_head(req, limits_, rejection_);
 }
 
 int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
@@ -299,6 +417,11 @@ int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
 
 int ClientConnection::on_message_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
+  if (!c->framer_.message_done()) {
+    c->rejection_ = {Failure::bad_framing, "parsers disagree on the message end"};
+    return -1;
+  }
+  c->framer_.next_message();
   if (c->upstream_ != nullptr && c->request_chunked_) c->upstream_->out().add_last_chunk();
   // Pause: a pipelined request waits until this one's response is complete.
   return HPE_PAUSED;
@@ -564,7 +687,8 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   bool no_body = head_request_ || status == 204 || status == 304;
   bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
   if (no_body || upstream_length) {
-    response.keep_content_length = true;
+    // A 204 must not carry Content-Length (RFC 9110 §8.6); a 304 or HEAD's is metadata.
+    response.keep_content_length = status != 204;
   } else if (client_http11) {
     response_chunked_ = true;
     response.chunked = true;
@@ -731,9 +855,12 @@ void ClientConnection::send_owned(std::string_view bytes) {
 
 void ClientConnection::upstream_read_end() {
   if (out_.flush() != 0) return;  // the client is gone; its read side will notice
-  if (upstream_ != nullptr && uv_stream_get_write_queue_size(stream()) > kHighWater) {
+  if (upstream_ != nullptr && !upstream_paused_ &&
+      uv_stream_get_write_queue_size(stream()) > kHighWater) {
     upstream_->pause_reading();
     upstream_paused_ = true;
+    // The client must take some of its response within clientSend (slow-read attack).
+    arm_timer(ms(worker_->config().timeouts.client_send));
   }
 }
 
@@ -770,10 +897,12 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   // elsewhere is what RFC 9110 §9.2.2 allows.
   llhttp_method_t method = static_cast<llhttp_method_t>(parser_.method);
   bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
-                    method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
+                    method == HTTP_PUT || method == HTTP_DELETE;
   bool safe_replay = failure == Failure::upstream_reset && idempotent && request_done_ &&
                      !request_has_body_ && !response_head_sent_;
-  if (!(nothing_sent || safe_replay) || tried_count_ >= kMaxTried) return false;
+  // At most `retries` other servers (<harrow><limits retries>, default 1).
+  int retries = static_cast<int>(std::min<uint32_t>(snap_->config->limits.retries, kMaxTried));
+  if (!(nothing_sent || safe_replay) || tried_count_ >= retries) return false;
   if (worker_->snapshot_ptr() != snap_) return false;  // a reload landed: the balancer is new
   tried_[tried_count_++] = server_;
   FarmState& farm = worker_->farm(farm_);
@@ -875,7 +1004,8 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
     close();
     return;
   }
-  if (status == 400 || status == 408 || status == 431) close_requested_ = true;  // framing in doubt
+  if (status == 400 || status == 408 || status == 414 || status == 431 || status == 505)
+    close_requested_ = true;  // framing in doubt
   // The body names the reason token, so a user with only curl sees why (story 2 of DESIGN.md).
   char body[160];
   std::string_view reason = default_reason(status);
@@ -931,7 +1061,10 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
   LogLevel level = failure == Failure::client_aborted ? LogLevel::Info : LogLevel::Warn;
   if (!log_enabled(level)) return;
   std::string_view target = head_.target().substr(0, 200);
-  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  // A request refused before llhttp read its method (by the framer) has none to name.
+  const char* method = head_.target().empty()
+                           ? "-"
+                           : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   std::string server = "-";
   std::string farm = "-";
   std::string pool = "-";
@@ -941,12 +1074,14 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
     if (!f.config->application_pool.empty()) pool = f.config->application_pool;
     if (in_flight_counted_ || upstream_ != nullptr) server = f.servers[server_].label;
   }
-  log_line(level, "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s%s%s%s%s",
-           failure_status(failure), std::string(failure_token(failure)).c_str(),
-           log_id_[0] != '\0' ? log_id_ : "-", peer_, method, static_cast<int>(target.size()),
-           target.data(), farm.c_str(), pool.c_str(), server.c_str(),
-           uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
-           log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
+  log_line(
+      level,
+      "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
+      failure_status(failure), std::string(failure_token(failure)).c_str(),
+      log_id_[0] != '\0' ? log_id_ : "-", peer_, method, static_cast<int>(target.size()),
+      target.data(), farm.c_str(), pool.c_str(), server.c_str(), retries_,
+      uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
+      log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
 }
 
 void ClientConnection::log_access() {
@@ -959,7 +1094,9 @@ void ClientConnection::log_access() {
   e.client_ip = peer_ip_;
   e.client_port = peer_port_;
   e.server_port = local_port_;
-  e.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  e.method = head_.target().empty()
+                 ? "-"
+                 : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   e.target = head_.target();
   e.host = head_.find("host");
   e.user_agent = head_.find("user-agent");
@@ -1013,6 +1150,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
   if (c->upstream_paused_ && c->upstream_ != nullptr &&
       uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
     c->upstream_paused_ = false;
+    uv_timer_stop(&c->timer_);
     c->upstream_->resume_reading();
   }
 }
@@ -1067,6 +1205,9 @@ void ClientConnection::on_timer(uv_timer_t* t) {
     case Phase::Lingering:
       c->close();
       return;
+    case Phase::Exchange:
+      if (c->upstream_paused_) c->abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
+      return;
     default:
       return;
   }
@@ -1101,6 +1242,8 @@ void ClientConnection::close() {
     worker_->mutable_metrics().listeners[listener_->index].connections_active.sub();
   }
   counted_active_ = false;
+  if (per_client_counted_) worker_->client_ip_closed(peer_ip_);
+  per_client_counted_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
 }

@@ -20,6 +20,7 @@
 #include "core/http_head.h"
 #include "core/io_buffer.h"
 #include "core/metrics.h"
+#include "core/request_checks.h"
 #include "core/upstream_connection.h"
 
 namespace harrow {
@@ -63,6 +64,8 @@ class ClientConnection final : public UpstreamEvents {
   };
 
   ClientConnection(Worker* worker, const ListenSocket* listener);
+  // Answers 503 overloaded and closes, for a connection above the worker's limit.
+  void refuse_overloaded(Failure failure);
   // IIS's site bindings: a listener bound to host names answers only those.
   bool host_allowed(std::string_view host) const;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
@@ -71,6 +74,11 @@ class ClientConnection final : public UpstreamEvents {
   void run_parser();
   void on_read(ssize_t nread);
   void on_parser_paused();
+  // Refuses the request being read (bad bytes, a head check, a limit): answers with the
+  // failure's status and closes when framing is in doubt, or ends the connection if the
+  // response has begun.
+  void reject_request(Failure failure, const char* detail);
+  static Failure failure_for_parse_error(llhttp_errno_t rc);
   void start_exchange();
   void connect_upstream();
   // The server for this request: the one its affinity cookie names while that server may
@@ -127,6 +135,8 @@ class ClientConnection final : public UpstreamEvents {
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
+  // From on_headers_complete: tells the framer the body's framing, judges the head.
+  void check_head(llhttp_t* p);
   static int on_message_complete(llhttp_t* p);
 
   Worker* worker_;
@@ -137,6 +147,13 @@ class ClientConnection final : public UpstreamEvents {
   uv_timer_t timer_{};
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
+  // Vouches for bytes before llhttp sees them; `framer_ahead_` of the unconsumed input have
+  // been scanned and not yet given to llhttp.
+  RequestFramer framer_;
+  uint32_t framer_ahead_ = 0;
+  RequestLimits limits_;        // from the configuration when the connection was accepted
+  bool head_rejected_ = false;  // check_request_head() refused the head just parsed
+  Rejection rejection_;         // why (also set by a parser callback that returns an error)
   InputBuffer in_;
   MessageHead head_;
   OutBatch out_;
@@ -179,7 +196,7 @@ class ClientConnection final : public UpstreamEvents {
   bool response_chunked_ = false;
   bool response_done_ = false;
   bool retried_ = false;
-  static constexpr int kMaxTried = 3;  // servers one request may fail to connect to
+  static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
   size_t tried_[kMaxTried] = {};
   int tried_count_ = 0;
   uint32_t retries_ = 0;  // new attempts made for this request (access log)
@@ -203,6 +220,7 @@ class ClientConnection final : public UpstreamEvents {
   uint64_t response_bytes_at_start_ = 0;
   uint16_t peer_port_ = 0;
   bool in_flight_counted_ = false;
+  bool per_client_counted_ = false;  // counted in the worker's per-IP connection counts
   std::shared_ptr<balancer::Balancer> balancer_;  // the one on_start() went to
   bool set_affinity_cookie_ = false;              // the response pins the client to server_
   // Outbound rules: header values they set, and the body rewriter when body rules apply.

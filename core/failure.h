@@ -9,29 +9,39 @@
 namespace harrow {
 
 // X(name, status, description)
-#define HARROW_FAILURES(X)                                                                  \
-  X(bad_request, 400, "the request could not be parsed")                                    \
-  X(request_header_too_large, 431, "the request head exceeds the configured limit")         \
-  X(client_header_timeout, 408, "the request head did not arrive in time")                  \
-  X(client_body_timeout, 408, "the request body stalled")                                   \
-  X(client_aborted, 0, "the client closed the connection before the response was complete") \
-  X(invalid_hostname, 400,                                                                  \
-    "the Host matches no site binding on this listener (IIS: Invalid Hostname)")            \
-  X(no_route, 404, "no rewrite rule sends this request to a web farm")                      \
-  X(rule_aborted, 0, "an AbortRequest rule closed the connection")                          \
-  X(no_server, 503, "the web farm has no available server")                                 \
-  X(affinity_unavailable, 503,                                                              \
-    "the server the affinity cookie names is unavailable and the farm says Return503")      \
-  X(upstream_connect_refused, 502, "the server refused the connection")                     \
-  X(upstream_connect_failed, 502, "the connection to the server failed")                    \
-  X(upstream_connect_timeout, 502, "the connection to the server timed out")                \
-  X(upstream_reset, 502, "the server reset or closed the connection")                       \
-  X(upstream_invalid_response, 502, "the server's response could not be parsed")            \
-  X(proxy_target_unknown, 502,                                                              \
-    "the rule rewrites to a host that was not in the configuration when it loaded")         \
-  X(upstream_tls_unavailable, 502,                                                          \
-    "the rule rewrites to https:// and upstream TLS is not built yet")                      \
-  X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")  \
+#define HARROW_FAILURES(X)                                                                       \
+  X(bad_request, 400, "the request could not be parsed")                                         \
+  X(request_header_too_large, 431, "the request head exceeds the configured limit")              \
+  X(bad_framing, 400,                                                                            \
+    "the request's framing (Content-Length, Transfer-Encoding, chunks) is invalid or ambiguous") \
+  X(bad_host, 400, "the Host is missing, repeated, malformed or disagrees with the target")      \
+  X(request_line_too_large, 414, "the request line exceeds the configured limit")                \
+  X(request_body_too_large, 413, "the request body exceeds maxAllowedContentLength")             \
+  X(method_not_allowed, 405, "CONNECT, or TRACE without allowTrace")                             \
+  X(http_version_not_supported, 505, "a well-formed HTTP version other than 1.0 and 1.1")        \
+  X(overloaded, 503, "the worker is at its connection limit (maxConnections)")                   \
+  X(client_connection_limit, 503, "the client IP holds maxConnectionsPerClient already")         \
+  X(client_header_timeout, 408, "the request head did not arrive in time")                       \
+  X(client_body_timeout, 408, "the request body stalled")                                        \
+  X(client_aborted, 0, "the client closed the connection before the response was complete")      \
+  X(client_send_timeout, 0, "the client stopped reading the response")                           \
+  X(invalid_hostname, 400,                                                                       \
+    "the Host matches no site binding on this listener (IIS: Invalid Hostname)")                 \
+  X(no_route, 404, "no rewrite rule sends this request to a web farm")                           \
+  X(rule_aborted, 0, "an AbortRequest rule closed the connection")                               \
+  X(no_server, 503, "the web farm has no available server")                                      \
+  X(affinity_unavailable, 503,                                                                   \
+    "the server the affinity cookie names is unavailable and the farm says Return503")           \
+  X(upstream_connect_refused, 502, "the server refused the connection")                          \
+  X(upstream_connect_failed, 502, "the connection to the server failed")                         \
+  X(upstream_connect_timeout, 502, "the connection to the server timed out")                     \
+  X(upstream_reset, 502, "the server reset or closed the connection")                            \
+  X(upstream_invalid_response, 502, "the server's response could not be parsed")                 \
+  X(proxy_target_unknown, 502,                                                                   \
+    "the rule rewrites to a host that was not in the configuration when it loaded")              \
+  X(upstream_tls_unavailable, 502,                                                               \
+    "the rule rewrites to https:// and upstream TLS is not built yet")                           \
+  X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")       \
   X(upstream_truncated, 0, "the server closed the connection in the middle of the body")
 
 enum class Failure : uint8_t {

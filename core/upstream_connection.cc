@@ -117,6 +117,9 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
       // The deadline moves with activity; only the timer's firing checks it, so traffic
       // does not pay for re-arming a timer on every read.
       uint64_t now = uv_now(self->worker_->loop());
+      // Paused by the owner because the client is not taking the response: the server is not
+      // the slow party, and the client's send timeout governs.
+      if (!self->reading_ && self->response_started_) self->last_activity_ = now;
       uint64_t deadline = self->last_activity_ + self->timeout_ms_;
       if (now < deadline) {
         self->arm_timer(deadline - now);
@@ -239,8 +242,11 @@ int UpstreamConnection::on_headers_complete(llhttp_t* p) {
   self->interim_ = status >= 100 && status < 200;
   if (!self->interim_) self->response_started_ = true;
   self->owner_->upstream_head(self->head_, status);
-  // A response to HEAD has no body whatever its headers say.
-  return (self->head_request_ && !self->interim_) ? 1 : 0;
+  // A response to HEAD, a 204 and a 304 have no body whatever their headers say (RFC 9112
+  // §6.3); llhttp 8.1 reads a 204's or 304's Content-Length body. Bytes after the head then
+  // stay unconsumed, so the connection is not reused.
+  bool no_body = (self->head_request_ && !self->interim_) || status == 204 || status == 304;
+  return no_body ? 1 : 0;
 }
 
 int UpstreamConnection::on_body(llhttp_t* p, const char* at, size_t len) {

@@ -191,6 +191,37 @@ void Worker::on_connection(uv_stream_t* server, int status) {
   if (socket != nullptr) ClientConnection::accept_from(self, server, socket);
 }
 
+void Worker::log_overloaded(Failure failure) {
+  ++overloaded_unlogged_;
+  uint64_t now = uv_now(&loop_);
+  if (overloaded_logged_ms_ != 0 && now - overloaded_logged_ms_ < 1000) return;
+  overloaded_logged_ms_ = now;
+  bool total = failure == Failure::overloaded;
+  log_line(LogLevel::Warn, "503 %s worker=%d connections refused=%llu limit=%llu (%s)",
+           total ? "overloaded" : "client_connection_limit", id_,
+           static_cast<unsigned long long>(overloaded_unlogged_),
+           static_cast<unsigned long long>(total ? connection_limit_
+                                                 : config().limits.max_connections_per_client),
+           total ? "maxConnections" : "maxConnectionsPerClient");
+  overloaded_unlogged_ = 0;
+}
+
+bool Worker::client_ip_opened(const char* ip, uint32_t cap) {
+  uint32_t& n = per_client_[ip];
+  if (n >= cap) {
+    if (n == 0) per_client_.erase(ip);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void Worker::client_ip_closed(const char* ip) {
+  auto it = per_client_.find(ip);
+  if (it == per_client_.end()) return;
+  if (--it->second == 0) per_client_.erase(it);
+}
+
 void Worker::connection_opened(ClientConnection* c) {
   c->worker_index = connections_.size();
   connections_.push_back(c);

@@ -10,10 +10,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "balancer/balancer.h"
 #include "core/access_log.h"
+#include "core/failure.h"
 #include "core/metrics.h"
 #include "core/router.h"
 #include "core/snapshot.h"
@@ -115,6 +117,11 @@ class Worker {
   // Writes a fresh random GUID (36 characters and a NUL) for ARR's X-ARR-LOG-ID.
   void new_request_id(char out[37]);
 
+  // Logs connections refused at a limit, at most once a second.
+  void log_overloaded(Failure failure);
+  // maxConnectionsPerClient: counts a connection from `ip`; false if it is one too many.
+  bool client_ip_opened(const char* ip, uint32_t cap);
+  void client_ip_closed(const char* ip);
   void connection_opened(ClientConnection* c);
   void connection_closed(ClientConnection* c);
 
@@ -150,6 +157,9 @@ class Worker {
   std::atomic<bool> stop_requested_{false};
   std::mutex pending_mutex_;  // taken only to hand over a reloaded snapshot
   std::shared_ptr<const Snapshot> pending_snapshot_;
+  std::unordered_map<std::string, uint32_t> per_client_;  // open connections per client IP
+  uint64_t overloaded_logged_ms_ = 0;                     // last "connection limit" log line
+  uint64_t overloaded_unlogged_ = 0;                      // refusals since then
   bool stopping_ = false;
   bool loop_closing_ = false;
   balancer::Random random_;  // seeded from the kernel at start

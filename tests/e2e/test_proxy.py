@@ -108,8 +108,10 @@ class Framing(HarrowTestCase):
     def setUp(self):
         super().setUp()
         self.o = self.origin("o")
+        # The 100 MiB upload below is above the default maxAllowedContentLength (30,000,000).
         self.h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", self.o.port, 1)])],
-                                        [rule_xml("r", "f")]))
+                                        [rule_xml("r", "f")],
+                                        harrow='<limits maxAllowedContentLength="200000000"/>'))
 
     def test_chunked_response_is_streamed_chunked(self):
         out = raw_exchange(self.h.port, b"GET /?bytes=100000&chunked=1 HTTP/1.1\r\nHost: t\r\n"
