@@ -759,7 +759,7 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
       "  </webFarms>\n"                                                                    // 16
       "  <system.webServer>\n"                                                             // 17
       "    <proxy xForwardedByHeaderName=\"X-By\" passConnectionCloseHeader=\"true\"/>\n"  // 18
-      "    <rewrite><providers><provider name=\"p\"/></providers></rewrite>\n"           // 19
+      "    <rewrite><providers><provider name=\"p\"/></providers></rewrite>\n"             // 19
       "  </system.webServer>\n"                                                            // 20
       "</configuration>\n");
   EXPECT_TRUE(config.farms.at(0).affinity.use_host_name);
