@@ -436,14 +436,7 @@ void ClientConnection::start_exchange() {
   metrics.listeners[listener_->index].requests.add();
   if (worker_->stopping()) close_requested_ = true;
 
-  RequestFacts facts;
-  facts.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  facts.target = head_.target();
-  facts.host = head_.find("host");
-  facts.https = false;
-  facts.server_port = local_port_;
-  facts.remote_addr = peer_ip_;
-  facts.head = &head_;
+  RequestFacts facts = request_facts();  // the site is matched below, once snap_ is set
   if (!host_allowed(facts.host)) {
     respond_error(Failure::invalid_hostname, 0);
     return;

@@ -1182,15 +1182,11 @@ namespace {
 
 // The HtmlTag bit of a (lower-case) tag name; 0 for tags outside filterByTags.
 uint16_t html_tag_bit(std::string_view tag) {
-  static constexpr std::pair<std::string_view, HtmlTag> kTags[] = {
-      {"a", HtmlTag::A},           {"area", HtmlTag::Area},    {"base", HtmlTag::Base},
-      {"form", HtmlTag::Form},     {"frame", HtmlTag::Frame},  {"head", HtmlTag::Head},
-      {"iframe", HtmlTag::IFrame}, {"img", HtmlTag::Img},      {"input", HtmlTag::Input},
-      {"link", HtmlTag::Link},     {"script", HtmlTag::Script}};
-  for (const auto& [name, bit] : kTags) {
-    if (iequals(name, tag)) return static_cast<uint16_t>(bit);
-  }
-  return 0;
+  // The filterByTags names are the HTML tag names; "customtags" is not a tag a page can hold.
+  uint16_t bit = 0;
+  std::string error;
+  if (iequals(tag, "customtags") || !parse_filter_by_tags(tag, bit, error)) return 0;
+  return bit;
 }
 
 bool pre_condition_holds(const Router::CompiledPreCondition& pre, const Eval& e) {
