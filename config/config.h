@@ -239,6 +239,43 @@ struct ListenConfig {
   std::vector<std::string> host_names = {};
 };
 
+// <harrow><certificate>: a certificate (PEM files) presented on https listeners, chosen by the
+// name the client sends (SNI). IIS keeps these in the Windows certificate store.
+struct CertificateConfig {
+  std::string host;  // "example.com" or "*.example.com"; empty = default only
+  std::string certificate_file;
+  std::string key_file;
+  std::string chain_file;          // intermediates; empty = none (or inside certificateFile)
+  std::string ocsp_response_file;  // DER OCSP response to staple; empty = no stapling
+  bool is_default = false;         // presented for unknown names (else the first is)
+  SourceLocation where;
+};
+
+enum class ClientCertificateMode { None, Optional, Require };
+
+// <harrow><tls>: how https listeners negotiate (TLS 1.2 and 1.3 only).
+struct TlsConfig {
+  // TLS 1.2 cipher list (OpenSSL syntax); TLS 1.3 suites are OpenSSL's defaults unless set.
+  std::string ciphers =
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+      "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+  std::string cipher_suites;
+  bool reject_unknown_server_name = false;  // unknownServerName="reject": handshake alert
+  ClientCertificateMode client_certificate = ClientCertificateMode::None;
+  std::string client_ca_file;  // CAs client certificates are verified against
+  uint32_t session_cache_size = 20'480;
+  SourceLocation where;
+};
+
+// <harrow><upstreamTls farm=… verifyCertificate=… caFile=…/>: how Harrow checks the servers
+// it reaches over https://. Without `farm` it sets the default for every farm.
+struct UpstreamTlsConfig {
+  std::string farm;  // empty = every farm without its own element
+  bool verify_certificate = true;
+  std::string ca_file;  // empty = the system CA store
+  SourceLocation where;
+};
+
 enum class AccessLogFormat { W3C, Json };
 
 struct AccessLogConfig {
@@ -308,6 +345,9 @@ struct Config {
   bool global_proxy_enabled = false;
   std::vector<std::string> application_pools;
   std::vector<ListenConfig> listeners;  // sites' http bindings plus <harrow><listen>
+  std::vector<CertificateConfig> certificates;
+  TlsConfig tls;
+  std::vector<UpstreamTlsConfig> upstream_tls;
   std::string admin_address = "127.0.0.1:9180";
   // A file holding the admin API's bearer token. Without one, only loopback clients may use
   // the admin listener.

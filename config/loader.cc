@@ -707,6 +707,25 @@ constexpr ElementSpec kSystemApplicationHost =
 
 constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(), bool_attr("tls")};
 constexpr ElementSpec kListen = element("listen", kListenAttrs).items("address");
+constexpr AttrSpec kCertificateAttrs[] = {string_attr("host"),
+                                          nonempty_attr("certificateFile").must_be_present(),
+                                          nonempty_attr("keyFile"),
+                                          nonempty_attr("chainFile"),
+                                          nonempty_attr("ocspResponseFile"),
+                                          bool_attr("default")};
+constexpr ElementSpec kCertificate = element("certificate", kCertificateAttrs).items("host");
+constexpr std::string_view kUnknownServerNameNames[] = {"default", "reject"};
+constexpr std::string_view kClientCertificateNames[] = {"none", "optional", "require"};
+constexpr AttrSpec kTlsAttrs[] = {nonempty_attr("ciphers"),
+                                  nonempty_attr("cipherSuites"),
+                                  enum_attr("unknownServerName", kUnknownServerNameNames),
+                                  enum_attr("clientCertificate", kClientCertificateNames),
+                                  nonempty_attr("clientCaFile"),
+                                  uint_attr("sessionCacheSize", 0, 10'000'000)};
+constexpr ElementSpec kTls = element("tls", kTlsAttrs);
+constexpr AttrSpec kUpstreamTlsAttrs[] = {nonempty_attr("farm"), bool_attr("verifyCertificate"),
+                                          nonempty_attr("caFile")};
+constexpr ElementSpec kUpstreamTls = element("upstreamTls", kUpstreamTlsAttrs).items("farm");
 constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present(),
                                     nonempty_attr("tokenFile")};
 constexpr ElementSpec kAdmin = element("admin", kAdminAttrs);
@@ -731,8 +750,8 @@ constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("shutdown", 0, kDay),        timespan_attr("clientSend", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
-constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kAdmin, &kAccessLog, &kLimits,
-                                                  &kTimeouts};
+constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kCertificate, &kTls,    &kUpstreamTls,
+                                                  &kAdmin,  &kAccessLog,   &kLimits, &kTimeouts};
 constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
                                      bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
 constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
@@ -2067,6 +2086,7 @@ class ConfigReader {
         add_listener(std::move(listener));
       }
     }
+    read_tls(harrow);
     if (pugi::xml_node admin = find_child(harrow, "admin")) {
       if (std::optional<std::string> address = read_address(admin))
         config_.admin_address = *address;
@@ -2092,6 +2112,67 @@ class ConfigReader {
     read_value(timeouts, "upstreamIdle", config_.timeouts.upstream_idle);
     read_value(timeouts, "shutdown", config_.timeouts.shutdown);
     read_value(timeouts, "clientSend", config_.timeouts.client_send);
+  }
+
+  // <certificate>, <tls> and <upstreamTls>. File contents are checked by core/tls_context.h.
+  void read_tls(pugi::xml_node harrow) {
+    bool have_default = false;
+    for (pugi::xml_node node : child_elements(harrow)) {
+      if (iequals(node.name(), "certificate")) {
+        CertificateConfig cert;
+        cert.where = diagnostics_.at(node);
+        read_value(node, "host", cert.host);
+        read_value(node, "certificateFile", cert.certificate_file);
+        read_value(node, "keyFile", cert.key_file);
+        read_value(node, "chainFile", cert.chain_file);
+        read_value(node, "ocspResponseFile", cert.ocsp_response_file);
+        read_value(node, "default", cert.is_default);
+        for (char& c : cert.host) c = ascii_lower(c);
+        if (cert.is_default && have_default) {
+          diagnostics_.error(node, "a second <certificate default=\"true\">: one default only");
+        }
+        have_default = have_default || cert.is_default;
+        for (const CertificateConfig& other : config_.certificates) {
+          if (!cert.host.empty() && other.host == cert.host) {
+            diagnostics_.error(node, "a second <certificate> for host " + quoted(cert.host) +
+                                         " (first at " + line_column(other.where) + ")");
+          }
+        }
+        config_.certificates.push_back(std::move(cert));
+      } else if (iequals(node.name(), "upstreamTls")) {
+        UpstreamTlsConfig upstream;
+        upstream.where = diagnostics_.at(node);
+        read_value(node, "farm", upstream.farm);
+        read_value(node, "verifyCertificate", upstream.verify_certificate);
+        read_value(node, "caFile", upstream.ca_file);
+        for (const UpstreamTlsConfig& other : config_.upstream_tls) {
+          if (iequals(other.farm, upstream.farm)) {
+            diagnostics_.error(node, "a second <upstreamTls> for " +
+                                         (upstream.farm.empty() ? std::string("every farm")
+                                                                : "farm " + quoted(upstream.farm)));
+          }
+        }
+        if (!upstream.farm.empty() && config_.find_farm(upstream.farm) == nullptr) {
+          diagnostics_.error(node, "<upstreamTls> names unknown farm " + quoted(upstream.farm));
+        }
+        config_.upstream_tls.push_back(std::move(upstream));
+      }
+    }
+    pugi::xml_node tls = find_child(harrow, "tls");
+    if (!tls) return;
+    TlsConfig& t = config_.tls;
+    t.where = diagnostics_.at(tls);
+    read_value(tls, "ciphers", t.ciphers);
+    read_value(tls, "cipherSuites", t.cipher_suites);
+    std::string unknown_name;
+    read_value(tls, "unknownServerName", unknown_name);
+    if (!unknown_name.empty()) t.reject_unknown_server_name = iequals(unknown_name, "reject");
+    read_enum(tls, "clientCertificate", kClientCertificateNames, t.client_certificate);
+    read_value(tls, "clientCaFile", t.client_ca_file);
+    read_value(tls, "sessionCacheSize", t.session_cache_size);
+    if (t.client_certificate != ClientCertificateMode::None && t.client_ca_file.empty()) {
+      diagnostics_.error(tls, "clientCertificate needs clientCaFile (the CAs that sign them)");
+    }
   }
 
   static std::string line_column(const SourceLocation& where) {

@@ -157,6 +157,10 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
          "Client connections closed at once because the connection limit was reached.");
   o << "harrow_connections_rejected_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_rejected.get(); }) << "\n";
+  family("harrow_tls_handshake_failures_total", "counter",
+         "TLS handshakes on https listeners that failed (bad bytes, no shared cipher, alerts).");
+  o << "harrow_tls_handshake_failures_total "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.tls_handshake_failures.get(); }) << "\n";
   family("harrow_requests_total", "counter", "Requests whose head was read completely.");
   o << "harrow_requests_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.requests.get(); }) << "\n";

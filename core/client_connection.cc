@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "core/router.h"
+#include "core/tls_session.h"
 #include "core/worker.h"
 
 namespace harrow {
@@ -77,6 +78,10 @@ void ClientConnection::refuse_overloaded(Failure failure) {
   m.failures[static_cast<int>(failure)].add();
   lm.failures[static_cast<int>(failure)].add();
   worker_->log_overloaded(failure);
+  if (listener_->tls) {
+    close();  // a plain-text answer means nothing to a TLS client
+    return;
+  }
   static constexpr std::string_view kOverloaded =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 37\r\n"
       "Connection: close\r\n\r\n503 Service Unavailable (overloaded)\n";
@@ -152,6 +157,10 @@ void ClientConnection::start() {
   limits_.max_body = limits.max_allowed_content_length;
   limits_.allow_trace = limits.allow_trace;
   framer_.reset(limits_);
+  if (listener_->tls && !start_tls()) {
+    close();
+    return;
+  }
   resume_reading();
   arm_timer(ms(worker_->config().timeouts.client_header));
 }
@@ -171,7 +180,8 @@ void ClientConnection::resume_reading() {
 }
 
 void ClientConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  *buf = static_cast<ClientConnection*>(h->data)->in_.next_read_buffer();
+  auto* c = static_cast<ClientConnection*>(h->data);
+  *buf = c->tls_ == nullptr ? c->in_.next_read_buffer() : c->tls_->read_buffer();
 }
 
 void ClientConnection::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
@@ -196,7 +206,16 @@ void ClientConnection::on_read(ssize_t nread) {
         return;
     }
   }
-  in_.fill += static_cast<uint32_t>(nread);
+  if (tls_ != nullptr) {
+    tls_->received(static_cast<size_t>(nread));
+    if (phase_ == Phase::Lingering) {
+      tls_->discard_input();  // the response is out, the connection is ending
+      return;
+    }
+    if (!tls_receive()) return;
+  } else {
+    in_.fill += static_cast<uint32_t>(nread);
+  }
   if (phase_ == Phase::Lingering) {
     in_.parse_pos = in_.fill;  // discarded: the response is out, the connection is ending
     return;
@@ -235,6 +254,11 @@ void ClientConnection::run_parser() {
         // The framer saw a head or message end where llhttp did not stop: never guess.
         reject_request(Failure::bad_framing, "parsers disagree on the message end");
         return;
+      }
+      // Plaintext that did not fit before may wait in the TLS session.
+      if (tls_ != nullptr && tls_->has_buffered() && tls_receive()) {
+        uint32_t now = in_.block != nullptr ? in_.unconsumed() : 0;
+        if (now > available) continue;
       }
       break;
     }
@@ -614,9 +638,13 @@ void ClientConnection::send_request_head() {
   harrow_headers[n++] = {"Max-Forwards", max_forwards_};
   harrow_headers[n++] = {"X-Original-URL", head_.target()};
   if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, log_id_};
-  if (!protocol.ssl_header_name.empty()) harrow_headers[n++] = {protocol.ssl_header_name, ""};
+  if (!protocol.ssl_header_name.empty()) {
+    harrow_headers[n++] = {protocol.ssl_header_name,
+                           tls_ != nullptr ? std::string_view(tls_->arr_ssl()) : ""};
+  }
   if (!protocol.client_cert_header_name.empty()) {
-    harrow_headers[n++] = {protocol.client_cert_header_name, ""};
+    harrow_headers[n++] = {protocol.client_cert_header_name,
+                           tls_ != nullptr ? std::string_view(tls_->client_certificate()) : ""};
   }
   UpstreamRequest request;
   request.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
@@ -769,6 +797,7 @@ RequestFacts ClientConnection::request_facts() const {
   facts.remote_addr = peer_ip_;
   facts.head = &head_;
   facts.site = site_;
+  facts.https = tls_ != nullptr;
   return facts;
 }
 
@@ -1153,6 +1182,7 @@ void ClientConnection::close_after_flush() {
   closing_after_flush_ = true;
   uv_timer_stop(&timer_);
   shutdown_req_.data = this;
+  if (tls_ != nullptr) tls_->shutdown();  // close_notify, ahead of the FIN
   // uv_shutdown waits for queued writes, then sends FIN.
   if (uv_shutdown(&shutdown_req_, stream(), &ClientConnection::on_shutdown) != 0) close();
 }
@@ -1247,6 +1277,64 @@ void ClientConnection::on_close(uv_handle_t* h) {
   c->in_.release();
   c->worker_->connection_closed(c);
   delete c;
+}
+
+// ---------------------------------------------------------------- TLS
+
+bool ClientConnection::start_tls() {
+  const Snapshot& snap = worker_->snapshot();
+  if (!snap.tls_server) return false;
+  tls_ = tls::Session::accept(snap.tls_server, stream(), &ClientConnection::on_write, &out_);
+  if (tls_ == nullptr) return false;
+  out_.set_filter(tls_.get());
+  return true;
+}
+
+bool ClientConnection::tls_receive() {
+  switch (tls_->decrypt(in_)) {
+    case tls::Session::Status::Ok:
+      return true;
+    case tls::Session::Status::PlainHttp:
+      refuse_plain_http();
+      return false;
+    case tls::Session::Status::Failed:
+      if (!tls_->handshake_done()) {
+        worker_->mutable_metrics().tls_handshake_failures.add();
+        if (log_enabled(LogLevel::Debug)) {
+          log_line(LogLevel::Debug, "TLS handshake with %s failed: %s", peer_,
+                   tls_->error().c_str());
+        }
+      }
+      break;
+    case tls::Session::Status::Closed:
+      break;
+  }
+  // Like the end of the stream on a plain connection.
+  if (phase_ == Phase::Idle || phase_ == Phase::ReadingHead || phase_ == Phase::Lingering) {
+    close();
+  } else {
+    abort_exchange(Failure::client_aborted, UV_EPROTO);
+  }
+  return false;
+}
+
+void ClientConnection::refuse_plain_http() {
+  static constexpr std::string_view kAnswer =
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 65\r\n"
+      "Connection: close\r\n\r\n400 Bad Request: a plain HTTP request was sent to an HTTPS "
+      "port.\n";
+  WorkerMetrics& m = worker_->mutable_metrics();
+  m.failures[static_cast<int>(Failure::bad_request)].add();
+  m.listeners[listener_->index].failures[static_cast<int>(Failure::bad_request)].add();
+  tls_->discard_input();
+  out_.set_filter(nullptr);
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(kAnswer.data()), kAnswer.size());
+  if (uv_try_write(stream(), &buf, 1) != static_cast<int>(kAnswer.size())) {
+    close();
+    return;
+  }
+  tls_.reset();  // nothing more is encrypted on this connection
+  close_after_flush();
 }
 
 const llhttp_settings_t* ClientConnection::parser_settings() {

@@ -25,6 +25,10 @@
 
 namespace harrow {
 
+namespace tls {
+class Session;
+}
+
 class Worker;
 struct FarmState;
 struct ListenSocket;
@@ -120,6 +124,11 @@ class ClientConnection final : public UpstreamEvents {
   void log_access();
   void release_upstream(bool reusable);
   void resume_parser();
+  // TLS listeners (core/tls_session.h): start the session; decrypt what a read brought (false
+  // when the connection ended); answer a plain-HTTP request on the TLS port.
+  bool start_tls();
+  bool tls_receive();
+  void refuse_plain_http();
 
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
@@ -157,6 +166,7 @@ class ClientConnection final : public UpstreamEvents {
   InputBuffer in_;
   MessageHead head_;
   OutBatch out_;
+  std::unique_ptr<tls::Session> tls_;  // null on plain-HTTP listeners
   char peer_ip_[64] = {0};
   char local_ip_[64] = {0};  // the address the client connected to (access log s-ip)
   char peer_[80] = {0};      // "ip:port" as X-Forwarded-For carries it

@@ -129,6 +129,10 @@ void InputBuffer::release() {
   parse_pos = fill = 0;
 }
 
+WriteRequest* write_request_new() {
+  return write_request_acquire();
+}
+
 void write_request_finish(uv_write_t* req) {
   write_request_release(reinterpret_cast<WriteRequest*>(req));
 }
@@ -197,6 +201,13 @@ int OutBatch::flush() {
   req_ = nullptr;
   int n = count_;
   count_ = 0;
+  if (filter_ != nullptr) {
+    // The filter has copied (encrypted) the bytes: what they lived in can go now.
+    int rc = filter_->write(bufs_, n);
+    write_request_release(w);
+    if (rc != 0) last_error_ = rc;
+    return rc;
+  }
   // Try the write now: when the socket takes it all (the common case) there is no write
   // request, no completion callback and — with libuv 1.44 — no epoll_ctl to drop the POLLOUT
   // interest afterwards, two system calls fewer per response.

@@ -49,6 +49,16 @@ struct InputBuffer {
 
 class OutBatch;
 
+// Turns a batch's buffers into what goes on the wire (TLS encrypts them). It writes with
+// write requests from write_request_new() and the batch's callback, and tells the batch of
+// each write it started (OutBatch::write_started()).
+class WriteFilter {
+ public:
+  virtual ~WriteFilter() = default;
+  // `bufs` are valid only during the call. Returns 0 or a libuv error.
+  virtual int write(const uv_buf_t* bufs, int count) = 0;
+};
+
 // One uv_write in flight: holds the blocks its buffers point into, and scratch space for the
 // small strings (chunk-size lines) that frame them.
 struct WriteRequest {
@@ -95,6 +105,9 @@ class OutBatch {
   uint64_t total_bytes() const { return total_bytes_; }
   void write_done() { --in_flight_; }
   int last_error() const { return last_error_; }
+  // With a filter (TLS), flush() hands it the buffers instead of writing them.
+  void set_filter(WriteFilter* filter) { filter_ = filter; }
+  void write_started() { ++in_flight_; }
 
  private:
   static constexpr int kMaxBufs = 64;
@@ -109,7 +122,11 @@ class OutBatch {
   int in_flight_ = 0;
   uint64_t total_bytes_ = 0;
   int last_error_ = 0;
+  WriteFilter* filter_ = nullptr;
 };
+
+// A write request from this thread's free list, holding no blocks (for WriteFilters).
+WriteRequest* write_request_new();
 
 // Releases what a completed write held and recycles it. Call first in every uv_write_cb that
 // was given to OutBatch::flush.

@@ -40,6 +40,27 @@ double unix_now() {
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
 }
 
+// The TLS contexts `config` asks for; false with `errors` (at the <certificate>, <tls> or
+// <upstreamTls> element) when a file is missing, unreadable or does not match.
+bool build_tls(const config::Config& config, TlsContexts& out,
+               std::vector<config::Diagnostic>& errors) {
+  out.server = tls::ServerContexts::build(config, errors);
+  out.client = tls::ClientContexts::build(config, errors);
+  return errors.empty();
+}
+
+// Farms whose servers' certificates are not checked: said loudly, at start and each reload.
+void warn_unverified_upstreams(const config::Config& config) {
+  for (const config::UpstreamTlsConfig& u : config.upstream_tls) {
+    if (u.verify_certificate) continue;
+    log_line(LogLevel::Warn,
+             "upstream TLS certificate verification is OFF for %s (%s:%d): anyone on the path "
+             "can impersonate those servers; use this for lab setups only",
+             u.farm.empty() ? "every farm" : ("farm " + u.farm).c_str(), u.where.file.c_str(),
+             u.where.line);
+  }
+}
+
 // Applies the command line's overrides to a freshly loaded file.
 void apply_overrides(const CommandLine& cli, config::Config& config) {
   if (!cli.listen.empty()) {
@@ -138,9 +159,22 @@ struct Process {
       log_line(LogLevel::Warn,
                "reload: listener or admin addresses changed; they apply at the next restart");
     }
+    TlsContexts tls;
+    std::vector<config::Diagnostic> tls_errors;
+    if (!build_tls(*config, tls, tls_errors)) {
+      for (const config::Diagnostic& d : tls_errors) {
+        log_line(LogLevel::Error, "reload rejected: %s", d.format_error().c_str());
+        errors += d.format_error() + "\n";
+      }
+      reload_failures.add();
+      return false;
+    }
+    warn_unverified_upstreams(*config);
     std::vector<std::string> warnings;
-    std::shared_ptr<const Snapshot> next =
-        build_snapshot(config, static_cast<int>(workers.size()), current.get(), warnings);
+    // Renewed certificate files are read here: new connections get them, connections already
+    // open keep the context they started with.
+    std::shared_ptr<const Snapshot> next = build_snapshot(config, static_cast<int>(workers.size()),
+                                                          current.get(), warnings, std::move(tls));
     for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
     for (auto& w : workers) w->publish(next);
     current = next;
@@ -255,6 +289,16 @@ int run(int argc, char** argv) {
     return kExitConfig;
   }
   auto config = std::make_shared<config::Config>(std::move(*loaded.config));
+  TlsContexts tls;
+  {
+    std::vector<config::Diagnostic> tls_errors;
+    if (!build_tls(*config, tls, tls_errors)) {
+      for (const config::Diagnostic& d : tls_errors) {
+        std::fprintf(stderr, "%s\n", d.format_error().c_str());
+      }
+      return kExitConfig;
+    }
+  }
   std::vector<std::string> not_acted_on = features_not_acted_on(*config);
   if (cli.check_config) {
     std::fputs(config::summarize(*config).c_str(), stdout);
@@ -268,7 +312,7 @@ int run(int argc, char** argv) {
   for (const std::string& line : not_acted_on)
     log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
   apply_overrides(cli, *config);
-  std::erase_if(config->listeners, [](const config::ListenConfig& l) { return l.tls; });
+  warn_unverified_upstreams(*config);
   if (config->listeners.empty()) {
     std::fprintf(stderr,
                  "harrow: no listener: add <harrow><listen address=\"HOST:PORT\"/>, a site "
@@ -309,8 +353,11 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "harrow: %s\n", error.c_str());
       return kExitRuntime;
     }
+    if (listener.tls) made.front().url.replace(0, 4, "https");
     urls.push_back(made.front().url);
     for (ListenSocket& socket : made) {
+      socket.tls = listener.tls;
+      socket.url = made.front().url;
       socket.host_names = listener.host_names;
       socket.index = urls.size() - 1;
     }
@@ -320,7 +367,7 @@ int run(int argc, char** argv) {
 
   std::vector<std::string> warnings;
   std::shared_ptr<const Snapshot> snapshot =
-      build_snapshot(config, worker_count, nullptr, warnings);
+      build_snapshot(config, worker_count, nullptr, warnings, std::move(tls));
   for (const std::string& w : warnings) log_line(LogLevel::Warn, "%s", w.c_str());
 
   ::signal(SIGPIPE, SIG_IGN);  // a peer that goes away is an error code, not a signal

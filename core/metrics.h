@@ -129,6 +129,7 @@ struct WorkerMetrics {
   Counter connections_accepted;
   Counter connections_active;
   Counter connections_rejected;
+  Counter tls_handshake_failures;  // https listeners: handshakes that failed (or were garbage)
   Counter requests;
   Counter failures[kFailureCount];  // every failure, including those with no farm or server
 };

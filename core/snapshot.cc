@@ -177,8 +177,11 @@ bool find_same_server(const Snapshot& snapshot, const Snapshot& other, size_t fa
 
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                int workers, const Snapshot* previous,
-                                               std::vector<std::string>& warnings) {
+                                               std::vector<std::string>& warnings,
+                                               TlsContexts tls) {
   auto snap = std::make_shared<Snapshot>();
+  snap->tls_server = std::move(tls.server);
+  snap->tls_client = std::move(tls.client);
   snap->config = config;
   add_proxy_farms(*config, *snap);
   std::vector<const config::FarmConfig*> farms;

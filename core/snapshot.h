@@ -20,6 +20,7 @@
 #include "core/request_hash.h"
 #include "core/router.h"
 #include "core/sites.h"
+#include "core/tls_context.h"
 #include "health/health_table.h"
 #include "health/status_match.h"
 
@@ -65,6 +66,15 @@ struct Snapshot {
   int proxy_farm(std::string_view authority) const;
   std::unique_ptr<Router> router;
   std::unique_ptr<SiteTable> sites;
+  // https listeners' certificates and upstream https settings (null: none configured).
+  std::shared_ptr<const tls::ServerContexts> tls_server;
+  std::shared_ptr<const tls::ClientContexts> tls_client;
+};
+
+// The TLS contexts a configuration needs, built (and its files checked) before the snapshot.
+struct TlsContexts {
+  std::shared_ptr<const tls::ServerContexts> server;
+  std::shared_ptr<const tls::ClientContexts> client;
 };
 
 // Resolves every server address (blocking: call it on the main thread). A server whose name
@@ -73,7 +83,8 @@ struct Snapshot {
 // health state and counters.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                int workers, const Snapshot* previous,
-                                               std::vector<std::string>& warnings);
+                                               std::vector<std::string>& warnings,
+                                               TlsContexts tls = {});
 
 // The server in `snapshot` that is the same server as farm `farm`, server `server` of `other`
 // (same farm name, address and port), or false.

@@ -31,6 +31,7 @@ struct ListenSocket {
   std::string url;      // "http://127.0.0.1:8080"
   std::string address;  // as configured ("0.0.0.0:80"): site bindings name it
   uint16_t port = 0;
+  bool tls = false;                     // an https listener: connections start with a TLS handshake
   std::vector<std::string> host_names;  // site bindings' host names; empty = any host
   size_t index = 0;                     // position among the process's listeners (metrics)
 };

@@ -1,0 +1,94 @@
+// TLS configuration made live: the server-side SSL_CTXs (one per <certificate>, chosen by SNI)
+// and the client-side SSL_CTXs for farms reached over https://. Built on the main thread when a
+// configuration loads (start-up, --check-config, reload) and shared read-only by every worker
+// through the snapshot. A connection holds its own reference to the SSL_CTX it uses, so a
+// reload never pulls a certificate from under a live connection.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.h"
+#include "config/loader.h"
+
+namespace harrow::tls {
+
+// The certificates Harrow presents on https listeners.
+class ServerContexts {
+ public:
+  // nullptr with `errors` set (at the <certificate> or <tls> element) when a file is missing,
+  // unreadable, or a key does not match its certificate. nullptr with no errors when the
+  // configuration has no certificate.
+  static std::shared_ptr<const ServerContexts> build(const config::Config& config,
+                                                     std::vector<config::Diagnostic>& errors);
+  ~ServerContexts();
+  ServerContexts(const ServerContexts&) = delete;
+  ServerContexts& operator=(const ServerContexts&) = delete;
+
+  // The context a new connection starts with (the default certificate); its SNI callback
+  // switches to the one for the name the client asks for.
+  SSL_CTX* initial() const { return contexts_[default_index_].ctx; }
+  // X-ARR-SSL's certificate part, "keybits|" and "|issuer|subject" around the cipher bits.
+  const std::string& arr_ssl_key_bits(SSL_CTX* ctx) const;
+  const std::string& arr_ssl_names(SSL_CTX* ctx) const;
+  size_t certificate_count() const { return contexts_.size(); }
+
+ private:
+  struct Entry {
+    SSL_CTX* ctx = nullptr;
+    std::string key_bits;  // "2048|"
+    std::string names;     // "|issuer DN|subject DN"
+    std::string ocsp;      // DER OCSP response to staple; empty = none
+  };
+  ServerContexts() = default;
+  const Entry* find(SSL_CTX* ctx) const;
+  const Entry* for_name(std::string_view host) const;
+  static int on_server_name(SSL* ssl, int* alert, void* arg);
+  static int on_ocsp_status(SSL* ssl, void* arg);
+
+  std::vector<Entry> contexts_;
+  std::unordered_map<std::string, size_t> exact_;     // lower-case host → entry
+  std::unordered_map<std::string, size_t> wildcard_;  // "example.com" for "*.example.com"
+  size_t default_index_ = 0;
+  bool reject_unknown_names_ = false;
+};
+
+// Client contexts for upstream https, one per farm that needs one (index = farm index in the
+// snapshot; null for farms that are never reached over TLS is fine: built lazily for all).
+class ClientContexts {
+ public:
+  // Builds one context per distinct (verify, caFile) among the farms; logs loudly for farms
+  // that turn verification off. nullptr with `errors` when a CA file cannot be loaded.
+  static std::shared_ptr<const ClientContexts> build(const config::Config& config,
+                                                     std::vector<config::Diagnostic>& errors);
+  ~ClientContexts();
+  ClientContexts(const ClientContexts&) = delete;
+  ClientContexts& operator=(const ClientContexts&) = delete;
+
+  struct Farm {
+    SSL_CTX* ctx = nullptr;  // not owned (shared between farms with the same settings)
+    bool verify = true;
+  };
+  // The settings for farm `name` (case-insensitive), or the global ones.
+  const Farm& for_farm(std::string_view name) const;
+
+ private:
+  ClientContexts() = default;
+  std::vector<SSL_CTX*> owned_;
+  std::unordered_map<std::string, Farm> farms_;  // lower-case farm name → settings
+  Farm global_;
+};
+
+// Checks the certificate files of `config` without keeping anything: for --check-config and
+// before a reload. Same errors as ServerContexts::build / ClientContexts::build.
+std::vector<config::Diagnostic> check(const config::Config& config);
+
+// The DN as X-ARR-SSL writes it: "C=US, S=Washington, O=Example, CN=example.com".
+std::string arr_distinguished_name(X509_NAME* name);
+
+}  // namespace harrow::tls
