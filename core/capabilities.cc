@@ -87,15 +87,6 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where + "protocol httpVersion=\"Http10\" (requests go upstream as HTTP/1.1)");
     }
   }
-  for (const config::RuleConfig& rule : config.global_rules) {
-    std::string_view url = rule.action_url;
-    if (rule.action == config::ActionType::Rewrite && url.size() > 8 &&
-        (url.substr(0, 8) == "https://" || url.substr(0, 8) == "HTTPS://")) {
-      out.push_back("rule '" + rule.name +
-                    "': rewrite to https:// (no upstream TLS yet: answered 502 "
-                    "upstream_tls_unavailable)");
-    }
-  }
   return out;
 }
 

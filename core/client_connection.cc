@@ -502,8 +502,14 @@ void ClientConnection::start_exchange() {
       respond_local(decision.status, decision.reason, {}, decision.body);
       return;
   }
-  if (decision.https) {
-    respond_error(Failure::upstream_tls_unavailable, 0);
+  if (decision.https && decision.kind == RouteDecision::Kind::Proxy) {
+    log_detail_ = "the global proxy reaches hosts over http:// only";
+    respond_error(Failure::upstream_tls, 0);
+    return;
+  }
+  upstream_tls_ = decision.https;
+  if (upstream_tls_ && !snap_->tls_client) {
+    respond_error(Failure::upstream_tls, 0);
     return;
   }
   target_.assign(decision.target);
@@ -575,7 +581,7 @@ bool ClientConnection::use_server(size_t server) {
   in_flight_counted_ = true;
   balancer_ = worker_->farm(farm_).balancer;
   balancer_->on_start(server_);
-  if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
+  if (UpstreamConnection* idle = worker_->take_idle(farm_, server_, upstream_tls_)) {
     upstream_ = idle;
     upstream_reused_ = true;
     idle->attach(this);
@@ -605,7 +611,15 @@ void ClientConnection::connect_upstream() {
   upstream_ = new UpstreamConnection(worker_, snap_.get(), farm_, server_);
   upstream_reused_ = false;
   connect_started_ns_ = uv_hrtime();
-  upstream_->connect(this, reinterpret_cast<const sockaddr*>(&endpoint.addr),
+  const sockaddr_storage* addr = &endpoint.addr;
+  if (upstream_tls_) {
+    const FarmRuntime& farm = snap_->farms[farm_];
+    const tls::ClientContexts::Farm& settings = snap_->tls_client->for_farm(farm.config->name);
+    upstream_->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
+                       worker_->farm(farm_).servers[server_].tls_session);
+    addr = &endpoint.tls_addr;
+  }
+  upstream_->connect(this, reinterpret_cast<const sockaddr*>(addr),
                      ms(worker_->config().timeouts.connect));
 }
 
@@ -624,7 +638,9 @@ void ClientConnection::send_request_head() {
   upstream_->begin_exchange(head_request_, ms(protocol.timeout), protocol.max_response_header_size);
 
   std::string_view host = protocol.preserve_host_header ? head_.find("host") : std::string_view{};
-  if (host.empty()) host = farm.servers[server_].authority;
+  if (host.empty()) {
+    host = upstream_tls_ ? farm.servers[server_].tls_authority : farm.servers[server_].authority;
+  }
   rule_headers_.clear();
   for (const auto& [name, value] : rule_header_text_) {
     if (iequals(name, "host")) host = value;  // a rule set HTTP_HOST
@@ -988,6 +1004,13 @@ void ClientConnection::release_upstream(bool reusable) {
   UpstreamConnection* up = upstream_;
   upstream_ = nullptr;
   upstream_paused_ = false;
+  if (up->tls() && !upstream_reused_ && up->snapshot() == &worker_->snapshot()) {
+    // Kept per server for the next new connection's abbreviated handshake (a TLS 1.3 server
+    // sends its ticket after the handshake, so it is taken once the exchange is over).
+    if (auto session = up->tls_session()) {
+      worker_->farm(up->farm()).servers[up->server()].tls_session = std::move(session);
+    }
+  }
   up->release(reusable);
 }
 

@@ -194,7 +194,8 @@ class ClientConnection final : public UpstreamEvents {
   UpstreamConnection* upstream_ = nullptr;
   int farm_ = -1;
   size_t server_ = 0;
-  std::string target_;  // rewritten origin-form target
+  bool upstream_tls_ = false;  // the rule rewrote to https://FARM/: the server's httpsPort
+  std::string target_;         // rewritten origin-form target
   bool head_too_large_ = false;
   bool head_request_ = false;
   bool client_keep_alive_ = true;

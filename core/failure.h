@@ -39,8 +39,8 @@ namespace harrow {
   X(upstream_invalid_response, 502, "the server's response could not be parsed")                 \
   X(proxy_target_unknown, 502,                                                                   \
     "the rule rewrites to a host that was not in the configuration when it loaded")              \
-  X(upstream_tls_unavailable, 502,                                                               \
-    "the rule rewrites to https:// and upstream TLS is not built yet")                           \
+  X(upstream_tls, 502,                                                                           \
+    "the TLS handshake with the server failed (certificate not trusted or not for its name)")    \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")       \
   X(upstream_truncated, 0, "the server closed the connection in the middle of the body")
 

@@ -205,6 +205,18 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       ep.authority = server.http_port == 80 ? server.address : ep.label;
       std::string error;
       ep.resolved = resolve(server.address, server.http_port, ep.addr, error);
+      if (ep.resolved) {
+        ep.tls_addr = ep.addr;
+        uint16_t port = htons(server.https_port);
+        if (ep.tls_addr.ss_family == AF_INET6) {
+          reinterpret_cast<sockaddr_in6*>(&ep.tls_addr)->sin6_port = port;
+        } else {
+          reinterpret_cast<sockaddr_in*>(&ep.tls_addr)->sin_port = port;
+        }
+      }
+      ep.tls_authority =
+          server.https_port == 443 ? server.address : with_port(server.address, server.https_port);
+      ep.tls_name = server.host_name.empty() ? server.address : server.host_name;
       if (!ep.resolved) {
         warnings.push_back("farm '" + farm.name + "': server '" + server.address +
                            "' does not resolve (" + error + "); it takes no traffic");

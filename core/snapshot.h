@@ -32,6 +32,11 @@ struct ServerEndpoint {
   std::string authority;  // Host header value when the client's Host is not preserved
   sockaddr_storage addr{};
   bool resolved = false;
+  // For rewrites to https://FARM/: the httpsPort, the Host sent, and the name the server's
+  // certificate must carry (SNI; hostName when set, else the address).
+  sockaddr_storage tls_addr{};
+  std::string tls_authority;
+  std::string tls_name;
   // Where health probes go: the server, or its healthCheckAlternateHostName/Port.
   sockaddr_storage probe_addr{};
   bool probe_resolved = false;

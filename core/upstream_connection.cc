@@ -2,6 +2,8 @@
 
 #include <cassert>
 
+#include "core/log.h"
+#include "core/tls_session.h"
 #include "core/worker.h"
 
 namespace harrow {
@@ -41,6 +43,63 @@ UpstreamConnection::UpstreamConnection(Worker* worker, const Snapshot* snapshot,
   parser_.data = this;
 }
 
+UpstreamConnection::~UpstreamConnection() = default;
+
+void UpstreamConnection::use_tls(SSL_CTX* ctx, std::string server_name, bool verify,
+                                 std::shared_ptr<SSL_SESSION> resume) {
+  tls_ctx_ = ctx;
+  SSL_CTX_up_ref(ctx);
+  tls_name_ = std::move(server_name);
+  tls_verify_ = verify;
+  tls_resume_ = std::move(resume);
+}
+
+std::shared_ptr<SSL_SESSION> UpstreamConnection::tls_session() const {
+  if (tls_ == nullptr) return nullptr;
+  SSL_SESSION* session = SSL_get1_session(tls_->ssl());
+  if (session == nullptr) return nullptr;
+  if (SSL_SESSION_is_resumable(session) != 1) {
+    SSL_SESSION_free(session);
+    return nullptr;
+  }
+  return std::shared_ptr<SSL_SESSION>(session, SSL_SESSION_free);
+}
+
+void UpstreamConnection::start_tls() {
+  tls_ = tls::Session::connect(tls_ctx_, tls_name_, tls_verify_, tls_resume_.get(), stream(),
+                               &UpstreamConnection::on_write, &out_);
+  tls_resume_.reset();
+  if (tls_ == nullptr) {
+    fail(Failure::upstream_tls, UV_EPROTO);
+    return;
+  }
+  out_.set_filter(tls_.get());
+  handshaking_ = true;
+  state_ = State::Active;
+  resume_reading();
+}
+
+bool UpstreamConnection::tls_receive() {
+  tls::Session::Status status = tls_->decrypt(in_);
+  if (status == tls::Session::Status::Ok) {
+    if (handshaking_ && tls_->handshake_done()) {
+      handshaking_ = false;
+      uv_timer_stop(&timer_);
+      owner_->upstream_connected();
+      if (state_ == State::Closing) return false;
+    }
+    return true;
+  }
+  if (handshaking_) {
+    log_line(LogLevel::Warn, "TLS handshake with %s failed: %s", tls_name_.c_str(),
+             tls_->error().c_str());
+    fail(Failure::upstream_tls, UV_EPROTO);
+  } else {
+    fail(response_started_ ? Failure::upstream_truncated : Failure::upstream_reset, UV_EPROTO);
+  }
+  return false;
+}
+
 void UpstreamConnection::connect(UpstreamEvents* owner, const sockaddr* addr, uint64_t timeout_ms) {
   owner_ = owner;
   state_ = State::Connecting;
@@ -53,6 +112,7 @@ void UpstreamConnection::connect(UpstreamEvents* owner, const sockaddr* addr, ui
     arm_timer(0);
     return;
   }
+  connect_timeout_ms_ = timeout_ms;
   arm_timer(timeout_ms);
 }
 
@@ -67,6 +127,12 @@ void UpstreamConnection::on_connect(uv_connect_t* req, int status) {
     return;
   }
   uv_tcp_nodelay(&self->tcp_, 1);
+  if (self->tls_ctx_ != nullptr) {
+    // The connect timeout covers the handshake too.
+    self->arm_timer(self->connect_timeout_ms_);
+    self->start_tls();
+    return;
+  }
   self->state_ = State::Active;
   self->resume_reading();
   self->owner_->upstream_connected();
@@ -114,6 +180,10 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
       }
       return;
     case State::Active: {
+      if (self->handshaking_) {
+        self->fail(Failure::upstream_tls, UV_ETIMEDOUT);
+        return;
+      }
       // The deadline moves with activity; only the timer's firing checks it, so traffic
       // does not pay for re-arming a timer on every read.
       uint64_t now = uv_now(self->worker_->loop());
@@ -150,7 +220,8 @@ void UpstreamConnection::resume_reading() {
 }
 
 void UpstreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  *buf = static_cast<UpstreamConnection*>(h->data)->in_.next_read_buffer();
+  auto* self = static_cast<UpstreamConnection*>(h->data);
+  *buf = self->tls_ == nullptr ? self->in_.next_read_buffer() : self->tls_->read_buffer();
 }
 
 void UpstreamConnection::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
@@ -169,6 +240,10 @@ void UpstreamConnection::on_read(ssize_t nread) {
     close();
     return;
   }
+  if (nread < 0 && handshaking_) {
+    fail(Failure::upstream_tls, static_cast<int>(nread));
+    return;
+  }
   if (nread < 0) {
     if (nread == UV_EOF) {
       // A body delimited by the connection's end completes here.
@@ -183,9 +258,20 @@ void UpstreamConnection::on_read(ssize_t nread) {
          static_cast<int>(nread));
     return;
   }
-  in_.fill += static_cast<uint32_t>(nread);
   last_activity_ = uv_now(worker_->loop());
-  run_parser();
+  if (tls_ == nullptr) {
+    in_.fill += static_cast<uint32_t>(nread);
+    run_parser();
+    return;
+  }
+  tls_->received(static_cast<size_t>(nread));
+  if (!tls_receive() || handshaking_) return;
+  // The parser takes all the plaintext each run; what did not fit waits in the session.
+  while (in_.block != nullptr && in_.unconsumed() > 0) {
+    run_parser();
+    if (state_ != State::Active || complete_ || !tls_->has_buffered()) return;
+    if (!tls_receive()) return;
+  }
 }
 
 void UpstreamConnection::run_parser() {
@@ -317,6 +403,7 @@ void UpstreamConnection::on_close(uv_handle_t* h) {
   auto* self = static_cast<UpstreamConnection*>(h->data);
   if (--self->open_handles_ == 0) {
     self->in_.release();
+    if (self->tls_ctx_ != nullptr) SSL_CTX_free(self->tls_ctx_);
     delete self;
   }
 }

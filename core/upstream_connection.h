@@ -7,13 +7,21 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include <openssl/ssl.h>
+
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "core/failure.h"
 #include "core/http_head.h"
 #include "core/io_buffer.h"
 
 namespace harrow {
+
+namespace tls {
+class Session;
+}
 
 class Worker;
 struct Snapshot;
@@ -55,6 +63,17 @@ class UpstreamConnection {
   bool reused() const { return exchanges_ > 1; }
   bool response_started() const { return response_started_; }
 
+  // Makes the connection one over TLS (call before connect()): after the TCP connect a
+  // handshake with SNI `server_name` runs (verifying the certificate when `verify`), resuming
+  // `resume` when given, and only then does the owner hear upstream_connected(). A failed
+  // handshake is upstream_failed(upstream_tls).
+  void use_tls(SSL_CTX* ctx, std::string server_name, bool verify,
+               std::shared_ptr<SSL_SESSION> resume);
+  bool tls() const { return tls_ctx_ != nullptr; }
+  // The session to resume the next connection to this server with (null if none yet).
+  std::shared_ptr<SSL_SESSION> tls_session() const;
+  ~UpstreamConnection();
+
   // Starts connecting to `addr`; the owner hears upstream_connected() or upstream_failed().
   void connect(UpstreamEvents* owner, const sockaddr* addr, uint64_t timeout_ms);
   // Takes an idle connection for a new exchange.
@@ -93,6 +112,10 @@ class UpstreamConnection {
   void on_read(ssize_t nread);
   void run_parser();
   void arm_timer(uint64_t ms);
+  // TLS: the handshake after the TCP connect; decrypting what a read brought (false when the
+  // connection failed and was closed).
+  void start_tls();
+  bool tls_receive();
 
   static void on_connect(uv_connect_t* req, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -122,12 +145,20 @@ class UpstreamConnection {
   InputBuffer in_;
   MessageHead head_;
   OutBatch out_;
+  // Over TLS (use_tls()): the context and peer name until connected, then the session.
+  SSL_CTX* tls_ctx_ = nullptr;
+  std::string tls_name_;
+  bool tls_verify_ = true;
+  std::shared_ptr<SSL_SESSION> tls_resume_;
+  std::unique_ptr<tls::Session> tls_;
+  bool handshaking_ = false;
   uint64_t exchanges_ = 0;
   uint64_t timeout_ms_ = 0;
   uint64_t last_activity_ = 0;
   size_t max_head_bytes_ = 65536;
   int open_handles_ = 0;
-  int connect_error_ = 0;  // uv_tcp_connect failed synchronously; reported from the timer
+  int connect_error_ = 0;
+  uint64_t connect_timeout_ms_ = 0;  // uv_tcp_connect failed synchronously; reported from the timer
   bool reading_ = false;
   bool head_request_ = false;
   bool interim_ = false;

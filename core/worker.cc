@@ -141,12 +141,15 @@ void Worker::adopt(std::shared_ptr<const Snapshot> next) {
   // Idle connections to servers that are still configured stay pooled; the rest close.
   for (size_t f = 0; f < old_farms.size(); ++f) {
     for (size_t s = 0; s < old_farms[f].servers.size(); ++s) {
-      for (UpstreamConnection* up : old_farms[f].servers[s].idle) {
+      std::vector<UpstreamConnection*> pooled = old_farms[f].servers[s].idle;
+      pooled.insert(pooled.end(), old_farms[f].servers[s].idle_tls.begin(),
+                    old_farms[f].servers[s].idle_tls.end());
+      for (UpstreamConnection* up : pooled) {
         server_metrics(*previous, static_cast<int>(f), s).idle_connections.sub();
         size_t nf, ns;
         if (find_same_server(*snapshot_, *previous, f, s, nf, ns)) {
           up->rebind(snapshot_.get(), static_cast<int>(nf), ns);
-          farms_[nf].servers[ns].idle.push_back(up);
+          farms_[nf].servers[ns].pool(up->tls()).push_back(up);
           server_metrics(*snapshot_, static_cast<int>(nf), ns).idle_connections.add();
         } else {
           up->close_detached();
@@ -244,8 +247,8 @@ void Worker::connection_closed(ClientConnection* c) {
   if (stopping_) maybe_finish_stop();
 }
 
-UpstreamConnection* Worker::take_idle(int farm, size_t server) {
-  auto& idle = farms_[static_cast<size_t>(farm)].servers[server].idle;
+UpstreamConnection* Worker::take_idle(int farm, size_t server, bool tls) {
+  auto& idle = farms_[static_cast<size_t>(farm)].servers[server].pool(tls);
   if (idle.empty()) return nullptr;
   UpstreamConnection* up = idle.back();
   idle.pop_back();
@@ -259,7 +262,7 @@ void Worker::give_idle(UpstreamConnection* up) {
     up->close();
     return;
   }
-  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].idle;
+  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].pool(up->tls());
   if (idle.size() >= config().limits.max_idle_upstream_per_server) {
     up->close();
     return;
@@ -271,7 +274,7 @@ void Worker::give_idle(UpstreamConnection* up) {
 
 void Worker::forget_idle(UpstreamConnection* up) {
   if (up->snapshot() != snapshot_.get()) return;
-  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].idle;
+  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].pool(up->tls());
   auto it = std::find(idle.begin(), idle.end(), up);
   if (it != idle.end()) {
     idle.erase(it);
@@ -309,6 +312,7 @@ void Worker::maybe_finish_stop() {
   for (FarmState& farm : farms_) {
     for (ServerSlot& slot : farm.servers) {
       std::vector<UpstreamConnection*> idle = slot.idle;
+      idle.insert(idle.end(), slot.idle_tls.begin(), slot.idle_tls.end());
       for (UpstreamConnection* up : idle) up->close();
     }
   }

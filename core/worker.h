@@ -3,6 +3,7 @@
 // but the health tables (read-only for them) and their metrics (read by the admin thread).
 #pragma once
 
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include <atomic>
@@ -38,7 +39,11 @@ struct ListenSocket {
 
 // Per worker, per server of a farm: the idle keep-alive connections to it.
 struct ServerSlot {
-  std::vector<UpstreamConnection*> idle;  // most recently used last
+  std::vector<UpstreamConnection*> idle;      // most recently used last
+  std::vector<UpstreamConnection*> idle_tls;  // the same over https (httpsPort)
+  std::vector<UpstreamConnection*>& pool(bool tls) { return tls ? idle_tls : idle; }
+  // The last TLS session the server gave: a new connection resumes it (abbreviated handshake).
+  std::shared_ptr<SSL_SESSION> tls_session;
 };
 
 // Adapts a farm's health table to what the balancer asks.
@@ -126,8 +131,8 @@ class Worker {
   void connection_opened(ClientConnection* c);
   void connection_closed(ClientConnection* c);
 
-  // Takes an idle connection to the server, or null.
-  UpstreamConnection* take_idle(int farm, size_t server);
+  // Takes an idle connection to the server (over TLS or not), or null.
+  UpstreamConnection* take_idle(int farm, size_t server, bool tls = false);
   // Offers a connection whose exchange ended cleanly for reuse; closes it if the pool is full
   // or the worker is stopping.
   void give_idle(UpstreamConnection* up);

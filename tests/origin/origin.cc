@@ -50,11 +50,15 @@
 #include <vector>
 
 #include "config/ascii.h"
+#include "tests/origin/tls_front.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: harrow-origin --listen HOST:PORT [--name NAME] [--workers N] [--delay MS]\n"
+    "                     [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n"
+    "  --tls-cert/--tls-key  also listen on an https port (printed second) in front of the\n"
+    "                        plain one; --tls-client-ca asks clients for a certificate\n"
     "  --delay MS    default delay= for every request (a slow server)\n"
     "\n"
     "Per-request controls (query parameter, or request header X-Origin-<Param>; header wins):\n"
@@ -1215,6 +1219,9 @@ struct Options {
   std::string host;  // As given (IPv6 without brackets).
   std::string port;
   int workers = 1;
+  std::string tls_cert;  // --tls-cert: also serve https
+  std::string tls_key;
+  std::string tls_client_ca;
 };
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -1238,7 +1245,8 @@ Options parse_args(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
-    if (arg != "--listen" && arg != "--name" && arg != "--workers" && arg != "--delay") {
+    if (arg != "--listen" && arg != "--name" && arg != "--workers" && arg != "--delay" &&
+        arg != "--tls-cert" && arg != "--tls-key" && arg != "--tls-client-ca") {
       usage_error("unknown argument: " + std::string(arg));
     }
     if (!inline_val) {
@@ -1261,6 +1269,12 @@ Options parse_args(int argc, char** argv) {
       uint64_t ms;
       if (!parse_uint(val, ms) || ms > 60'000) usage_error("--delay wants 0..60000 ms");
       g_default_delay = static_cast<int64_t>(ms);
+    } else if (arg == "--tls-cert") {
+      opt.tls_cert = val;
+    } else if (arg == "--tls-key") {
+      opt.tls_key = val;
+    } else if (arg == "--tls-client-ca") {
+      opt.tls_client_ca = val;
     } else if (arg == "--name") {
       if (val.empty()) usage_error("--name must not be empty");
       g_name = val;
@@ -1407,6 +1421,22 @@ int main(int argc, char** argv) {
   bool v6_literal = opt.host.find(':') != std::string::npos;
   std::printf("origin %s listening on http://%s%s%s:%d\n", g_name.c_str(), v6_literal ? "[" : "",
               opt.host.c_str(), v6_literal ? "]" : "", port);
+  if (!opt.tls_cert.empty()) {
+    origin::TlsFrontOptions front;
+    front.cert_file = opt.tls_cert;
+    front.key_file = opt.tls_key.empty() ? opt.tls_cert : opt.tls_key;
+    front.client_ca_file = opt.tls_client_ca;
+    front.host = opt.host.empty() ? "127.0.0.1" : opt.host;
+    front.backend_port = port;
+    std::string error;
+    int tls_port = origin::start_tls_front(front, error);
+    if (tls_port < 0) {
+      std::fprintf(stderr, "harrow-origin: %s\n", error.c_str());
+      std::exit(1);
+    }
+    std::printf("origin %s listening on https://%s%s%s:%d\n", g_name.c_str(), v6_literal ? "[" : "",
+                opt.host.c_str(), v6_literal ? "]" : "", tls_port);
+  }
   std::fflush(stdout);
 
   for (auto& w : workers) {
