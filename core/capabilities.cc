@@ -87,6 +87,14 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where + "protocol httpVersion=\"Http10\" (requests go upstream as HTTP/1.1)");
     }
   }
+  if (config.certificates.empty()) {
+    for (const config::ListenConfig& l : config.listeners) {
+      if (l.tls) {
+        out.push_back("listener " + l.address +
+                      " with TLS (no <harrow><certificate> for it: skipped)");
+      }
+    }
+  }
   return out;
 }
 

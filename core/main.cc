@@ -313,6 +313,9 @@ int run(int argc, char** argv) {
     log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
   apply_overrides(cli, *config);
   warn_unverified_upstreams(*config);
+  if (!tls.server) {
+    std::erase_if(config->listeners, [](const config::ListenConfig& l) { return l.tls; });
+  }
   if (config->listeners.empty()) {
     std::fprintf(stderr,
                  "harrow: no listener: add <harrow><listen address=\"HOST:PORT\"/>, a site "

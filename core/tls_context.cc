@@ -210,13 +210,24 @@ bool load_certificate(SSL_CTX* ctx, const config::CertificateConfig& cert, std::
     }
   }
   if (!readable(key_file, why)) return false;
-  if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+  BIO* bio = BIO_new_file(key_file.c_str(), "r");
+  EVP_PKEY* key =
+      bio != nullptr ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(bio);
+  if (key == nullptr) {
     why = "cannot load keyFile " + key_file + ": " + openssl_errors();
     return false;
   }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
+  bool matches = X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) == 1;
+  bool used = matches && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  EVP_PKEY_free(key);
+  if (!matches) {
     ERR_clear_error();
     why = "keyFile " + key_file + " does not match certificateFile " + cert.certificate_file;
+    return false;
+  }
+  if (!used) {
+    why = "cannot use keyFile " + key_file + ": " + openssl_errors();
     return false;
   }
   return true;
@@ -258,20 +269,9 @@ std::string arr_distinguished_name(X509_NAME* name) {
 
 std::shared_ptr<const ServerContexts> ServerContexts::build(
     const config::Config& config, std::vector<config::Diagnostic>& errors) {
-  if (config.certificates.empty()) {
-    bool wants_tls = false;
-    for (const config::ListenConfig& l : config.listeners) wants_tls = wants_tls || l.tls;
-    if (wants_tls) {
-      for (const config::ListenConfig& l : config.listeners) {
-        if (l.tls) {
-          errors.push_back({l.where, "https listener " + l.address +
-                                         " needs a certificate: add <harrow><certificate "
-                                         "certificateFile=… keyFile=…/>"});
-        }
-      }
-    }
-    return nullptr;
-  }
+  // Without any certificate, https listeners are skipped (an IIS file keeps its certificates
+  // in the Windows store; --check-config lists them as not acted on).
+  if (config.certificates.empty()) return nullptr;
   std::shared_ptr<ServerContexts> out(new ServerContexts);
   out->reject_unknown_names_ = config.tls.reject_unknown_server_name;
   size_t before = errors.size();

@@ -42,15 +42,18 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 class Origin:
     """One harrow-origin process."""
 
-    def __init__(self, name, host="127.0.0.1", workers=1, port=0, delay_ms=None):
+    def __init__(self, name, host="127.0.0.1", workers=1, port=0, delay_ms=None, tls=None):
+        """tls: (certificate PEM, key PEM) to also serve https on `tls_port`."""
         self.name = name
         self.host = host
         self.workers = workers
         self.delay_ms = delay_ms
+        self.tls = tls
         delay = ["--delay", str(delay_ms)] if delay_ms is not None else []
+        tls_args = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
         self.proc = subprocess.Popen(
             [ORIGIN, "--name", name, "--listen", f"{host}:{port}", "--workers", str(workers),
-             *delay],
+             *delay, *tls_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on http://[^ ]+:(\d+)", line)
@@ -58,6 +61,14 @@ class Origin:
             self.proc.kill()
             raise AssertionError(f"origin {name} did not start: {line!r}")
         self.port = int(m.group(1))
+        self.tls_port = None
+        if tls:
+            line = self.proc.stdout.readline()
+            m = re.search(r"listening on https://[^ ]+:(\d+)", line)
+            if not m:
+                self.proc.kill()
+                raise AssertionError(f"origin {name} did not start https: {line!r}")
+            self.tls_port = int(m.group(1))
 
     def stats(self):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
@@ -68,7 +79,7 @@ class Origin:
 
     def restart(self):
         """Starts again on the same address and port (after stop())."""
-        self.__init__(self.name, self.host, self.workers, self.port, self.delay_ms)
+        self.__init__(self.name, self.host, self.workers, self.port, self.delay_ms, self.tls)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -125,7 +136,9 @@ class Harrow:
         text = wait_for(lambda: self._started(), 20, "harrow to print its listening lines")
         self.ports = [int(p) for p in
                       re.findall(r"harrow: listening on http://127\.0\.0\.1:(\d+)", text)]
-        self.port = self.ports[0]
+        self.tls_ports = [int(p) for p in
+                          re.findall(r"harrow: listening on https://127\.0\.0\.1:(\d+)", text)]
+        self.port = self.ports[0] if self.ports else None
         self.admin_port = int(re.search(r"harrow: admin on http://127\.0\.0\.1:(\d+)", text).group(1))
 
     def _started(self):
@@ -252,8 +265,8 @@ class HarrowTestCase(unittest.TestCase):
         for o in self._origins:
             o.stop()
 
-    def origin(self, name, host="127.0.0.1", workers=1, delay_ms=None):
-        o = Origin(name, host, workers, delay_ms=delay_ms)
+    def origin(self, name, host="127.0.0.1", workers=1, delay_ms=None, tls=None):
+        o = Origin(name, host, workers, delay_ms=delay_ms, tls=tls)
         self._origins.append(o)
         return o
 

@@ -96,15 +96,17 @@ class Routing(HarrowTestCase):
         self.assertEqual(request(h.port, headers={"Host": "API.example.com"})[1]["x-origin"], "b")
         self.assertEqual(request(h.port, headers={"Host": "other.example.com"})[0], 404)
 
-    def test_https_rewrite_is_refused_until_upstream_tls_exists(self):
+    def test_https_rewrite_goes_to_the_https_port_over_tls(self):
         o = self.origin("o")
         rule = ('<rule name="tls" stopProcessing="true"><match url=".*"/>'
                 '<action type="Rewrite" url="https://f/{R:0}"/></rule>')
-        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])], [rule]))
+        # The server's httpsPort answers plain HTTP, so the handshake cannot succeed.
+        farm = (f'<webFarm name="f"><server address="127.0.0.1"><applicationRequestRouting '
+                f'httpPort="{o.port}" httpsPort="{o.port}"/></server></webFarm>')
+        h = self.harrow(config_xml([farm], [rule]))
         status, _, body = request(h.port)
         self.assertEqual(status, 502)
-        self.assertIn(b"upstream_tls_unavailable", body)
-        self.assertEqual(o.stats()["requests"], 0)
+        self.assertIn(b"upstream_tls", body)
 
 
 class Reload(HarrowTestCase):

@@ -61,6 +61,9 @@ class Reasons(HarrowTestCase):
             farm_xml("none", [("127.0.0.1", self.live.port, 1, False)]),
             farm_xml("reset", [("127.0.0.1", self.reset.port, 1)]),
             farm_xml("garbage", [("127.0.0.1", self.garbage.port, 1)]),
+            # Its httpsPort speaks plain HTTP: the TLS handshake fails.
+            f'<webFarm name="plaintls"><server address="127.0.0.1"><applicationRequestRouting '
+            f'httpPort="{self.live.port}" httpsPort="{self.live.port}"/></server></webFarm>',
         ]
         rules = [rule_xml(name, name, pattern=f"^{name}/.*", syntax="ECMAScript")
                  for name in ["live", "dead", "none", "reset", "garbage"]]
@@ -68,7 +71,7 @@ class Reasons(HarrowTestCase):
         rules.append('<rule name="drop" stopProcessing="true"><match url="^drop"/>'
                      '<action type="AbortRequest"/></rule>')
         rules.append('<rule name="tls" stopProcessing="true"><match url="^tls/(.*)"/>'
-                     '<action type="Rewrite" url="https://live/{R:1}"/></rule>')
+                     '<action type="Rewrite" url="https://plaintls/{R:1}"/></rule>')
         rules.append('<rule name="open" stopProcessing="true"><match url="^open/(.*)"/>'
                      '<action type="Rewrite" url="http://{HTTP_HOST}/{R:1}"/></rule>')
         text = config_xml(farms, rules, harrow='<timeouts clientHeader="00:00:01"/>').replace(
@@ -121,7 +124,7 @@ class Reasons(HarrowTestCase):
         self.assertEqual(request(port, path="/none/")[0], 503)
         self.assert_reason("no_server", 503)
         self.assertEqual(request(port, path="/tls/")[0], 502)
-        self.assert_reason("upstream_tls_unavailable", 502)
+        self.assert_reason("upstream_tls", 502)
         self.assertEqual(request(port, path="/open/", headers={"Host": "127.0.0.1:9"})[0], 502)
         self.assert_reason("proxy_target_unknown", 502)
         # The server's fault.
