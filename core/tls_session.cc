@@ -158,6 +158,8 @@ Session::Status Session::decrypt(InputBuffer& in) {
     int rc = SSL_read_ex(ssl_, room.base, room.len, &got);
     if (rc == 1) {
       in.fill += static_cast<uint32_t>(got);
+      // Everything read is decrypted: skip the call that would only say "want more".
+      if (cipher_in_.unconsumed() == 0 && SSL_has_pending(ssl_) == 0) break;
       continue;
     }
     int err = SSL_get_error(ssl_, rc);
@@ -170,7 +172,6 @@ Session::Status Session::decrypt(InputBuffer& in) {
     }
     break;
   }
-  ERR_clear_error();
   if (send_pending() != 0 && status == Status::Ok) status = Status::Failed;
   cipher_in_.release_if_drained();
   return status;
@@ -211,7 +212,7 @@ int Session::write(const uv_buf_t* bufs, int count) {
     }
   }
   if (!failed) seal(staging, staged);
-  ERR_clear_error();
+  if (failed) ERR_clear_error();
   int rc = send_pending();
   return failed ? UV_EPROTO : rc;
 }
