@@ -2352,6 +2352,19 @@ std::string summarize(const Config& config) {
   for (const ListenConfig& listener : config.listeners) {
     out << "  " << (listener.tls ? "https://" : "http://") << listener.address << "\n";
   }
+  if (!config.certificates.empty()) {
+    out << "certificates (" << config.certificates.size() << "):\n";
+    for (const CertificateConfig& cert : config.certificates) {
+      out << "  " << (cert.host.empty() ? "(no host)" : cert.host) << " " << cert.certificate_file
+          << (cert.is_default ? " (default)" : "") << "\n";
+    }
+  }
+  for (const UpstreamTlsConfig& u : config.upstream_tls) {
+    out << "upstream TLS for " << (u.farm.empty() ? "every farm" : "farm " + u.farm) << ": "
+        << (u.verify_certificate ? "verified against " : "NOT VERIFIED")
+        << (u.verify_certificate ? (u.ca_file.empty() ? "the system CA store" : u.ca_file) : "")
+        << "\n";
+  }
   out << "admin: http://" << config.admin_address << "\n";
   out << "access log: "
       << (config.access_log.path.empty()

@@ -74,7 +74,7 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
     std::string_view url = farm.health_check.url;
     if (url.size() >= 8 && (url.substr(0, 8) == "https://" || url.substr(0, 8) == "HTTPS://")) {
       out.push_back(where + "healthCheck url=\"" + farm.health_check.url +
-                    "\" (https probes need upstream TLS, not built yet: no active probing)");
+                    "\" (https probes are not built yet: no active probing)");
     }
     const config::LoadBalancingConfig& lb = farm.load_balancing;
     if (lb.algorithm == config::Algorithm::RequestHash && !lb.hash_server_variable.empty() &&
