@@ -71,11 +71,6 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
   std::vector<std::string> out;
   for (const config::FarmConfig& farm : config.farms) {
     const std::string where = "farm '" + farm.name + "': ";
-    std::string_view url = farm.health_check.url;
-    if (url.size() >= 8 && (url.substr(0, 8) == "https://" || url.substr(0, 8) == "HTTPS://")) {
-      out.push_back(where + "healthCheck url=\"" + farm.health_check.url +
-                    "\" (https probes are not built yet: no active probing)");
-    }
     const config::LoadBalancingConfig& lb = farm.load_balancing;
     if (lb.algorithm == config::Algorithm::RequestHash && !lb.hash_server_variable.empty() &&
         !RequestHashKey::knows_variable(lb.hash_server_variable)) {

@@ -17,10 +17,13 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-bool split_health_url(const std::string& url, std::string& host_header, std::string& path) {
+bool split_health_url(const std::string& url, std::string& host_header, std::string& path,
+                      bool* https) {
   std::string_view u = url;
-  if (u.size() < 8 || !iequals(u.substr(0, 7), "http://")) return false;
-  u.remove_prefix(7);
+  bool secure = u.size() >= 9 && iequals(u.substr(0, 8), "https://");
+  if (!secure && (u.size() < 8 || !iequals(u.substr(0, 7), "http://"))) return false;
+  if (https != nullptr) *https = secure;
+  u.remove_prefix(secure ? 8 : 7);
   size_t slash = u.find_first_of("/?");
   host_header = std::string(u.substr(0, slash));
   if (host_header.empty()) return false;
@@ -38,7 +41,16 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
   spec.farm = cfg.name;
   spec.pool = cfg.application_pool;
   std::string host, path;
-  spec.policy.active_probing = split_health_url(hc.url, host, path);
+  bool https = false;
+  spec.policy.active_probing = split_health_url(hc.url, host, path, &https);
+  if (https && snapshot->tls_client) {
+    const tls::ClientContexts::Farm& settings = snapshot->tls_client->for_farm(cfg.name);
+    spec.request.tls = snapshot->tls_client;
+    spec.request.tls_ctx = settings.ctx;
+    spec.request.tls_verify = settings.verify;
+  } else if (https) {
+    spec.policy.active_probing = false;
+  }
   spec.policy.fall = std::max<uint32_t>(1, hc.retries);
   spec.policy.rise = std::max<uint32_t>(1, hc.healthy_threshold);
   spec.jitter = hc.jitter_percent / 100.0;
@@ -59,6 +71,11 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
     s.label = ep.label;
     s.resolved = ep.probe_resolved;
     s.probe_address = ep.probe_addr;
+    if (https) {
+      s.tls_name = ep.config->health_check_alternate_host_name.empty()
+                       ? ep.tls_name
+                       : ep.config->health_check_alternate_host_name;
+    }
     if (!ep.config->health_check_alternate_host_name.empty() && !host.empty()) {
       // The alternate host is also what the probe asks for, as ARR does.
       size_t colon = host.rfind(':');

@@ -31,7 +31,9 @@ class HealthService {
 // What a farm's <healthCheck> means for its prober (exposed for tests).
 health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& snapshot, size_t farm);
 
-// Splits an http:// health-check URL into host header and path; false for https or garbage.
-bool split_health_url(const std::string& url, std::string& host_header, std::string& path);
+// Splits an http:// or https:// health-check URL into host header and path (`https` says
+// which, when given); false for anything else.
+bool split_health_url(const std::string& url, std::string& host_header, std::string& path,
+                      bool* https = nullptr);
 
 }  // namespace harrow

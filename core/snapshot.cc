@@ -225,9 +225,13 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
         const std::string& probe_host = server.health_check_alternate_host_name.empty()
                                             ? server.address
                                             : server.health_check_alternate_host_name;
+        bool https_probe = farm.health_check.url.size() > 8 &&
+                           (farm.health_check.url.compare(0, 8, "https://") == 0 ||
+                            farm.health_check.url.compare(0, 8, "HTTPS://") == 0);
         uint16_t probe_port = server.health_check_alternate_port != 0
                                   ? server.health_check_alternate_port
-                                  : server.http_port;
+                              : https_probe ? server.https_port
+                                            : server.http_port;
         ep.probe_resolved = resolve(probe_host, probe_port, ep.probe_addr, error);
         if (!ep.probe_resolved) {
           warnings.push_back("farm '" + farm.name + "': health probes for '" + server.address +

@@ -14,7 +14,6 @@
 #include <mutex>
 
 #include "config/ascii.h"
-#include "core/log.h"
 
 namespace harrow::tls {
 namespace {

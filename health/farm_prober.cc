@@ -144,6 +144,7 @@ struct FarmProber::Impl {
     ProbeRequest request = self.spec.request;
     request.address = s->spec.probe_address;
     if (!s->spec.host_header.empty()) request.host_header = s->spec.host_header;
+    if (!s->spec.tls_name.empty()) request.tls_name = s->spec.tls_name;
     if (!s->spec.resolved) {
       self.apply_probe(
           *s, ProbeResult{ProbeResultKind::ConnectFailed, 0, 0, "address does not resolve"});

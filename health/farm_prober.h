@@ -24,6 +24,7 @@ struct ProbedServer {
   bool resolved = false;             // false: probes fail as connect failures without a connection
   sockaddr_storage probe_address{};  // the server, or its healthCheckAlternate host/port
   std::string host_header;           // per server: healthCheckAlternateHostName may change it
+  std::string tls_name;              // https:// probes: SNI and the certificate's name
 };
 
 // What the workers have seen of each server, summed over workers: cumulative live-traffic

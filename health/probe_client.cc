@@ -11,6 +11,9 @@
 #include <string_view>
 #include <utility>
 
+#include "core/io_buffer.h"
+#include "core/tls_session.h"
+
 namespace harrow::health {
 namespace {
 
@@ -44,6 +47,17 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     std::shared_ptr<Impl> impl;
     bool connected = false;
     bool write_pending = false;
+    // https:// probes: the request goes through `out` into the session; the response is
+    // decrypted into `plain`.
+    std::unique_ptr<OutBatch> out;
+    std::unique_ptr<tls::Session> tls;
+    InputBuffer plain;
+    bool handshaking = false;
+    ~Conn() {
+      tls.reset();
+      out.reset();
+      plain.release();
+    }
   };
 
   explicit Impl(uv_loop_t* loop) : loop_(loop) {
@@ -150,7 +164,66 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       connection_lost(rc);
       return;
     }
+    if (request_.tls_ctx != nullptr) {
+      Conn* c = conn_;
+      c->out = std::make_unique<OutBatch>(stream(), &Impl::on_tls_write);
+      c->tls = tls::Session::connect(request_.tls_ctx, request_.tls_name, request_.tls_verify,
+                                     nullptr, stream(), &Impl::on_tls_write, c->out.get());
+      if (c->tls == nullptr) {
+        complete(make_result(ProbeResultKind::ConnectFailed, 0, UV_EPROTO, "TLS start failed"),
+                 false);
+        return;
+      }
+      c->out->set_filter(c->tls.get());
+      c->handshaking = true;  // the request follows the handshake (tls_read)
+      return;
+    }
     begin_exchange();
+  }
+
+  // Ciphertext arrived on an https:// probe's connection.
+  void tls_read(Conn* c, ssize_t nread) {
+    if (nread < 0 || c->handshaking) {
+      if (nread < 0 && c->handshaking) {
+        complete(make_result(ProbeResultKind::ConnectFailed, 0, static_cast<int>(nread),
+                             "connection closed during the TLS handshake"),
+                 false);
+        return;
+      }
+    }
+    if (nread < 0) {
+      read(nread, nullptr);
+      return;
+    }
+    c->tls->received(static_cast<size_t>(nread));
+    for (;;) {
+      tls::Session::Status status = c->tls->decrypt(c->plain);
+      if (status == tls::Session::Status::Failed) {
+        std::string detail =
+            (c->handshaking ? "TLS handshake failed: " : "TLS error: ") + c->tls->error();
+        complete(make_result(ProbeResultKind::ConnectFailed, 0, UV_EPROTO, std::move(detail)),
+                 false);
+        return;
+      }
+      if (c->handshaking && c->tls->handshake_done()) {
+        c->handshaking = false;
+        begin_exchange();
+        if (current(c) == nullptr) return;
+      }
+      if (c->plain.block != nullptr && c->plain.unconsumed() > 0) {
+        const char* data = c->plain.parse_begin();
+        ssize_t n = static_cast<ssize_t>(c->plain.unconsumed());
+        c->plain.parse_pos = c->plain.fill;
+        read(n, data);
+        if (current(c) == nullptr) return;
+      }
+      if (status == tls::Session::Status::Closed) {
+        read(UV_EOF, nullptr);
+        return;
+      }
+      if (!c->tls->has_buffered()) break;
+    }
+    c->plain.release_if_drained();
   }
 
   void begin_exchange() {
@@ -163,6 +236,16 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     stopped_ = false;
     verdict_.reset();
     reset_body();
+    if (conn_->tls != nullptr) {
+      conn_->out->add_static(request_text_);  // encrypted (copied) at once by the flush
+      int rc = conn_->out->flush();
+      conn_->write_pending = conn_->out->in_flight() > 0;
+      if (rc != 0) {
+        conn_->write_pending = false;
+        connection_lost(rc);
+      }
+      return;
+    }
     uv_buf_t buf = uv_buf_init(request_text_.data(), static_cast<unsigned>(request_text_.size()));
     conn_->write_pending = true;
     int rc = uv_write(&conn_->write_req, stream(), &buf, 1, &Impl::on_write);
@@ -421,12 +504,37 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
 
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* c = static_cast<Conn*>(h->data);
+    if (c->tls != nullptr) {
+      *buf = c->tls->read_buffer();
+      return;
+    }
     *buf = uv_buf_init(c->impl->read_buffer_, sizeof c->impl->read_buffer_);
   }
 
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     auto* c = static_cast<Conn*>(s->data);
-    if (Impl* self = current(c)) self->read(nread, buf->base);
+    Impl* self = current(c);
+    if (self == nullptr || nread == 0) return;
+    if (c->tls != nullptr) {
+      self->tls_read(c, nread);
+      return;
+    }
+    self->read(nread, buf->base);
+  }
+
+  // Writes of an https:// probe's connection (handshake records and the request).
+  static void on_tls_write(uv_write_t* req, int status) {
+    auto* c = static_cast<Conn*>(req->handle->data);
+    write_request_finish(req);
+    c->out->write_done();
+    if (c->out->in_flight() == 0) c->write_pending = false;
+    Impl* self = current(c);
+    if (self == nullptr || status == 0) return;
+    if (self->in_flight_ && !self->pending_) {
+      self->connection_lost(status);
+    } else {
+      self->drop_connection();
+    }
   }
 
   static void on_write(uv_write_t* req, int status) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "core/tls_context.h"
 #include "health/server_health.h"
 #include "health/status_match.h"
 
@@ -27,6 +28,11 @@ struct ProbeRequest {
   Millis timeout{30'000};      // for the whole probe: connect, send, response
   StatusMatcher statuses;      // statusCodeMatch
   std::string response_match;  // case-sensitive substring of the body; empty = not checked
+  // An https:// URL: probed over TLS with these settings (`tls` null: plain HTTP).
+  std::shared_ptr<const tls::ClientContexts> tls;
+  SSL_CTX* tls_ctx = nullptr;  // owned by `tls`
+  bool tls_verify = true;
+  std::string tls_name;  // SNI, and the name the server's certificate must carry
 };
 
 // One server's prober connection, reused across probes while the server keeps it alive.

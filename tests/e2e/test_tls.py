@@ -444,5 +444,37 @@ class UpstreamHttps(HarrowTestCase):
         self.assertEqual((status, len(body)), (200, 4_000_000))
 
 
+class HttpsHealthProbes(HarrowTestCase):
+    def start(self, upstream_tls):
+        o = self.origin("o", tls=CERTS.pem("origin"))
+        health = ('<applicationRequestRouting><healthCheck url="https://origin.test/_origin/headers" '
+                  'interval="00:00:01" timeout="00:00:02" responseMatch="Host: origin.test"/>'
+                  '</applicationRequestRouting>')
+        farm = (f'<webFarm name="secure"><server address="127.0.0.1">'
+                f'<applicationRequestRouting httpPort="{o.port}" httpsPort="{o.tls_port}"/>'
+                f'</server>{health}</webFarm>')
+        rule = ('<rule name="tls" stopProcessing="true"><match url=".*"/>'
+                '<action type="Rewrite" url="https://secure/{R:0}"/></rule>')
+        return o, self.harrow(config_xml([farm], [rule], upstream_tls))
+
+    def probes(self, h, result):
+        m = re.search(rf'harrow_health_probes_total{{farm="secure",[^}}]*result="{result}"}} (\d+)',
+                      h.admin_get("/metrics")[1])
+        return int(m.group(1)) if m else 0
+
+    def test_https_probe_passes_with_a_trusted_certificate(self):
+        o, h = self.start(f'<upstreamTls caFile="{CERTS.ca}"/>')
+        wait_for(lambda: self.probes(h, "pass") >= 2, 10, "passing https probes")
+        self.assertNotIn("unhealthy", h.stderr())
+        # Traffic goes there too, over its own TLS connection.
+        self.assertEqual(request(h.port, path="/?bytes=5")[2], b"abcde")
+
+    def test_https_probe_fails_on_an_untrusted_certificate(self):
+        o, h = self.start(f'<upstreamTls caFile="{CERTS.other_ca}"/>')
+        wait_for(lambda: "-> unhealthy" in h.stderr(), 15, "the server marked unhealthy")
+        self.assertEqual(self.probes(h, "pass"), 0)
+        self.assertIn("certificate verify failed", h.stderr())
+
+
 if __name__ == "__main__":
     unittest.main()
