@@ -509,6 +509,7 @@ void ClientConnection::start_exchange() {
   }
   upstream_tls_ = decision.https;
   if (upstream_tls_ && !snap_->tls_client) {
+    log_detail_ = "no https:// target was in the configuration when it loaded";
     respond_error(Failure::upstream_tls, 0);
     return;
   }

@@ -242,6 +242,37 @@ bool read_file(const std::string& path, std::string& out, std::string& why) {
   return true;
 }
 
+bool has_https(std::string_view text) {
+  for (size_t i = 0; i + 6 <= text.size(); ++i) {
+    if (ascii_lower(text[i]) == 'h' && lower(text.substr(i, 6)) == "https:") return true;
+  }
+  return false;
+}
+
+// Whether any rule, rewrite map or health check of `config` can send traffic over https://.
+bool mentions_https(const config::Config& config) {
+  auto rules = [](const std::vector<config::RuleConfig>& list) {
+    for (const config::RuleConfig& r : list) {
+      if (has_https(r.action_url)) return true;
+    }
+    return false;
+  };
+  if (rules(config.global_rules) || rules(config.distributed_rules)) return true;
+  for (const config::SiteConfig& site : config.sites) {
+    if (rules(site.rules)) return true;
+  }
+  for (const config::RewriteMapConfig& map : config.rewrite_maps) {
+    if (has_https(map.default_value)) return true;
+    for (const auto& entry : map.entries) {
+      if (has_https(entry.second)) return true;
+    }
+  }
+  for (const config::FarmConfig& farm : config.farms) {
+    if (has_https(farm.health_check.url)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string arr_distinguished_name(X509_NAME* name) {
@@ -389,24 +420,16 @@ int ServerContexts::on_ocsp_status(SSL* ssl, void* arg) {
 
 std::shared_ptr<const ClientContexts> ClientContexts::build(
     const config::Config& config, std::vector<config::Diagnostic>& errors) {
+  if (config.upstream_tls.empty() && !mentions_https(config)) return nullptr;
   std::shared_ptr<ClientContexts> out(new ClientContexts);
   // One context per distinct CA file (verification itself is per connection).
   std::unordered_map<std::string, SSL_CTX*> by_ca;
   auto context_for = [&](const config::UpstreamTlsConfig& u) -> SSL_CTX* {
     if (auto it = by_ca.find(u.ca_file); it != by_ca.end()) return it->second;
-    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == nullptr) return nullptr;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_alpn_protos(ctx, kAlpnHttp11, sizeof kAlpnHttp11);
-    // Sessions are kept by the worker per server (core/tls_session.h), not in the context.
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-    int ok = u.ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx)
-                               : SSL_CTX_load_verify_locations(ctx, u.ca_file.c_str(), nullptr);
-    if (ok != 1) {
-      errors.push_back({u.where, "cannot load caFile " + u.ca_file + ": " + openssl_errors()});
-      SSL_CTX_free(ctx);
+    std::string why;
+    SSL_CTX* ctx = new_context(u, why);
+    if (ctx == nullptr) {
+      errors.push_back({u.where, why});
       return nullptr;
     }
     out->owned_.push_back(ctx);
@@ -425,6 +448,35 @@ std::shared_ptr<const ClientContexts> ClientContexts::build(
   }
   if (errors.size() != before) return nullptr;
   return out;
+}
+
+SSL_CTX* ClientContexts::new_context(const config::UpstreamTlsConfig& u, std::string& why) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) {
+    why = "cannot make a TLS context: " + openssl_errors();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_alpn_protos(ctx, kAlpnHttp11, sizeof kAlpnHttp11);
+  // Sessions are kept by the worker per server (ServerSlot), not in the context.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  int ok;
+  if (u.ca_file.empty()) {
+    // The system store, its bundle read now (not by a worker during its first handshake).
+    ok = SSL_CTX_set_default_verify_paths(ctx);
+    SSL_CTX_load_verify_locations(ctx, X509_get_default_cert_file(), nullptr);
+    ERR_clear_error();  // no bundle file: the hashed directory still serves
+  } else {
+    ok = SSL_CTX_load_verify_locations(ctx, u.ca_file.c_str(), nullptr);
+  }
+  if (ok != 1) {
+    why = "cannot load caFile " + u.ca_file + ": " + openssl_errors();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  return ctx;
 }
 
 ClientContexts::~ClientContexts() {

@@ -62,8 +62,10 @@ class ServerContexts {
 // snapshot; null for farms that are never reached over TLS is fine: built lazily for all).
 class ClientContexts {
  public:
-  // Builds one context per distinct (verify, caFile) among the farms; logs loudly for farms
-  // that turn verification off. nullptr with `errors` when a CA file cannot be loaded.
+  // Builds one context per distinct caFile among the farms. nullptr with `errors` when a CA
+  // file cannot be loaded; nullptr without errors when nothing in the configuration can reach
+  // a server over TLS (no <upstreamTls>, no https:// rewrite, map value or health URL): a
+  // context and the system CA store cost milliseconds to load, on every reload.
   static std::shared_ptr<const ClientContexts> build(const config::Config& config,
                                                      std::vector<config::Diagnostic>& errors);
   ~ClientContexts();
@@ -79,6 +81,7 @@ class ClientContexts {
 
  private:
   ClientContexts() = default;
+  static SSL_CTX* new_context(const config::UpstreamTlsConfig& settings, std::string& why);
   std::vector<SSL_CTX*> owned_;
   std::unordered_map<std::string, Farm> farms_;  // lower-case farm name → settings
   Farm global_;
