@@ -236,7 +236,15 @@ void UpstreamConnection::on_read(ssize_t nread) {
     return;
   }
   if (state_ == State::Idle) {
-    // An idle connection has nothing to say: a close, or bytes that break the framing.
+    // An idle connection has nothing to say: a close, or bytes that break the framing. Over
+    // TLS a server may still send handshake messages (TLS 1.3 session tickets): those are fine.
+    if (nread > 0 && tls_ != nullptr) {
+      tls_->received(static_cast<size_t>(nread));
+      if (tls_->decrypt(in_) == tls::Session::Status::Ok && in_.unconsumed() == 0) {
+        in_.release_if_drained();
+        return;
+      }
+    }
     close();
     return;
   }
