@@ -111,7 +111,7 @@ bool init_mac(EVP_MAC_CTX* mac, const unsigned char* key) {
   return EVP_MAC_CTX_set_params(mac, params) == 1;
 }
 
-int on_ticket_key(SSL*, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
+int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
                   EVP_MAC_CTX* mac, int encrypt) {
   TicketKeys::Key key;
   if (encrypt) {
@@ -124,7 +124,10 @@ int on_ticket_key(SSL*, unsigned char key_name[16], unsigned char* iv, EVP_CIPHE
   int found = TicketKeys::instance().find(key_name, key);
   if (found == 0) return 0;  // unknown key: a full handshake
   if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) return -1;
-  return init_mac(mac, key.hmac) ? found : -1;
+  if (!init_mac(mac, key.hmac)) return -1;
+  // TLS 1.3 clients use a ticket once: a resumption must hand out a fresh one (2 = renew), or
+  // every other connection of a client would be a full handshake.
+  return SSL_version(ssl) == TLS1_3_VERSION ? 2 : found;
 }
 
 int on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,

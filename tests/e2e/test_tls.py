@@ -266,6 +266,22 @@ class HttpsListener(HarrowTestCase):
                     reused += s.session_reused
         self.assertEqual(reused, 8)
 
+    def test_tls_1_3_resumption_hands_out_a_fresh_ticket_each_time(self):
+        _, _, port = self.start()
+        ctx = client_context()
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        session = None
+        reused = []
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="a.test", session=session) as s:
+                    s.sendall(b"GET /?bytes=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                    while s.recv(4096):  # the ticket comes before the response
+                        pass
+                    reused.append(s.session_reused)
+                    session = s.session  # a TLS 1.3 ticket is used once: take the new one
+        self.assertEqual(reused, [False, True, True, True])
+
     def test_client_certificate_reaches_the_origin(self):
         _, _, port = self.start(
             f'<tls clientCertificate="optional" clientCaFile="{CERTS.ca}"/>')
