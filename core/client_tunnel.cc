@@ -6,7 +6,6 @@
 
 #include <string_view>
 
-#include "config/ascii.h"
 #include "core/backpressure.h"
 #include "core/client_connection.h"
 #include "core/log.h"
@@ -19,20 +18,6 @@ uint64_t ms_of(config::Millis m) {
   return static_cast<uint64_t>(m.count());
 }
 
-// True if the comma-separated `list` holds `token` (case-insensitive, spaces trimmed).
-bool list_has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    size_t comma = list.find(',');
-    std::string_view item = list.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (iequals(item, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 }  // namespace
 
 bool ClientConnection::is_websocket_upgrade(const MessageHead& head, const llhttp_t* p,
@@ -40,7 +25,7 @@ bool ClientConnection::is_websocket_upgrade(const MessageHead& head, const llhtt
   // RFC 6455 §4.1: a GET over HTTP/1.1 without a body. An upgrade with a body would leave
   // the boundary between the body and the new protocol to guesswork.
   if (p->method != HTTP_GET || p->http_major != 1 || p->http_minor != 1 || has_body) return false;
-  return head.connection_has("upgrade") && list_has_token(head.find("upgrade"), "websocket");
+  return requests_websocket(head);
 }
 
 void ClientConnection::count_websocket_failure() {

@@ -103,6 +103,15 @@ bool MessageHead::is_hop_by_hop(std::string_view name) const {
   return connection_has(name);
 }
 
+bool requests_websocket(const MessageHead& head) {
+  if (!head.connection_has("upgrade")) return false;
+  for (const HeaderField& f : head.fields()) {
+    if (!iequals(f.name, "upgrade")) continue;
+    if (any_token(f.value, [](std::string_view t) { return iequals(t, "websocket"); })) return true;
+  }
+  return false;
+}
+
 HeadWriter& HeadWriter::operator<<(std::string_view s) {
   if (s.empty()) return *this;  // an empty view may carry a null pointer memcpy must not see
   if (static_cast<size_t>(end_ - p_) < s.size()) {

@@ -59,6 +59,10 @@ class MessageHead {
   bool in_value_ = false;
 };
 
+// True if the head asks for a WebSocket upgrade: Connection lists "upgrade" and Upgrade lists
+// "websocket" (RFC 6455 §4.1; tokens case-insensitive, in any position of their lists).
+bool requests_websocket(const MessageHead& head);
+
 // Appends to a fixed buffer; remembers if anything did not fit.
 class HeadWriter {
  public:
