@@ -197,6 +197,8 @@ void UpstreamConnection::on_read(ssize_t nread) {
 void UpstreamConnection::run_parser() {
   const char* begin = in_.parse_begin();
   llhttp_errno_t rc = llhttp_execute(&parser_, begin, in_.unconsumed());
+  // The owner may have given up on the exchange from a callback (a head it cannot forward).
+  if (state_ == State::Closing) return;
   if (rc == HPE_OK) {
     in_.parse_pos = in_.fill;
   } else if (rc == HPE_PAUSED && tunnel_) {
@@ -260,6 +262,7 @@ int UpstreamConnection::on_headers_complete(llhttp_t* p) {
   self->interim_ = status >= 100 && status < 200;
   if (!self->interim_) self->response_started_ = true;
   self->owner_->upstream_head(self->head_, status);
+  if (self->state_ == State::Closing) return HPE_PAUSED;  // the owner let go: parse no further
   // A response to HEAD, a 204 and a 304 have no body whatever their headers say (RFC 9112
   // §6.3); llhttp 8.1 reads a 204's or 304's Content-Length body. Bytes after the head then
   // stay unconsumed, so the connection is not reused.
