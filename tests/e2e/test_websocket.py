@@ -157,6 +157,25 @@ class WebSocket(HarrowTestCase):
         self.assertGreater(row["bytesSent"], sent + 5)
         self.assertGreater(row["bytesReceived"], sent)
 
+    def test_a_pooled_connection_carries_the_upgrade_and_never_returns_to_the_pool(self):
+        self.start()
+        s = self.connect()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, rest = read_head(s)
+        self.assertEqual((status, read_exactly(s, 2, rest)), (200, b"o\n"))
+        pooled = headers["x-origin-connection-id"]
+        t, headers, _ = self.handshake()
+        self.assertEqual(headers["x-origin-connection-id"], pooled)
+        t.sendall(b"BYE\n")
+        self.assertEqual(read_until_close(t), b"BYE\n")
+        t.close()
+        wait_for(lambda: self.server_metric("harrow_server_websocket_current") == 0, 10,
+                 "the tunnel to close")
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, _ = read_head(s)
+        self.assertEqual(status, 200)
+        self.assertNotEqual(headers["x-origin-connection-id"], pooled)
+
     def test_large_transfer_with_a_slow_reader_stays_bounded(self):
         self.start()
         s, _, rest = self.handshake()
