@@ -315,6 +315,7 @@ class WebSocket(HarrowTestCase):
         self.assertEqual(read_until_close(s), b"")
         self.assertEqual(self.h.proc.wait(20), 0)
         self.assertLess(time.monotonic() - start, 15)
+        self.assertEqual(self.h.stop(), 0)
 
 
 if __name__ == "__main__":
