@@ -240,6 +240,19 @@ class WebSocket(HarrowTestCase):
         wait_for(lambda: self.server_metric("harrow_server_websocket_current") == 0, 10,
                  "the tunnel to close")
 
+    def test_origin_reset_ends_the_client_connection(self):
+        self.start()
+        s, _, _ = self.handshake()
+        s.sendall(b"RST\n")
+        try:
+            self.assertEqual(read_until_close(s), b"")
+        except ConnectionResetError:
+            pass  # either way the client learns the tunnel is gone
+        wait_for(lambda: self.server_metric("harrow_server_websocket_current") == 0, 10,
+                 "the tunnel to close")
+        wait_for(lambda: "ended: server" in self.h.stderr(), 10, "the log line")
+        self.assertEqual(self.access_log(1)[0]["status"], 101)
+
     def test_client_half_close_is_carried_to_the_origin(self):
         self.start()
         s, _, _ = self.handshake()

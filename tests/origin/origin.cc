@@ -70,7 +70,8 @@ constexpr const char* kUsage =
     "Special paths: /_origin/stats (JSON counters), /_origin/headers (request as received),\n"
     "  /_origin/ws    a WebSocket upgrade (RFC 6455 handshake) answered 101, then every byte\n"
     "                received is echoed raw; hello=TEXT is sent right behind the 101 head, and\n"
-    "                a read ending in \"BYE\\n\" is echoed and then the origin sends FIN.\n";
+    "                a read ending in \"BYE\\n\" is echoed and then the origin sends FIN;\n"
+    "                one ending in \"RST\\n\" resets the connection instead.\n";
 
 // ---- Tunables ------------------------------------------------------------------------------
 
@@ -1263,6 +1264,10 @@ struct Conn {
   // (update_reading), which bounds the copies in flight.
   void ws_echo(const char* data, size_t len) {
     if (len == 0) return;
+    if (len >= 4 && std::string_view(data + len - 4, 4) == "RST\n") {
+      reset();  // a server that crashes mid-tunnel
+      return;
+    }
     WriteReq* w = worker->alloc_write(len);
     w->copy(data, len);
     submit(w);
