@@ -451,6 +451,37 @@ class UpstreamHttps(HarrowTestCase):
         self.assertRegex(h.stderr(), r"warn: upstream TLS certificate verification is OFF for "
                                      r"farm secure")
 
+    def test_websocket_tunnel_over_tls_on_both_sides(self):
+        o = self.origin("o", tls=CERTS.pem("origin"))
+        farm = (f'<webFarm name="secure"><server address="127.0.0.1">'
+                f'<applicationRequestRouting httpPort="{o.port}" httpsPort="{o.tls_port}"/>'
+                f'</server></webFarm>')
+        rule = ('<rule name="tls" stopProcessing="true"><match url=".*"/>'
+                '<action type="Rewrite" url="https://secure/{R:0}"/></rule>')
+        h = self.harrow(tls_harrow_xml([farm], [rule], f'<upstreamTls caFile="{CERTS.ca}"/>'))
+        ctx = client_context()
+        with socket.create_connection(("127.0.0.1", h.tls_ports[0]), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                s.sendall(b"GET /_origin/ws?hello=HI HTTP/1.1\r\nHost: a.test\r\n"
+                          b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Version: 13\r\n\r\n")
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += s.recv(65536)
+                head, rest = data.split(b"\r\n\r\n", 1)
+                self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+                for message in [b"ping", os.urandom(300_000)]:
+                    s.sendall(message)
+                    got = rest
+                    rest = b""
+                    while len(got) < len(message) + (2 if message == b"ping" else 0):
+                        chunk = s.recv(65536)
+                        self.assertTrue(chunk, "closed mid-echo")
+                        got += chunk
+                    expected = (b"HI" + message) if message == b"ping" else message
+                    self.assertEqual(got, expected)
+
     def test_large_bodies_over_upstream_tls(self):
         o, h = self.start(f'<upstreamTls caFile="{CERTS.ca}"/>')
         payload = os.urandom(2_000_000)
