@@ -196,7 +196,7 @@ void ClientConnection::on_read(ssize_t nread) {
         return;
     }
   }
-  in_.fill += static_cast<uint32_t>(nread);
+  in_.commit(static_cast<size_t>(nread));
   if (phase_ == Phase::Lingering) {
     in_.parse_pos = in_.fill;  // discarded: the response is out, the connection is ending
     return;
@@ -305,7 +305,7 @@ void ClientConnection::on_parser_paused() {
   if (phase_ == Phase::Routing) {
     if (head_rejected_) {
       head_rejected_ = false;
-      uv_timer_stop(&timer_);
+      disarm_timer();
       log_detail_ = rejection_.detail;
       // What follows a refused head (its body, a CONNECT tunnel) is not read as requests.
       close_requested_ = true;
@@ -430,7 +430,7 @@ int ClientConnection::on_message_complete(llhttp_t* p) {
 // ---------------------------------------------------------------- the exchange
 
 void ClientConnection::start_exchange() {
-  uv_timer_stop(&timer_);
+  disarm_timer();
   WorkerMetrics& metrics = worker_->mutable_metrics();
   metrics.requests.add();
   metrics.listeners[listener_->index].requests.add();
@@ -1143,7 +1143,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
   if (c->upstream_paused_ && c->upstream_ != nullptr &&
       uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
     c->upstream_paused_ = false;
-    uv_timer_stop(&c->timer_);
+    c->disarm_timer();
     c->upstream_->resume_reading();
   }
 }
@@ -1151,7 +1151,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
 void ClientConnection::close_after_flush() {
   if (closing_after_flush_ || phase_ == Phase::Closed) return;
   closing_after_flush_ = true;
-  uv_timer_stop(&timer_);
+  disarm_timer();
   shutdown_req_.data = this;
   // uv_shutdown waits for queued writes, then sends FIN.
   if (uv_shutdown(&shutdown_req_, stream(), &ClientConnection::on_shutdown) != 0) close();
@@ -1178,12 +1178,34 @@ void ClientConnection::begin_linger() {
   arm_timer(kLingerMs);
 }
 
+// Every request arms the timeout a few times (head, keep-alive) and disarms it in between:
+// that only stores the deadline. libuv's timer moves only when a deadline comes earlier than
+// the one it is set for; when it fires before the current deadline it is set again for the
+// rest, so the timeout still ends exactly at its deadline.
 void ClientConnection::arm_timer(uint64_t ms) {
-  uv_timer_start(&timer_, &ClientConnection::on_timer, ms, 0);
+  uint64_t now = uv_now(worker_->loop());
+  timer_deadline_ = now + ms;
+  timer_armed_ = true;
+  if (timer_due_ == 0 || timer_deadline_ < timer_due_) {
+    uv_timer_start(&timer_, &ClientConnection::on_timer, ms, 0);
+    timer_due_ = timer_deadline_;
+  }
+}
+
+void ClientConnection::disarm_timer() {
+  timer_armed_ = false;  // libuv's timer, if set, finds nothing to do when it fires
 }
 
 void ClientConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConnection*>(t->data);
+  c->timer_due_ = 0;
+  if (!c->timer_armed_) return;
+  uint64_t now = uv_now(c->worker_->loop());
+  if (now < c->timer_deadline_) {
+    c->arm_timer(c->timer_deadline_ - now);
+    return;
+  }
+  c->timer_armed_ = false;
   switch (c->phase_) {
     case Phase::ReadingHead:
       c->respond_error(Failure::client_header_timeout, 0);

@@ -109,6 +109,7 @@ class ClientConnection final : public UpstreamEvents {
   void pause_reading();
   void resume_reading();
   void arm_timer(uint64_t ms);
+  void disarm_timer();
   void close_after_flush();
   void begin_linger();
   void close();
@@ -145,6 +146,9 @@ class ClientConnection final : public UpstreamEvents {
   Phase phase_ = Phase::Idle;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
+  uint64_t timer_deadline_ = 0;  // loop time the armed timeout ends at
+  uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
+  bool timer_armed_ = false;
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
   // Vouches for bytes before llhttp sees them; `framer_ahead_` of the unconsumed input have

@@ -93,6 +93,7 @@ class UpstreamConnection {
   void on_read(ssize_t nread);
   void run_parser();
   void arm_timer(uint64_t ms);
+  void disarm_timer();
 
   static void on_connect(uv_connect_t* req, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -117,6 +118,9 @@ class UpstreamConnection {
   UpstreamEvents* owner_ = nullptr;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
+  uint64_t timer_deadline_ = 0;  // loop time the armed timeout ends at
+  uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
+  bool timer_armed_ = false;
   uv_connect_t connect_req_{};
   llhttp_t parser_{};
   InputBuffer in_;
