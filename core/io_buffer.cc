@@ -197,8 +197,8 @@ void OutBatch::make_room(int bufs, int scratch, IoBlock* block) {
         if (req_->blocks[i] == block) block_fits = true;
       }
     }
-    if (count_ + bufs <= WriteRequest::kMaxBufs && req_->scratch_used + scratch <= WriteRequest::kScratch &&
-        block_fits) {
+    if (count_ + bufs <= WriteRequest::kMaxBufs &&
+        req_->scratch_used + scratch <= WriteRequest::kScratch && block_fits) {
       return;
     }
     flush();
@@ -216,7 +216,8 @@ void OutBatch::add(IoBlock* block, const char* data, size_t len) {
 
 void OutBatch::add_static(std::string_view text) {
   make_room(1, 0, nullptr);
-  req_->bufs[count_++] = uv_buf_init(const_cast<char*>(text.data()), static_cast<unsigned>(text.size()));
+  req_->bufs[count_++] =
+      uv_buf_init(const_cast<char*>(text.data()), static_cast<unsigned>(text.size()));
   total_bytes_ += text.size();
 }
 

@@ -21,7 +21,7 @@
 namespace harrow {
 
 struct IoBlock {
-  static constexpr uint32_t kCapacity = 64 * 1024;     // a large block
+  static constexpr uint32_t kCapacity = 64 * 1024;      // a large block
   static constexpr uint32_t kSmallCapacity = 4 * 1024;  // a small block
   uint32_t refs;
   uint32_t capacity;  // kCapacity or kSmallCapacity
