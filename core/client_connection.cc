@@ -786,7 +786,10 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     // Rules see, and override, what reverseRewriteHostInResponseHeaders already rewrote.
     outbound_replace_.assign(response.replace.begin(), response.replace.end());
     outbound_add_.assign(response.add.begin(), response.add.end());
-    for (const auto& [name, value] : decision.set_headers) {
+    for (const auto& set : decision.set_headers) {
+      // Named, not a structured binding: clang 14 (the fuzz build) cannot capture those.
+      const std::string_view name = set.first;
+      const std::string_view value = set.second;
       std::vector<HeaderField>& into = head.has(name) ? outbound_replace_ : outbound_add_;
       auto same = std::find_if(into.begin(), into.end(),
                                [&](const HeaderField& f) { return iequals(f.name, name); });
