@@ -130,15 +130,6 @@ void ClientConnection::start() {
     }
     peer_port_ = port;
   }
-  sockaddr_storage local{};
-  len = sizeof local;
-  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
-    if (local.ss_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), local_ip_, sizeof local_ip_);
-    } else {
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
-    }
-  }
   const config::LimitsConfig& limits = worker_->config().limits;
   if (limits.max_connections_per_client != 0) {
     if (!worker_->client_ip_opened(peer_ip_, limits.max_connections_per_client)) {
@@ -380,6 +371,7 @@ int ClientConnection::on_headers_complete(llhttp_t* p) {
   c->head_.finish();
   c->head_request_ = p->method == HTTP_HEAD;
   c->client_keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  c->client_said_close_ = !c->client_keep_alive_;
   c->request_chunked_ = (p->flags & F_CHUNKED) != 0;
   c->request_has_body_ = c->request_chunked_ || p->content_length > 0;
   c->phase_ = Phase::Routing;
@@ -979,6 +971,15 @@ void ClientConnection::finish_exchange() {
   phase_ = Phase::Idle;
   served_ = true;
   if (close_requested_) {
+    // The client said this was its last request, all of it was read and the response is
+    // wholly in the kernel: nothing can arrive that a close would answer with a reset, so
+    // close now instead of a shutdown and a lingering read for the client's FIN.
+    if (client_said_close_ && !failed_ && request_done_ &&
+        (in_.block == nullptr || in_.unconsumed() == 0) &&
+        uv_stream_get_write_queue_size(stream()) == 0) {
+      close();
+      return;
+    }
     close_after_flush();
     return;
   }
@@ -1083,13 +1084,28 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
       log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
 }
 
+const char* ClientConnection::local_ip() {
+  // Only the access log needs it: asked for then, not for every accepted connection.
+  if (local_ip_[0] != '\0') return local_ip_;
+  sockaddr_storage local{};
+  int len = sizeof local;
+  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+    if (local.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), local_ip_, sizeof local_ip_);
+    } else {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
+    }
+  }
+  return local_ip_;
+}
+
 void ClientConnection::log_access() {
   if (!request_begun_ || access_logged_) return;
   access_logged_ = true;
   AccessLogBuffer& log = worker_->access_log();
   if (!log.enabled()) return;
   AccessLogEntry e;
-  e.server_ip = local_ip_;
+  e.server_ip = local_ip();
   e.client_ip = peer_ip_;
   e.client_port = peer_port_;
   e.server_port = local_port_;

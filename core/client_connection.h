@@ -119,6 +119,8 @@ class ClientConnection final : public UpstreamEvents {
   bool fail_over(Failure failure, int uv_status);
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
+  // The address the client connected to (looked up on first use).
+  const char* local_ip();
   void release_upstream(bool reusable);
   void resume_parser();
 
@@ -162,7 +164,7 @@ class ClientConnection final : public UpstreamEvents {
   MessageHead head_;
   OutBatch out_;
   char peer_ip_[64] = {0};
-  char local_ip_[64] = {0};  // the address the client connected to (access log s-ip)
+  char local_ip_[64] = {0};  // see local_ip(); empty until asked for
   char peer_[80] = {0};      // "ip:port" as X-Forwarded-For carries it
   int open_handles_ = 0;
   bool reading_ = false;
@@ -192,6 +194,7 @@ class ClientConnection final : public UpstreamEvents {
   bool head_too_large_ = false;
   bool head_request_ = false;
   bool client_keep_alive_ = true;
+  bool client_said_close_ = false;  // the request's own framing ends the connection
   bool request_chunked_ = false;
   bool request_has_body_ = false;
   bool upstream_reused_ = false;
