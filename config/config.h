@@ -274,6 +274,8 @@ struct TimeoutsConfig {
   Millis upstream_idle{60'000};       // pooled idle upstream connection
   Millis shutdown{30'000};            // SIGTERM: how long in-flight requests may finish
   Millis client_send{60'000};  // a client that reads none of its response for this long is dropped
+  Millis client_body{30'000};  // a request body that stalls this long (no byte) gets 408
+  Millis websocket_idle{15 * 60'000};  // a WebSocket tunnel with no byte either way is closed
 };
 
 // <harrow user group allowRunAsRoot stateFile>: who Harrow becomes when started as root

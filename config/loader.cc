@@ -729,6 +729,7 @@ constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("connect", 1, kDay),         timespan_attr("clientHeader", 1, kDay),
     timespan_attr("clientKeepAlive", 0, kDay), timespan_attr("upstreamIdle", 0, kDay),
     timespan_attr("shutdown", 0, kDay),        timespan_attr("clientSend", 1, kDay),
+    timespan_attr("clientBody", 1, kDay),      timespan_attr("webSocketIdle", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kAdmin, &kAccessLog, &kLimits,
@@ -2092,6 +2093,8 @@ class ConfigReader {
     read_value(timeouts, "upstreamIdle", config_.timeouts.upstream_idle);
     read_value(timeouts, "shutdown", config_.timeouts.shutdown);
     read_value(timeouts, "clientSend", config_.timeouts.client_send);
+    read_value(timeouts, "clientBody", config_.timeouts.client_body);
+    read_value(timeouts, "webSocketIdle", config_.timeouts.websocket_idle);
   }
 
   static std::string line_column(const SourceLocation& where) {

@@ -241,6 +241,15 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
       {"harrow_server_affinity_assigned_total", "counter",
        "Affinity cookies set for this server: a client's first visit, or its server was gone.",
        [](const ServerMetrics& m) { return m.affinity_assigned.get(); }},
+      {"harrow_server_websocket_requests_total", "counter",
+       "WebSocket upgrade requests sent to the server (ARR's totalWebSocketRequests).",
+       [](const ServerMetrics& m) { return m.websocket_requests.get(); }},
+      {"harrow_server_websocket_current", "gauge",
+       "WebSocket tunnels open to the server now (ARR's currentWebSocketRequests).",
+       [](const ServerMetrics& m) { return m.websocket_current.get(); }},
+      {"harrow_server_websocket_failures_total", "counter",
+       "WebSocket upgrades that failed with a 502 (ARR's failedWebSocketRequests, its 502.5).",
+       [](const ServerMetrics& m) { return m.websocket_failures.get(); }},
   };
   // Label sets are built once per scrape, not once per family.
   std::vector<std::vector<std::string>> server_labels(snap.farms.size());
@@ -287,6 +296,20 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
       for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
         o << fam.name << "{" << labels(f, i) << "} " << sum_server(snap, f, i, fam.get) << "\n";
       }
+    }
+  }
+  family("harrow_server_websocket_bytes_total", "counter",
+         "Bytes carried through WebSocket tunnels: sent to the server, received from it.");
+  for (size_t f = 0; f < snap.farms.size(); ++f) {
+    for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
+      o << "harrow_server_websocket_bytes_total{" << labels(f, i) << ",direction=\"sent\"} "
+        << sum_server(snap, f, i,
+                      [](const ServerMetrics& m) { return m.websocket_bytes_to_server.get(); })
+        << "\n";
+      o << "harrow_server_websocket_bytes_total{" << labels(f, i) << ",direction=\"received\"} "
+        << sum_server(snap, f, i,
+                      [](const ServerMetrics& m) { return m.websocket_bytes_from_server.get(); })
+        << "\n";
     }
   }
   // Per-server latency histograms (buckets 100 µs … 60 s), summed over workers.
@@ -423,7 +446,19 @@ std::string render_farms_json(const Snapshot& snap, const StatusHistory* history
         << ",\"bytesSent\":"
         << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_to_server.get(); })
         << ",\"bytesReceived\":"
-        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); });
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.bytes_from_server.get(); })
+        << ",\"totalWebSocketRequests\":"
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.websocket_requests.get(); })
+        << ",\"currentWebSocketRequests\":"
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.websocket_current.get(); })
+        << ",\"failedWebSocketRequests\":"
+        << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.websocket_failures.get(); })
+        << ",\"webSocketBytesSent\":"
+        << sum_server(snap, f, i,
+                      [](const ServerMetrics& m) { return m.websocket_bytes_to_server.get(); })
+        << ",\"webSocketBytesReceived\":" << sum_server(snap, f, i, [](const ServerMetrics& m) {
+             return m.websocket_bytes_from_server.get();
+           });
       // ARR's requestPerSecond (over the last 5 s sample) and responseTime (mean, ms).
       double rps = 0;
       if (history != nullptr) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/backpressure.h"
 #include "core/log.h"
 #include "core/router.h"
 #include "core/worker.h"
@@ -14,10 +15,8 @@
 namespace harrow {
 namespace {
 
-// Stop reading a side when the other side's unsent bytes pass the high mark; start again
-// below the low mark. Bounds memory per exchange whatever the body size.
-constexpr size_t kHighWater = 1024 * 1024;
-constexpr size_t kLowWater = 256 * 1024;
+constexpr size_t kHighWater = kWriteHighWater;
+constexpr size_t kLowWater = kWriteLowWater;
 constexpr uint64_t kLingerMs = 2000;
 // At a stop, how long a connection accepted just before it may take to send its first request.
 constexpr uint64_t kFirstRequestGraceMs = 1000;
@@ -172,6 +171,10 @@ void ClientConnection::on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t*
 
 void ClientConnection::on_read(ssize_t nread) {
   if (phase_ == Phase::Closed || nread == 0) return;
+  if (phase_ == Phase::Tunnel) {
+    tunnel_client_read(nread);
+    return;
+  }
   if (nread == UV_ENOBUFS) {
     pause_reading();  // a paused parser's bytes fill the buffer; reading resumes with it
     return;
@@ -194,6 +197,7 @@ void ClientConnection::on_read(ssize_t nread) {
     return;
   }
   if (upstream_ != nullptr) upstream_->touch();
+  body_activity_ms_ = uv_now(worker_->loop());
   run_parser();
 }
 
@@ -383,8 +387,16 @@ int ClientConnection::on_headers_complete(llhttp_t* p) {
 void ClientConnection::check_head(llhttp_t* p) {
   bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
   framer_.begin_body(request_chunked_, has_length ? p->content_length : 0);
-  // An upgrade is not proxied yet: answer this request, then close rather than read on.
-  if (head_.has("upgrade")) client_keep_alive_ = false;
+  // An upgrade request ends HTTP on this connection whatever the answer: a 101 makes it a
+  // tunnel, anything else is answered and the connection closed rather than read on (the client
+  // may already be sending the new protocol). Only WebSocket is forwarded as an upgrade;
+  // another protocol (h2c, …) loses its Upgrade header like any hop-by-hop field, as with nginx
+  // and HAProxy, and the server answers the plain request.
+  websocket_ = false;
+  if (head_.has("upgrade")) {
+    client_keep_alive_ = false;
+    websocket_ = is_websocket_upgrade(head_, p, request_has_body_);
+  }
   ParsedRequest req;
   req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
   req.head = &head_;
@@ -544,6 +556,7 @@ bool ClientConnection::use_server(size_t server) {
   in_flight_counted_ = true;
   balancer_ = worker_->farm(farm_).balancer;
   balancer_->on_start(server_);
+  if (websocket_) server_metrics_->websocket_requests.add();
   if (UpstreamConnection* idle = worker_->take_idle(farm_, server_)) {
     upstream_ = idle;
     upstream_reused_ = true;
@@ -620,6 +633,10 @@ void ClientConnection::send_request_head() {
   request.host = host;
   request.chunked_body = request_chunked_;
   request.keep_alive = protocol.keep_alive;
+  if (websocket_) {
+    request.upgrade = "websocket";
+    upstream_->expect_upgrade();
+  }
   request.forwarded_for_name = protocol.x_forwarded_for_header_name;
   request.forwarded_for_value =
       protocol.include_port_in_x_forwarded_for ? std::string_view(peer_) : peer_ip_;
@@ -640,6 +657,10 @@ void ClientConnection::send_request_head() {
   if (phase_ == Phase::Routing) {
     // First attempt: the body (if any) follows the head as the parser resumes.
     phase_ = Phase::Exchange;
+    if (request_has_body_) {
+      body_activity_ms_ = uv_now(worker_->loop());
+      arm_timer(ms(worker_->config().timeouts.client_body));
+    }
     resume_parser();
   }
   if (upstream_->out().flush() != 0)
@@ -659,7 +680,9 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   response.status = status;
   response.reason = head.target();
   response.head = &head;
-  if (status < 200) {
+  // Only an upgrade Harrow forwarded gets a 101 this far (upstream_connection.cc).
+  bool switching = status == 101;
+  if (status < 200 && !switching) {
     // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
     if (client_http11) {
       write_client_response(response, writer);
@@ -672,11 +695,11 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   uint64_t first_byte_us = (uv_hrtime() - exchange_started_ns_) / 1000;
   server_metrics_->first_byte_time.observe(first_byte_us);
   header_ms_ = static_cast<int64_t>(first_byte_us / 1000);
-  bool no_body = head_request_ || status == 204 || status == 304;
+  bool no_body = head_request_ || status == 204 || status == 304 || switching;
   bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
   if (no_body || upstream_length) {
     // A 204 must not carry Content-Length (RFC 9110 §8.6); a 304 or HEAD's is metadata.
-    response.keep_content_length = status != 204;
+    response.keep_content_length = status != 204 && !switching;
   } else if (client_http11) {
     response_chunked_ = true;
     response.chunked = true;
@@ -690,6 +713,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   if (!client_keep_alive_ || !request_done_ || worker_->stopping()) close_requested_ = true;
   response.close = close_requested_;
   response.http10_keep_alive = !client_http11 && !close_requested_;
+  if (switching) response.upgrade = head.find("upgrade");
   const FarmRuntime& farm = snap_->farms[farm_];
   if (farm.live_failure_codes.matches(status)) server_metrics_->live_failures.add();
   if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
@@ -737,6 +761,12 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   block_unref(block);
   status_ = status;
   sent_status_ = status;
+  if (switching) {
+    // The head goes out with this read's flush; upstream_read_end() opens the tunnel.
+    phase_ = Phase::Tunnel;
+    tunnel_opening_ = true;
+    response_done_ = true;
+  }
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
@@ -845,6 +875,10 @@ void ClientConnection::send_owned(std::string_view bytes) {
 }
 
 void ClientConnection::upstream_read_end() {
+  if (phase_ == Phase::Tunnel) {
+    tunnel_upstream_read_end();
+    return;
+  }
   if (out_.flush() != 0) return;  // the client is gone; its read side will notice
   if (upstream_ != nullptr && !upstream_paused_ &&
       uv_stream_get_write_queue_size(stream()) > kHighWater) {
@@ -906,6 +940,7 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   server_metrics_->failures[static_cast<int>(failure)].add();
   server_metrics_->live_failures.add();
   server_metrics_->retries.add();
+  count_websocket_failure();
   end_in_flight();
   // The client's cookie names the server that failed: pin it to the one that answers.
   if (snap_->farms[farm_].affinity_index != nullptr) set_affinity_cookie_ = true;
@@ -917,6 +952,14 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
 void ClientConnection::upstream_failed(Failure failure, int uv_status) {
   upstream_ = nullptr;  // it closed itself
   if (phase_ == Phase::Closed) return;
+  if (phase_ == Phase::Tunnel) {
+    // The server reset a tunnel: the 101 is long out, so the client's connection just ends.
+    log_line(LogLevel::Info, "websocket tunnel log_id=%s client=%s ended: server %s", log_id_,
+             peer_,
+             uv_status != 0 ? uv_err_name(uv_status) : std::string(failure_token(failure)).c_str());
+    close();
+    return;
+  }
   if (fail_over(failure, uv_status)) return;
   bool stale_keep_alive =
       upstream_reused_ && !response_head_sent_ && !request_has_body_ &&
@@ -937,6 +980,10 @@ void ClientConnection::upstream_failed(Failure failure, int uv_status) {
 }
 
 void ClientConnection::upstream_write_done() {
+  if (phase_ == Phase::Tunnel) {
+    tunnel_upstream_write_done();
+    return;
+  }
   check_upstream_backpressure();
 }
 
@@ -997,6 +1044,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   if (server_metrics_ != nullptr && in_flight_counted_) {
     server_metrics_->failures[static_cast<int>(failure)].add();
     if (is_server_fault(failure)) server_metrics_->live_failures.add();
+    count_websocket_failure();
   }
   release_upstream(false);
   int status = failure_status(failure);
@@ -1154,6 +1202,10 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
   write_request_finish(req);
   c->out_.write_done();
   if (c->phase_ == Phase::Closed) return;
+  if (c->phase_ == Phase::Tunnel && status >= 0) {
+    c->tunnel_client_write_done();
+    return;
+  }
   if (status < 0) {
     if (c->phase_ == Phase::Exchange || c->phase_ == Phase::Routing) {
       c->abort_exchange(Failure::client_aborted, status);
@@ -1166,6 +1218,9 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
       uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
     c->upstream_paused_ = false;
     c->disarm_timer();
+    if (!c->request_done_ && c->request_has_body_) {
+      c->arm_timer(ms(c->worker_->config().timeouts.client_body));  // the body still streams
+    }
     c->upstream_->resume_reading();
   }
 }
@@ -1182,6 +1237,10 @@ void ClientConnection::close_after_flush() {
 void ClientConnection::on_shutdown(uv_shutdown_t* req, int status) {
   auto* c = static_cast<ClientConnection*>(req->data);
   if (c->phase_ == Phase::Closed) return;
+  if (c->phase_ == Phase::Tunnel) {
+    c->tunnel_client_shutdown_done(status);
+    return;
+  }
   if (status != 0) {
     c->close();
     return;
@@ -1243,11 +1302,32 @@ void ClientConnection::on_timer(uv_timer_t* t) {
       c->close();
       return;
     case Phase::Exchange:
-      if (c->upstream_paused_) c->abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
+      if (c->upstream_paused_) {
+        c->abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
+      } else if (!c->request_done_ && c->request_has_body_) {
+        c->check_body_timeout();
+      }
+      return;
+    case Phase::Tunnel:
+      c->tunnel_on_timer();
       return;
     default:
       return;
   }
+}
+
+void ClientConnection::check_body_timeout() {
+  // The deadline moves with every read; only the timer's firing checks it.
+  uint64_t timeout = ms(worker_->config().timeouts.client_body);
+  uint64_t idle = uv_now(worker_->loop()) - body_activity_ms_;
+  if (idle < timeout) {
+    arm_timer(timeout - idle);
+    return;
+  }
+  log_detail_ = "no request body byte within clientBody";
+  // respond_error() closes the server's connection (it saw part of a body) and answers 408,
+  // or only ends the client's connection if the response has begun.
+  respond_error(Failure::client_body_timeout, 0);
 }
 
 void ClientConnection::shutdown_when_idle() {
@@ -1270,6 +1350,7 @@ void ClientConnection::force_close() {
 void ClientConnection::close() {
   if (phase_ == Phase::Closed) return;
   if (phase_ != Phase::Idle && phase_ != Phase::Lingering) log_access();
+  if (phase_ == Phase::Tunnel) tunnel_closed();
   release_upstream(false);
   phase_ = Phase::Closed;
   out_.clear();

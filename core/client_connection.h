@@ -52,6 +52,9 @@ class ClientConnection final : public UpstreamEvents {
   void upstream_complete(bool reusable) override;
   void upstream_failed(Failure failure, int uv_status) override;
   void upstream_write_done() override;
+  void upstream_tunnel_bytes(IoBlock* block, const char* data, size_t len) override;
+  void upstream_tunnel_eof() override;
+  void upstream_tunnel_shut() override;
 
  private:
   enum class Phase {
@@ -60,6 +63,7 @@ class ClientConnection final : public UpstreamEvents {
     Routing,      // head parsed, choosing a server / connecting
     Exchange,     // request forwarded (body may still stream), response awaited or streaming
     Lingering,    // response sent, connection half-closed, draining what the client still sends
+    Tunnel,       // a 101 to a WebSocket upgrade: bytes pass both ways untouched (client_tunnel.cc)
     Closed,
   };
 
@@ -106,6 +110,28 @@ class ClientConnection final : public UpstreamEvents {
                      std::string_view body);
   void log_failure(Failure failure, int uv_status);
   void check_upstream_backpressure();
+  // The request body has not moved for clientBody: 408, or the end if the response has begun.
+  void check_body_timeout();
+
+  // WebSocket tunnel (client_tunnel.cc). A GET/1.1 with "Connection: upgrade" and
+  // "Upgrade: websocket" and no body is forwarded as an upgrade; a 101 answer switches both
+  // connections to a byte tunnel that ends when both sides have finished sending (each side's
+  // EOF shuts the other's write side), on an error, or after webSocketIdle with no byte.
+  static bool is_websocket_upgrade(const MessageHead& head, const llhttp_t* p, bool has_body);
+  // From upstream_read_end() after the 101 head: counts the tunnel, forwards what the client
+  // sent behind its request head, and starts reading raw bytes.
+  void open_tunnel();
+  void tunnel_client_read(ssize_t nread);
+  void tunnel_forward_to_upstream(const char* data, size_t len);
+  void tunnel_upstream_read_end();
+  void tunnel_client_write_done();
+  void tunnel_upstream_write_done();
+  void tunnel_client_shutdown_done(int status);
+  void tunnel_on_timer();
+  // Ends the tunnel's accounting (from close()).
+  void tunnel_closed();
+  // An upgrade that did not become a tunnel because Harrow or the server failed (ARR's 502.5).
+  void count_websocket_failure();
   void pause_reading();
   void resume_reading();
   void arm_timer(uint64_t ms);
@@ -238,7 +264,18 @@ class ClientConnection final : public UpstreamEvents {
   std::string html_out_;
   std::string hash_buffer_;  // RequestHash key, reused between requests
   int site_ = -1;
-  std::string_view site_name_;  // the request's IIS site (points into snap_'s config)
+  std::string_view site_name_;     // the request's IIS site (points into snap_'s config)
+  uint64_t body_activity_ms_ = 0;  // last read while a request body streams (clientBody)
+
+  // WebSocket.
+  bool websocket_ = false;          // the request is a WebSocket upgrade
+  bool tunnel_opening_ = false;     // the 101 head is queued; open_tunnel() comes next
+  bool tunnel_counted_ = false;     // counted in the server's websocket_current
+  bool tunnel_client_eof_ = false;  // the client finished sending
+  bool tunnel_upstream_eof_ = false;
+  bool tunnel_client_shut_ = false;  // FIN sent to the client (after the server's EOF)
+  bool tunnel_upstream_shut_ = false;
+  uint64_t tunnel_activity_ms_ = 0;  // last byte read or written either way
 };
 
 }  // namespace harrow

@@ -22,7 +22,7 @@ namespace harrow {
   X(overloaded, 503, "the worker is at its connection limit (maxConnections)")                   \
   X(client_connection_limit, 503, "the client IP holds maxConnectionsPerClient already")         \
   X(client_header_timeout, 408, "the request head did not arrive in time")                       \
-  X(client_body_timeout, 408, "the request body stalled")                                        \
+  X(client_body_timeout, 408, "the request body stalled (clientBody)")                           \
   X(client_aborted, 0, "the client closed the connection before the response was complete")      \
   X(client_send_timeout, 0, "the client stopped reading the response")                           \
   X(invalid_hostname, 400,                                                                       \

@@ -103,6 +103,15 @@ bool MessageHead::is_hop_by_hop(std::string_view name) const {
   return connection_has(name);
 }
 
+bool requests_websocket(const MessageHead& head) {
+  if (!head.connection_has("upgrade")) return false;
+  for (const HeaderField& f : head.fields()) {
+    if (!iequals(f.name, "upgrade")) continue;
+    if (any_token(f.value, [](std::string_view t) { return iequals(t, "websocket"); })) return true;
+  }
+  return false;
+}
+
 HeadWriter& HeadWriter::operator<<(std::string_view s) {
   if (s.empty()) return *this;  // an empty view may carry a null pointer memcpy must not see
   if (static_cast<size_t>(end_ - p_) < s.size()) {
@@ -159,7 +168,11 @@ void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
     if (!iequals(f.name, "host")) out.field(f.name, f.value);  // Host comes from req.host
   }
   if (req.chunked_body) out << "Transfer-Encoding: chunked\r\n";
-  if (!req.keep_alive) out << "Connection: close\r\n";
+  if (!req.upgrade.empty()) {
+    out << "Upgrade: " << req.upgrade << "\r\nConnection: Upgrade\r\n";
+  } else if (!req.keep_alive) {
+    out << "Connection: close\r\n";
+  }
   out << "\r\n";
 }
 
@@ -183,7 +196,9 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
   for (const HeaderField& f : resp.add) out.field(f.name, f.value);
   if (!resp.powered_by.empty()) out.field("X-Powered-By", resp.powered_by);
   if (resp.chunked) out << "Transfer-Encoding: chunked\r\n";
-  if (resp.close) {
+  if (!resp.upgrade.empty()) {
+    out << "Upgrade: " << resp.upgrade << "\r\nConnection: Upgrade\r\n";
+  } else if (resp.close) {
     out << "Connection: close\r\n";
   } else if (resp.http10_keep_alive) {
     out << "Connection: keep-alive\r\n";

@@ -59,6 +59,10 @@ class MessageHead {
   bool in_value_ = false;
 };
 
+// True if the head asks for a WebSocket upgrade: Connection lists "upgrade" and Upgrade lists
+// "websocket" (RFC 6455 §4.1; tokens case-insensitive, in any position of their lists).
+bool requests_websocket(const MessageHead& head);
+
 // Appends to a fixed buffer; remembers if anything did not fit.
 class HeadWriter {
  public:
@@ -86,6 +90,9 @@ struct UpstreamRequest {
   std::string_view host;              // the Host to send
   bool chunked_body = false;          // the body goes upstream chunked (client sent it chunked)
   bool keep_alive = true;
+  // A WebSocket upgrade: "Upgrade: <this>" and "Connection: Upgrade" go upstream (the client's
+  // own are hop-by-hop and dropped with the rest).
+  std::string_view upgrade;
   std::string_view forwarded_for_name;   // empty = do not add
   std::string_view forwarded_for_value;  // "ip:port" or "ip"
   // Headers Harrow sets (ARR's Max-Forwards, X-ARR-LOG-ID, …) and headers the rules set; each
@@ -106,6 +113,7 @@ struct ClientResponse {
   bool keep_content_length = true;    // pass the upstream Content-Length through
   bool close = false;                 // Connection: close
   bool http10_keep_alive = false;     // "Connection: keep-alive" for an HTTP/1.0 client
+  std::string_view upgrade;           // a 101: "Upgrade: <this>" and "Connection: Upgrade"
   std::string_view powered_by;  // X-Powered-By value to add (ARR's arrResponseHeader), or empty
   // Upstream fields to send with a different value (reverse-rewritten Location, …).
   std::span<const HeaderField> replace;

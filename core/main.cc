@@ -60,13 +60,15 @@ struct Process {
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
   uv_timer_t history_timer{};
   uv_timer_t state_timer{};
-  std::string state_written;  // the state file's content as last written
-  std::string state_error;    // the last write error, logged once
+  uv_timer_t stop_wait_timer{};  // after a stop: ends the loop once every worker has finished
+  std::string state_written;     // the state file's content as last written
+  std::string state_error;       // the last write error, logged once
   StatusHistory history;
   Counter reloads;
   Counter reload_failures;
   double last_reload_success = unix_now();
   bool stopping = false;
+  bool stopping_now = false;
 
   // Builds a new snapshot beside the current one and hands it to every worker; a file with
   // errors changes nothing. Listener and admin addresses stay as bound at start-up.
@@ -217,11 +219,36 @@ struct Process {
     log_line(LogLevel::Info, "stopping: finishing in-flight requests");
     for (auto& w : workers) w->request_stop();
     if (admin) admin->close();
-    for (uv_signal_t* s : {&sigterm, &sigint, &sighup, &sigusr1}) {
-      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
-    }
+    for (uv_signal_t* s : {&sighup, &sigusr1}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&history_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&state_timer), nullptr);
+    // SIGTERM and SIGINT stay handled while the workers finish, so a second one means "stop
+    // now" rather than killing the process by the signal's default action. The loop ends
+    // when every worker has.
+    uv_timer_init(loop, &stop_wait_timer);
+    stop_wait_timer.data = this;
+    uv_timer_start(
+        &stop_wait_timer,
+        [](uv_timer_t* t) {
+          auto* p = static_cast<Process*>(t->data);
+          for (auto& w : p->workers) {
+            if (!w->finished()) return;
+          }
+          for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&p->sigterm),
+                                 reinterpret_cast<uv_handle_t*>(&p->sigint),
+                                 reinterpret_cast<uv_handle_t*>(&p->stop_wait_timer)}) {
+            uv_close(h, nullptr);
+          }
+        },
+        20, 20);
+  }
+
+  // A second SIGTERM or SIGINT during a stop: close every connection now, exit 0.
+  void stop_now() {
+    if (stopping_now) return;
+    stopping_now = true;
+    log_line(LogLevel::Warn, "second stop signal: closing every connection now");
+    for (auto& w : workers) w->request_stop_now();
   }
 };
 
@@ -412,7 +439,14 @@ int run(int argc, char** argv) {
       0, 5000);
   for (auto& w : process.workers) w->start();
 
-  auto on_stop_signal = [](uv_signal_t* s, int) { static_cast<Process*>(s->data)->stop(); };
+  auto on_stop_signal = [](uv_signal_t* s, int) {
+    auto* p = static_cast<Process*>(s->data);
+    if (p->stopping) {
+      p->stop_now();
+    } else {
+      p->stop();
+    }
+  };
   for (auto [handle, signum] :
        {std::pair{&process.sigterm, SIGTERM}, std::pair{&process.sigint, SIGINT}}) {
     uv_signal_init(process.loop, handle);

@@ -107,6 +107,15 @@ struct ServerMetrics {
   // given a cookie for it (first visit, or the server their cookie named was gone).
   Counter affinity_kept;
   Counter affinity_assigned;
+  // WebSocket upgrades (ARR's totalWebSocketRequests, currentWebSocketRequests,
+  // failedWebSocketRequests, webSocketBytesSent/Received): upgrade requests sent to this server,
+  // tunnels open now, upgrades that failed (502: connect failure, reset, timeout, a bad answer),
+  // and the bytes carried through tunnels each way (also counted in bytes_to/from_server).
+  Counter websocket_requests;
+  Counter websocket_current;
+  Counter websocket_failures;
+  Counter websocket_bytes_to_server;
+  Counter websocket_bytes_from_server;
   LatencyHistogram response_time;    // request start to the last response byte from the server
   LatencyHistogram connect_time;     // TCP connect, for new upstream connections
   LatencyHistogram first_byte_time;  // request start to the response head from the server
@@ -144,10 +153,15 @@ inline void ServerMetrics::add_from(const ServerMetrics& o) {
   live_failures.add(o.live_failures.get());
   affinity_kept.add(o.affinity_kept.get());
   affinity_assigned.add(o.affinity_assigned.get());
+  websocket_requests.add(o.websocket_requests.get());
+  websocket_failures.add(o.websocket_failures.get());
+  websocket_bytes_to_server.add(o.websocket_bytes_to_server.get());
+  websocket_bytes_from_server.add(o.websocket_bytes_from_server.get());
   response_time.add_from(o.response_time);
   connect_time.add_from(o.connect_time);
   first_byte_time.add_from(o.first_byte_time);
-  // in_flight and idle_connections are gauges of the old snapshot's own connections.
+  // in_flight, idle_connections and websocket_current are gauges of the old snapshot's own
+  // connections.
 }
 
 }  // namespace harrow

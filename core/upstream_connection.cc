@@ -87,6 +87,7 @@ void UpstreamConnection::begin_exchange(bool head_request, uint64_t timeout_ms,
   response_started_ = false;
   complete_ = false;
   head_too_large_ = false;
+  upgrade_expected_ = false;
   max_head_bytes_ = max_head_bytes;
   timeout_ms_ = timeout_ms;
   last_activity_ = uv_now(worker_->loop());
@@ -134,6 +135,7 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
       }
       return;
     case State::Active: {
+      if (self->tunnel_) return;  // the owner keeps the tunnel's idle timeout
       // The deadline moves with activity; only the timer's firing checks it, so traffic
       // does not pay for re-arming a timer on every read.
       uint64_t now = uv_now(self->worker_->loop());
@@ -184,6 +186,10 @@ void UpstreamConnection::on_read(ssize_t nread) {
     pause_reading();  // unparsed bytes fill the buffer; cannot happen with a running parser
     return;
   }
+  if (tunnel_) {
+    on_tunnel_read(nread);
+    return;
+  }
   if (state_ == State::Idle) {
     // An idle connection has nothing to say: a close, or bytes that break the framing.
     close();
@@ -211,8 +217,14 @@ void UpstreamConnection::on_read(ssize_t nread) {
 void UpstreamConnection::run_parser() {
   const char* begin = in_.parse_begin();
   llhttp_errno_t rc = llhttp_execute(&parser_, begin, in_.unconsumed());
+  // The owner may have given up on the exchange from a callback (a head it cannot forward).
+  if (state_ == State::Closing) return;
   if (rc == HPE_OK) {
     in_.parse_pos = in_.fill;
+  } else if (rc == HPE_PAUSED && tunnel_) {
+    in_.parse_pos += static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+    enter_tunnel();
+    return;
   } else if (rc == HPE_PAUSED && complete_) {
     // Paused at the end of the response. Bytes after it mean the server is not speaking
     // HTTP/1.1 correctly, so such a connection is never reused.
@@ -258,10 +270,19 @@ int UpstreamConnection::on_headers_complete(llhttp_t* p) {
   auto* self = from_parser(p);
   self->head_.finish();
   int status = p->status_code;
-  if (status == 101) return -1;  // Harrow never asks for an upgrade, so it cannot accept one
+  if (status == 101) {
+    // Only an upgrade Harrow asked for may be accepted; what follows the head is no longer
+    // HTTP, so the parser stops here for good.
+    if (!self->upgrade_expected_) return -1;
+    self->tunnel_ = true;
+    self->response_started_ = true;
+    self->owner_->upstream_head(self->head_, status);
+    return HPE_PAUSED;
+  }
   self->interim_ = status >= 100 && status < 200;
   if (!self->interim_) self->response_started_ = true;
   self->owner_->upstream_head(self->head_, status);
+  if (self->state_ == State::Closing) return HPE_PAUSED;  // the owner let go: parse no further
   // A response to HEAD, a 204 and a 304 have no body whatever their headers say (RFC 9112
   // §6.3); llhttp 8.1 reads a 204's or 304's Content-Length body. Bytes after the head then
   // stay unconsumed, so the connection is not reused.
@@ -297,6 +318,52 @@ void UpstreamConnection::on_write(uv_write_t* req, int status) {
   }
   self->last_activity_ = uv_now(self->worker_->loop());
   self->owner_->upstream_write_done();
+}
+
+void UpstreamConnection::enter_tunnel() {
+  disarm_timer();
+  UpstreamEvents* owner = owner_;
+  if (in_.unconsumed() != 0) {
+    // Bytes the server sent right behind the 101 head, in the same read.
+    owner->upstream_tunnel_bytes(in_.block, in_.parse_begin(), in_.unconsumed());
+    in_.parse_pos = in_.fill;
+  }
+  owner->upstream_read_end();
+}
+
+void UpstreamConnection::on_tunnel_read(ssize_t nread) {
+  if (nread < 0) {
+    pause_reading();
+    if (nread == UV_EOF) {
+      owner_->upstream_tunnel_eof();
+    } else {
+      fail(Failure::upstream_reset, static_cast<int>(nread));
+    }
+    return;
+  }
+  in_.commit(static_cast<size_t>(nread));  // nread > 0 here
+  const char* data = in_.block->data + (in_.fill - static_cast<uint32_t>(nread));
+  in_.parse_pos = in_.fill;
+  owner_->upstream_tunnel_bytes(in_.block, data, static_cast<size_t>(nread));
+  owner_->upstream_read_end();
+}
+
+int UpstreamConnection::shutdown_write() {
+  if (write_shut_ || state_ == State::Closing) return 0;
+  write_shut_ = true;
+  shutdown_req_.data = this;
+  // uv_shutdown waits for queued writes, then sends FIN.
+  return uv_shutdown(&shutdown_req_, stream(), &UpstreamConnection::on_shutdown);
+}
+
+void UpstreamConnection::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<UpstreamConnection*>(req->data);
+  if (self->state_ == State::Closing || self->owner_ == nullptr) return;
+  if (status != 0) {
+    self->fail(Failure::upstream_reset, status);
+    return;
+  }
+  self->owner_->upstream_tunnel_shut();
 }
 
 void UpstreamConnection::fail(Failure failure, int uv_status) {

@@ -36,6 +36,16 @@ class UpstreamEvents {
   virtual void upstream_failed(Failure failure, int uv_status) = 0;
   // A write to the server completed (for backpressure).
   virtual void upstream_write_done() = 0;
+
+  // After a 101 to an upgrade (expect_upgrade()), the connection is a byte tunnel: the 101
+  // head comes through upstream_head(), then every byte the server sends (starting with any
+  // that followed the head in the same read) through upstream_tunnel_bytes() and a
+  // upstream_read_end() per read. upstream_tunnel_eof(): the server finished sending;
+  // upstream_tunnel_shut(): shutdown_write() has flushed everything and sent FIN. Errors come
+  // through upstream_failed().
+  virtual void upstream_tunnel_bytes(IoBlock* block, const char* data, size_t len) = 0;
+  virtual void upstream_tunnel_eof() = 0;
+  virtual void upstream_tunnel_shut() = 0;
 };
 
 class UpstreamConnection {
@@ -65,6 +75,13 @@ class UpstreamConnection {
   void begin_exchange(bool head_request, uint64_t timeout_ms, size_t max_head_bytes);
   // Marks progress on the exchange (resets the inactivity timeout).
   void touch();
+  // The request being sent asks for a WebSocket upgrade: a 101 answer turns the connection
+  // into a tunnel (which is never pooled again). Without it a 101 is an invalid response.
+  void expect_upgrade() { upgrade_expected_ = true; }
+  bool tunnel() const { return tunnel_; }
+  // Tunnel: sends FIN once everything queued is written; upstream_tunnel_shut() follows.
+  // Returns 0 or the libuv error (then nothing was started).
+  int shutdown_write();
 
   OutBatch& out() { return out_; }
   size_t write_queue_size() const { return uv_stream_get_write_queue_size(stream()); }
@@ -94,12 +111,16 @@ class UpstreamConnection {
   void run_parser();
   void arm_timer(uint64_t ms);
   void disarm_timer();
+  // The 101 head is parsed: what follows is the tunnel's.
+  void enter_tunnel();
+  void on_tunnel_read(ssize_t nread);
 
   static void on_connect(uv_connect_t* req, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_timer(uv_timer_t* t);
+  static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
 
   static int on_message_begin(llhttp_t* p);
@@ -122,6 +143,7 @@ class UpstreamConnection {
   uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
   bool timer_armed_ = false;
   uv_connect_t connect_req_{};
+  uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
   InputBuffer in_;
   MessageHead head_;
@@ -138,6 +160,9 @@ class UpstreamConnection {
   bool response_started_ = false;
   bool complete_ = false;
   bool head_too_large_ = false;
+  bool upgrade_expected_ = false;
+  bool tunnel_ = false;
+  bool write_shut_ = false;
 };
 
 }  // namespace harrow

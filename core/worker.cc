@@ -76,6 +76,7 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
     }
     if (next) self->adopt(std::move(next));
     if (self->stop_requested_.load()) self->begin_stop();
+    if (self->stop_now_requested_.load()) self->close_all_now();
   });
   wakeup_.data = this;
   uv_timer_init(&loop_, &stop_timer_);
@@ -197,6 +198,21 @@ void Worker::request_stop() {
   uv_async_send(&wakeup_);
 }
 
+void Worker::request_stop_now() {
+  stop_requested_.store(true);
+  stop_now_requested_.store(true);
+  std::lock_guard<std::mutex> lock(wakeup_mutex_);
+  if (!wakeup_closed_) uv_async_send(&wakeup_);
+}
+
+void Worker::close_all_now() {
+  if (loop_closing_) return;
+  log_line(LogLevel::Warn, "worker %d: stop now, closing %zu connections", id_,
+           connections_.size());
+  std::vector<ClientConnection*> left = connections_;
+  for (ClientConnection* c : left) c->force_close();
+}
+
 void Worker::run() {
   for (ListenSocket& socket : sockets_) {
     auto* tcp = new uv_tcp_t;
@@ -215,6 +231,7 @@ void Worker::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
   io_pools_release_thread();
+  finished_.store(true);
 }
 
 void Worker::on_connection(uv_stream_t* server, int status) {
@@ -343,6 +360,8 @@ void Worker::maybe_finish_stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
   access_log_.flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
+  std::lock_guard<std::mutex> lock(wakeup_mutex_);
+  wakeup_closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
 }
 

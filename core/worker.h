@@ -93,6 +93,11 @@ class Worker {
   // Thread-safe: stop accepting, let in-flight requests finish (up to the shutdown timeout),
   // then end the loop.
   void request_stop();
+  // Thread-safe: a second stop signal. Stops as request_stop() does, then closes every
+  // connection at once instead of waiting for the shutdown timeout.
+  void request_stop_now();
+  // Thread-safe: the loop has ended (every connection closed).
+  bool finished() const { return finished_.load(); }
   void join();
 
   const WorkerMetrics& metrics() const { return metrics_; }
@@ -138,6 +143,7 @@ class Worker {
   void build_farm_states();
   void begin_stop();
   void maybe_finish_stop();
+  void close_all_now();
   static void on_connection(uv_stream_t* server, int status);
 
   int id_;
@@ -155,6 +161,11 @@ class Worker {
   WorkerMetrics metrics_;
   std::vector<ClientConnection*> connections_;  // for shutdown; index kept in the connection
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stop_now_requested_{false};
+  std::atomic<bool> finished_{false};
+  // wakeup_ may be signalled from other threads only until the loop closes it.
+  std::mutex wakeup_mutex_;
+  bool wakeup_closed_ = false;
   std::mutex pending_mutex_;  // taken only to hand over a reloaded snapshot
   std::shared_ptr<const Snapshot> pending_snapshot_;
   std::unordered_map<std::string, uint32_t> per_client_;  // open connections per client IP

@@ -381,6 +381,72 @@ class SlowClients(HarrowTestCase):
         self.assertNotRegex(metrics, r'harrow_server_live_failures_total{[^}]*} [1-9]')
         self.assertEqual(request_status(h.port), 200)
 
+    def read_all(self, s):
+        out = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return out
+            out += chunk
+
+    def test_stalled_body_gets_408_and_the_origin_connection_is_closed(self):
+        # clientBody (1 s) is far below the farm's timeout (30 s): it alone governs the body.
+        h = self.start('<timeouts clientBody="00:00:01"/>')
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=20)
+        start = time.monotonic()
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        out = self.read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 408"), out[:80])
+        self.assertIn(b"(client_body_timeout)", out)
+        self.assertIn(b"connection: close", out.lower())
+        self.assertLess(time.monotonic() - start, 8)
+        wait_for(lambda: "408 client_body_timeout" in h.stderr(), 10, "the log line")
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r'harrow_request_failures_total{reason="client_body_timeout"} 1')
+        self.assertNotRegex(metrics, r'harrow_request_failures_total{reason="upstream_timeout"} [1-9]')
+        # The origin saw the head and part of the body: that connection is closed, not pooled.
+        wait_for(lambda: self.o.stats()["connections_open"] == 1, 10, "the upstream connection to close")
+        self.assertEqual(request_status(h.port), 200)
+
+    def test_body_trickling_slower_than_the_timeout_gets_408(self):
+        h = self.start('<timeouts clientBody="00:00:01"/>')
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=20)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\n")
+        start = time.monotonic()
+        # A byte every 400 ms resets the idle timeout; the gap of 1.5 s after them does not.
+        for _ in range(4):
+            s.sendall(b"y")
+            time.sleep(0.4)
+        out = self.read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 408"), out[:80])
+        self.assertGreater(time.monotonic() - start, 1.5)
+
+    def test_body_trickling_within_the_timeout_is_served(self):
+        h = self.start('<timeouts clientBody="00:00:01"/>')
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=20)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 8\r\n\r\n")
+        for _ in range(8):  # 8 bytes over ~2.4 s: slower overall than clientBody, never idle that long
+            time.sleep(0.3)
+            s.sendall(b"z")
+        out = self.read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:80])
+        self.assertIn(b"X-Origin-Request-Bytes: 8", out)
+
+    def test_body_stalling_after_the_response_began_ends_the_connection(self):
+        h = self.start('<timeouts clientBody="00:00:01"/>')
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=20)
+        # echo=1: the origin answers at once and echoes the body as it arrives.
+        s.sendall(b"POST /?echo=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"e" * 10)
+        out = self.read_all(s)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:80])
+        self.assertTrue(out.endswith(b"e" * 10), out[-40:])  # no 408 appended: the head was out
+        wait_for(lambda: "client_body_timeout" in h.stderr(), 10, "the log line")
+        wait_for(lambda: self.o.stats()["connections_open"] == 1, 10, "the upstream connection to close")
+
     def test_connection_limit_answers_503_overloaded(self):
         h = self.start('<limits maxConnections="20"/>')
         held = [socket.create_connection(("127.0.0.1", h.port), timeout=10) for _ in range(20)]

@@ -317,6 +317,43 @@ class MigrationReport(unittest.TestCase):
 
 
 class GracefulStop(HarrowTestCase):
+    def test_second_sigterm_stops_now(self):
+        origin = self.origin("a")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", origin.port, 1)])],
+                                   [rule_xml("r", "f")],
+                                   harrow='<timeouts shutdown="00:05:00"/>'), workers=2)
+        # A request the origin never answers holds the graceful stop for its 5 minutes.
+        stuck = socket.create_connection(("127.0.0.1", h.port), timeout=20)
+        stuck.sendall(b"GET /?hang=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: origin.stats()["requests"] >= 1, 10, "the request to reach the origin")
+        h.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping: finishing in-flight requests" in h.stderr(), 10, "the stop")
+        time.sleep(0.5)
+        self.assertIsNone(h.proc.poll(), "the in-flight request should hold the graceful stop")
+        started = time.monotonic()
+        h.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(h.proc.wait(10), 0)  # exits by itself, not killed by the signal
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("second stop signal", h.stderr())
+        self.assertEqual(stuck.recv(1), b"")  # the connection was closed
+        stuck.close()
+        self.assertEqual(h.stop(), 0)
+
+    def test_sigint_after_sigterm_also_stops_now(self):
+        origin = self.origin("a")
+        h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", origin.port, 1)])],
+                                   [rule_xml("r", "f")],
+                                   harrow='<timeouts shutdown="00:05:00"/>'))
+        stuck = socket.create_connection(("127.0.0.1", h.port), timeout=20)
+        stuck.sendall(b"GET /?hang=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: origin.stats()["requests"] >= 1, 10, "the request to reach the origin")
+        h.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping: finishing in-flight requests" in h.stderr(), 10, "the stop")
+        h.proc.send_signal(signal.SIGINT)
+        self.assertEqual(h.proc.wait(10), 0)
+        stuck.close()
+        self.assertEqual(h.stop(), 0)
+
     def test_connection_accepted_before_sigterm_gets_its_first_request_answered(self):
         origin = self.origin("a")
         h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", origin.port, 1)])],

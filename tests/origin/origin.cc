@@ -67,7 +67,11 @@ constexpr const char* kUsage =
     "  hang=1        read the request and never answer\n"
     "  echo=1        stream the request body back\n"
     "  header=N:V    add response header N: V (repeatable)\n"
-    "Special paths: /_origin/stats (JSON counters), /_origin/headers (request as received).\n";
+    "Special paths: /_origin/stats (JSON counters), /_origin/headers (request as received),\n"
+    "  /_origin/ws    a WebSocket upgrade (RFC 6455 handshake) answered 101, then every byte\n"
+    "                received is echoed raw; hello=TEXT is sent right behind the 101 head, and\n"
+    "                a read ending in \"BYE\\n\" is echoed and then the origin sends FIN;\n"
+    "                one ending in \"RST\\n\" resets the connection instead.\n";
 
 // ---- Tunables ------------------------------------------------------------------------------
 
@@ -355,7 +359,78 @@ struct Controls {
   int echo = -1;
 };
 
-enum class Special { kNone, kStats, kHeaders };
+enum class Special { kNone, kStats, kHeaders, kWebSocket };
+
+// ---- WebSocket handshake (RFC 6455 §4.2.2): base64(SHA-1(key + GUID)) --------------------
+
+void sha1(const uint8_t* data, size_t len, uint8_t out[20]) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  std::string msg(reinterpret_cast<const char*>(data), len);
+  msg.push_back(static_cast<char>(0x80));
+  while (msg.size() % 64 != 56) msg.push_back('\0');
+  uint64_t bits = static_cast<uint64_t>(len) * 8;
+  for (int i = 7; i >= 0; --i) msg.push_back(static_cast<char>(bits >> (i * 8)));
+  auto rol = [](uint32_t v, int n) { return (v << n) | (v >> (32 - n)); };
+  for (size_t off = 0; off < msg.size(); off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      const auto* b = reinterpret_cast<const uint8_t*>(msg.data() + off + i * 4);
+      w[i] = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5A827999;
+      } else if (i < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ED9EBA1;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8F1BBCDC;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xCA62C1D6;
+      }
+      uint32_t t = rol(a, 5) + f + e + k + w[i];
+      e = d;
+      d = c;
+      c = rol(b, 30);
+      b = a;
+      a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+  }
+  for (int i = 0; i < 5; ++i) {
+    for (int j = 0; j < 4; ++j) out[i * 4 + j] = static_cast<uint8_t>(h[i] >> (24 - j * 8));
+  }
+}
+
+std::string websocket_accept(std::string_view key) {
+  std::string text(key);
+  text += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  uint8_t digest[20];
+  sha1(reinterpret_cast<const uint8_t*>(text.data()), text.size(), digest);
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < 20; i += 3) {
+    uint32_t n = uint32_t{digest[i]} << 16;
+    if (i + 1 < 20) n |= uint32_t{digest[i + 1]} << 8;
+    if (i + 2 < 20) n |= digest[i + 2];
+    out.push_back(kAlphabet[(n >> 18) & 63]);
+    out.push_back(kAlphabet[(n >> 12) & 63]);
+    out.push_back(i + 1 < 20 ? kAlphabet[(n >> 6) & 63] : '=');
+    out.push_back(i + 2 < 20 ? kAlphabet[n & 63] : '=');
+  }
+  return out;
+}
 enum class BodyKind { kNone, kInline, kPattern, kEcho };
 
 // The response currently being produced on a connection.
@@ -399,6 +474,9 @@ struct Conn {
   bool draining = false;   // FIN sent; discarding input until EOF or the linger timeout.
   bool aborting = false;   // Reset once the queued writes are on the wire.
   bool closing = false;    // uv_close called.
+  bool tunnel = false;     // /_origin/ws answered 101: raw echo from now on.
+  std::string ws_key;      // Sec-WebSocket-Key of the current request.
+  std::string ws_hello;    // hello=: sent right behind the 101 head.
 
   // Pipelined input not yet given to the parser (bytes [in_off, size)).
   std::string in_buf;
@@ -564,6 +642,11 @@ struct Conn {
   }
 
   void on_data(const char* data, size_t len) {
+    if (tunnel) {
+      ws_echo(data, len);
+      update_reading();
+      return;
+    }
     if (!paused && in_off == in_buf.size()) {
       // Fast path: parse straight out of the read buffer; keep only what the parser did not take
       // (it paused on a pipelined request).
@@ -578,6 +661,13 @@ struct Conn {
       }
       in_buf.append(data, len);
       process_input();
+    }
+    if (tunnel && in_off < in_buf.size()) {
+      // Bytes the client sent right behind its upgrade request.
+      std::string rest = in_buf.substr(in_off);
+      in_buf.clear();
+      in_off = 0;
+      ws_echo(rest.data(), rest.size());
     }
     finish_if_eof();
     update_reading();
@@ -663,6 +753,7 @@ struct Conn {
 
   // Resumes the parser once the response it waits for is queued and the client keeps up.
   void maybe_resume() {
+    if (tunnel) return;  // the parser never runs again on this connection
     if (!paused || closing || finishing || aborting) return;
     // An echo response runs alongside its request body; any other active response blocks.
     if (resp.active && !(resp.kind == BodyKind::kEcho && resp.sending)) return;
@@ -722,6 +813,8 @@ struct Conn {
     c->expect_continue = false;
     c->user_content_type = false;
     c->special = Special::kNone;
+    c->ws_key.clear();
+    c->ws_hello.clear();
     return 0;
   }
 
@@ -759,6 +852,8 @@ struct Conn {
       set_control(hctl, name.substr(9), val);
     } else if (iequals(name, "expect") && iequals(trim(val), "100-continue")) {
       expect_continue = true;
+    } else if (iequals(name, "sec-websocket-key")) {
+      ws_key.assign(trim(val));
     }
   }
 
@@ -798,6 +893,8 @@ struct Conn {
       boolean(c.echo);
     } else if (iequals(key, "header")) {
       add_response_header(val);
+    } else if (iequals(key, "hello")) {
+      ws_hello.assign(val);
     }
     // Unknown parameters are ignored: tests may add their own for the proxy's sake.
   }
@@ -843,6 +940,8 @@ struct Conn {
       special = Special::kStats;
     } else if (path == "/_origin/headers") {
       special = Special::kHeaders;
+    } else if (path == "/_origin/ws" && llhttp_get_upgrade(&parser) != 0 && !ws_key.empty()) {
+      special = Special::kWebSocket;
     }
 
     // Query controls first, then header controls override them field by field.
@@ -899,6 +998,11 @@ struct Conn {
 
   int message_complete() {
     if (special == Special::kNone) g_requests.fetch_add(1, std::memory_order_relaxed);
+    if (special == Special::kWebSocket) {
+      g_requests.fetch_add(1, std::memory_order_relaxed);
+      start_websocket();
+      return HPE_PAUSED;  // never resumed: what follows is echoed raw
+    }
     if (resp.active && resp.kind == BodyKind::kEcho) {
       finish_echo();
     } else {
@@ -1135,6 +1239,39 @@ struct Conn {
     resp.sending = true;
     send_echo_head();
     return closing ? HPE_PAUSED : 0;
+  }
+
+  void start_websocket() {
+    head.assign(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+    head.append("Sec-WebSocket-Accept: ");
+    head.append(websocket_accept(ws_key));
+    head.append("\r\nX-Origin: ");
+    head.append(g_name);
+    head.append("\r\nX-Origin-Connection-Id: ");
+    append_uint(head, id);
+    head.append("\r\n");
+    head.append(extra_hdrs);
+    head.append("\r\n");
+    head.append(ws_hello);
+    WriteReq* w = worker->alloc_write(head.size());
+    w->copy(head);
+    submit(w);
+    tunnel = true;
+  }
+
+  // Tunnel: echoes what arrives; reading stops while the write queue is above kReadHighWater
+  // (update_reading), which bounds the copies in flight.
+  void ws_echo(const char* data, size_t len) {
+    if (len == 0) return;
+    if (len >= 4 && std::string_view(data + len - 4, 4) == "RST\n") {
+      reset();  // a server that crashes mid-tunnel
+      return;
+    }
+    WriteReq* w = worker->alloc_write(len);
+    w->copy(data, len);
+    submit(w);
+    if (len >= 4 && std::string_view(data + len - 4, 4) == "BYE\n") finish();
   }
 
   void send_echo_head() {

@@ -441,6 +441,8 @@ rc::Gen<Config> valid_configs() {
     c.timeouts.client_keep_alive = or_default(d.timeouts.client_keep_alive, timespans(0, kDay));
     c.timeouts.upstream_idle = or_default(d.timeouts.upstream_idle, timespans(0, kDay));
     c.timeouts.shutdown = or_default(d.timeouts.shutdown, timespans(0, kDay));
+    c.timeouts.client_body = or_default(d.timeouts.client_body, timespans(1, kDay));
+    c.timeouts.websocket_idle = or_default(d.timeouts.websocket_idle, timespans(1, kDay));
     return c;
   });
 }
@@ -1076,6 +1078,10 @@ void write_harrow(XmlWriter& w, const Config& c, size_t listeners_in_sites) {
   w.attr(timeouts, "upstreamIdle", w.timespan(t.upstream_idle),
          t.upstream_idle == d.timeouts.upstream_idle);
   w.attr(timeouts, "shutdown", w.timespan(t.shutdown), t.shutdown == d.timeouts.shutdown);
+  w.attr(timeouts, "clientBody", w.timespan(t.client_body),
+         t.client_body == d.timeouts.client_body);
+  w.attr(timeouts, "webSocketIdle", w.timespan(t.websocket_idle),
+         t.websocket_idle == d.timeouts.websocket_idle);
 
   if (c.listeners.size() == listeners_in_sites && admin.empty() && access_log.empty() &&
       limits.empty() && timeouts.empty() && w.coin()) {
@@ -1349,6 +1355,8 @@ void expect_equal(const Config& wrote, const Config& read) {
           read.timeouts.client_keep_alive);
   c.field("timeouts.upstream_idle", wrote.timeouts.upstream_idle, read.timeouts.upstream_idle);
   c.field("timeouts.shutdown", wrote.timeouts.shutdown, read.timeouts.shutdown);
+  c.field("timeouts.client_body", wrote.timeouts.client_body, read.timeouts.client_body);
+  c.field("timeouts.websocket_idle", wrote.timeouts.websocket_idle, read.timeouts.websocket_idle);
 
   if (c.differences().empty()) return;
   std::string message = std::to_string(c.differences().size()) + " field(s) differ:";

@@ -26,6 +26,20 @@ TEST(HardeningConfig, Defaults) {
   EXPECT_EQ(l.max_connections_per_client, 0u);
   EXPECT_EQ(l.retries, 1u);
   EXPECT_EQ(r.config->timeouts.client_send, std::chrono::milliseconds(60'000));
+  EXPECT_EQ(r.config->timeouts.client_body, std::chrono::milliseconds(30'000));
+  EXPECT_EQ(r.config->timeouts.websocket_idle, std::chrono::milliseconds(15 * 60'000));
+}
+
+TEST(HardeningConfig, BodyAndWebSocketTimeouts) {
+  LoadResult r =
+      load("<harrow><timeouts clientBody=\"00:00:07\" webSocketIdle=\"01:00:00\"/></harrow>");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].format_error());
+  EXPECT_EQ(r.config->timeouts.client_body, std::chrono::milliseconds(7'000));
+  EXPECT_EQ(r.config->timeouts.websocket_idle, std::chrono::milliseconds(3'600'000));
+  // Neither may be zero: a body or a tunnel must get some time.
+  EXPECT_FALSE(load("<harrow><timeouts clientBody=\"00:00:00\"/></harrow>").config);
+  EXPECT_FALSE(load("<harrow><timeouts webSocketIdle=\"00:00:00\"/></harrow>").config);
+  EXPECT_FALSE(load("<harrow><timeouts webSocketIdleTimeout=\"00:00:01\"/></harrow>").config);
 }
 
 TEST(HardeningConfig, HarrowLimitsAndTimeouts) {

@@ -110,6 +110,60 @@ TEST(ClientResponse, ReframesAndMarksClose) {
             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
 }
 
+TEST(UpstreamRequest, WebSocketUpgradeIsForwardedOnItsOwnTerms) {
+  // The client's Connection and Upgrade are hop-by-hop like any others; Harrow writes its
+  // own, and an upgrade never carries Connection: close.
+  MessageHead head = collect({{"Connection", "keep-alive, Upgrade"},
+                              {"Upgrade", "WebSocket"},
+                              {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                              {"Sec-WebSocket-Version", "13"}});
+  char buf[1024];
+  HeadWriter w(buf, sizeof buf);
+  UpstreamRequest req;
+  req.method = "GET";
+  req.target = "/chat";
+  req.head = &head;
+  req.host = "b";
+  req.keep_alive = false;
+  req.upgrade = "websocket";
+  write_upstream_request(req, w);
+  EXPECT_EQ(std::string(buf, w.size()),
+            "GET /chat HTTP/1.1\r\nHost: b\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+}
+
+TEST(ClientResponse, SwitchingProtocolsKeepsTheUpgradeInsteadOfClose) {
+  MessageHead head = collect({{"Upgrade", "websocket"},
+                              {"Connection", "Upgrade"},
+                              {"Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}});
+  char buf[1024];
+  HeadWriter w(buf, sizeof buf);
+  ClientResponse resp;
+  resp.status = 101;
+  resp.head = &head;
+  resp.keep_content_length = false;
+  resp.close = true;
+  resp.upgrade = head.find("upgrade");
+  write_client_response(resp, w);
+  EXPECT_EQ(std::string(buf, w.size()),
+            "HTTP/1.1 101 Switching Protocols\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+}
+
+TEST(RequestsWebSocket, NeedsBothConnectionUpgradeAndTheWebSocketToken) {
+  EXPECT_TRUE(requests_websocket(collect({{"Connection", "Upgrade"}, {"Upgrade", "websocket"}})));
+  EXPECT_TRUE(requests_websocket(
+      collect({{"Connection", "keep-alive ,\tUPGRADE"}, {"Upgrade", "h2c, WebSocket "}})));
+  EXPECT_FALSE(requests_websocket(collect({{"Upgrade", "websocket"}})));
+  EXPECT_FALSE(requests_websocket(collect({{"Connection", "Upgrade"}, {"Upgrade", "h2c"}})));
+  EXPECT_FALSE(requests_websocket(collect({{"Connection", "Upgrade"}, {"Upgrade", "websocketx"}})));
+  EXPECT_FALSE(requests_websocket(collect({{"Connection", "Upgrade"}})));
+  EXPECT_FALSE(
+      requests_websocket(collect({{"Connection", "Upgrade-Insecure"}, {"Upgrade", "websocket"}})));
+}
+
 TEST(HeadWriter, ReportsOverflowInsteadOfWritingPastTheEnd) {
   char buf[8];
   HeadWriter w(buf, sizeof buf);
