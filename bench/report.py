@@ -9,12 +9,24 @@ Subcommands:
                                      run and its RSS (sampled every 100 ms) into a JSON record
   wrk-summary FILE                   print a one-line summary of a saved wrk output
   record-summary FILE                print a one-line summary of a measure record
+  idle --pid PID --port P --connections N --proxy NAME --run K --out FILE
+                                     open N keep-alive client connections, one request on each,
+                                     then hold them idle and record the proxy's RSS per connection
+  stream --pid PID --url URL --proxy NAME --run K --out FILE [--upload-bytes N]
+                                     one very large body through the proxy (download, or an
+                                     upload of N bytes): MiB/s and the proxy's RSS growth
+  syscalls --pid PID --proxy NAME --out FILE -- WRK...
+                                     system calls per request: strace -c -f attached to every
+                                     thread of the proxy while a request-capped wrk runs
   summarize --meta FILE --records DIR --out FILE
                                      median over runs, print the table, write the results JSON
 """
 
 import json
 import os
+import re
+import selectors
+import socket
 import signal
 import statistics
 import subprocess
@@ -110,7 +122,7 @@ def _duration_us(text):
 
 def parse_wrk(text):
     r = {"rps": None, "requests": None, "seconds": None, "p50_us": None, "p75_us": None,
-         "p90_us": None, "p99_us": None, "non2xx": 0, "sock_connect": 0, "sock_read": 0,
+         "p90_us": None, "p99_us": None, "p999_us": None, "non2xx": 0, "sock_connect": 0, "sock_read": 0,
          "sock_write": 0, "sock_timeout": 0, "bytes_read": None}
     in_dist = False
     for raw in text.splitlines():
@@ -126,7 +138,9 @@ def parse_wrk(text):
                     r[key] = _duration_us(parts[1])
                 continue
             in_dist = False
-        if line.startswith("Requests/sec:"):
+        if line.startswith("P99.9:"):
+            r["p999_us"] = float(line.split()[1])
+        elif line.startswith("Requests/sec:"):
             r["rps"] = float(line.split()[1])
         elif " requests in " in line:
             # "123456 requests in 10.00s, 140.00MB read"
@@ -232,6 +246,8 @@ def cmd_measure(argv):
     other_cpu_s = max(0.0, busy_s - cpu_s - origin_cpu_s - wrk_cpu_s)
     rec.update({
         "proxy": o["--proxy"], "connections": int(o["--conns"]), "run": int(o["--run"]),
+        "load": o.get("--load", "c%s" % o["--conns"]),
+        "mib_per_s": _mib_per_s(rec, int(o.get("--upload-bytes", "0"))),
         "wrk_exit": proc.returncode, "wall_s": round(wall, 3), "cpu_s": cpu_s,
         "cpu_s_per_100k": (cpu_s / rec["requests"] * 100_000) if rec["requests"] else None,
         "proxy_cpu_pct": 100 * cpu_s / wall, "origin_cpu_pct": 100 * origin_cpu_s / wall,
@@ -239,6 +255,190 @@ def cmd_measure(argv):
         "rss_peak_kb": peak["rss"], "rss_after_kb": rss_after, "processes": len(pids_after),
         "raw": o["--raw"],
     })
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    return 0
+
+
+def _mib_per_s(rec, upload_bytes):
+    """Payload throughput: bytes wrk read per second, or the request bodies it sent."""
+    if upload_bytes:
+        return rec["rps"] * upload_bytes / 2 ** 20 if rec["rps"] else None
+    if rec["bytes_read"] and rec["seconds"]:
+        return rec["bytes_read"] / rec["seconds"] / 2 ** 20
+    return None
+
+
+def _threads(pids):
+    out = []
+    for p in pids:
+        try:
+            out.extend(int(t) for t in os.listdir(f"/proc/{p}/task"))
+        except OSError:
+            pass
+    return out
+
+
+def cmd_idle(argv):
+    """N idle keep-alive connections, each served one request first (so every proxy has set
+    up whatever it keeps per connection), then held open while the proxy's RSS is read."""
+    o = dict(zip(argv[0::2], argv[1::2]))
+    pid, port, n = int(o["--pid"]), int(o["--port"]), int(o["--connections"])
+    deadline = time.monotonic() + float(o.get("--max-seconds", "120"))
+    pids = process_tree(pid)
+    time.sleep(0.5)
+    rss0 = rss_kb(pids)
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    sel = selectors.DefaultSelector()
+    socks, done, failed = [], 0, 0
+    state = {}
+    batch = 500  # connects in flight at once (the listen backlog is finite)
+    pending = 0
+    i = 0
+    while (done + failed < n) and time.monotonic() < deadline:
+        while i < n and pending < batch:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            socks.append(s)
+            state[s] = bytearray()
+            sel.register(s, selectors.EVENT_WRITE)
+            pending += 1
+            i += 1
+        for key, ev in sel.select(timeout=0.5):
+            s = key.fileobj
+            if ev & selectors.EVENT_WRITE:
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                    sel.unregister(s)
+                    failed += 1
+                    pending -= 1
+                    continue
+                s.send(request)
+                sel.modify(s, selectors.EVENT_READ)
+                continue
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(s)
+                failed += 1
+                pending -= 1
+                continue
+            buf = state[s]
+            buf += data
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                continue
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", bytes(buf[:end + 2]))
+            if m and len(buf) >= end + 4 + int(m.group(1)):
+                sel.unregister(s)
+                done += 1
+                pending -= 1
+    time.sleep(1.0)  # let the proxy settle (buffers returned, pools trimmed)
+    # Connections the proxy closed in the meantime do not count as idle ones held.
+    alive = 0
+    for s in socks:
+        try:
+            alive += 1 if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"" else 0
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    pids = process_tree(pid)
+    rss1 = rss_kb(pids)
+    for s in socks:
+        s.close()
+    rec = {"proxy": o["--proxy"], "load": "idle", "run": int(o.get("--run", "1")),
+           "connections": n, "served": done, "failed": failed, "alive": alive,
+           "rss_before_kb": rss0, "rss_idle_kb": rss1,
+           "bytes_per_idle_conn": (rss1 - rss0) * 1024 / alive if alive else None,
+           "errors": failed + (n - alive)}
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    return 0
+
+
+def cmd_stream(argv):
+    """One huge body through the proxy with curl: MiB/s and the proxy's RSS growth (peak during
+    the transfer minus RSS before it)."""
+    o = dict(zip(argv[0::2], argv[1::2]))
+    pid = int(o["--pid"])
+    upload = int(o.get("--upload-bytes", "0"))
+    pids = process_tree(pid)
+    rss0 = rss_kb(pids)
+    peak = {"rss": rss0}
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.wait(0.05):
+            peak["rss"] = max(peak["rss"], rss_kb(pids))
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    ticks0 = cpu_ticks(pids)
+    cmd = ["curl", "-s", "-o", "/dev/null", "--max-time", o.get("--max-seconds", "120"),
+           "-w", "%{http_code} %{size_download} %{size_upload} %{time_total}"]
+    feeder = None
+    if upload:
+        # A chunked PUT from a pipe: neither curl nor this script holds the body.
+        cmd += ["-T", "-", "-H", "Expect:"]
+        feeder = subprocess.Popen(["head", "-c", str(upload), "/dev/zero"], stdout=subprocess.PIPE)
+        proc = subprocess.run(cmd + [o["--url"]], stdin=feeder.stdout, capture_output=True, text=True)
+        feeder.stdout.close()
+        feeder.wait()
+    else:
+        proc = subprocess.run(cmd + [o["--url"]], capture_output=True, text=True)
+    ticks1 = cpu_ticks(pids)
+    stop.set()
+    t.join()
+    parts = proc.stdout.split()
+    code, down, up, secs = (parts + ["0", "0", "0", "0"])[:4]
+    moved = float(up if upload else down)
+    ok = code == "200" and moved >= (upload or 1)
+    rec = {"proxy": o["--proxy"], "load": o.get("--load", "stream"), "run": int(o.get("--run", "1")),
+           "http_code": code, "bytes": moved, "seconds": float(secs),
+           "mib_per_s": moved / 2 ** 20 / float(secs) if float(secs) > 0 else None,
+           "cpu_s": (ticks1 - ticks0) / CLK_TCK,
+           "rss_before_kb": rss0, "rss_peak_kb": peak["rss"],
+           "rss_growth_kb": peak["rss"] - rss0, "errors": 0 if ok else 1}
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    return 0
+
+
+def cmd_syscalls(argv):
+    """strace -c -f on every thread of the proxy while a request-capped wrk runs."""
+    sep = argv.index("--")
+    opts, wrk = argv[:sep], argv[sep + 1:]
+    o = dict(zip(opts[0::2], opts[1::2]))
+    tids = _threads(process_tree(int(o["--pid"])))
+    summary = o["--out"] + ".strace"
+    cmd = ["strace", "-c", "-f", "-o", summary]
+    for t in tids:
+        cmd += ["-p", str(t)]
+    tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attach
+    out = subprocess.run(wrk, capture_output=True, text=True, timeout=float(o.get("--max-seconds", "120"))).stdout
+    time.sleep(0.2)
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=20)
+    calls, per_call = 0, {}
+    for line in open(summary):
+        f = line.split()
+        if len(f) >= 5 and f[-1] == "total":
+            calls = int(f[3])
+        elif len(f) >= 5 and f[0][0].isdigit() and not line.startswith("-"):
+            try:
+                per_call[f[-1]] = int(f[3])
+            except ValueError:
+                pass
+    r = parse_wrk(out)
+    rec = {"proxy": o["--proxy"], "load": "syscalls", "requests": r["requests"], "calls": calls,
+           "per_request": calls / r["requests"] if r["requests"] else None,
+           "by_call_per_request": {k: round(v / r["requests"], 3) for k, v in
+                                   sorted(per_call.items(), key=lambda kv: -kv[1])} if r["requests"] else {},
+           "errors": r["errors"]}
     with open(o["--out"], "w") as f:
         json.dump(rec, f, indent=1)
     return 0
@@ -286,6 +486,147 @@ def _ratio(a, b):
     return (a / b) if (a is not None and b) else None
 
 
+def _best_ratio(per, key, pick, harrow="harrow"):
+    """Harrow's value over the best peer's (pick = max or min), with the peer's name."""
+    if harrow not in per or per[harrow].get(key) is None:
+        return {"ratio": None, "best_peer": None}
+    cand = [(per[p][key], p) for p in per if p != harrow and per[p].get(key) is not None]
+    if not cand:
+        return {"ratio": None, "best_peer": None}
+    v, name = pick(cand)
+    return {"ratio": _ratio(per[harrow][key], v), "best_peer": name}
+
+
+def _fmt_ratio(r):
+    return ("x%.2f" % r["ratio"] if r["ratio"] is not None else "-") + f" (vs {r['best_peer']})"
+
+
+def _errors_note(w, per):
+    for p, s in per.items():
+        if s.get("errors"):
+            w(f"!! {p}: {s['errors']} errors over {s['runs']} runs")
+
+
+def _table_wrk(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = [r for r in rs_load if r["proxy"] == p]
+        per[p] = {
+            "runs": len(rs),
+            "connections": rs[0]["connections"],
+            "rps": _median([r["rps"] for r in rs]),
+            "mib_per_s": _median([r.get("mib_per_s") for r in rs]),
+            "p50_us": _median([r["p50_us"] for r in rs]),
+            "p99_us": _median([r["p99_us"] for r in rs]),
+            "p999_us": _median([r.get("p999_us") for r in rs]),
+            "cpu_s_per_100k": _median([r["cpu_s_per_100k"] for r in rs]),
+            "other_cpu_pct": _median([r.get("other_cpu_pct") for r in rs]),
+            "rss_peak_kb": _median([r["rss_peak_kb"] for r in rs]),
+            "rss_after_kb": _median([r["rss_after_kb"] for r in rs]),
+            "bytes_per_req": _median([(r["bytes_read"] / r["requests"]) if r["requests"] and r["bytes_read"] else None for r in rs]),
+            "errors": sum(r["errors"] for r in rs),
+            "rps_all": [r["rps"] for r in sorted(rs, key=lambda r: r["run"])],
+        }
+    hdr = (f"{'proxy':<15}{'req/s':>9}{'MiB/s':>8}{'p50':>9}{'p99':>9}{'p99.9':>9}{'CPU s/100k':>11}"
+           f"{'RSS peak':>10}{'B/req':>8}{'errors':>7}  req/s per run")
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        cpu = f"{s['cpu_s_per_100k']:.2f}" if s["cpu_s_per_100k"] is not None else "-"
+        rps = f"{s['rps']:.0f}" if s["rps"] is not None else "-"
+        mib = f"{s['mib_per_s']:.0f}" if s["mib_per_s"] is not None else "-"
+        bpr = f"{s['bytes_per_req']:.0f}" if s["bytes_per_req"] else "-"
+        runs = " ".join(f"{x:.0f}" if x is not None else "?" for x in s["rps_all"])
+        w(f"{p:<15}{rps:>9}{mib:>8}{fmt_lat(s['p50_us']):>9}{fmt_lat(s['p99_us']):>9}"
+          f"{fmt_lat(s['p999_us']):>9}{cpu:>11}{s['rss_peak_kb'] / 1024:>8.1f}MB{bpr:>8}{s['errors']:>7}  {runs}")
+    ratios = {}
+    if "harrow" in per:
+        ratios = {
+            "rps": _best_ratio(per, "rps", max), "p99": _best_ratio(per, "p99_us", min),
+            "p999": _best_ratio(per, "p999_us", min),
+            "cpu_per_req": _best_ratio(per, "cpu_s_per_100k", min),
+            "rss_peak": _best_ratio(per, "rss_peak_kb", min)}
+        w(f"harrow vs best peer: req/s {_fmt_ratio(ratios['rps'])} higher=better | p99 "
+          f"{_fmt_ratio(ratios['p99'])} | p99.9 {_fmt_ratio(ratios['p999'])} | CPU/req "
+          f"{_fmt_ratio(ratios['cpu_per_req'])} lower=better | RSS peak {_fmt_ratio(ratios['rss_peak'])}")
+    elif "harrow-farm2" in per and "harrow-farm50" in per:
+        a, b = per["harrow-farm50"], per["harrow-farm2"]
+        ratios = {"farm50_vs_farm2_rps": _ratio(a["rps"], b["rps"]),
+                  "farm50_vs_farm2_cpu": _ratio(a["cpu_s_per_100k"], b["cpu_s_per_100k"])}
+        w("50-server farm vs 2-server farm: req/s x%.3f, CPU/req x%.3f" % (
+            ratios["farm50_vs_farm2_rps"] or 0, ratios["farm50_vs_farm2_cpu"] or 0))
+    busy = max((s["other_cpu_pct"] or 0) for s in per.values()) if per else 0
+    if busy >= 10:
+        w(f"note: other processes used up to {busy:.0f}% of a core during the runs (median per "
+          f"proxy) — the machine was shared; trust CPU/req and ratios more than req/s")
+    _errors_note(w, per)
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
+def _table_idle(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = [r for r in rs_load if r["proxy"] == p]
+        per[p] = {"runs": len(rs), "connections": rs[0]["connections"],
+                  "alive": _median([r["alive"] for r in rs]),
+                  "rss_before_kb": _median([r["rss_before_kb"] for r in rs]),
+                  "rss_idle_kb": _median([r["rss_idle_kb"] for r in rs]),
+                  "bytes_per_idle_conn": _median([r["bytes_per_idle_conn"] for r in rs]),
+                  "errors": sum(r["errors"] for r in rs)}
+    hdr = f"{'proxy':<15}{'idle conns':>11}{'RSS before':>12}{'RSS idle':>12}{'B/idle conn':>13}{'errors':>7}"
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        b = f"{s['bytes_per_idle_conn']:.0f}" if s["bytes_per_idle_conn"] is not None else "-"
+        w(f"{p:<15}{s['alive']:>11.0f}{s['rss_before_kb'] / 1024:>10.1f}MB{s['rss_idle_kb'] / 1024:>10.1f}MB{b:>13}{s['errors']:>7}")
+    ratios = {"bytes_per_idle_conn": _best_ratio(per, "bytes_per_idle_conn", min)}
+    w(f"harrow vs best peer: bytes per idle connection {_fmt_ratio(ratios['bytes_per_idle_conn'])} lower=better")
+    _errors_note(w, per)
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
+def _table_stream(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = [r for r in rs_load if r["proxy"] == p]
+        per[p] = {"runs": len(rs), "mib_per_s": _median([r["mib_per_s"] for r in rs]),
+                  "cpu_s": _median([r["cpu_s"] for r in rs]),
+                  "rss_before_kb": _median([r["rss_before_kb"] for r in rs]),
+                  "rss_growth_kb": _median([r["rss_growth_kb"] for r in rs]),
+                  "errors": sum(r["errors"] for r in rs)}
+    hdr = f"{'proxy':<15}{'MiB/s':>8}{'CPU s':>8}{'RSS before':>12}{'RSS growth':>12}{'errors':>7}"
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        mib = f"{s['mib_per_s']:.0f}" if s["mib_per_s"] is not None else "-"
+        w(f"{p:<15}{mib:>8}{s['cpu_s']:>8.2f}{s['rss_before_kb'] / 1024:>10.1f}MB{s['rss_growth_kb'] / 1024:>10.1f}MB{s['errors']:>7}")
+    ratios = {"mib_per_s": _best_ratio(per, "mib_per_s", max),
+              "rss_growth": _best_ratio(per, "rss_growth_kb", min)}
+    w(f"harrow vs best peer: MiB/s {_fmt_ratio(ratios['mib_per_s'])} higher=better | RSS growth "
+      f"{_fmt_ratio(ratios['rss_growth'])} lower=better")
+    _errors_note(w, per)
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
+def _table_syscalls(w, rs_load, names):
+    per = {}
+    for p in names:
+        r = [r for r in rs_load if r["proxy"] == p][-1]
+        per[p] = {"runs": 1, "requests": r["requests"], "calls": r["calls"],
+                  "per_request": r["per_request"], "by_call_per_request": r["by_call_per_request"],
+                  "errors": r["errors"]}
+    hdr = f"{'proxy':<15}{'requests':>10}{'syscalls':>10}{'per req':>9}  top calls per request"
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        top = " ".join(f"{k}={v}" for k, v in list(s["by_call_per_request"].items())[:6])
+        pr = f"{s['per_request']:.2f}" if s["per_request"] is not None else "-"
+        w(f"{p:<15}{s['requests'] or 0:>10}{s['calls']:>10}{pr:>9}  {top}")
+    ratios = {"per_request": _best_ratio(per, "per_request", min)}
+    w(f"harrow vs best peer: syscalls per request {_fmt_ratio(ratios['per_request'])} lower=better")
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
 def cmd_summarize(argv):
     o = dict(zip(argv[0::2], argv[1::2]))
     meta = json.load(open(o["--meta"]))
@@ -310,8 +651,6 @@ def cmd_summarize(argv):
         err = f", {r['errors']} errors" if r["errors"] else ""
         return f"{name} {r['rps']:.0f} req/s (p99 {fmt_lat(r['p99_us'])}{err})"
 
-    proxies = meta["proxies"]
-    conns_levels = sorted({r["connections"] for r in recs})
     summary = {}
     lines = []
     w = lines.append
@@ -320,82 +659,27 @@ def cmd_summarize(argv):
       f"runs={meta['runs']} (median)  origin: nginx return 200, {meta['body_bytes']} B body")
     w(f"origin direct (wrk -t1 -c50 -d{meta['origin_duration']}s): "
       f"{orig('nginx')}, {orig('harrow-origin')}")
-    for c in conns_levels:
-        per = {}
-        for p in proxies:
-            rs = [r for r in recs if r["proxy"] == p and r["connections"] == c]
-            if not rs:
-                continue
-            per[p] = {
-                "runs": len(rs),
-                "rps": _median([r["rps"] for r in rs]),
-                "p50_us": _median([r["p50_us"] for r in rs]),
-                "p99_us": _median([r["p99_us"] for r in rs]),
-                "cpu_s_per_100k": _median([r["cpu_s_per_100k"] for r in rs]),
-                "other_cpu_pct": _median([r.get("other_cpu_pct") for r in rs]),
-                "rss_peak_kb": _median([r["rss_peak_kb"] for r in rs]),
-                "rss_after_kb": _median([r["rss_after_kb"] for r in rs]),
-                "bytes_per_req": _median([(r["bytes_read"] / r["requests"]) if r["requests"] and r["bytes_read"] else None for r in rs]),
-                "errors": sum(r["errors"] for r in rs),
-                "non2xx": sum(r["non2xx"] for r in rs),
-                "sock_connect": sum(r["sock_connect"] for r in rs),
-                "sock_read": sum(r["sock_read"] for r in rs),
-                "sock_write": sum(r["sock_write"] for r in rs),
-                "sock_timeout": sum(r["sock_timeout"] for r in rs),
-                "rps_all": [r["rps"] for r in sorted(rs, key=lambda r: r["run"])],
-            }
-        peers = [p for p in per if p != "harrow"]
-        ratios = {}
-        if "harrow" in per and peers:
-            h = per["harrow"]
-
-            def best(key, pick):
-                cand = [(per[p][key], p) for p in peers if per[p][key] is not None]
-                return pick(cand) if cand else (None, None)
-
-            b_rps = best("rps", max)
-            b_p99 = best("p99_us", min)
-            b_cpu = best("cpu_s_per_100k", min)
-            b_rss = best("rss_peak_kb", min)
-            ratios = {
-                "rps": {"ratio": _ratio(h["rps"], b_rps[0]), "best_peer": b_rps[1], "better": "higher"},
-                "p99": {"ratio": _ratio(h["p99_us"], b_p99[0]), "best_peer": b_p99[1], "better": "lower"},
-                "cpu_per_req": {"ratio": _ratio(h["cpu_s_per_100k"], b_cpu[0]), "best_peer": b_cpu[1], "better": "lower"},
-                "rss_peak": {"ratio": _ratio(h["rss_peak_kb"], b_rss[0]), "best_peer": b_rss[1], "better": "lower"},
-            }
-        summary[str(c)] = {"proxies": per, "harrow_vs_best_peer": ratios}
-
+    if meta.get("loadavg"):
+        w(f"machine: {meta.get('cpus')} CPUs, kernel {meta.get('kernel')}, load average before: {meta['loadavg']}")
+    order = meta.get("loads") or []
+    for r in recs:
+        r.setdefault("load", "c%d" % r.get("connections", 0))
+        if r["load"] not in order:
+            order.append(r["load"])
+    for load in order:
+        rs_load = [r for r in recs if r["load"] == load]
+        if not rs_load:
+            continue
+        kind = rs_load[0]["load"] if rs_load[0]["load"] in ("idle", "syscalls") else (
+            "stream" if "rss_growth_kb" in rs_load[0] else "wrk")
+        names = []
+        for p in meta["proxies"] + sorted({r["proxy"] for r in rs_load}):
+            if p not in names and any(r["proxy"] == p for r in rs_load):
+                names.append(p)
         w("")
-        w(f"connections={c}")
-        hdr = f"{'proxy':<9}{'req/s':>10}{'p50':>10}{'p99':>10}{'CPU s/100k':>12}{'RSS peak':>10}{'RSS after':>10}{'B/req':>7}{'errors':>8}  req/s per run"
-        w(hdr)
-        w("-" * len(hdr))
-        for p in proxies:
-            if p not in per:
-                continue
-            s = per[p]
-            cpu = f"{s['cpu_s_per_100k']:.2f}" if s["cpu_s_per_100k"] is not None else "-"
-            rps = f"{s['rps']:.0f}" if s["rps"] is not None else "-"
-            bpr = f"{s['bytes_per_req']:.0f}" if s["bytes_per_req"] else "-"
-            runs = " ".join(f"{x:.0f}" if x is not None else "?" for x in s["rps_all"])
-            w(f"{p:<9}{rps:>10}{fmt_lat(s['p50_us']):>10}{fmt_lat(s['p99_us']):>10}{cpu:>12}"
-              f"{s['rss_peak_kb'] / 1024:>8.1f}MB{s['rss_after_kb'] / 1024:>8.1f}MB{bpr:>7}{s['errors']:>8}  {runs}")
-        if ratios:
-            def f(k):
-                v = ratios[k]["ratio"]
-                return ("x%.2f" % v if v is not None else "-") + f" (vs {ratios[k]['best_peer']})"
-            w(f"harrow vs best peer: req/s {f('rps')} higher=better | p99 {f('p99')} lower=better | "
-              f"CPU/req {f('cpu_per_req')} lower=better | RSS peak {f('rss_peak')}")
-        busy = max((per[p]["other_cpu_pct"] or 0) for p in per) if per else 0
-        if busy >= 10:
-            w(f"note: other processes used up to {busy:.0f}% of a core during the runs (median per "
-              f"proxy) — the machine was shared; trust CPU/req and ratios more than req/s")
-        for p in proxies:
-            s = per.get(p)
-            if s and s["errors"]:
-                w(f"!! {p}: {s['errors']} wrk errors over {s['runs']} runs: non2xx={s['non2xx']} "
-                  f"connect={s['sock_connect']} read={s['sock_read']} write={s['sock_write']} "
-                  f"timeout={s['sock_timeout']}")
+        w(f"load {load}" + (f" — {meta['load_notes'][load]}" if load in meta.get("load_notes", {}) else ""))
+        fn = {"wrk": _table_wrk, "idle": _table_idle, "stream": _table_stream, "syscalls": _table_syscalls}[kind]
+        summary[load] = fn(w, rs_load, names)
 
     result = {"meta": meta, "summary": summary, "runs": recs}
     with open(o["--out"], "w") as f:
@@ -413,6 +697,7 @@ def main():
     cmd, argv = sys.argv[1], sys.argv[2:]
     fn = {"wait-http": cmd_wait_http, "measure": cmd_measure, "wrk-summary": cmd_wrk_summary,
           "record-summary": cmd_record_summary,
+          "idle": cmd_idle, "stream": cmd_stream, "syscalls": cmd_syscalls,
           "summarize": cmd_summarize}.get(cmd)
     if not fn:
         print(__doc__, file=sys.stderr)

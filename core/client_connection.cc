@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -133,15 +134,6 @@ void ClientConnection::start() {
     }
     peer_port_ = port;
   }
-  sockaddr_storage local{};
-  len = sizeof local;
-  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
-    if (local.ss_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), local_ip_, sizeof local_ip_);
-    } else {
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
-    }
-  }
   const config::LimitsConfig& limits = worker_->config().limits;
   if (limits.max_connections_per_client != 0) {
     if (!worker_->client_ip_opened(peer_ip_, limits.max_connections_per_client)) {
@@ -221,7 +213,7 @@ void ClientConnection::on_read(ssize_t nread) {
     }
     if (!tls_receive()) return;
   } else {
-    in_.fill += static_cast<uint32_t>(nread);
+    in_.commit(static_cast<size_t>(nread));
   }
   if (phase_ == Phase::Lingering) {
     in_.parse_pos = in_.fill;  // discarded: the response is out, the connection is ending
@@ -337,7 +329,7 @@ void ClientConnection::on_parser_paused() {
   if (phase_ == Phase::Routing) {
     if (head_rejected_) {
       head_rejected_ = false;
-      uv_timer_stop(&timer_);
+      disarm_timer();
       log_detail_ = rejection_.detail;
       // What follows a refused head (its body, a CONNECT tunnel) is not read as requests.
       close_requested_ = true;
@@ -411,6 +403,7 @@ int ClientConnection::on_headers_complete(llhttp_t* p) {
   c->head_.finish();
   c->head_request_ = p->method == HTTP_HEAD;
   c->client_keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  c->client_said_close_ = !c->client_keep_alive_;
   c->request_chunked_ = (p->flags & F_CHUNKED) != 0;
   c->request_has_body_ = c->request_chunked_ || p->content_length > 0;
   c->phase_ = Phase::Routing;
@@ -470,7 +463,7 @@ int ClientConnection::on_message_complete(llhttp_t* p) {
 // ---------------------------------------------------------------- the exchange
 
 void ClientConnection::start_exchange() {
-  uv_timer_stop(&timer_);
+  disarm_timer();
   WorkerMetrics& metrics = worker_->mutable_metrics();
   metrics.requests.add();
   metrics.listeners[listener_->index].requests.add();
@@ -665,7 +658,9 @@ void ClientConnection::send_request_head() {
     rule_headers_.push_back({name, value});
   }
   upstream_host_ = host;
-  std::snprintf(max_forwards_, sizeof max_forwards_, "%u", protocol.max_forwards);
+  // to_chars, not snprintf: this runs for every request.
+  *std::to_chars(max_forwards_, max_forwards_ + sizeof max_forwards_ - 1, protocol.max_forwards)
+       .ptr = '\0';
   // What ARR adds to every forwarded request; client-sent values are always replaced.
   HeaderField harrow_headers[5];
   size_t n = 0;
@@ -1080,6 +1075,15 @@ void ClientConnection::finish_exchange() {
   phase_ = Phase::Idle;
   served_ = true;
   if (close_requested_) {
+    // The client said this was its last request, all of it was read and the response is
+    // wholly in the kernel: nothing can arrive that a close would answer with a reset, so
+    // close now instead of a shutdown and a lingering read for the client's FIN.
+    if (client_said_close_ && !failed_ && request_done_ &&
+        (in_.block == nullptr || in_.unconsumed() == 0) &&
+        uv_stream_get_write_queue_size(stream()) == 0) {
+      close();
+      return;
+    }
     close_after_flush();
     return;
   }
@@ -1185,13 +1189,28 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
       log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
 }
 
+const char* ClientConnection::local_ip() {
+  // Only the access log needs it: asked for then, not for every accepted connection.
+  if (local_ip_[0] != '\0') return local_ip_;
+  sockaddr_storage local{};
+  int len = sizeof local;
+  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+    if (local.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), local_ip_, sizeof local_ip_);
+    } else {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
+    }
+  }
+  return local_ip_;
+}
+
 void ClientConnection::log_access() {
   if (!request_begun_ || access_logged_) return;
   access_logged_ = true;
   AccessLogBuffer& log = worker_->access_log();
   if (!log.enabled()) return;
   AccessLogEntry e;
-  e.server_ip = local_ip_;
+  e.server_ip = local_ip();
   e.client_ip = peer_ip_;
   e.client_port = peer_port_;
   e.server_port = local_port_;
@@ -1255,7 +1274,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
   if (c->upstream_paused_ && c->upstream_ != nullptr &&
       uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
     c->upstream_paused_ = false;
-    uv_timer_stop(&c->timer_);
+    c->disarm_timer();
     if (!c->request_done_ && c->request_has_body_) {
       c->arm_timer(ms(c->worker_->config().timeouts.client_body));  // the body still streams
     }
@@ -1266,7 +1285,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
 void ClientConnection::close_after_flush() {
   if (closing_after_flush_ || phase_ == Phase::Closed) return;
   closing_after_flush_ = true;
-  uv_timer_stop(&timer_);
+  disarm_timer();
   shutdown_req_.data = this;
   if (tls_ != nullptr) tls_->shutdown();  // close_notify, ahead of the FIN
   // uv_shutdown waits for queued writes, then sends FIN.
@@ -1298,12 +1317,34 @@ void ClientConnection::begin_linger() {
   arm_timer(kLingerMs);
 }
 
+// Every request arms the timeout a few times (head, keep-alive) and disarms it in between:
+// that only stores the deadline. libuv's timer moves only when a deadline comes earlier than
+// the one it is set for; when it fires before the current deadline it is set again for the
+// rest, so the timeout still ends exactly at its deadline.
 void ClientConnection::arm_timer(uint64_t ms) {
-  uv_timer_start(&timer_, &ClientConnection::on_timer, ms, 0);
+  uint64_t now = uv_now(worker_->loop());
+  timer_deadline_ = now + ms;
+  timer_armed_ = true;
+  if (timer_due_ == 0 || timer_deadline_ < timer_due_) {
+    uv_timer_start(&timer_, &ClientConnection::on_timer, ms, 0);
+    timer_due_ = timer_deadline_;
+  }
+}
+
+void ClientConnection::disarm_timer() {
+  timer_armed_ = false;  // libuv's timer, if set, finds nothing to do when it fires
 }
 
 void ClientConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConnection*>(t->data);
+  c->timer_due_ = 0;
+  if (!c->timer_armed_) return;
+  uint64_t now = uv_now(c->worker_->loop());
+  if (now < c->timer_deadline_) {
+    c->arm_timer(c->timer_deadline_ - now);
+    return;
+  }
+  c->timer_armed_ = false;
   switch (c->phase_) {
     case Phase::ReadingHead:
       c->respond_error(Failure::client_header_timeout, 0);

@@ -139,6 +139,7 @@ class ClientConnection final : public UpstreamEvents {
   void pause_reading();
   void resume_reading();
   void arm_timer(uint64_t ms);
+  void disarm_timer();
   void close_after_flush();
   void begin_linger();
   void close();
@@ -148,6 +149,8 @@ class ClientConnection final : public UpstreamEvents {
   bool fail_over(Failure failure, int uv_status);
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
+  // The address the client connected to (looked up on first use).
+  const char* local_ip();
   void release_upstream(bool reusable);
   void resume_parser();
   // TLS listeners (core/tls_session.h): start the session; decrypt what a read brought (false
@@ -182,6 +185,9 @@ class ClientConnection final : public UpstreamEvents {
   Phase phase_ = Phase::Idle;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
+  uint64_t timer_deadline_ = 0;  // loop time the armed timeout ends at
+  uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
+  bool timer_armed_ = false;
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
   // Vouches for bytes before llhttp sees them; `framer_ahead_` of the unconsumed input have
@@ -196,7 +202,7 @@ class ClientConnection final : public UpstreamEvents {
   OutBatch out_;
   std::unique_ptr<tls::Session> tls_;  // null on plain-HTTP listeners
   char peer_ip_[64] = {0};
-  char local_ip_[64] = {0};  // the address the client connected to (access log s-ip)
+  char local_ip_[64] = {0};  // see local_ip(); empty until asked for
   char peer_[80] = {0};      // "ip:port" as X-Forwarded-For carries it
   int open_handles_ = 0;
   bool reading_ = false;
@@ -227,6 +233,7 @@ class ClientConnection final : public UpstreamEvents {
   bool head_too_large_ = false;
   bool head_request_ = false;
   bool client_keep_alive_ = true;
+  bool client_said_close_ = false;  // the request's own framing ends the connection
   bool request_chunked_ = false;
   bool request_has_body_ = false;
   bool upstream_reused_ = false;

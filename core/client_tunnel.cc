@@ -68,8 +68,8 @@ void ClientConnection::tunnel_client_read(ssize_t nread) {
     if (upstream_->shutdown_write() != 0) close();
     return;
   }
-  const char* data = in_.block->data + in_.fill;
-  in_.fill += static_cast<uint32_t>(nread);
+  in_.commit(static_cast<size_t>(nread));  // nread > 0 here
+  const char* data = in_.block->data + (in_.fill - static_cast<uint32_t>(nread));
   in_.parse_pos = in_.fill;
   tunnel_activity_ms_ = uv_now(worker_->loop());
   tunnel_forward_to_upstream(data, static_cast<size_t>(nread));

@@ -13,22 +13,46 @@ namespace {
 // Free lists are per thread: a block or write request is only ever touched by the worker
 // that acquired it, so recycling needs no lock. Each list is capped so a burst does not pin
 // memory for the life of the process.
-constexpr size_t kMaxFreeBlocks = 512;  // 32 MiB
+constexpr size_t kMaxFreeBlocks = 512;        // 32 MiB
+constexpr size_t kMaxFreeSmallBlocks = 1024;  // 4 MiB
 constexpr size_t kMaxFreeWrites = 4096;
 
 struct ThreadPools {
   std::vector<IoBlock*> blocks;
+  std::vector<IoBlock*> small_blocks;
   std::vector<WriteRequest*> writes;
+  // The small block reads of block-less (idle) connections land in; a read that brings bytes
+  // hands it to its connection (see InputBuffer::commit).
+  IoBlock* landing = nullptr;
   ~ThreadPools() { release(); }
   void release() {
+    std::free(landing);
+    landing = nullptr;
     for (IoBlock* b : blocks) std::free(b);
+    for (IoBlock* b : small_blocks) std::free(b);
     for (WriteRequest* w : writes) delete w;
     blocks.clear();
+    small_blocks.clear();
     writes.clear();
   }
 };
 
 thread_local ThreadPools pools;
+
+IoBlock* block_from(std::vector<IoBlock*>& free_list, uint32_t capacity) {
+  IoBlock* b;
+  if (!free_list.empty()) {
+    b = free_list.back();
+    free_list.pop_back();
+  } else {
+    b = static_cast<IoBlock*>(std::malloc(sizeof(IoBlock) + capacity));
+    if (b == nullptr) throw std::bad_alloc();
+    b->capacity = capacity;
+    b->data = reinterpret_cast<char*>(b + 1);
+  }
+  b->refs = 1;
+  return b;
+}
 
 WriteRequest* write_request_acquire() {
   WriteRequest* w;
@@ -56,17 +80,11 @@ void write_request_release(WriteRequest* w) {
 }  // namespace
 
 IoBlock* block_acquire() {
-  IoBlock* b;
-  if (!pools.blocks.empty()) {
-    b = pools.blocks.back();
-    pools.blocks.pop_back();
-  } else {
-    b = static_cast<IoBlock*>(std::malloc(sizeof(IoBlock)));
-    if (b == nullptr) throw std::bad_alloc();
-    b->capacity = IoBlock::kCapacity;
-  }
-  b->refs = 1;
-  return b;
+  return block_from(pools.blocks, IoBlock::kCapacity);
+}
+
+IoBlock* block_acquire_small() {
+  return block_from(pools.small_blocks, IoBlock::kSmallCapacity);
 }
 
 void block_ref(IoBlock* block) {
@@ -76,8 +94,10 @@ void block_ref(IoBlock* block) {
 void block_unref(IoBlock* block) {
   assert(block->refs > 0);
   if (--block->refs != 0) return;
-  if (pools.blocks.size() < kMaxFreeBlocks) {
-    pools.blocks.push_back(block);
+  bool small = block->capacity == IoBlock::kSmallCapacity;
+  std::vector<IoBlock*>& free_list = small ? pools.small_blocks : pools.blocks;
+  if (free_list.size() < (small ? kMaxFreeSmallBlocks : kMaxFreeBlocks)) {
+    free_list.push_back(block);
   } else {
     std::free(block);
   }
@@ -89,34 +109,61 @@ void io_pools_release_thread() {
 
 uv_buf_t InputBuffer::next_read_buffer() {
   if (block != nullptr) {
+    // The last read took every byte it was offered: more is queued behind it (a body is
+    // streaming in), so it goes on in large blocks.
+    if (fill == offered_end) streaming = true;
     if (parse_pos == fill && block->refs == 1) {
       // Nothing else points into it: start over at the front.
       parse_pos = fill = 0;
     }
-    if (block->capacity - fill >= kMinRead) {
-      return uv_buf_init(block->data + fill, block->capacity - fill);
+    bool small = block->capacity == IoBlock::kSmallCapacity;
+    uint32_t min_read = small ? kSmallMinRead : kMinRead;
+    if (!(small && streaming) && block->capacity - fill >= min_read) {
+      return offer(fill);
     }
     uint32_t pending = fill - parse_pos;
     if (pending != 0) {
-      if (pending > block->capacity - kMinRead) {
+      if (!small && pending > block->capacity - kMinRead) {
         // Unconsumed bytes fill the block: the caller stops reading until the parser resumes.
         return uv_buf_init(nullptr, 0);
       }
-      // Move the unconsumed tail to a fresh block; writes in flight may still point into the
-      // old one, so it cannot be compacted in place.
+      // Move the unconsumed tail to a fresh large block; writes in flight may still point into
+      // the old one, so it cannot be compacted in place.
       IoBlock* next = block_acquire();
       std::memcpy(next->data, block->data + parse_pos, pending);
       block_unref(block);
       block = next;
       parse_pos = 0;
       fill = pending;
-      return uv_buf_init(block->data + fill, block->capacity - fill);
+      return offer(fill);
     }
     block_unref(block);
   }
-  block = block_acquire();
   parse_pos = fill = 0;
-  return uv_buf_init(block->data, block->capacity);
+  if (streaming) {
+    block = block_acquire();
+    return offer(0);
+  }
+  // Nothing is lent until bytes arrive: see commit().
+  block = nullptr;
+  if (pools.landing == nullptr) pools.landing = block_acquire_small();
+  offered_end = pools.landing->capacity;
+  return uv_buf_init(pools.landing->data, pools.landing->capacity);
+}
+
+void InputBuffer::commit(size_t nread) {
+  if (block == nullptr) {
+    // The read went to the landing block: it is this connection's now.
+    block = pools.landing;
+    pools.landing = nullptr;
+    parse_pos = fill = 0;
+  }
+  fill += static_cast<uint32_t>(nread);
+}
+
+uv_buf_t InputBuffer::offer(uint32_t from) {
+  offered_end = block->capacity;
+  return uv_buf_init(block->data + from, block->capacity - from);
 }
 
 void InputBuffer::release_if_drained() {
@@ -126,7 +173,8 @@ void InputBuffer::release_if_drained() {
 void InputBuffer::release() {
   if (block != nullptr) block_unref(block);
   block = nullptr;
-  parse_pos = fill = 0;
+  parse_pos = fill = offered_end = 0;
+  streaming = false;
 }
 
 WriteRequest* write_request_new() {
@@ -153,8 +201,8 @@ void OutBatch::make_room(int bufs, int scratch, IoBlock* block) {
         if (req_->blocks[i] == block) block_fits = true;
       }
     }
-    if (count_ + bufs <= kMaxBufs && req_->scratch_used + scratch <= WriteRequest::kScratch &&
-        block_fits) {
+    if (count_ + bufs <= WriteRequest::kMaxBufs &&
+        req_->scratch_used + scratch <= WriteRequest::kScratch && block_fits) {
       return;
     }
     flush();
@@ -166,13 +214,14 @@ void OutBatch::add(IoBlock* block, const char* data, size_t len) {
   if (len == 0) return;
   make_room(1, 0, block);
   hold(block);
-  bufs_[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  req_->bufs[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
   total_bytes_ += len;
 }
 
 void OutBatch::add_static(std::string_view text) {
   make_room(1, 0, nullptr);
-  bufs_[count_++] = uv_buf_init(const_cast<char*>(text.data()), static_cast<unsigned>(text.size()));
+  req_->bufs[count_++] =
+      uv_buf_init(const_cast<char*>(text.data()), static_cast<unsigned>(text.size()));
   total_bytes_ += text.size();
 }
 
@@ -184,9 +233,9 @@ void OutBatch::add_chunk(IoBlock* block, const char* data, size_t len) {
   char* line = req_->scratch + req_->scratch_used;
   int n = std::snprintf(line, kLineMax, "%zx\r\n", len);
   req_->scratch_used += n;
-  bufs_[count_++] = uv_buf_init(line, static_cast<unsigned>(n));
-  bufs_[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
-  bufs_[count_++] = uv_buf_init(const_cast<char*>("\r\n"), 2);
+  req_->bufs[count_++] = uv_buf_init(line, static_cast<unsigned>(n));
+  req_->bufs[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  req_->bufs[count_++] = uv_buf_init(const_cast<char*>("\r\n"), 2);
   total_bytes_ += static_cast<uint64_t>(n) + len + 2;
 }
 
@@ -199,11 +248,12 @@ int OutBatch::flush() {
   }
   WriteRequest* w = req_;
   req_ = nullptr;
+  uv_buf_t* bufs = w->bufs;
   int n = count_;
   count_ = 0;
   if (filter_ != nullptr) {
     // The filter has copied (encrypted) the bytes: what they lived in can go now.
-    int rc = filter_->write(bufs_, n);
+    int rc = filter_->write(bufs, n);
     write_request_release(w);
     if (rc != 0) last_error_ = rc;
     return rc;
@@ -211,25 +261,25 @@ int OutBatch::flush() {
   // Try the write now: when the socket takes it all (the common case) there is no write
   // request, no completion callback and — with libuv 1.44 — no epoll_ctl to drop the POLLOUT
   // interest afterwards, two system calls fewer per response.
-  int written = uv_try_write(stream_, bufs_, static_cast<unsigned>(n));
+  int written = uv_try_write(stream_, bufs, static_cast<unsigned>(n));
   if (written > 0) {
     size_t left = static_cast<size_t>(written);
     int first = 0;
-    while (first < n && left >= bufs_[first].len) {
-      left -= bufs_[first].len;
+    while (first < n && left >= bufs[first].len) {
+      left -= bufs[first].len;
       ++first;
     }
     if (first == n) {
       write_request_release(w);
       return 0;
     }
-    bufs_[first].base += left;
-    bufs_[first].len -= static_cast<unsigned>(left);
-    for (int i = first; i < n; ++i) bufs_[i - first] = bufs_[i];
+    bufs[first].base += left;
+    bufs[first].len -= static_cast<unsigned>(left);
+    for (int i = first; i < n; ++i) bufs[i - first] = bufs[i];
     n -= first;
   }
   // Otherwise (EAGAIN, a partial write, or an error uv_write will report) queue the rest.
-  int rc = uv_write(&w->req, stream_, bufs_, static_cast<unsigned>(n), cb_);
+  int rc = uv_write(&w->req, stream_, bufs, static_cast<unsigned>(n), cb_);
   if (rc != 0) {
     last_error_ = rc;
     write_request_release(w);

@@ -2,6 +2,14 @@
 // forwarded to the other side as slices of that same block (no copy), and the block returns to
 // the worker's free list when the last write that points into it completes. Blocks and write
 // requests are recycled per thread, so the request path does not allocate once warm.
+//
+// Blocks come in two sizes. A connection's first read after it was idle lands in a small block
+// (a request head, a small response); only a read that fills all it was offered — a body
+// streaming in — moves the connection to large blocks, until it is drained again. So a
+// connection trickling a head holds 4 KiB, not 64, and an idle one holds none: a connection
+// without a block reads into the worker's landing block, and takes it over only when the read
+// brings bytes (an EOF, a reset or a spurious wake-up on an idle connection allocates nothing,
+// however many connections close at once).
 #pragma once
 
 #include <uv.h>
@@ -13,14 +21,17 @@
 namespace harrow {
 
 struct IoBlock {
-  static constexpr uint32_t kCapacity = 64 * 1024;
+  static constexpr uint32_t kCapacity = 64 * 1024;      // a large block
+  static constexpr uint32_t kSmallCapacity = 4 * 1024;  // a small block
   uint32_t refs;
-  uint32_t capacity;
-  char data[kCapacity];
+  uint32_t capacity;  // kCapacity or kSmallCapacity
+  char* data;         // `capacity` bytes, allocated right after this header
 };
 
-// A fresh block with refs == 1, from this thread's free list.
+// A fresh large block with refs == 1, from this thread's free list.
 IoBlock* block_acquire();
+// A fresh small block with refs == 1, from this thread's free list.
+IoBlock* block_acquire_small();
 void block_ref(IoBlock* block);
 // Drops one reference; the block goes back to this thread's free list at zero.
 void block_unref(IoBlock* block);
@@ -34,17 +45,26 @@ struct InputBuffer {
   IoBlock* block = nullptr;
   uint32_t parse_pos = 0;
   uint32_t fill = 0;
+  uint32_t offered_end = 0;  // where the last buffer handed to a read ends in `block`
+  bool streaming = false;    // a read filled all it was offered: read into large blocks
 
-  static constexpr uint32_t kMinRead = 4096;
+  static constexpr uint32_t kMinRead = 4096;       // smallest read offered in a large block
+  static constexpr uint32_t kSmallMinRead = 1024;  // ... in a small block
 
   // For libuv's alloc callback. Returns an empty buffer when unconsumed bytes fill the block:
   // the owner must stop reading until the parser makes progress.
   uv_buf_t next_read_buffer();
+  // For the read callback: `nread` > 0 bytes landed in the buffer next_read_buffer() gave.
+  void commit(size_t nread);
   uint32_t unconsumed() const { return fill - parse_pos; }
   const char* parse_begin() const { return block->data + parse_pos; }
   // Lets go of the block when nothing in it is waiting to be parsed (idle connections hold none).
   void release_if_drained();
   void release();
+
+ private:
+  // The free space of `block` from `from` on, as the next read's buffer.
+  uv_buf_t offer(uint32_t from);
 };
 
 class OutBatch;
@@ -59,15 +79,18 @@ class WriteFilter {
   virtual int write(const uv_buf_t* bufs, int count) = 0;
 };
 
-// One uv_write in flight: holds the blocks its buffers point into, and scratch space for the
-// small strings (chunk-size lines) that frame them.
+// One uv_write being collected or in flight: its buffers, the blocks they point into, and
+// scratch space for the small strings (chunk-size lines) that frame them. Kept here rather than
+// in OutBatch so an idle connection does not carry a buffer array.
 struct WriteRequest {
   static constexpr int kMaxBlocks = 4;
+  static constexpr int kMaxBufs = 64;
   static constexpr int kScratch = 256;
   uv_write_t req;
   IoBlock* blocks[kMaxBlocks];
   int block_count;
   int scratch_used;
+  uv_buf_t bufs[kMaxBufs];
   char scratch[kScratch];
 };
 
@@ -110,14 +133,12 @@ class OutBatch {
   void write_started() { ++in_flight_; }
 
  private:
-  static constexpr int kMaxBufs = 64;
   void make_room(int bufs, int scratch, IoBlock* block);
   void hold(IoBlock* block);
 
   uv_stream_t* stream_;
   uv_write_cb cb_;
-  WriteRequest* req_ = nullptr;
-  uv_buf_t bufs_[kMaxBufs];
+  WriteRequest* req_ = nullptr;  // collecting; its bufs[0, count_) are filled
   int count_ = 0;
   int in_flight_ = 0;
   uint64_t total_bytes_ = 0;

@@ -157,7 +157,7 @@ Session::Status Session::decrypt(InputBuffer& in) {
     size_t got = 0;
     int rc = SSL_read_ex(ssl_, room.base, room.len, &got);
     if (rc == 1) {
-      in.fill += static_cast<uint32_t>(got);
+      in.commit(got);
       // Everything read is decrypted: skip the call that would only say "want more".
       if (cipher_in_.unconsumed() == 0 && SSL_has_pending(ssl_) == 0) break;
       continue;

@@ -35,7 +35,7 @@ class Session final : public WriteFilter {
   // For libuv's alloc callback: room for ciphertext (empty when the buffered ciphertext
   // waits for room in the plaintext buffer).
   uv_buf_t read_buffer() { return cipher_in_.next_read_buffer(); }
-  void received(size_t n) { cipher_in_.fill += static_cast<uint32_t>(n); }
+  void received(size_t n) { cipher_in_.commit(n); }
   // Drops the ciphertext read so far (a connection that is only draining its input).
   void discard_input() { cipher_in_.release(); }
 

@@ -119,7 +119,7 @@ void UpstreamConnection::connect(UpstreamEvents* owner, const sockaddr* addr, ui
 void UpstreamConnection::on_connect(uv_connect_t* req, int status) {
   auto* self = static_cast<UpstreamConnection*>(req->data);
   if (status == UV_ECANCELED || self->state_ == State::Closing) return;
-  uv_timer_stop(&self->timer_);
+  self->disarm_timer();
   if (status != 0) {
     self->fail(status == UV_ECONNREFUSED ? Failure::upstream_connect_refused
                                          : Failure::upstream_connect_failed,
@@ -142,7 +142,7 @@ void UpstreamConnection::attach(UpstreamEvents* owner) {
   assert(state_ == State::Idle);
   owner_ = owner;
   state_ = State::Active;
-  uv_timer_stop(&timer_);
+  disarm_timer();
 }
 
 void UpstreamConnection::begin_exchange(bool head_request, uint64_t timeout_ms,
@@ -164,12 +164,32 @@ void UpstreamConnection::touch() {
   last_activity_ = uv_now(worker_->loop());
 }
 
+// As on the client side: arming stores a deadline, and libuv's timer moves only for an
+// earlier one; a firing before the deadline sets it again for the rest.
 void UpstreamConnection::arm_timer(uint64_t ms) {
-  uv_timer_start(&timer_, &UpstreamConnection::on_timer, ms, 0);
+  uint64_t now = uv_now(worker_->loop());
+  timer_deadline_ = now + ms;
+  timer_armed_ = true;
+  if (timer_due_ == 0 || timer_deadline_ < timer_due_) {
+    uv_timer_start(&timer_, &UpstreamConnection::on_timer, ms, 0);
+    timer_due_ = timer_deadline_;
+  }
+}
+
+void UpstreamConnection::disarm_timer() {
+  timer_armed_ = false;
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
   auto* self = static_cast<UpstreamConnection*>(t->data);
+  self->timer_due_ = 0;
+  if (!self->timer_armed_) return;
+  uint64_t now = uv_now(self->worker_->loop());
+  if (now < self->timer_deadline_) {
+    self->arm_timer(self->timer_deadline_ - now);
+    return;
+  }
+  self->timer_armed_ = false;
   switch (self->state_) {
     case State::Connecting:
       if (self->connect_error_ != 0) {
@@ -274,7 +294,7 @@ void UpstreamConnection::on_read(ssize_t nread) {
   }
   last_activity_ = uv_now(worker_->loop());
   if (tls_ == nullptr) {
-    in_.fill += static_cast<uint32_t>(nread);
+    in_.commit(static_cast<size_t>(nread));
     run_parser();
     return;
   }
@@ -395,7 +415,7 @@ void UpstreamConnection::on_write(uv_write_t* req, int status) {
 }
 
 void UpstreamConnection::enter_tunnel() {
-  uv_timer_stop(&timer_);
+  disarm_timer();
   UpstreamEvents* owner = owner_;
   if (in_.unconsumed() != 0) {
     // Bytes the server sent right behind the 101 head, in the same read.
@@ -439,8 +459,8 @@ void UpstreamConnection::on_tunnel_read(ssize_t nread) {
     }
     return;
   }
-  const char* data = in_.block->data + in_.fill;
-  in_.fill += static_cast<uint32_t>(nread);
+  in_.commit(static_cast<size_t>(nread));  // nread > 0 here
+  const char* data = in_.block->data + (in_.fill - static_cast<uint32_t>(nread));
   in_.parse_pos = in_.fill;
   owner_->upstream_tunnel_bytes(in_.block, data, static_cast<size_t>(nread));
   owner_->upstream_read_end();

@@ -133,6 +133,7 @@ class UpstreamConnection {
   // connection failed and was closed).
   void start_tls();
   bool tls_receive();
+  void disarm_timer();
   // The 101 head is parsed: what follows is the tunnel's.
   void enter_tunnel();
   void on_tunnel_read(ssize_t nread);
@@ -161,6 +162,9 @@ class UpstreamConnection {
   UpstreamEvents* owner_ = nullptr;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
+  uint64_t timer_deadline_ = 0;  // loop time the armed timeout ends at
+  uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
+  bool timer_armed_ = false;
   uv_connect_t connect_req_{};
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "core/client_connection.h"
 #include "core/io_buffer.h"
@@ -95,22 +96,49 @@ Worker::~Worker() {
   join();
 }
 
+namespace {
+
+// Two hex digits per byte, from a table: 16 two-byte copies instead of 32 shifts and lookups.
+struct HexPairs {
+  char digits[256][2];
+};
+constexpr HexPairs make_hex_pairs() {
+  HexPairs t{};
+  constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 256; ++i) {
+    t.digits[i][0] = kHex[i >> 4];
+    t.digits[i][1] = kHex[i & 0xF];
+  }
+  return t;
+}
+constexpr HexPairs kHexPairs = make_hex_pairs();
+
+// Writes bytes `first` down to `last` of `v` (7 = most significant) as hex.
+char* put_hex(char* p, uint64_t v, int first, int last) {
+  for (int byte = first; byte >= last; --byte) {
+    std::memcpy(p, kHexPairs.digits[(v >> (byte * 8)) & 0xFF], 2);
+    p += 2;
+  }
+  return p;
+}
+
+}  // namespace
+
 void Worker::new_request_id(char out[37]) {
   uint64_t hi = random_.next(), lo = random_.next();
   // Shaped as a version-4 UUID so log tools that expect one accept it.
   hi = (hi & ~0xF000ull) | 0x4000ull;
   lo = (lo & ~(3ull << 62)) | (2ull << 62);
   // Formatted by hand: snprintf cost 12% of a proxied request's instructions (callgrind).
-  static constexpr char kHex[] = "0123456789abcdef";
-  char* p = out;
-  for (int nibble = 15; nibble >= 0; --nibble) {
-    if (nibble == 7 || nibble == 3) *p++ = '-';
-    *p++ = kHex[(hi >> (nibble * 4)) & 0xF];
-  }
-  for (int nibble = 15; nibble >= 0; --nibble) {
-    if (nibble == 15 || nibble == 11) *p++ = '-';
-    *p++ = kHex[(lo >> (nibble * 4)) & 0xF];
-  }
+  char* p = put_hex(out, hi, 7, 4);
+  *p++ = '-';
+  p = put_hex(p, hi, 3, 2);
+  *p++ = '-';
+  p = put_hex(p, hi, 1, 0);
+  *p++ = '-';
+  p = put_hex(p, lo, 7, 6);
+  *p++ = '-';
+  p = put_hex(p, lo, 5, 0);
   *p = '\0';
 }
 

@@ -7,33 +7,101 @@
 namespace harrow {
 namespace {
 
-TEST(InputBuffer, ReusesTheBlockWhenEverythingWasParsed) {
+TEST(InputBuffer, FirstReadGoesToASmallBlock) {
   InputBuffer in;
   uv_buf_t a = in.next_read_buffer();
   ASSERT_NE(a.base, nullptr);
-  EXPECT_EQ(a.len, IoBlock::kCapacity);
-  in.fill = 100;
+  EXPECT_EQ(a.len, IoBlock::kSmallCapacity);
+  in.commit(10);
+  ASSERT_NE(in.block, nullptr);
+  EXPECT_EQ(in.block->data, a.base);
+  EXPECT_EQ(in.unconsumed(), 10u);
+  in.release();
+  EXPECT_EQ(in.block, nullptr);
+}
+
+TEST(InputBuffer, AReadThatBringsNothingLeavesTheConnectionWithoutABlock) {
+  InputBuffer a;
+  InputBuffer b;
+  uv_buf_t first = a.next_read_buffer();  // an idle connection wakes up: EOF or nothing
+  EXPECT_EQ(a.block, nullptr);
+  uv_buf_t second = b.next_read_buffer();  // the next one reads into the same landing block
+  EXPECT_EQ(second.base, first.base);
+  b.commit(5);  // ... and keeps it, since bytes came
+  EXPECT_EQ(b.block->data, first.base);
+  uv_buf_t third = a.next_read_buffer();
+  EXPECT_NE(third.base, first.base);
+  a.release();
+  b.release();
+}
+
+TEST(InputBuffer, ReusesTheBlockWhenEverythingWasParsed) {
+  InputBuffer in;
+  uv_buf_t a = in.next_read_buffer();
+  in.commit(100);
   in.parse_pos = 100;
   uv_buf_t b = in.next_read_buffer();
   EXPECT_EQ(b.base, a.base);  // nothing points into it: start over at the front
+  EXPECT_EQ(b.len, IoBlock::kSmallCapacity);
   in.release();
 }
 
 TEST(InputBuffer, AppendsAfterUnparsedBytes) {
   InputBuffer in;
   in.next_read_buffer();
-  in.fill = 100;
+  in.commit(100);
   in.parse_pos = 40;
   uv_buf_t b = in.next_read_buffer();
   EXPECT_EQ(b.base, in.block->data + 100);
+  EXPECT_EQ(b.len, IoBlock::kSmallCapacity - 100);
   EXPECT_EQ(in.unconsumed(), 60u);
+  in.release();
+}
+
+TEST(InputBuffer, AReadThatFillsASmallBlockMovesOnToLargeBlocks) {
+  InputBuffer in;
+  in.next_read_buffer();
+  in.commit(IoBlock::kSmallCapacity);  // the read took all it was offered
+  std::memcpy(in.block->data + IoBlock::kSmallCapacity - 4, "head", 4);
+  in.parse_pos = IoBlock::kSmallCapacity - 4;
+  uv_buf_t b = in.next_read_buffer();
+  EXPECT_EQ(in.block->capacity, IoBlock::kCapacity);
+  EXPECT_EQ(std::memcmp(in.block->data, "head", 4), 0);  // the unparsed tail came along
+  EXPECT_EQ(b.base, in.block->data + 4);
+  EXPECT_EQ(b.len, IoBlock::kCapacity - 4);
+  // Drained but still streaming: the next block is large too.
+  in.parse_pos = in.fill = IoBlock::kCapacity;
+  block_ref(in.block);  // a write still points into it
+  IoBlock* old = in.block;
+  uv_buf_t c = in.next_read_buffer();
+  EXPECT_NE(in.block, old);
+  EXPECT_EQ(c.len, IoBlock::kCapacity);
+  block_unref(old);
+  // Once released (the connection went idle), reads start small again.
+  in.release();
+  EXPECT_EQ(in.next_read_buffer().len, IoBlock::kSmallCapacity);
+  in.commit(1);
+  EXPECT_EQ(in.block->capacity, IoBlock::kSmallCapacity);
+  in.release();
+}
+
+TEST(InputBuffer, AShortReadStaysInTheSmallBlock) {
+  InputBuffer in;
+  in.next_read_buffer();
+  in.commit(200);  // a partial request head: the read did not fill the buffer
+  uv_buf_t b = in.next_read_buffer();
+  EXPECT_EQ(in.block->capacity, IoBlock::kSmallCapacity);
+  EXPECT_EQ(b.base, in.block->data + 200);
   in.release();
 }
 
 TEST(InputBuffer, MovesAPendingTailToAFreshBlockWhenFull) {
   InputBuffer in;
+  in.streaming = true;
   in.next_read_buffer();
+  in.commit(1);
   IoBlock* old = in.block;
+  ASSERT_EQ(old->capacity, IoBlock::kCapacity);
   block_ref(old);  // a write still points into it
   std::memcpy(old->data + IoBlock::kCapacity - 10, "0123456789", 10);
   in.fill = IoBlock::kCapacity;
@@ -50,7 +118,10 @@ TEST(InputBuffer, MovesAPendingTailToAFreshBlockWhenFull) {
 
 TEST(InputBuffer, RefusesToReadWhenUnparsedBytesFillTheBlock) {
   InputBuffer in;
+  in.streaming = true;
   in.next_read_buffer();
+  in.commit(1);
+  ASSERT_EQ(in.block->capacity, IoBlock::kCapacity);
   in.fill = IoBlock::kCapacity;
   in.parse_pos = 1;
   uv_buf_t b = in.next_read_buffer();
@@ -65,6 +136,19 @@ TEST(IoBlock, FreeListRecyclesBlocks) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(b->refs, 1u);
   block_unref(b);
+}
+
+TEST(IoBlock, SmallAndLargeBlocksKeepTheirSizesThroughTheFreeLists) {
+  IoBlock* small = block_acquire_small();
+  IoBlock* large = block_acquire();
+  EXPECT_EQ(small->capacity, IoBlock::kSmallCapacity);
+  EXPECT_EQ(large->capacity, IoBlock::kCapacity);
+  block_unref(small);
+  block_unref(large);
+  EXPECT_EQ(block_acquire(), large);
+  EXPECT_EQ(block_acquire_small(), small);
+  block_unref(small);
+  block_unref(large);
 }
 
 }  // namespace
