@@ -648,7 +648,7 @@ void ClientConnection::send_request_head() {
   const config::ProtocolConfig& protocol = farm.config->protocol;
   upstream_->begin_exchange(head_request_, ms(protocol.timeout), protocol.max_response_header_size);
 
-  std::string_view host = protocol.preserve_host_header ? head_.find("host") : std::string_view{};
+  std::string_view host = protocol.preserve_host_header ? request_host() : std::string_view{};
   if (host.empty()) {
     host = upstream_tls_ ? farm.servers[server_].tls_authority : farm.servers[server_].authority;
   }
@@ -772,7 +772,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     // Redirects the server aims at itself must send the client back through Harrow.
     const ServerEndpoint& server = farm.servers[server_];
     std::string_view backend[] = {server.authority, server.label, upstream_host_};
-    std::string_view client_host = head_.find("host");
+    std::string_view client_host = request_host();
     std::string_view location = head.find("location");
     if (reverse_rewrite_location(location, backend, "http", client_host, rewritten_location_)) {
       replacements[replaced++] = {"Location", rewritten_location_};
@@ -834,11 +834,18 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
   server_metrics_->bytes_from_server.add(len);
 }
 
+std::string_view ClientConnection::request_host() const {
+  // RFC 9112 §3.2.2: an absolute-form target's authority stands for Host (the head check made
+  // sure a Host sent with it agrees); an HTTP/1.0 request may send it without a Host.
+  TargetParts target = split_target(head_.target());
+  return target.absolute ? target.authority : head_.find("host");
+}
+
 RequestFacts ClientConnection::request_facts() const {
   RequestFacts facts;
   facts.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  facts.target = head_.target();
-  facts.host = head_.find("host");
+  facts.target = split_target(head_.target()).path;
+  facts.host = request_host();
   facts.server_port = local_port_;
   facts.remote_addr = peer_ip_;
   facts.head = &head_;
@@ -1218,7 +1225,7 @@ void ClientConnection::log_access() {
                  ? "-"
                  : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
   e.target = head_.target();
-  e.host = head_.find("host");
+  e.host = request_host();
   e.user_agent = head_.find("user-agent");
   e.status = sent_status_;
   e.bytes_sent = out_.total_bytes() - response_bytes_at_start_;

@@ -94,6 +94,8 @@ class ClientConnection final : public UpstreamEvents {
   // when there is none.
   std::optional<size_t> choose_server(FarmState& farm, const RequestFacts& facts,
                                       std::span<const HeaderField> rule_headers, Failure& failure);
+  // The host the request names: an absolute-form target's authority, else its Host.
+  std::string_view request_host() const;
   // The request as rules see it (rebuilt for outbound rules, which run on the response).
   RequestFacts request_facts() const;
   // Applies the outbound rules to a response head about to be written; may set up html_.

@@ -1,5 +1,7 @@
 #include "core/request_checks.h"
 
+#include <algorithm>
+
 #include "config/ascii.h"
 
 namespace harrow {
@@ -401,6 +403,20 @@ size_t RequestFramer::scan(const char* data, size_t len) {
   return i;
 }
 
+TargetParts split_target(std::string_view target) {
+  size_t scheme_end = 0;
+  if (target.size() > 7 && iequals(target.substr(0, 7), "http://")) {
+    scheme_end = 7;
+  } else if (target.size() > 8 && iequals(target.substr(0, 8), "https://")) {
+    scheme_end = 8;
+  } else {
+    return {{}, target, false};
+  }
+  std::string_view rest = target.substr(scheme_end);
+  size_t end = std::min(rest.find_first_of("/?"), rest.size());
+  return {rest.substr(0, end), rest.substr(end), true};
+}
+
 bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, Rejection& out) {
   const MessageHead& head = *req.head;
   auto reject = [&](Failure f, const char* detail) {
@@ -444,16 +460,9 @@ bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, R
     if (req.method != "OPTIONS")
       return reject(Failure::bad_request, "asterisk-form target with a method other than OPTIONS");
   } else if (target.empty() || target.front() != '/') {
-    size_t scheme_end = 0;
-    if (target.size() > 7 && iequals(target.substr(0, 7), "http://")) {
-      scheme_end = 7;
-    } else if (target.size() > 8 && iequals(target.substr(0, 8), "https://")) {
-      scheme_end = 8;
-    } else {
-      return reject(Failure::bad_request, "invalid request-target");
-    }
-    std::string_view rest = target.substr(scheme_end);
-    std::string_view authority = rest.substr(0, rest.find_first_of("/?"));
+    TargetParts parts = split_target(target);
+    if (!parts.absolute) return reject(Failure::bad_request, "invalid request-target");
+    std::string_view authority = parts.authority;
     if (authority.empty() || !valid_host(authority))
       return reject(Failure::bad_request, "invalid authority in an absolute-form target");
     if (host_count == 1 && !iequals(authority, host))

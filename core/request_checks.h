@@ -123,4 +123,14 @@ struct ParsedRequest {
 // may go on; otherwise `out` says why.
 bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, Rejection& out);
 
+// A request-target split as RFC 9112 §3.2.2 reads it: an absolute-form target
+// ("http://host:port/path?q") names its resource by path and query, and its authority stands
+// for Host. An origin-form ("/path?q") or asterisk-form target is all `path`, with no authority.
+struct TargetParts {
+  std::string_view authority;  // empty unless absolute-form
+  std::string_view path;       // path and query; may be empty or begin with '?' (absolute-form)
+  bool absolute = false;
+};
+TargetParts split_target(std::string_view target);
+
 }  // namespace harrow

@@ -175,6 +175,23 @@ class Framing(HarrowTestCase):
         self.assertEqual(len(xff), 1)
         self.assertRegex(xff[0], r"x-forwarded-for: 127\.0\.0\.1:\d+$")
 
+    def test_absolute_form_target_reaches_the_origin_in_origin_form(self):
+        # RFC 9112 §3.2.2: the authority of an absolute-form target stands for Host (an HTTP/1.0
+        # client may send no Host at all); rules and the origin see the path and query.
+        for request, host in [
+                (b"GET http://shop.example/_origin/headers?a=1 HTTP/1.0\r\n\r\n", "shop.example"),
+                (b"GET http://Shop.Example:8080/_origin/headers?a=1 HTTP/1.1\r\n"
+                 b"Host: shop.example:8080\r\nConnection: close\r\n\r\n", "shop.example:8080")]:
+            with self.subTest(request=request):
+                out = raw_exchange(self.h.port, request)
+                head, _, body = out.partition(b"\r\n\r\n")
+                self.assertIn(b" 200 ", head.split(b"\r\n")[0], out[:200])
+                lines = body.decode().splitlines()
+                self.assertEqual(lines[0], "GET /_origin/headers?a=1 HTTP/1.1")
+                hosts = [l for l in lines if l.lower().startswith("host:")]
+                self.assertEqual(len(hosts), 1, lines)
+                self.assertEqual(hosts[0].split(":", 1)[1].strip().lower(), host)
+
     def test_large_body_both_ways_with_bounded_memory(self):
         size = 100 * MiB
         # Download.

@@ -19,6 +19,16 @@
 
 namespace harrow::testing {
 
+// The target the origin receives for a client's `target`: absolute-form reduced to origin-form
+// (the router's rewrite always begins with '/'), any other form unchanged.
+inline std::string origin_form(std::string_view target) {
+  TargetParts parts = split_target(target);
+  std::string out;
+  if (parts.absolute && (parts.path.empty() || parts.path.front() != '/')) out = "/";
+  out.append(parts.path);
+  return out;
+}
+
 struct Decision {
   bool forwarded = false;   // a complete request was accepted and written upstream
   bool rejected = false;    // refused (framer, llhttp or head check)
@@ -161,9 +171,13 @@ class RequestDriver {
     if (rejected_head_) return;
     UpstreamRequest up;
     up.method = decision_.method;
-    up.target = head_.target();
+    // As the connection does: an absolute-form target is forwarded in origin-form (the
+    // router's rewrite always begins with '/'), its authority standing for Host.
+    TargetParts parts = split_target(head_.target());
+    origin_target_ = origin_form(head_.target());
+    up.target = origin_target_;
     up.head = &head_;
-    up.host = head_.find("host");
+    up.host = parts.absolute ? parts.authority : head_.find("host");
     if (up.host.empty()) up.host = "origin.test";
     up.chunked_body = chunked_;
     up.forwarded_for_name = "X-Forwarded-For";
@@ -181,6 +195,7 @@ class RequestDriver {
   MessageHead head_;
   Decision decision_;
   Rejection head_rejection_;
+  std::string origin_target_;
   bool rejected_head_ = false;
   bool head_done_ = false;
   bool complete_ = false;

@@ -223,5 +223,25 @@ TEST(CheckRequestHead, TargetsMethodsAndFraming) {
   EXPECT_EQ(check(host, "POST", 1, false, true, 30'000'000).failure, Failure::client_aborted);
 }
 
+TEST(SplitTarget, AbsoluteFormNamesPathAndAuthority) {
+  TargetParts abs = split_target("http://Example.test:8080/a/b?q=1");
+  EXPECT_TRUE(abs.absolute);
+  EXPECT_EQ(abs.authority, "Example.test:8080");
+  EXPECT_EQ(abs.path, "/a/b?q=1");
+  TargetParts query_only = split_target("HTTPS://h?x");
+  EXPECT_TRUE(query_only.absolute);
+  EXPECT_EQ(query_only.authority, "h");
+  EXPECT_EQ(query_only.path, "?x");
+  TargetParts bare = split_target("http://h");
+  EXPECT_EQ(bare.authority, "h");
+  EXPECT_EQ(bare.path, "");
+  TargetParts origin = split_target("/http://h/");
+  EXPECT_FALSE(origin.absolute);
+  EXPECT_EQ(origin.authority, "");
+  EXPECT_EQ(origin.path, "/http://h/");
+  EXPECT_FALSE(split_target("*").absolute);
+  EXPECT_FALSE(split_target("http://").absolute);  // no authority at all: not absolute-form
+}
+
 }  // namespace
 }  // namespace harrow
