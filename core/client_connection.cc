@@ -1324,34 +1324,19 @@ void ClientConnection::begin_linger() {
   arm_timer(kLingerMs);
 }
 
-// Every request arms the timeout a few times (head, keep-alive) and disarms it in between:
-// that only stores the deadline. libuv's timer moves only when a deadline comes earlier than
-// the one it is set for; when it fires before the current deadline it is set again for the
-// rest, so the timeout still ends exactly at its deadline.
+// Every request arms the timeout a few times (head, keep-alive) and disarms it in between;
+// DeadlineTimer keeps that off libuv's timer heap.
 void ClientConnection::arm_timer(uint64_t ms) {
-  uint64_t now = uv_now(worker_->loop());
-  timer_deadline_ = now + ms;
-  timer_armed_ = true;
-  if (timer_due_ == 0 || timer_deadline_ < timer_due_) {
-    uv_timer_start(&timer_, &ClientConnection::on_timer, ms, 0);
-    timer_due_ = timer_deadline_;
-  }
+  deadline_.arm(&timer_, &ClientConnection::on_timer, ms);
 }
 
 void ClientConnection::disarm_timer() {
-  timer_armed_ = false;  // libuv's timer, if set, finds nothing to do when it fires
+  deadline_.disarm();
 }
 
 void ClientConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConnection*>(t->data);
-  c->timer_due_ = 0;
-  if (!c->timer_armed_) return;
-  uint64_t now = uv_now(c->worker_->loop());
-  if (now < c->timer_deadline_) {
-    c->arm_timer(c->timer_deadline_ - now);
-    return;
-  }
-  c->timer_armed_ = false;
+  if (!c->deadline_.fired(t, &ClientConnection::on_timer)) return;
   switch (c->phase_) {
     case Phase::ReadingHead:
       c->respond_error(Failure::client_header_timeout, 0);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "balancer/balancer.h"
+#include "core/deadline_timer.h"
 #include "core/failure.h"
 #include "core/html_rewriter.h"
 #include "core/http_head.h"
@@ -187,9 +188,7 @@ class ClientConnection final : public UpstreamEvents {
   Phase phase_ = Phase::Idle;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
-  uint64_t timer_deadline_ = 0;  // loop time the armed timeout ends at
-  uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
-  bool timer_armed_ = false;
+  DeadlineTimer deadline_;  // the one timeout armed at a time, on timer_
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
   // Vouches for bytes before llhttp sees them; `framer_ahead_` of the unconsumed input have

@@ -164,32 +164,17 @@ void UpstreamConnection::touch() {
   last_activity_ = uv_now(worker_->loop());
 }
 
-// As on the client side: arming stores a deadline, and libuv's timer moves only for an
-// earlier one; a firing before the deadline sets it again for the rest.
 void UpstreamConnection::arm_timer(uint64_t ms) {
-  uint64_t now = uv_now(worker_->loop());
-  timer_deadline_ = now + ms;
-  timer_armed_ = true;
-  if (timer_due_ == 0 || timer_deadline_ < timer_due_) {
-    uv_timer_start(&timer_, &UpstreamConnection::on_timer, ms, 0);
-    timer_due_ = timer_deadline_;
-  }
+  deadline_.arm(&timer_, &UpstreamConnection::on_timer, ms);
 }
 
 void UpstreamConnection::disarm_timer() {
-  timer_armed_ = false;
+  deadline_.disarm();
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
   auto* self = static_cast<UpstreamConnection*>(t->data);
-  self->timer_due_ = 0;
-  if (!self->timer_armed_) return;
-  uint64_t now = uv_now(self->worker_->loop());
-  if (now < self->timer_deadline_) {
-    self->arm_timer(self->timer_deadline_ - now);
-    return;
-  }
-  self->timer_armed_ = false;
+  if (!self->deadline_.fired(t, &UpstreamConnection::on_timer)) return;
   switch (self->state_) {
     case State::Connecting:
       if (self->connect_error_ != 0) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "core/deadline_timer.h"
 #include "core/failure.h"
 #include "core/http_head.h"
 #include "core/io_buffer.h"
@@ -162,9 +163,7 @@ class UpstreamConnection {
   UpstreamEvents* owner_ = nullptr;
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
-  uint64_t timer_deadline_ = 0;  // loop time the armed timeout ends at
-  uint64_t timer_due_ = 0;       // loop time libuv's timer is set for; 0: not set
-  bool timer_armed_ = false;
+  DeadlineTimer deadline_;  // the one timeout armed at a time, on timer_
   uv_connect_t connect_req_{};
   uv_shutdown_t shutdown_req_{};
   llhttp_t parser_{};
