@@ -153,6 +153,11 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   family("harrow_connections_active", "gauge", "Client connections open now.");
   o << "harrow_connections_active "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_active.get(); }) << "\n";
+  family("harrow_exchanges_active", "gauge",
+         "Client connections with a request being read, forwarded or answered now (idle "
+         "keep-alive connections hold none).");
+  o << "harrow_exchanges_active "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.exchanges_active.get(); }) << "\n";
   family("harrow_connections_rejected_total", "counter",
          "Client connections closed at once because the connection limit was reached.");
   o << "harrow_connections_rejected_total "

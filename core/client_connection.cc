@@ -98,17 +98,12 @@ void ClientConnection::refuse_overloaded(Failure failure) {
 }
 
 ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
-    : worker_(worker),
-      listener_(listener),
-      local_port_(listener->port),
-      out_(stream(), &ClientConnection::on_write) {
+    : worker_(worker), listener_(listener), out_(stream(), &ClientConnection::on_write) {
   uv_tcp_init(worker->loop(), &tcp_);
   uv_timer_init(worker->loop(), &timer_);
   tcp_.data = this;
   timer_.data = this;
   open_handles_ = 2;
-  llhttp_init(&parser_, HTTP_REQUEST, parser_settings());
-  parser_.data = this;
   worker->connection_opened(this);
 }
 
@@ -120,23 +115,13 @@ void ClientConnection::start() {
   sockaddr_storage peer{};
   int len = sizeof peer;
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    uint16_t port = 0;
-    if (peer.ss_family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&peer);
-      uv_ip6_name(a, peer_ip_, sizeof peer_ip_);
-      port = ntohs(a->sin6_port);
-      std::snprintf(peer_, sizeof peer_, "[%s]:%u", peer_ip_, port);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&peer);
-      uv_ip4_name(a, peer_ip_, sizeof peer_ip_);
-      port = ntohs(a->sin_port);
-      std::snprintf(peer_, sizeof peer_, "%s:%u", peer_ip_, port);
-    }
-    peer_port_ = port;
+    peer_address_ = PeerAddress::from(reinterpret_cast<const sockaddr*>(&peer));
   }
   const config::LimitsConfig& limits = worker_->config().limits;
   if (limits.max_connections_per_client != 0) {
-    if (!worker_->client_ip_opened(peer_ip_, limits.max_connections_per_client)) {
+    char ip[PeerAddress::kIpText];
+    peer_address_.format_ip(ip, sizeof ip);
+    if (!worker_->client_ip_opened(ip, limits.max_connections_per_client)) {
       refuse_overloaded(Failure::client_connection_limit);
       return;
     }
@@ -147,7 +132,6 @@ void ClientConnection::start() {
   limits_.max_header_count = limits.max_request_headers;
   limits_.max_body = limits.max_allowed_content_length;
   limits_.allow_trace = limits.allow_trace;
-  framer_.reset(limits_);
   if (listener_->tls && !start_tls()) {
     close();
     return;
@@ -219,38 +203,74 @@ void ClientConnection::on_read(ssize_t nread) {
     in_.parse_pos = in_.fill;  // discarded: the response is out, the connection is ending
     return;
   }
-  if (upstream_ != nullptr) upstream_->touch();
-  body_activity_ms_ = uv_now(worker_->loop());
+  if (ex_ != nullptr) {
+    if (ex_->upstream != nullptr) ex_->upstream->touch();
+    ex_->body_activity_ms = uv_now(worker_->loop());
+  }
   run_parser();
 }
 
 void ClientConnection::resume_parser() {
-  if (!parser_paused_) return;
-  llhttp_resume(&parser_);
-  parser_paused_ = false;
+  if (ex_ == nullptr || !ex_->parser_paused) return;
+  llhttp_resume(&ex_->parser);
+  ex_->parser_paused = false;
   // llhttp may owe callbacks that need no further input (a body-less request completes right
   // after its head): the next run executes even with no new bytes.
-  parser_owes_callbacks_ = true;
+  ex_->parser_owes_callbacks = true;
+}
+
+void ClientConnection::take_exchange() {
+  ex_ = worker_->exchanges().take();
+  llhttp_init(&ex_->parser, HTTP_REQUEST, parser_settings());
+  ex_->parser.data = this;
+  ex_->framer.reset(limits_);
+  worker_->mutable_metrics().exchanges_active.add();
+}
+
+void ClientConnection::give_back_exchange_if_idle() {
+  // Only between messages: nothing unparsed (a pipelined request keeps it), no parser or
+  // framer state that the next bytes depend on, no server connection that could call back.
+  if (ex_ == nullptr || phase_ != Phase::Idle || closing_after_flush_ || ex_->parser_paused ||
+      ex_->parser_owes_callbacks || ex_->upstream != nullptr || !ex_->framer.between_messages()) {
+    return;
+  }
+  if ((in_.block != nullptr && in_.unconsumed() > 0) || (tls_ != nullptr && tls_->has_buffered())) {
+    return;
+  }
+  worker_->exchanges().give_back(ex_);
+  ex_ = nullptr;
+  worker_->mutable_metrics().exchanges_active.sub();
 }
 
 void ClientConnection::run_parser() {
-  while (!parser_paused_ && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
+  if (ex_ == nullptr) {
+    bool input =
+        (in_.block != nullptr && in_.unconsumed() > 0) || (tls_ != nullptr && tls_->has_buffered());
+    if (phase_ != Phase::Idle || closing_after_flush_ || !input) {
+      // Nothing to parse (a TLS handshake's records, a spurious wake-up): stay without one.
+      if (phase_ == Phase::Idle) in_.release_if_drained();
+      resume_reading();
+      return;
+    }
+    take_exchange();
+  }
+  while (!ex_->parser_paused && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
          !closing_after_flush_) {
     uint32_t available = in_.block != nullptr ? in_.unconsumed() : 0;
     const char* begin = in_.block != nullptr ? in_.parse_begin() : "";
     // llhttp only ever sees bytes the framer has vouched for.
-    if (available > framer_ahead_ && !framer_.failed()) {
-      framer_ahead_ +=
-          static_cast<uint32_t>(framer_.scan(begin + framer_ahead_, available - framer_ahead_));
+    if (available > ex_->framer_ahead && !ex_->framer.failed()) {
+      ex_->framer_ahead += static_cast<uint32_t>(
+          ex_->framer.scan(begin + ex_->framer_ahead, available - ex_->framer_ahead));
     }
-    if (framer_.failed()) {
+    if (ex_->framer.failed()) {
       // Refused before llhttp sees the fault; nothing after it is read.
-      reject_request(framer_.rejection().failure, framer_.rejection().detail);
+      reject_request(ex_->framer.rejection().failure, ex_->framer.rejection().detail);
       return;
     }
-    uint32_t vouched = framer_ahead_ - framer_.held();
-    if (vouched == 0 && !parser_owes_callbacks_) {
-      if (available > 0 && (framer_.head_done() || framer_.message_done())) {
+    uint32_t vouched = ex_->framer_ahead - ex_->framer.held();
+    if (vouched == 0 && !ex_->parser_owes_callbacks) {
+      if (available > 0 && (ex_->framer.head_done() || ex_->framer.message_done())) {
         // The framer saw a head or message end where llhttp did not stop: never guess.
         reject_request(Failure::bad_framing, "parsers disagree on the message end");
         return;
@@ -262,38 +282,40 @@ void ClientConnection::run_parser() {
       }
       break;
     }
-    parser_owes_callbacks_ = false;
-    llhttp_errno_t rc = llhttp_execute(&parser_, begin, vouched);
+    ex_->parser_owes_callbacks = false;
+    llhttp_errno_t rc = llhttp_execute(&ex_->parser, begin, vouched);
     uint32_t consumed = vouched;
     if (rc == HPE_PAUSED) {
-      consumed = static_cast<uint32_t>(llhttp_get_error_pos(&parser_) - begin);
+      consumed = static_cast<uint32_t>(llhttp_get_error_pos(&ex_->parser) - begin);
     } else if (rc != HPE_OK) {
-      if (rejection_.detail == nullptr) {
-        rejection_ = {
-            head_too_large_ ? Failure::request_header_too_large : failure_for_parse_error(rc),
-            llhttp_get_error_reason(&parser_)};
+      if (ex_->rejection.detail == nullptr) {
+        ex_->rejection = {
+            ex_->head_too_large ? Failure::request_header_too_large : failure_for_parse_error(rc),
+            llhttp_get_error_reason(&ex_->parser)};
       }
-      reject_request(rejection_.failure, rejection_.detail);
+      reject_request(ex_->rejection.failure, ex_->rejection.detail);
       return;
     }
-    request_bytes_ += consumed;
-    framer_ahead_ -= consumed;
+    ex_->request_bytes += consumed;
+    ex_->framer_ahead -= consumed;
     if (in_.block != nullptr) in_.parse_pos += consumed;
     if (rc == HPE_PAUSED) {
-      parser_paused_ = true;
+      ex_->parser_paused = true;
       on_parser_paused();
     }
   }
   if (phase_ == Phase::Closed) return;
-  if (upstream_ != nullptr && phase_ == Phase::Exchange) {
-    if (upstream_->out().flush() != 0) {
-      upstream_failed(Failure::upstream_reset, upstream_->out().last_error());
+  if (ex_->upstream != nullptr && phase_ == Phase::Exchange) {
+    if (ex_->upstream->out().flush() != 0) {
+      upstream_failed(Failure::upstream_reset, ex_->upstream->out().last_error());
       return;
     }
     check_upstream_backpressure();
   }
   if (phase_ == Phase::Idle) in_.release_if_drained();
-  if (!parser_paused_) resume_reading();
+  bool paused = ex_->parser_paused;
+  give_back_exchange_if_idle();
+  if (!paused) resume_reading();
 }
 
 Failure ClientConnection::failure_for_parse_error(llhttp_errno_t rc) {
@@ -310,13 +332,13 @@ Failure ClientConnection::failure_for_parse_error(llhttp_errno_t rc) {
 }
 
 void ClientConnection::reject_request(Failure failure, const char* detail) {
-  log_detail_ = detail;
+  ex_->log_detail = detail;
   if (phase_ == Phase::Idle) {
     // Nothing of the request reached llhttp: start its bookkeeping here for the logs.
-    on_message_begin(&parser_);
-    log_detail_ = detail;
+    on_message_begin(&ex_->parser);
+    ex_->log_detail = detail;
   }
-  if (phase_ == Phase::Exchange && response_head_sent_) {
+  if (phase_ == Phase::Exchange && ex_->response_head_sent) {
     abort_exchange(failure, 0);
     return;
   }
@@ -327,13 +349,13 @@ void ClientConnection::reject_request(Failure failure, const char* detail) {
 
 void ClientConnection::on_parser_paused() {
   if (phase_ == Phase::Routing) {
-    if (head_rejected_) {
-      head_rejected_ = false;
+    if (ex_->head_rejected) {
+      ex_->head_rejected = false;
       disarm_timer();
-      log_detail_ = rejection_.detail;
+      ex_->log_detail = ex_->rejection.detail;
       // What follows a refused head (its body, a CONNECT tunnel) is not read as requests.
       close_requested_ = true;
-      respond_error(rejection_.failure, 0);
+      respond_error(ex_->rejection.failure, 0);
       return;
     }
     start_exchange();
@@ -345,38 +367,38 @@ void ClientConnection::on_parser_paused() {
 int ClientConnection::on_message_begin(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
   c->phase_ = Phase::ReadingHead;
-  c->head_.reset(c->limits_.max_request_line + c->limits_.max_header_bytes);
-  c->head_too_large_ = false;
-  c->head_rejected_ = false;
-  c->rejection_ = {};
-  c->request_done_ = c->response_head_sent_ = c->response_done_ = false;
-  c->response_chunked_ = c->retried_ = c->upstream_reused_ = false;
-  c->tried_count_ = 0;
-  c->retries_ = 0;
-  c->connect_ms_ = -1;
-  c->header_ms_ = -1;
-  c->farm_ = -1;
-  c->log_detail_ = nullptr;
-  c->request_begun_ = true;
-  c->access_logged_ = false;
-  c->sent_status_ = 0;
-  c->failed_ = false;
-  c->failure_uv_status_ = 0;
-  c->request_bytes_ = 0;
-  c->response_bytes_at_start_ = c->out_.total_bytes();
-  c->log_id_[0] = '\0';
-  c->site_name_ = {};
-  c->site_ = -1;
-  c->html_.reset();
-  c->request_started_ms_ = uv_now(c->worker_->loop());
+  c->ex_->head.reset(c->limits_.max_request_line + c->limits_.max_header_bytes);
+  c->ex_->head_too_large = false;
+  c->ex_->head_rejected = false;
+  c->ex_->rejection = {};
+  c->ex_->request_done = c->ex_->response_head_sent = c->ex_->response_done = false;
+  c->ex_->response_chunked = c->ex_->retried = c->ex_->upstream_reused = false;
+  c->ex_->tried_count = 0;
+  c->ex_->retries = 0;
+  c->ex_->connect_ms = -1;
+  c->ex_->header_ms = -1;
+  c->ex_->farm = -1;
+  c->ex_->log_detail = nullptr;
+  c->ex_->request_begun = true;
+  c->ex_->access_logged = false;
+  c->ex_->sent_status = 0;
+  c->ex_->failed = false;
+  c->ex_->failure_uv_status = 0;
+  c->ex_->request_bytes = 0;
+  c->ex_->response_bytes_at_start = c->out_.total_bytes();
+  c->ex_->log_id[0] = '\0';
+  c->ex_->site_name = {};
+  c->ex_->site = -1;
+  c->ex_->html.reset();
+  c->ex_->request_started_ms = uv_now(c->worker_->loop());
   c->arm_timer(ms(c->worker_->config().timeouts.client_header));
   return 0;
 }
 
 int ClientConnection::on_url(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (c->head_.on_target(at, len)) return 0;
-  c->head_too_large_ = true;
+  if (c->ex_->head.on_target(at, len)) return 0;
+  c->ex_->head_too_large = true;
   return -1;
 }
 
@@ -385,27 +407,27 @@ int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   // Trailer fields of a chunked body arrive through the same callbacks: they are dropped (the
   // body is re-framed without them), and must not grow the finished head under its views.
   if (c->phase_ != Phase::ReadingHead) return 0;
-  if (c->head_.on_field(at, len)) return 0;
-  c->head_too_large_ = true;
+  if (c->ex_->head.on_field(at, len)) return 0;
+  c->ex_->head_too_large = true;
   return -1;
 }
 
 int ClientConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
   if (c->phase_ != Phase::ReadingHead) return 0;  // a trailer field
-  if (c->head_.on_value(at, len)) return 0;
-  c->head_too_large_ = true;
+  if (c->ex_->head.on_value(at, len)) return 0;
+  c->ex_->head_too_large = true;
   return -1;
 }
 
 int ClientConnection::on_headers_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
-  c->head_.finish();
-  c->head_request_ = p->method == HTTP_HEAD;
-  c->client_keep_alive_ = llhttp_should_keep_alive(p) != 0;
-  c->client_said_close_ = !c->client_keep_alive_;
-  c->request_chunked_ = (p->flags & F_CHUNKED) != 0;
-  c->request_has_body_ = c->request_chunked_ || p->content_length > 0;
+  c->ex_->head.finish();
+  c->ex_->head_request = p->method == HTTP_HEAD;
+  c->ex_->client_keep_alive = llhttp_should_keep_alive(p) != 0;
+  c->ex_->client_said_close = !c->ex_->client_keep_alive;
+  c->ex_->request_chunked = (p->flags & F_CHUNKED) != 0;
+  c->ex_->request_has_body = c->ex_->request_chunked || p->content_length > 0;
   c->phase_ = Phase::Routing;
   c->check_head(p);
   // Pause: the body must not be parsed before there is somewhere to send it.
@@ -414,48 +436,49 @@ int ClientConnection::on_headers_complete(llhttp_t* p) {
 
 void ClientConnection::check_head(llhttp_t* p) {
   bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
-  framer_.begin_body(request_chunked_, has_length ? p->content_length : 0);
+  ex_->framer.begin_body(ex_->request_chunked, has_length ? p->content_length : 0);
   // An upgrade request ends HTTP on this connection whatever the answer: a 101 makes it a
   // tunnel, anything else is answered and the connection closed rather than read on (the client
   // may already be sending the new protocol). Only WebSocket is forwarded as an upgrade;
   // another protocol (h2c, …) loses its Upgrade header like any hop-by-hop field, as with nginx
   // and HAProxy, and the server answers the plain request.
-  websocket_ = false;
-  if (head_.has("upgrade")) {
-    client_keep_alive_ = false;
-    websocket_ = is_websocket_upgrade(head_, p, request_has_body_);
+  ex_->websocket = false;
+  if (ex_->head.has("upgrade")) {
+    ex_->client_keep_alive = false;
+    ex_->websocket = is_websocket_upgrade(ex_->head, p, ex_->request_has_body);
   }
   ParsedRequest req;
   req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-  req.head = &head_;
+  req.head = &ex_->head;
   req.http_major = p->http_major;
   req.http_minor = p->http_minor;
-  req.chunked = request_chunked_;
+  req.chunked = ex_->request_chunked;
   req.has_content_length = has_length;
   req.content_length = p->content_length;
-  head_rejected_ = !check_request_head(req, limits_, rejection_);
+  ex_->head_rejected = !check_request_head(req, limits_, ex_->rejection);
 }
 
 int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
   ClientConnection* c = from_parser(p);
-  if (c->upstream_ == nullptr) return 0;  // answered locally or upstream gone: discard
-  if (c->request_chunked_) {
-    c->upstream_->out().add_chunk(c->in_.block, at, len);
+  if (c->ex_->upstream == nullptr) return 0;  // answered locally or upstream gone: discard
+  if (c->ex_->request_chunked) {
+    c->ex_->upstream->out().add_chunk(c->in_.block, at, len);
   } else {
-    c->upstream_->out().add(c->in_.block, at, len);
+    c->ex_->upstream->out().add(c->in_.block, at, len);
   }
-  c->server_metrics_->bytes_to_server.add(len);
+  c->ex_->server_metrics->bytes_to_server.add(len);
   return 0;
 }
 
 int ClientConnection::on_message_complete(llhttp_t* p) {
   ClientConnection* c = from_parser(p);
-  if (!c->framer_.message_done()) {
-    c->rejection_ = {Failure::bad_framing, "parsers disagree on the message end"};
+  if (!c->ex_->framer.message_done()) {
+    c->ex_->rejection = {Failure::bad_framing, "parsers disagree on the message end"};
     return -1;
   }
-  c->framer_.next_message();
-  if (c->upstream_ != nullptr && c->request_chunked_) c->upstream_->out().add_last_chunk();
+  c->ex_->framer.next_message();
+  if (c->ex_->upstream != nullptr && c->ex_->request_chunked)
+    c->ex_->upstream->out().add_last_chunk();
   // Pause: a pipelined request waits until this one's response is complete.
   return HPE_PAUSED;
 }
@@ -469,29 +492,29 @@ void ClientConnection::start_exchange() {
   metrics.listeners[listener_->index].requests.add();
   if (worker_->stopping()) close_requested_ = true;
 
-  RequestFacts facts = request_facts();  // the site is matched below, once snap_ is set
+  RequestFacts facts = request_facts();  // the site is matched below, once the snapshot is taken
   if (!host_allowed(facts.host)) {
     respond_error(Failure::invalid_hostname, 0);
     return;
   }
   // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
-  snap_ = worker_->snapshot_ptr();
-  facts.site = snap_->sites->match(listener_->address, facts.host);
-  site_ = facts.site;
-  site_name_ = facts.site >= 0 ? std::string_view(snap_->config->sites[facts.site].name)
-                               : std::string_view{};
-  exchange_started_ns_ = uv_hrtime();
-  worker_->new_request_id(log_id_);
-  RouteDecision decision = snap_->router->route(facts, worker_->route_scratch());
+  ex_->snap = worker_->snapshot_ptr();
+  facts.site = ex_->snap->sites->match(listener_->address, facts.host);
+  ex_->site = facts.site;
+  ex_->site_name = facts.site >= 0 ? std::string_view(ex_->snap->config->sites[facts.site].name)
+                                   : std::string_view{};
+  ex_->exchange_started_ns = uv_hrtime();
+  worker_->new_request_id(ex_->log_id);
+  RouteDecision decision = ex_->snap->router->route(facts, worker_->route_scratch());
   switch (decision.kind) {
     case RouteDecision::Kind::Farm:
-      farm_ = decision.farm;
+      ex_->farm = decision.farm;
       break;
     case RouteDecision::Kind::Proxy:
       if (decision.https) break;  // answered below like a farm over https
-      farm_ = snap_->proxy_farm(decision.authority);
-      if (farm_ < 0) {
-        log_detail_ =
+      ex_->farm = ex_->snap->proxy_farm(decision.authority);
+      if (ex_->farm < 0) {
+        ex_->log_detail =
             "host computed from the request; only hosts written in the configuration "
             "are proxied";
         respond_error(Failure::proxy_target_unknown, 0);
@@ -512,20 +535,21 @@ void ClientConnection::start_exchange() {
       return;
   }
   if (decision.https && decision.kind == RouteDecision::Kind::Proxy) {
-    log_detail_ = "the global proxy reaches hosts over http:// only";
+    ex_->log_detail = "the global proxy reaches hosts over http:// only";
     respond_error(Failure::upstream_tls, 0);
     return;
   }
-  upstream_tls_ = decision.https;
-  if (upstream_tls_ && !snap_->tls_client) {
-    log_detail_ = "no https:// target was in the configuration when it loaded";
+  ex_->upstream_tls = decision.https;
+  if (ex_->upstream_tls && !ex_->snap->tls_client) {
+    ex_->log_detail = "no https:// target was in the configuration when it loaded";
     respond_error(Failure::upstream_tls, 0);
     return;
   }
-  target_.assign(decision.target);
-  rule_header_text_.clear();
-  for (const HeaderField& f : decision.set_headers) rule_header_text_.emplace_back(f.name, f.value);
-  FarmState& farm = worker_->farm(farm_);
+  ex_->target.assign(decision.target);
+  ex_->rule_header_text.clear();
+  for (const HeaderField& f : decision.set_headers)
+    ex_->rule_header_text.emplace_back(f.name, f.value);
+  FarmState& farm = worker_->farm(ex_->farm);
   std::optional<size_t> pick;
   Failure no_pick = Failure::no_server;
   if (farm.runtime->config->enabled) {
@@ -542,13 +566,13 @@ std::optional<size_t> ClientConnection::choose_server(FarmState& farm, const Req
                                                       std::span<const HeaderField> rule_headers,
                                                       Failure& failure) {
   const FarmRuntime& rt = *farm.runtime;
-  set_affinity_cookie_ = false;
+  ex_->set_affinity_cookie = false;
   if (rt.affinity_index != nullptr) {
-    std::string_view value = rt.affinity_cookies->find(head_);
+    std::string_view value = rt.affinity_cookies->find(ex_->head);
     if (!value.empty()) {
       std::optional<size_t> affine = rt.affinity_index->find(value);
       if (affine && farm.availability->serves_affine(*affine)) {
-        worker_->server_metrics(*snap_, farm_, *affine).affinity_kept.add();
+        worker_->server_metrics(*ex_->snap, ex_->farm, *affine).affinity_kept.add();
         return affine;
       }
       if (rt.config->affinity.failure_policy == config::AffinityFailurePolicy::Return503) {
@@ -557,46 +581,47 @@ std::optional<size_t> ClientConnection::choose_server(FarmState& farm, const Req
       }
     }
     // No cookie, or one naming a server that is gone: balance, and pin to the new server.
-    set_affinity_cookie_ = true;
+    ex_->set_affinity_cookie = true;
   }
   uint64_t now = uv_hrtime();
   if (rt.host_affinity != nullptr)
     return rt.host_affinity->pick(facts.host, *farm.availability, now);
   balancer::PickContext ctx{*farm.availability, worker_->random(), now};
-  if (rt.hash_key != nullptr) ctx.hash = rt.hash_key->hash(facts, rule_headers, hash_buffer_);
+  if (rt.hash_key != nullptr) ctx.hash = rt.hash_key->hash(facts, rule_headers, ex_->hash_buffer);
   return farm.balancer->pick(ctx);
 }
 
 void ClientConnection::end_in_flight() {
-  if (!in_flight_counted_) return;
-  in_flight_counted_ = false;
-  server_metrics_->in_flight.sub();
-  if (balancer_ == nullptr) return;
+  if (!ex_->in_flight_counted) return;
+  ex_->in_flight_counted = false;
+  ex_->server_metrics->in_flight.sub();
+  if (ex_->balancer == nullptr) return;
   balancer::Finish finish;
   uint64_t now = uv_hrtime();
   finish.now_ns = now;
-  finish.latency_ns = now - exchange_started_ns_;
-  finish.bytes = request_bytes_ + (out_.total_bytes() - response_bytes_at_start_);
-  bool failed_status = status_ != 0 && snap_->farms[farm_].live_failure_codes.matches(status_);
-  finish.outcome =
-      response_done_ && !failed_status ? balancer::Outcome::Success : balancer::Outcome::Failure;
-  balancer_->on_finish(server_, finish);
-  balancer_.reset();
+  finish.latency_ns = now - ex_->exchange_started_ns;
+  finish.bytes = ex_->request_bytes + (out_.total_bytes() - ex_->response_bytes_at_start);
+  bool failed_status =
+      ex_->status != 0 && ex_->snap->farms[ex_->farm].live_failure_codes.matches(ex_->status);
+  finish.outcome = ex_->response_done && !failed_status ? balancer::Outcome::Success
+                                                        : balancer::Outcome::Failure;
+  ex_->balancer->on_finish(ex_->server, finish);
+  ex_->balancer.reset();
 }
 
 bool ClientConnection::use_server(size_t server) {
-  server_ = server;
-  server_metrics_ = &worker_->server_metrics(*snap_, farm_, server_);
-  server_metrics_->in_flight.add();
-  in_flight_counted_ = true;
-  balancer_ = worker_->farm(farm_).balancer;
-  balancer_->on_start(server_);
-  if (websocket_) server_metrics_->websocket_requests.add();
-  if (UpstreamConnection* idle = worker_->take_idle(farm_, server_, upstream_tls_)) {
-    upstream_ = idle;
-    upstream_reused_ = true;
+  ex_->server = server;
+  ex_->server_metrics = &worker_->server_metrics(*ex_->snap, ex_->farm, ex_->server);
+  ex_->server_metrics->in_flight.add();
+  ex_->in_flight_counted = true;
+  ex_->balancer = worker_->farm(ex_->farm).balancer;
+  ex_->balancer->on_start(ex_->server);
+  if (ex_->websocket) ex_->server_metrics->websocket_requests.add();
+  if (UpstreamConnection* idle = worker_->take_idle(ex_->farm, ex_->server, ex_->upstream_tls)) {
+    ex_->upstream = idle;
+    ex_->upstream_reused = true;
     idle->attach(this);
-    server_metrics_->connections_reused.add();
+    ex_->server_metrics->connections_reused.add();
     send_request_head();
     return true;
   }
@@ -618,55 +643,58 @@ bool ClientConnection::host_allowed(std::string_view host) const {
 }
 
 void ClientConnection::connect_upstream() {
-  const ServerEndpoint& endpoint = snap_->farms[farm_].servers[server_];
-  upstream_ = new UpstreamConnection(worker_, snap_.get(), farm_, server_);
-  upstream_reused_ = false;
-  connect_started_ns_ = uv_hrtime();
+  const ServerEndpoint& endpoint = ex_->snap->farms[ex_->farm].servers[ex_->server];
+  ex_->upstream = new UpstreamConnection(worker_, ex_->snap.get(), ex_->farm, ex_->server);
+  ex_->upstream_reused = false;
+  ex_->connect_started_ns = uv_hrtime();
   const sockaddr_storage* addr = &endpoint.addr;
-  if (upstream_tls_) {
-    const FarmRuntime& farm = snap_->farms[farm_];
-    const tls::ClientContexts::Farm& settings = snap_->tls_client->for_farm(farm.config->name);
-    upstream_->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
-                       worker_->farm(farm_).servers[server_].tls_session);
+  if (ex_->upstream_tls) {
+    const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
+    const tls::ClientContexts::Farm& settings = ex_->snap->tls_client->for_farm(farm.config->name);
+    ex_->upstream->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
+                           worker_->farm(ex_->farm).servers[ex_->server].tls_session);
     addr = &endpoint.tls_addr;
   }
-  upstream_->connect(this, reinterpret_cast<const sockaddr*>(addr),
-                     ms(worker_->config().timeouts.connect));
+  ex_->upstream->connect(this, reinterpret_cast<const sockaddr*>(addr),
+                         ms(worker_->config().timeouts.connect));
 }
 
 void ClientConnection::upstream_connected() {
-  uint64_t connect_us = (uv_hrtime() - connect_started_ns_) / 1000;
-  server_metrics_->connect_time.observe(connect_us);
-  server_metrics_->connections_opened.add();  // counted once established, not per attempt
-  connect_ms_ = static_cast<int64_t>(connect_us / 1000);
+  uint64_t connect_us = (uv_hrtime() - ex_->connect_started_ns) / 1000;
+  ex_->server_metrics->connect_time.observe(connect_us);
+  ex_->server_metrics->connections_opened.add();  // counted once established, not per attempt
+  ex_->connect_ms = static_cast<int64_t>(connect_us / 1000);
   send_request_head();
   run_parser();
 }
 
 void ClientConnection::send_request_head() {
-  const FarmRuntime& farm = snap_->farms[farm_];
+  const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
   const config::ProtocolConfig& protocol = farm.config->protocol;
-  upstream_->begin_exchange(head_request_, ms(protocol.timeout), protocol.max_response_header_size);
+  ex_->upstream->begin_exchange(ex_->head_request, ms(protocol.timeout),
+                                protocol.max_response_header_size);
 
   std::string_view host = protocol.preserve_host_header ? request_host() : std::string_view{};
   if (host.empty()) {
-    host = upstream_tls_ ? farm.servers[server_].tls_authority : farm.servers[server_].authority;
+    host = ex_->upstream_tls ? farm.servers[ex_->server].tls_authority
+                             : farm.servers[ex_->server].authority;
   }
-  rule_headers_.clear();
-  for (const auto& [name, value] : rule_header_text_) {
+  ex_->rule_headers.clear();
+  for (const auto& [name, value] : ex_->rule_header_text) {
     if (iequals(name, "host")) host = value;  // a rule set HTTP_HOST
-    rule_headers_.push_back({name, value});
+    ex_->rule_headers.push_back({name, value});
   }
-  upstream_host_ = host;
+  ex_->upstream_host = host;
   // to_chars, not snprintf: this runs for every request.
-  *std::to_chars(max_forwards_, max_forwards_ + sizeof max_forwards_ - 1, protocol.max_forwards)
+  *std::to_chars(ex_->max_forwards, ex_->max_forwards + sizeof ex_->max_forwards - 1,
+                 protocol.max_forwards)
        .ptr = '\0';
   // What ARR adds to every forwarded request; client-sent values are always replaced.
   HeaderField harrow_headers[5];
   size_t n = 0;
-  harrow_headers[n++] = {"Max-Forwards", max_forwards_};
-  harrow_headers[n++] = {"X-Original-URL", head_.target()};
-  if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, log_id_};
+  harrow_headers[n++] = {"Max-Forwards", ex_->max_forwards};
+  harrow_headers[n++] = {"X-Original-URL", ex_->head.target()};
+  if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, ex_->log_id};
   if (!protocol.ssl_header_name.empty()) {
     harrow_headers[n++] = {protocol.ssl_header_name,
                            tls_ != nullptr ? std::string_view(tls_->arr_ssl()) : ""};
@@ -676,21 +704,21 @@ void ClientConnection::send_request_head() {
                            tls_ != nullptr ? std::string_view(tls_->client_certificate()) : ""};
   }
   UpstreamRequest request;
-  request.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  request.target = target_;
-  request.head = &head_;
+  request.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+  request.target = ex_->target;
+  request.head = &ex_->head;
   request.host = host;
-  request.chunked_body = request_chunked_;
+  request.chunked_body = ex_->request_chunked;
   request.keep_alive = protocol.keep_alive;
-  if (websocket_) {
+  if (ex_->websocket) {
     request.upgrade = "websocket";
-    upstream_->expect_upgrade();
+    ex_->upstream->expect_upgrade();
   }
   request.forwarded_for_name = protocol.x_forwarded_for_header_name;
   request.forwarded_for_value =
-      protocol.include_port_in_x_forwarded_for ? std::string_view(peer_) : peer_ip_;
+      protocol.include_port_in_x_forwarded_for ? std::string_view(peer()) : peer_ip();
   request.harrow_headers = std::span<const HeaderField>(harrow_headers, n);
-  request.rule_headers = rule_headers_;
+  request.rule_headers = ex_->rule_headers;
 
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
@@ -701,28 +729,28 @@ void ClientConnection::send_request_head() {
     respond_error(Failure::request_header_too_large, 0);
     return;
   }
-  upstream_->out().add(block, block->data, writer.size());
+  ex_->upstream->out().add(block, block->data, writer.size());
   block_unref(block);  // the batch holds its own reference
   if (phase_ == Phase::Routing) {
     // First attempt: the body (if any) follows the head as the parser resumes.
     phase_ = Phase::Exchange;
-    if (request_has_body_) {
-      body_activity_ms_ = uv_now(worker_->loop());
+    if (ex_->request_has_body) {
+      ex_->body_activity_ms = uv_now(worker_->loop());
       arm_timer(ms(worker_->config().timeouts.client_body));
     }
     resume_parser();
   }
-  if (upstream_->out().flush() != 0)
-    upstream_failed(Failure::upstream_reset, upstream_->out().last_error());
+  if (ex_->upstream->out().flush() != 0)
+    upstream_failed(Failure::upstream_reset, ex_->upstream->out().last_error());
 }
 
 void ClientConnection::request_complete() {
-  request_done_ = true;
-  if (response_done_) finish_exchange();
+  ex_->request_done = true;
+  if (ex_->response_done) finish_exchange();
 }
 
 void ClientConnection::upstream_head(const MessageHead& head, int status) {
-  bool client_http11 = parser_.http_major == 1 && parser_.http_minor == 1;
+  bool client_http11 = ex_->parser.http_major == 1 && ex_->parser.http_minor == 1;
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
   ClientResponse response;
@@ -740,17 +768,17 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     block_unref(block);
     return;
   }
-  response_head_sent_ = true;
-  uint64_t first_byte_us = (uv_hrtime() - exchange_started_ns_) / 1000;
-  server_metrics_->first_byte_time.observe(first_byte_us);
-  header_ms_ = static_cast<int64_t>(first_byte_us / 1000);
-  bool no_body = head_request_ || status == 204 || status == 304 || switching;
+  ex_->response_head_sent = true;
+  uint64_t first_byte_us = (uv_hrtime() - ex_->exchange_started_ns) / 1000;
+  ex_->server_metrics->first_byte_time.observe(first_byte_us);
+  ex_->header_ms = static_cast<int64_t>(first_byte_us / 1000);
+  bool no_body = ex_->head_request || status == 204 || status == 304 || switching;
   bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
   if (no_body || upstream_length) {
     // A 204 must not carry Content-Length (RFC 9110 §8.6); a 304 or HEAD's is metadata.
     response.keep_content_length = status != 204 && !switching;
   } else if (client_http11) {
-    response_chunked_ = true;
+    ex_->response_chunked = true;
     response.chunked = true;
     response.keep_content_length = false;
   } else {
@@ -759,28 +787,28 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   }
   // A request whose body is still arriving cannot be followed by another on this connection
   // unless Harrow reads the rest; closing is simpler and safe.
-  if (!client_keep_alive_ || !request_done_ || worker_->stopping()) close_requested_ = true;
+  if (!ex_->client_keep_alive || !ex_->request_done || worker_->stopping()) close_requested_ = true;
   response.close = close_requested_;
   response.http10_keep_alive = !client_http11 && !close_requested_;
   if (switching) response.upgrade = head.find("upgrade");
-  const FarmRuntime& farm = snap_->farms[farm_];
-  if (farm.live_failure_codes.matches(status)) server_metrics_->live_failures.add();
+  const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
+  if (farm.live_failure_codes.matches(status)) ex_->server_metrics->live_failures.add();
   if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
   HeaderField replacements[2];
   size_t replaced = 0;
   if (farm.config->protocol.reverse_rewrite_host_in_response_headers) {
     // Redirects the server aims at itself must send the client back through Harrow.
-    const ServerEndpoint& server = farm.servers[server_];
-    std::string_view backend[] = {server.authority, server.label, upstream_host_};
+    const ServerEndpoint& server = farm.servers[ex_->server];
+    std::string_view backend[] = {server.authority, server.label, ex_->upstream_host};
     std::string_view client_host = request_host();
     std::string_view location = head.find("location");
-    if (reverse_rewrite_location(location, backend, "http", client_host, rewritten_location_)) {
-      replacements[replaced++] = {"Location", rewritten_location_};
+    if (reverse_rewrite_location(location, backend, "http", client_host, ex_->rewritten_location)) {
+      replacements[replaced++] = {"Location", ex_->rewritten_location};
     }
     std::string_view content_location = head.find("content-location");
     if (reverse_rewrite_location(content_location, backend, "http", client_host,
-                                 rewritten_content_location_)) {
-      replacements[replaced++] = {"Content-Location", rewritten_content_location_};
+                                 ex_->rewritten_content_location)) {
+      replacements[replaced++] = {"Content-Location", ex_->rewritten_content_location};
     }
   }
   response.replace = std::span<const HeaderField>(replacements, replaced);
@@ -790,11 +818,11 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   size_t cookie_count = 0;
   if (farm.affinity_cookies != nullptr) {
     response.remove = kAffinityOptOut;
-    if (set_affinity_cookie_ && !iequals(head.find("arr-disable-session-affinity"), "true")) {
-      for (const std::string& value : farm.affinity_cookies->set_cookie(server_)) {
+    if (ex_->set_affinity_cookie && !iequals(head.find("arr-disable-session-affinity"), "true")) {
+      for (const std::string& value : farm.affinity_cookies->set_cookie(ex_->server)) {
         cookies[cookie_count++] = {"Set-Cookie", value};
       }
-      server_metrics_->affinity_assigned.add();
+      ex_->server_metrics->affinity_assigned.add();
     }
   }
   response.add = std::span<const HeaderField>(cookies, cookie_count);
@@ -802,77 +830,77 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   write_client_response(response, writer);
   if (writer.overflowed()) {
     block_unref(block);
-    response_head_sent_ = false;
+    ex_->response_head_sent = false;
     upstream_failed(Failure::upstream_invalid_response, 0);
     return;
   }
   out_.add(block, block->data, writer.size());
   block_unref(block);
-  status_ = status;
-  sent_status_ = status;
+  ex_->status = status;
+  ex_->sent_status = status;
   if (switching) {
     // The head goes out with this read's flush; upstream_read_end() opens the tunnel.
     phase_ = Phase::Tunnel;
-    tunnel_opening_ = true;
-    response_done_ = true;
+    ex_->tunnel_opening = true;
+    ex_->response_done = true;
   }
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
-  if (html_ != nullptr) {
-    html_out_.clear();
-    html_->feed(std::string_view(data, len), html_out_);
-    send_owned(html_out_);
-    server_metrics_->bytes_from_server.add(len);
+  if (ex_->html != nullptr) {
+    ex_->html_out.clear();
+    ex_->html->feed(std::string_view(data, len), ex_->html_out);
+    send_owned(ex_->html_out);
+    ex_->server_metrics->bytes_from_server.add(len);
     return;
   }
-  if (response_chunked_) {
+  if (ex_->response_chunked) {
     out_.add_chunk(block, data, len);
   } else {
     out_.add(block, data, len);
   }
-  server_metrics_->bytes_from_server.add(len);
+  ex_->server_metrics->bytes_from_server.add(len);
 }
 
 std::string_view ClientConnection::request_host() const {
   // RFC 9112 §3.2.2: an absolute-form target's authority stands for Host (the head check made
   // sure a Host sent with it agrees); an HTTP/1.0 request may send it without a Host.
-  TargetParts target = split_target(head_.target());
-  return target.absolute ? target.authority : head_.find("host");
+  TargetParts target = split_target(ex_->head.target());
+  return target.absolute ? target.authority : ex_->head.find("host");
 }
 
 RequestFacts ClientConnection::request_facts() const {
   RequestFacts facts;
-  facts.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  facts.target = split_target(head_.target()).path;
+  facts.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+  facts.target = split_target(ex_->head.target()).path;
   facts.host = request_host();
-  facts.server_port = local_port_;
-  facts.remote_addr = peer_ip_;
-  facts.head = &head_;
-  facts.site = site_;
+  facts.server_port = listener_->port;
+  facts.remote_addr = peer_ip();
+  facts.head = &ex_->head;
+  facts.site = ex_->site;
   facts.https = tls_ != nullptr;
   return facts;
 }
 
 void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& response,
                                       bool has_body) {
-  const Router& router = *snap_->router;
-  if (!router.has_outbound(site_)) return;
+  const Router& router = *ex_->snap->router;
+  if (!router.has_outbound(ex_->site)) return;
   RequestFacts facts = request_facts();
   OutboundDecision decision =
       router.outbound(facts, head, response.replace, worker_->route_scratch());
   if (!decision.set_headers.empty()) {
     // Rules see, and override, what reverseRewriteHostInResponseHeaders already rewrote.
-    outbound_replace_.assign(response.replace.begin(), response.replace.end());
-    outbound_add_.assign(response.add.begin(), response.add.end());
+    ex_->outbound_replace.assign(response.replace.begin(), response.replace.end());
+    ex_->outbound_add.assign(response.add.begin(), response.add.end());
     for (const auto& set : decision.set_headers) {
       // Named, not a structured binding: clang 14 (the fuzz build) cannot capture those.
       const std::string_view name = set.first;
       const std::string_view value = set.second;
-      std::vector<HeaderField>& into = head.has(name) ? outbound_replace_ : outbound_add_;
+      std::vector<HeaderField>& into = head.has(name) ? ex_->outbound_replace : ex_->outbound_add;
       auto same = std::find_if(into.begin(), into.end(),
                                [&](const HeaderField& f) { return iequals(f.name, name); });
-      if (same != into.end() && &into == &outbound_replace_) {
+      if (same != into.end() && &into == &ex_->outbound_replace) {
         same->value = value;
       } else if (same != into.end() && !iequals(name, "set-cookie")) {
         same->value = value;
@@ -880,8 +908,8 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
         into.push_back({name, value});
       }
     }
-    response.replace = outbound_replace_;
-    response.add = outbound_add_;
+    response.replace = ex_->outbound_replace;
+    response.add = ex_->outbound_add;
   }
   if (decision.body_rules == 0 || !has_body) return;
   std::string_view encoding = head.find("content-encoding");
@@ -890,26 +918,26 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     log_line(LogLevel::Info,
              "outbound rules with filterByTags skipped for %.*s: the response "
              "body is %.*s-encoded",
-             static_cast<int>(target_.size()), target_.data(), static_cast<int>(encoding.size()),
-             encoding.data());
+             static_cast<int>(ex_->target.size()), ex_->target.data(),
+             static_cast<int>(encoding.size()), encoding.data());
     return;
   }
-  html_body_rules_ = decision.body_rules;
-  html_ = std::make_unique<HtmlRewriter>(decision.tags, std::move(decision.custom_tags),
-                                         [this](std::string_view tag, std::string_view attribute,
-                                                std::string_view value, std::string& out) {
-                                           return snap_->router->rewrite_body_url(
-                                               request_facts(), html_body_rules_, tag, attribute,
-                                               value, worker_->route_scratch(), out);
-                                         });
+  ex_->html_body_rules = decision.body_rules;
+  ex_->html = std::make_unique<HtmlRewriter>(
+      decision.tags, std::move(decision.custom_tags),
+      [this](std::string_view tag, std::string_view attribute, std::string_view value,
+             std::string& out) {
+        return ex_->snap->router->rewrite_body_url(request_facts(), ex_->html_body_rules, tag,
+                                                   attribute, value, worker_->route_scratch(), out);
+      });
   // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
   response.keep_content_length = false;
-  if (parser_.http_major == 1 && parser_.http_minor == 1) {
+  if (ex_->parser.http_major == 1 && ex_->parser.http_minor == 1) {
     response.chunked = true;
-    response_chunked_ = true;
+    ex_->response_chunked = true;
   } else {
     response.chunked = false;
-    response_chunked_ = false;
+    ex_->response_chunked = false;
     close_requested_ = true;
     response.close = true;
     response.http10_keep_alive = false;
@@ -921,7 +949,7 @@ void ClientConnection::send_owned(std::string_view bytes) {
     IoBlock* block = block_acquire();
     size_t n = std::min<size_t>(bytes.size(), block->capacity);
     std::memcpy(block->data, bytes.data(), n);
-    if (response_chunked_) {
+    if (ex_->response_chunked) {
       out_.add_chunk(block, block->data, n);
     } else {
       out_.add(block, block->data, n);
@@ -937,29 +965,30 @@ void ClientConnection::upstream_read_end() {
     return;
   }
   if (out_.flush() != 0) return;  // the client is gone; its read side will notice
-  if (upstream_ != nullptr && !upstream_paused_ &&
+  if (ex_->upstream != nullptr && !ex_->upstream_paused &&
       uv_stream_get_write_queue_size(stream()) > kHighWater) {
-    upstream_->pause_reading();
-    upstream_paused_ = true;
+    ex_->upstream->pause_reading();
+    ex_->upstream_paused = true;
     // The client must take some of its response within clientSend (slow-read attack).
     arm_timer(ms(worker_->config().timeouts.client_send));
   }
 }
 
 void ClientConnection::upstream_complete(bool reusable) {
-  server_metrics_->response_time.observe((uv_hrtime() - exchange_started_ns_) / 1000);
-  if (html_ != nullptr) {
-    html_out_.clear();
-    html_->finish(html_out_);
-    send_owned(html_out_);
-    html_.reset();
+  ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
+  if (ex_->html != nullptr) {
+    ex_->html_out.clear();
+    ex_->html->finish(ex_->html_out);
+    send_owned(ex_->html_out);
+    ex_->html.reset();
   }
-  if (response_chunked_) out_.add_last_chunk();
+  if (ex_->response_chunked) out_.add_last_chunk();
   out_.flush();
-  response_done_ = true;
-  const config::FarmConfig& farm = *snap_->farms[farm_].config;
-  release_upstream(reusable && request_done_ && farm.protocol.keep_alive && !worker_->stopping());
-  if (request_done_) {
+  ex_->response_done = true;
+  const config::FarmConfig& farm = *ex_->snap->farms[ex_->farm].config;
+  release_upstream(reusable && ex_->request_done && farm.protocol.keep_alive &&
+                   !worker_->stopping());
+  if (ex_->request_done) {
     finish_exchange();
     run_parser();
   } else {
@@ -977,60 +1006,61 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   bool nothing_sent = connect_failure && phase_ == Phase::Routing;
   // A server that went away before answering an idempotent, body-less request: replaying it
   // elsewhere is what RFC 9110 §9.2.2 allows.
-  llhttp_method_t method = static_cast<llhttp_method_t>(parser_.method);
+  llhttp_method_t method = static_cast<llhttp_method_t>(ex_->parser.method);
   bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
                     method == HTTP_PUT || method == HTTP_DELETE;
-  bool safe_replay = failure == Failure::upstream_reset && idempotent && request_done_ &&
-                     !request_has_body_ && !response_head_sent_;
+  bool safe_replay = failure == Failure::upstream_reset && idempotent && ex_->request_done &&
+                     !ex_->request_has_body && !ex_->response_head_sent;
   // At most `retries` other servers (<harrow><limits retries>, default 1).
-  int retries = static_cast<int>(std::min<uint32_t>(snap_->config->limits.retries, kMaxTried));
-  if (!(nothing_sent || safe_replay) || tried_count_ >= retries) return false;
-  if (worker_->snapshot_ptr() != snap_) return false;  // a reload landed: the balancer is new
-  tried_[tried_count_++] = server_;
-  FarmState& farm = worker_->farm(farm_);
+  int retries =
+      static_cast<int>(std::min<uint32_t>(ex_->snap->config->limits.retries, Exchange::kMaxTried));
+  if (!(nothing_sent || safe_replay) || ex_->tried_count >= retries) return false;
+  if (worker_->snapshot_ptr() != ex_->snap) return false;  // a reload landed: the balancer is new
+  ex_->tried[ex_->tried_count++] = ex_->server;
+  FarmState& farm = worker_->farm(ex_->farm);
   balancer::PickContext ctx{*farm.availability, worker_->random()};
-  ctx.exclude = std::span<const size_t>(tried_, static_cast<size_t>(tried_count_));
+  ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count));
   std::optional<size_t> next = farm.balancer->pick(ctx);
   // No other server: the failure stands, and respond_error() logs and counts it (once).
   if (!next) return false;
   log_failure(failure, uv_status);
-  server_metrics_->failures[static_cast<int>(failure)].add();
-  server_metrics_->live_failures.add();
-  server_metrics_->retries.add();
+  ex_->server_metrics->failures[static_cast<int>(failure)].add();
+  ex_->server_metrics->live_failures.add();
+  ex_->server_metrics->retries.add();
   count_websocket_failure();
   end_in_flight();
   // The client's cookie names the server that failed: pin it to the one that answers.
-  if (snap_->farms[farm_].affinity_index != nullptr) set_affinity_cookie_ = true;
-  ++retries_;
+  if (ex_->snap->farms[ex_->farm].affinity_index != nullptr) ex_->set_affinity_cookie = true;
+  ++ex_->retries;
   if (use_server(*next)) run_parser();  // called from a libuv callback, not from the parser
   return true;
 }
 
 void ClientConnection::upstream_failed(Failure failure, int uv_status) {
-  upstream_ = nullptr;  // it closed itself
+  ex_->upstream = nullptr;  // it closed itself
   if (phase_ == Phase::Closed) return;
   if (phase_ == Phase::Tunnel) {
     // The server reset a tunnel: the 101 is long out, so the client's connection just ends.
-    log_line(LogLevel::Info, "websocket tunnel log_id=%s client=%s ended: server %s", log_id_,
-             peer_,
+    log_line(LogLevel::Info, "websocket tunnel log_id=%s client=%s ended: server %s", ex_->log_id,
+             peer(),
              uv_status != 0 ? uv_err_name(uv_status) : std::string(failure_token(failure)).c_str());
     close();
     return;
   }
   if (fail_over(failure, uv_status)) return;
   bool stale_keep_alive =
-      upstream_reused_ && !response_head_sent_ && !request_has_body_ &&
+      ex_->upstream_reused && !ex_->response_head_sent && !ex_->request_has_body &&
       (failure == Failure::upstream_reset || failure == Failure::upstream_truncated);
-  if (stale_keep_alive && !retried_) {
+  if (stale_keep_alive && !ex_->retried) {
     // The server closed a pooled connection just as it was reused; nothing of the request
     // reached the application, so one fresh connection is safe.
-    retried_ = true;
-    ++retries_;
-    server_metrics_->retries.add();
+    ex_->retried = true;
+    ++ex_->retries;
+    ex_->server_metrics->retries.add();
     connect_upstream();
     return;
   }
-  if (failure == Failure::upstream_timeout && !request_done_)
+  if (failure == Failure::upstream_timeout && !ex_->request_done)
     failure = Failure::client_body_timeout;
   respond_error(failure, uv_status);
   run_parser();
@@ -1045,7 +1075,7 @@ void ClientConnection::upstream_write_done() {
 }
 
 void ClientConnection::check_upstream_backpressure() {
-  size_t queued = upstream_ != nullptr ? upstream_->write_queue_size() : 0;
+  size_t queued = ex_->upstream != nullptr ? ex_->upstream->write_queue_size() : 0;
   if (queued > kHighWater) {
     paused_for_backpressure_ = true;
     pause_reading();
@@ -1056,12 +1086,13 @@ void ClientConnection::check_upstream_backpressure() {
 }
 
 void ClientConnection::release_upstream(bool reusable) {
+  if (ex_ == nullptr) return;
   end_in_flight();
-  if (upstream_ == nullptr) return;
-  UpstreamConnection* up = upstream_;
-  upstream_ = nullptr;
-  upstream_paused_ = false;
-  if (up->tls() && !upstream_reused_ && up->snapshot() == &worker_->snapshot()) {
+  if (ex_->upstream == nullptr) return;
+  UpstreamConnection* up = ex_->upstream;
+  ex_->upstream = nullptr;
+  ex_->upstream_paused = false;
+  if (up->tls() && !ex_->upstream_reused && up->snapshot() == &worker_->snapshot()) {
     // Kept per server for the next new connection's abbreviated handshake (a TLS 1.3 server
     // sends its ticket after the handshake, so it is taken once the exchange is over).
     if (auto session = up->tls_session()) {
@@ -1073,19 +1104,19 @@ void ClientConnection::release_upstream(bool reusable) {
 
 void ClientConnection::finish_exchange() {
   log_access();
-  if (server_metrics_ != nullptr && status_ != 0) {
-    server_metrics_->responses_by_class[status_ / 100 % 6].add();
+  if (ex_->server_metrics != nullptr && ex_->status != 0) {
+    ex_->server_metrics->responses_by_class[ex_->status / 100 % 6].add();
   }
-  status_ = 0;
-  server_metrics_ = nullptr;
-  snap_.reset();
+  ex_->status = 0;
+  ex_->server_metrics = nullptr;
+  ex_->snap.reset();
   phase_ = Phase::Idle;
   served_ = true;
   if (close_requested_) {
     // The client said this was its last request, all of it was read and the response is
     // wholly in the kernel: nothing can arrive that a close would answer with a reset, so
     // close now instead of a shutdown and a lingering read for the client's FIN.
-    if (client_said_close_ && !failed_ && request_done_ &&
+    if (ex_->client_said_close && !ex_->failed && ex_->request_done &&
         (in_.block == nullptr || in_.unconsumed() == 0) &&
         uv_stream_get_write_queue_size(stream()) == 0) {
       close();
@@ -1100,19 +1131,19 @@ void ClientConnection::finish_exchange() {
 
 void ClientConnection::respond_error(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
-  failed_ = true;
-  failure_ = failure;
-  failure_uv_status_ = uv_status;
+  ex_->failed = true;
+  ex_->failure = failure;
+  ex_->failure_uv_status = uv_status;
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
   worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
-  if (server_metrics_ != nullptr && in_flight_counted_) {
-    server_metrics_->failures[static_cast<int>(failure)].add();
-    if (is_server_fault(failure)) server_metrics_->live_failures.add();
+  if (ex_->server_metrics != nullptr && ex_->in_flight_counted) {
+    ex_->server_metrics->failures[static_cast<int>(failure)].add();
+    if (is_server_fault(failure)) ex_->server_metrics->live_failures.add();
     count_websocket_failure();
   }
   release_upstream(false);
   int status = failure_status(failure);
-  if (status == 0 || response_head_sent_) {
+  if (status == 0 || ex_->response_head_sent) {
     close();
     return;
   }
@@ -1131,7 +1162,8 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
 void ClientConnection::respond_local(int status, std::string_view reason, std::string_view location,
                                      std::string_view body) {
   release_upstream(false);
-  if (!client_keep_alive_ || (!request_done_ && request_has_body_)) close_requested_ = true;
+  if (!ex_->client_keep_alive || (!ex_->request_done && ex_->request_has_body))
+    close_requested_ = true;
   IoBlock* block = block_acquire();
   HeadWriter w(block->data, block->capacity);
   w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " "
@@ -1140,7 +1172,7 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
   w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
     << "\r\n"
     << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n";
-  if (!head_request_) w << body;
+  if (!ex_->head_request) w << body;
   if (w.overflowed()) {  // a rule's Location or body larger than a block: say so, briefly
     w = HeadWriter(block->data, block->capacity);
     w << "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
@@ -1148,11 +1180,11 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
   out_.add(block, block->data, w.size());
   block_unref(block);
   out_.flush();
-  response_head_sent_ = true;
-  response_done_ = true;
-  sent_status_ = status;
+  ex_->response_head_sent = true;
+  ex_->response_done = true;
+  ex_->sent_status = status;
   // Only a server's responses count in its status classes.
-  status_ = (server_metrics_ != nullptr && status_ == 0) ? status : 0;
+  ex_->status = (ex_->server_metrics != nullptr && ex_->status == 0) ? status : 0;
   if (phase_ == Phase::ReadingHead || phase_ == Phase::Idle || close_requested_) {
     // The request cannot be read on (bad head, timeout) or is not worth reading (a body
     // nobody will take): end the connection once the answer is out.
@@ -1162,7 +1194,7 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
     return;
   }
   phase_ = Phase::Exchange;
-  if (request_done_) {
+  if (ex_->request_done) {
     finish_exchange();
   } else {
     resume_parser();  // the parser reaches the request's end next
@@ -1172,87 +1204,98 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
 void ClientConnection::log_failure(Failure failure, int uv_status) {
   LogLevel level = failure == Failure::client_aborted ? LogLevel::Info : LogLevel::Warn;
   if (!log_enabled(level)) return;
-  std::string_view target = head_.target().substr(0, 200);
+  std::string_view target = ex_->head.target().substr(0, 200);
   // A request refused before llhttp read its method (by the framer) has none to name.
-  const char* method = head_.target().empty()
+  const char* method = ex_->head.target().empty()
                            ? "-"
-                           : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+                           : llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
   std::string server = "-";
   std::string farm = "-";
   std::string pool = "-";
-  if (farm_ >= 0) {
-    const FarmRuntime& f = snap_->farms[farm_];
+  if (ex_->farm >= 0) {
+    const FarmRuntime& f = ex_->snap->farms[ex_->farm];
     farm = f.config->name;
     if (!f.config->application_pool.empty()) pool = f.config->application_pool;
-    if (in_flight_counted_ || upstream_ != nullptr) server = f.servers[server_].label;
+    if (ex_->in_flight_counted || ex_->upstream != nullptr) server = f.servers[ex_->server].label;
   }
   log_line(
       level,
       "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
       failure_status(failure), std::string(failure_token(failure)).c_str(),
-      log_id_[0] != '\0' ? log_id_ : "-", peer_, method, static_cast<int>(target.size()),
-      target.data(), farm.c_str(), pool.c_str(), server.c_str(), retries_,
+      ex_->log_id[0] != '\0' ? ex_->log_id : "-", peer(), method, static_cast<int>(target.size()),
+      target.data(), farm.c_str(), pool.c_str(), server.c_str(), ex_->retries,
       uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
-      log_detail_ != nullptr ? " detail=" : "", log_detail_ != nullptr ? log_detail_ : "");
+      ex_->log_detail != nullptr ? " detail=" : "",
+      ex_->log_detail != nullptr ? ex_->log_detail : "");
+}
+
+const char* ClientConnection::peer_ip() const {
+  if (ex_->peer_ip[0] == '\0') peer_address_.format_ip(ex_->peer_ip, sizeof ex_->peer_ip);
+  return ex_->peer_ip;
+}
+
+const char* ClientConnection::peer() const {
+  if (ex_->peer[0] == '\0') peer_address_.format_ip_port(ex_->peer, sizeof ex_->peer);
+  return ex_->peer;
 }
 
 const char* ClientConnection::local_ip() {
   // Only the access log needs it: asked for then, not for every accepted connection.
-  if (local_ip_[0] != '\0') return local_ip_;
+  if (ex_->local_ip[0] != '\0') return ex_->local_ip;
   sockaddr_storage local{};
   int len = sizeof local;
   if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
     if (local.ss_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), local_ip_, sizeof local_ip_);
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), ex_->local_ip, sizeof ex_->local_ip);
     } else {
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), local_ip_, sizeof local_ip_);
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), ex_->local_ip, sizeof ex_->local_ip);
     }
   }
-  return local_ip_;
+  return ex_->local_ip;
 }
 
 void ClientConnection::log_access() {
-  if (!request_begun_ || access_logged_) return;
-  access_logged_ = true;
+  if (ex_ == nullptr || !ex_->request_begun || ex_->access_logged) return;
+  ex_->access_logged = true;
   AccessLogBuffer& log = worker_->access_log();
   if (!log.enabled()) return;
   AccessLogEntry e;
   e.server_ip = local_ip();
-  e.client_ip = peer_ip_;
-  e.client_port = peer_port_;
-  e.server_port = local_port_;
-  e.method = head_.target().empty()
+  e.client_ip = peer_ip();
+  e.client_port = peer_address_.port;
+  e.server_port = listener_->port;
+  e.method = ex_->head.target().empty()
                  ? "-"
-                 : llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  e.target = head_.target();
+                 : llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+  e.target = ex_->head.target();
   e.host = request_host();
-  e.user_agent = head_.find("user-agent");
-  e.status = sent_status_;
-  e.bytes_sent = out_.total_bytes() - response_bytes_at_start_;
-  e.bytes_received = request_bytes_;
-  e.time_taken_ms = uv_now(worker_->loop()) - request_started_ms_;
-  if (farm_ >= 0 && snap_) {
-    const FarmRuntime& farm = snap_->farms[farm_];
+  e.user_agent = ex_->head.find("user-agent");
+  e.status = ex_->sent_status;
+  e.bytes_sent = out_.total_bytes() - ex_->response_bytes_at_start;
+  e.bytes_received = ex_->request_bytes;
+  e.time_taken_ms = uv_now(worker_->loop()) - ex_->request_started_ms;
+  if (ex_->farm >= 0 && ex_->snap) {
+    const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
     e.farm = farm.config->name;
-    if (server_metrics_ != nullptr) e.server = farm.servers[server_].label;
+    if (ex_->server_metrics != nullptr) e.server = farm.servers[ex_->server].label;
   }
-  if (failed_) {
-    e.reason = failure_token(failure_);
-    if (failure_uv_status_ != 0) e.upstream_error = uv_err_name(failure_uv_status_);
+  if (ex_->failed) {
+    e.reason = failure_token(ex_->failure);
+    if (ex_->failure_uv_status != 0) e.upstream_error = uv_err_name(ex_->failure_uv_status);
   }
-  e.log_id = log_id_;
-  e.site = site_name_;
-  e.upstream_connect_ms = connect_ms_;
-  e.upstream_header_ms = header_ms_;
-  e.retries = retries_;
+  e.log_id = ex_->log_id;
+  e.site = ex_->site_name;
+  e.upstream_connect_ms = ex_->connect_ms;
+  e.upstream_header_ms = ex_->header_ms;
+  e.retries = ex_->retries;
   log.add(e);
 }
 
 void ClientConnection::abort_exchange(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
-  failed_ = true;
-  failure_ = failure;
-  failure_uv_status_ = uv_status;
+  ex_->failed = true;
+  ex_->failure = failure;
+  ex_->failure_uv_status = uv_status;
   log_access();
   worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
   worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
@@ -1278,14 +1321,14 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
     }
     return;
   }
-  if (c->upstream_paused_ && c->upstream_ != nullptr &&
+  if (c->ex_ != nullptr && c->ex_->upstream_paused && c->ex_->upstream != nullptr &&
       uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
-    c->upstream_paused_ = false;
+    c->ex_->upstream_paused = false;
     c->disarm_timer();
-    if (!c->request_done_ && c->request_has_body_) {
+    if (!c->ex_->request_done && c->ex_->request_has_body) {
       c->arm_timer(ms(c->worker_->config().timeouts.client_body));  // the body still streams
     }
-    c->upstream_->resume_reading();
+    c->ex_->upstream->resume_reading();
   }
 }
 
@@ -1293,14 +1336,24 @@ void ClientConnection::close_after_flush() {
   if (closing_after_flush_ || phase_ == Phase::Closed) return;
   closing_after_flush_ = true;
   disarm_timer();
-  shutdown_req_.data = this;
   if (tls_ != nullptr) tls_->shutdown();  // close_notify, ahead of the FIN
   // uv_shutdown waits for queued writes, then sends FIN.
-  if (uv_shutdown(&shutdown_req_, stream(), &ClientConnection::on_shutdown) != 0) close();
+  if (start_shutdown() != 0) close();
+}
+
+int ClientConnection::start_shutdown() {
+  // Allocated per shutdown (at most twice in a connection's life) rather than kept in every
+  // idle connection; libuv calls on_shutdown for it even when the handle closes first.
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  int rc = uv_shutdown(req, stream(), &ClientConnection::on_shutdown);
+  if (rc != 0) delete req;
+  return rc;
 }
 
 void ClientConnection::on_shutdown(uv_shutdown_t* req, int status) {
   auto* c = static_cast<ClientConnection*>(req->data);
+  delete req;
   if (c->phase_ == Phase::Closed) return;
   if (c->phase_ == Phase::Tunnel) {
     c->tunnel_client_shutdown_done(status);
@@ -1343,6 +1396,7 @@ void ClientConnection::on_timer(uv_timer_t* t) {
       return;
     case Phase::Idle:
       if (c->in_.block != nullptr && c->in_.unconsumed() > 0) {
+        if (c->ex_ == nullptr) c->take_exchange();  // the 408 is an exchange of its own
         c->respond_error(Failure::client_header_timeout, 0);
       } else {
         c->close();
@@ -1352,9 +1406,9 @@ void ClientConnection::on_timer(uv_timer_t* t) {
       c->close();
       return;
     case Phase::Exchange:
-      if (c->upstream_paused_) {
+      if (c->ex_->upstream_paused) {
         c->abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
-      } else if (!c->request_done_ && c->request_has_body_) {
+      } else if (!c->ex_->request_done && c->ex_->request_has_body) {
         c->check_body_timeout();
       }
       return;
@@ -1369,12 +1423,12 @@ void ClientConnection::on_timer(uv_timer_t* t) {
 void ClientConnection::check_body_timeout() {
   // The deadline moves with every read; only the timer's firing checks it.
   uint64_t timeout = ms(worker_->config().timeouts.client_body);
-  uint64_t idle = uv_now(worker_->loop()) - body_activity_ms_;
+  uint64_t idle = uv_now(worker_->loop()) - ex_->body_activity_ms;
   if (idle < timeout) {
     arm_timer(timeout - idle);
     return;
   }
-  log_detail_ = "no request body byte within clientBody";
+  ex_->log_detail = "no request body byte within clientBody";
   // respond_error() closes the server's connection (it saw part of a body) and answers 408,
   // or only ends the client's connection if the response has begun.
   respond_error(Failure::client_body_timeout, 0);
@@ -1410,7 +1464,10 @@ void ClientConnection::close() {
     worker_->mutable_metrics().listeners[listener_->index].connections_active.sub();
   }
   counted_active_ = false;
-  if (per_client_counted_) worker_->client_ip_closed(peer_ip_);
+  if (per_client_counted_) {
+    char ip[PeerAddress::kIpText];
+    worker_->client_ip_closed(peer_address_.format_ip(ip, sizeof ip));
+  }
   per_client_counted_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
@@ -1419,6 +1476,11 @@ void ClientConnection::close() {
 void ClientConnection::on_close(uv_handle_t* h) {
   auto* c = static_cast<ClientConnection*>(h->data);
   if (--c->open_handles_ != 0) return;
+  if (c->ex_ != nullptr) {
+    c->worker_->exchanges().give_back(c->ex_);
+    c->ex_ = nullptr;
+    c->worker_->mutable_metrics().exchanges_active.sub();
+  }
   c->in_.release();
   c->worker_->connection_closed(c);
   delete c;
@@ -1446,8 +1508,9 @@ bool ClientConnection::tls_receive() {
       if (!tls_->handshake_done()) {
         worker_->mutable_metrics().tls_handshake_failures.add();
         if (log_enabled(LogLevel::Debug)) {
-          log_line(LogLevel::Debug, "TLS handshake with %s failed: %s", peer_,
-                   tls_->error().c_str());
+          char peer[PeerAddress::kIpPortText];
+          log_line(LogLevel::Debug, "TLS handshake with %s failed: %s",
+                   peer_address_.format_ip_port(peer, sizeof peer), tls_->error().c_str());
         }
       }
       break;
@@ -1471,7 +1534,7 @@ void ClientConnection::tls_tunnel_read(size_t nread) {
       const char* data = in_.parse_begin();
       size_t len = in_.unconsumed();
       in_.parse_pos = in_.fill;
-      tunnel_activity_ms_ = uv_now(worker_->loop());
+      ex_->tunnel_activity_ms = uv_now(worker_->loop());
       tunnel_forward_to_upstream(data, len);
       if (phase_ != Phase::Tunnel) return;
     }

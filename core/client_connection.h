@@ -16,6 +16,7 @@
 
 #include "balancer/balancer.h"
 #include "core/deadline_timer.h"
+#include "core/exchange.h"
 #include "core/failure.h"
 #include "core/html_rewriter.h"
 #include "core/http_head.h"
@@ -62,7 +63,7 @@ class ClientConnection final : public UpstreamEvents {
   void upstream_tunnel_shut() override;
 
  private:
-  enum class Phase {
+  enum class Phase : uint8_t {
     Idle,         // between requests (keep-alive)
     ReadingHead,  // a request has begun
     Routing,      // head parsed, choosing a server / connecting
@@ -144,6 +145,8 @@ class ClientConnection final : public UpstreamEvents {
   void arm_timer(uint64_t ms);
   void disarm_timer();
   void close_after_flush();
+  // Shuts down the write side once queued writes are out (on_shutdown follows). 0 or an error.
+  int start_shutdown();
   void begin_linger();
   void close();
   void abort_exchange(Failure failure, int uv_status);
@@ -182,114 +185,35 @@ class ClientConnection final : public UpstreamEvents {
   void check_head(llhttp_t* p);
   static int on_message_complete(llhttp_t* p);
 
+  // The connection's Exchange (core/exchange.h): taken when request bytes arrive, given back
+  // when the connection is idle again with nothing left to parse. Null while idle.
+  void take_exchange();
+  void give_back_exchange_if_idle();
+  // The peer's address as text, in the current exchange (formatted on first use).
+  const char* peer_ip() const;
+  const char* peer() const;
+
   Worker* worker_;
-  const ListenSocket* listener_;  // owned by the worker, which outlives its connections
-  uint16_t local_port_;
-  Phase phase_ = Phase::Idle;
+  const ListenSocket* listener_;       // owned by the worker, which outlives its connections
+  Exchange* ex_ = nullptr;             // the current exchange; null between requests
+  std::unique_ptr<tls::Session> tls_;  // null on plain-HTTP listeners
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
   DeadlineTimer deadline_;  // the one timeout armed at a time, on timer_
-  uv_shutdown_t shutdown_req_{};
-  llhttp_t parser_{};
-  // Vouches for bytes before llhttp sees them; `framer_ahead_` of the unconsumed input have
-  // been scanned and not yet given to llhttp.
-  RequestFramer framer_;
-  uint32_t framer_ahead_ = 0;
-  RequestLimits limits_;        // from the configuration when the connection was accepted
-  bool head_rejected_ = false;  // check_request_head() refused the head just parsed
-  Rejection rejection_;         // why (also set by a parser callback that returns an error)
   InputBuffer in_;
-  MessageHead head_;
   OutBatch out_;
-  std::unique_ptr<tls::Session> tls_;  // null on plain-HTTP listeners
-  char peer_ip_[64] = {0};
-  char local_ip_[64] = {0};  // see local_ip(); empty until asked for
-  char peer_[80] = {0};      // "ip:port" as X-Forwarded-For carries it
-  int open_handles_ = 0;
-  bool reading_ = false;
-  bool parser_paused_ = false;
-  bool parser_owes_callbacks_ = false;
-  bool paused_for_backpressure_ = false;
-  bool close_requested_ = false;  // close once the current response is out
-  bool served_ = false;           // a response went out: Idle means between requests
-  bool closing_after_flush_ = false;
-
-  // The current exchange.
-  std::shared_ptr<const Snapshot> snap_;     // the configuration it started on
-  ServerMetrics* server_metrics_ = nullptr;  // the chosen server's counters (this worker's row)
-  // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
-  // next request on this worker before an upstream connect completes.
-  std::vector<std::pair<std::string, std::string>> rule_header_text_;
-  std::vector<HeaderField> rule_headers_;
-  char log_id_[37] = {0};  // per-request GUID (ARR's X-ARR-LOG-ID)
-  char max_forwards_[12] = {0};
-  std::string_view upstream_host_;  // the Host sent upstream (points into head_ or config)
-  std::string rewritten_location_;
-  std::string rewritten_content_location_;
-  UpstreamConnection* upstream_ = nullptr;
-  int farm_ = -1;
-  size_t server_ = 0;
-  bool upstream_tls_ = false;  // the rule rewrote to https://FARM/: the server's httpsPort
-  std::string target_;         // rewritten origin-form target
-  bool head_too_large_ = false;
-  bool head_request_ = false;
-  bool client_keep_alive_ = true;
-  bool client_said_close_ = false;  // the request's own framing ends the connection
-  bool request_chunked_ = false;
-  bool request_has_body_ = false;
-  bool upstream_reused_ = false;
-  bool request_done_ = false;
-  bool response_head_sent_ = false;
-  bool response_chunked_ = false;
-  bool response_done_ = false;
-  bool retried_ = false;
-  static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
-  size_t tried_[kMaxTried] = {};
-  int tried_count_ = 0;
-  uint32_t retries_ = 0;  // new attempts made for this request (access log)
-  uint64_t exchange_started_ns_ = 0;
-  uint64_t connect_started_ns_ = 0;
-  int64_t connect_ms_ = -1;  // for the access log; -1: no new connection was made
-  int64_t header_ms_ = -1;   // request start to the server's response head; -1: none
-  bool upstream_paused_ = false;
-  uint64_t request_started_ms_ = 0;
-  int status_ = 0;                    // status of the response sent for this exchange, for metrics
-  const char* log_detail_ = nullptr;  // static text explaining a failure (llhttp's reason)
-  bool counted_active_ = false;
-  // For the access log.
-  bool request_begun_ = false;
-  bool access_logged_ = false;
-  int sent_status_ = 0;
-  bool failed_ = false;
-  Failure failure_ = Failure::bad_request;
-  int failure_uv_status_ = 0;
-  uint64_t request_bytes_ = 0;
-  uint64_t response_bytes_at_start_ = 0;
-  uint16_t peer_port_ = 0;
-  bool in_flight_counted_ = false;
-  bool per_client_counted_ = false;  // counted in the worker's per-IP connection counts
-  std::shared_ptr<balancer::Balancer> balancer_;  // the one on_start() went to
-  bool set_affinity_cookie_ = false;              // the response pins the client to server_
-  // Outbound rules: header values they set, and the body rewriter when body rules apply.
-  std::vector<HeaderField> outbound_replace_;
-  std::vector<HeaderField> outbound_add_;
-  std::unique_ptr<HtmlRewriter> html_;
-  uint64_t html_body_rules_ = 0;
-  std::string html_out_;
-  std::string hash_buffer_;  // RequestHash key, reused between requests
-  int site_ = -1;
-  std::string_view site_name_;     // the request's IIS site (points into snap_'s config)
-  uint64_t body_activity_ms_ = 0;  // last read while a request body streams (clientBody)
-
-  // WebSocket.
-  bool websocket_ = false;          // the request is a WebSocket upgrade
-  bool tunnel_opening_ = false;     // the 101 head is queued; open_tunnel() comes next
-  bool tunnel_counted_ = false;     // counted in the server's websocket_current
-  bool tunnel_client_eof_ = false;  // the client finished sending
-  bool tunnel_upstream_eof_ = false;
-  bool tunnel_client_shut_ = false;  // FIN sent to the client (after the server's EOF)
-  bool tunnel_upstream_shut_ = false;
-  uint64_t tunnel_activity_ms_ = 0;  // last byte read or written either way
+  RequestLimits limits_;  // from the configuration when the connection was accepted
+  PeerAddress peer_address_;
+  Phase phase_ = Phase::Idle;
+  uint8_t open_handles_ = 0;
+  // Bit-fields: an idle connection is mostly these, its socket and its timer.
+  bool reading_ : 1 = false;
+  bool paused_for_backpressure_ : 1 = false;
+  bool close_requested_ : 1 = false;  // close once the current response is out
+  bool served_ : 1 = false;           // a response went out: Idle means between requests
+  bool closing_after_flush_ : 1 = false;
+  bool counted_active_ : 1 = false;
+  bool per_client_counted_ : 1 = false;  // counted in the worker's per-IP connection counts
 };
 
 }  // namespace harrow

@@ -29,22 +29,22 @@ bool ClientConnection::is_websocket_upgrade(const MessageHead& head, const llhtt
 }
 
 void ClientConnection::count_websocket_failure() {
-  if (websocket_ && server_metrics_ != nullptr && phase_ != Phase::Tunnel) {
-    server_metrics_->websocket_failures.add();
+  if (ex_->websocket && ex_->server_metrics != nullptr && phase_ != Phase::Tunnel) {
+    ex_->server_metrics->websocket_failures.add();
   }
 }
 
 void ClientConnection::open_tunnel() {
-  tunnel_opening_ = false;
-  server_metrics_->response_time.observe((uv_hrtime() - exchange_started_ns_) / 1000);
-  server_metrics_->responses_by_class[1].add();
-  server_metrics_->websocket_current.add();
-  tunnel_counted_ = true;
-  status_ = 0;
+  ex_->tunnel_opening = false;
+  ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
+  ex_->server_metrics->responses_by_class[1].add();
+  ex_->server_metrics->websocket_current.add();
+  ex_->tunnel_counted = true;
+  ex_->status = 0;
   // The handshake is the exchange the balancer sees; the tunnel's life is not its latency.
   end_in_flight();
-  framer_.tunnel();
-  tunnel_activity_ms_ = uv_now(worker_->loop());
+  ex_->framer.tunnel();
+  ex_->tunnel_activity_ms = uv_now(worker_->loop());
   arm_timer(ms_of(worker_->config().timeouts.websocket_idle));
   if (in_.block != nullptr && in_.unconsumed() != 0) {
     // What the client sent right behind its request head is already the new protocol.
@@ -60,35 +60,35 @@ void ClientConnection::open_tunnel() {
 void ClientConnection::tunnel_client_read(ssize_t nread) {
   if (nread < 0) {
     pause_reading();
-    if (nread != UV_EOF || upstream_ == nullptr) {
+    if (nread != UV_EOF || ex_->upstream == nullptr) {
       close();
       return;
     }
-    tunnel_client_eof_ = true;
-    if (upstream_->shutdown_write() != 0) close();
+    ex_->tunnel_client_eof = true;
+    if (ex_->upstream->shutdown_write() != 0) close();
     return;
   }
   in_.commit(static_cast<size_t>(nread));  // nread > 0 here
   const char* data = in_.block->data + (in_.fill - static_cast<uint32_t>(nread));
   in_.parse_pos = in_.fill;
-  tunnel_activity_ms_ = uv_now(worker_->loop());
+  ex_->tunnel_activity_ms = uv_now(worker_->loop());
   tunnel_forward_to_upstream(data, static_cast<size_t>(nread));
 }
 
 void ClientConnection::tunnel_forward_to_upstream(const char* data, size_t len) {
-  if (upstream_ == nullptr) {
+  if (ex_->upstream == nullptr) {
     close();
     return;
   }
-  upstream_->out().add(in_.block, data, len);
-  request_bytes_ += len;
-  server_metrics_->bytes_to_server.add(len);
-  server_metrics_->websocket_bytes_to_server.add(len);
-  if (upstream_->out().flush() != 0) {
+  ex_->upstream->out().add(in_.block, data, len);
+  ex_->request_bytes += len;
+  ex_->server_metrics->bytes_to_server.add(len);
+  ex_->server_metrics->websocket_bytes_to_server.add(len);
+  if (ex_->upstream->out().flush() != 0) {
     close();
     return;
   }
-  if (upstream_->write_queue_size() > kWriteHighWater) {
+  if (ex_->upstream->write_queue_size() > kWriteHighWater) {
     paused_for_backpressure_ = true;
     pause_reading();
   }
@@ -96,13 +96,13 @@ void ClientConnection::tunnel_forward_to_upstream(const char* data, size_t len) 
 
 void ClientConnection::upstream_tunnel_bytes(IoBlock* block, const char* data, size_t len) {
   out_.add(block, data, len);
-  server_metrics_->bytes_from_server.add(len);
-  server_metrics_->websocket_bytes_from_server.add(len);
-  tunnel_activity_ms_ = uv_now(worker_->loop());
+  ex_->server_metrics->bytes_from_server.add(len);
+  ex_->server_metrics->websocket_bytes_from_server.add(len);
+  ex_->tunnel_activity_ms = uv_now(worker_->loop());
 }
 
 void ClientConnection::tunnel_upstream_read_end() {
-  if (tunnel_opening_) {
+  if (ex_->tunnel_opening) {
     open_tunnel();
     if (phase_ != Phase::Tunnel) return;
   }
@@ -110,26 +110,26 @@ void ClientConnection::tunnel_upstream_read_end() {
     close();
     return;
   }
-  if (upstream_ != nullptr && !upstream_paused_ &&
+  if (ex_->upstream != nullptr && !ex_->upstream_paused &&
       uv_stream_get_write_queue_size(stream()) > kWriteHighWater) {
-    upstream_->pause_reading();
-    upstream_paused_ = true;
+    ex_->upstream->pause_reading();
+    ex_->upstream_paused = true;
   }
 }
 
 void ClientConnection::tunnel_client_write_done() {
-  tunnel_activity_ms_ = uv_now(worker_->loop());
-  if (upstream_paused_ && upstream_ != nullptr && !tunnel_upstream_eof_ &&
+  ex_->tunnel_activity_ms = uv_now(worker_->loop());
+  if (ex_->upstream_paused && ex_->upstream != nullptr && !ex_->tunnel_upstream_eof &&
       uv_stream_get_write_queue_size(stream()) < kWriteLowWater) {
-    upstream_paused_ = false;
-    upstream_->resume_reading();
+    ex_->upstream_paused = false;
+    ex_->upstream->resume_reading();
   }
 }
 
 void ClientConnection::tunnel_upstream_write_done() {
-  tunnel_activity_ms_ = uv_now(worker_->loop());
-  if (paused_for_backpressure_ && !tunnel_client_eof_ && upstream_ != nullptr &&
-      upstream_->write_queue_size() < kWriteLowWater) {
+  ex_->tunnel_activity_ms = uv_now(worker_->loop());
+  if (paused_for_backpressure_ && !ex_->tunnel_client_eof && ex_->upstream != nullptr &&
+      ex_->upstream->write_queue_size() < kWriteLowWater) {
     paused_for_backpressure_ = false;
     resume_reading();
   }
@@ -138,13 +138,12 @@ void ClientConnection::tunnel_upstream_write_done() {
 void ClientConnection::upstream_tunnel_eof() {
   // The server has finished sending: the client gets a FIN after what is still queued, and
   // may go on sending to the server (a half-closed tunnel).
-  tunnel_upstream_eof_ = true;
+  ex_->tunnel_upstream_eof = true;
   if (out_.flush() != 0) {
     close();
     return;
   }
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, stream(), &ClientConnection::on_shutdown) != 0) close();
+  if (start_shutdown() != 0) close();
 }
 
 void ClientConnection::tunnel_client_shutdown_done(int status) {
@@ -152,32 +151,32 @@ void ClientConnection::tunnel_client_shutdown_done(int status) {
     close();
     return;
   }
-  tunnel_client_shut_ = true;
-  if (tunnel_upstream_shut_) close();
+  ex_->tunnel_client_shut = true;
+  if (ex_->tunnel_upstream_shut) close();
 }
 
 void ClientConnection::upstream_tunnel_shut() {
-  tunnel_upstream_shut_ = true;
-  if (tunnel_client_shut_) close();
+  ex_->tunnel_upstream_shut = true;
+  if (ex_->tunnel_client_shut) close();
 }
 
 void ClientConnection::tunnel_on_timer() {
   // The deadline moves with every byte; only the timer's firing checks it.
   uint64_t timeout = ms_of(worker_->config().timeouts.websocket_idle);
-  uint64_t idle = uv_now(worker_->loop()) - tunnel_activity_ms_;
+  uint64_t idle = uv_now(worker_->loop()) - ex_->tunnel_activity_ms;
   if (idle < timeout) {
     arm_timer(timeout - idle);
     return;
   }
   log_line(LogLevel::Info, "websocket tunnel log_id=%s client=%s ended: idle for webSocketIdle",
-           log_id_, peer_);
+           ex_->log_id, peer());
   close();
 }
 
 void ClientConnection::tunnel_closed() {
-  if (!tunnel_counted_) return;
-  tunnel_counted_ = false;
-  server_metrics_->websocket_current.sub();
+  if (!ex_->tunnel_counted) return;
+  ex_->tunnel_counted = false;
+  ex_->server_metrics->websocket_current.sub();
 }
 
 }  // namespace harrow

@@ -51,6 +51,8 @@ class RequestFramer {
   // The head has ended; scan() makes no progress until begin_body().
   bool head_done() const { return state_ == State::HeadDone; }
   bool message_done() const { return state_ == State::MessageDone; }
+  // No byte of a next message seen yet: the state reset() leaves.
+  bool between_messages() const { return state_ == State::Start; }
   // After the head: the body's framing as the parsed head declares it.
   void begin_body(bool chunked, uint64_t content_length);
   // After the message: the next bytes begin a new request.

@@ -16,6 +16,7 @@
 
 #include "balancer/balancer.h"
 #include "core/access_log.h"
+#include "core/exchange.h"
 #include "core/failure.h"
 #include "core/metrics.h"
 #include "core/router.h"
@@ -118,6 +119,7 @@ class Worker {
   }
   WorkerMetrics& mutable_metrics() { return metrics_; }
   RouteScratch& route_scratch() { return route_scratch_; }
+  ExchangePool& exchanges() { return exchanges_; }
   AccessLogBuffer& access_log() { return access_log_; }
   FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
   bool stopping() const { return stopping_; }
@@ -164,6 +166,7 @@ class Worker {
   std::vector<uv_tcp_t*> listeners_;
   std::vector<FarmState> farms_;
   RouteScratch route_scratch_;
+  ExchangePool exchanges_;  // for this worker's client connections
   WorkerMetrics metrics_;
   std::vector<ClientConnection*> connections_;  // for shutdown; index kept in the connection
   std::atomic<bool> stop_requested_{false};

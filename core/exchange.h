@@ -1,0 +1,159 @@
+// What a client connection holds only while a request is being read, routed, forwarded and
+// answered: the parser, the head, the route and server chosen, the outbound rules' state, the
+// access log's facts. A connection idling between requests (keep-alive) holds none, so its
+// memory is the socket, its timer and a few flags; it takes an Exchange from its worker's pool
+// when request bytes arrive and gives it back when it is idle again with nothing left to parse.
+// Pooled Exchanges keep the capacity of their strings and vectors, so a warm request does not
+// allocate.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "balancer/balancer.h"
+#include "core/failure.h"
+#include "core/html_rewriter.h"
+#include "core/http_head.h"
+#include "core/peer_address.h"
+#include "core/request_checks.h"
+
+namespace harrow {
+
+class UpstreamConnection;
+struct ServerMetrics;
+struct Snapshot;
+
+struct Exchange {
+  static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
+
+  // Empties the exchange for the next use: every field to its initial value, shared state
+  // (snapshot, balancer, rewriter) let go, strings and vectors cleared but not shrunk.
+  void clear();
+
+  // --- reading the request
+  llhttp_t parser{};
+  // Vouches for bytes before llhttp sees them; `framer_ahead` of the unconsumed input have
+  // been scanned and not yet given to llhttp.
+  RequestFramer framer;
+  uint32_t framer_ahead = 0;
+  bool parser_paused = false;
+  bool parser_owes_callbacks = false;
+  bool head_rejected = false;  // check_request_head() refused the head just parsed
+  Rejection rejection;         // why (also set by a parser callback that returns an error)
+  MessageHead head;
+  bool head_too_large = false;
+  bool head_request = false;
+  bool client_keep_alive = true;
+  bool client_said_close = false;  // the request's own framing ends the connection
+  bool request_chunked = false;
+  bool request_has_body = false;
+  bool request_done = false;
+  uint64_t request_started_ms = 0;
+  uint64_t body_activity_ms = 0;  // last read while a request body streams (clientBody)
+
+  // --- routing and the server
+  std::shared_ptr<const Snapshot> snap;          // the configuration the exchange started on
+  ServerMetrics* server_metrics = nullptr;       // the chosen server's counters (this worker's row)
+  std::shared_ptr<balancer::Balancer> balancer;  // the one on_start() went to
+  // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
+  // next request on this worker before an upstream connect completes.
+  std::vector<std::pair<std::string, std::string>> rule_header_text;
+  std::vector<HeaderField> rule_headers;
+  char log_id[37] = {0};  // per-request GUID (ARR's X-ARR-LOG-ID)
+  char max_forwards[12] = {0};
+  std::string_view upstream_host;  // the Host sent upstream (points into head or config)
+  std::string target;              // rewritten origin-form target
+  std::string hash_buffer;         // RequestHash key
+  int site = -1;
+  std::string_view site_name;  // the request's IIS site (points into snap's config)
+  UpstreamConnection* upstream = nullptr;
+  int farm = -1;
+  size_t server = 0;
+  bool upstream_tls = false;  // the rule rewrote to https://FARM/: the server's httpsPort
+  bool upstream_reused = false;
+  bool upstream_paused = false;
+  bool retried = false;
+  bool in_flight_counted = false;
+  bool set_affinity_cookie = false;  // the response pins the client to `server`
+  size_t tried[kMaxTried] = {};
+  int tried_count = 0;
+  uint32_t retries = 0;  // new attempts made for this request (access log)
+  uint64_t exchange_started_ns = 0;
+  uint64_t connect_started_ns = 0;
+
+  // --- the response
+  bool response_head_sent = false;
+  bool response_chunked = false;
+  bool response_done = false;
+  int status = 0;  // status of the response sent for this exchange, for metrics
+  std::string rewritten_location;
+  std::string rewritten_content_location;
+  // Outbound rules: header values they set, and the body rewriter when body rules apply.
+  std::vector<HeaderField> outbound_replace;
+  std::vector<HeaderField> outbound_add;
+  std::unique_ptr<HtmlRewriter> html;
+  uint64_t html_body_rules = 0;
+  std::string html_out;
+
+  // --- the access log and failure lines
+  const char* log_detail = nullptr;  // static text explaining a failure (llhttp's reason)
+  bool request_begun = false;
+  bool access_logged = false;
+  bool failed = false;
+  int sent_status = 0;
+  Failure failure = Failure::bad_request;
+  int failure_uv_status = 0;
+  int64_t connect_ms = -1;  // -1: no new connection was made
+  int64_t header_ms = -1;   // request start to the server's response head; -1: none
+  uint64_t request_bytes = 0;
+  uint64_t response_bytes_at_start = 0;
+  // The client's and the listener's addresses as text, formatted on first use (empty until).
+  char peer_ip[PeerAddress::kIpText] = {0};
+  char peer[PeerAddress::kIpPortText] = {0};  // "ip:port" as X-Forwarded-For carries it
+  char local_ip[PeerAddress::kIpText] = {0};
+
+  // --- WebSocket
+  bool websocket = false;          // the request is a WebSocket upgrade
+  bool tunnel_opening = false;     // the 101 head is queued; open_tunnel() comes next
+  bool tunnel_counted = false;     // counted in the server's websocket_current
+  bool tunnel_client_eof = false;  // the client finished sending
+  bool tunnel_upstream_eof = false;
+  bool tunnel_client_shut = false;  // FIN sent to the client (after the server's EOF)
+  bool tunnel_upstream_shut = false;
+  uint64_t tunnel_activity_ms = 0;  // last byte read or written either way
+};
+
+// One worker's Exchanges: those in use and a bounded free list. Worker thread only.
+class ExchangePool {
+ public:
+  // Free Exchanges kept for reuse; more are freed as they come back, so a burst of
+  // simultaneous requests does not pin its peak for the worker's life.
+  static constexpr size_t kDefaultMaxFree = 128;
+
+  explicit ExchangePool(size_t max_free = kDefaultMaxFree) : max_free_(max_free) {}
+  ~ExchangePool();
+  ExchangePool(const ExchangePool&) = delete;
+  ExchangePool& operator=(const ExchangePool&) = delete;
+
+  // A cleared Exchange (its parser and framer still to be initialised by the taker).
+  Exchange* take();
+  // Clears `ex` and keeps it for the next take(), or frees it when enough are kept.
+  void give_back(Exchange* ex);
+
+  size_t in_use() const { return in_use_; }
+  size_t free_count() const { return free_.size(); }
+
+ private:
+  std::vector<Exchange*> free_;
+  size_t in_use_ = 0;
+  size_t max_free_;
+};
+
+}  // namespace harrow
