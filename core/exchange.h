@@ -134,8 +134,19 @@ struct Exchange {
 class ExchangePool {
  public:
   // Free Exchanges kept for reuse; more are freed as they come back, so a burst of
-  // simultaneous requests does not pin its peak for the worker's life.
+  // simultaneous requests does not pin its peak for the worker's life. Under AddressSanitizer
+  // none is kept: every give-back frees, so a use after an Exchange went back is reported.
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr size_t kDefaultMaxFree = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr size_t kDefaultMaxFree = 0;
+#else
   static constexpr size_t kDefaultMaxFree = 128;
+#endif
+#else
+  static constexpr size_t kDefaultMaxFree = 128;
+#endif
 
   explicit ExchangePool(size_t max_free = kDefaultMaxFree) : max_free_(max_free) {}
   ~ExchangePool();
@@ -147,8 +158,12 @@ class ExchangePool {
   // Clears `ex` and keeps it for the next take(), or frees it when enough are kept.
   void give_back(Exchange* ex);
 
-  size_t in_use() const { return in_use_; }
-  size_t free_count() const { return free_.size(); }
+  size_t in_use() const {
+    return in_use_;
+  }
+  size_t free_count() const {
+    return free_.size();
+  }
 
  private:
   std::vector<Exchange*> free_;
