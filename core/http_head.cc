@@ -6,13 +6,28 @@
 namespace harrow {
 namespace {
 
-// Headers that describe one connection, never the message (RFC 9110 §7.6.1), plus the
-// framing headers Harrow rewrites itself.
-constexpr std::string_view kHopByHop[] = {
-    "connection",       "keep-alive",         "te",
-    "trailer",          "transfer-encoding",  "upgrade",
-    "proxy-connection", "proxy-authenticate", "proxy-authorization",
-};
+constexpr bool static_hop_by_hop(FieldKind k) {
+  return k >= FieldKind::connection;
+}
+
+// True if `name` equals `lower` (lowercase letters and '-') ignoring ASCII case, eight bytes
+// at a time. OR-ing 0x20 folds an upper-case letter onto its lower case; the only other byte
+// it folds onto a letter or '-' is CR (onto '-'), which no header name holds (llhttp refuses
+// it), so for a name this is exact.
+bool name_is(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  size_t i = 0;
+  for (; i + 8 <= name.size(); i += 8) {
+    uint64_t a, b;
+    std::memcpy(&a, name.data() + i, 8);
+    std::memcpy(&b, lower.data() + i, 8);
+    if ((a | 0x2020202020202020ULL) != b) return false;
+  }
+  for (; i < name.size(); ++i) {
+    if ((name[i] | 0x20) != lower[i]) return false;
+  }
+  return true;
+}
 
 // Calls `fn` for each comma-separated token of `list`, trimmed of spaces and tabs.
 template <typename Fn>
@@ -32,25 +47,73 @@ bool any_token(std::string_view list, Fn fn) {
 
 }  // namespace
 
+FieldKind classify_field(std::string_view name) {
+  // One length switch and at most two comparisons: this runs for every field of every head.
+  switch (name.size()) {
+    case 2:
+      return name_is(name, "te") ? FieldKind::te : FieldKind::other;
+    case 4:
+      return name_is(name, "host") ? FieldKind::host : FieldKind::other;
+    case 7:
+      if (name_is(name, "upgrade")) return FieldKind::upgrade;
+      return name_is(name, "trailer") ? FieldKind::trailer : FieldKind::other;
+    case 10:
+      if (name_is(name, "connection")) return FieldKind::connection;
+      return name_is(name, "keep-alive") ? FieldKind::keep_alive : FieldKind::other;
+    case 14:
+      return name_is(name, "content-length") ? FieldKind::content_length : FieldKind::other;
+    case 16:
+      return name_is(name, "proxy-connection") ? FieldKind::proxy_connection : FieldKind::other;
+    case 17:
+      return name_is(name, "transfer-encoding") ? FieldKind::transfer_encoding : FieldKind::other;
+    case 18:
+      return name_is(name, "proxy-authenticate") ? FieldKind::proxy_authenticate : FieldKind::other;
+    case 19:
+      return name_is(name, "proxy-authorization") ? FieldKind::proxy_authorization
+                                                  : FieldKind::other;
+    default:
+      return FieldKind::other;
+  }
+}
+
 void MessageHead::reset(size_t limit) {
-  arena_.clear();
+  size_ = 0;
   limit_ = limit;
   target_ = {};
   spans_.clear();
   fields_.clear();
+  info_.clear();
+  present_ = 0;
   in_value_ = false;
+  finished_ = false;
+}
+
+bool MessageHead::grow(size_t len) {
+  size_t need = size_ + len;
+  if (need > limit_) return false;
+  if (need <= capacity_) return true;
+  // Offsets, not pointers, until finish(): moving the bytes is safe.
+  size_t grown = std::max<size_t>({need, size_t{capacity_} * 2, 1024});
+  auto bigger = std::make_unique<char[]>(grown);
+  if (size_ != 0) std::memcpy(bigger.get(), arena_.get(), size_);
+  arena_ = std::move(bigger);
+  capacity_ = static_cast<uint32_t>(grown);
+  return true;
 }
 
 bool MessageHead::append(Span& span, const char* at, size_t len) {
-  if (arena_.size() + len > limit_) return false;
-  if (span.len == 0) span.off = static_cast<uint32_t>(arena_.size());
+  if (finished_) return true;
+  if ((size_ + len > capacity_ || size_ + len > limit_) && !grow(len)) return false;
+  if (span.len == 0) span.off = size_;
   // Pieces of one name or value arrive back to back, so appending keeps them contiguous.
-  arena_.append(at, len);
+  std::memcpy(arena_.get() + size_, at, len);
+  size_ += static_cast<uint32_t>(len);
   span.len += static_cast<uint32_t>(len);
   return true;
 }
 
 bool MessageHead::on_field(const char* at, size_t len) {
+  if (finished_) return true;
   if (in_value_ || spans_.empty()) {
     spans_.emplace_back();
     in_value_ = false;
@@ -59,24 +122,37 @@ bool MessageHead::on_field(const char* at, size_t len) {
 }
 
 bool MessageHead::on_value(const char* at, size_t len) {
+  if (finished_) return true;
   in_value_ = true;
-  Span& value = spans_.back().second;
-  if (value.len == 0) value.off = static_cast<uint32_t>(arena_.size());
-  return append(value, at, len);
+  return append(spans_.back().second, at, len);
 }
 
 void MessageHead::finish() {
+  finished_ = true;
   fields_.clear();
+  info_.clear();
   fields_.reserve(spans_.size());
+  info_.reserve(spans_.size());
+  present_ = 0;
   for (const auto& [name, value] : spans_) {
     std::string_view v = view(value);
     // llhttp hands values over with trailing whitespace intact.
     while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
     fields_.push_back({view(name), v});
+    FieldKind k = classify_field(fields_.back().name);
+    present_ |= 1u << static_cast<int>(k);
+    info_.push_back(static_cast<uint8_t>(k) | (static_hop_by_hop(k) ? kHopByHop : 0));
+  }
+  if (!has(FieldKind::connection)) return;
+  // Fields a Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
+  for (size_t i = 0; i < fields_.size(); ++i) {
+    if ((info_[i] & kHopByHop) == 0 && connection_has(fields_[i].name)) info_[i] |= kHopByHop;
   }
 }
 
 std::string_view MessageHead::find(std::string_view name) const {
+  FieldKind k = classify_field(name);
+  if (k != FieldKind::other && !has(k)) return {};
   for (const HeaderField& f : fields_) {
     if (iequals(f.name, name)) return f.value;
   }
@@ -84,30 +160,33 @@ std::string_view MessageHead::find(std::string_view name) const {
 }
 
 bool MessageHead::has(std::string_view name) const {
+  FieldKind k = classify_field(name);
+  if (k != FieldKind::other) return has(k);
   return std::any_of(fields_.begin(), fields_.end(),
                      [&](const HeaderField& f) { return iequals(f.name, name); });
 }
 
 bool MessageHead::connection_has(std::string_view token) const {
-  for (const HeaderField& f : fields_) {
-    if (!iequals(f.name, "connection")) continue;
-    if (any_token(f.value, [&](std::string_view t) { return iequals(t, token); })) return true;
+  if (!has(FieldKind::connection)) return false;
+  for (size_t i = 0; i < fields_.size(); ++i) {
+    if (kind(i) != FieldKind::connection) continue;
+    if (any_token(fields_[i].value, [&](std::string_view t) { return iequals(t, token); }))
+      return true;
   }
   return false;
 }
 
 bool MessageHead::is_hop_by_hop(std::string_view name) const {
-  for (std::string_view h : kHopByHop) {
-    if (iequals(name, h)) return true;
-  }
-  return connection_has(name);
+  return static_hop_by_hop(classify_field(name)) || connection_has(name);
 }
 
 bool requests_websocket(const MessageHead& head) {
-  if (!head.connection_has("upgrade")) return false;
-  for (const HeaderField& f : head.fields()) {
-    if (!iequals(f.name, "upgrade")) continue;
-    if (any_token(f.value, [](std::string_view t) { return iequals(t, "websocket"); })) return true;
+  if (!head.has(FieldKind::upgrade) || !head.connection_has("upgrade")) return false;
+  const std::vector<HeaderField>& fields = head.fields();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (head.kind(i) != FieldKind::upgrade) continue;
+    if (any_token(fields[i].value, [](std::string_view t) { return iequals(t, "websocket"); }))
+      return true;
   }
   return false;
 }
@@ -146,14 +225,18 @@ void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
   out << req.method << " " << req.target << " HTTP/1.1\r\n";
   out.field("Host", req.host);
   std::string_view previous_forwarded_for;
-  for (const HeaderField& f : req.head->fields()) {
-    if (iequals(f.name, "host") || req.head->is_hop_by_hop(f.name)) continue;
+  const MessageHead& head = *req.head;
+  const std::vector<HeaderField>& fields = head.fields();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const HeaderField& f = fields[i];
+    FieldKind kind = head.kind(i);
+    if (kind == FieldKind::host || head.hop_by_hop(i)) continue;
+    if (req.chunked_body && kind == FieldKind::content_length) continue;
     if (named_in(req.harrow_headers, f.name) || named_in(req.rule_headers, f.name)) continue;
     if (!req.forwarded_for_name.empty() && iequals(f.name, req.forwarded_for_name)) {
       previous_forwarded_for = f.value;  // merged into one list below
       continue;
     }
-    if (req.chunked_body && iequals(f.name, "content-length")) continue;
     out.field(f.name, f.value);
   }
   if (!req.forwarded_for_name.empty()) {
@@ -180,9 +263,11 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
   out << "HTTP/1.1 " << static_cast<uint64_t>(resp.status) << " "
       << (resp.reason.empty() ? default_reason(resp.status) : resp.reason) << "\r\n";
   if (resp.head != nullptr) {
-    for (const HeaderField& f : resp.head->fields()) {
-      if (resp.head->is_hop_by_hop(f.name)) continue;
-      if (!resp.keep_content_length && iequals(f.name, "content-length")) continue;
+    const std::vector<HeaderField>& fields = resp.head->fields();
+    for (size_t i = 0; i < fields.size(); ++i) {
+      const HeaderField& f = fields[i];
+      if (resp.head->hop_by_hop(i)) continue;
+      if (!resp.keep_content_length && resp.head->kind(i) == FieldKind::content_length) continue;
       bool removed = false;
       for (std::string_view name : resp.remove) removed = removed || iequals(name, f.name);
       if (removed) continue;

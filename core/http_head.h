@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,26 +19,58 @@ struct HeaderField {
   std::string_view value;
 };
 
+// The header names Harrow acts on, recognised once per field when a head is finished so that
+// forwarding a head and asking it questions do not compare names again and again.
+enum class FieldKind : uint8_t {
+  other,
+  host,
+  content_length,
+  // Hop-by-hop by definition (RFC 9110 §7.6.1), plus the framing Harrow rewrites itself.
+  connection,
+  keep_alive,
+  te,
+  trailer,
+  transfer_encoding,
+  upgrade,
+  proxy_connection,
+  proxy_authenticate,
+  proxy_authorization,
+};
+
+// The kind of a header name (ASCII case-insensitive).
+FieldKind classify_field(std::string_view name);
+
 // One request or response head. Storage is an arena that keeps its capacity between
-// messages, so collecting a head does not allocate once a connection is warm.
+// messages, so collecting a head does not allocate once a connection is warm. Movable, not
+// copyable (the fields are views into the arena).
 class MessageHead {
  public:
+  MessageHead() = default;
+  MessageHead(MessageHead&&) noexcept = default;
+  MessageHead& operator=(MessageHead&&) noexcept = default;
+
   // Clears the head for the next message; `limit` caps the total bytes collected.
   void reset(size_t limit);
 
-  // llhttp data callbacks. Each returns false when the head exceeds the limit.
+  // llhttp data callbacks. Each returns false when the head exceeds the limit. Fields that
+  // arrive after finish() (a trailer section) are ignored: the finished head's views stay valid.
   bool on_target(const char* at, size_t len) { return append(target_, at, len); }
   bool on_reason(const char* at, size_t len) { return append(target_, at, len); }
   bool on_field(const char* at, size_t len);
   bool on_value(const char* at, size_t len);
-  // Call from on_headers_complete: fixes the string views.
+  // Call from on_headers_complete: fixes the string views and classifies the fields.
   void finish();
 
   std::string_view target() const { return view(target_); }  // request-target or reason
   const std::vector<HeaderField>& fields() const { return fields_; }
+  // The kind of fields()[i], and whether it must not be forwarded (hop-by-hop by definition
+  // or named in a Connection header).
+  FieldKind kind(size_t i) const { return static_cast<FieldKind>(info_[i] & kKindMask); }
+  bool hop_by_hop(size_t i) const { return (info_[i] & kHopByHop) != 0; }
   // First value of the named field (case-insensitive), or an empty view.
   std::string_view find(std::string_view name) const;
   bool has(std::string_view name) const;
+  bool has(FieldKind kind) const { return (present_ & (1u << static_cast<int>(kind))) != 0; }
   // True if any Connection header lists `token` (case-insensitive).
   bool connection_has(std::string_view token) const;
   // True if `name` must not be forwarded: hop-by-hop by definition or named in Connection.
@@ -48,15 +81,25 @@ class MessageHead {
     uint32_t off = 0;
     uint32_t len = 0;
   };
-  bool append(Span& span, const char* at, size_t len);
-  std::string_view view(Span s) const { return {arena_.data() + s.off, s.len}; }
+  static constexpr uint8_t kKindMask = 0x1f;
+  static constexpr uint8_t kHopByHop = 0x80;
 
-  std::string arena_;
+  bool append(Span& span, const char* at, size_t len);
+  // Room for `len` more bytes (false above the limit); append() checks first.
+  bool grow(size_t len);
+  std::string_view view(Span s) const { return {arena_.get() + s.off, s.len}; }
+
+  std::unique_ptr<char[]> arena_;
+  uint32_t size_ = 0;
+  uint32_t capacity_ = 0;
   size_t limit_ = 0;
   Span target_;
   std::vector<std::pair<Span, Span>> spans_;
   std::vector<HeaderField> fields_;
+  std::vector<uint8_t> info_;  // per field: FieldKind | kHopByHop
+  uint32_t present_ = 0;       // bit per FieldKind found
   bool in_value_ = false;
+  bool finished_ = false;
 };
 
 // True if the head asks for a WebSocket upgrade: Connection lists "upgrade" and Upgrade lists

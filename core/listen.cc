@@ -1,6 +1,7 @@
 #include "core/listen.h"
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -68,6 +69,10 @@ int open_one(sockaddr_storage& addr, std::string& error, const std::string& addr
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (addr.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  // Accepted connections inherit TCP_NODELAY from the listener (Linux copies it into the
+  // child socket), which saves a setsockopt per connection: a tenth of the system calls of a
+  // one-request connection.
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   socklen_t len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 4096) != 0) {
     error = "cannot listen on " + address + ": " + std::strerror(errno);

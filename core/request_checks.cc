@@ -430,13 +430,14 @@ bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, R
 
   size_t te_count = 0, host_count = 0;
   std::string_view te, host;
-  for (const HeaderField& f : head.fields()) {
-    if (iequals(f.name, "transfer-encoding")) {
+  const std::vector<HeaderField>& fields = head.fields();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (head.kind(i) == FieldKind::transfer_encoding) {
       ++te_count;
-      te = f.value;
-    } else if (iequals(f.name, "host")) {
+      te = fields[i].value;
+    } else if (head.kind(i) == FieldKind::host) {
       ++host_count;
-      host = f.value;
+      host = fields[i].value;
     }
   }
   bool http11 = req.http_major == 1 && req.http_minor == 1;

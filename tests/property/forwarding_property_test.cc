@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <cctype>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "config/ascii.h"
+#include "core/http_head.h"
 #include "tests/fuzz/request_driver.h"
 
 namespace harrow {
@@ -34,6 +36,44 @@ bool harrow_sets(std::string_view name) {
     if (iequals(name, n)) return true;
   }
   return false;
+}
+
+// classify_field compares eight bytes at a time with a case-folding mask; it must agree with a
+// plain case-insensitive comparison for every header-name token, including near misses.
+RC_GTEST_PROP(Forwarding, FieldKindsAgreeWithCaseInsensitiveNames, ()) {
+  static constexpr std::pair<std::string_view, FieldKind> kKnown[] = {
+      {"host", FieldKind::host},
+      {"content-length", FieldKind::content_length},
+      {"connection", FieldKind::connection},
+      {"keep-alive", FieldKind::keep_alive},
+      {"te", FieldKind::te},
+      {"trailer", FieldKind::trailer},
+      {"transfer-encoding", FieldKind::transfer_encoding},
+      {"upgrade", FieldKind::upgrade},
+      {"proxy-connection", FieldKind::proxy_connection},
+      {"proxy-authenticate", FieldKind::proxy_authenticate},
+      {"proxy-authorization", FieldKind::proxy_authorization},
+  };
+  constexpr std::string_view kTchar =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!#$%&'*+^`|~";
+  std::string name;
+  if (*rc::gen::arbitrary<bool>()) {
+    name = std::string(kKnown[*rc::gen::inRange<size_t>(0, std::size(kKnown))].first);
+    for (char& c : name) {
+      if (*rc::gen::arbitrary<bool>()) c = static_cast<char>(std::toupper(c));
+    }
+    if (*rc::gen::arbitrary<bool>()) {  // a near miss: one character replaced
+      size_t at = *rc::gen::inRange<size_t>(0, name.size());
+      name[at] = kTchar[*rc::gen::inRange<size_t>(0, kTchar.size())];
+    }
+  } else {
+    name = pick(kTchar, 1, 20);
+  }
+  FieldKind expected = FieldKind::other;
+  for (const auto& [known, kind] : kKnown) {
+    if (iequals(name, known)) expected = kind;
+  }
+  RC_ASSERT(classify_field(name) == expected);
 }
 
 RC_GTEST_PROP(Forwarding, ForwardedBytesAreExactlyTheSameRequest, ()) {

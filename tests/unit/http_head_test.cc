@@ -46,6 +46,76 @@ TEST(MessageHead, HopByHopIncludesConnectionTokens) {
   EXPECT_TRUE(head.connection_has("KEEP-ALIVE"));
 }
 
+TEST(MessageHead, ClassifiesFieldsOnceWhateverTheirCase) {
+  MessageHead head = collect({{"HOST", "a"},
+                              {"content-LENGTH", "5"},
+                              {"X-Content-Length", "6"},
+                              {"Proxy-Authorization", "x"},
+                              {"Connection", "X-Private"},
+                              {"x-private", "1"},
+                              {"Content-Lengtg", "7"}});
+  ASSERT_EQ(head.fields().size(), 7u);
+  EXPECT_EQ(head.kind(0), FieldKind::host);
+  EXPECT_EQ(head.kind(1), FieldKind::content_length);
+  EXPECT_EQ(head.kind(2), FieldKind::other);
+  EXPECT_EQ(head.kind(3), FieldKind::proxy_authorization);
+  EXPECT_EQ(head.kind(4), FieldKind::connection);
+  EXPECT_EQ(head.kind(6), FieldKind::other);  // one letter off, same length
+  EXPECT_FALSE(head.hop_by_hop(0));
+  EXPECT_FALSE(head.hop_by_hop(1));
+  EXPECT_TRUE(head.hop_by_hop(3));
+  EXPECT_TRUE(head.hop_by_hop(4));
+  EXPECT_TRUE(head.hop_by_hop(5));  // named by Connection
+  EXPECT_TRUE(head.has(FieldKind::content_length));
+  EXPECT_FALSE(head.has(FieldKind::transfer_encoding));
+  EXPECT_TRUE(head.has("Content-Length"));
+  EXPECT_FALSE(head.has("transfer-encoding"));
+  EXPECT_EQ(head.find("CONTENT-length"), "5");
+  EXPECT_EQ(head.find("content-lengtg"), "7");
+}
+
+TEST(MessageHead, NoConnectionHeaderMeansOnlyTheFixedHopByHopSet) {
+  MessageHead head = collect({{"Keep-Alive", "5"}, {"X-Private", "1"}});
+  EXPECT_TRUE(head.hop_by_hop(0));
+  EXPECT_FALSE(head.hop_by_hop(1));
+  EXPECT_FALSE(head.connection_has("keep-alive"));
+  EXPECT_FALSE(head.is_hop_by_hop("X-Private"));
+}
+
+TEST(MessageHead, TrailerFieldsAfterFinishLeaveTheHeadAlone) {
+  MessageHead head;
+  head.reset(64);
+  head.on_target("/", 1);
+  head.on_field("Host", 4);
+  head.on_value("a", 1);
+  head.finish();
+  std::string_view host = head.find("host");
+  // A trailer section parsed later must neither change the head nor move its bytes.
+  std::string big(60, 'x');
+  EXPECT_TRUE(head.on_field(big.data(), big.size()));
+  EXPECT_TRUE(head.on_value(big.data(), big.size()));
+  EXPECT_EQ(head.fields().size(), 1u);
+  EXPECT_EQ(head.find("host").data(), host.data());
+  EXPECT_EQ(head.find("host"), "a");
+}
+
+TEST(MessageHead, KeepsItsBytesWhenTheArenaGrowsAndWhenMoved) {
+  MessageHead head;
+  head.reset(1 << 20);
+  head.on_target("/", 1);
+  std::string value(5000, 'v');  // past the first arena size: the bytes move while collecting
+  for (int i = 0; i < 3; ++i) {
+    std::string name = "X-Field-" + std::to_string(i);
+    head.on_field(name.data(), name.size());
+    head.on_value(value.data(), value.size());
+  }
+  head.finish();
+  MessageHead moved = std::move(head);
+  ASSERT_EQ(moved.fields().size(), 3u);
+  EXPECT_EQ(moved.find("x-field-2"), value);
+  EXPECT_EQ(moved.target(), "/");
+}
+
 std::string upstream_text(const MessageHead& head, bool chunked, std::string_view xff) {
   char buf[4096];
   HeadWriter w(buf, sizeof buf);
