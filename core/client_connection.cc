@@ -19,7 +19,7 @@ namespace harrow {
 // state lives in an Exchange (core/exchange.h) taken only while a request is under way. Issue 11
 // budgets 1 KiB of RSS per idle connection; a member added here costs every idle connection,
 // so it belongs in the Exchange unless the connection needs it between requests.
-static_assert(sizeof(ClientConnection) <= 640, "an idle connection's size grew: see above");
+static_assert(sizeof(ClientConnection) <= 480, "an idle connection's size grew: see above");
 
 namespace {
 
@@ -107,10 +107,9 @@ void ClientConnection::refuse_overloaded(Failure failure) {
 ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
     : worker_(worker), listener_(listener), out_(stream(), &ClientConnection::on_write) {
   uv_tcp_init(worker->loop(), &tcp_);
-  uv_timer_init(worker->loop(), &timer_);
   tcp_.data = this;
-  timer_.data = this;
-  open_handles_ = 2;
+  deadline_.owner = this;
+  open_handles_ = 1;
   worker->connection_opened(this);
 }
 
@@ -1384,19 +1383,19 @@ void ClientConnection::begin_linger() {
   arm_timer(kLingerMs);
 }
 
-// Every request arms the timeout a few times (head, keep-alive) and disarms it in between;
-// DeadlineTimer keeps that off libuv's timer heap.
+// Every request arms the timeout a few times (head, keep-alive) and disarms it in between; the
+// worker's TimerHeap keeps that off libuv's timer heap, and keeps a uv_timer_t out of every
+// idle connection.
 void ClientConnection::arm_timer(uint64_t ms) {
-  deadline_.arm(&timer_, &ClientConnection::on_timer, ms);
+  worker_->client_timers().arm(&deadline_, ms);
 }
 
 void ClientConnection::disarm_timer() {
-  deadline_.disarm();
+  worker_->client_timers().disarm(&deadline_);
 }
 
-void ClientConnection::on_timer(uv_timer_t* t) {
-  auto* c = static_cast<ClientConnection*>(t->data);
-  if (!c->deadline_.fired(t, &ClientConnection::on_timer)) return;
+void ClientConnection::on_deadline(void* owner) {
+  auto* c = static_cast<ClientConnection*>(owner);
   switch (c->phase_) {
     case Phase::ReadingHead:
       c->respond_error(Failure::client_header_timeout, 0);
@@ -1465,7 +1464,7 @@ void ClientConnection::close() {
   release_upstream(false);
   phase_ = Phase::Closed;
   out_.clear();
-  uv_timer_stop(&timer_);
+  disarm_timer();
   if (counted_active_) {
     worker_->mutable_metrics().connections_active.sub();
     worker_->mutable_metrics().listeners[listener_->index].connections_active.sub();
@@ -1477,7 +1476,6 @@ void ClientConnection::close() {
   }
   per_client_counted_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &ClientConnection::on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
 }
 
 void ClientConnection::on_close(uv_handle_t* h) {

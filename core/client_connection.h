@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "balancer/balancer.h"
-#include "core/deadline_timer.h"
 #include "core/exchange.h"
 #include "core/failure.h"
 #include "core/html_rewriter.h"
@@ -23,6 +22,7 @@
 #include "core/io_buffer.h"
 #include "core/metrics.h"
 #include "core/request_checks.h"
+#include "core/timer_heap.h"
 #include "core/upstream_connection.h"
 
 namespace harrow {
@@ -49,6 +49,9 @@ class ClientConnection final : public UpstreamEvents {
   void force_close();
 
   size_t worker_index = 0;  // position in the worker's connection list
+
+  // The worker's TimerHeap callback for a connection's timeout.
+  static void on_deadline(void* owner);
 
   // UpstreamEvents
   void upstream_connected() override;
@@ -171,7 +174,6 @@ class ClientConnection final : public UpstreamEvents {
   static void on_read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_shutdown(uv_shutdown_t* req, int status);
-  static void on_timer(uv_timer_t* t);
   static void on_close(uv_handle_t* h);
 
   static const llhttp_settings_t* parser_settings();
@@ -198,8 +200,7 @@ class ClientConnection final : public UpstreamEvents {
   Exchange* ex_ = nullptr;             // the current exchange; null between requests
   std::unique_ptr<tls::Session> tls_;  // null on plain-HTTP listeners
   uv_tcp_t tcp_{};
-  uv_timer_t timer_{};
-  DeadlineTimer deadline_;  // the one timeout armed at a time, on timer_
+  TimerHeap::Slot deadline_;  // the one timeout armed at a time, on the worker's TimerHeap
   InputBuffer in_;
   OutBatch out_;
   RequestLimits limits_;  // from the configuration when the connection was accepted

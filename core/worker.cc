@@ -81,6 +81,7 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   wakeup_.data = this;
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
+  client_timers_.init(&loop_, &ClientConnection::on_deadline);
   uv_timer_init(&loop_, &log_flush_timer_);
   log_flush_timer_.data = this;
   if (access_log_.enabled()) {
@@ -362,6 +363,7 @@ void Worker::maybe_finish_stop() {
     }
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
+  client_timers_.close();
   access_log_.flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
   std::lock_guard<std::mutex> lock(wakeup_mutex_);

@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/router.h"
 #include "core/snapshot.h"
+#include "core/timer_heap.h"
 
 namespace harrow {
 
@@ -120,6 +121,7 @@ class Worker {
   WorkerMetrics& mutable_metrics() { return metrics_; }
   RouteScratch& route_scratch() { return route_scratch_; }
   ExchangePool& exchanges() { return exchanges_; }
+  TimerHeap& client_timers() { return client_timers_; }
   AccessLogBuffer& access_log() { return access_log_; }
   FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
   bool stopping() const { return stopping_; }
@@ -166,7 +168,8 @@ class Worker {
   std::vector<uv_tcp_t*> listeners_;
   std::vector<FarmState> farms_;
   RouteScratch route_scratch_;
-  ExchangePool exchanges_;  // for this worker's client connections
+  TimerHeap client_timers_;  // the client connections' timeouts
+  ExchangePool exchanges_;   // for this worker's client connections
   WorkerMetrics metrics_;
   std::vector<ClientConnection*> connections_;  // for shutdown; index kept in the connection
   std::atomic<bool> stop_requested_{false};
