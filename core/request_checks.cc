@@ -1,6 +1,7 @@
 #include "core/request_checks.h"
 
 #include <algorithm>
+#include <array>
 
 #include "config/ascii.h"
 
@@ -69,37 +70,47 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// A uri-host [ ":" port ] byte (RFC 3986): unreserved, sub-delims, ':', '%' and brackets.
+constexpr bool is_host_char(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '%':
+    case '[':
+    case ']':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The predicate as a 256-entry table, built at compile time: one load per byte of every Host.
+constexpr std::array<bool, 256> kHostChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = is_host_char(static_cast<unsigned char>(c));
+  return t;
+}();
+
 // uri-host [ ":" port ] (RFC 3986): reg-name, IPv4 or a bracketed IP literal.
 bool valid_host(std::string_view host) {
   if (host.empty()) return false;
   for (unsigned char c : host) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    switch (c) {
-      case '-':
-      case '.':
-      case '_':
-      case '~':
-      case '!':
-      case '$':
-      case '&':
-      case '\'':
-      case '(':
-      case ')':
-      case '*':
-      case '+':
-      case ',':
-      case ';':
-      case '=':
-      case ':':
-      case '%':
-      case '[':
-      case ']':
-        ok = true;
-        break;
-      default:
-        break;
-    }
-    if (!ok) return false;
+    if (!kHostChar[c]) return false;
   }
   return true;
 }
