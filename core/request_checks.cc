@@ -9,7 +9,7 @@ namespace harrow {
 namespace {
 
 // RFC 9110 §5.6.2 tchar.
-constexpr bool is_tchar(unsigned char c) {
+constexpr bool tchar_by_rule(unsigned char c) {
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
   switch (c) {
     case '!':
@@ -31,6 +31,19 @@ constexpr bool is_tchar(unsigned char c) {
     default:
       return false;
   }
+}
+
+// A byte predicate as a 256-entry table built at compile time: one load per byte.
+template <bool (*Pred)(unsigned char)>
+constexpr std::array<bool, 256> table_of() {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = Pred(static_cast<unsigned char>(c));
+  return t;
+}
+
+constexpr std::array<bool, 256> kTchar = table_of<tchar_by_rule>();
+bool is_tchar(unsigned char c) {
+  return kTchar[c];
 }
 
 // field-vchar, SP and HTAB (obs-text allowed: it is opaque data, not a delimiter).
@@ -99,12 +112,7 @@ constexpr bool is_host_char(unsigned char c) {
   }
 }
 
-// The predicate as a 256-entry table, built at compile time: one load per byte of every Host.
-constexpr std::array<bool, 256> kHostChar = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0; c < 256; ++c) t[c] = is_host_char(static_cast<unsigned char>(c));
-  return t;
-}();
+constexpr std::array<bool, 256> kHostChar = table_of<is_host_char>();
 
 // uri-host [ ":" port ] (RFC 3986): reg-name, IPv4 or a bracketed IP literal.
 bool valid_host(std::string_view host) {
@@ -180,6 +188,10 @@ size_t RequestFramer::scan(const char* data, size_t len) {
           token_len_ = 0;
         } else if (!is_tchar(c)) {
           return fail(Failure::bad_request, "invalid character in method", i);
+        } else {
+          size_t n = run_of<is_tchar>(p, i + 1, len, limits_.max_request_line - line_bytes_);
+          line_bytes_ += static_cast<uint32_t>(n);
+          i += n;
         }
         break;
       case State::Target:
