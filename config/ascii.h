@@ -12,9 +12,12 @@ constexpr char ascii_lower(char c) {
 }
 
 constexpr bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ascii_lower(x) == ascii_lower(y);
-         });
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    // Names compared here are mostly spelled alike: fold only bytes that differ.
+    if (a[i] != b[i] && ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
 }
 
 // True if `s` begins with `prefix`, ignoring ASCII case.

@@ -1,6 +1,7 @@
 #include "core/request_checks.h"
 
 #include <algorithm>
+#include <array>
 
 #include "config/ascii.h"
 
@@ -8,7 +9,7 @@ namespace harrow {
 namespace {
 
 // RFC 9110 §5.6.2 tchar.
-constexpr bool is_tchar(unsigned char c) {
+constexpr bool tchar_by_rule(unsigned char c) {
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
   switch (c) {
     case '!':
@@ -30,6 +31,19 @@ constexpr bool is_tchar(unsigned char c) {
     default:
       return false;
   }
+}
+
+// A byte predicate as a 256-entry table built at compile time: one load per byte.
+template <bool (*Pred)(unsigned char)>
+constexpr std::array<bool, 256> table_of() {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = Pred(static_cast<unsigned char>(c));
+  return t;
+}
+
+constexpr std::array<bool, 256> kTchar = table_of<tchar_by_rule>();
+bool is_tchar(unsigned char c) {
+  return kTchar[c];
 }
 
 // field-vchar, SP and HTAB (obs-text allowed: it is opaque data, not a delimiter).
@@ -69,37 +83,42 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// A uri-host [ ":" port ] byte (RFC 3986): unreserved, sub-delims, ':', '%' and brackets.
+constexpr bool is_host_char(unsigned char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '%':
+    case '[':
+    case ']':
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr std::array<bool, 256> kHostChar = table_of<is_host_char>();
+
 // uri-host [ ":" port ] (RFC 3986): reg-name, IPv4 or a bracketed IP literal.
 bool valid_host(std::string_view host) {
   if (host.empty()) return false;
   for (unsigned char c : host) {
-    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    switch (c) {
-      case '-':
-      case '.':
-      case '_':
-      case '~':
-      case '!':
-      case '$':
-      case '&':
-      case '\'':
-      case '(':
-      case ')':
-      case '*':
-      case '+':
-      case ',':
-      case ';':
-      case '=':
-      case ':':
-      case '%':
-      case '[':
-      case ']':
-        ok = true;
-        break;
-      default:
-        break;
-    }
-    if (!ok) return false;
+    if (!kHostChar[c]) return false;
   }
   return true;
 }
@@ -169,6 +188,10 @@ size_t RequestFramer::scan(const char* data, size_t len) {
           token_len_ = 0;
         } else if (!is_tchar(c)) {
           return fail(Failure::bad_request, "invalid character in method", i);
+        } else {
+          size_t n = run_of<is_tchar>(p, i + 1, len, limits_.max_request_line - line_bytes_);
+          line_bytes_ += static_cast<uint32_t>(n);
+          i += n;
         }
         break;
       case State::Target:
