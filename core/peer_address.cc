@@ -3,8 +3,9 @@
 #include <netinet/in.h>
 #include <uv.h>
 
-#include <cstdio>
 #include <cstring>
+
+#include "core/ip_text.h"
 
 namespace harrow {
 
@@ -28,18 +29,26 @@ PeerAddress PeerAddress::from(const sockaddr* address) {
 const char* PeerAddress::format_ip(char* out, size_t size) const {
   if (size == 0) return out;
   out[0] = '\0';
-  if (known && uv_inet_ntop(v6 ? AF_INET6 : AF_INET, bytes, out, size) != 0) out[0] = '\0';
+  if (!known) return out;
+  if (!v6 && size > kIpv4TextMax) {
+    *write_ipv4(out, bytes) = '\0';  // every request formats it: no printf
+  } else if (uv_inet_ntop(v6 ? AF_INET6 : AF_INET, bytes, out, size) != 0) {
+    out[0] = '\0';
+  }
   return out;
 }
 
 const char* PeerAddress::format_ip_port(char* out, size_t size) const {
-  char ip[kIpText];
-  format_ip(ip, sizeof ip);
-  if (!known) {
-    if (size != 0) out[0] = '\0';
-    return out;
-  }
-  std::snprintf(out, size, v6 ? "[%s]:%u" : "%s:%u", ip, static_cast<unsigned>(port));
+  if (size == 0) return out;
+  out[0] = '\0';
+  if (!known || size < kIpPortText) return out;
+  char* p = out;
+  if (v6) *p++ = '[';
+  format_ip(p, kIpText);
+  p += std::strlen(p);
+  if (v6) *p++ = ']';
+  *p++ = ':';
+  *write_port(p, port) = '\0';
   return out;
 }
 

@@ -25,7 +25,8 @@ struct PeerAddress {
   static PeerAddress from(const sockaddr* address);
   // "192.0.2.1" or "2001:db8::1" (as libuv writes them), or "" when unknown. Returns `out`.
   const char* format_ip(char* out, size_t size) const;
-  // "192.0.2.1:5000" or "[2001:db8::1]:5000", or "" when unknown. Returns `out`.
+  // "192.0.2.1:5000" or "[2001:db8::1]:5000", or "" when unknown (or `size` is below
+  // kIpPortText). Returns `out`.
   const char* format_ip_port(char* out, size_t size) const;
 };
 

@@ -98,6 +98,15 @@ TEST(PeerAddress, FormatsIpv4AndIpv6LikeTheLogsAlwaysDid) {
   EXPECT_STREQ(c.format_ip(ip, sizeof ip), "::1");
   EXPECT_STREQ(c.format_ip_port(ip_port, sizeof ip_port), "[::1]:65535");
 
+  ASSERT_EQ(inet_pton(AF_INET, "255.255.255.255", &v4.sin_addr), 1);
+  v4.sin_port = htons(65535);
+  PeerAddress widest = PeerAddress::from(reinterpret_cast<const sockaddr*>(&v4));
+  EXPECT_STREQ(widest.format_ip_port(ip_port, sizeof ip_port), "255.255.255.255:65535");
+  v4.sin_port = 0;
+  ASSERT_EQ(inet_pton(AF_INET, "10.0.0.0", &v4.sin_addr), 1);
+  PeerAddress zeros = PeerAddress::from(reinterpret_cast<const sockaddr*>(&v4));
+  EXPECT_STREQ(zeros.format_ip_port(ip_port, sizeof ip_port), "10.0.0.0:0");
+
   PeerAddress unknown;
   EXPECT_STREQ(unknown.format_ip(ip, sizeof ip), "");
   EXPECT_STREQ(unknown.format_ip_port(ip_port, sizeof ip_port), "");
