@@ -1,7 +1,9 @@
 // One accepted client connection: parses requests with llhttp, routes each to a farm server
 // through an upstream connection, and streams both bodies with backpressure. Requests on one
 // connection are handled one at a time, in order (pipelined bytes wait, unparsed, in the input
-// buffer). Freed only in its close callback.
+// buffer). What a request needs is an Exchange (core/exchange.h), held only while one is under
+// way, so an idle keep-alive connection is little more than its socket. Freed only in its close
+// callback.
 #pragma once
 
 #include <llhttp.h>
@@ -207,7 +209,7 @@ class ClientConnection final : public UpstreamEvents {
   PeerAddress peer_address_;
   Phase phase_ = Phase::Idle;
   uint8_t open_handles_ = 0;
-  // Bit-fields: an idle connection is mostly these, its socket and its timer.
+  // Bit-fields: an idle connection is mostly these, its socket and its timeout slot.
   bool reading_ : 1 = false;
   bool paused_for_backpressure_ : 1 = false;
   bool close_requested_ : 1 = false;  // close once the current response is out
