@@ -30,12 +30,9 @@ class UpstreamConnection;
 struct ServerMetrics;
 struct Snapshot;
 
-struct Exchange {
+// Everything of an Exchange that starts from its initial value again for each request.
+struct ExchangeState {
   static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
-
-  // Empties the exchange for the next use: every field to its initial value, shared state
-  // (snapshot, balancer, rewriter) let go, strings and vectors cleared but not shrunk.
-  void clear();
 
   // --- reading the request
   llhttp_t parser{};
@@ -47,7 +44,6 @@ struct Exchange {
   bool parser_owes_callbacks = false;
   bool head_rejected = false;  // check_request_head() refused the head just parsed
   Rejection rejection;         // why (also set by a parser callback that returns an error)
-  MessageHead head;
   bool head_too_large = false;
   bool head_request = false;
   bool client_keep_alive = true;
@@ -62,15 +58,9 @@ struct Exchange {
   std::shared_ptr<const Snapshot> snap;          // the configuration the exchange started on
   ServerMetrics* server_metrics = nullptr;       // the chosen server's counters (this worker's row)
   std::shared_ptr<balancer::Balancer> balancer;  // the one on_start() went to
-  // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
-  // next request on this worker before an upstream connect completes.
-  std::vector<std::pair<std::string, std::string>> rule_header_text;
-  std::vector<HeaderField> rule_headers;
-  char log_id[37] = {0};  // per-request GUID (ARR's X-ARR-LOG-ID)
+  char log_id[37] = {0};                         // per-request GUID (ARR's X-ARR-LOG-ID)
   char max_forwards[12] = {0};
   std::string_view upstream_host;  // the Host sent upstream (points into head or config)
-  std::string target;              // rewritten origin-form target
-  std::string hash_buffer;         // RequestHash key
   int site = -1;
   std::string_view site_name;  // the request's IIS site (points into snap's config)
   UpstreamConnection* upstream = nullptr;
@@ -92,15 +82,9 @@ struct Exchange {
   bool response_head_sent = false;
   bool response_chunked = false;
   bool response_done = false;
-  int status = 0;  // status of the response sent for this exchange, for metrics
-  std::string rewritten_location;
-  std::string rewritten_content_location;
-  // Outbound rules: header values they set, and the body rewriter when body rules apply.
-  std::vector<HeaderField> outbound_replace;
-  std::vector<HeaderField> outbound_add;
-  std::unique_ptr<HtmlRewriter> html;
+  int status = 0;                      // status of the response sent for this exchange, for metrics
+  std::unique_ptr<HtmlRewriter> html;  // the body rewriter when outbound body rules apply
   uint64_t html_body_rules = 0;
-  std::string html_out;
 
   // --- the access log and failure lines
   const char* log_detail = nullptr;  // static text explaining a failure (llhttp's reason)
@@ -128,6 +112,29 @@ struct Exchange {
   bool tunnel_client_shut = false;  // FIN sent to the client (after the server's EOF)
   bool tunnel_upstream_shut = false;
   uint64_t tunnel_activity_ms = 0;  // last byte read or written either way
+};
+
+// ExchangeState plus the strings and vectors that keep their capacity from one request to the
+// next (so a warm request does not allocate).
+struct Exchange : ExchangeState {
+  // Empties the exchange for the next use: every ExchangeState field to its initial value,
+  // shared state (snapshot, balancer, rewriter) let go, strings and vectors cleared but not
+  // shrunk.
+  void clear();
+
+  MessageHead head;
+  // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
+  // next request on this worker before an upstream connect completes.
+  std::vector<std::pair<std::string, std::string>> rule_header_text;
+  std::vector<HeaderField> rule_headers;
+  std::string target;       // rewritten origin-form target
+  std::string hash_buffer;  // RequestHash key
+  std::string rewritten_location;
+  std::string rewritten_content_location;
+  // Outbound rules: header values they set.
+  std::vector<HeaderField> outbound_replace;
+  std::vector<HeaderField> outbound_add;
+  std::string html_out;
 };
 
 // One worker's Exchanges: those in use and a bounded free list. Worker thread only.
