@@ -1533,25 +1533,19 @@ bool ClientConnection::tls_receive() {
 
 void ClientConnection::tls_tunnel_read(size_t nread) {
   tls_->received(nread);
-  do {
-    tls::Session::Status status = tls_->decrypt(in_);
-    if (in_.block != nullptr && in_.unconsumed() > 0) {
-      const char* data = in_.parse_begin();
-      size_t len = in_.unconsumed();
-      in_.parse_pos = in_.fill;
-      ex_->tunnel_activity_ms = uv_now(worker_->loop());
-      tunnel_forward_to_upstream(data, len);
-      if (phase_ != Phase::Tunnel) return;
-    }
-    if (status == tls::Session::Status::Closed) {
-      tunnel_client_read(UV_EOF);
-      return;
-    }
-    if (status != tls::Session::Status::Ok) {
-      close();
-      return;
-    }
-  } while (tls_->has_buffered());
+  bool ended = false;
+  tls::Session::Status status = tls_->decrypt_forwarding(in_, [&](const char* data, size_t len) {
+    ex_->tunnel_activity_ms = uv_now(worker_->loop());
+    tunnel_forward_to_upstream(data, len);
+    ended = phase_ != Phase::Tunnel;
+    return !ended;
+  });
+  if (ended) return;
+  if (status == tls::Session::Status::Closed) {
+    tunnel_client_read(UV_EOF);
+  } else if (status != tls::Session::Status::Ok) {
+    close();
+  }
 }
 
 void ClientConnection::refuse_plain_http() {

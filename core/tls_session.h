@@ -50,6 +50,24 @@ class Session final : public WriteFilter {
   Status decrypt(InputBuffer& in);
   // Plaintext or ciphertext still buffered here (decrypt() can make progress without a read).
   bool has_buffered() const;
+  // A byte tunnel's read: decrypts everything buffered into `in` and hands each run of
+  // plaintext to `forward(data, len)`, consuming it; `forward` returns false once the tunnel
+  // has ended (nothing of `in` or this session may be touched then). Returns Ok when all was
+  // forwarded or the tunnel ended, Closed on the peer's close_notify, else the failure.
+  template <typename Forward>
+  Status decrypt_forwarding(InputBuffer& in, Forward&& forward) {
+    do {
+      Status status = decrypt(in);
+      if (in.block != nullptr && in.unconsumed() > 0) {
+        const char* data = in.parse_begin();
+        size_t len = in.unconsumed();
+        in.parse_pos = in.fill;
+        if (!forward(data, len)) return Status::Ok;
+      }
+      if (status != Status::Ok) return status;
+    } while (has_buffered());
+    return Status::Ok;
+  }
   bool handshake_done() const { return SSL_is_init_finished(ssl_) == 1; }
   // Queues close_notify (written with the next flush).
   void shutdown();

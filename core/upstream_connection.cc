@@ -414,25 +414,19 @@ void UpstreamConnection::on_tunnel_read(ssize_t nread) {
   if (tls_ != nullptr && nread > 0) {
     // Over TLS the tunnel carries what the records decrypt to.
     tls_->received(static_cast<size_t>(nread));
-    do {
-      tls::Session::Status status = tls_->decrypt(in_);
-      if (in_.block != nullptr && in_.unconsumed() > 0) {
-        const char* data = in_.parse_begin();
-        size_t len = in_.unconsumed();
-        in_.parse_pos = in_.fill;
-        owner_->upstream_tunnel_bytes(in_.block, data, len);
-        owner_->upstream_read_end();
-        if (state_ == State::Closing || owner_ == nullptr) return;
-      }
-      if (status == tls::Session::Status::Closed) {
-        on_tunnel_read(UV_EOF);
-        return;
-      }
-      if (status != tls::Session::Status::Ok) {
-        fail(Failure::upstream_reset, UV_EPROTO);
-        return;
-      }
-    } while (tls_->has_buffered());
+    bool ended = false;
+    tls::Session::Status status = tls_->decrypt_forwarding(in_, [&](const char* data, size_t len) {
+      owner_->upstream_tunnel_bytes(in_.block, data, len);
+      owner_->upstream_read_end();
+      ended = state_ == State::Closing || owner_ == nullptr;
+      return !ended;
+    });
+    if (ended) return;
+    if (status == tls::Session::Status::Closed) {
+      on_tunnel_read(UV_EOF);
+    } else if (status != tls::Session::Status::Ok) {
+      fail(Failure::upstream_reset, UV_EPROTO);
+    }
     return;
   }
   if (nread < 0) {
