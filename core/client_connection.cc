@@ -701,17 +701,31 @@ void ClientConnection::send_request_head() {
   harrow_headers[n++] = {"Max-Forwards", ex_->max_forwards};
   harrow_headers[n++] = {"X-Original-URL", ex_->head.target()};
   if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, ex_->log_id};
+  // X-ARR-SSL and X-ARR-ClientCert only for a request that came over TLS (the certificate one
+  // only with a client certificate), as ARR does: applications test for their presence. A
+  // client's own copies never pass, whether Harrow sets the header or not.
+  std::string_view strip[2];
+  size_t stripped = 0;
   if (!protocol.ssl_header_name.empty()) {
-    harrow_headers[n++] = {protocol.ssl_header_name,
-                           tls_ != nullptr ? std::string_view(tls_->arr_ssl()) : ""};
+    if (tls_ != nullptr) {
+      harrow_headers[n++] = {protocol.ssl_header_name, tls_->arr_ssl()};
+    } else {
+      strip[stripped++] = protocol.ssl_header_name;
+    }
   }
   if (!protocol.client_cert_header_name.empty()) {
-    harrow_headers[n++] = {protocol.client_cert_header_name,
-                           tls_ != nullptr ? std::string_view(tls_->client_certificate()) : ""};
+    if (tls_ != nullptr && !tls_->client_certificate().empty()) {
+      harrow_headers[n++] = {protocol.client_cert_header_name, tls_->client_certificate()};
+    } else {
+      strip[stripped++] = protocol.client_cert_header_name;
+    }
   }
   UpstreamRequest request;
   request.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
-  request.target = ex_->target;
+  // An asterisk-form target (OPTIONS *) asks about the server, not a resource: it goes as it
+  // came (RFC 9112 §3.2.4), not as the rules' "/*".
+  request.target =
+      ex_->head.target() == "*" ? std::string_view("*") : std::string_view(ex_->target);
   request.head = &ex_->head;
   request.host = host;
   request.chunked_body = ex_->request_chunked;
@@ -724,6 +738,7 @@ void ClientConnection::send_request_head() {
   request.forwarded_for_value =
       protocol.include_port_in_x_forwarded_for ? std::string_view(peer()) : peer_ip();
   request.harrow_headers = std::span<const HeaderField>(harrow_headers, n);
+  request.strip = std::span<const std::string_view>(strip, stripped);
   request.rule_headers = ex_->rule_headers;
 
   IoBlock* block = block_acquire();
@@ -774,15 +789,49 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     block_unref(block);
     return;
   }
+  // The server's response cannot be forwarded as it is: the exchange fails with a 502 and the
+  // server's connection, which would go on parsing, is closed first.
+  auto refuse = [this](const char* detail) {
+    ex_->response_head_sent = false;
+    ex_->log_detail = detail;
+    UpstreamConnection* up = ex_->upstream;
+    ex_->upstream = nullptr;
+    if (up != nullptr) up->close();
+    upstream_failed(Failure::upstream_invalid_response, 0);
+  };
+  bool no_body = ex_->head_request || status == 204 || status == 304 || switching;
+  // Transfer codings other than chunked (gzip, …) go to the client as they came, never
+  // relabelled; an HTTP/1.0 client may not be sent Transfer-Encoding at all (RFC 9112 §6.1).
+  bool codings = !no_body && has_transfer_codings(head);
+  if (codings && !client_http11) {
+    block_unref(block);
+    refuse("transfer coding other than chunked for an HTTP/1.0 client");
+    return;
+  }
   ex_->response_head_sent = true;
   uint64_t first_byte_us = (uv_hrtime() - ex_->exchange_started_ns) / 1000;
   ex_->server_metrics->first_byte_time.observe(first_byte_us);
   ex_->header_ms = static_cast<int64_t>(first_byte_us / 1000);
-  bool no_body = ex_->head_request || status == 204 || status == 304 || switching;
+  // Framing comes from Harrow's own parse: a Content-Length a Connection header names is kept
+  // (MessageHead never makes it hop-by-hop), so the client reads the body Harrow delimited.
+  // That is safer than a 502: Harrow writes its own Connection header, so no later hop sees
+  // the server's list, and refusing would only break odd but unambiguous servers.
   bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
   if (no_body || upstream_length) {
     // A 204 must not carry Content-Length (RFC 9110 §8.6); a 304 or HEAD's is metadata.
     response.keep_content_length = status != 204 && !switching;
+  } else if (codings) {
+    response.forward_transfer_encoding = true;
+    response.keep_content_length = false;
+    if (ex_->upstream->response_chunked()) {
+      // "gzip, chunked": the body is re-chunked under the codings as they came.
+      ex_->response_chunked = true;
+      response.chunked = true;
+    } else {
+      // Chunked not final ("gzip", "chunked, gzip"): the close delimits the body (RFC 9112
+      // §6.3), to the client as from the server.
+      close_requested_ = true;
+    }
   } else if (client_http11) {
     ex_->response_chunked = true;
     response.chunked = true;
@@ -832,12 +881,12 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     }
   }
   response.add = std::span<const HeaderField>(cookies, cookie_count);
-  apply_outbound(head, response, !no_body);
+  // A transfer-coded body is not HTML the rewriter could read.
+  apply_outbound(head, response, !no_body && !codings);
   write_client_response(response, writer);
   if (writer.overflowed()) {
     block_unref(block);
-    ex_->response_head_sent = false;
-    upstream_failed(Failure::upstream_invalid_response, 0);
+    refuse("response head larger than a block");
     return;
   }
   out_.add(block, block->data, writer.size());
@@ -1003,6 +1052,14 @@ void ClientConnection::upstream_complete(bool reusable) {
   }
 }
 
+bool ClientConnection::may_replay() const {
+  // RFC 9110 §9.2.2's idempotent methods, whole (no body to replay) and not yet answered.
+  llhttp_method_t method = static_cast<llhttp_method_t>(ex_->parser.method);
+  bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+                    method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
+  return idempotent && ex_->request_done && !ex_->request_has_body && !ex_->response_head_sent;
+}
+
 bool ClientConnection::fail_over(Failure failure, int uv_status) {
   bool connect_failure = failure == Failure::upstream_connect_refused ||
                          failure == Failure::upstream_connect_failed ||
@@ -1012,11 +1069,7 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   bool nothing_sent = connect_failure && phase_ == Phase::Routing;
   // A server that went away before answering an idempotent, body-less request: replaying it
   // elsewhere is what RFC 9110 §9.2.2 allows.
-  llhttp_method_t method = static_cast<llhttp_method_t>(ex_->parser.method);
-  bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
-                    method == HTTP_PUT || method == HTTP_DELETE;
-  bool safe_replay = failure == Failure::upstream_reset && idempotent && ex_->request_done &&
-                     !ex_->request_has_body && !ex_->response_head_sent;
+  bool safe_replay = failure == Failure::upstream_reset && may_replay();
   // At most `retries` other servers (<harrow><limits retries>, default 1).
   int retries =
       static_cast<int>(std::min<uint32_t>(ex_->snap->config->limits.retries, Exchange::kMaxTried));
@@ -1060,6 +1113,21 @@ void ClientConnection::upstream_failed(Failure failure, int uv_status) {
   if (stale_keep_alive && !ex_->retried) {
     // The server closed a pooled connection just as it was reused; nothing of the request
     // reached the application, so one fresh connection is safe.
+    ex_->retried = true;
+    ++ex_->retries;
+    ex_->server_metrics->retries.add();
+    connect_upstream();
+    return;
+  }
+  // A fresh connection closed before any response byte: an idempotent request without a body
+  // is replayed once on a new connection (RFC 9110 §9.2.2), also when no other server is left
+  // to fail over to. A POST is not: the server may have acted on it.
+  bool fresh_replay = !ex_->upstream_reused && failure == Failure::upstream_reset && may_replay() &&
+                      !ex_->retried && ex_->retries == 0 && ex_->snap->config->limits.retries > 0;
+  if (fresh_replay) {
+    log_failure(failure, uv_status);
+    ex_->server_metrics->failures[static_cast<int>(failure)].add();
+    ex_->server_metrics->live_failures.add();
     ex_->retried = true;
     ++ex_->retries;
     ex_->server_metrics->retries.add();

@@ -158,6 +158,8 @@ class ClientConnection final : public UpstreamEvents {
   // A connect failure before any of the request was sent: tries another server of the farm.
   // True if it did (the exchange goes on), false if the failure stands.
   bool fail_over(Failure failure, int uv_status);
+  // An idempotent request, whole and without a body, not answered yet: it may be sent again.
+  bool may_replay() const;
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
   // The address the client connected to (looked up on first use).

@@ -76,6 +76,19 @@ FieldKind classify_field(std::string_view name) {
   }
 }
 
+namespace {
+
+// True if `name` holds '_' and, read with '-' for '_', is a name classify_field() knows.
+bool underscore_twin_of_known(std::string_view name) {
+  // classify_field() knows names of up to 19 bytes; memchr only for those.
+  if (name.size() < 2 || name.size() > 19 || name.find('_') == std::string_view::npos) return false;
+  char folded[19];
+  for (size_t j = 0; j < name.size(); ++j) folded[j] = name[j] == '_' ? '-' : name[j];
+  return classify_field(std::string_view(folded, name.size())) != FieldKind::other;
+}
+
+}  // namespace
+
 void MessageHead::reset(size_t limit) {
   size_ = 0;
   limit_ = limit;
@@ -141,12 +154,19 @@ void MessageHead::finish() {
     fields_.push_back({view(name), v});
     FieldKind k = classify_field(fields_.back().name);
     present_ |= 1u << static_cast<int>(k);
-    info_.push_back(static_cast<uint8_t>(k) | (static_hop_by_hop(k) ? kHopByHop : 0));
+    uint8_t info = static_cast<uint8_t>(k) | (static_hop_by_hop(k) ? kHopByHop : 0);
+    if (k == FieldKind::other && underscore_twin_of_known(fields_.back().name))
+      info |= kUnderscoreTwin;
+    info_.push_back(info);
   }
   if (!has(FieldKind::connection)) return;
-  // Fields a Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
+  // Fields a Connection header names are hop-by-hop too (RFC 9110 §7.6.1), except the ones that
+  // frame or route the message: those stay, so what Harrow forwards is framed as it parsed it.
   for (size_t i = 0; i < fields_.size(); ++i) {
-    if ((info_[i] & kHopByHop) == 0 && connection_has(fields_[i].name)) info_[i] |= kHopByHop;
+    FieldKind k = kind(i);
+    if ((info_[i] & kHopByHop) != 0 || k == FieldKind::host || k == FieldKind::content_length)
+      continue;
+    if (connection_has(fields_[i].name)) info_[i] |= kHopByHop;
   }
 }
 
@@ -178,6 +198,35 @@ bool MessageHead::connection_has(std::string_view token) const {
 
 bool MessageHead::is_hop_by_hop(std::string_view name) const {
   return static_hop_by_hop(classify_field(name)) || connection_has(name);
+}
+
+std::string_view MessageHead::connection_names_framing() const {
+  if (!has(FieldKind::connection)) return {};
+  for (std::string_view name : {"content-length", "transfer-encoding", "host"}) {
+    if (connection_has(name)) return name;
+  }
+  return {};
+}
+
+bool same_name_folding_underscore(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] == '_' ? '-' : ascii_lower(a[i]);
+    char y = b[i] == '_' ? '-' : ascii_lower(b[i]);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool has_transfer_codings(const MessageHead& head) {
+  if (!head.has(FieldKind::transfer_encoding)) return false;
+  const std::vector<HeaderField>& fields = head.fields();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (head.kind(i) != FieldKind::transfer_encoding) continue;
+    if (any_token(fields[i].value, [](std::string_view t) { return !iequals(t, "chunked"); }))
+      return true;
+  }
+  return false;
 }
 
 bool requests_websocket(const MessageHead& head) {
@@ -213,9 +262,18 @@ HeadWriter& HeadWriter::operator<<(uint64_t n) {
 }
 
 namespace {
+// Harrow's own names match a client's field also as its '_' twin (X_Forwarded_For): servers
+// that fold '_' onto '-' would otherwise see the client's value beside, or instead of, Harrow's.
 bool named_in(std::span<const HeaderField> list, std::string_view name) {
   for (const HeaderField& f : list) {
-    if (iequals(f.name, name)) return true;
+    if (same_name_folding_underscore(f.name, name)) return true;
+  }
+  return false;
+}
+
+bool named_in(std::span<const std::string_view> list, std::string_view name) {
+  for (std::string_view n : list) {
+    if (same_name_folding_underscore(n, name)) return true;
   }
   return false;
 }
@@ -224,24 +282,36 @@ bool named_in(std::span<const HeaderField> list, std::string_view name) {
 void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
   out << req.method << " " << req.target << " HTTP/1.1\r\n";
   out.field("Host", req.host);
-  std::string_view previous_forwarded_for;
   const MessageHead& head = *req.head;
   const std::vector<HeaderField>& fields = head.fields();
+  auto passes = [&](size_t i) {
+    FieldKind kind = head.kind(i);
+    std::string_view name = fields[i].name;
+    if (kind == FieldKind::host || head.hop_by_hop(i) || head.underscore_twin(i)) return false;
+    if (req.chunked_body && kind == FieldKind::content_length) return false;
+    return !named_in(req.harrow_headers, name) && !named_in(req.rule_headers, name) &&
+           !named_in(req.strip, name);
+  };
+  // A client's X-Forwarded-For lines: merged into one list, in order, Harrow's entry last.
+  auto forwarded_for_line = [&](size_t i) {
+    return iequals(fields[i].name, req.forwarded_for_name) && !fields[i].value.empty() && passes(i);
+  };
+  bool merge_forwarded_for = false;
   for (size_t i = 0; i < fields.size(); ++i) {
     const HeaderField& f = fields[i];
-    FieldKind kind = head.kind(i);
-    if (kind == FieldKind::host || head.hop_by_hop(i)) continue;
-    if (req.chunked_body && kind == FieldKind::content_length) continue;
-    if (named_in(req.harrow_headers, f.name) || named_in(req.rule_headers, f.name)) continue;
-    if (!req.forwarded_for_name.empty() && iequals(f.name, req.forwarded_for_name)) {
-      previous_forwarded_for = f.value;  // merged into one list below
-      continue;
+    if (!passes(i)) continue;
+    if (!req.forwarded_for_name.empty() &&
+        same_name_folding_underscore(f.name, req.forwarded_for_name)) {
+      merge_forwarded_for = merge_forwarded_for || forwarded_for_line(i);
+      continue;  // merged below; a '_' twin is dropped
     }
     out.field(f.name, f.value);
   }
   if (!req.forwarded_for_name.empty()) {
     out << req.forwarded_for_name << ": ";
-    if (!previous_forwarded_for.empty()) out << previous_forwarded_for << ", ";
+    for (size_t i = 0; merge_forwarded_for && i < fields.size(); ++i) {
+      if (forwarded_for_line(i)) out << fields[i].value << ", ";
+    }
     out << req.forwarded_for_value << "\r\n";
   }
   for (const HeaderField& f : req.harrow_headers) {
@@ -266,7 +336,9 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
     const std::vector<HeaderField>& fields = resp.head->fields();
     for (size_t i = 0; i < fields.size(); ++i) {
       const HeaderField& f = fields[i];
-      if (resp.head->hop_by_hop(i)) continue;
+      bool forward_te =
+          resp.forward_transfer_encoding && resp.head->kind(i) == FieldKind::transfer_encoding;
+      if (resp.head->hop_by_hop(i) && !forward_te) continue;
       if (!resp.keep_content_length && resp.head->kind(i) == FieldKind::content_length) continue;
       bool removed = false;
       for (std::string_view name : resp.remove) removed = removed || iequals(name, f.name);
@@ -280,7 +352,7 @@ void write_client_response(const ClientResponse& resp, HeadWriter& out) {
   }
   for (const HeaderField& f : resp.add) out.field(f.name, f.value);
   if (!resp.powered_by.empty()) out.field("X-Powered-By", resp.powered_by);
-  if (resp.chunked) out << "Transfer-Encoding: chunked\r\n";
+  if (resp.chunked && !resp.forward_transfer_encoding) out << "Transfer-Encoding: chunked\r\n";
   if (!resp.upgrade.empty()) {
     out << "Upgrade: " << resp.upgrade << "\r\nConnection: Upgrade\r\n";
   } else if (resp.close) {

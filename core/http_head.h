@@ -64,9 +64,15 @@ class MessageHead {
   std::string_view target() const { return view(target_); }  // request-target or reason
   const std::vector<HeaderField>& fields() const { return fields_; }
   // The kind of fields()[i], and whether it must not be forwarded (hop-by-hop by definition
-  // or named in a Connection header).
+  // or named in a Connection header). Host and Content-Length are never hop-by-hop because a
+  // Connection header names them: they frame and route the message, and Harrow frames what it
+  // forwards from its own parse of them (a request that names them is refused first).
   FieldKind kind(size_t i) const { return static_cast<FieldKind>(info_[i] & kKindMask); }
   bool hop_by_hop(size_t i) const { return (info_[i] & kHopByHop) != 0; }
+  // True if fields()[i]'s name holds '_' and, read with '-' for '_', names a field Harrow acts
+  // on (Content_Length, Transfer_Encoding, Host_…): servers that fold '_' onto '-' (CGI, some
+  // frameworks) would take it for that field, so it is never forwarded.
+  bool underscore_twin(size_t i) const { return (info_[i] & kUnderscoreTwin) != 0; }
   // First value of the named field (case-insensitive), or an empty view.
   std::string_view find(std::string_view name) const;
   bool has(std::string_view name) const;
@@ -75,6 +81,10 @@ class MessageHead {
   bool connection_has(std::string_view token) const;
   // True if `name` must not be forwarded: hop-by-hop by definition or named in Connection.
   bool is_hop_by_hop(std::string_view name) const;
+  // The framing or routing field a Connection header names (Content-Length, Transfer-Encoding
+  // or Host), or an empty view. Such a request is refused: dropping the field as hop-by-hop
+  // would forward a body without its framing (request smuggling).
+  std::string_view connection_names_framing() const;
 
  private:
   struct Span {
@@ -83,6 +93,7 @@ class MessageHead {
   };
   static constexpr uint8_t kKindMask = 0x1f;
   static constexpr uint8_t kHopByHop = 0x80;
+  static constexpr uint8_t kUnderscoreTwin = 0x40;
 
   bool append(Span& span, const char* at, size_t len);
   // Room for `len` more bytes (false above the limit); append() checks first.
@@ -101,6 +112,13 @@ class MessageHead {
   bool in_value_ = false;
   bool finished_ = false;
 };
+
+// True if `a` and `b` name the same field once '_' is read as '-' (ASCII case-insensitive).
+bool same_name_folding_underscore(std::string_view a, std::string_view b);
+
+// True if the head's Transfer-Encoding lists a coding other than chunked (gzip, …): such a
+// body is forwarded with its codings as they came, never relabelled.
+bool has_transfer_codings(const MessageHead& head);
 
 // True if the head asks for a WebSocket upgrade: Connection lists "upgrade" and Upgrade lists
 // "websocket" (RFC 6455 §4.1; tokens case-insensitive, in any position of their lists).
@@ -142,6 +160,9 @@ struct UpstreamRequest {
   // replaces a client header of the same name, and the rules' win over Harrow's.
   std::span<const HeaderField> harrow_headers;
   std::span<const HeaderField> rule_headers;
+  // Names Harrow owns but does not set on this request (X-ARR-SSL on plain HTTP, …): a client's
+  // field of that name (or its '_' twin) is dropped all the same.
+  std::span<const std::string_view> strip;
 };
 
 // Writes the request line and header section (ending in the blank line).
@@ -153,11 +174,14 @@ struct ClientResponse {
   std::string_view reason;
   const MessageHead* head = nullptr;  // the upstream head (filtered), or null
   bool chunked = false;               // Harrow frames the body with chunked encoding
-  bool keep_content_length = true;    // pass the upstream Content-Length through
-  bool close = false;                 // Connection: close
-  bool http10_keep_alive = false;     // "Connection: keep-alive" for an HTTP/1.0 client
-  std::string_view upgrade;           // a 101: "Upgrade: <this>" and "Connection: Upgrade"
-  std::string_view powered_by;  // X-Powered-By value to add (ARR's arrResponseHeader), or empty
+  // The upstream Transfer-Encoding fields go out as they came (codings other than chunked,
+  // never relabelled); `chunked` then frames the body without a Transfer-Encoding of its own.
+  bool forward_transfer_encoding = false;
+  bool keep_content_length = true;  // pass the upstream Content-Length through
+  bool close = false;               // Connection: close
+  bool http10_keep_alive = false;   // "Connection: keep-alive" for an HTTP/1.0 client
+  std::string_view upgrade;         // a 101: "Upgrade: <this>" and "Connection: Upgrade"
+  std::string_view powered_by;      // X-Powered-By value to add (ARR's arrResponseHeader), or empty
   // Upstream fields to send with a different value (reverse-rewritten Location, …).
   std::span<const HeaderField> replace;
   // Upstream fields not to pass on (control headers meant for Harrow), and fields to add.

@@ -123,6 +123,25 @@ bool valid_host(std::string_view host) {
   return true;
 }
 
+// The scheme's default port of an absolute-form target (RFC 9110 §4.2.1, §4.2.2).
+std::string_view default_port(std::string_view target) {
+  return istarts_with(target, "https://") ? "443" : "80";
+}
+
+// `authority` without a ":port" that only repeats the scheme's default (or is empty): "h:80"
+// and "h" name the same origin for http (RFC 9110 §4.2.3, RFC 3986 §6.2.3).
+std::string_view without_default_port(std::string_view authority, std::string_view port) {
+  size_t colon = authority.rfind(':');
+  if (colon == std::string_view::npos || authority.find(']', colon) != std::string_view::npos)
+    return authority;
+  std::string_view p = authority.substr(colon + 1);
+  return p.empty() || p == port ? authority.substr(0, colon) : authority;
+}
+
+bool same_authority(std::string_view a, std::string_view b, std::string_view port) {
+  return iequals(without_default_port(a, port), without_default_port(b, port));
+}
+
 }  // namespace
 
 void RequestFramer::reset(const RequestLimits& limits) {
@@ -473,6 +492,15 @@ bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, R
   }
   if (req.chunked && req.has_content_length)
     return reject(Failure::bad_framing, "both Content-Length and Transfer-Encoding");
+  // A field that frames or routes the message is never hop-by-hop: dropping the Content-Length a
+  // Connection header names would leave its body to be read as the next request (smuggling).
+  std::string_view named = head.connection_names_framing();
+  if (!named.empty()) {
+    return reject(Failure::bad_framing, named == "host" ? "Connection names Host"
+                                        : named == "content-length"
+                                            ? "Connection names Content-Length"
+                                            : "Connection names Transfer-Encoding");
+  }
 
   if (host_count > 1) return reject(Failure::bad_host, "more than one Host");
   if (host_count == 0 && http11) return reject(Failure::bad_host, "HTTP/1.1 request without Host");
@@ -489,7 +517,7 @@ bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, R
     std::string_view authority = parts.authority;
     if (authority.empty() || !valid_host(authority))
       return reject(Failure::bad_request, "invalid authority in an absolute-form target");
-    if (host_count == 1 && !iequals(authority, host))
+    if (host_count == 1 && !same_authority(authority, host, default_port(target)))
       return reject(Failure::bad_host, "Host disagrees with the absolute-form target");
   }
 

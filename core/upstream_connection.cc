@@ -265,9 +265,10 @@ void UpstreamConnection::on_read(ssize_t nread) {
   }
   if (nread < 0) {
     if (nread == UV_EOF) {
-      // A body delimited by the connection's end completes here.
+      // A body delimited by the connection's end (no Content-Length, no final chunked; RFC
+      // 9112 §6.3) completes here: llhttp_finish() runs on_message_complete, which pauses.
       llhttp_errno_t rc = llhttp_finish(&parser_);
-      if (rc == HPE_OK && complete_) {
+      if ((rc == HPE_OK || rc == HPE_PAUSED) && complete_) {
         owner_->upstream_read_end();
         owner_->upstream_complete(false);
         return;

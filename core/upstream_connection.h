@@ -73,6 +73,8 @@ class UpstreamConnection {
   size_t server() const { return server_; }
   bool reused() const { return exchanges_ > 1; }
   bool response_started() const { return response_started_; }
+  // The response body is chunked as Harrow's parse reads it (chunked the final coding).
+  bool response_chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
 
   // Makes the connection one over TLS (call before connect()): after the TCP connect a
   // handshake with SNI `server_name` runs (verifying the certificate when `verify`), resuming

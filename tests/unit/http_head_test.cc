@@ -180,6 +180,109 @@ TEST(ClientResponse, ReframesAndMarksClose) {
             "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
 }
 
+TEST(MessageHead, ConnectionNeverMakesFramingOrRoutingFieldsHopByHop) {
+  MessageHead head = collect({{"Connection", "Content-Length, Host, X-Private, Transfer-Encoding"},
+                              {"Host", "a"},
+                              {"Content-Length", "5"},
+                              {"X-Private", "1"}});
+  EXPECT_FALSE(head.hop_by_hop(1));
+  EXPECT_FALSE(head.hop_by_hop(2));
+  EXPECT_TRUE(head.hop_by_hop(3));
+  EXPECT_EQ(head.connection_names_framing(), "content-length");
+  EXPECT_EQ(collect({{"Connection", "close, host"}}).connection_names_framing(), "host");
+  EXPECT_EQ(collect({{"Connection", "transfer-encoding"}}).connection_names_framing(),
+            "transfer-encoding");
+  EXPECT_EQ(collect({{"Connection", "close, TE, Upgrade"}}).connection_names_framing(), "");
+  EXPECT_EQ(collect({{"Content-Length", "1"}}).connection_names_framing(), "");
+}
+
+TEST(MessageHead, UnderscoreTwinsOfFieldsHarrowActsOn) {
+  MessageHead head = collect({{"Content_Length", "5"},
+                              {"TRANSFER_ENCODING", "chunked"},
+                              {"Proxy_Connection", "x"},
+                              {"X_Custom", "1"},
+                              {"Content-Length", "5"},
+                              {"Host_", "h"},
+                              {"T_E", "x"}});
+  EXPECT_TRUE(head.underscore_twin(0));
+  EXPECT_TRUE(head.underscore_twin(1));
+  EXPECT_TRUE(head.underscore_twin(2));
+  EXPECT_FALSE(head.underscore_twin(3));
+  EXPECT_FALSE(head.underscore_twin(4));
+  EXPECT_FALSE(head.underscore_twin(5));
+  EXPECT_FALSE(head.underscore_twin(6));
+  EXPECT_EQ(head.kind(0), FieldKind::other);  // still not framing: nothing reads it as such
+  EXPECT_TRUE(same_name_folding_underscore("X_Forwarded_For", "x-forwarded-for"));
+  EXPECT_TRUE(same_name_folding_underscore("X-ARR-SSL", "x_arr_ssl"));
+  EXPECT_FALSE(same_name_folding_underscore("X-ARR-SSL", "X-ARR-SSLx"));
+}
+
+TEST(UpstreamRequest, UnderscoreTwinsAndStrippedNamesNeverReachTheOrigin) {
+  MessageHead head = collect({{"Content_Length", "50"},
+                              {"Transfer_Encoding", "chunked"},
+                              {"X_Forwarded_For", "6.6.6.6"},
+                              {"X-Forwarded-For", "1.1.1.1"},
+                              {"X_ARR_SSL", "forged"},
+                              {"x-arr-ssl", "forged"},
+                              {"X_ARR_LOG_ID", "forged"},
+                              {"X_Original_URL", "/admin"},
+                              {"Max_Forwards", "99"},
+                              {"X_Rule", "forged"},
+                              {"x-forwarded-for", "2.2.2.2, 3.3.3.3"},
+                              {"X-Forwarded-For", ""},
+                              {"X_Custom", "kept"}});
+  char buf[4096];
+  HeadWriter w(buf, sizeof buf);
+  HeaderField harrow[] = {{"Max-Forwards", "10"}, {"X-Original-URL", "/x"}, {"X-ARR-LOG-ID", "id"}};
+  HeaderField rules[] = {{"X-Rule", "r"}};
+  std::string_view strip[] = {"X-ARR-SSL"};
+  UpstreamRequest req;
+  req.method = "GET";
+  req.target = "/x";
+  req.head = &head;
+  req.host = "h";
+  req.forwarded_for_name = "X-Forwarded-For";
+  req.forwarded_for_value = "10.0.0.9";
+  req.harrow_headers = harrow;
+  req.rule_headers = rules;
+  req.strip = strip;
+  write_upstream_request(req, w);
+  EXPECT_EQ(std::string(buf, w.size()),
+            "GET /x HTTP/1.1\r\nHost: h\r\n"
+            "X_Custom: kept\r\n"
+            "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\n"
+            "Max-Forwards: 10\r\nX-Original-URL: /x\r\nX-ARR-LOG-ID: id\r\n"
+            "X-Rule: r\r\n\r\n");
+}
+
+TEST(ClientResponse, ContentLengthNamedByConnectionKeepsFramingTheResponse) {
+  MessageHead head = collect({{"Connection", "Content-Length"}, {"Content-Length", "2"}});
+  char buf[1024];
+  HeadWriter w(buf, sizeof buf);
+  ClientResponse resp;
+  resp.head = &head;
+  write_client_response(resp, w);
+  EXPECT_EQ(std::string(buf, w.size()), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+}
+
+TEST(ClientResponse, TransferCodingsGoOutAsTheyCame) {
+  MessageHead head = collect({{"Transfer-Encoding", "gzip"}, {"Transfer-Encoding", "chunked"}});
+  EXPECT_TRUE(has_transfer_codings(head));
+  EXPECT_FALSE(has_transfer_codings(collect({{"Transfer-Encoding", "Chunked"}})));
+  EXPECT_FALSE(has_transfer_codings(collect({{"Content-Length", "1"}})));
+  EXPECT_TRUE(has_transfer_codings(collect({{"Transfer-Encoding", "chunked, gzip"}})));
+  char buf[1024];
+  HeadWriter w(buf, sizeof buf);
+  ClientResponse resp;
+  resp.head = &head;
+  resp.chunked = true;
+  resp.forward_transfer_encoding = true;
+  resp.keep_content_length = false;
+  write_client_response(resp, w);
+  EXPECT_EQ(std::string(buf, w.size()),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
 TEST(UpstreamRequest, WebSocketUpgradeIsForwardedOnItsOwnTerms) {
   // The client's Connection and Upgrade are hop-by-hop like any others; Harrow writes its
   // own, and an upgrade never carries Connection: close.

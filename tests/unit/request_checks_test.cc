@@ -223,6 +223,43 @@ TEST(CheckRequestHead, TargetsMethodsAndFraming) {
   EXPECT_EQ(check(host, "POST", 1, false, true, 30'000'000).failure, Failure::client_aborted);
 }
 
+TEST(CheckRequestHead, ConnectionNamingAFramingOrRoutingFieldIsRefused) {
+  // Dropping a Content-Length a Connection header names would forward its body unframed.
+  for (const char* named :
+       {"Content-Length", "close, content-length", "Transfer-Encoding", "keep-alive, HOST"}) {
+    SCOPED_TRACE(named);
+    MessageHead head = head_of("/", {{"Host", "a"}, {"Connection", named}});
+    Rejection r = check(head, "POST");
+    EXPECT_EQ(r.failure, Failure::bad_framing);
+    ASSERT_NE(r.detail, nullptr);
+    EXPECT_NE(std::string_view(r.detail).find("Connection names"), std::string_view::npos);
+  }
+  MessageHead cl =
+      head_of("/", {{"Host", "a"}, {"Connection", "Content-Length"}, {"Content-Length", "5"}});
+  EXPECT_EQ(check(cl, "POST", 1, false, true, 5).failure, Failure::bad_framing);
+  // Hop-by-hop tokens that frame nothing still pass.
+  for (const char* named : {"close", "keep-alive, TE", "Upgrade", "X-Private"}) {
+    SCOPED_TRACE(named);
+    EXPECT_EQ(check(head_of("/", {{"Host", "a"}, {"Connection", named}})).failure,
+              Failure::client_aborted);
+  }
+}
+
+TEST(CheckRequestHead, AbsoluteFormAuthorityMayDifferFromHostByTheDefaultPort) {
+  // RFC 9112 §3.2.2: the target's authority stands for Host; "h:80" is "h" for http.
+  EXPECT_EQ(check(head_of("http://h:80/", {{"Host", "h"}})).failure, Failure::client_aborted);
+  EXPECT_EQ(check(head_of("http://h/", {{"Host", "H:80"}})).failure, Failure::client_aborted);
+  EXPECT_EQ(check(head_of("http://h:/", {{"Host", "h"}})).failure, Failure::client_aborted);
+  EXPECT_EQ(check(head_of("https://h:443/", {{"Host", "h"}})).failure, Failure::client_aborted);
+  EXPECT_EQ(check(head_of("https://h/", {{"Host", "h:443"}})).failure, Failure::client_aborted);
+  EXPECT_EQ(check(head_of("http://h:8080/", {{"Host", "h"}})).failure, Failure::bad_host);
+  EXPECT_EQ(check(head_of("http://h:443/", {{"Host", "h"}})).failure, Failure::bad_host);
+  EXPECT_EQ(check(head_of("https://h:80/", {{"Host", "h"}})).failure, Failure::bad_host);
+  EXPECT_EQ(check(head_of("http://[::1]:80/", {{"Host", "[::1]"}})).failure,
+            Failure::client_aborted);
+  EXPECT_EQ(check(head_of("http://[::1]/", {{"Host", "[::2]"}})).failure, Failure::bad_host);
+}
+
 TEST(SplitTarget, AbsoluteFormNamesPathAndAuthority) {
   TargetParts abs = split_target("http://Example.test:8080/a/b?q=1");
   EXPECT_TRUE(abs.absolute);
