@@ -35,4 +35,13 @@ for path, (answer, _) in t.UpstreamFaults.SCRIPT.items():
     write("response", "e2e" + path.replace("/", "_"), data)
 write("response", "chunked_ok", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 write("response", "connection_list", b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n")
+# The framing cases of tests/e2e/test_security_framing.py: Connection naming framing fields,
+# '_' twins, asterisk-form, and responses that are close-delimited or transfer-coded.
+import test_security_framing as f  # noqa: E402
+for name, data in [(c[0], c[1]) for c in f.FRAMING_REJECTED] + list(f.FRAMING_ACCEPTED):
+    write("request", "e2e_" + name, b"\x00" + data)
+    write("request", "e2e_" + name + "_r7", b"\x06" + data)
+for path, (answer, _) in f.SCRIPT.items():
+    data = b"".join(answer) if isinstance(answer, list) else answer
+    write("response", "framing" + path.replace("/", "_").replace("*", "_asterisk"), data)
 print("seeds written")

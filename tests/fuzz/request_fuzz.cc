@@ -2,9 +2,14 @@
 // picks, go through RequestFramer, llhttp and the head checks exactly as a connection runs
 // them (request_driver.h). Whatever is forwarded must parse, with strict llhttp, as exactly one
 // request with the same method, target (in origin-form) and body; the decision must not depend on
-// how reads split the bytes.
+// how reads split the bytes. A request whose Connection header names a field that frames or
+// routes it is never forwarded, nor is a '_' twin of such a field.
+#include <algorithm>
 #include <cstdint>
+#include <string>
 #include <string_view>
+
+#include "config/ascii.h"
 
 #include "tests/fuzz/request_driver.h"
 
@@ -29,6 +34,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (up.error || up.messages != 1) __builtin_trap();
   if (up.method != whole.method || up.target != origin_form(whole.target) || up.body != whole.body)
     __builtin_trap();
+  // A field that frames or routes the request never loses to a Connection header (such a
+  // request is refused), and no '_' twin of one (Content_Length, …) reaches the origin.
+  auto frames = [](std::string_view name) {
+    return iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+           iequals(name, "host");
+  };
+  for (const auto& [name, value] : whole.fields) {
+    if (!iequals(name, "connection")) continue;
+    std::string_view list = value;
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+        token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
+      if (frames(token)) __builtin_trap();
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  for (const auto& [name, value] : up.fields) {
+    if (name.find('_') == std::string::npos) continue;
+    std::string folded = name;
+    std::replace(folded.begin(), folded.end(), '_', '-');
+    if (frames(folded)) __builtin_trap();
+  }
   // What Harrow sends must itself pass Harrow's checks (limits aside).
   RequestLimits wide;
   wide.max_request_line = 1 << 16;
