@@ -222,7 +222,8 @@ bool named_in(std::span<const HeaderField> list, std::string_view name) {
 }  // namespace
 
 void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
-  out << req.method << " " << req.target << " HTTP/1.1\r\n";
+  out << req.method << " ";
+  out.target(req.target) << " HTTP/1.1\r\n";
   out.field("Host", req.host);
   std::string_view previous_forwarded_for;
   const MessageHead& head = *req.head;
@@ -260,8 +261,8 @@ void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
 }
 
 void write_client_response(const ClientResponse& resp, HeadWriter& out) {
-  out << "HTTP/1.1 " << static_cast<uint64_t>(resp.status) << " "
-      << (resp.reason.empty() ? default_reason(resp.status) : resp.reason) << "\r\n";
+  out << "HTTP/1.1 " << static_cast<uint64_t>(resp.status) << " ";
+  out.reason(resp.reason.empty() ? default_reason(resp.status) : resp.reason) << "\r\n";
   if (resp.head != nullptr) {
     const std::vector<HeaderField>& fields = resp.head->fields();
     for (size_t i = 0; i < fields.size(); ++i) {
