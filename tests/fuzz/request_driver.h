@@ -41,7 +41,7 @@ struct Decision {
   std::string method;
   std::string target;
   std::string judged_path;                                  // the canonical path the rules matched
-  std::string forwarded;                                    // the target written upstream
+  std::string forwarded_target;                             // the target written upstream
   std::vector<std::pair<std::string, std::string>> fields;  // the client's head
   std::string upstream;  // the bytes the origin receives: head and re-framed body
   std::string body;      // the body as decoded
@@ -198,16 +198,16 @@ class RequestDriver {
       return;
     }
     if (origin_target_ == "*") {
-      decision_.forwarded = "*";
+      decision_.forwarded_target = "*";
     } else {
       RequestFacts facts;
       facts.method = decision_.method;
       facts.target = origin_target_;
       facts.path = decision_.judged_path;
       RouteDecision route = router_->route(facts, scratch_);
-      decision_.forwarded.assign(route.target);
+      decision_.forwarded_target.assign(route.target);
     }
-    up.target = decision_.forwarded;
+    up.target = decision_.forwarded_target;
     up.head = &head_;
     up.host = parts.absolute ? parts.authority : head_.find("host");
     if (up.host.empty()) up.host = "origin.test";

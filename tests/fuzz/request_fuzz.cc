@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (split.body != whole.body || split.consumed != whole.consumed) __builtin_trap();
   ParsedUpstream up = parse_upstream(whole.upstream);
   if (up.error || up.messages != 1) __builtin_trap();
-  if (up.method != whole.method || up.target != whole.forwarded || up.body != whole.body)
+  if (up.method != whole.method || up.target != whole.forwarded_target || up.body != whole.body)
     __builtin_trap();
   // The origin gets what the rules judged: the forwarded path normalizes to the judged one.
   std::string again_path;
@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RequestDriver again(wide);
   Decision second = again.run(whole.upstream, whole.upstream.size());
   if (!second.forwarded || second.body != whole.body) __builtin_trap();
-  if (second.judged_path != whole.judged_path || second.forwarded != whole.forwarded)
+  if (second.judged_path != whole.judged_path || second.forwarded_target != whole.forwarded_target)
     __builtin_trap();
   return 0;
 }

@@ -144,7 +144,8 @@ RC_GTEST_PROP(Forwarding, ForwardedBytesAreExactlyTheSameRequest, ()) {
   }
   std::string sent;
   append_encoded_path(judged, sent);
-  sent.append(target.substr(std::min(target.find('?'), target.size())));
+  std::string query = target.substr(std::min(target.find('?'), target.size()));
+  if (query != "?") sent.append(query);  // an empty query is not appended (as in IIS)
   RC_ASSERT(d.forwarded);
   RC_ASSERT(d.consumed == req.size());
 
