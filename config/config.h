@@ -299,6 +299,12 @@ struct LimitsConfig {
   // IIS requestFiltering's maxAllowedContentLength (also read from
   // <system.webServer><security><requestFiltering><requestLimits>).
   uint64_t max_allowed_content_length = 30'000'000;
+  // IIS request filtering, read from the same place: <requestLimits maxUrl maxQueryString>
+  // (404 above them, as IIS's 404.14 and 404.15) and <requestFiltering allowDoubleEscaping>
+  // (a path still escaped once decoded is refused with 404, IIS's 404.11, unless true).
+  uint32_t max_url = 4096;
+  uint32_t max_query_string = 2048;
+  bool allow_double_escaping = false;
   bool allow_trace = false;  // TRACE is answered 405 unless allowed
   // Open connections one client IP may hold per worker; 0 = no cap.
   uint32_t max_connections_per_client = 0;

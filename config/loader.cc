@@ -645,15 +645,16 @@ constexpr const ElementSpec* kRewriteChildren[] = {
     &kRewriteProviders};
 constexpr ElementSpec kRewrite = element("rewrite", {}, kRewriteChildren);
 
-// IIS request filtering: Harrow acts on the body limit; the rest of the section is IIS's.
-constexpr AttrSpec kRequestLimitsAttrs[] = {
-    uint_attr("maxAllowedContentLength", 0, kUInt32Max),
-    uint_attr("maxUrl", 0, kUInt32Max).not_acted_on(),
-    uint_attr("maxQueryString", 0, kUInt32Max).not_acted_on()};
+// IIS request filtering: Harrow acts on the body, URL and query string limits and on
+// allowDoubleEscaping; the rest of the section is IIS's.
+constexpr AttrSpec kRequestLimitsAttrs[] = {uint_attr("maxAllowedContentLength", 0, kUInt32Max),
+                                            uint_attr("maxUrl", 0, kUInt32Max),
+                                            uint_attr("maxQueryString", 0, kUInt32Max)};
 constexpr ElementSpec kRequestLimits = element("requestLimits", kRequestLimitsAttrs).foreign();
 constexpr const ElementSpec* kRequestFilteringChildren[] = {&kRequestLimits};
+constexpr AttrSpec kRequestFilteringAttrs[] = {bool_attr("allowDoubleEscaping")};
 constexpr ElementSpec kRequestFiltering =
-    element("requestFiltering", {}, kRequestFilteringChildren).foreign();
+    element("requestFiltering", kRequestFilteringAttrs, kRequestFilteringChildren).foreign();
 constexpr const ElementSpec* kSecurityChildren[] = {&kRequestFiltering};
 constexpr ElementSpec kSecurity =
     element("security", {}, kSecurityChildren).foreign().styled(PathStyle::Hidden);
@@ -1413,9 +1414,13 @@ class ConfigReader {
     read_rules(find_child(rewrite, "rules"), config_.distributed_rules, true);
     read_outbound(find_child(rewrite, "outboundRules"), config_.outbound);
     read_site_listeners(find_child(app_host, "sites"));
-    read_value(find_child(find_child(find_child(web_server, "security"), "requestFiltering"),
-                          "requestLimits"),
-               "maxAllowedContentLength", config_.limits.max_allowed_content_length);
+    pugi::xml_node filtering = find_child(find_child(web_server, "security"), "requestFiltering");
+    pugi::xml_node request_limits = find_child(filtering, "requestLimits");
+    read_value(request_limits, "maxAllowedContentLength",
+               config_.limits.max_allowed_content_length);
+    read_value(request_limits, "maxUrl", config_.limits.max_url);
+    read_value(request_limits, "maxQueryString", config_.limits.max_query_string);
+    read_value(filtering, "allowDoubleEscaping", config_.limits.allow_double_escaping);
     read_locations(root);
     read_harrow(find_child(root, "harrow"));
   }

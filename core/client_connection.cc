@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/router.h"
 #include "core/tls_session.h"
+#include "core/url_path.h"
 #include "core/worker.h"
 
 namespace harrow {
@@ -511,7 +512,24 @@ void ClientConnection::start_exchange() {
                                    : std::string_view{};
   ex_->exchange_started_ns = uv_hrtime();
   worker_->new_request_id(ex_->log_id);
+  // Rules judge the path as IIS hands it to URL Rewrite (decoded, canonical), and the origin is
+  // sent that path (core/url_path.h); what cannot be made canonical is refused here.
+  const config::LimitsConfig& limits = ex_->snap->config->limits;
+  UrlLimits url_limits{limits.max_url, limits.max_query_string, limits.allow_double_escaping};
+  Rejection why;
+  std::string_view path = facts.target;
+  if (path.empty() || (path.front() != '/' && path != "*")) {
+    ex_->detail_text.assign("/").append(path);  // absolute-form without a path: "/"
+    path = ex_->detail_text;
+  }
+  if (!canonicalize_target(path, url_limits, ex_->canonical_path, why)) {
+    ex_->log_detail = why.detail;
+    respond_error(why.failure, 0);
+    return;
+  }
+  facts.path = ex_->canonical_path;
   RouteDecision decision = ex_->snap->router->route(facts, worker_->route_scratch());
+  ex_->rule = decision.rule;
   switch (decision.kind) {
     case RouteDecision::Kind::Farm:
       ex_->farm = decision.farm;
@@ -534,10 +552,10 @@ void ClientConnection::start_exchange() {
       abort_exchange(Failure::rule_aborted, 0);
       return;
     case RouteDecision::Kind::Redirect:
-      respond_local(decision.status, {}, decision.target, {});
+      respond_local(decision.status, {}, decision.target, {}, true);
       return;
     case RouteDecision::Kind::CustomResponse:
-      respond_local(decision.status, decision.reason, {}, decision.body);
+      respond_local(decision.status, decision.reason, {}, decision.body, true);
       return;
   }
   if (decision.https && decision.kind == RouteDecision::Kind::Proxy) {
@@ -744,10 +762,14 @@ void ClientConnection::send_request_head() {
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
   write_upstream_request(request, writer);
-  if (writer.overflowed()) {
+  if (writer.overflowed() || writer.unsafe()) {
     block_unref(block);
     release_upstream(false);
-    respond_error(Failure::request_header_too_large, 0);
+    if (writer.unsafe()) {
+      refuse_unsafe(ex_->rule, "the upstream request line or a request header");
+    } else {
+      respond_error(Failure::request_header_too_large, 0);
+    }
     return;
   }
   ex_->upstream->out().add(block, block->data, writer.size());
@@ -784,7 +806,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
     if (client_http11) {
       write_client_response(response, writer);
-      out_.add(block, block->data, writer.size());
+      if (!writer.unsafe()) out_.add(block, block->data, writer.size());
     }
     block_unref(block);
     return;
@@ -884,6 +906,18 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   // A transfer-coded body is not HTML the rewriter could read.
   apply_outbound(head, response, !no_body && !codings);
   write_client_response(response, writer);
+  if (writer.unsafe()) {
+    // An outbound rule (or the server) gave a header a value that would split the head: the
+    // response is replaced with a 500, nothing of it reaches the client.
+    block_unref(block);
+    ex_->response_head_sent = false;
+    ex_->html.reset();
+    ex_->response_chunked = false;
+    release_upstream(false);
+    refuse_unsafe(unsafe_outbound_rule(), "a response header");
+    run_parser();
+    return;
+  }
   if (writer.overflowed()) {
     block_unref(block);
     refuse("response head larger than a block");
@@ -931,6 +965,7 @@ RequestFacts ClientConnection::request_facts() const {
   facts.host = request_host();
   facts.server_port = listener_->port;
   facts.remote_addr = peer_ip();
+  facts.path = ex_->canonical_path;
   facts.head = &ex_->head;
   facts.site = ex_->site;
   facts.https = tls_ != nullptr;
@@ -944,6 +979,9 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
   RequestFacts facts = request_facts();
   OutboundDecision decision =
       router.outbound(facts, head, response.replace, worker_->route_scratch());
+  ex_->outbound_rule_values.clear();
+  for (size_t i = 0; i < decision.set_headers.size(); ++i)
+    ex_->outbound_rule_values.emplace_back(decision.set_rules[i], decision.set_headers[i].second);
   if (!decision.set_headers.empty()) {
     // Rules see, and override, what reverseRewriteHostInResponseHeaders already rewrote.
     ex_->outbound_replace.assign(response.replace.begin(), response.replace.end());
@@ -1233,20 +1271,40 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   respond_local(status, reason, {}, std::string_view(body, static_cast<size_t>(n)));
 }
 
+void ClientConnection::refuse_unsafe(std::string_view rule, const char* where) {
+  ex_->detail_text.assign("rule \"").append(rule.empty() ? "-" : rule);
+  ex_->detail_text.append("\" put a control character (CR, LF, NUL, ...) in ").append(where);
+  ex_->log_detail = ex_->detail_text.c_str();
+  respond_error(Failure::unsafe_rewrite, 0);
+}
+
+std::string_view ClientConnection::unsafe_outbound_rule() const {
+  // Diagnostics only (the writer has refused the head): the rule that set the unsafe value.
+  for (const auto& [rule, value] : ex_->outbound_rule_values) {
+    if (!HeadWriter::safe_value(value)) return rule;
+  }
+  return {};
+}
+
 void ClientConnection::respond_local(int status, std::string_view reason, std::string_view location,
-                                     std::string_view body) {
+                                     std::string_view body, bool from_rule) {
   release_upstream(false);
   if (!ex_->client_keep_alive || (!ex_->request_done && ex_->request_has_body))
     close_requested_ = true;
   IoBlock* block = block_acquire();
   HeadWriter w(block->data, block->capacity);
-  w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " "
-    << (reason.empty() ? default_reason(status) : reason) << "\r\n";
+  w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " ";
+  w.reason(reason.empty() ? default_reason(status) : reason) << "\r\n";
   if (!location.empty()) w.field("Location", location);
   w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
     << "\r\n"
     << (close_requested_ ? "Connection: close\r\n" : "") << "\r\n";
   if (!ex_->head_request) w << body;
+  if (w.unsafe()) {  // only text a rule produced can be unsafe here
+    block_unref(block);
+    refuse_unsafe(from_rule ? ex_->rule : std::string_view{}, "the status reason or Location");
+    return;
+  }
   if (w.overflowed()) {  // a rule's Location or body larger than a block: say so, briefly
     w = HeadWriter(block->data, block->capacity);
     w << "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";

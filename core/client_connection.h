@@ -118,9 +118,14 @@ class ClientConnection final : public UpstreamEvents {
   void request_complete();
   void finish_exchange();
   void respond_error(Failure failure, int uv_status);
-  // Answers the request from Harrow itself (errors, Redirect and CustomResponse rules).
+  // Answers the request from Harrow itself (errors, Redirect and CustomResponse rules;
+  // `from_rule`: the reason or Location came from the rule that decided).
   void respond_local(int status, std::string_view reason, std::string_view location,
-                     std::string_view body);
+                     std::string_view body, bool from_rule = false);
+  // A writer refused text a rule produced: 500 unsafe_rewrite, logged with the rule's name.
+  void refuse_unsafe(std::string_view rule, const char* where);
+  // The outbound rule whose header value the response writer refused (empty if none did).
+  std::string_view unsafe_outbound_rule() const;
   void log_failure(Failure failure, int uv_status);
   void check_upstream_backpressure();
   // The request body has not moved for clientBody: 408, or the end if the response has begun.

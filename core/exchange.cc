@@ -18,6 +18,9 @@ void Exchange::clear() {
   outbound_replace.clear();
   outbound_add.clear();
   html_out.clear();
+  canonical_path.clear();
+  outbound_rule_values.clear();
+  detail_text.clear();
 }
 
 ExchangePool::~ExchangePool() {

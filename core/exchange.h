@@ -88,6 +88,7 @@ struct ExchangeState {
 
   // --- the access log and failure lines
   const char* log_detail = nullptr;  // static text explaining a failure (llhttp's reason)
+  std::string_view rule;             // the inbound rule that decided (points into snap's config)
   bool request_begun = false;
   bool access_logged = false;
   bool failed = false;
@@ -134,7 +135,12 @@ struct Exchange : ExchangeState {
   // Outbound rules: header values they set.
   std::vector<HeaderField> outbound_replace;
   std::vector<HeaderField> outbound_add;
+  // (rule, value) of each header the outbound rules set, to name the rule in a refusal.
+  std::vector<std::pair<std::string_view, std::string_view>> outbound_rule_values;
   std::string html_out;
+  // The path as the rules judged it: decoded and canonical (core/url_path.h).
+  std::string canonical_path;
+  std::string detail_text;  // log_detail when it must name something (a rule)
 };
 
 // One worker's Exchanges: those in use and a bounded free list. Worker thread only.

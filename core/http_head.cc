@@ -280,7 +280,8 @@ bool named_in(std::span<const std::string_view> list, std::string_view name) {
 }  // namespace
 
 void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
-  out << req.method << " " << req.target << " HTTP/1.1\r\n";
+  out << req.method << " ";
+  out.target(req.target) << " HTTP/1.1\r\n";
   out.field("Host", req.host);
   const MessageHead& head = *req.head;
   const std::vector<HeaderField>& fields = head.fields();
@@ -330,8 +331,8 @@ void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
 }
 
 void write_client_response(const ClientResponse& resp, HeadWriter& out) {
-  out << "HTTP/1.1 " << static_cast<uint64_t>(resp.status) << " "
-      << (resp.reason.empty() ? default_reason(resp.status) : resp.reason) << "\r\n";
+  out << "HTTP/1.1 " << static_cast<uint64_t>(resp.status) << " ";
+  out.reason(resp.reason.empty() ? default_reason(resp.status) : resp.reason) << "\r\n";
   if (resp.head != nullptr) {
     const std::vector<HeaderField>& fields = resp.head->fields();
     for (size_t i = 0; i < fields.size(); ++i) {

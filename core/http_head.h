@@ -130,10 +130,51 @@ class HeadWriter {
   HeadWriter(char* begin, size_t capacity) : begin_(begin), p_(begin), end_(begin + capacity) {}
   HeadWriter& operator<<(std::string_view s);
   HeadWriter& operator<<(uint64_t n);
+  // Names, values, the request-target and the status reason go through these checks: text a
+  // rule produced (or anything else) holding a byte that would end or split the line is never
+  // syntax. Such a head is marked unsafe(), and its writer's caller refuses to send it.
   HeadWriter& field(std::string_view name, std::string_view value) {
+    if (!safe_name(name) || !safe_value(value)) unsafe_ = true;
     return *this << name << ": " << value << "\r\n";
   }
+  HeadWriter& target(std::string_view t) {
+    if (!safe_target(t)) unsafe_ = true;
+    return *this << t;
+  }
+  HeadWriter& reason(std::string_view r) {
+    if (!safe_value(r)) unsafe_ = true;
+    return *this << r;
+  }
   bool overflowed() const { return overflow_; }
+  // Something written through field(), target() or reason() would not have stayed one token.
+  bool unsafe() const { return unsafe_; }
+
+  // A field value or reason phrase: no control byte but HTAB, no DEL (RFC 9110 §5.5).
+  static bool safe_value(std::string_view v) {
+    for (char ch : v) {
+      auto c = static_cast<unsigned char>(ch);
+      if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
+    }
+    return true;
+  }
+  // A request-target: one token of visible ASCII (no control, space, DEL or byte >= 0x80).
+  static bool safe_target(std::string_view t) {
+    if (t.empty()) return false;
+    for (char ch : t) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c <= 0x20 || c >= 0x7F) return false;
+    }
+    return true;
+  }
+  // A field name: visible ASCII without ':'.
+  static bool safe_name(std::string_view n) {
+    if (n.empty()) return false;
+    for (char ch : n) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c <= 0x20 || c >= 0x7F || c == ':') return false;
+    }
+    return true;
+  }
   size_t size() const { return static_cast<size_t>(p_ - begin_); }
 
  private:
@@ -141,6 +182,7 @@ class HeadWriter {
   char* p_;
   char* end_;
   bool overflow_ = false;
+  bool unsafe_ = false;
 };
 
 // How a request is sent upstream.
@@ -165,7 +207,8 @@ struct UpstreamRequest {
   std::span<const std::string_view> strip;
 };
 
-// Writes the request line and header section (ending in the blank line).
+// Writes the request line and header section (ending in the blank line). A target or header
+// value that would not stay one token marks `out` unsafe(): the caller must not send it.
 void write_upstream_request(const UpstreamRequest& req, HeadWriter& out);
 
 // How a response is sent back to the client.
@@ -197,6 +240,7 @@ bool reverse_rewrite_location(std::string_view value,
                               std::string_view client_scheme, std::string_view client_host,
                               std::string& out);
 
+// Writes the status line and header section; an unsafe reason or value marks `out` unsafe().
 void write_client_response(const ClientResponse& resp, HeadWriter& out);
 
 std::string_view default_reason(int status);

@@ -1,6 +1,7 @@
 #include "core/router.h"
 
 #include "core/html_rewriter.h"
+#include "core/url_path.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -259,7 +260,8 @@ struct RouteScratch::Impl {
   std::vector<HeaderField> set_headers;  // RouteDecision::set_headers
   // Outbound rules: response headers set so far (lower-case name, value).
   std::vector<std::pair<std::string, std::string>> response_sets;
-  std::string body_value;  // a body URL as the rules rewrite it
+  std::vector<std::string_view> response_set_rules;  // the rule that set each response_sets entry
+  std::string body_value;                            // a body URL as the rules rewrite it
 
   Impl() = default;
   Impl(const Impl&) = delete;
@@ -384,6 +386,39 @@ void url_encode_from(std::string& out, size_t from) {
       out[--w] = '%';
     }
   }
+}
+
+// Escapes the bytes of out[from..] that `Needs`, in place (from the end).
+template <bool (*Needs)(unsigned char)>
+void percent_encode_from(std::string& out, size_t from) {
+  size_t extra = 0;
+  for (size_t i = from; i < out.size(); ++i) {
+    if (Needs(static_cast<unsigned char>(out[i]))) extra += 2;
+  }
+  if (extra == 0) return;
+  size_t r = out.size();
+  out.resize(out.size() + extra);
+  size_t w = out.size();
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  while (r > from) {
+    auto b = static_cast<unsigned char>(out[--r]);
+    if (!Needs(b)) {
+      out[--w] = static_cast<char>(b);
+    } else {
+      out[--w] = kHex[b & 0xF];
+      out[--w] = kHex[b >> 4];
+      out[--w] = '%';
+    }
+  }
+}
+
+bool high_byte(unsigned char c) {
+  return c >= 0x80;
+}
+
+// Escapes out[from..] as a forwarded path (append_encoded_path's set).
+void path_encode_from(std::string& out, size_t from) {
+  percent_encode_from<path_byte_needs_escape>(out, from);
 }
 
 // ---------------------------------------------------------------- compiling templates
@@ -619,7 +654,7 @@ void append_builtin(Var var, std::string_view header, const Eval& e, std::string
 }
 
 // Appends the expansion of `t` to `out` (which must not be s.url, s.query or a slot value).
-void expand_append(const Template& t, const Eval& e, std::string& out) {
+void expand_append(std::span<const Node> t, const Eval& e, std::string& out) {
   for (const Node& n : t) {
     size_t from = out.size();
     switch (n.op) {
@@ -678,6 +713,30 @@ void expand_append(const Template& t, const Eval& e, std::string& out) {
 void expand(const Template& t, const Eval& e, std::string& out) {
   out.clear();
   expand_append(t, e, out);
+}
+
+// True if `n` reads the decoded request path: {R:n} of an inbound rule, {URL} / {PATH_INFO}
+// unless a rule set them, or {ToLower:…} of one of those (only the case changes).
+bool reads_decoded_path(const Node& n, const Eval& e) {
+  if (n.op == Op::RuleCapture) return true;
+  if (n.op == Op::ToLower) {
+    return std::any_of(n.children.begin(), n.children.end(),
+                       [&](const Node& c) { return reads_decoded_path(c, e); });
+  }
+  if (n.op != Op::Variable || (n.var != Var::Url && n.var != Var::PathInfo)) return false;
+  return n.slot < 0 || !slot_is_set(e.s, n.slot);
+}
+
+// Replaces `out` with the expansion of an inbound action URL: as expand(), except that
+// references to the decoded path at its top level are re-escaped as a path, so that "?", "#",
+// "%", a space or a control byte decoded from the request cannot change what the URL means.
+void expand_url(const Template& t, const Eval& e, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < t.size(); ++i) {
+    size_t from = out.size();
+    expand_append(std::span<const Node>(&t[i], 1), e, out);
+    if (reads_decoded_path(t[i], e)) path_encode_from(out, from);
+  }
 }
 
 // Matches `input` against `p`. Returns true if the rule or condition holds (the pattern matched
@@ -904,6 +963,9 @@ void rewrite_locally(std::string_view local, bool append_query_string, Impl& s) 
   }
   if (!local.empty() && local.front() == '/') local.remove_prefix(1);
   s.url.assign(local);
+  // The rules after it see this URL decoded too, as they saw the request's (expand_url escaped
+  // the back-references to the path in it).
+  url_decode_from(s.url, 0);
   s.url_ascii = is_ascii(s.url);
 }
 
@@ -952,7 +1014,7 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
       case ActionType::None:
         break;
       case ActionType::Rewrite: {
-        expand(rule->action_url, e, s.output);
+        expand_url(rule->action_url, e, s.output);
         bool https = false;
         std::string_view host, authority, path;
         if (!split_absolute(s.output, https, host, authority, path)) {
@@ -969,6 +1031,9 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
         if (path.empty() || path.front() != '/') s.target += '/';
         s.target.append(path);
         if (rc.append_query_string) append_query(s.target, s.query);
+        // A request-target is ASCII: bytes a function decoded ({ToLower:{R:1}} of "ü") are
+        // escaped, which means the same to the server. Controls are left for the writer to refuse.
+        percent_encode_from<high_byte>(s.target, 0);
         if (farm == nullptr) {
           decision.kind = RouteDecision::Kind::Proxy;
           s.authority.assign(authority);  // views s.output, which later expansions reuse
@@ -983,7 +1048,7 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
         return true;
       }
       case ActionType::Redirect:
-        expand(rule->action_url, e, s.target);
+        expand_url(rule->action_url, e, s.target);
         if (rc.append_query_string) append_query(s.target, s.query);
         decision.kind = RouteDecision::Kind::Redirect;
         decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
@@ -1159,7 +1224,7 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
   // Rules see the path without its leading slash and without the query string, as IIS does.
   std::string_view target = f.target;
   size_t q = target.find('?');
-  s.url.assign(target.substr(0, q));
+  s.url.assign(f.path.empty() ? target.substr(0, q) : f.path);
   s.query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
   if (!s.url.empty() && s.url.front() == '/') s.url.erase(0, 1);
   s.url_ascii = is_ascii(s.url);
@@ -1200,6 +1265,7 @@ void start_outbound(Impl& s, size_t pairs, size_t variables) {
   ++s.generation;
   s.set_order.clear();
   s.response_sets.clear();
+  s.response_set_rules.clear();
   s.query.clear();
 }
 
@@ -1221,6 +1287,7 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
     std::string name(h.name);
     for (char& c : name) c = harrow::ascii_lower(c);
     s.response_sets.emplace_back(std::move(name), std::string(h.value));
+    s.response_set_rules.emplace_back();
   }
   size_t first_set = s.response_sets.size();
   const Eval e{maps_, variables_, f, s, &response, &s.response_sets};
@@ -1251,11 +1318,13 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
     if (rc.rewrite) {
       expand(rule.value, e, s.output);
       s.response_sets.emplace_back(rule.header, s.output);
+      s.response_set_rules.push_back(rc.name);
     }
     if (rc.stop_processing) break;
   }
   decision.set_headers =
       std::span<const std::pair<std::string, std::string>>(s.response_sets).subspan(first_set);
+  decision.set_rules = std::span<const std::string_view>(s.response_set_rules).subspan(first_set);
   return decision;
 }
 

@@ -17,8 +17,11 @@ namespace harrow {
 
 // What rules may look at: IIS server variables come from here.
 struct RequestFacts {
-  std::string_view method;            // {REQUEST_METHOD}
-  std::string_view target;            // raw request-target as received ({REQUEST_URI})
+  std::string_view method;  // {REQUEST_METHOD}
+  std::string_view target;  // raw request-target as received ({REQUEST_URI})
+  // The path as rules see it ({URL}, what <match url> matches): decoded and canonical, with
+  // its leading '/' (core/url_path.h). Empty: the target's path as received.
+  std::string_view path;
   std::string_view host;              // {HTTP_HOST}
   bool https = false;                 // {HTTPS}
   uint16_t server_port = 0;           // {SERVER_PORT}
@@ -58,6 +61,8 @@ struct OutboundDecision {
   // Response headers to set, lower-case name and value, in the order rules set them (a later
   // entry for the same name wins). Views valid until the next outbound() with the same scratch.
   std::span<const std::pair<std::string, std::string>> set_headers;
+  // The name of the rule that set each of set_headers (same order).
+  std::span<const std::string_view> set_rules;
   // The body rules (filterByTags) that apply to this response, for rewrite_body_url(); 0: the
   // body passes untouched.
   uint64_t body_rules = 0;
@@ -74,8 +79,11 @@ class Router {
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
-  // Runs the rules in order over the request's path (without its leading '/' and query), as
-  // URL Rewrite does: a matching rule sets its server variables, then acts. Rewrite to
+  // Runs the rules in order over the request's path (RequestFacts::path, without its leading
+  // '/' and query), as URL Rewrite does. A back-reference to that decoded path ({R:n}, {URL})
+  // written straight into a Rewrite or Redirect URL is re-escaped as a path (url_path.h), so the
+  // URL sent on means what the rules matched; inside {UrlDecode:…}, {ToLower:…} or a map it is
+  // the decoded text. a matching rule sets its server variables, then acts. Rewrite to
   // http(s)://FARM/… decides Farm; to another absolute URL, NoRoute (proxying to any host is
   // not implemented); to a relative URL, it becomes the path (and query) the next rules see.
   // Redirect, CustomResponse and AbortRequest decide at once; None does nothing; stopProcessing

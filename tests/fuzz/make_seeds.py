@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the request, chunked and response seed corpora from the end-to-end hardening table
-(tests/e2e/test_hardening.py), so every case there is also a fuzzing starting point.
+(tests/e2e/test_hardening.py) and the requests of tests/e2e/test_security_rules.py, so every
+case there is also a fuzzing starting point.
 Run from anywhere: python3 tests/fuzz/make_seeds.py"""
 import os
 import re
@@ -30,6 +31,9 @@ for name, body in [("plain", b"5\r\nhello\r\n0\r\n\r\n"),
                    ("upper_hex", b"00aB\r\n" + b"z" * 0xab + b"\r\n0\r\n\r\n"),
                    ("pipelined", b"0\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")]:
     write("chunked", name, body)
+import test_security_rules as security  # noqa: E402
+for name, data in security.fuzz_seeds():
+    write("request", name, b"\x00" + data)
 for path, (answer, _) in t.UpstreamFaults.SCRIPT.items():
     data = b"".join(answer) if isinstance(answer, list) else answer
     write("response", "e2e" + path.replace("/", "_"), data)

@@ -1,6 +1,7 @@
 // Drives Harrow's request path without sockets, the way ClientConnection::run_parser() does:
 // RequestFramer vouches for bytes, llhttp parses only those, the head is judged by
-// check_request_head(), and an accepted head is rewritten by write_upstream_request() with the
+// check_request_head(), its path is canonicalized (url_path.h) and routed by ARR's pass-through
+// rule (http://f/{R:0}), and an accepted head is rewritten by write_upstream_request() with the
 // body re-framed (chunks re-chunked, trailers dropped). Shared by the request fuzz target and
 // the forwarding property test. The loop mirrors run_parser(); it is not the same code.
 #pragma once
@@ -10,12 +11,15 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/http_head.h"
 #include "core/request_checks.h"
+#include "core/router.h"
+#include "core/url_path.h"
 
 namespace harrow::testing {
 
@@ -36,6 +40,8 @@ struct Decision {
   Failure failure = Failure::bad_request;
   std::string method;
   std::string target;
+  std::string judged_path;                                  // the canonical path the rules matched
+  std::string forwarded_target;                             // the target written upstream
   std::vector<std::pair<std::string, std::string>> fields;  // the client's head
   std::string upstream;  // the bytes the origin receives: head and re-framed body
   std::string body;      // the body as decoded
@@ -45,6 +51,17 @@ struct Decision {
 class RequestDriver {
  public:
   explicit RequestDriver(RequestLimits limits = {}) : limits_(limits) {
+    config_.farms.resize(1);
+    config_.farms[0].name = "f";
+    config::RuleConfig rule;
+    rule.name = "ARR_f_loadbalance";
+    rule.pattern_syntax = config::PatternSyntax::Wildcard;
+    rule.match_url = "*";
+    rule.action = config::ActionType::Rewrite;
+    rule.action_url = "http://f/{R:0}";
+    rule.stop_processing = true;
+    config_.global_rules.push_back(rule);
+    router_ = std::make_unique<Router>(config_);
     llhttp_settings_init(&settings_);
     settings_.on_url = [](llhttp_t* p, const char* at, size_t len) {
       return self(p)->head_.on_target(at, len) ? 0 : -1;
@@ -172,10 +189,25 @@ class RequestDriver {
     UpstreamRequest up;
     up.method = decision_.method;
     // As the connection does: an absolute-form target is forwarded in origin-form (the
-    // router's rewrite always begins with '/'), its authority standing for Host.
+    // router's rewrite always begins with '/'), its authority standing for Host; the rules
+    // judge the canonical path, and the target sent is what they made of it.
     TargetParts parts = split_target(head_.target());
     origin_target_ = origin_form(head_.target());
-    up.target = origin_target_;
+    if (!canonicalize_target(origin_target_, UrlLimits{}, decision_.judged_path, head_rejection_)) {
+      rejected_head_ = true;
+      return;
+    }
+    if (origin_target_ == "*") {
+      decision_.forwarded_target = "*";
+    } else {
+      RequestFacts facts;
+      facts.method = decision_.method;
+      facts.target = origin_target_;
+      facts.path = decision_.judged_path;
+      RouteDecision route = router_->route(facts, scratch_);
+      decision_.forwarded_target.assign(route.target);
+    }
+    up.target = decision_.forwarded_target;
     up.head = &head_;
     up.host = parts.absolute ? parts.authority : head_.find("host");
     if (up.host.empty()) up.host = "origin.test";
@@ -189,6 +221,9 @@ class RequestDriver {
   }
 
   RequestLimits limits_;
+  config::Config config_;
+  std::unique_ptr<Router> router_;
+  RouteScratch scratch_;
   llhttp_settings_t settings_;
   llhttp_t parser_;
   RequestFramer framer_;

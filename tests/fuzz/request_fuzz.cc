@@ -1,16 +1,17 @@
 // The request path: bytes from a client, delivered in reads of a size the first input byte
 // picks, go through RequestFramer, llhttp and the head checks exactly as a connection runs
 // them (request_driver.h). Whatever is forwarded must parse, with strict llhttp, as exactly one
-// request with the same method, target (in origin-form) and body; the decision must not depend on
-// how reads split the bytes. A request whose Connection header names a field that frames or
-// routes it is never forwarded, nor is a '_' twin of such a field.
+// request with the same method and body, and a target whose path, canonicalized, is the path
+// the rules judged; the decision must not depend on how reads split the bytes. A request whose
+// Connection header names a field that frames or routes it is never forwarded, nor is a '_'
+// twin of such a field.
 #include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "config/ascii.h"
-
+#include "core/url_path.h"
 #include "tests/fuzz/request_driver.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -32,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (split.body != whole.body || split.consumed != whole.consumed) __builtin_trap();
   ParsedUpstream up = parse_upstream(whole.upstream);
   if (up.error || up.messages != 1) __builtin_trap();
-  if (up.method != whole.method || up.target != origin_form(whole.target) || up.body != whole.body)
+  if (up.method != whole.method || up.target != whole.forwarded_target || up.body != whole.body)
     __builtin_trap();
   // A field that frames or routes the request never loses to a Connection header (such a
   // request is refused), and no '_' twin of one (Content_Length, …) reaches the origin.
@@ -61,6 +62,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::replace(folded.begin(), folded.end(), '_', '-');
     if (frames(folded)) __builtin_trap();
   }
+  // The origin gets what the rules judged: the forwarded path normalizes to the judged one.
+  std::string again_path;
+  Rejection why;
+  if (!canonicalize_target(up.target, UrlLimits{}, again_path, why)) __builtin_trap();
+  if (again_path != whole.judged_path) __builtin_trap();
   // What Harrow sends must itself pass Harrow's checks (limits aside).
   RequestLimits wide;
   wide.max_request_line = 1 << 16;
@@ -70,5 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RequestDriver again(wide);
   Decision second = again.run(whole.upstream, whole.upstream.size());
   if (!second.forwarded || second.body != whole.body) __builtin_trap();
+  if (second.judged_path != whole.judged_path || second.forwarded_target != whole.forwarded_target)
+    __builtin_trap();
   return 0;
 }

@@ -67,6 +67,20 @@ TEST(HardeningConfig, IisRequestLimits) {
       "</requestFiltering></security></system.webServer>");
   ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].format_error());
   EXPECT_EQ(r.config->limits.max_allowed_content_length, 1000u);
+  EXPECT_EQ(r.config->limits.max_url, 4096u);
+  EXPECT_EQ(r.config->limits.max_query_string, 2048u);  // IIS's default
+  EXPECT_FALSE(r.config->limits.allow_double_escaping);
+}
+
+TEST(HardeningConfig, IisUrlLimitsAndDoubleEscaping) {
+  LoadResult r = load(
+      "<system.webServer><security><requestFiltering allowDoubleEscaping=\"true\">"
+      "<requestLimits maxUrl=\"100\" maxQueryString=\"10\"/>"
+      "</requestFiltering></security></system.webServer>");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].format_error());
+  EXPECT_EQ(r.config->limits.max_url, 100u);
+  EXPECT_EQ(r.config->limits.max_query_string, 10u);
+  EXPECT_TRUE(r.config->limits.allow_double_escaping);
 }
 
 TEST(HardeningConfig, OutOfRangeValuesAreErrors) {

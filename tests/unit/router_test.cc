@@ -400,6 +400,48 @@ TEST_F(RouterTest, VariablesSetInOneRequestAreGoneInTheNext) {
   EXPECT_TRUE(decision_.set_headers.empty());
 }
 
+// ---------------------------------------------------------------- the decoded path
+
+TEST_F(RouterTest, RulesMatchTheDecodedPathAndItIsReEscapedInActionUrls) {
+  config_.global_rules.push_back(
+      rule("deny", PatternSyntax::ECMAScript, "^admin(/|$)", "http://api/denied"));
+  config_.global_rules.push_back(echo("{R:0}"));
+  facts_.path = "/admin/x";
+  EXPECT_EQ(route("/%61dmin/x").target, "/denied");
+  facts_.path = "/a?b#c%41 \xC3\xBC/d";
+  RouteDecision d = route("/a%3Fb%23c%2541%20%C3%BC/d?q=%41");
+  EXPECT_EQ(d.target, "/a%3Fb%23c%2541%20%C3%BC/d?q=%41");
+}
+
+TEST_F(RouterTest, UnencodedUrlIsTheRawTargetAndUrlTheDecodedPath) {
+  RuleConfig r = echo("x");
+  r.server_variables = {set_var("HTTP_X_RAW", "{UNENCODED_URL}"), set_var("HTTP_X_URL", "{URL}")};
+  config_.global_rules.push_back(r);
+  facts_.path = "/a b";
+  route("/a%20b?x");
+  EXPECT_EQ(set_header("X-Raw"), "/a%20b?x");
+  EXPECT_EQ(set_header("X-Url"), "/a b");
+}
+
+TEST_F(RouterTest, ToLowerKeepsTheEscapingAndTheTargetStaysAscii) {
+  config_.global_rules.push_back(echo("{ToLower:{R:0}}/{UrlEncode:{R:0}}"));
+  facts_.path = "/\xC3\x9C b";
+  EXPECT_EQ(route("/%C3%9C%20b").target, "/%C3%9C%20b/%C3%9C%20b");
+  config_.global_rules.back() = echo("{UrlDecode:{R:0}}");
+  router_.reset();
+  EXPECT_EQ(route("/%C3%9C%20b").target, "/%C3%9C b");  // asked for: the writer refuses it
+}
+
+TEST_F(RouterTest, RulesAfterALocalRewriteSeeItDecoded) {
+  RuleConfig local = rule("local", PatternSyntax::ECMAScript, "^old/(.*)", "new/{R:1}");
+  local.stop_processing = false;
+  config_.global_rules.push_back(local);
+  config_.global_rules.push_back(
+      rule("new", PatternSyntax::ECMAScript, "^new/a\\?b$", "http://shop/{R:0}"));
+  facts_.path = "/old/a?b";
+  EXPECT_EQ(route("/old/a%3Fb").target, "/new/a%3Fb");
+}
+
 // ---------------------------------------------------------------- functions and maps
 
 TEST_F(RouterTest, StringFunctionsNest) {
@@ -520,7 +562,7 @@ TEST_F(RouterTest, BytesThatAreNotUtf8) {
   // An ASCII-only wildcard routes any bytes; a UTF-8 regex never matches invalid UTF-8.
   RouteDecision d = route("/re/\xff\xfe");
   EXPECT_EQ(d.farm, 0);
-  EXPECT_EQ(d.target, "/re/\xff\xfe");
+  EXPECT_EQ(d.target, "/re/%FF%FE");  // a request-target is ASCII: the bytes go escaped
   EXPECT_EQ(route("/re/\xc3\xbc").farm, 1);
 }
 
@@ -530,10 +572,10 @@ TEST_F(RouterTest, HostsThatAreNotUtf8) {
   config_.global_rules.push_back(r);
   config_.global_rules.push_back(echo("{HTTP_HOST}"));
   config_.global_rules.back().append_query_string = false;
-  EXPECT_EQ(route("/", "bücher.example").target, "/bücher");
+  EXPECT_EQ(route("/", "bücher.example").target, "/b%C3%BCcher");
   RouteDecision d = route("/", "b\xfc.example");
   EXPECT_EQ(d.farm, 0);
-  EXPECT_EQ(d.target, "/b\xfc.example");
+  EXPECT_EQ(d.target, "/b%FC.example");
 }
 
 TEST_F(RouterTest, DecisionViewsSurviveUntilTheNextRoute) {
