@@ -393,7 +393,8 @@ class CloseDelimitedOverUpstreamTls(FramingTestCase):
         h = self.start()
         for n, path in enumerate((b"/close-delimited", b"/close-delimited-late"), 1):
             with self.subTest(path=path):
-                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H + b"\r\n")
+                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H +
+                                       b"Connection: close\r\n\r\n")
                 head, fields, body = split_response(out)
                 self.assertEqual(responses(out), [b"200"], out)
                 self.assertEqual(fields.get("transfer-encoding"), ["chunked"], head)
@@ -434,7 +435,8 @@ class CloseDelimitedOverUpstreamTls(FramingTestCase):
         h = self.start()
         for n, path in enumerate((b"/close-delimited-abrupt", b"/te-gzip-abrupt"), 1):
             with self.subTest(path=path):
-                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H + b"\r\n")
+                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H +
+                                       b"Connection: close\r\n\r\n")
                 head, fields, body = split_response(out)
                 self.assertTrue(closed)
                 # The head (and the bytes received) went out; the response is never completed.
@@ -546,7 +548,8 @@ class TransferCodings(FramingTestCase):
         h = self.start()
         for path, te in ((b"/te-gzip", "gzip"), (b"/te-chunked-gzip", "chunked, gzip")):
             with self.subTest(path=path):
-                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H + b"\r\n")
+                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H +
+                                       b"Connection: close\r\n\r\n")
                 head, fields, body = split_response(out)
                 self.assertEqual(responses(out), [b"200"], out[:200])
                 self.assertTrue(closed)
