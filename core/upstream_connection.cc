@@ -81,6 +81,12 @@ void UpstreamConnection::start_tls() {
 
 bool UpstreamConnection::tls_receive() {
   tls::Session::Status status = tls_->decrypt(in_);
+  if (status == tls::Session::Status::Closed && !handshaking_) {
+    // close_notify: the plaintext decrypted before it is still to be parsed; the caller ends
+    // the message once it has been (end_of_input()).
+    tls_closed_ = true;
+    return true;
+  }
   if (status == tls::Session::Status::Ok) {
     if (handshaking_ && tls_->handshake_done()) {
       handshaking_ = false;
@@ -264,18 +270,7 @@ void UpstreamConnection::on_read(ssize_t nread) {
     return;
   }
   if (nread < 0) {
-    if (nread == UV_EOF) {
-      // A body delimited by the connection's end (no Content-Length, no final chunked; RFC
-      // 9112 §6.3) completes here: llhttp_finish() runs on_message_complete, which pauses.
-      llhttp_errno_t rc = llhttp_finish(&parser_);
-      if ((rc == HPE_OK || rc == HPE_PAUSED) && complete_) {
-        owner_->upstream_read_end();
-        owner_->upstream_complete(false);
-        return;
-      }
-    }
-    fail(response_started_ ? Failure::upstream_truncated : Failure::upstream_reset,
-         static_cast<int>(nread));
+    end_of_input(static_cast<int>(nread));
     return;
   }
   last_activity_ = uv_now(worker_->loop());
@@ -289,9 +284,35 @@ void UpstreamConnection::on_read(ssize_t nread) {
   // The parser takes all the plaintext each run; what did not fit waits in the session.
   while (in_.block != nullptr && in_.unconsumed() > 0) {
     run_parser();
-    if (state_ != State::Active || complete_ || !tls_->has_buffered()) return;
+    if (state_ != State::Active || complete_) return;
+    if (tls_closed_ || !tls_->has_buffered()) break;
     if (!tls_receive()) return;
   }
+  // The server's close_notify came after all the plaintext parsed above: the stream's end.
+  if (tls_closed_) end_of_input(UV_EOF);
+}
+
+void UpstreamConnection::end_of_input(int uv_status) {
+  // A body delimited by the connection's end (no Content-Length, no final chunked; RFC 9112
+  // §6.3) completes here: llhttp_finish() runs on_message_complete, which pauses.
+  //
+  // Over TLS only the server's close_notify is that end. A TCP close without it is an
+  // "incomplete close" (RFC 9112 §9.8): a response with neither Content-Length nor chunked is
+  // complete only after a valid closure alert, since the FIN is not authenticated and anyone
+  // on the path can forge one to cut the body short (RFC 8446 §6.1). So it is reported
+  // upstream_truncated and the client's response is not completed (no last chunk), as curl
+  // over OpenSSL 3 fails such a body with "unexpected eof while reading". Responses framed by
+  // Content-Length or chunked complete in run_parser(), close_notify or not.
+  bool authenticated_end = uv_status == UV_EOF && (tls_ == nullptr || tls_closed_);
+  if (authenticated_end) {
+    llhttp_errno_t rc = llhttp_finish(&parser_);
+    if ((rc == HPE_OK || rc == HPE_PAUSED) && complete_) {
+      owner_->upstream_read_end();
+      owner_->upstream_complete(false);
+      return;
+    }
+  }
+  fail(response_started_ ? Failure::upstream_truncated : Failure::upstream_reset, uv_status);
 }
 
 void UpstreamConnection::run_parser() {
@@ -317,7 +338,8 @@ void UpstreamConnection::run_parser() {
   }
   owner_->upstream_read_end();
   if (complete_) {
-    bool reusable = llhttp_should_keep_alive(&parser_) && in_.unconsumed() == 0;
+    // After the server's close_notify the session carries nothing more.
+    bool reusable = llhttp_should_keep_alive(&parser_) && in_.unconsumed() == 0 && !tls_closed_;
     owner_->upstream_complete(reusable);
   }
 }

@@ -136,6 +136,9 @@ class UpstreamConnection {
   // connection failed and was closed).
   void start_tls();
   bool tls_receive();
+  // The server's stream ended (a read error, a TCP close, or close_notify over TLS): completes
+  // a close-delimited response when that end is trustworthy, else fails the exchange.
+  void end_of_input(int uv_status);
   void disarm_timer();
   // The 101 head is parsed: what follows is the tunnel's.
   void enter_tunnel();
@@ -179,6 +182,7 @@ class UpstreamConnection {
   std::shared_ptr<SSL_SESSION> tls_resume_;
   std::unique_ptr<tls::Session> tls_;
   bool handshaking_ = false;
+  bool tls_closed_ = false;  // the server sent close_notify
   uint64_t exchanges_ = 0;
   uint64_t timeout_ms_ = 0;
   uint64_t last_activity_ = 0;

@@ -3,7 +3,8 @@
 - A Connection header never strips a field that frames or routes a message (Content-Length,
   Transfer-Encoding, Host): a request that asks for it is refused (RFC 9110 §7.6.1 names
   Connection options; HAProxy answers 400), a response keeps its framing.
-- A close-delimited response (RFC 9112 §6.3 item 8) is forwarded whole.
+- A close-delimited response (RFC 9112 §6.3 item 8) is forwarded whole; over upstream TLS
+  only the server's close_notify ends it, a bare TCP close is a truncation (RFC 9112 §9.8).
 - '_' twins of the fields Harrow frames, routes or sets never reach the origin; several
   X-Forwarded-For lines are merged.
 - X-ARR-SSL / X-ARR-ClientCert only go with requests that came over TLS.
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -284,6 +286,171 @@ class CloseDelimitedResponse(FramingTestCase):
         self.assertEqual(run.stdout, b"hello until the close")
 
 
+class TlsRawOrigin(RawOrigin):
+    """RawOrigin behind TLS, driven through memory BIOs so the records' grouping on the wire is
+    exact. The last piece of an answer goes out in one send with what follows it:
+    "close_notify" (the alert, then the TCP close), "late_close_notify" (the alert in a later
+    send) or "abrupt" (the TCP close alone, no alert)."""
+
+    def __init__(self, script, cert, key):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        super().__init__(script)
+
+    def serve(self, conn, number):
+        conn.settimeout(10)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.context.wrap_bio(incoming, outgoing, server_side=True)
+
+        def flush():
+            data = outgoing.read()
+            if data:
+                conn.sendall(data)
+
+        def pump():
+            flush()
+            data = conn.recv(65536)
+            if not data:
+                raise EOFError
+            incoming.write(data)
+
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pump()
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                try:
+                    buf += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    pump()
+            head = buf.partition(b"\r\n\r\n")[0]
+            self.requests.append((number, head))
+            answer, after = self.script[head.split(b" ")[1].decode()]
+            pieces = answer if isinstance(answer, list) else [answer]
+            for piece in pieces[:-1]:
+                tls.write(piece)
+                flush()
+                time.sleep(0.05)
+            tls.write(pieces[-1])
+            if after == "late_close_notify":
+                flush()
+                time.sleep(0.1)
+            if after in ("close_notify", "late_close_notify"):
+                try:
+                    tls.unwrap()
+                except ssl.SSLWantReadError:
+                    pass  # close_notify is written; Harrow's own is not awaited
+            flush()
+        except (OSError, EOFError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+TLS_SCRIPT = {
+    "/close-delimited": (SCRIPT["/close-delimited"][0], "close_notify"),
+    "/close-delimited-late": (SCRIPT["/close-delimited"][0], "late_close_notify"),
+    "/close-delimited-abrupt": (SCRIPT["/close-delimited"][0], "abrupt"),
+    "/te-gzip": (SCRIPT["/te-gzip"][0], "close_notify"),
+    "/te-gzip-abrupt": (SCRIPT["/te-gzip"][0], "abrupt"),
+    "/cl-close": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "close_notify"),
+}
+
+
+class CloseDelimitedOverUpstreamTls(FramingTestCase):
+    """The same answers over an https upstream: the server's close_notify ends the body."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_tls import Certificates
+        cls.certs = Certificates()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.certs.cleanup()
+
+    def start(self):
+        cert, key = self.certs.pem("origin")
+        self.raw = TlsRawOrigin(TLS_SCRIPT, cert, key)
+        self.addCleanup(self.raw.stop)
+        self.log_dir = self.tmpdir()
+        self.log_path = os.path.join(self.log_dir, "access.json")
+        farm = (f'<webFarm name="secure"><server address="127.0.0.1">'
+                f'<applicationRequestRouting httpPort="{self.raw.port}" '
+                f'httpsPort="{self.raw.port}"/></server></webFarm>')
+        rule = ('<rule name="tls" stopProcessing="true"><match url=".*"/>'
+                '<action type="Rewrite" url="https://secure/{R:0}"/></rule>')
+        self.h = self.harrow(config_xml([farm], [rule], harrow=(
+            f'<upstreamTls caFile="{self.certs.ca}"/>'
+            f'<accessLog path="{self.log_path}" format="json"/>')))
+        return self.h
+
+    def test_http11_client_gets_a_complete_chunked_body(self):
+        h = self.start()
+        for n, path in enumerate((b"/close-delimited", b"/close-delimited-late"), 1):
+            with self.subTest(path=path):
+                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H +
+                                       b"Connection: close\r\n\r\n")
+                head, fields, body = split_response(out)
+                self.assertEqual(responses(out), [b"200"], out)
+                self.assertEqual(fields.get("transfer-encoding"), ["chunked"], head)
+                self.assertTrue(body.endswith(b"0\r\n\r\n"), body)
+                self.assertEqual(decode_chunked(body), b"hello until the close")
+                rows = self.access_rows(n)
+                self.assertEqual((rows[-1]["status"], rows[-1]["reason"]), (200, "ok"))
+        self.assertNotIn("upstream_truncated", h.stderr())
+
+    def test_http10_client_gets_the_body_ended_by_the_close(self):
+        h = self.start()
+        out, closed = exchange(h.port, b"GET /close-delimited HTTP/1.0\r\n\r\n")
+        head, fields, body = split_response(out)
+        self.assertTrue(closed)
+        self.assertEqual(responses(out), [b"200"], out)
+        self.assertEqual(body, b"hello until the close")
+        self.assertNotIn("upstream_truncated", h.stderr())
+
+    def test_transfer_coding_not_chunked_is_delimited_by_close_notify(self):
+        h = self.start()
+        out, closed = exchange(h.port, b"GET /te-gzip HTTP/1.1\r\n" + H + b"\r\n")
+        head, fields, body = split_response(out)
+        self.assertEqual(responses(out), [b"200"], out[:200])
+        self.assertTrue(closed)
+        self.assertEqual(fields.get("transfer-encoding"), ["gzip"], head)
+        self.assertEqual(body, GZ)
+        self.assertEqual(self.access_rows(1)[0]["reason"], "ok")
+        self.assertNotIn("upstream_truncated", h.stderr())
+
+    def test_content_length_body_then_close_notify_in_the_same_read(self):
+        h = self.start()
+        for _ in range(2):
+            self.assertEqual(request(h.port, path="/cl-close")[:3:2], (200, b"ok"))
+        self.assertEqual(self.raw.connections, 2)  # not reused after close_notify
+        self.assertNotIn("upstream_truncated", h.stderr())
+
+    def test_tcp_close_without_close_notify_is_a_truncation(self):
+        h = self.start()
+        for n, path in enumerate((b"/close-delimited-abrupt", b"/te-gzip-abrupt"), 1):
+            with self.subTest(path=path):
+                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H +
+                                       b"Connection: close\r\n\r\n")
+                head, fields, body = split_response(out)
+                self.assertTrue(closed)
+                # The head (and the bytes received) went out; the response is never completed.
+                self.assertEqual(responses(out), [b"200"], out[:200])
+                if path == b"/close-delimited-abrupt":
+                    self.assertEqual(fields.get("transfer-encoding"), ["chunked"], head)
+                    self.assertFalse(body.endswith(b"0\r\n\r\n"), body)
+                rows = self.access_rows(n)
+                self.assertEqual(rows[-1]["reason"], "upstream_truncated", rows[-1])
+        # Harrow is unharmed: a well-closed answer follows.
+        out, _ = exchange(h.port, b"GET /close-delimited HTTP/1.0\r\n\r\n")
+        self.assertEqual(split_response(out)[2], b"hello until the close")
+
+
 class ForwardedFields(FramingTestCase):
     def sent_head(self, extra):
         h = self.h
@@ -381,7 +548,8 @@ class TransferCodings(FramingTestCase):
         h = self.start()
         for path, te in ((b"/te-gzip", "gzip"), (b"/te-chunked-gzip", "chunked, gzip")):
             with self.subTest(path=path):
-                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H + b"\r\n")
+                out, closed = exchange(h.port, b"GET " + path + b" HTTP/1.1\r\n" + H +
+                                       b"Connection: close\r\n\r\n")
                 head, fields, body = split_response(out)
                 self.assertEqual(responses(out), [b"200"], out[:200])
                 self.assertTrue(closed)
