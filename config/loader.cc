@@ -2078,8 +2078,7 @@ class ConfigReader {
   // "%d/NAME" (systemd's specifier for the credentials directory) is NAME in
   // $CREDENTIALS_DIRECTORY: files systemd's LoadCredential= copied there from root-only
   // originals, readable by the service's user at start and at every reload.
-  void resolve_credential_path(pugi::xml_node node, std::string_view attribute,
-                               std::string& path) {
+  void resolve_credential_path(pugi::xml_node node, std::string_view attribute, std::string& path) {
     if (path.rfind("%d/", 0) != 0) return;
     const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
     if (dir == nullptr || *dir == '\0') {

@@ -515,7 +515,7 @@ struct AdminConnection {
   std::string origin;
   std::string sec_fetch_site;
   std::string content_type;
-  std::string admin_header;  // X-Harrow-Admin
+  std::string admin_header;      // X-Harrow-Admin
   bool repeated_header = false;  // one of those came twice
   bool loopback_peer = false;
   std::string response;

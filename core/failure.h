@@ -42,7 +42,7 @@ namespace harrow {
   X(upstream_tls, 502,                                                                           \
     "the TLS handshake with the server failed (certificate not trusted or not for its name)")    \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")       \
-  X(upstream_truncated, 0, "the server closed the connection in the middle of the body")        \
+  X(upstream_truncated, 0, "the server closed the connection in the middle of the body")         \
   /* admin/regex */                                                                              \
   X(rule_match_error, 500,                                                                       \
     "a rule's pattern could not be evaluated (a regex limit was reached): failed closed")

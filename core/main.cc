@@ -69,8 +69,7 @@ void warn_unverified_upstreams(const config::Config& config) {
 // belongs on loopback (or behind a token and a firewall).
 std::string admin_exposure_warning(const config::Config& config) {
   if (is_loopback_address(config.admin_address)) return "";
-  return "the admin listener " + config.admin_address +
-         " is reachable beyond loopback" +
+  return "the admin listener " + config.admin_address + " is reachable beyond loopback" +
          (config.admin_token_file.empty()
               ? std::string(" (non-loopback clients are refused without a tokenFile)")
               : std::string(": protect it with a firewall as well as the token"));
@@ -493,8 +492,7 @@ int run(int argc, char** argv) {
     std::string token;
     if (!read_token_file(config->admin_token_file, token, error)) {
       const config::SourceLocation& at = config->admin_token_file_where;
-      std::fprintf(stderr, "%s\n",
-                   config::Diagnostic{at, error}.format_error().c_str());
+      std::fprintf(stderr, "%s\n", config::Diagnostic{at, error}.format_error().c_str());
       return kExitConfig;
     }
     process.admin->set_token(std::move(token));

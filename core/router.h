@@ -58,7 +58,7 @@ class RouteScratch;
 // reaches one fails the request with 500 rule_match_error, never as "no match".
 inline constexpr uint32_t kRegexMatchLimit = 100'000;  // backtracking steps (JIT and interpreter)
 inline constexpr uint32_t kRegexDepthLimit = 10'000;   // nested backtracking frames (interpreter)
-inline constexpr uint32_t kRegexHeapLimitKiB = 8 * 1024;   // interpreter frames, 8 MiB
+inline constexpr uint32_t kRegexHeapLimitKiB = 8 * 1024;    // interpreter frames, 8 MiB
 inline constexpr size_t kRegexJitStackBytes = 1024 * 1024;  // JIT stack, 1 MiB
 
 // What the outbound rules decided for one response.
