@@ -362,7 +362,12 @@ struct Config {
   std::string admin_address = "127.0.0.1:9180";
   // A file holding the admin API's bearer token. Without one, only loopback clients may use
   // the admin listener.
+  // (Mode 0600 or stricter: a token file group or others may read is a configuration error.)
   std::string admin_token_file;
+  SourceLocation admin_token_file_where;
+  // Host names the admin listener answers to besides its own IP:port and localhost:port
+  // (<admin allowedHosts="a b">): a request whose Host names anything else is refused.
+  std::vector<std::string> admin_allowed_hosts;
   AccessLogConfig access_log;
   LimitsConfig limits;
   TimeoutsConfig timeouts;

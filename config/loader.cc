@@ -18,6 +18,8 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -29,6 +31,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <sys/stat.h>
 
 #include "config/timespan.h"
 
@@ -728,7 +731,7 @@ constexpr AttrSpec kUpstreamTlsAttrs[] = {nonempty_attr("farm"), bool_attr("veri
                                           nonempty_attr("caFile")};
 constexpr ElementSpec kUpstreamTls = element("upstreamTls", kUpstreamTlsAttrs).items("farm");
 constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present(),
-                                    nonempty_attr("tokenFile")};
+                                    nonempty_attr("tokenFile"), string_attr("allowedHosts")};
 constexpr ElementSpec kAdmin = element("admin", kAdminAttrs);
 constexpr AttrSpec kAccessLogAttrs[] = {string_attr("path"),
                                         enum_attr("format", kAccessLogFormatNames)};
@@ -2077,6 +2080,43 @@ class ConfigReader {
 
   // ---- <harrow> ----
 
+  // "%d/NAME" (systemd's specifier for the credentials directory) is NAME in
+  // $CREDENTIALS_DIRECTORY: files systemd's LoadCredential= copied there from root-only
+  // originals, readable by the service's user at start and at every reload.
+  void resolve_credential_path(pugi::xml_node node, std::string_view attribute, std::string& path) {
+    if (path.rfind("%d/", 0) != 0) return;
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0') {
+      diagnostics_.attribute_error(node, attribute,
+                                   quoted(path) +
+                                       " names a systemd credential, but $CREDENTIALS_DIRECTORY "
+                                       "is not set (LoadCredential= in the unit sets it)");
+      return;
+    }
+    path = std::string(dir) + path.substr(2);
+  }
+
+  // Why a file holding a secret is unfit, or "" if it is fit: it must be a regular file (not a
+  // symbolic link) that neither its group nor others may read or write. Checked with lstat, so
+  // a reload after the privilege drop can check a root-only file it cannot open.
+  static std::string check_secret_file(const std::string& path) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      return "cannot use token file " + quoted(path) + ": " + std::strerror(errno);
+    }
+    if (S_ISLNK(st.st_mode)) {
+      return "token file " + quoted(path) + " is a symbolic link; name the file itself";
+    }
+    if (!S_ISREG(st.st_mode)) return "token file " + quoted(path) + " is not a regular file";
+    if ((st.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      return "token file " + quoted(path) + " has mode " + mode +
+             ": group and others must have no access (chmod 600)";
+    }
+    return "";
+  }
+
   void read_harrow(pugi::xml_node harrow) {
     read_value(harrow, "user", config_.run_as.user);
     read_value(harrow, "group", config_.run_as.group);
@@ -2097,6 +2137,19 @@ class ConfigReader {
       if (std::optional<std::string> address = read_address(admin))
         config_.admin_address = *address;
       read_value(admin, "tokenFile", config_.admin_token_file);
+      if (!config_.admin_token_file.empty()) {
+        config_.admin_token_file_where = diagnostics_.at_attribute(admin, "tokenFile");
+        resolve_credential_path(admin, "tokenFile", config_.admin_token_file);
+        std::string why = check_secret_file(config_.admin_token_file);
+        if (!why.empty()) diagnostics_.attribute_error(admin, "tokenFile", why);
+      }
+      std::string hosts;
+      read_value(admin, "allowedHosts", hosts);
+      for (char& c : hosts) {
+        if (c == ',' || c == ';' || c == '\t' || c == '\n' || c == '\r') c = ' ';
+      }
+      std::istringstream names(hosts);
+      for (std::string name; names >> name;) config_.admin_allowed_hosts.push_back(name);
     }
     pugi::xml_node access_log = find_child(harrow, "accessLog");
     read_value(access_log, "path", config_.access_log.path);
@@ -2134,6 +2187,10 @@ class ConfigReader {
         read_value(node, "keyFile", cert.key_file);
         read_value(node, "chainFile", cert.chain_file);
         read_value(node, "ocspResponseFile", cert.ocsp_response_file);
+        resolve_credential_path(node, "certificateFile", cert.certificate_file);
+        resolve_credential_path(node, "keyFile", cert.key_file);
+        resolve_credential_path(node, "chainFile", cert.chain_file);
+        resolve_credential_path(node, "ocspResponseFile", cert.ocsp_response_file);
         read_value(node, "default", cert.is_default);
         for (char& c : cert.host) c = ascii_lower(c);
         if (cert.is_default && have_default) {
@@ -2177,6 +2234,7 @@ class ConfigReader {
     if (!unknown_name.empty()) t.reject_unknown_server_name = iequals(unknown_name, "reject");
     read_enum(tls, "clientCertificate", kClientCertificateNames, t.client_certificate);
     read_value(tls, "clientCaFile", t.client_ca_file);
+    resolve_credential_path(tls, "clientCaFile", t.client_ca_file);
     read_value(tls, "sessionCacheSize", t.session_cache_size);
     if (t.client_certificate != ClientCertificateMode::None && t.client_ca_file.empty()) {
       diagnostics_.error(tls, "clientCertificate needs clientCaFile (the CAs that sign them)");

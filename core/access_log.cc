@@ -9,6 +9,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/privileges.h"
+
 namespace harrow {
 namespace {
 
@@ -196,11 +198,10 @@ int AccessLogFile::open_fd(const std::string& path, config::AccessLogFormat form
     }
     return fd;
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    error = "cannot open access log " + path + ": " + std::strerror(errno);
-    return -1;
-  }
+  // Opened as root at start (and as the run-as user on SIGUSR1): a symbolic link or a
+  // non-regular file at the path is refused, so the log cannot be pointed at another file.
+  int fd = open_regular_file(path, O_WRONLY | O_APPEND | O_CREAT, "access log", error);
+  if (fd < 0) return -1;
   struct stat st;
   if (format == config::AccessLogFormat::W3C && ::fstat(fd, &st) == 0 && st.st_size == 0) {
     std::string header = w3c_header();

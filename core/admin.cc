@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <cctype>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "core/failure.h"
 #include "core/http_head.h"
 #include "core/listen.h"
+#include "core/log.h"
 
 namespace harrow {
 namespace {
@@ -496,42 +498,68 @@ std::string render_farms_json(const Snapshot& snap, const StatusHistory* history
 struct AdminConnection {
   AdminServer* server;
   uv_tcp_t tcp{};
+  uv_timer_t timer{};  // the request must arrive, and the answer leave, in bounded time
+  int open_handles = 0;
+  bool closing = false;
   uv_write_t write{};
   llhttp_t parser{};
   std::string method;
   std::string url;
   std::string body;
-  std::string field;  // header name being read
+  std::string field;  // header name being read (at most 65 bytes: longer names match nothing)
+  bool in_value = false;
+  std::string* value_target = nullptr;  // where the header value being read goes, if anywhere
+  // The headers the admin API looks at.
   std::string authorization;
-  bool in_authorization = false;
+  std::string host;
+  std::string origin;
+  std::string sec_fetch_site;
+  std::string content_type;
+  std::string admin_header;      // X-Harrow-Admin
+  bool repeated_header = false;  // one of those came twice
   bool loopback_peer = false;
   std::string response;
   size_t received = 0;
   bool done = false;
+
+  std::string* header_target(std::string_view name) {
+    if (iequals(name, "authorization")) return &authorization;
+    if (iequals(name, "host")) return &host;
+    if (iequals(name, "origin")) return &origin;
+    if (iequals(name, "sec-fetch-site")) return &sec_fetch_site;
+    if (iequals(name, "content-type")) return &content_type;
+    if (iequals(name, "x-harrow-admin")) return &admin_header;
+    return nullptr;
+  }
 
   static llhttp_settings_t* settings() {
     static llhttp_settings_t s = [] {
       llhttp_settings_t st;
       llhttp_settings_init(&st);
       st.on_url = [](llhttp_t* p, const char* at, size_t len) {
-        static_cast<AdminConnection*>(p->data)->url.append(at, len);
+        auto* c = static_cast<AdminConnection*>(p->data);
+        if (c->url.size() + len > kMaxAdminRequest) return -1;
+        c->url.append(at, len);
         return 0;
       };
       st.on_header_field = [](llhttp_t* p, const char* at, size_t len) {
         auto* c = static_cast<AdminConnection*>(p->data);
-        if (c->in_authorization || c->field.size() > 64) c->field.clear();
-        c->in_authorization = false;
-        c->field.append(at, len);
+        if (c->in_value) {
+          c->field.clear();
+          c->in_value = false;
+        }
+        c->field.append(at, std::min(len, 65 - std::min<size_t>(65, c->field.size())));
         return 0;
       };
       st.on_header_value = [](llhttp_t* p, const char* at, size_t len) {
         auto* c = static_cast<AdminConnection*>(p->data);
-        if (iequals(c->field, "authorization")) {
-          c->in_authorization = true;
-          if (c->authorization.size() + len <= 4096) c->authorization.append(at, len);
-        } else {
-          c->field.clear();
+        if (!c->in_value) {
+          c->in_value = true;
+          c->value_target = c->header_target(c->field);
+          if (c->value_target != nullptr && !c->value_target->empty()) c->repeated_header = true;
         }
+        if (c->value_target != nullptr && c->value_target->size() + len <= 4096)
+          c->value_target->append(at, len);
         return 0;
       };
       st.on_body = [](llhttp_t* p, const char* at, size_t len) {
@@ -558,6 +586,7 @@ struct AdminConnection {
                "\r\nConnection: close\r\nCache-Control: no-store\r\n" + extra_headers + "\r\n" +
                body;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+    arm_timer(kAdminResponseTimeoutMs);
     uv_buf_t buf = uv_buf_init(response.data(), static_cast<unsigned>(response.size()));
     write.data = this;
     if (uv_write(&write, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1, [](uv_write_t* w, int) {
@@ -567,11 +596,19 @@ struct AdminConnection {
     }
   }
 
-  // Constant-time comparison, so the token cannot be guessed byte by byte from timing.
-  static bool same_secret(std::string_view a, std::string_view b) {
-    unsigned char diff = a.size() == b.size() ? 0 : 1;
-    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-      diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  void refuse(int status, const char* reason, const std::string& why) {
+    respond(status, reason, "application/json", "{\"error\":\"" + escape_json(why) + "\"}\n");
+  }
+
+  // Constant-time comparison, so the token cannot be guessed byte by byte from timing: every
+  // byte of the longer string is looked at whatever the lengths and contents.
+  static bool same_secret(std::string_view given, std::string_view secret) {
+    size_t n = std::max(given.size(), secret.size());
+    unsigned char diff = given.size() == secret.size() ? 0 : 1;
+    for (size_t i = 0; i < n; ++i) {
+      unsigned char a = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+      unsigned char b = i < secret.size() ? static_cast<unsigned char>(secret[i]) : 0;
+      diff |= static_cast<unsigned char>(a ^ b);
     }
     return diff == 0;
   }
@@ -594,8 +631,60 @@ struct AdminConnection {
     return false;
   }
 
+  static std::string_view trim(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  }
+
+  // DNS rebinding: a page on a name the attacker controls, resolved to this host, reaches the
+  // listener with the attacker's name in Host. Only this listener's own names are answered.
+  bool host_ok() {
+    std::string_view h = trim(host);
+    if (h.empty() || repeated_header || !server->host_allowed(h)) {
+      refuse(403, "Forbidden",
+             "Host " + std::string(h.empty() ? "(none)" : h) +
+                 " does not name this admin listener: use its IP:PORT or localhost:PORT, or list "
+                 "the name in <admin allowedHosts>");
+      return false;
+    }
+    return true;
+  }
+
+  // CSRF: a page in the operator's browser may send simple requests (forms, fetch without
+  // custom headers) anywhere. A change needs what only a non-simple request can carry, and a
+  // browser that says where the request comes from must say it comes from here.
+  bool change_allowed() {
+    std::string_view site = trim(sec_fetch_site);
+    if (!site.empty() && !iequals(site, "same-origin") && !iequals(site, "none")) {
+      refuse(403, "Forbidden",
+             "cross-site request refused (Sec-Fetch-Site: " + std::string(site) + ")");
+      return false;
+    }
+    std::string_view from = trim(origin);
+    if (!from.empty()) {
+      bool same = istarts_with(from, "http://") && server->host_allowed(from.substr(7));
+      if (!same) {
+        refuse(403, "Forbidden",
+               "cross-site request refused (Origin: " + std::string(from) +
+                   " is not this admin listener)");
+        return false;
+      }
+    }
+    std::string_view type = trim(content_type);
+    type = trim(type.substr(0, type.find(';')));
+    if (trim(admin_header).empty() && !iequals(type, "application/json")) {
+      refuse(403, "Forbidden",
+             "admin changes need the header X-Harrow-Admin: 1 or a JSON body (Content-Type: "
+             "application/json); a form or simple cross-site request carries neither");
+      return false;
+    }
+    return true;
+  }
+
   void dispatch() {
-    if (!authorized()) return;
+    if (!host_ok() || !authorized()) return;
+    if (method != "GET" && method != "HEAD" && !change_allowed()) return;
     const AdminSources& src = server->sources_;
     std::shared_ptr<const Snapshot> snap = src.snapshot();
     std::string path = url.substr(0, url.find('?'));
@@ -714,9 +803,22 @@ struct AdminConnection {
     delete[] buf->base;
   }
 
+  void arm_timer(uint64_t ms) {
+    uv_timer_start(
+        &timer, [](uv_timer_t* t) { static_cast<AdminConnection*>(t->data)->close(); }, ms, 0);
+  }
+
+  // Closes both handles; the connection is freed when the last one has closed.
   void close() {
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp),
-             [](uv_handle_t* h) { delete static_cast<AdminConnection*>(h->data); });
+    if (closing) return;
+    closing = true;
+    server->live_.erase(this);
+    auto closed = [](uv_handle_t* h) {
+      auto* c = static_cast<AdminConnection*>(h->data);
+      if (--c->open_handles == 0) delete c;
+    };
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), closed);
   }
 };
 
@@ -739,13 +841,74 @@ bool AdminServer::listen(const std::string& address, std::string& error) {
   int len = sizeof addr;
   uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len);
   url_ = socket_url(addr, "http");
+  port_ = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
+                                           : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
   return true;
+}
+
+bool AdminServer::host_allowed(std::string_view host) const {
+  if (host.empty()) return false;
+  bool bracketed = host.front() == '[';
+  std::string_view name = host;
+  std::string_view port_text;
+  bool has_port = false;
+  if (bracketed) {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    name = host.substr(1, close - 1);
+    std::string_view rest = host.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      has_port = true;
+      port_text = rest.substr(1);
+    }
+  } else if (size_t colon = host.find(':'); colon != std::string_view::npos) {
+    if (host.find(':', colon + 1) != std::string_view::npos) return false;  // bare IPv6
+    name = host.substr(0, colon);
+    has_port = true;
+    port_text = host.substr(colon + 1);
+  }
+  unsigned port = 80;
+  if (has_port) {
+    if (port_text.empty() || port_text.size() > 5) return false;
+    port = 0;
+    for (char c : port_text) {
+      if (c < '0' || c > '9') return false;
+      port = port * 10 + static_cast<unsigned>(c - '0');
+    }
+  }
+  if (port != port_ || name.empty()) return false;
+  std::string literal(name);
+  unsigned char buf[sizeof(in6_addr)];
+  if (bracketed) return inet_pton(AF_INET6, literal.c_str(), buf) == 1;
+  if (iequals(name, "localhost") || inet_pton(AF_INET, literal.c_str(), buf) == 1) return true;
+  for (const std::string& allowed : allowed_hosts_) {
+    if (iequals(name, allowed)) return true;
+  }
+  return false;
 }
 
 void AdminServer::close() {
   if (!open_) return;
   open_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
+  // Open admin connections would keep the loop (and so the process) alive after a stop.
+  std::vector<AdminConnection*> open(live_.begin(), live_.end());
+  for (AdminConnection* c : open) c->close();
+}
+
+// True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (an IPv4 client of a listener on [::]).
+static bool loopback_peer(const sockaddr_storage& peer) {
+  if (peer.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) != 0 ||
+           (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) != 0 && a->sin6_addr.s6_addr[12] == 127);
+  }
+  return false;
 }
 
 void AdminServer::on_connection(uv_stream_t* server, int status) {
@@ -753,24 +916,35 @@ void AdminServer::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<AdminServer*>(server->data);
   auto* c = new AdminConnection{self};
   uv_tcp_init(self->loop_, &c->tcp);
+  uv_timer_init(self->loop_, &c->timer);
+  c->open_handles = 2;
   c->tcp.data = c;
+  c->timer.data = c;
+  self->live_.insert(c);
   llhttp_init(&c->parser, HTTP_REQUEST, AdminConnection::settings());
   c->parser.data = c;
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
     c->close();
     return;
   }
+  if (self->live_.size() > kMaxAdminConnections) {
+    // Accepted only to be closed: the descriptor is freed now, not when the backlog drains.
+    uint64_t now = uv_now(self->loop_);
+    if (self->last_rejection_log_ms_ == 0 || now - self->last_rejection_log_ms_ >= 60'000) {
+      self->last_rejection_log_ms_ = now;
+      log_line(LogLevel::Warn,
+               "admin: %zu connections open already; closing new ones until some finish",
+               kMaxAdminConnections);
+    }
+    c->close();
+    return;
+  }
   sockaddr_storage peer{};
   int len = sizeof peer;
   if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    if (peer.ss_family == AF_INET) {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
-      c->loopback_peer = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-    } else if (peer.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
-      c->loopback_peer = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) != 0;
-    }
+    c->loopback_peer = loopback_peer(peer);
   }
+  c->arm_timer(kAdminRequestTimeoutMs);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&c->tcp),
       [](uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(new char[4096], 4096); },

@@ -5,8 +5,11 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/snapshot.h"
@@ -40,6 +43,14 @@ std::string render_metrics(const Snapshot& snapshot, const AdminSources& sources
 // GET /api/farms; `history` (may be null) gives requestPerSecond.
 std::string render_farms_json(const Snapshot& snapshot, const StatusHistory* history);
 
+// Bounds of the admin listener: few people and scrapers use it, so a handful of idle or slow
+// connections must never hold file descriptors the proxy needs.
+inline constexpr size_t kMaxAdminConnections = 64;  // beyond it, new connections close at once
+inline constexpr uint64_t kAdminRequestTimeoutMs = 10'000;   // to read a whole request
+inline constexpr uint64_t kAdminResponseTimeoutMs = 30'000;  // to write the answer
+
+struct AdminConnection;
+
 class AdminServer {
  public:
   AdminServer(uv_loop_t* loop, AdminSources sources);
@@ -48,7 +59,15 @@ class AdminServer {
   // With a token every request must carry "Authorization: Bearer TOKEN" (else 401); without
   // one, connections from other than loopback are refused (403).
   void set_token(std::string token) { token_ = std::move(token); }
+  // Host names (besides its own IP:port and localhost:port) requests may carry in Host and
+  // Origin, e.g. the name a Prometheus server scrapes it by. Compared case-insensitively.
+  void set_allowed_hosts(std::vector<std::string> names) { allowed_hosts_ = std::move(names); }
+  // Whether `host` (a Host header or an Origin's authority) names this listener: an IP literal
+  // or localhost or an allowed name, with the listener's port (80 when absent). Literal IP
+  // addresses and localhost cannot be rebound by DNS, names the operator chose are trusted.
+  bool host_allowed(std::string_view host) const;
   const std::string& url() const { return url_; }
+  size_t connections() const { return live_.size(); }
   void close();
 
  private:
@@ -59,6 +78,10 @@ class AdminServer {
   bool open_ = false;
   std::string url_;
   std::string token_;
+  std::vector<std::string> allowed_hosts_;
+  uint16_t port_ = 0;
+  std::set<AdminConnection*> live_;  // open connections, closed with the listener
+  uint64_t last_rejection_log_ms_ = 0;
 
   friend struct AdminConnection;
 };

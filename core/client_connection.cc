@@ -492,6 +492,22 @@ int ClientConnection::on_message_complete(llhttp_t* p) {
 
 // ---------------------------------------------------------------- the exchange
 
+namespace {
+
+// At most one log line a second per worker: an attacker's inputs must not flood the log.
+void report_match_error(const Router& router, const RouteScratch& scratch) {
+  thread_local uint64_t last_ns = 0;
+  uint64_t now = uv_hrtime();
+  if (last_ns != 0 && now - last_ns < 1'000'000'000) return;
+  last_ns = now;
+  std::string_view rule = router.failed_rule(scratch);
+  std::string why = scratch.match_error_text();
+  log_line(LogLevel::Warn, "rule '%.*s': pattern match failed (%s): request refused with 500",
+           static_cast<int>(rule.size()), rule.data(), why.c_str());
+}
+
+}  // namespace
+
 void ClientConnection::start_exchange() {
   disarm_timer();
   WorkerMetrics& metrics = worker_->mutable_metrics();
@@ -529,6 +545,14 @@ void ClientConnection::start_exchange() {
   }
   facts.path = ex_->canonical_path;
   RouteDecision decision = ex_->snap->router->route(facts, worker_->route_scratch());
+  if (worker_->route_scratch().match_error() != 0) {
+    // A pattern that could not be evaluated decides nothing: failing closed keeps a deny rule
+    // from being skipped by an input crafted to exhaust the regex limits.
+    report_match_error(*ex_->snap->router, worker_->route_scratch());
+    ex_->log_detail = "a rule's pattern reached the regex limits";
+    respond_error(Failure::rule_match_error, 0);
+    return;
+  }
   ex_->rule = decision.rule;
   switch (decision.kind) {
     case RouteDecision::Kind::Farm:

@@ -43,14 +43,15 @@ namespace harrow {
     "the TLS handshake with the server failed (certificate not trusted or not for its name)")    \
   X(upstream_timeout, 504, "the server did not answer within the farm's protocol timeout")       \
   X(upstream_truncated, 0, "the server closed the connection in the middle of the body")         \
-  /* rules */                                                                                    \
   X(unsafe_rewrite, 500,                                                                         \
     "a rule produced a request line, header, status reason or Location with CR, LF, NUL or "     \
     "another control character")                                                                 \
   X(double_escaping, 404, "the path is still percent-escaped once decoded (IIS 404.11)")         \
   X(url_too_long, 404, "the path exceeds requestLimits maxUrl (IIS 404.14)")                     \
   X(query_string_too_long, 404,                                                                  \
-    "the query string exceeds requestLimits maxQueryString (IIS 404.15)")
+    "the query string exceeds requestLimits maxQueryString (IIS 404.15)")                        \
+  X(rule_match_error, 500,                                                                       \
+    "a rule's pattern could not be evaluated (a regex limit was reached): failed closed")
 
 enum class Failure : uint8_t {
 #define HARROW_FAILURE_ENUM(name, status, description) name,

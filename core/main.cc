@@ -1,11 +1,14 @@
 // harrow: the process. Loads the configuration, binds every listener before printing
 // anything (so a printed address is a working one), starts the workers and the admin
 // listener, and turns signals into a graceful stop.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -23,6 +26,7 @@
 #include "core/listen.h"
 #include "core/log.h"
 #include "core/privileges.h"
+#include "core/regex_safety.h"
 #include "core/sd_notify.h"
 #include "core/snapshot.h"
 #include "core/state_file.h"
@@ -59,6 +63,47 @@ void warn_unverified_upstreams(const config::Config& config) {
              u.farm.empty() ? "every farm" : ("farm " + u.farm).c_str(), u.where.file.c_str(),
              u.where.line);
   }
+}
+
+// Said at start and by --check-config: the admin API can change what the proxy does, so it
+// belongs on loopback (or behind a token and a firewall).
+std::string admin_exposure_warning(const config::Config& config) {
+  if (is_loopback_address(config.admin_address)) return "";
+  return "the admin listener " + config.admin_address + " is reachable beyond loopback" +
+         (config.admin_token_file.empty()
+              ? std::string(" (non-loopback clients are refused without a tokenFile)")
+              : std::string(": protect it with a firewall as well as the token"));
+}
+
+// The admin token: the file's content without trailing whitespace. The file is opened without
+// following a symbolic link and must be a regular file group and others cannot read.
+bool read_token_file(const std::string& path, std::string& token, std::string& error) {
+  int fd = open_regular_file(path, O_RDONLY, "admin token file", error);
+  if (fd < 0) return false;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || (st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    error = "token file \"" + path + "\" has mode " + mode +
+            ": group and others must have no access (chmod 600)";
+    ::close(fd);
+    return false;
+  }
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    token.append(buffer, static_cast<size_t>(n));
+    if (token.size() > 4096) break;
+  }
+  ::close(fd);
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty() || token.size() > 4096) {
+    error = "cannot read an admin token from " + path + " (empty, unreadable or over 4 KiB)";
+    return false;
+  }
+  return true;
 }
 
 // Applies the command line's overrides to a freshly loaded file.
@@ -163,7 +208,8 @@ struct Process {
     }
     TlsContexts tls;
     std::vector<config::Diagnostic> tls_errors;
-    if (!build_tls(*config, tls, tls_errors)) {
+    // Keys only root may read are read with the capability kept for this (see privileges.h).
+    if (!with_read_capability([&] { return build_tls(*config, tls, tls_errors); })) {
       for (const config::Diagnostic& d : tls_errors) {
         log_line(LogLevel::Error, "reload rejected: %s", d.format_error().c_str());
         errors += d.format_error() + "\n";
@@ -334,10 +380,19 @@ int run(int argc, char** argv) {
       std::printf("not acted on by this build yet (%zu):\n", not_acted_on.size());
       for (const std::string& line : not_acted_on) std::printf("  %s\n", line.c_str());
     }
+    if (std::string warning = admin_exposure_warning(*config); !warning.empty()) {
+      std::printf("warning: %s\n", warning.c_str());
+    }
+    for (const std::string& w : nested_quantifier_warnings(*config)) {
+      std::fprintf(stderr, "%s\n", w.c_str());
+    }
     return 0;
   }
   for (const std::string& line : not_acted_on)
     log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
+  for (const std::string& w : nested_quantifier_warnings(*config)) {
+    log_line(LogLevel::Warn, "%s", w.c_str());
+  }
   apply_overrides(cli, *config);
   warn_unverified_upstreams(*config);
   if (!tls.server) {
@@ -434,27 +489,33 @@ int run(int argc, char** argv) {
   }
   process.admin = std::make_unique<AdminServer>(process.loop, sources);
   if (!config->admin_token_file.empty()) {
-    std::ifstream in(config->admin_token_file);
-    std::string token((std::istreambuf_iterator<char>(in)), {});
-    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
-      token.pop_back();
-    if (!in.good() && !in.eof()) token.clear();
-    if (token.empty()) {
-      std::fprintf(stderr, "harrow: cannot read an admin token from %s\n",
-                   config->admin_token_file.c_str());
-      return kExitRuntime;
+    std::string token;
+    if (!read_token_file(config->admin_token_file, token, error)) {
+      const config::SourceLocation& at = config->admin_token_file_where;
+      std::fprintf(stderr, "%s\n", config::Diagnostic{at, error}.format_error().c_str());
+      return kExitConfig;
     }
     process.admin->set_token(std::move(token));
   }
+  process.admin->set_allowed_hosts(config->admin_allowed_hosts);
   if (!process.admin->listen(config->admin_address, error)) {
     std::fprintf(stderr, "harrow: %s\n", error.c_str());
     return kExitRuntime;
   }
+  if (std::string warning = admin_exposure_warning(*config); !warning.empty()) {
+    log_line(LogLevel::Warn, "%s", warning.c_str());
+  }
   // Every port is bound and every file opened: nothing below needs root.
   if (privileges.action == PrivilegePlan::Action::Drop) {
-    std::vector<std::string> owned_files;
-    if (process.access_log) owned_files.push_back(config->access_log.path);
-    if (!drop_privileges(config->run_as.user, config->run_as.group, owned_files, error)) {
+    std::vector<int> owned_fds;
+    if (process.access_log && process.access_log->path() != "-" &&
+        process.access_log->path() != "stdout") {
+      owned_fds.push_back(process.access_log->fd());
+    }
+    // With https listeners a reload re-reads certificates and keys, which may be root's only.
+    bool keep_read_capability = !config->certificates.empty();
+    if (!drop_privileges(config->run_as.user, config->run_as.group, owned_fds, error,
+                         keep_read_capability)) {
       std::fprintf(stderr, "harrow: cannot drop privileges: %s\n", error.c_str());
       return kExitRuntime;
     }

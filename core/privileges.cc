@@ -1,9 +1,13 @@
 #include "core/privileges.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
@@ -24,9 +28,58 @@ bool is_loopback_address(const std::string& address) {
   }
   if (addr.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+    return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+           (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
   }
   return false;
+}
+
+int open_regular_file(const std::string& path, int flags, const char* what, std::string& error) {
+  // O_NONBLOCK: opening a FIFO (or a device) planted at the path must not block the start.
+  int fd = ::open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0640);
+  if (fd < 0) {
+    int saved = errno;  // callers may look at it (ENOENT)
+    if (saved == ELOOP) {
+      error = std::string("refusing ") + what + " " + path +
+              ": it is a symbolic link (name the file itself)";
+    } else {
+      error = std::string("cannot open ") + what + " " + path + ": " + std::strerror(saved);
+    }
+    errno = saved;
+    return -1;
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    error = std::string("refusing ") + what + " " + path + ": not a regular file";
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+namespace {
+
+// The raw capability calls (no libcap): version 3, two 32-bit words.
+bool capability_sets(__user_cap_data_struct (&data)[2], bool set) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  return (set ? ::syscall(SYS_capset, &header, data) : ::syscall(SYS_capget, &header, data)) == 0;
+}
+
+}  // namespace
+
+bool raise_read_capability(bool on) {
+  __user_cap_data_struct data[2]{};
+  if (!capability_sets(data, false)) return false;
+  constexpr uint32_t bit = 1u << CAP_DAC_READ_SEARCH;  // capability 2: word 0
+  if ((data[0].permitted & bit) == 0) return false;
+  if (on) {
+    data[0].effective |= bit;
+  } else {
+    data[0].effective &= ~bit;
+  }
+  return capability_sets(data, true);
 }
 
 PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
@@ -109,7 +162,8 @@ bool resolve_run_as(const std::string& user, const std::string& group, uid_t& ui
 }
 
 bool drop_privileges(const std::string& user, const std::string& group,
-                     const std::vector<std::string>& owned_files, std::string& error) {
+                     const std::vector<int>& owned_fds, std::string& error,
+                     bool keep_read_capability) {
   uid_t uid = 0;
   gid_t gid = 0;
   if (!resolve_run_as(user, group, uid, gid, error)) return false;
@@ -117,13 +171,16 @@ bool drop_privileges(const std::string& user, const std::string& group,
     error = "user '" + user + "' is root; name an unprivileged user";
     return false;
   }
-  for (const std::string& path : owned_files) {
+  for (int fd : owned_fds) {
     // The group stays (e.g. adm for /var/log); only the owner changes.
-    if (::chown(path.c_str(), uid, static_cast<gid_t>(-1)) != 0) {
-      error = "cannot give " + path + " to user '" + user + "': " + std::strerror(errno);
+    if (::fchown(fd, uid, static_cast<gid_t>(-1)) != 0) {
+      error = "cannot give a log file to user '" + user + "': " + std::strerror(errno);
       return false;
     }
   }
+  // Capabilities survive the uid change only when asked to; all but the one kept are cleared
+  // right after it.
+  if (keep_read_capability) ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
   // Order matters: groups while still root, the uid last.
   if (::setgroups(1, &gid) != 0) {
     error = std::string("setgroups: ") + std::strerror(errno);
@@ -136,6 +193,15 @@ bool drop_privileges(const std::string& user, const std::string& group,
   if (::setresuid(uid, uid, uid) != 0) {
     error = std::string("setuid: ") + std::strerror(errno);
     return false;
+  }
+  if (keep_read_capability) {
+    ::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    __user_cap_data_struct data[2]{};
+    data[0].permitted = 1u << CAP_DAC_READ_SEARCH;
+    if (!capability_sets(data, true)) {
+      error = std::string("cannot keep CAP_DAC_READ_SEARCH: ") + std::strerror(errno);
+      return false;
+    }
   }
   // No exec'd program may gain privileges either (Harrow execs none; this is belt and braces).
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

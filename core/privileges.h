@@ -31,7 +31,7 @@ PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
                               const config::RunAsConfig& run_as,
                               const std::vector<std::string>& addresses);
 
-// True when HOST:PORT names a loopback address (127.0.0.0/8 or ::1).
+// True when HOST:PORT names a loopback address (127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104).
 bool is_loopback_address(const std::string& address);
 
 // Looks up `user` and `group` (empty: the user's primary group).
@@ -40,10 +40,37 @@ bool resolve_run_as(const std::string& user, const std::string& group, uid_t& ui
 
 // Becomes `user` (and `group`, default: the user's primary group) for good: supplementary
 // groups cleared to that group, then gid, then uid; fails unless the change is verified,
-// including that root cannot be regained. `owned_files` (log files opened as root) are given
-// to the user first, so it can reopen them after a rotation.
+// including that root cannot be regained. `owned_fds` (log files opened as root) are given to
+// the user first, so it can reopen them after a rotation: by descriptor (fchown), never by
+// path, so a symbolic link planted at a log path cannot hand another file to the user.
+// With `keep_read_capability`, CAP_DAC_READ_SEARCH stays *permitted* (never effective but
+// inside with_read_capability), so a reload can re-read TLS keys only root may read.
 bool drop_privileges(const std::string& user, const std::string& group,
-                     const std::vector<std::string>& owned_files, std::string& error);
+                     const std::vector<int>& owned_fds, std::string& error,
+                     bool keep_read_capability = false);
+
+// Makes CAP_DAC_READ_SEARCH effective (true) or not (false); false if it is not permitted.
+bool raise_read_capability(bool on);
+
+// Runs `read` with CAP_DAC_READ_SEARCH effective if drop_privileges kept it permitted (else
+// just runs it), and makes it ineffective again before returning.
+template <typename Fn>
+auto with_read_capability(Fn&& read) {
+  bool raised = raise_read_capability(true);
+  struct Lower {
+    bool raised;
+    ~Lower() {
+      if (raised) raise_read_capability(false);
+    }
+  } lower{raised};
+  return read();
+}
+
+// Opens a file Harrow writes or reads as root (logs, state, secrets) safely: O_NOFOLLOW (a
+// symbolic link at `path` is refused with ELOOP's message), O_CLOEXEC, and the result must be
+// a regular file. With O_CREAT a new file gets mode 0640. -1 with `error` naming `what` and
+// the path otherwise.
+int open_regular_file(const std::string& path, int flags, const char* what, std::string& error);
 
 // The name of the effective user, or its number when it has no name.
 std::string current_user_name();

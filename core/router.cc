@@ -237,9 +237,15 @@ struct RouteScratch::Impl {
   pcre2_match_data* match = nullptr;
   size_t match_pairs = 0;  // ovector pairs `match` holds
   // A JIT stack bigger than PCRE2's default 32 KiB, so patterns with repeated groups still
-  // match long URLs (a pattern that runs out of it simply does not match).
+  // match long URLs, but bounded: with the match, depth and heap limits below it caps the work
+  // one match may do, so a few clients sending inputs that make a pattern backtrack cannot
+  // take a worker's time from everyone else's requests.
   pcre2_jit_stack* jit_stack = nullptr;
   pcre2_match_context* match_context = nullptr;
+  // A match that stopped at a limit (or failed otherwise) in this route()/outbound(): the
+  // request fails (rule_match_error) rather than going on as if the pattern had not matched.
+  int match_error = 0;
+  const Router::CompiledPattern* error_pattern = nullptr;
   std::string url;         // the URL as rewritten so far (no leading slash, no query)
   bool url_ascii = true;   // `url` has no byte >= 0x80 (so PCRE2 need not check its UTF-8)
   bool host_ascii = true;  // the same for RequestFacts::host
@@ -275,11 +281,16 @@ struct RouteScratch::Impl {
   // Makes `match` hold at least `pairs` capture pairs (and creates the JIT stack on first use).
   // Allocates only when a router with more capture groups than any before it uses this scratch.
   void reserve_match(size_t pairs) {
+    match_error = 0;
+    error_pattern = nullptr;
     if (match_context == nullptr) {
-      jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr);
+      jit_stack = pcre2_jit_stack_create(32 * 1024, kRegexJitStackBytes, nullptr);
       match_context = pcre2_match_context_create(nullptr);
       if (jit_stack == nullptr || match_context == nullptr) throw std::bad_alloc();
       pcre2_jit_stack_assign(match_context, nullptr, jit_stack);
+      pcre2_set_match_limit(match_context, kRegexMatchLimit);
+      pcre2_set_depth_limit(match_context, kRegexDepthLimit);
+      pcre2_set_heap_limit(match_context, kRegexHeapLimitKiB);
     }
     if (match_pairs >= pairs) return;
     pcre2_match_data_free(match);
@@ -291,6 +302,48 @@ struct RouteScratch::Impl {
 
 RouteScratch::RouteScratch() : impl_(std::make_unique<Impl>()) {}
 RouteScratch::~RouteScratch() = default;
+
+int RouteScratch::match_error() const {
+  return impl_->match_error;
+}
+
+std::string RouteScratch::match_error_text() const {
+  PCRE2_UCHAR buffer[120];
+  int n = pcre2_get_error_message(impl_->match_error, buffer, sizeof buffer);
+  return n < 0 ? "error " + std::to_string(impl_->match_error)
+               : std::string(reinterpret_cast<const char*>(buffer), static_cast<size_t>(n));
+}
+
+std::string_view Router::failed_rule(const RouteScratch& scratch) const {
+  const CompiledPattern* p = scratch.impl_->error_pattern;
+  if (p == nullptr) return {};
+  auto owns = [p](const auto& rule) {
+    if (&rule.match == p) return true;
+    for (const auto& c : rule.conditions) {
+      if (c.get() == p) return true;
+    }
+    return false;
+  };
+  for (const RuleSet* set : {&rules_, &distributed_rules_}) {
+    for (const auto& rule : *set) {
+      if (owns(*rule)) return rule->config->name;
+    }
+  }
+  for (const RuleSet& set : site_rules_) {
+    for (const auto& rule : set) {
+      if (owns(*rule)) return rule->config->name;
+    }
+  }
+  for (const auto& rule : outbound_rules_) {
+    if (owns(*rule)) return rule->config->name;
+  }
+  for (const auto& pre : pre_conditions_) {
+    for (const auto& c : pre->conditions) {
+      if (c.get() == p) return pre->config->name;
+    }
+  }
+  return {};
+}
 
 namespace {
 
@@ -747,6 +800,7 @@ void expand_url(const Template& t, const Eval& e, std::string& out) {
 bool match_pattern(const Router::CompiledPattern& p, std::string_view input, bool input_ascii,
                    Impl& s) {
   s.ranges.clear();
+  if (s.match_error != 0) return false;  // the routing has failed already: nothing holds
   bool matched;
   if (p.match_all) {
     matched = true;
@@ -766,6 +820,16 @@ bool match_pattern(const Router::CompiledPattern& p, std::string_view input, boo
       rc = pcre2_jit_match(p.code, subject, input.size(), 0, 0, s.match, s.match_context);
     } else {
       rc = pcre2_match(p.code, subject, input.size(), 0, 0, s.match, s.match_context);
+    }
+    // Subjects that are not valid UTF-8 do not match a UTF pattern (PCRE2_ERROR_UTF8_ERR*);
+    // any other failure (match, depth or heap limit, JIT stack) stops the routing: the
+    // caller fails the request instead of treating the pattern as not matching.
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH &&
+        !(rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21)) {
+      s.match_error = rc;
+      s.error_pattern = &p;
+      s.ranges.clear();
+      return false;
     }
     matched = rc >= 0;  // 0: matched, but the ovector was too small (cannot happen here)
     if (matched && !p.negate) {

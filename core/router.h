@@ -3,6 +3,7 @@
 // worker brings its own RouteScratch (match data, string buffers), so routing takes no lock.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -56,6 +57,13 @@ struct RouteDecision {
 };
 class RouteScratch;
 
+// Bounds on the work of one pattern match (per match, per worker scratch). A match that
+// reaches one fails the request with 500 rule_match_error, never as "no match".
+inline constexpr uint32_t kRegexMatchLimit = 100'000;  // backtracking steps (JIT and interpreter)
+inline constexpr uint32_t kRegexDepthLimit = 10'000;   // nested backtracking frames (interpreter)
+inline constexpr uint32_t kRegexHeapLimitKiB = 8 * 1024;    // interpreter frames, 8 MiB
+inline constexpr size_t kRegexJitStackBytes = 1024 * 1024;  // JIT stack, 1 MiB
+
 // What the outbound rules decided for one response.
 struct OutboundDecision {
   // Response headers to set, lower-case name and value, in the order rules set them (a later
@@ -104,6 +112,10 @@ class Router {
                         std::string_view attribute, std::string_view value, RouteScratch& scratch,
                         std::string& out) const;
 
+  // After route(), outbound() or rewrite_body_url() failed a match (scratch.match_error()):
+  // the name of the rule (or preCondition) whose pattern failed.
+  std::string_view failed_rule(const RouteScratch& scratch) const;
+
   struct CompiledPattern;
   struct CompiledRule;
   struct CompiledPreCondition;
@@ -135,6 +147,12 @@ class RouteScratch {
   ~RouteScratch();
   RouteScratch(const RouteScratch&) = delete;
   RouteScratch& operator=(const RouteScratch&) = delete;
+
+  // Non-zero (a PCRE2 error code) when the last route()/outbound()/rewrite_body_url() with
+  // this scratch stopped because a pattern match failed (a regex limit reached): the request
+  // must fail, the decision is not to be used.
+  int match_error() const;
+  std::string match_error_text() const;
 
   struct Impl;  // defined in router.cc
 

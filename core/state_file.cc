@@ -7,6 +7,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/privileges.h"
+
 namespace harrow {
 namespace {
 
@@ -60,11 +62,11 @@ std::vector<SavedServerState> parse_state(const std::string& text) {
 
 bool write_state_file(const std::string& path, const std::string& text, std::string& error) {
   const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    error = "cannot write " + tmp + ": " + std::strerror(errno);
-    return false;
-  }
+  // A fresh file each time (O_EXCL, no link followed): whatever was left or planted at the
+  // temporary path is removed first (a symbolic link itself, never its target).
+  ::unlink(tmp.c_str());
+  int fd = open_regular_file(tmp, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC, "state file", error);
+  if (fd < 0) return false;
   size_t done = 0;
   while (done < text.size()) {
     ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -94,10 +96,12 @@ bool write_state_file(const std::string& path, const std::string& text, std::str
 
 bool read_state_file(const std::string& path, std::string& text, std::string& error) {
   text.clear();
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open_regular_file(path, O_RDONLY, "state file", error);
   if (fd < 0) {
-    if (errno == ENOENT) return true;
-    error = "cannot read " + path + ": " + std::strerror(errno);
+    if (errno == ENOENT) {
+      error.clear();
+      return true;
+    }
     return false;
   }
   char buffer[8192];

@@ -161,9 +161,12 @@ class Harrow:
                     return int(line.split()[1])
         return 0
 
-    def admin_post(self, path, body=""):
+    def admin_post(self, path, body="", headers=None):
+        """A change through the admin API; it carries X-Harrow-Admin, which a browser form or
+        simple cross-site request cannot (the admin API refuses changes without it)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
-        conn.request("POST", path, body=body)
+        conn.request("POST", path, body=body,
+                     headers={"X-Harrow-Admin": "1"} if headers is None else headers)
         resp = conn.getresponse()
         data = resp.read()
         conn.close()

@@ -151,12 +151,12 @@ class Reload(HarrowTestCase):
         a = self.origin("a")
         h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", a.port, 1)])], [rule_xml("r", "f")]))
         conn = http.client.HTTPConnection("127.0.0.1", h.admin_port, timeout=10)
-        conn.request("POST", "/api/reload")
+        conn.request("POST", "/api/reload", headers={"X-Harrow-Admin": "1"})
         resp = conn.getresponse()
         self.assertEqual((resp.status, resp.read()), (200, b'{"reloaded":true}\n'))
         self.write(h, "<configuration><webFarms><webFarm/></webFarms></configuration>")
         conn = http.client.HTTPConnection("127.0.0.1", h.admin_port, timeout=10)
-        conn.request("POST", "/api/reload")
+        conn.request("POST", "/api/reload", headers={"X-Harrow-Admin": "1"})
         resp = conn.getresponse()
         body = resp.read().decode()
         self.assertEqual(resp.status, 400)
@@ -326,6 +326,7 @@ class AdminToken(HarrowTestCase):
         token_path = os.path.join(tmp, "admin.token")
         with open(token_path, "w") as f:
             f.write("s3cret-token\n")
+        os.chmod(token_path, 0o600)
         h = self.harrow(config_xml([farm_xml("f", [("127.0.0.1", o.port, 1)])], [rule_xml("r", "f")],
                                    harrow=f'<admin address="127.0.0.1:0" tokenFile="{token_path}"/>'))
 

@@ -64,12 +64,11 @@ TEST(Privileges, DropIsPermanent) {
   char log_path[] = "/tmp/harrow-privileges-XXXXXX";
   int log_fd = ::mkstemp(log_path);
   ASSERT_GE(log_fd, 0);
-  ::close(log_fd);
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     std::string error;
-    if (!drop_privileges("nobody", "", {log_path}, error)) ::_exit(10);
+    if (!drop_privileges("nobody", "", {log_fd}, error)) ::_exit(10);
     if (::geteuid() == 0 || ::getuid() == 0 || ::getegid() == 0) ::_exit(11);
     if (::setuid(0) == 0 || ::setgid(0) == 0) ::_exit(12);
     gid_t groups[8];
@@ -81,6 +80,7 @@ TEST(Privileges, DropIsPermanent) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  ::close(log_fd);
   struct stat st {};
   ASSERT_EQ(::stat(log_path, &st), 0);
   EXPECT_EQ(st.st_uid, ::getpwnam("nobody")->pw_uid);  // the log file was handed over
