@@ -123,7 +123,7 @@ void write_request_release(WriteRequest* w) {
     block_unref(b);
   }
   w->block_count = 0;
-  if (w->owner != nullptr) w->owner->memory_ -= WriteRequest::kMemory;
+  if (w->owner != nullptr) w->owner->memory_ -= kWriteRequestMemory;
   w->owner = nullptr;
   if (pools.writes.items.size() < kMaxFreeWrites) {
     pools.writes.items.push_back(w);
@@ -253,7 +253,7 @@ void InputBuffer::release() {
 }
 
 WriteRequest* write_request_new(OutBatch* owner) {
-  if (owner != nullptr) owner->memory_ += WriteRequest::kMemory;
+  if (owner != nullptr) owner->memory_ += kWriteRequestMemory;
   return write_request_acquire(owner);
 }
 

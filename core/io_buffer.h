@@ -100,9 +100,6 @@ struct WriteRequest {
   static constexpr int kMaxBlocks = 4;
   static constexpr int kMaxBufs = 64;
   static constexpr int kScratch = 256;
-  // What one write request costs while it exists: itself, the copy of its buffer array libuv
-  // makes for a queued write, and the allocator's overhead for both.
-  static constexpr size_t kMemory = 2 * 16 + kMaxBufs * sizeof(uv_buf_t);
   uv_write_t req;
   OutBatch* owner;  // the batch whose memory() counts it (null: counted nowhere)
   IoBlock* blocks[kMaxBlocks];
@@ -111,6 +108,11 @@ struct WriteRequest {
   uv_buf_t bufs[kMaxBufs];
   char scratch[kScratch];
 };
+
+// What one write request costs while it exists: itself, the copy of its buffer array libuv
+// makes for a queued write, and the allocator's overhead for both.
+inline constexpr size_t kWriteRequestMemory =
+    sizeof(WriteRequest) + WriteRequest::kMaxBufs * sizeof(uv_buf_t) + 2 * 16;
 
 // Collects the buffers for one uv_write (one writev) to a fixed stream during a parser run,
 // so a read that yields many body pieces costs one system call on the other side. When it
