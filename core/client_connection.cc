@@ -769,7 +769,9 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
     if (client_http11) {
       write_client_response(response, writer);
-      out_.add(block, block->data, writer.size());
+      // Copied next to what is staged: one read may bring many interim heads, and each must
+      // not pin a block of its own before the read's backpressure check.
+      out_.add_copy(block->data, writer.size(), false);
     }
     block_unref(block);
     return;

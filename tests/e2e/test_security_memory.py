@@ -26,7 +26,7 @@ PER_CONNECTION = 2 * MIB
 # free lists, the allocator and the kernel's view of pages.
 PEAK_ALLOWED = CONNECTIONS * 2 * PER_CONNECTION + 16 * MIB
 # How close to the starting RSS the process must come back once the attackers are gone.
-RETURN_SLACK = 8 * MIB
+RETURN_SLACK = 4 * MIB
 
 
 def status_kib(pid, field):
@@ -154,7 +154,9 @@ class BoundedMemory(HarrowTestCase):
             rss = status_kib(h.proc.pid, "VmRSS") * 1024
             return rss if rss - self.baseline < RETURN_SLACK else None
         try:
-            wait_for(back, 8, "RSS to come back")
+            rss = wait_for(back, 8, "RSS to come back")
+            print(f"{what}: back to {(rss - self.baseline) / MIB:.1f} MiB above the start",
+                  flush=True)
         except AssertionError:
             rss = status_kib(h.proc.pid, "VmRSS") * 1024
             self.fail(f"{what}: RSS still {(rss - self.baseline) / MIB:.1f} MiB above the start "
