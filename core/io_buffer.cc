@@ -67,8 +67,7 @@ IoBlock* block_from(FreeList<IoBlock>& free_list, uint32_t capacity) {
     b->data = reinterpret_cast<char*>(b + 1);
   }
   b->refs = 1;
-  b->write_holds = 0;
-  b->charged_to = nullptr;
+  b->charged_by = nullptr;
   return b;
 }
 
@@ -82,6 +81,7 @@ WriteRequest* write_request_acquire(OutBatch* owner) {
   }
   w->owner = owner;
   w->block_count = 0;
+  w->charged = 0;
   w->scratch_used = 0;
   return w;
 }
@@ -116,13 +116,12 @@ size_t put_chunk_line(char* p, size_t len) {
 void write_request_release(WriteRequest* w) {
   for (int i = 0; i < w->block_count; ++i) {
     IoBlock* b = w->blocks[i];
-    if (--b->write_holds == 0 && b->charged_to != nullptr) {
-      b->charged_to->memory_ -= b->memory();
-      b->charged_to = nullptr;
-    }
+    if ((w->charged & (1u << i)) != 0) w->owner->memory_ -= b->memory();
+    if (b->charged_by == w) b->charged_by = nullptr;
     block_unref(b);
   }
   w->block_count = 0;
+  w->charged = 0;
   if (w->owner != nullptr) w->owner->memory_ -= kWriteRequestMemory;
   w->owner = nullptr;
   if (pools.writes.items.size() < kMaxFreeWrites) {
@@ -134,11 +133,24 @@ void write_request_release(WriteRequest* w) {
 }
 
 void write_request_adopt(WriteRequest* w, IoBlock* block) {
-  w->blocks[w->block_count++] = block;
-  if (block->write_holds++ == 0 && w->owner != nullptr) {
-    block->charged_to = w->owner;
+  int i = w->block_count++;
+  w->blocks[i] = block;
+  if (w->owner == nullptr) return;
+  WriteRequest* prev = block->charged_by;
+  if (prev != nullptr && prev->owner == w->owner) {
+    // An earlier write of this batch counts it: the count moves to this one, which completes
+    // last (a stream's writes complete in order), so the block is counted until it is free.
+    for (int j = 0; j < prev->block_count; ++j) {
+      if (prev->blocks[j] == block) prev->charged &= ~(1u << j);
+    }
+  } else {
+    // Not counted here yet. (A write of another batch may point into it too, when a
+    // connection's input block outlives the server connection it was forwarded to: each
+    // batch then counts it, and each request lets go of its own count.)
     w->owner->memory_ += block->memory();
   }
+  w->charged |= 1u << i;
+  if (prev == nullptr || prev->owner == w->owner) block->charged_by = w;
 }
 
 IoBlock* block_acquire() {

@@ -21,6 +21,7 @@
 namespace harrow {
 
 class OutBatch;
+struct WriteRequest;
 
 struct IoBlock {
   static constexpr uint32_t kCapacity = 64 * 1024;      // a large block
@@ -28,10 +29,10 @@ struct IoBlock {
   uint32_t refs;
   uint32_t capacity;  // kCapacity or kSmallCapacity
   char* data;         // `capacity` bytes, allocated right after this header
-  // Write requests pointing into it, and the batch whose memory() counts it meanwhile (once,
-  // however many of that batch's writes share it).
-  uint32_t write_holds;
-  OutBatch* charged_to;
+  // The write request whose batch's memory() counts this block: the latest of that batch's
+  // writes pointing into it (a batch counts a block once, however many of its writes share it,
+  // until the last of them completes). Null when no write points into it.
+  WriteRequest* charged_by;
 
   // What one block costs in memory, header and allocator overhead included.
   size_t memory() const { return sizeof(IoBlock) + capacity + 16; }
@@ -104,6 +105,7 @@ struct WriteRequest {
   OutBatch* owner;  // the batch whose memory() counts it (null: counted nowhere)
   IoBlock* blocks[kMaxBlocks];
   int block_count;
+  unsigned charged;  // bit i: blocks[i] is counted in owner's memory() for this request
   int scratch_used;
   uv_buf_t bufs[kMaxBufs];
   char scratch[kScratch];
