@@ -229,5 +229,33 @@ TEST(OutBatch, CopiesAreChunkedInPiecesThatFitABlock) {
   EXPECT_EQ(out.memory(), 0u);
 }
 
+TEST(OutBatch, ABlockSharedByWritesCountsUntilTheLastOfThemCompletes) {
+  OutBatch a(nullptr, nullptr);
+  OutBatch b(nullptr, nullptr);
+  IoBlock* block = block_acquire();
+  // Two writes of one batch: counted once, until the later one completes.
+  WriteRequest* w1 = write_request_new(&a);
+  block_ref(block);
+  write_request_adopt(w1, block);
+  WriteRequest* w2 = write_request_new(&a);
+  block_ref(block);
+  write_request_adopt(w2, block);
+  EXPECT_EQ(a.memory(), 2 * kWriteRequestMemory + block->memory());
+  write_request_finish(&w1->req);
+  EXPECT_EQ(a.memory(), kWriteRequestMemory + block->memory());
+  // A write of another batch (a pipelined body to the next server): counted there too.
+  WriteRequest* w3 = write_request_new(&b);
+  block_ref(block);
+  write_request_adopt(w3, block);
+  EXPECT_EQ(b.memory(), kWriteRequestMemory + block->memory());
+  write_request_finish(&w2->req);
+  EXPECT_EQ(a.memory(), 0u);
+  EXPECT_EQ(b.memory(), kWriteRequestMemory + block->memory());
+  write_request_finish(&w3->req);
+  EXPECT_EQ(b.memory(), 0u);
+  EXPECT_EQ(block->refs, 1u);
+  block_unref(block);
+}
+
 }  // namespace
 }  // namespace harrow
