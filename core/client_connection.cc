@@ -830,7 +830,10 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
     if (client_http11) {
       write_client_response(response, writer);
-      if (!writer.unsafe()) out_.add(block, block->data, writer.size());
+      // Copied next to what is staged: one read may bring many interim heads, and each must
+      // not pin a block of its own before the read's backpressure check. An interim head a
+      // rule made unsafe is dropped.
+      if (!writer.unsafe()) out_.add_copy(block->data, writer.size(), false);
     }
     block_unref(block);
     return;
@@ -1062,18 +1065,8 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
 }
 
 void ClientConnection::send_owned(std::string_view bytes) {
-  while (!bytes.empty()) {
-    IoBlock* block = block_acquire();
-    size_t n = std::min<size_t>(bytes.size(), block->capacity);
-    std::memcpy(block->data, bytes.data(), n);
-    if (ex_->response_chunked) {
-      out_.add_chunk(block, block->data, n);
-    } else {
-      out_.add(block, block->data, n);
-    }
-    block_unref(block);
-    bytes.remove_prefix(n);
-  }
+  // Copied behind what was staged before, so small pieces share blocks (see OutBatch).
+  out_.add_copy(bytes.data(), bytes.size(), ex_->response_chunked);
 }
 
 void ClientConnection::upstream_read_end() {
@@ -1082,8 +1075,7 @@ void ClientConnection::upstream_read_end() {
     return;
   }
   if (out_.flush() != 0) return;  // the client is gone; its read side will notice
-  if (ex_->upstream != nullptr && !ex_->upstream_paused &&
-      uv_stream_get_write_queue_size(stream()) > kHighWater) {
+  if (ex_->upstream != nullptr && !ex_->upstream_paused && out_.memory() > kHighWater) {
     ex_->upstream->pause_reading();
     ex_->upstream_paused = true;
     // The client must take some of its response within clientSend (slow-read attack).
@@ -1211,7 +1203,7 @@ void ClientConnection::upstream_write_done() {
 }
 
 void ClientConnection::check_upstream_backpressure() {
-  size_t queued = ex_->upstream != nullptr ? ex_->upstream->write_queue_size() : 0;
+  size_t queued = ex_->upstream != nullptr ? ex_->upstream->out().memory() : 0;
   if (queued > kHighWater) {
     paused_for_backpressure_ = true;
     pause_reading();
@@ -1239,6 +1231,15 @@ void ClientConnection::release_upstream(bool reusable) {
 }
 
 void ClientConnection::finish_exchange() {
+  if (out_.memory() > kLowWater) {
+    // The response is queued but the client is not taking it: the exchange ends (and the next
+    // pipelined request is read) only once it does, as with nginx, so a client that pipelines
+    // and never reads holds one response's worth of memory, not one per request. It has
+    // clientSend to take it down to the low mark (on_write, on_deadline).
+    ex_->output_draining = true;
+    arm_timer(ms(worker_->config().timeouts.client_send));
+    return;
+  }
   log_access();
   if (ex_->server_metrics != nullptr && ex_->status != 0) {
     ex_->server_metrics->responses_by_class[ex_->status / 100 % 6].add();
@@ -1477,8 +1478,15 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
     }
     return;
   }
+  if (c->ex_ != nullptr && c->ex_->output_draining && c->out_.memory() <= kLowWater) {
+    c->ex_->output_draining = false;
+    c->disarm_timer();
+    c->finish_exchange();
+    c->run_parser();  // the next pipelined request, if any
+    return;
+  }
   if (c->ex_ != nullptr && c->ex_->upstream_paused && c->ex_->upstream != nullptr &&
-      uv_stream_get_write_queue_size(c->stream()) < kLowWater) {
+      c->out_.memory() < kLowWater) {
     c->ex_->upstream_paused = false;
     c->disarm_timer();
     if (!c->ex_->request_done && c->ex_->request_has_body) {
@@ -1494,7 +1502,12 @@ void ClientConnection::close_after_flush() {
   disarm_timer();
   if (tls_ != nullptr) tls_->shutdown();  // close_notify, ahead of the FIN
   // uv_shutdown waits for queued writes, then sends FIN.
-  if (start_shutdown() != 0) close();
+  if (start_shutdown() != 0) {
+    close();
+    return;
+  }
+  // A client that does not read what is still queued has clientSend to take it (on_deadline).
+  if (out_.in_flight() != 0) arm_timer(ms(worker_->config().timeouts.client_send));
 }
 
 int ClientConnection::start_shutdown() {
@@ -1546,6 +1559,10 @@ void ClientConnection::disarm_timer() {
 
 void ClientConnection::on_deadline(void* owner) {
   auto* c = static_cast<ClientConnection*>(owner);
+  if (c->closing_after_flush_ && c->phase_ != Phase::Lingering && c->phase_ != Phase::Tunnel) {
+    c->close();  // the last response is not being taken (close_after_flush)
+    return;
+  }
   switch (c->phase_) {
     case Phase::ReadingHead:
       c->respond_error(Failure::client_header_timeout, 0);
@@ -1562,7 +1579,7 @@ void ClientConnection::on_deadline(void* owner) {
       c->close();
       return;
     case Phase::Exchange:
-      if (c->ex_->upstream_paused) {
+      if (c->ex_->upstream_paused || c->ex_->output_draining) {
         c->abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
       } else if (!c->ex_->request_done && c->ex_->request_has_body) {
         c->check_body_timeout();

@@ -88,7 +88,7 @@ void ClientConnection::tunnel_forward_to_upstream(const char* data, size_t len) 
     close();
     return;
   }
-  if (ex_->upstream->write_queue_size() > kWriteHighWater) {
+  if (ex_->upstream->out().memory() > kWriteHighWater) {
     paused_for_backpressure_ = true;
     pause_reading();
   }
@@ -110,8 +110,7 @@ void ClientConnection::tunnel_upstream_read_end() {
     close();
     return;
   }
-  if (ex_->upstream != nullptr && !ex_->upstream_paused &&
-      uv_stream_get_write_queue_size(stream()) > kWriteHighWater) {
+  if (ex_->upstream != nullptr && !ex_->upstream_paused && out_.memory() > kWriteHighWater) {
     ex_->upstream->pause_reading();
     ex_->upstream_paused = true;
   }
@@ -120,7 +119,7 @@ void ClientConnection::tunnel_upstream_read_end() {
 void ClientConnection::tunnel_client_write_done() {
   ex_->tunnel_activity_ms = uv_now(worker_->loop());
   if (ex_->upstream_paused && ex_->upstream != nullptr && !ex_->tunnel_upstream_eof &&
-      uv_stream_get_write_queue_size(stream()) < kWriteLowWater) {
+      out_.memory() < kWriteLowWater) {
     ex_->upstream_paused = false;
     ex_->upstream->resume_reading();
   }
@@ -129,7 +128,7 @@ void ClientConnection::tunnel_client_write_done() {
 void ClientConnection::tunnel_upstream_write_done() {
   ex_->tunnel_activity_ms = uv_now(worker_->loop());
   if (paused_for_backpressure_ && !ex_->tunnel_client_eof && ex_->upstream != nullptr &&
-      ex_->upstream->write_queue_size() < kWriteLowWater) {
+      ex_->upstream->out().memory() < kWriteLowWater) {
     paused_for_backpressure_ = false;
     resume_reading();
   }

@@ -1,5 +1,7 @@
 #include "core/exchange.h"
 
+#include <algorithm>
+
 #include "core/snapshot.h"
 
 namespace harrow {
@@ -32,7 +34,17 @@ Exchange* ExchangePool::take() {
   if (free_.empty()) return new Exchange();
   Exchange* ex = free_.back();
   free_.pop_back();
+  if (free_.size() < low_) low_ = free_.size();
   return ex;
+}
+
+size_t ExchangePool::trim() {
+  size_t n = std::min(low_, free_.size());
+  for (size_t i = 0; i < n; ++i) delete free_[i];
+  free_.erase(free_.begin(), free_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (n != 0) free_.shrink_to_fit();
+  low_ = free_.size();
+  return n;
 }
 
 void ExchangePool::give_back(Exchange* ex) {

@@ -82,7 +82,8 @@ struct ExchangeState {
   bool response_head_sent = false;
   bool response_chunked = false;
   bool response_done = false;
-  int status = 0;                      // status of the response sent for this exchange, for metrics
+  bool output_draining = false;  // response done, waiting for the client to take it (clientSend)
+  int status = 0;                // status of the response sent for this exchange, for metrics
   std::unique_ptr<HtmlRewriter> html;  // the body rewriter when outbound body rules apply
   uint64_t html_body_rules = 0;
 
@@ -181,9 +182,13 @@ class ExchangePool {
   size_t free_count() const {
     return free_.size();
   }
+  // Frees the Exchanges that stayed in the free list since the last call (the fewest it held
+  // meanwhile); returns how many.
+  size_t trim();
 
  private:
   std::vector<Exchange*> free_;
+  size_t low_ = 0;  // the fewest free Exchanges since the last trim()
   size_t in_use_ = 0;
   size_t max_free_;
 };

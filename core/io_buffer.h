@@ -20,12 +20,22 @@
 
 namespace harrow {
 
+class OutBatch;
+struct WriteRequest;
+
 struct IoBlock {
   static constexpr uint32_t kCapacity = 64 * 1024;      // a large block
   static constexpr uint32_t kSmallCapacity = 4 * 1024;  // a small block
   uint32_t refs;
   uint32_t capacity;  // kCapacity or kSmallCapacity
   char* data;         // `capacity` bytes, allocated right after this header
+  // The write request whose batch's memory() counts this block: the latest of that batch's
+  // writes pointing into it (a batch counts a block once, however many of its writes share it,
+  // until the last of them completes). Null when no write points into it.
+  WriteRequest* charged_by;
+
+  // What one block costs in memory, header and allocator overhead included.
+  size_t memory() const { return sizeof(IoBlock) + capacity + 16; }
 };
 
 // A fresh large block with refs == 1, from this thread's free list.
@@ -37,6 +47,11 @@ void block_ref(IoBlock* block);
 void block_unref(IoBlock* block);
 // Frees this thread's free lists (call when a worker thread ends).
 void io_pools_release_thread();
+// Frees what this thread's free lists kept unused since the last call (the fewest entries a
+// list held in that time), so memory taken in a burst goes back once the burst is over.
+// Returns the bytes given back to the allocator since the last call (trimmed here, or freed
+// because a list was full), and sets `busy` if the free lists ran dry (malloc) meanwhile.
+size_t io_pools_trim(bool& busy);
 
 // The read side of one connection: reads append to the free tail of the current block, the
 // HTTP parser consumes from `parse_pos`. Bytes the parser has not consumed yet (a paused
@@ -87,16 +102,29 @@ struct WriteRequest {
   static constexpr int kMaxBufs = 64;
   static constexpr int kScratch = 256;
   uv_write_t req;
+  OutBatch* owner;  // the batch whose memory() counts it (null: counted nowhere)
   IoBlock* blocks[kMaxBlocks];
   int block_count;
+  unsigned charged;  // bit i: blocks[i] is counted in owner's memory() for this request
   int scratch_used;
   uv_buf_t bufs[kMaxBufs];
   char scratch[kScratch];
 };
 
+// What one write request costs while it exists: itself, the copy of its buffer array libuv
+// makes for a queued write, and the allocator's overhead for both.
+inline constexpr size_t kWriteRequestMemory =
+    sizeof(WriteRequest) + WriteRequest::kMaxBufs * sizeof(uv_buf_t) + 2 * 16;
+
 // Collects the buffers for one uv_write (one writev) to a fixed stream during a parser run,
 // so a read that yields many body pieces costs one system call on the other side. When it
 // fills up mid-run it writes what it has and keeps collecting.
+//
+// memory() is what the batch's write requests hold: each request, and each block one of them
+// points into (counted once, at its full size). Backpressure compares it, not a byte count, with
+// its bounds, so the bound holds however the bytes are cut: a piece smaller than kCopyBelow is
+// copied (with its chunk framing) into a staging block the batch fills densely, next to the
+// pieces before it, rather than costing a buffer entry and pinning the block it was read into.
 class OutBatch {
  public:
   // `cb` runs for every write this batch starts; it must call write_request_finish() and
@@ -114,7 +142,11 @@ class OutBatch {
   void add_chunk(IoBlock* block, const char* data, size_t len);
   // Adds the last-chunk and an empty trailer section.
   void add_last_chunk() { add_static("0\r\n\r\n"); }
+  // Adds a copy of `data` (as one or more HTTP/1.1 chunks with `chunked`).
+  void add_copy(const char* data, size_t len, bool chunked);
   bool empty() const { return count_ == 0; }
+  // Memory held by this batch's write requests (collecting and in flight): see above.
+  size_t memory() const { return memory_; }
 
   // Starts the write of everything collected. Returns 0 or the uv_write error (a failed
   // write is dropped). The batch is empty afterwards either way.
@@ -126,15 +158,29 @@ class OutBatch {
   int in_flight() const { return in_flight_; }
   // Bytes ever added (for the access log's byte counts).
   uint64_t total_bytes() const { return total_bytes_; }
-  void write_done() { --in_flight_; }
+  void write_done() {
+    --in_flight_;
+    if (stage_ != nullptr && stage_->refs == 1 && req_ == nullptr) drop_stage();
+  }
   int last_error() const { return last_error_; }
   // With a filter (TLS), flush() hands it the buffers instead of writing them.
   void set_filter(WriteFilter* filter) { filter_ = filter; }
   void write_started() { ++in_flight_; }
 
+  // Pieces below this are copied into the staging block (see above).
+  static constexpr size_t kCopyBelow = 256;
+
  private:
+  friend void write_request_release(WriteRequest* w);
+  friend WriteRequest* write_request_new(OutBatch* owner);
+  friend void write_request_adopt(WriteRequest* w, IoBlock* block);
   void make_room(int bufs, int scratch, IoBlock* block);
   void hold(IoBlock* block);
+  // Starts the write of the collected request (flush() without letting go of the stage).
+  int flush_request();
+  // Copies `len` bytes (framed as a chunk with `chunked`) behind the staged bytes.
+  void stage(const char* data, size_t len, bool chunked);
+  void drop_stage();
 
   uv_stream_t* stream_;
   uv_write_cb cb_;
@@ -144,10 +190,17 @@ class OutBatch {
   uint64_t total_bytes_ = 0;
   int last_error_ = 0;
   WriteFilter* filter_ = nullptr;
+  IoBlock* stage_ = nullptr;  // where small pieces are copied to (a reference of its own)
+  uint32_t stage_fill_ = 0;
+  uint32_t memory_ = 0;
 };
 
-// A write request from this thread's free list, holding no blocks (for WriteFilters).
-WriteRequest* write_request_new();
+// A write request from this thread's free list, holding no blocks (for WriteFilters), counted
+// in `owner`'s memory() until it is finished.
+WriteRequest* write_request_new(OutBatch* owner);
+// Hands `block` (one reference, which the request now owns) to `w`, counted in its owner's
+// memory() while the request holds it.
+void write_request_adopt(WriteRequest* w, IoBlock* block);
 
 // Releases what a completed write held and recycles it. Call first in every uv_write_cb that
 // was given to OutBatch::flush.

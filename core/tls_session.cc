@@ -221,14 +221,13 @@ int Session::send_pending() {
   size_t i = 0;
   int rc = 0;
   while (i < pending_.size() && rc == 0) {
-    WriteRequest* w = write_request_new();
+    WriteRequest* w = write_request_new(out_);
     uv_buf_t bufs[WriteRequest::kMaxBlocks];
     int n = 0;
     for (; i < pending_.size() && n < WriteRequest::kMaxBlocks; ++i, ++n) {
       bufs[n] = uv_buf_init(pending_[i].block->data, pending_[i].len);
-      w->blocks[n] = pending_[i].block;  // the write request owns the reference now
+      write_request_adopt(w, pending_[i].block);  // the write request owns the reference now
     }
-    w->block_count = n;
     int first = 0;
     int written = uv_try_write(stream_, bufs, static_cast<unsigned>(n));
     if (written > 0) {

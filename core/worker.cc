@@ -1,5 +1,6 @@
 #include "core/worker.h"
 
+#include <malloc.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -90,6 +91,27 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
         &log_flush_timer_,
         [](uv_timer_t* t) { static_cast<Worker*>(t->data)->access_log_.flush(); }, 1000, 1000);
     uv_unref(reinterpret_cast<uv_handle_t*>(&log_flush_timer_));
+  }
+  uv_timer_init(&loop_, &trim_timer_);
+  trim_timer_.data = this;
+  uv_timer_start(
+      &trim_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->trim_pools(); },
+      kTrimPeriodMs, kTrimPeriodMs);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&trim_timer_));
+}
+
+void Worker::trim_pools() {
+  // Free-list entries that stayed unused for a whole period are not needed at this rate of
+  // traffic: a burst (or an attack) does not pin its peak for the life of the process.
+  bool busy = false;
+  trim_freed_ += io_pools_trim(busy);
+  trim_freed_ += exchanges_.trim() * (sizeof(Exchange) + 4096);  // with its buffers, roughly
+  // glibc keeps freed memory in the thread's arena; malloc_trim returns its free pages. Only
+  // once a lot was freed, and in a period when this worker did not need new memory (a burst
+  // would take it straight back).
+  if (trim_freed_ >= kTrimAtBytes && !busy) {
+    malloc_trim(0);
+    trim_freed_ = 0;
   }
 }
 
@@ -366,6 +388,7 @@ void Worker::maybe_finish_stop() {
   client_timers_.close();
   access_log_.flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&trim_timer_), nullptr);
   std::lock_guard<std::mutex> lock(wakeup_mutex_);
   wakeup_closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);

@@ -155,6 +155,9 @@ class Worker {
   void maybe_finish_stop();
   void close_all_now();
   static void on_connection(uv_stream_t* server, int status);
+  // Frees blocks, write requests and Exchanges the free lists kept unused for a whole period,
+  // and hands freed memory back to the system once this worker is quiet.
+  void trim_pools();
 
   int id_;
   uint64_t connection_limit_;
@@ -164,6 +167,7 @@ class Worker {
   uv_async_t wakeup_{};
   uv_timer_t stop_timer_{};
   uv_timer_t log_flush_timer_{};
+  uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
   std::vector<FarmState> farms_;
@@ -185,6 +189,9 @@ class Worker {
   uint64_t overloaded_unlogged_ = 0;                      // refusals since then
   bool stopping_ = false;
   bool loop_closing_ = false;
+  static constexpr uint64_t kTrimPeriodMs = 1000;
+  static constexpr size_t kTrimAtBytes = 1024 * 1024;
+  size_t trim_freed_ = 0;    // bytes freed since the last malloc_trim
   balancer::Random random_;  // seeded from the kernel at start
   std::thread thread_;
 };

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace harrow {
 namespace {
@@ -149,6 +151,110 @@ TEST(IoBlock, SmallAndLargeBlocksKeepTheirSizesThroughTheFreeLists) {
   EXPECT_EQ(block_acquire_small(), small);
   block_unref(small);
   block_unref(large);
+}
+
+// Records what a batch would write (a filter takes the bytes at once, as TLS does).
+class Recorder : public WriteFilter {
+ public:
+  int write(const uv_buf_t* bufs, int count) override {
+    calls.push_back(count);
+    for (int i = 0; i < count; ++i) bytes.append(bufs[i].base, bufs[i].len);
+    return 0;
+  }
+  std::vector<int> calls;
+  std::string bytes;
+};
+
+TEST(OutBatch, TinyChunksAreCopiedTogetherIntoFewBuffers) {
+  Recorder rec;
+  OutBatch out(nullptr, nullptr);
+  out.set_filter(&rec);
+  IoBlock* block = block_acquire();
+  std::memset(block->data, 'x', 16);
+  std::string expected;
+  for (int i = 0; i < 2000; ++i) {
+    out.add_chunk(block, block->data + (i % 16), 1);
+    expected += "1\r\nx\r\n";
+  }
+  // One request, the stage blocks it points into, never the block the bytes were read into.
+  EXPECT_LT(out.memory(), kWriteRequestMemory + 2 * (IoBlock::kCapacity + 256));
+  EXPECT_EQ(block->refs, 1u);
+  EXPECT_EQ(out.flush(), 0);
+  EXPECT_EQ(rec.bytes, expected);
+  ASSERT_EQ(rec.calls.size(), 1u);
+  EXPECT_LE(rec.calls[0], 2);  // a small stage, then a large one
+  EXPECT_EQ(out.memory(), 0u);
+  block_unref(block);
+}
+
+TEST(OutBatch, MemoryCountsABlockOnceAtItsFullSize) {
+  Recorder rec;
+  OutBatch out(nullptr, nullptr);
+  out.set_filter(&rec);
+  IoBlock* block = block_acquire();
+  std::memset(block->data, 'y', 4096);
+  out.add(block, block->data, 1000);
+  out.add_static("--");
+  out.add(block, block->data + 1000, 3000);
+  EXPECT_EQ(out.memory(), kWriteRequestMemory + block->memory());
+  EXPECT_EQ(out.flush(), 0);
+  EXPECT_EQ(rec.bytes, std::string(1000, 'y') + "--" + std::string(3000, 'y'));
+  EXPECT_EQ(out.memory(), 0u);
+  EXPECT_EQ(block->refs, 1u);
+  block_unref(block);
+}
+
+TEST(OutBatch, CopiesAreChunkedInPiecesThatFitABlock) {
+  Recorder rec;
+  OutBatch out(nullptr, nullptr);
+  out.set_filter(&rec);
+  std::string big(100000, 'z');
+  out.add_copy(big.data(), big.size(), true);
+  out.add_last_chunk();
+  EXPECT_EQ(out.flush(), 0);
+  // Decode the chunks back.
+  std::string body;
+  size_t pos = 0;
+  while (true) {
+    size_t eol = rec.bytes.find("\r\n", pos);
+    ASSERT_NE(eol, std::string::npos);
+    size_t size = std::stoul(rec.bytes.substr(pos, eol - pos), nullptr, 16);
+    pos = eol + 2;
+    if (size == 0) break;
+    body += rec.bytes.substr(pos, size);
+    ASSERT_EQ(rec.bytes.substr(pos + size, 2), "\r\n");
+    pos += size + 2;
+  }
+  EXPECT_EQ(body, big);
+  EXPECT_EQ(out.memory(), 0u);
+}
+
+TEST(OutBatch, ABlockSharedByWritesCountsUntilTheLastOfThemCompletes) {
+  OutBatch a(nullptr, nullptr);
+  OutBatch b(nullptr, nullptr);
+  IoBlock* block = block_acquire();
+  // Two writes of one batch: counted once, until the later one completes.
+  WriteRequest* w1 = write_request_new(&a);
+  block_ref(block);
+  write_request_adopt(w1, block);
+  WriteRequest* w2 = write_request_new(&a);
+  block_ref(block);
+  write_request_adopt(w2, block);
+  EXPECT_EQ(a.memory(), 2 * kWriteRequestMemory + block->memory());
+  write_request_finish(&w1->req);
+  EXPECT_EQ(a.memory(), kWriteRequestMemory + block->memory());
+  // A write of another batch (a pipelined body to the next server): counted there too.
+  WriteRequest* w3 = write_request_new(&b);
+  block_ref(block);
+  write_request_adopt(w3, block);
+  EXPECT_EQ(b.memory(), kWriteRequestMemory + block->memory());
+  write_request_finish(&w2->req);
+  EXPECT_EQ(a.memory(), 0u);
+  EXPECT_EQ(b.memory(), kWriteRequestMemory + block->memory());
+  write_request_finish(&w3->req);
+  EXPECT_EQ(b.memory(), 0u);
+  EXPECT_EQ(block->refs, 1u);
+  block_unref(block);
 }
 
 }  // namespace
