@@ -931,7 +931,20 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   }
   response.add = std::span<const HeaderField>(cookies, cookie_count);
   // A transfer-coded body is not HTML the rewriter could read.
-  apply_outbound(head, response, !no_body && !codings);
+  if (!apply_outbound(head, response, !no_body && !codings)) {
+    // Failing closed: an outbound rule that could not be evaluated may be the one that strips
+    // a header or rewrites a link, so the response does not go out without it.
+    block_unref(block);
+    ex_->response_head_sent = false;
+    ex_->html.reset();
+    ex_->response_chunked = false;
+    release_upstream(false);
+    report_match_error(*ex_->snap->router, worker_->route_scratch());
+    ex_->log_detail = "an outbound rule's pattern reached the regex limits";
+    respond_error(Failure::rule_match_error, 0);
+    run_parser();
+    return;
+  }
   write_client_response(response, writer);
   if (writer.unsafe()) {
     // An outbound rule (or the server) gave a header a value that would split the head: the
@@ -966,6 +979,13 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
   if (ex_->html != nullptr) {
     ex_->html_out.clear();
     ex_->html->feed(std::string_view(data, len), ex_->html_out);
+    if (ex_->html_match_failed) {
+      // The head is out: the body cannot go on without the rule, so the response ends here
+      // (the client sees a cut response, never an unrewritten one).
+      release_upstream(false);
+      abort_exchange(Failure::rule_match_error, 0);
+      return;
+    }
     send_owned(ex_->html_out);
     ex_->server_metrics->bytes_from_server.add(len);
     return;
@@ -999,13 +1019,14 @@ RequestFacts ClientConnection::request_facts() const {
   return facts;
 }
 
-void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& response,
+bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& response,
                                       bool has_body) {
   const Router& router = *ex_->snap->router;
-  if (!router.has_outbound(ex_->site)) return;
+  if (!router.has_outbound(ex_->site)) return true;
   RequestFacts facts = request_facts();
   OutboundDecision decision =
       router.outbound(facts, head, response.replace, worker_->route_scratch());
+  if (worker_->route_scratch().match_error() != 0) return false;
   ex_->outbound_rule_values.clear();
   for (size_t i = 0; i < decision.set_headers.size(); ++i)
     ex_->outbound_rule_values.emplace_back(decision.set_rules[i], decision.set_headers[i].second);
@@ -1031,7 +1052,7 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     response.replace = ex_->outbound_replace;
     response.add = ex_->outbound_add;
   }
-  if (decision.body_rules == 0 || !has_body) return;
+  if (decision.body_rules == 0 || !has_body) return true;
   std::string_view encoding = head.find("content-encoding");
   if (!encoding.empty() && !iequals(encoding, "identity")) {
     // Rewriting links inside a gzip (or br…) body would corrupt it: pass it on untouched.
@@ -1040,15 +1061,22 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
              "body is %.*s-encoded",
              static_cast<int>(ex_->target.size()), ex_->target.data(),
              static_cast<int>(encoding.size()), encoding.data());
-    return;
+    return true;
   }
   ex_->html_body_rules = decision.body_rules;
   ex_->html = std::make_unique<HtmlRewriter>(
       decision.tags, std::move(decision.custom_tags),
       [this](std::string_view tag, std::string_view attribute, std::string_view value,
              std::string& out) {
-        return ex_->snap->router->rewrite_body_url(request_facts(), ex_->html_body_rules, tag,
-                                                   attribute, value, worker_->route_scratch(), out);
+        bool rewritten =
+            ex_->snap->router->rewrite_body_url(request_facts(), ex_->html_body_rules, tag,
+                                                attribute, value, worker_->route_scratch(), out);
+        if (worker_->route_scratch().match_error() != 0) {
+          if (!ex_->html_match_failed)
+            report_match_error(*ex_->snap->router, worker_->route_scratch());
+          ex_->html_match_failed = true;
+        }
+        return rewritten;
       });
   // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
   response.keep_content_length = false;
@@ -1062,6 +1090,7 @@ void ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     response.close = true;
     response.http10_keep_alive = false;
   }
+  return true;
 }
 
 void ClientConnection::send_owned(std::string_view bytes) {

@@ -106,7 +106,9 @@ class ClientConnection final : public UpstreamEvents {
   // The request as rules see it (rebuilt for outbound rules, which run on the response).
   RequestFacts request_facts() const;
   // Applies the outbound rules to a response head about to be written; may set up html_.
-  void apply_outbound(const MessageHead& head, ClientResponse& response, bool has_body);
+  // False when a rule's pattern reached the regex limits: the response must not go out as if
+  // the rule had not matched (it is replaced with a 500 rule_match_error).
+  bool apply_outbound(const MessageHead& head, ClientResponse& response, bool has_body);
   // Queues rewritten body bytes for the client (copied into blocks).
   void send_owned(std::string_view bytes);
   // Ends the chosen server's in-flight count and tells the balancer how the exchange went.

@@ -86,6 +86,7 @@ struct ExchangeState {
   int status = 0;                // status of the response sent for this exchange, for metrics
   std::unique_ptr<HtmlRewriter> html;  // the body rewriter when outbound body rules apply
   uint64_t html_body_rules = 0;
+  bool html_match_failed = false;  // a body rule's pattern reached the regex limits
 
   // --- the access log and failure lines
   const char* log_detail = nullptr;  // static text explaining a failure (llhttp's reason)
