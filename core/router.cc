@@ -416,31 +416,6 @@ bool url_unreserved(char c) {
          c == '~';
 }
 
-// Percent-encodes every byte of out[from..] except RFC 3986's unreserved characters, in place
-// (working from the end, so no second buffer is needed).
-void url_encode_from(std::string& out, size_t from) {
-  size_t extra = 0;
-  for (size_t i = from; i < out.size(); ++i) {
-    if (!url_unreserved(out[i])) extra += 2;
-  }
-  if (extra == 0) return;
-  size_t r = out.size();
-  out.resize(out.size() + extra);
-  size_t w = out.size();
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  while (r > from) {
-    char c = out[--r];
-    if (url_unreserved(c)) {
-      out[--w] = c;
-    } else {
-      auto b = static_cast<unsigned char>(c);
-      out[--w] = kHex[b & 0xF];
-      out[--w] = kHex[b >> 4];
-      out[--w] = '%';
-    }
-  }
-}
-
 // Escapes the bytes of out[from..] that `Needs`, in place (from the end).
 template <bool (*Needs)(unsigned char)>
 void percent_encode_from(std::string& out, size_t from) {
@@ -463,6 +438,16 @@ void percent_encode_from(std::string& out, size_t from) {
       out[--w] = '%';
     }
   }
+}
+
+// Everything but RFC 3986's unreserved characters: what UrlEncode escapes.
+bool url_reserved(unsigned char c) {
+  return !url_unreserved(static_cast<char>(c));
+}
+
+// Percent-encodes every byte of out[from..] except RFC 3986's unreserved characters, in place.
+void url_encode_from(std::string& out, size_t from) {
+  percent_encode_from<url_reserved>(out, from);
 }
 
 bool high_byte(unsigned char c) {
