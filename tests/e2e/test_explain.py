@@ -164,9 +164,9 @@ class ExplainExamplesTest(unittest.TestCase):
 class ExplainAdminTest(HarrowTestCase):
     def test_api_explain_uses_live_health(self):
         a = self.origin("a")
-        b = self.origin("b")
+        b = self.origin("b", host="127.0.0.2")
         h = self.harrow(config_xml(
-            [farm_xml("web", [("127.0.0.1", a.port, 100), ("127.0.0.1", b.port, 100, False)])],
+            [farm_xml("web", [("127.0.0.1", a.port, 100), ("127.0.0.2", b.port, 100, False)])],
             [rule_xml("ARR_web_loadbalance", "web")]))
         body = json.dumps({"request": "GET http://shop.example/a/b?x=1",
                            "headers": ["X-Test: 1"]})
