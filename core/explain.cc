@@ -125,6 +125,12 @@ class ReportTrace final : public RouteTrace {
   }
   void action_url(std::string_view url) override {
     lines_.push_back("    action URL: " + quoted(url));
+    bool absolute = istarts_with(url, "http://") || istarts_with(url, "https://");
+    if (rule_ != nullptr && rule_->action == config::ActionType::Rewrite && !absolute) {
+      lines_.push_back(
+          std::string("    a relative rewrite: the next rules see this URL") +
+          (rule_->stop_processing ? "; stopProcessing skips the rest of this rule set" : ""));
+    }
   }
   // Called when a matched rule applies without conditions too (from rule()+conditions(true)).
   void action() {

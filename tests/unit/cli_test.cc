@@ -65,8 +65,8 @@ TEST(CommandLine, ExplainNeedsCheckConfigAndHeadersNeedExplain) {
   CommandLine other;
   EXPECT_FALSE(parse({"--check-config", "--header", "A: b"}, other, error));
   CommandLine third;
-  EXPECT_FALSE(parse({"--check-config", "--explain", "GET http://x/", "--header", "nocolon"},
-                     third, error));
+  EXPECT_FALSE(
+      parse({"--check-config", "--explain", "GET http://x/", "--header", "nocolon"}, third, error));
 }
 
 }  // namespace

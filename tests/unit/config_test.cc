@@ -1086,10 +1086,10 @@ TEST(ConfigIisSchema, UrlRewriteAttributesAreAcceptedAndListed) {
       "  </rewrite></system.webServer>\n"                                                     // 11
       "</configuration>\n");
   EXPECT_EQ(ignored_list(config), (std::vector<std::string>{
-                                      "4: globalRules/@useOriginalURLEncoding",
-                                      "5: rule[r]/@responseCacheDirective",
-                                      "7: rule[r]/action/@logRewrittenUrl",
-                                      "10: rules/@useOriginalURLEncoding",
+                                      "4: rewrite/globalRules/@useOriginalURLEncoding",
+                                      "5: rewrite/rule[r]/@responseCacheDirective",
+                                      "7: rewrite/rule[r]/action/@logRewrittenUrl",
+                                      "10: rewrite/rules/@useOriginalURLEncoding",
                                   }));
 }
 

@@ -618,8 +618,8 @@ class RecordingTrace final : public RouteTrace {
   void rule_set(std::string_view which) override { steps.push_back("set " + std::string(which)); }
   void rule(const config::RuleConfig& rule, std::string_view input, bool matched,
             std::span<const std::string_view> captures) override {
-    std::string line = "rule " + rule.name + " '" + std::string(input) + "' " +
-                       (matched ? "matched" : "no match");
+    std::string line =
+        "rule " + rule.name + " '" + std::string(input) + "' " + (matched ? "matched" : "no match");
     for (std::string_view c : captures) line += " [" + std::string(c) + "]";
     steps.push_back(line);
   }
