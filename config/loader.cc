@@ -87,6 +87,16 @@ std::string did_you_mean(std::string_view given, const std::vector<std::string_v
       }
     }
   }
+  // A word with its ending changed ("loadBalance" for "loadBalancing"): all but the last two
+  // letters are the start of the candidate.
+  if (best.empty() && given.size() >= 6) {
+    for (std::string_view candidate : candidates) {
+      if (istarts_with(candidate, given.substr(0, given.size() - 2))) {
+        best = candidate;
+        break;
+      }
+    }
+  }
   return best.empty() ? std::string() : "; did you mean '" + std::string(best) + "'?";
 }
 
@@ -565,20 +575,30 @@ constexpr AttrSpec kActionAttrs[] = {
     string_attr("statusReason"),
     uint_attr("subStatusCode", 0, 999).not_acted_on(),
     string_attr("statusDescription"),
+    // URL Rewrite: log the rewritten URL in IIS's log instead of the original one.
+    bool_attr("logRewrittenUrl").not_acted_on(),
 };
 constexpr ElementSpec kAction = element("action", kActionAttrs);
 
 constexpr const ElementSpec* kRuleChildren[] = {&kMatch, &kConditions, &kServerVariables, &kAction};
-constexpr AttrSpec kRuleAttrs[] = {nonempty_attr("name").must_be_present(), bool_attr("enabled"),
-                                   enum_attr("patternSyntax", kPatternSyntaxNames),
-                                   bool_attr("stopProcessing")};
+// URL Rewrite 2's responseCacheDirective: whether IIS's kernel/user-mode cache may keep the
+// response of a request the rule touched. Harrow does not cache.
+constexpr std::string_view kResponseCacheDirectiveNames[] = {"Auto", "Always", "Never",
+                                                             "NotIfRuleMatched"};
+constexpr AttrSpec kRuleAttrs[] = {
+    nonempty_attr("name").must_be_present(), bool_attr("enabled"),
+    enum_attr("patternSyntax", kPatternSyntaxNames), bool_attr("stopProcessing"),
+    enum_attr("responseCacheDirective", kResponseCacheDirectiveNames).not_acted_on()};
 constexpr ElementSpec kRule = element("rule", kRuleAttrs, kRuleChildren).items("name");
 // IIS collections may clear what was inherited or remove one item by key.
 constexpr ElementSpec kClear = element("clear").items();
 constexpr ElementSpec kRemoveByName = element("remove", kNameAttr).items("name");
 constexpr const ElementSpec* kGlobalRulesChildren[] = {&kRule, &kClear, &kRemoveByName};
+// URL Rewrite 2.1's useOriginalURLEncoding (on <globalRules> and <rules>): Harrow's rules always
+// see the decoded URL (README "The URL your rules see"), so it is listed, not acted on.
+constexpr AttrSpec kRulesSectionAttrs[] = {bool_attr("useOriginalURLEncoding").not_acted_on()};
 constexpr ElementSpec kGlobalRules =
-    element("globalRules", {}, kGlobalRulesChildren).styled(PathStyle::Collection);
+    element("globalRules", kRulesSectionAttrs, kGlobalRulesChildren).styled(PathStyle::Collection);
 
 constexpr AttrSpec kMapEntryAttrs[] = {string_attr("key").must_be_present(), string_attr("value")};
 constexpr ElementSpec kMapEntry = element("add", kMapEntryAttrs).items("key");
@@ -596,7 +616,7 @@ constexpr ElementSpec kRewriteMaps =
 
 // Distributed rules (<rules>): server level, or a site's in <location>; same rule schema.
 constexpr ElementSpec kDistributedRules =
-    element("rules", {}, kGlobalRulesChildren).styled(PathStyle::Collection);
+    element("rules", kRulesSectionAttrs, kGlobalRulesChildren).styled(PathStyle::Collection);
 
 // <outboundRules>: URL Rewrite's response rules.
 constexpr AttrSpec kOutboundMatchAttrs[] = {
@@ -667,8 +687,8 @@ constexpr ElementSpec kSystemWebServer =
     element("system.webServer", {}, kSystemWebServerChildren).foreign().styled(PathStyle::Hidden);
 
 // <location path="SITE">: a site's own rules (and other IIS settings Harrow does not read).
-constexpr const ElementSpec* kSiteRewriteChildren[] = {&kDistributedRules, &kOutboundRules,
-                                                       &kRewriteProviders};
+constexpr const ElementSpec* kSiteRewriteChildren[] = {
+    &kDistributedRules, &kOutboundRules, &kAllowedServerVariables, &kRewriteProviders};
 constexpr ElementSpec kSiteRewrite = element("rewrite", {}, kSiteRewriteChildren);
 constexpr const ElementSpec* kSiteSystemWebServerChildren[] = {&kSiteRewrite};
 constexpr ElementSpec kSiteSystemWebServer =
@@ -767,6 +787,112 @@ constexpr const ElementSpec* kConfigurationChildren[] = {
     &kWebFarms, &kSystemWebServer, &kSystemApplicationHost, &kLocation, &kHarrow};
 constexpr ElementSpec kConfiguration =
     element("configuration", {}, kConfigurationChildren).foreign().styled(PathStyle::Hidden);
+
+// The sections of IIS's own schema files (IIS_schema.xml, FX_schema.xml, ASPNET_schema.xml,
+// arr_schema.xml, rewrite_schema.xml, webfarm.xml, aspnetcore_schema_v2.xml), by path. Harrow
+// skips those it does not read without a word; a name at section level that is in neither this
+// table nor Harrow's is most likely a typo of one Harrow reads ("rewite"), which IIS would refuse
+// too (500.19, unrecognized configuration section).
+constexpr std::string_view kIisSectionPaths[] = {
+    "configSections",
+    "configProtectedData",
+    "location",
+    "administrators",
+    "administratorsProviders",
+    "appSettings",
+    "configPaths",
+    "configurationRedirection",
+    "connectionStrings",
+    "moduleProviders",
+    "modules",
+    "webFarms",
+    "runtime",
+    "startup",
+    "system.serviceModel",
+    "system.web.extensions",
+    "system.webServer/webdav",
+    "system.ftpServer",
+    "system.applicationHost/applicationPools",
+    "system.applicationHost/configHistory",
+    "system.applicationHost/customMetadata",
+    "system.applicationHost/listenerAdapters",
+    "system.applicationHost/log",
+    "system.applicationHost/serviceAutoStartProviders",
+    "system.applicationHost/sites",
+    "system.applicationHost/webLimits",
+    "system.codedom",
+    "system.data",
+    "system.diagnostics",
+    "system.net",
+    "system.transactions",
+    "system.web",
+    "system.windows.forms",
+    "system.xml.serialization",
+    "system.webServer/applicationInitialization",
+    "system.webServer/asp",
+    "system.webServer/aspNetCore",
+    "system.webServer/caching",
+    "system.webServer/cgi",
+    "system.webServer/defaultDocument",
+    "system.webServer/directoryBrowse",
+    "system.webServer/diskCache",
+    "system.webServer/fastCgi",
+    "system.webServer/globalModules",
+    "system.webServer/handlers",
+    "system.webServer/httpCompression",
+    "system.webServer/httpErrors",
+    "system.webServer/httpLogging",
+    "system.webServer/httpProtocol",
+    "system.webServer/httpRedirect",
+    "system.webServer/httpTracing",
+    "system.webServer/isapiFilters",
+    "system.webServer/management",
+    "system.webServer/modules",
+    "system.webServer/odbcLogging",
+    "system.webServer/proxy",
+    "system.webServer/rewrite/allowedServerVariables",
+    "system.webServer/rewrite/globalRules",
+    "system.webServer/rewrite/outboundRules",
+    "system.webServer/rewrite/providers",
+    "system.webServer/rewrite/rewriteMaps",
+    "system.webServer/rewrite/rules",
+    "system.webServer/security/access",
+    "system.webServer/security/applicationDependencies",
+    "system.webServer/security/authentication",
+    "system.webServer/security/authorization",
+    "system.webServer/security/dynamicIpSecurity",
+    "system.webServer/security/ipSecurity",
+    "system.webServer/security/isapiCgiRestriction",
+    "system.webServer/security/requestFiltering",
+    "system.webServer/serverRuntime",
+    "system.webServer/serverSideInclude",
+    "system.webServer/staticContent",
+    "system.webServer/tracing",
+    "system.webServer/urlCompression",
+    "system.webServer/validation",
+    "system.webServer/webSocket",
+};
+
+// Where the elements Harrow reads belong, for one found in the wrong place.
+struct Placement {
+  std::string_view name, belongs;
+};
+constexpr Placement kPlacements[] = {
+    {"webFarm", "inside <webFarms>, which sits directly under <configuration>"},
+    {"server", "inside a <webFarm>"},
+    {"applicationRequestRouting", "inside a <webFarm> (or a <server>)"},
+    {"globalRules", "inside <system.webServer><rewrite>"},
+    {"rules", "inside <system.webServer><rewrite> (or a <location>'s)"},
+    {"outboundRules", "inside <system.webServer><rewrite> (or a <location>'s)"},
+    {"rewriteMaps", "inside <system.webServer><rewrite>"},
+    {"allowedServerVariables", "inside <system.webServer><rewrite>"},
+    {"rule", "inside <globalRules>, <rules> or <outboundRules>"},
+    {"rewrite", "inside <system.webServer>"},
+    {"proxy", "inside <system.webServer>"},
+    {"sites", "inside <system.applicationHost>"},
+    {"applicationPools", "inside <system.applicationHost>"},
+    {"harrow", "directly under <configuration>"},
+};
 
 // IIS's configuration system allows these on any element; they only matter to IIS's own
 // delegation model, so Harrow accepts them silently.
@@ -1175,6 +1301,8 @@ class SchemaChecker {
           // silently lost: the commonest hand-written mistake.
           diagnostics_.error(child, "webFarms belongs directly under <configuration>, not in " +
                                         tag(node) + "; move it there");
+        } else {
+          check_foreign_child(node, spec, child);
         }
         continue;
       }
@@ -1194,6 +1322,60 @@ class SchemaChecker {
                                    : join_path(child_base, segment(child, *child_spec));
       check(child, *child_spec, child_path, child_base, inside_listed);
     }
+  }
+
+  // The section path of `node` as IIS's schema names it ("system.webServer/security"); a
+  // <location> starts again from the top. Empty for <configuration>.
+  static std::string section_path(pugi::xml_node node) {
+    std::vector<std::string_view> names;
+    for (pugi::xml_node n = node; n && n.type() == pugi::node_element; n = n.parent()) {
+      if (iequals(n.name(), "configuration") || iequals(n.name(), "location")) break;
+      names.push_back(n.name());
+    }
+    std::string path;
+    for (auto it = names.rbegin(); it != names.rend(); ++it) {
+      if (!path.empty()) path += '/';
+      path += *it;
+    }
+    return path;
+  }
+
+  // A child of an IIS element Harrow only partly reads (<configuration>, <system.webServer>,
+  // <location>…). IIS's own sections are skipped; a Harrow element in the wrong place, or a
+  // section-level name that is near one Harrow reads and in no IIS schema, is an error.
+  void check_foreign_child(pugi::xml_node node, const ElementSpec& spec, pugi::xml_node child) {
+    std::string parent = section_path(node);
+    std::string full = parent.empty() ? std::string(child.name()) : parent + "/" + child.name();
+    bool section_level = parent.empty();  // under <configuration> or <location>
+    for (std::string_view section : kIisSectionPaths) {
+      if (iequals(section, full) || (section.size() > full.size() && istarts_with(section, full) &&
+                                     section[full.size()] == '/')) {
+        return;  // an IIS section (or a group of them): not Harrow's
+      }
+      if (section.size() > parent.size() && istarts_with(section, parent) &&
+          (parent.empty() || section[parent.size()] == '/')) {
+        section_level = true;  // `node` is a section group: its children are sections
+      }
+      if (iequals(section, parent) ||
+          (parent.size() > section.size() && istarts_with(parent, section) &&
+           parent[section.size()] == '/')) {
+        return;  // inside a section Harrow does not model: its contents are IIS's
+      }
+    }
+    if (!section_level) return;
+    for (const Placement& p : kPlacements) {
+      if (iequals(p.name, child.name())) {
+        diagnostics_.error(child, tag(child) + " does not belong in " + tag(node) +
+                                      ": it belongs " + std::string(p.belongs));
+        return;
+      }
+    }
+    std::vector<std::string_view> known;
+    for (const ElementSpec* child_spec : spec.children) known.push_back(child_spec->name);
+    std::string hint = did_you_mean(child.name(), known);
+    if (hint.empty()) return;  // a third-party module's section, perhaps: skipped
+    diagnostics_.error(child, "unknown section " + tag(child) + " in " + tag(node) +
+                                  " (in no IIS schema either, so IIS would refuse it too)" + hint);
   }
 
   void report_unknown_attribute(pugi::xml_node node, const ElementSpec& spec,
@@ -1243,10 +1425,14 @@ class SchemaChecker {
                               pugi::xml_node child) {
     std::vector<std::string_view> known;
     for (const ElementSpec* child_spec : spec.children) known.push_back(child_spec->name);
-    std::string_view hint = misplaced_hint(parent.name(), child.name());
-    diagnostics_.error(
-        child, "unknown element " + tag(child) + " in " + tag(parent) +
-                   (hint.empty() ? did_you_mean(child.name(), known) : "; " + std::string(hint)));
+    std::string hint(misplaced_hint(parent.name(), child.name()));
+    if (hint.empty()) {
+      for (const Placement& p : kPlacements) {
+        if (iequals(p.name, child.name())) hint = "it belongs " + std::string(p.belongs);
+      }
+    }
+    diagnostics_.error(child, "unknown element " + tag(child) + " in " + tag(parent) +
+                                  (hint.empty() ? did_you_mean(child.name(), known) : "; " + hint));
   }
 
   // "webFarm[shop]": the canonical name, plus the item's key when it has one.
@@ -1956,6 +2142,11 @@ class ConfigReader {
   // "http://NAME/…" routes to farm NAME. Any other absolute host is plain reverse proxying,
   // which ARR allows only with <proxy enabled="true">; without it, NAME is a farm that is
   // missing (most often a typo).
+  // What every "names no farm" message adds: the other reading of the same rule.
+  static constexpr const char* kProxyHint =
+      " (the URL names no farm; proxying to a host that is not a farm needs "
+      "<system.webServer><proxy enabled=\"true\"/> in applicationHost.config)";
+
   void check_rewrite_target(const RuleConfig& rule, pugi::xml_node action) {
     std::optional<std::string_view> host = absolute_url_host(rule.action_url);
     // A host built per request ("http://{HTTP_HOST}/…", "{Map:{…}}") cannot be checked here.
@@ -1963,9 +2154,9 @@ class ConfigReader {
     if (config_.find_farm(*host) != nullptr || config_.global_proxy_enabled) return;
     std::string farms;
     for (const FarmConfig& farm : config_.farms) farms += (farms.empty() ? "" : ", ") + farm.name;
-    diagnostics_.error(action, "rule '" + rule.name + "' rewrites to unknown farm '" +
-                                   std::string(*host) +
-                                   "'; farms are: " + (farms.empty() ? "(none)" : farms));
+    diagnostics_.error(action,
+                       "rule '" + rule.name + "' rewrites to unknown farm '" + std::string(*host) +
+                           "'; farms are: " + (farms.empty() ? "(none)" : farms) + kProxyHint);
   }
 
   // ---- listeners ----
@@ -2019,7 +2210,12 @@ class ConfigReader {
                                          did_you_mean(path, names));
         continue;
       }
+      // appcmd … "SITE" -section:system.webServer/rewrite/allowedServerVariables /commit:apphost
+      // writes the site's list here; it adds to (or clears) the server's, for this site only.
+      std::vector<std::string> server_allowed = config_.allowed_server_variables;
+      read_allowed_variables(find_child(rewrite, "allowedServerVariables"));
       read_rules(find_child(rewrite, "rules"), site->rules, true);
+      config_.allowed_server_variables = std::move(server_allowed);
       read_outbound(find_child(rewrite, "outboundRules"), site->outbound);
     }
   }

@@ -1,5 +1,7 @@
 #include "core/admin.h"
 
+#include "core/explain.h"
+
 #include <arpa/inet.h>
 #include <llhttp.h>
 
@@ -375,7 +377,8 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
       o << "harrow_server_healthy{" << labels(f, i) << "} "
-        << (snap.farms[f].health->load(i).healthy ? 1 : 0) << "\n";
+        << (snap.farms[f].health->load(i).healthy && snap.farms[f].servers[i].resolved ? 1 : 0)
+        << "\n";
     }
   }
   family("harrow_server_available", "gauge",
@@ -451,7 +454,9 @@ std::string render_farms_json(const Snapshot& snap, const StatusHistory* history
         << "\",\"endpoint\":\"" << escape_json(ep.label) << "\",\"weight\":" << ep.config->weight
         << ",\"enabled\":" << (ep.config->enabled ? "true" : "false") << ",\"state\":\""
         << kAvailability[static_cast<int>(st.availability)]
-        << "\",\"isHealthy\":" << (st.healthy ? "true" : "false") << ",\"totalRequests\":" << total
+        // A name that does not resolve takes no traffic: never shown as healthy.
+        << "\",\"isHealthy\":" << (st.healthy && ep.resolved ? "true" : "false")
+        << ",\"resolved\":" << (ep.resolved ? "true" : "false") << ",\"totalRequests\":" << total
         << ",\"failedRequests\":" << failed << ",\"currentRequests\":"
         << sum_server(snap, f, i, [](const ServerMetrics& m) { return m.in_flight.get(); })
         << ",\"bytesSent\":"
@@ -704,6 +709,27 @@ struct AdminConnection {
         respond(400, "Bad Request", "application/json",
                 "{\"reloaded\":false,\"errors\":\"" + escape_json(errors) + "\"}\n");
       }
+      return;
+    }
+    if (path == "/api/explain") {
+      // A POST like the other admin calls (change_allowed ran above), though it changes
+      // nothing: the request it carries may name hosts and cookies, so it is never a GET.
+      if (method != "POST") {
+        respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use POST\"}\n");
+        return;
+      }
+      ExplainInput input;
+      std::string error;
+      if (!parse_explain_json(body, input, error)) {
+        refuse(400, "Bad Request", error);
+        return;
+      }
+      Explanation ex = explain_request(*snap, input, true);
+      if (!ex.ok) {
+        refuse(400, "Bad Request", ex.error);
+        return;
+      }
+      respond(200, "OK", "application/json", render_explanation_json(ex));
       return;
     }
     if (path.rfind("/api/farms/", 0) == 0) {

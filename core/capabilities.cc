@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
+
 #include "core/request_hash.h"
 
 namespace harrow {
@@ -82,11 +84,68 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
       out.push_back(where + "protocol httpVersion=\"Http10\" (requests go upstream as HTTP/1.1)");
     }
   }
+  // The server-level <proxy> is the protocol of every rewrite to a host that is not a farm.
+  if (config.global_proxy.http_version == config::HttpVersionMode::Http10) {
+    out.push_back(
+        "<system.webServer><proxy httpVersion=\"Http10\"> (requests go upstream as HTTP/1.1)");
+  }
   if (config.certificates.empty()) {
     for (const config::ListenConfig& l : config.listeners) {
       if (l.tls) {
         out.push_back("listener " + l.address +
                       " with TLS (no <harrow><certificate> for it: skipped)");
+      }
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// "IP:PORT" / "[V6]:PORT" → (IP, port).
+bool split_listen(const std::string& address, std::string& ip, unsigned& port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  ip = address.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  port = 0;
+  for (size_t i = colon + 1; i < address.size(); ++i) {
+    if (address[i] < '0' || address[i] > '9') return false;
+    port = port * 10 + static_cast<unsigned>(address[i] - '0');
+  }
+  return true;
+}
+
+bool is_loopback_name(const std::string& a) {
+  return a == "localhost" || a == "::1" || a.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+std::vector<std::string> binding_loop_warnings(const config::Config& config) {
+  std::vector<std::string> out;
+  for (const config::SiteConfig& site : config.sites) {
+    for (const config::SiteBindingConfig& b : site.bindings) {
+      std::string ip;
+      unsigned port = 0;
+      if (!split_listen(b.address, ip, port)) continue;
+      bool any = ip == "0.0.0.0" || ip == "::" || ip.empty();
+      for (const config::FarmConfig& farm : config.farms) {
+        for (const config::ServerConfig& server : farm.servers) {
+          unsigned server_port = b.https ? server.https_port : server.http_port;
+          if (server_port != port) continue;
+          std::string address = server.address;
+          for (char& c : address)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          bool same = address == ip || (any && is_loopback_name(address)) ||
+                      (is_loopback_name(ip) && address == "localhost");
+          if (!same) continue;
+          out.push_back("site '" + site.name + "' binding " + b.address + " is also farm '" +
+                        farm.name + "' server " + server.address + ":" + std::to_string(port) +
+                        ": Harrow listens there itself, so what the farm sends to that server "
+                        "comes back to Harrow (a loop); for blue/green on one host give the "
+                        "backends their own ports");
+        }
       }
     }
   }

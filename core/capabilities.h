@@ -17,4 +17,9 @@ std::vector<std::string> features_not_acted_on(const config::Config& config);
 // with this file ("differs from ARR (N):" and one indented line each).
 std::string migration_report(const config::Config& config);
 
+// Site bindings that are also a farm server's address (blue/green on one box): requests the
+// farm sends there come back to Harrow. One line each, printed by --check-config as
+// "warning: …" and logged at start-up.
+std::vector<std::string> binding_loop_warnings(const config::Config& config);
+
 }  // namespace harrow

@@ -9,6 +9,8 @@ const char* usage_text() {
   return "usage: harrow [--config PATH] [--workers N] [--listen ADDR:PORT]... [--admin ADDR:PORT]\n"
          "              [--log-level debug|info|warn|error]\n"
          "       harrow --check-config [--config PATH]\n"
+         "       harrow --check-config [--config PATH] --explain \"METHOD URL\" [--header \"Name: "
+         "value\"]...\n"
          "       harrow --version | --help\n"
          "\n"
          "  --config PATH      configuration file (default /etc/harrow/harrow.config)\n"
@@ -18,6 +20,12 @@ const char* usage_text() {
          "  --admin ADDR:PORT  admin listener (metrics, API); replaces the file's address\n"
          "  --log-level LEVEL  debug, info, warn or error (default info)\n"
          "  --check-config     validate the configuration, print a summary, exit 0 or 2\n"
+         "  --explain REQUEST  with --check-config: trace one request, e.g. \"GET\n"
+         "                     https://shop.example/a?x=1\": site, every rule and condition,\n"
+         "                     rewritten URL, farm, the server picked and why, outbound rules;\n"
+         "                     no network (servers assumed healthy). POST /api/explain does it\n"
+         "                     on the running configuration\n"
+         "  --header H         with --explain: a request header \"Name: value\"; repeatable\n"
          "  --version          print the version\n"
          "\n"
          "signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads, SIGUSR1 reopens logs\n";
@@ -48,6 +56,16 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& out, std
       out.version = true;
     } else if (arg == "--check-config") {
       out.check_config = true;
+    } else if (arg == "--explain") {
+      if (!take_value()) return false;
+      out.explain = std::string(value);
+    } else if (arg == "--header" || arg == "-H") {
+      if (!take_value()) return false;
+      if (value.find(':') == std::string_view::npos || value.front() == ':') {
+        error = "--header needs \"Name: value\", not '" + std::string(value) + "'";
+        return false;
+      }
+      out.headers.emplace_back(value);
     } else if (arg == "--config" || arg == "-c") {
       if (!take_value()) return false;
       out.config_path = value;
@@ -73,6 +91,14 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& out, std
       error = "unknown option '" + std::string(arg) + "'";
       return false;
     }
+  }
+  if (out.explain && !out.check_config) {
+    error = "--explain goes with --check-config (it starts nothing)";
+    return false;
+  }
+  if (!out.headers.empty() && !out.explain) {
+    error = "--header goes with --explain";
+    return false;
   }
   return true;
 }

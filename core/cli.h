@@ -14,6 +14,9 @@ struct CommandLine {
   std::optional<std::string> admin;
   std::string log_level = "info";
   bool check_config = false;
+  // --explain "GET https://host/path" (with --check-config): what would happen to that request.
+  std::optional<std::string> explain;
+  std::vector<std::string> headers;  // --header "Name: value", repeatable (with --explain)
   bool version = false;
   bool help = false;
 };

@@ -570,14 +570,22 @@ void ClientConnection::start_exchange() {
       }
       break;
     case RouteDecision::Kind::NoRoute:
+      if (!decision.rule.empty()) {
+        ex_->log_detail =
+            "the rule rewrites to a URL that names no farm; proxying to a host that is not a "
+            "farm needs <system.webServer><proxy enabled=\"true\"/> in applicationHost.config";
+      }
       respond_error(Failure::no_route, 0);
       return;
     case RouteDecision::Kind::Abort:
       abort_exchange(Failure::rule_aborted, 0);
       return;
-    case RouteDecision::Kind::Redirect:
-      respond_local(decision.status, {}, decision.target, {}, true);
+    case RouteDecision::Kind::Redirect: {
+      // IIS sends Location absolute, built from the request's scheme and Host.
+      std::string location = absolute_location(decision.target, facts.https, facts.host);
+      respond_local(decision.status, {}, location, {}, true);
       return;
+    }
     case RouteDecision::Kind::CustomResponse:
       respond_local(decision.status, decision.reason, {}, decision.body, true);
       return;

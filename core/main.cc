@@ -21,6 +21,7 @@
 #include "core/admin.h"
 #include "core/capabilities.h"
 #include "core/cli.h"
+#include "core/explain.h"
 #include "core/health_service.h"
 #include "core/http_head.h"
 #include "core/listen.h"
@@ -373,6 +374,20 @@ int run(int argc, char** argv) {
     }
   }
   std::vector<std::string> not_acted_on = features_not_acted_on(*config);
+  if (cli.check_config && cli.explain) {
+    // Nothing is resolved or probed: the report says servers are assumed healthy.
+    std::vector<std::string> ignored;
+    std::shared_ptr<const Snapshot> snap =
+        build_snapshot(config, 1, nullptr, ignored, std::move(tls), false);
+    Explanation ex = explain_request(*snap, ExplainInput{*cli.explain, cli.headers}, false);
+    if (!ex.ok) {
+      std::fprintf(stderr, "harrow: --explain: %s\n", ex.error.c_str());
+      return kExitConfig;
+    }
+    std::printf("configuration: %s\n", cli.config_path.c_str());
+    std::fputs(render_explanation_text(ex).c_str(), stdout);
+    return 0;
+  }
   if (cli.check_config) {
     std::fputs(config::summarize(*config).c_str(), stdout);
     std::fputs(migration_report(*config).c_str(), stdout);
@@ -386,11 +401,17 @@ int run(int argc, char** argv) {
     for (const std::string& w : nested_quantifier_warnings(*config)) {
       std::fprintf(stderr, "%s\n", w.c_str());
     }
+    for (const std::string& w : binding_loop_warnings(*config)) {
+      std::printf("warning: %s\n", w.c_str());
+    }
     return 0;
   }
   for (const std::string& line : not_acted_on)
     log_line(LogLevel::Warn, "not acted on yet: %s", line.c_str());
   for (const std::string& w : nested_quantifier_warnings(*config)) {
+    log_line(LogLevel::Warn, "%s", w.c_str());
+  }
+  for (const std::string& w : binding_loop_warnings(*config)) {
     log_line(LogLevel::Warn, "%s", w.c_str());
   }
   apply_overrides(cli, *config);

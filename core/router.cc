@@ -625,7 +625,17 @@ struct Eval {
   // Outbound rules: the response head (may be null) and the values rules have set so far.
   const MessageHead* response = nullptr;
   const std::vector<std::pair<std::string, std::string>>* response_sets = nullptr;
+  RouteTrace* trace = nullptr;  // route() only, when explaining
 };
+
+// The groups of the last match (s.ranges) in `input`, for a RouteTrace.
+std::vector<std::string_view> traced_groups(std::string_view input, const Impl& s) {
+  std::vector<std::string_view> out;
+  for (const auto& [offset, length] : s.ranges) {
+    out.push_back(offset <= input.size() ? input.substr(offset, length) : std::string_view{});
+  }
+  return out;
+}
 
 // A response header as outbound rules see it: the latest value a rule set, else the server's.
 std::string_view response_header(const Eval& e, std::string_view lower_name) {
@@ -897,7 +907,9 @@ bool conditions_hold(const std::vector<std::unique_ptr<Router::CompiledPattern>>
   for (size_t i = 0; i < conditions.size(); ++i) {
     bool ascii = true;
     std::string_view input = condition_input(inputs[i], e, ascii);
-    if (match_pattern(*conditions[i], input, ascii, s)) {
+    bool matched = match_pattern(*conditions[i], input, ascii, s);
+    if (e.trace != nullptr) e.trace->condition(i, input, matched, traced_groups(input, s));
+    if (matched) {
       if (!track_all_captures) {
         s.condition_captures.clear();
         keep_captures(input, s, 0, s.condition_captures);
@@ -913,8 +925,10 @@ bool conditions_hold(const std::vector<std::unique_ptr<Router::CompiledPattern>>
 }
 
 bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
-  return conditions_hold(rule.conditions, rule.condition_inputs, rule.config->logical_grouping,
-                         rule.config->track_all_captures, e);
+  bool hold = conditions_hold(rule.conditions, rule.condition_inputs, rule.config->logical_grouping,
+                              rule.config->track_all_captures, e);
+  if (e.trace != nullptr) e.trace->conditions(hold);
+  return hold;
 }
 
 // True if variable `slot` already has a value for <set replace="false">: a rule set it during
@@ -940,8 +954,12 @@ void apply_server_variables(const Router::CompiledRule& rule, const Eval& e) {
   Impl& s = e.s;
   for (const ServerVariableAssignment& set : rule.sets) {
     const Router::Variable& v = *e.variables[set.slot];
-    if (!set.replace && variable_has_value(v, set.slot, e)) continue;
+    if (!set.replace && variable_has_value(v, set.slot, e)) {
+      if (e.trace != nullptr) e.trace->variable(v.name, {}, true);
+      continue;
+    }
     expand(set.value, e, s.value);
+    if (e.trace != nullptr) e.trace->variable(v.name, s.value, false);
     VariableSlot& slot = s.slots[set.slot];
     slot.value.assign(s.value);
     if (slot.generation != s.generation) {
@@ -1053,7 +1071,12 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
                RouteDecision& decision) {
   Impl& s = e.s;
   for (const auto& rule : rules) {
-    if (!match_pattern(rule->match, s.url, s.url_ascii, s)) continue;
+    bool matched = match_pattern(rule->match, s.url, s.url_ascii, s);
+    if (e.trace != nullptr) {
+      e.trace->rule(*rule->config, s.url, matched,
+                    matched ? traced_groups(s.url, s) : std::vector<std::string_view>{});
+    }
+    if (!matched) continue;
     // {R:n} stay ranges of s.url, which changes only after the rule's action is expanded.
     s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
     if (!conditions_hold(*rule, e)) continue;
@@ -1064,6 +1087,7 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
         break;
       case ActionType::Rewrite: {
         expand_url(rule->action_url, e, s.output);
+        if (e.trace != nullptr) e.trace->action_url(s.output);
         bool https = false;
         std::string_view host, authority, path;
         if (!split_absolute(s.output, https, host, authority, path)) {
@@ -1099,6 +1123,7 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
       case ActionType::Redirect:
         expand_url(rule->action_url, e, s.target);
         if (rc.append_query_string) append_query(s.target, s.query);
+        if (e.trace != nullptr) e.trace->action_url(s.target);
         decision.kind = RouteDecision::Kind::Redirect;
         decision.status = rc.status_code != 0 ? static_cast<int>(rc.status_code) : 302;
         decision.target = s.target;
@@ -1262,13 +1287,13 @@ Router::Router(const config::Config& config) : config_(config) {
 
 Router::~Router() = default;
 
-RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const {
+RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch, RouteTrace* trace) const {
   Impl& s = *scratch.impl_;
   s.reserve_match(max_capture_pairs_);
   if (s.slots.size() < variables_.size()) s.slots.resize(variables_.size());
   ++s.generation;
   s.set_order.clear();
-  const Eval e{maps_, variables_, f, s};
+  const Eval e{maps_, variables_, f, s, nullptr, nullptr, trace};
 
   // Rules see the path without its leading slash and without the query string, as IIS does.
   std::string_view target = f.target;
@@ -1282,11 +1307,13 @@ RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch) const 
   RouteDecision decision;
   // Global rules first, then the distributed rules every site inherits, then the site's own
   // (IIS runs them in that order, each set seeing the URL the one before rewrote).
+  if (trace != nullptr) trace->rule_set("global");
   if (run_rules(config_, rules_, e, decision)) return decision;
+  if (trace != nullptr) trace->rule_set("server");
   if (run_rules(config_, distributed_rules_, e, decision)) return decision;
-  if (f.site >= 0 && static_cast<size_t>(f.site) < site_rules_.size() &&
-      run_rules(config_, site_rules_[static_cast<size_t>(f.site)], e, decision)) {
-    return decision;
+  if (f.site >= 0 && static_cast<size_t>(f.site) < site_rules_.size()) {
+    if (trace != nullptr) trace->rule_set("site");
+    if (run_rules(config_, site_rules_[static_cast<size_t>(f.site)], e, decision)) return decision;
   }
   finish_headers(e, decision);
   return decision;

@@ -57,6 +57,29 @@ struct RouteDecision {
 };
 class RouteScratch;
 
+// Watches one route() evaluation, for --explain and POST /api/explain (IIS's FREB for URL
+// Rewrite). route() is given none on the request path, so routing pays one null test per rule.
+// Views are valid only during the call.
+class RouteTrace {
+ public:
+  virtual ~RouteTrace() = default;
+  // A rule set begins: "global", "server" (server-level <rules>) or "site".
+  virtual void rule_set(std::string_view /*which*/) {}
+  // A rule's <match url> was tested against `input`; `captures` are {R:0}, {R:1}… if it matched.
+  virtual void rule(const config::RuleConfig& /*rule*/, std::string_view /*input*/,
+                    bool /*matched*/, std::span<const std::string_view> /*captures*/) {}
+  // Condition `index` of the current rule, with its expanded input.
+  virtual void condition(size_t /*index*/, std::string_view /*input*/, bool /*matched*/,
+                         std::span<const std::string_view> /*captures*/) {}
+  // The current rule's conditions were decided (true: the rule applies).
+  virtual void conditions(bool /*hold*/) {}
+  // A <serverVariables><set> of the current rule: the value set, or skipped (replace="false"
+  // and the variable already had a value).
+  virtual void variable(std::string_view /*name*/, std::string_view /*value*/, bool /*skipped*/) {}
+  // The current rule's action URL once expanded (Rewrite, Redirect).
+  virtual void action_url(std::string_view /*url*/) {}
+};
+
 // Bounds on the work of one pattern match (per match, per worker scratch). A match that
 // reaches one fails the request with 500 rule_match_error, never as "no match".
 inline constexpr uint32_t kRegexMatchLimit = 100'000;  // backtracking steps (JIT and interpreter)
@@ -97,7 +120,9 @@ class Router {
   // Redirect, CustomResponse and AbortRequest decide at once; None does nothing; stopProcessing
   // ends evaluation. Never fails and, once `scratch` is warm, never allocates. The decision's
   // views are valid until the next route() with the same scratch (or until this Router dies).
-  RouteDecision route(const RequestFacts& facts, RouteScratch& scratch) const;
+  // `trace`, when given, is told every step (see RouteTrace).
+  RouteDecision route(const RequestFacts& facts, RouteScratch& scratch,
+                      RouteTrace* trace = nullptr) const;
 
   // Whether any outbound rule applies to responses of `site` (-1: no site).
   bool has_outbound(int site) const;

@@ -12,7 +12,8 @@
 namespace harrow {
 namespace {
 
-bool resolve(const std::string& host, uint16_t port, sockaddr_storage& out, std::string& error) {
+bool resolve_name(const std::string& host, uint16_t port, sockaddr_storage& out,
+                  std::string& error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -51,7 +52,8 @@ std::string static_authority(std::string_view url) {
 }  // namespace
 
 // With <proxy enabled="true">, a rule may rewrite to a host that is no farm (ARR's plain
-// reverse proxy). Each such host known when the file loads — written in a rule, or a value of
+// reverse proxy). Each such host known when the file loads — written in a rule (global, server
+// or site), or a value of
 // a rewrite map (the CDN pattern http://{Map:{HTTP_HOST}}/…) — becomes a one-server farm
 // with the global <proxy> protocol settings, so it is resolved once, pooled, counted and
 // health-checked like any farm. Hosts computed from the request alone are refused (502), never
@@ -66,8 +68,15 @@ void add_proxy_farms(const config::Config& config, Snapshot& snap) {
       authorities.push_back(authority);
     }
   };
-  for (const config::RuleConfig& rule : config.global_rules) {
-    if (rule.action == config::ActionType::Rewrite) consider(rule.action_url);
+  // Global rules, server-level <rules> and each site's <location> rules alike: ARR proxies a
+  // rewrite to an absolute URL from any of them once <proxy enabled="true">.
+  std::vector<const std::vector<config::RuleConfig>*> lists{&config.global_rules,
+                                                            &config.distributed_rules};
+  for (const config::SiteConfig& site : config.sites) lists.push_back(&site.rules);
+  for (const auto* list : lists) {
+    for (const config::RuleConfig& rule : *list) {
+      if (rule.action == config::ActionType::Rewrite) consider(rule.action_url);
+    }
   }
   for (const config::RewriteMapConfig& map : config.rewrite_maps) {
     for (const auto& entry : map.entries) consider(entry.second);
@@ -177,8 +186,8 @@ bool find_same_server(const Snapshot& snapshot, const Snapshot& other, size_t fa
 
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                int workers, const Snapshot* previous,
-                                               std::vector<std::string>& warnings,
-                                               TlsContexts tls) {
+                                               std::vector<std::string>& warnings, TlsContexts tls,
+                                               bool resolve) {
   auto snap = std::make_shared<Snapshot>();
   snap->tls_server = std::move(tls.server);
   snap->tls_client = std::move(tls.client);
@@ -204,7 +213,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       ep.label = with_port(server.address, server.http_port);
       ep.authority = server.http_port == 80 ? server.address : ep.label;
       std::string error;
-      ep.resolved = resolve(server.address, server.http_port, ep.addr, error);
+      ep.resolved = resolve && resolve_name(server.address, server.http_port, ep.addr, error);
       if (ep.resolved) {
         ep.tls_addr = ep.addr;
         uint16_t port = htons(server.https_port);
@@ -217,11 +226,11 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
       ep.tls_authority =
           server.https_port == 443 ? server.address : with_port(server.address, server.https_port);
       ep.tls_name = server.host_name.empty() ? server.address : server.host_name;
-      if (!ep.resolved) {
+      if (!ep.resolved && resolve) {
         warnings.push_back("farm '" + farm.name + "': server '" + server.address +
                            "' does not resolve (" + error + "); it takes no traffic");
       }
-      if (!farm.health_check.url.empty()) {
+      if (resolve && !farm.health_check.url.empty()) {
         const std::string& probe_host = server.health_check_alternate_host_name.empty()
                                             ? server.address
                                             : server.health_check_alternate_host_name;
@@ -232,7 +241,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
                                   ? server.health_check_alternate_port
                               : https_probe ? server.https_port
                                             : server.http_port;
-        ep.probe_resolved = resolve(probe_host, probe_port, ep.probe_addr, error);
+        ep.probe_resolved = resolve_name(probe_host, probe_port, ep.probe_addr, error);
         if (!ep.probe_resolved) {
           warnings.push_back("farm '" + farm.name + "': health probes for '" + server.address +
                              "' go to '" + probe_host + "', which does not resolve (" + error +

@@ -85,11 +85,12 @@ struct TlsContexts {
 // Resolves every server address (blocking: call it on the main thread). A server whose name
 // does not resolve stays in the farm as unavailable, with a warning in `warnings`. With a
 // `previous` snapshot (a reload), servers with the same farm name, address and port keep their
-// health state and counters.
+// health state and counters. `resolve` false (--explain): no name is looked up, no server is
+// marked resolved, and nothing touches the network.
 std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Config> config,
                                                int workers, const Snapshot* previous,
                                                std::vector<std::string>& warnings,
-                                               TlsContexts tls = {});
+                                               TlsContexts tls = {}, bool resolve = true);
 
 // The server in `snapshot` that is the same server as farm `farm`, server `server` of `other`
 // (same farm name, address and port), or false.

@@ -261,8 +261,10 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
          "disabled</span>";
   }
   o += "</td><td>";
-  o += st.healthy ? "<span class=\"badge ok\"><span class=\"dot\"></span>healthy</span>"
-                  : "<span class=\"badge bad\"><span class=\"dot\"></span>unhealthy</span>";
+  // A name that does not resolve takes no traffic: never shown as healthy.
+  o += st.healthy && ep.resolved
+           ? "<span class=\"badge ok\"><span class=\"dot\"></span>healthy</span>"
+           : "<span class=\"badge bad\"><span class=\"dot\"></span>unhealthy</span>";
   o += "</td><td class=\"num\">" + format_count(in_flight(farm, i)) + "</td>";
   o += "<td class=\"num\">";
   if (series && !series->requests_per_second.empty()) {
@@ -384,9 +386,10 @@ std::string render_status_page(const Snapshot& snapshot, const StatusHistory& hi
   for (const FarmRuntime& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       health::ServerState st = farm.health->load(i);
+      bool resolved = farm.servers[i].resolved;
       ++servers;
-      healthy += st.healthy ? 1 : 0;
-      available += st.takes_new_requests() ? 1 : 0;
+      healthy += st.healthy && resolved ? 1 : 0;
+      available += st.takes_new_requests() && resolved ? 1 : 0;
     }
   }
   char when[32] = "";

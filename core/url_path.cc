@@ -126,4 +126,26 @@ void append_encoded_path(std::string_view decoded, std::string& out) {
   }
 }
 
+std::string absolute_location(std::string_view url, bool https, std::string_view host) {
+  auto has_scheme = [](std::string_view u) {
+    size_t colon = u.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    for (size_t i = 0; i < colon; ++i) {
+      char c = u[i];
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+      if (!ok) return false;
+    }
+    return true;
+  };
+  if (has_scheme(url)) return std::string(url);
+  std::string scheme = https ? "https:" : "http:";
+  if (url.size() >= 2 && url[0] == '/' && url[1] == '/') return scheme + std::string(url);
+  if (host.empty()) return std::string(url);
+  std::string out = scheme + "//" + std::string(host);
+  if (url.empty() || url.front() != '/') out += '/';
+  out.append(url);
+  return out;
+}
+
 }  // namespace harrow

@@ -46,4 +46,10 @@ constexpr bool path_byte_needs_escape(unsigned char c) {
   return c <= 0x20 || c >= 0x7F || c == '%' || c == '?' || c == '#';
 }
 
+// A Redirect action's URL as IIS sends it in Location: absolute. "/x" and "x" (relative to the
+// site root, as URL Rewrite reads its action URLs) become scheme://host/x, "//h/x" takes the
+// request's scheme; an absolute URL is kept. `host` is the request's Host (with any port);
+// without one the URL is left as it is.
+std::string absolute_location(std::string_view url, bool https, std::string_view host);
+
 }  // namespace harrow

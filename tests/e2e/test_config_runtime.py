@@ -344,3 +344,131 @@ class AdminToken(HarrowTestCase):
         self.assertEqual(get("/api/farms", "s3cret-token")[0], 200)
         # The proxy itself is not affected.
         self.assertEqual(request(h.port)[0], 200)
+
+
+class ProxyFromEveryRuleSetTest(HarrowTestCase):
+    """<proxy enabled="true">: a rewrite to a literal http://host:port/ proxies there whether the
+    rule is global, server-level or a site's own, as ARR does."""
+
+    def config(self, port, where):
+        rule = ('<rule name="to-origin" stopProcessing="true"><match url="(.*)"/>'
+                f'<action type="Rewrite" url="http://127.0.0.1:{port}/{{R:1}}"/></rule>')
+        server_rules = f"<rules>{rule}</rules>" if where == "server" else ""
+        location = ""
+        sites = ""
+        if where == "site":
+            sites = ('<system.applicationHost><sites><site name="S" id="1"><bindings>'
+                     '<binding protocol="http" bindingInformation="127.0.0.1:18999:"/>'
+                     "</bindings></site></sites></system.applicationHost>")
+            location = ('<location path="S"><system.webServer><rewrite><rules>' + rule +
+                        "</rules></rewrite></system.webServer></location>")
+        return ("<configuration>" + sites +
+                '<system.webServer><proxy enabled="true"/><rewrite><globalRules/>' +
+                server_rules + "</rewrite></system.webServer>" + location +
+                "<harrow></harrow></configuration>")
+
+    def test_server_level_rules_proxy_to_a_literal_host(self):
+        o = self.origin("o")
+        h = self.harrow(self.config(o.port, "server"))
+        status, _, body = request(h.port, path="/_origin/headers")
+        self.assertEqual(status, 200, body)
+
+    def test_site_rules_proxy_to_a_literal_host(self):
+        o = self.origin("o")
+        h = self.harrow(self.config(o.port, "site"))
+        status, _, body = request(h.port, path="/_origin/headers")
+        self.assertEqual(status, 200, body)
+
+
+class RedirectLocationTest(HarrowTestCase):
+    """A Redirect to a relative URL is sent as IIS sends it: absolute, with the request's scheme
+    and Host."""
+
+    def test_relative_redirect_becomes_absolute(self):
+        rules = ('<rule name="moved" stopProcessing="true"><match url="^old/(.*)"/>'
+                 '<action type="Redirect" url="/new/{R:1}" redirectType="Permanent"/></rule>'
+                 '<rule name="bare" stopProcessing="true"><match url="^bare$"/>'
+                 '<action type="Redirect" url="elsewhere" appendQueryString="false"/></rule>'
+                 '<rule name="abs" stopProcessing="true"><match url="^abs$"/>'
+                 '<action type="Redirect" url="https://other.example/x"/></rule>')
+        h = self.harrow(config_xml([], [rules]))
+        status, headers, _ = request(h.port, path="/old/a?b=1",
+                                     headers={"Host": "shop.example:8080"})
+        self.assertEqual(status, 301)
+        self.assertEqual(headers["location"], "http://shop.example:8080/new/a?b=1")
+        _, headers, _ = request(h.port, path="/bare?q=1", headers={"Host": "shop.example"})
+        self.assertEqual(headers["location"], "http://shop.example/elsewhere")
+        _, headers, _ = request(h.port, path="/abs", headers={"Host": "shop.example"})
+        self.assertEqual(headers["location"], "https://other.example/x")
+
+
+class GlobalProxyHttpVersionTest(unittest.TestCase):
+    """<system.webServer><proxy httpVersion="Http10"> is listed by --check-config, never
+    silently ignored (Harrow speaks HTTP/1.1 upstream)."""
+
+    def test_listed_as_not_acted_on(self):
+        import tempfile
+        from harness import HARROW
+        text = ('<configuration><system.webServer><proxy enabled="true" httpVersion="Http10"/>'
+                "</system.webServer><harrow><listen address=\"127.0.0.1:18998\"/></harrow>"
+                "</configuration>")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "h.config")
+            with open(path, "w") as f:
+                f.write(text)
+            r = subprocess.run([HARROW, "--check-config", "--config", path],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('<system.webServer><proxy httpVersion="Http10">', r.stdout)
+
+
+class UnresolvedServerTest(HarrowTestCase):
+    """A server whose name does not resolve takes no traffic, and the admin API and status page
+    never show it as healthy."""
+
+    def test_unresolved_server_is_not_healthy(self):
+        import json
+        o = self.origin("o")
+        h = self.harrow(config_xml(
+            [farm_xml("f", [("127.0.0.1", o.port, 100), ("no-such-host.invalid", 80, 100)])],
+            [rule_xml("r", "f")]))
+        status, body = h.admin_get("/api/farms")
+        self.assertEqual(status, 200)
+        farms = json.loads(body)
+        farms = farms["farms"] if isinstance(farms, dict) else farms
+        servers = {s["address"]: s for s in farms[0]["servers"]}
+        self.assertFalse(servers["no-such-host.invalid"]["isHealthy"])
+        self.assertFalse(servers["no-such-host.invalid"]["resolved"])
+        self.assertTrue(servers["127.0.0.1"]["isHealthy"])
+        status, page = h.admin_get("/")
+        row = page[page.index("no-such-host.invalid"):]
+        row = row[:row.index("</tr>")]
+        self.assertIn("unresolved", row)
+        self.assertNotIn(">healthy<", row)
+
+
+class BindingLoopWarningTest(unittest.TestCase):
+    """A site binding that is also a farm server's address (blue/green on one box) is warned
+    about: what the farm sends there comes back to Harrow."""
+
+    def test_check_config_warns(self):
+        import tempfile
+        from harness import HARROW
+        text = ('<configuration><webFarms><webFarm name="green">'
+                '<server address="127.0.0.1"><applicationRequestRouting httpPort="18996"/>'
+                "</server></webFarm></webFarms>"
+                "<system.applicationHost><sites><site name=\"Blue\" id=\"1\"><bindings>"
+                '<binding protocol="http" bindingInformation="*:18996:"/></bindings></site>'
+                "</sites></system.applicationHost>"
+                '<system.webServer><rewrite><globalRules><rule name="r" patternSyntax="Wildcard">'
+                '<match url="*"/><action type="Rewrite" url="http://green/{R:0}"/></rule>'
+                "</globalRules></rewrite></system.webServer></configuration>")
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "h.config")
+            with open(path, "w") as f:
+                f.write(text)
+            r = subprocess.run([HARROW, "--check-config", "--config", path],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("warning: site 'Blue' binding 0.0.0.0:18996 is also farm 'green' server "
+                      "127.0.0.1:18996", r.stdout)

@@ -45,5 +45,29 @@ TEST(CommandLine, RejectsUnknownFlagsAndBadValues) {
   EXPECT_FALSE(parse({"--config"}, cli, error));
 }
 
+TEST(CommandLine, ExplainTakesARequestAndHeaders) {
+  CommandLine cli;
+  std::string error;
+  ASSERT_TRUE(parse({"--check-config", "--explain", "GET https://shop.example/a/b?x=1", "--header",
+                     "Cookie: a=1", "-H", "X-Y: 2"},
+                    cli, error))
+      << error;
+  EXPECT_EQ(cli.explain, "GET https://shop.example/a/b?x=1");
+  EXPECT_EQ(cli.headers, (std::vector<std::string>{"Cookie: a=1", "X-Y: 2"}));
+  EXPECT_NE(std::string(usage_text()).find("--explain"), std::string::npos);
+}
+
+TEST(CommandLine, ExplainNeedsCheckConfigAndHeadersNeedExplain) {
+  CommandLine cli;
+  std::string error;
+  EXPECT_FALSE(parse({"--explain", "GET http://x/"}, cli, error));
+  EXPECT_NE(error.find("--check-config"), std::string::npos) << error;
+  CommandLine other;
+  EXPECT_FALSE(parse({"--check-config", "--header", "A: b"}, other, error));
+  CommandLine third;
+  EXPECT_FALSE(
+      parse({"--check-config", "--explain", "GET http://x/", "--header", "nocolon"}, third, error));
+}
+
 }  // namespace
 }  // namespace harrow

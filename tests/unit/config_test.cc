@@ -554,7 +554,9 @@ INSTANTIATE_TEST_SUITE_P(
                              "          <action type=\"Rewrite\" url=\"http://shp/{R:1}\"/>\n"
                              "        </rule>\n"),
                   {"f.config:12:11: error: rule 'x' rewrites to unknown farm 'shp'; farms are: "
-                   "shop, api"}},
+                   "shop, api (the URL names no farm; proxying to a host that is not a farm "
+                   "needs <system.webServer><proxy enabled=\"true\"/> in "
+                   "applicationHost.config)"}},
         BadConfig{"RegexDoesNotCompile",
                   rules_with("        <rule name=\"x\">\n"
                              "          <match url=\"^(api\"/>\n"
@@ -658,14 +660,17 @@ TEST(ConfigErrorsTogether, AllErrorsAreReportedInFileOrder) {
       "    </webFarm>\n"                                                                   // 9
       "  </webFarms>\n"                                                                    // 10
       "</configuration>\n";
-  EXPECT_EQ(formatted_errors(xml),
-            (std::vector<std::string>{
-                "f.config:3:20: error: rule 'r': pattern '(' does not compile: missing closing "
-                "parenthesis at offset 1",
-                "f.config:4:7: error: rule 'r' rewrites to unknown farm 'nowhere'; farms are: f",
-                "f.config:7:23: error: unknown attribute 'bogus' on <webFarm>",
-                "f.config:8:54: error: bad value '-1' for attribute 'weight' on "
-                "<applicationRequestRouting>: expected an integer from 1 to 4294967295"}));
+  EXPECT_EQ(
+      formatted_errors(xml),
+      (std::vector<std::string>{
+          "f.config:3:20: error: rule 'r': pattern '(' does not compile: missing closing "
+          "parenthesis at offset 1",
+          "f.config:4:7: error: rule 'r' rewrites to unknown farm 'nowhere'; farms are: f (the "
+          "URL names no farm; proxying to a host that is not a farm needs "
+          "<system.webServer><proxy enabled=\"true\"/> in applicationHost.config)",
+          "f.config:7:23: error: unknown attribute 'bogus' on <webFarm>",
+          "f.config:8:54: error: bad value '-1' for attribute 'weight' on "
+          "<applicationRequestRouting>: expected an integer from 1 to 4294967295"}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1057,8 +1062,129 @@ INSTANTIATE_TEST_SUITE_P(
                       "    <rule name=\"r\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
                       "<action type=\"Rewrite\" url=\"http://shop/{R:0}\"/></rule>\n"
                       "  </globalRules></rewrite></system.webServer>\n"),
-            "f.config:8:61: error: rule 'r' rewrites to unknown farm 'shop'; farms are: f"}),
+            "f.config:8:61: error: rule 'r' rewrites to unknown farm 'shop'; farms are: f (the URL "
+            "names no farm; proxying to a host that is not a farm needs "
+            "<system.webServer><proxy enabled=\"true\"/> in applicationHost.config)"}),
     [](const testing::TestParamInfo<HandWrittenMistake>& info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------------
+// IIS's schema: what IIS accepts is accepted (and listed when not acted on), what it refuses
+// is refused with the reason.
+
+TEST(ConfigIisSchema, UrlRewriteAttributesAreAcceptedAndListed) {
+  Config config = load_ok(
+      "<configuration>\n"                                                                     // 1
+      "  <webFarms><webFarm name=\"f\"><server address=\"a\"/></webFarm></webFarms>\n"        // 2
+      "  <system.webServer><rewrite>\n"                                                       // 3
+      "    <globalRules useOriginalURLEncoding=\"false\">\n"                                  // 4
+      "      <rule name=\"r\" responseCacheDirective=\"NotIfRuleMatched\">\n"                 // 5
+      "        <match url=\"(.*)\"/>\n"                                                       // 6
+      "        <action type=\"Rewrite\" url=\"http://f/{R:1}\" logRewrittenUrl=\"true\"/>\n"  // 7
+      "      </rule>\n"                                                                       // 8
+      "    </globalRules>\n"                                                                  // 9
+      "    <rules useOriginalURLEncoding=\"true\"/>\n"                                        // 10
+      "  </rewrite></system.webServer>\n"                                                     // 11
+      "</configuration>\n");
+  EXPECT_EQ(ignored_list(config), (std::vector<std::string>{
+                                      "4: rewrite/globalRules/@useOriginalURLEncoding",
+                                      "5: rewrite/rule[r]/@responseCacheDirective",
+                                      "7: rewrite/rule[r]/action/@logRewrittenUrl",
+                                      "10: rewrite/rules/@useOriginalURLEncoding",
+                                  }));
+}
+
+TEST(ConfigIisSchema, ResponseCacheDirectiveIsAnEnum) {
+  EXPECT_EQ(formatted_errors(
+                "<configuration><system.webServer><rewrite><globalRules>\n"
+                "<rule name=\"r\" responseCacheDirective=\"Sometimes\"><match url=\"x\"/></rule>\n"
+                "</globalRules></rewrite></system.webServer></configuration>\n"),
+            (std::vector<std::string>{
+                "f.config:2:16: error: bad value 'Sometimes' for attribute "
+                "'responseCacheDirective' on <rule>: expected one of Auto, Always, Never, "
+                "NotIfRuleMatched"}));
+}
+
+TEST(ConfigIisSchema, AllowedServerVariablesInsideALocation) {
+  const std::string sites =
+      "  <system.applicationHost><sites><site name=\"S\" id=\"1\"><bindings>"
+      "<binding protocol=\"http\" bindingInformation=\"*:80:\"/></bindings></site>"
+      "<site name=\"T\" id=\"2\"><bindings>"
+      "<binding protocol=\"http\" bindingInformation=\"*:81:\"/></bindings></site>"
+      "</sites></system.applicationHost>\n";
+  const std::string rule =
+      "<rule name=\"r\"><match url=\"(.*)\"/><serverVariables>"
+      "<set name=\"HTTP_X_FORWARDED_PROTO\" value=\"https\"/></serverVariables>"
+      "<action type=\"Rewrite\" url=\"http://f/{R:1}\"/></rule>";
+  Config config = load_ok(
+      "<configuration>\n"
+      "  <webFarms><webFarm name=\"f\"><server address=\"a\"/></webFarm></webFarms>\n" +
+      sites +
+      "  <location path=\"S\"><system.webServer><rewrite>"
+      "<allowedServerVariables><add name=\"HTTP_X_FORWARDED_PROTO\"/></allowedServerVariables>"
+      "<rules>" +
+      rule + "</rules></rewrite></system.webServer></location>\n</configuration>\n");
+  ASSERT_EQ(config.sites.size(), 2u);
+  EXPECT_EQ(config.sites[0].rules.size(), 1u);
+  // The list is the site's own: another site's rules may not set the variable.
+  std::vector<std::string> errors = formatted_errors(
+      "<configuration>\n"
+      "  <webFarms><webFarm name=\"f\"><server address=\"a\"/></webFarm></webFarms>\n" +
+      sites +
+      "  <location path=\"S\"><system.webServer><rewrite>"
+      "<allowedServerVariables><add name=\"HTTP_X_FORWARDED_PROTO\"/></allowedServerVariables>"
+      "</rewrite></system.webServer></location>\n"
+      "  <location path=\"T\"><system.webServer><rewrite><rules>" +
+      rule + "</rules></rewrite></system.webServer></location>\n</configuration>\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("sets server variable 'HTTP_X_FORWARDED_PROTO'"), std::string::npos)
+      << errors[0];
+}
+
+TEST(ConfigIisSchema, MisspeltSectionsAreErrorsIisSectionsAreNot) {
+  std::vector<std::string> errors = formatted_errors(
+      "<configuration>\n"                                           // 1
+      "  <system.webServer>\n"                                      // 2
+      "    <rewite><globalRules/></rewite>\n"                       // 3
+      "    <outboundRules/>\n"                                      // 4
+      "    <defaultDocument/><httpErrors/><webSocket/>\n"           // 5
+      "    <security><requestFilterin/><ipSecurity/></security>\n"  // 6
+      "  </system.webServer>\n"                                     // 7
+      "  <webFarm name=\"f\"/>\n"                                   // 8
+      "  <system.web/><appSettings/>\n"                             // 9
+      "  <webFrams/>\n"                                             // 10
+      "</configuration>\n");
+  EXPECT_EQ(errors,
+            (std::vector<std::string>{
+                "f.config:3:5: error: unknown section <rewite> in <system.webServer> (in no IIS "
+                "schema either, so IIS would refuse it too); did you mean 'rewrite'?",
+                "f.config:4:5: error: <outboundRules> does not belong in <system.webServer>: it "
+                "belongs inside <system.webServer><rewrite> (or a <location>'s)",
+                "f.config:6:15: error: unknown section <requestFilterin> in <security> (in no IIS "
+                "schema either, so IIS would refuse it too); did you mean 'requestFiltering'?",
+                "f.config:8:3: error: <webFarm> does not belong in <configuration>: it belongs "
+                "inside <webFarms>, which sits directly under <configuration>",
+                "f.config:10:3: error: unknown section <webFrams> in <configuration> (in no IIS "
+                "schema either, so IIS would refuse it too); did you mean 'webFarms'?",
+            }));
+}
+
+TEST(ConfigIisSchema, DidYouMeanForAChangedEnding) {
+  std::vector<std::string> errors = formatted_errors(
+      farm_with("      <server address=\"a\"/>\n"
+                "      <applicationRequestRouting><loadBalance/></applicationRequestRouting>\n"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("did you mean 'loadBalancing'?"), std::string::npos) << errors[0];
+}
+
+TEST(ConfigIisSchema, OutboundRulesInsideGlobalRulesSayWhereTheyBelong) {
+  std::vector<std::string> errors = formatted_errors(
+      "<configuration><system.webServer><rewrite><globalRules>\n"
+      "<outboundRules/>\n"
+      "</globalRules></rewrite></system.webServer></configuration>\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("it belongs inside <system.webServer><rewrite>"), std::string::npos)
+      << errors[0];
+}
 
 }  // namespace
 }  // namespace harrow::config

@@ -611,5 +611,62 @@ TEST_F(RouterTest, OneScratchServesSuccessiveRouters) {
   EXPECT_TRUE(decision_.set_headers.empty());
 }
 
+// Records what route() tells a RouteTrace, one line per step.
+class RecordingTrace final : public RouteTrace {
+ public:
+  std::vector<std::string> steps;
+  void rule_set(std::string_view which) override { steps.push_back("set " + std::string(which)); }
+  void rule(const config::RuleConfig& rule, std::string_view input, bool matched,
+            std::span<const std::string_view> captures) override {
+    std::string line =
+        "rule " + rule.name + " '" + std::string(input) + "' " + (matched ? "matched" : "no match");
+    for (std::string_view c : captures) line += " [" + std::string(c) + "]";
+    steps.push_back(line);
+  }
+  void condition(size_t index, std::string_view input, bool matched,
+                 std::span<const std::string_view>) override {
+    steps.push_back("condition " + std::to_string(index) + " '" + std::string(input) + "' " +
+                    (matched ? "matched" : "no match"));
+  }
+  void conditions(bool hold) override { steps.push_back(hold ? "hold" : "do not hold"); }
+  void variable(std::string_view name, std::string_view value, bool skipped) override {
+    steps.push_back("set " + std::string(name) + "=" + std::string(value) +
+                    (skipped ? " skipped" : ""));
+  }
+  void action_url(std::string_view url) override { steps.push_back("url " + std::string(url)); }
+};
+
+TEST_F(RouterTest, TraceSeesEveryRuleConditionAndVariable) {
+  RuleConfig other = rule("other", PatternSyntax::ECMAScript, "^(.*)$", "http://api/{R:1}");
+  other.conditions.push_back({.input = "{HTTP_HOST}", .pattern = "^api\\."});
+  config_.global_rules.push_back(other);
+  config_.global_rules.push_back(rule("nomatch", PatternSyntax::ECMAScript, "^zzz", "http://api/"));
+  RuleConfig shop = rule("shop", PatternSyntax::Wildcard, "*", "http://shop/{R:0}");
+  shop.server_variables.push_back(set_var("HTTP_X_A", "{HTTP_HOST}"));
+  config_.global_rules.push_back(shop);
+  router_ = std::make_unique<Router>(config_);
+  facts_.target = "/a/b?x=1";
+  facts_.host = "example.com";
+  RecordingTrace trace;
+  RouteDecision d = router_->route(facts_, scratch_, &trace);
+  ASSERT_EQ(d.kind, RouteDecision::Kind::Farm);
+  EXPECT_EQ(d.target, "/a/b?x=1");
+  EXPECT_EQ(trace.steps, (std::vector<std::string>{
+                             "set global",
+                             "rule other 'a/b' matched [a/b] [a/b]",
+                             "condition 0 'example.com' no match",
+                             "do not hold",
+                             "rule nomatch 'a/b' no match",
+                             "rule shop 'a/b' matched [a/b] [a/b]",
+                             "hold",
+                             "set HTTP_X_A=example.com",
+                             "url http://shop/a/b",
+                         }));
+  // Without a trace the decision is the same.
+  RouteDecision plain = router_->route(facts_, scratch_);
+  EXPECT_EQ(plain.kind, RouteDecision::Kind::Farm);
+  EXPECT_EQ(plain.target, "/a/b?x=1");
+}
+
 }  // namespace
 }  // namespace harrow

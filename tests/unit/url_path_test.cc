@@ -119,5 +119,16 @@ TEST(UrlPath, AWarmBufferIsReused) {
   EXPECT_EQ(out.data(), data);
 }
 
+TEST(AbsoluteLocation, RelativeRedirectsGetTheRequestsSchemeAndHost) {
+  EXPECT_EQ(absolute_location("/new/a?b=1", false, "shop.example:8080"),
+            "http://shop.example:8080/new/a?b=1");
+  EXPECT_EQ(absolute_location("elsewhere", true, "shop.example"), "https://shop.example/elsewhere");
+  EXPECT_EQ(absolute_location("//cdn.example/x", true, "shop.example"), "https://cdn.example/x");
+  EXPECT_EQ(absolute_location("https://other.example/x", false, "shop.example"),
+            "https://other.example/x");
+  EXPECT_EQ(absolute_location("mailto:a@b", false, "shop.example"), "mailto:a@b");
+  EXPECT_EQ(absolute_location("/x", false, ""), "/x");  // no Host: nothing to build it from
+}
+
 }  // namespace
 }  // namespace harrow
