@@ -239,6 +239,28 @@ class InvalidServerResponses(AttackTestCase):
         self.assertNotIn(b"forged", out)
 
 
+UPGRADE = (b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n")
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\n" + H + b"\r\n"
+
+
+class UpgradeSmuggling(AttackTestCase):
+    def test_bytes_after_an_upgrade_the_server_did_not_accept_are_never_a_request(self):
+        h = self.start()
+        for name, head in [
+                ("websocket", b"GET /ok HTTP/1.1\r\n" + H + UPGRADE),
+                ("websocket_http10", b"GET /ok HTTP/1.0\r\n" + UPGRADE),
+                ("websocket_with_body", b"GET /ok HTTP/1.1\r\n" + H + UPGRADE + b"Content-Length: 0\r\n"),
+                ("h2c", b"GET /ok HTTP/1.1\r\n" + H + b"Connection: Upgrade\r\nUpgrade: h2c\r\n"),
+                ("connection_list", b"GET /ok HTTP/1.1\r\n" + H + b"Connection: keep-alive, Upgrade\r\n"
+                 b"Upgrade: WebSocket\r\n")]:
+            with self.subTest(case=name):
+                out, closed = exchange(h.port, head + b"\r\n" + SMUGGLED)
+                self.assertEqual(statuses(out), [b"200"], out[:300])
+                self.assertTrue(closed)
+        self.assertNotIn("/smuggled", self.raw.paths())
+
+
 # (name, extra header lines, status) for POST …/state with a valid Host; refused unless 200.
 ADMIN_CASES = [
     ("admin_header", b"X-Harrow-Admin: 1\r\n", 200),
