@@ -521,7 +521,8 @@ struct AdminConnection {
   std::string sec_fetch_site;
   std::string content_type;
   std::string admin_header;      // X-Harrow-Admin
-  bool repeated_header = false;  // one of those came twice
+  bool repeated_header = false;  // one of those came twice (empty or not)
+  unsigned seen_headers = 0;     // which of those came, one bit each (header_bit())
   bool loopback_peer = false;
   std::string response;
   size_t received = 0;
@@ -535,6 +536,15 @@ struct AdminConnection {
     if (iequals(name, "content-type")) return &content_type;
     if (iequals(name, "x-harrow-admin")) return &admin_header;
     return nullptr;
+  }
+
+  unsigned header_bit(const std::string* target) const {
+    const std::string* all[] = {&authorization,  &host,         &origin,
+                                &sec_fetch_site, &content_type, &admin_header};
+    for (unsigned i = 0; i < std::size(all); ++i) {
+      if (all[i] == target) return 1u << i;
+    }
+    return 0;
   }
 
   static llhttp_settings_t* settings() {
@@ -561,7 +571,11 @@ struct AdminConnection {
         if (!c->in_value) {
           c->in_value = true;
           c->value_target = c->header_target(c->field);
-          if (c->value_target != nullptr && !c->value_target->empty()) c->repeated_header = true;
+          // A second line of one of these fields is refused even when the first was empty:
+          // "X-Harrow-Admin:" then "X-Harrow-Admin: 1" is a list, not one value.
+          unsigned bit = c->header_bit(c->value_target);
+          if ((c->seen_headers & bit) != 0) c->repeated_header = true;
+          c->seen_headers |= bit;
         }
         if (c->value_target != nullptr && c->value_target->size() + len <= 4096)
           c->value_target->append(at, len);
@@ -646,7 +660,13 @@ struct AdminConnection {
   // listener with the attacker's name in Host. Only this listener's own names are answered.
   bool host_ok() {
     std::string_view h = trim(host);
-    if (h.empty() || repeated_header || !server->host_allowed(h)) {
+    if (repeated_header) {
+      refuse(403, "Forbidden",
+             "a field the admin API judges (Host, Origin, Authorization, Content-Type, "
+             "Sec-Fetch-Site, X-Harrow-Admin) came more than once");
+      return false;
+    }
+    if (h.empty() || !server->host_allowed(h)) {
       refuse(403, "Forbidden",
              "Host " + std::string(h.empty() ? "(none)" : h) +
                  " does not name this admin listener: use its IP:PORT or localhost:PORT, or list "

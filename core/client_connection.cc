@@ -837,6 +837,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   if (status < 200 && !switching) {
     // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
     if (client_http11) {
+      response.keep_content_length = false;  // an interim head has no body (RFC 9112 §6.3)
       write_client_response(response, writer);
       // Copied next to what is staged: one read may bring many interim heads, and each must
       // not pin a block of its own before the read's backpressure check. An interim head a
@@ -955,14 +956,20 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   }
   write_client_response(response, writer);
   if (writer.unsafe()) {
-    // An outbound rule (or the server) gave a header a value that would split the head: the
-    // response is replaced with a 500, nothing of it reaches the client.
+    // An outbound rule or the server gave a header a value that would split the head: nothing
+    // of it reaches the client. A rule's is a 500 naming the rule; the server's own status
+    // reason or field (llhttp lets a few such bytes through) is an invalid response, a 502.
     block_unref(block);
-    ex_->response_head_sent = false;
     ex_->html.reset();
     ex_->response_chunked = false;
+    std::string_view rule = unsafe_outbound_rule();
+    if (rule.empty()) {
+      refuse("control character or invalid byte in the server's status reason or a header");
+      return;
+    }
+    ex_->response_head_sent = false;
     release_upstream(false);
-    refuse_unsafe(unsafe_outbound_rule(), "a response header");
+    refuse_unsafe(rule, "a response header");
     run_parser();
     return;
   }

@@ -83,42 +83,54 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// A uri-host [ ":" port ] byte (RFC 3986): unreserved, sub-delims, ':', '%' and brackets.
+// A reg-name byte Harrow accepts in Host: RFC 3986's unreserved set. Its sub-delims (',', ';',
+// '(', …) and pct-encoded bytes name no DNS host, and ',' or '%' could be read as a list or be
+// decoded by the next hop into something else.
 constexpr bool is_host_char(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case ':':
-    case '%':
-    case '[':
-    case ']':
-      return true;
-    default:
-      return false;
-  }
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
 }
 
 constexpr std::array<bool, 256> kHostChar = table_of<is_host_char>();
 
-// uri-host [ ":" port ] (RFC 3986): reg-name, IPv4 or a bracketed IP literal.
+constexpr bool is_ip_literal_char(unsigned char c) {
+  return hex_value(c) >= 0 || c == ':' || c == '.';
+}
+
+// uri-host [ ":" port ] (RFC 3986 §3.2.2-3, RFC 9110 §7.2): a bracketed IPv6 literal or a
+// reg-name / IPv4 address, then at most one ':' and a port of at most five digits. Anything
+// else ("t:80x", "t:80:81", "[::1", "a,b") is a malformed Host (RFC 9112 §3.2: 400).
 bool valid_host(std::string_view host) {
   if (host.empty()) return false;
-  for (unsigned char c : host) {
-    if (!kHostChar[c]) return false;
+  std::string_view port;
+  bool has_port = false;
+  if (host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos || close < 3) return false;
+    for (unsigned char c : host.substr(1, close - 1)) {
+      if (!is_ip_literal_char(c)) return false;
+    }
+    std::string_view rest = host.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      has_port = true;
+      port = rest.substr(1);
+    }
+  } else {
+    size_t colon = host.find(':');
+    std::string_view name = host.substr(0, colon);
+    if (name.empty()) return false;
+    for (unsigned char c : name) {
+      if (!kHostChar[c]) return false;
+    }
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port = host.substr(colon + 1);
+    }
+  }
+  if (has_port && port.size() > 5) return false;
+  for (unsigned char c : port) {
+    if (c < '0' || c > '9') return false;
   }
   return true;
 }

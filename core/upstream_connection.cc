@@ -156,6 +156,7 @@ void UpstreamConnection::begin_exchange(bool head_request, uint64_t timeout_ms,
   ++exchanges_;
   head_request_ = head_request;
   interim_ = false;
+  interim_count_ = 0;
   response_started_ = false;
   complete_ = false;
   head_too_large_ = false;
@@ -382,13 +383,16 @@ int UpstreamConnection::on_headers_complete(llhttp_t* p) {
     return HPE_PAUSED;
   }
   self->interim_ = status >= 100 && status < 200;
+  if (self->interim_ && ++self->interim_count_ > kMaxInterimResponses) return -1;
   if (!self->interim_) self->response_started_ = true;
   self->owner_->upstream_head(self->head_, status);
   if (self->state_ == State::Closing) return HPE_PAUSED;  // the owner let go: parse no further
-  // A response to HEAD, a 204 and a 304 have no body whatever their headers say (RFC 9112
-  // §6.3); llhttp 8.1 reads a 204's or 304's Content-Length body. Bytes after the head then
-  // stay unconsumed, so the connection is not reused.
-  bool no_body = (self->head_request_ && !self->interim_) || status == 204 || status == 304;
+  // A response to HEAD, a 1xx, a 204 and a 304 have no body whatever their headers say (RFC
+  // 9112 §6.3); llhttp 8.1 reads a 1xx's, 204's or 304's Content-Length or chunked body, which
+  // for an interim head would reach the client as bytes after it (a response of the server's
+  // making). After a final head the bytes then stay unconsumed, so the connection is not
+  // reused; after an interim one they are parsed as the next response.
+  bool no_body = self->head_request_ || self->interim_ || status == 204 || status == 304;
   return no_body ? 1 : 0;
 }
 

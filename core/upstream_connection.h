@@ -189,10 +189,14 @@ class UpstreamConnection {
   size_t max_head_bytes_ = 65536;
   int open_handles_ = 0;
   int connect_error_ = 0;
+  // More interim responses than this before the final one are a flood, not a response: a
+  // server that sends 100 Continue forever would keep the exchange (and its timeout) alive.
+  static constexpr uint32_t kMaxInterimResponses = 10;
   uint64_t connect_timeout_ms_ = 0;  // uv_tcp_connect failed synchronously; reported from the timer
   bool reading_ = false;
   bool head_request_ = false;
   bool interim_ = false;
+  uint32_t interim_count_ = 0;  // interim (1xx) heads of this exchange
   bool response_started_ = false;
   bool complete_ = false;
   bool head_too_large_ = false;

@@ -57,6 +57,16 @@ bool canonicalize_path(std::string_view raw_path, const UrlLimits& limits, std::
       return refuse(why, Failure::bad_request, "control character in the decoded path");
     out += c == '\\' ? '/' : c;
   }
+  // An overlong UTF-8 form ("%c0%ae" for '.', "%e0%80%af" for '/') is not UTF-8 (RFC 3629
+  // §3): a server that decodes it anyway would see the dot segment or slash the rules never
+  // judged.
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto b = static_cast<unsigned char>(out[i]);
+    auto next = i + 1 < out.size() ? static_cast<unsigned char>(out[i + 1]) : 0;
+    if (b == 0xC0 || b == 0xC1 || (b == 0xE0 && next >= 0x80 && next < 0xA0) ||
+        (b == 0xF0 && next >= 0x80 && next < 0x90))
+      return refuse(why, Failure::bad_request, "overlong UTF-8 form in the decoded path");
+  }
   // 2. A '%' that still reads as an escape was escaped twice (IIS request filtering: 404.11).
   if (!limits.allow_double_escaping) {
     for (size_t i = 0; i + 2 < out.size(); ++i) {

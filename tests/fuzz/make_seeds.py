@@ -50,4 +50,16 @@ for path, (answer, _) in f.SCRIPT.items():
         continue  # the hardening suite's answer already
     data = b"".join(answer) if isinstance(answer, list) else answer
     write("response", "framing" + path.replace("/", "_").replace("*", "_asterisk"), data)
+# The attack cases of tests/e2e/test_security_attacks.py: Host syntax, overlong UTF-8, framing
+# variants, and server answers with interim bodies, interim floods and control bytes.
+import test_security_attacks as a  # noqa: E402
+for name, data in [(c[0], c[1]) for c in a.ATTACKS_REJECTED] + [(c[0], c[1]) for c in a.ATTACKS_ACCEPTED]:
+    if len(data) > 16384:
+        continue  # the limits cases: the hardening table has them already
+    write("request", "attack_" + name, b"\x00" + data)
+    write("request", "attack_" + name + "_r7", b"\x06" + data)
+for path, (answer, _) in a.SCRIPT.items():
+    if path == "/ok":
+        continue
+    write("response", "attack" + path.replace("/", "_"), answer)
 print("seeds written")

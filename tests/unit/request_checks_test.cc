@@ -206,6 +206,18 @@ TEST(CheckRequestHead, HostRules) {
   EXPECT_EQ(check(head_of("HTTP://A?x", {{"Host", "a"}})).failure, Failure::client_aborted);
 }
 
+TEST(CheckRequestHead, HostIsUriHostAndPort) {
+  for (const char* ok :
+       {"a", "a:80", "a:", "A-b.c_d~e", "1.2.3.4:8080", "[::1]", "[::1]:80", "[fe80::1:2]:65535"}) {
+    EXPECT_EQ(check(head_of("/", {{"Host", ok}})).failure, Failure::client_aborted) << ok;
+  }
+  for (const char* bad : {"a:80x", "a:80:81", "[::1", "[::1]x", "[::1]:8o", "[]", "[x]", "a,b",
+                          "a%0d%0a", "a;b", ":80", "a:123456", "a@b", "a/b", "a\\b"}) {
+    EXPECT_EQ(check(head_of("/", {{"Host", bad}})).failure, Failure::bad_host) << bad;
+  }
+  EXPECT_EQ(check(head_of("http://a:8o/", {{"Host", "a"}})).failure, Failure::bad_request);
+}
+
 TEST(CheckRequestHead, TargetsMethodsAndFraming) {
   MessageHead host = head_of("/", {{"Host", "a"}});
   EXPECT_EQ(check(head_of("*", {{"Host", "a"}}), "OPTIONS").failure, Failure::client_aborted);

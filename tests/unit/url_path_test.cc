@@ -63,6 +63,19 @@ TEST(UrlPath, DotSegmentsAreRemoved) {
   EXPECT_EQ(canon("/a/./b/../../c/./d/.."), "/c/");
 }
 
+TEST(UrlPath, OverlongUtf8IsRefused) {
+  EXPECT_EQ(canon("/x/%c0%ae%c0%ae/admin"), "<bad_request>");
+  EXPECT_EQ(canon("/x/%e0%80%ae/admin"), "<bad_request>");
+  EXPECT_EQ(canon("/x%c0%afadmin"), "<bad_request>");
+  EXPECT_EQ(canon("/x%f0%80%80%afadmin"), "<bad_request>");
+  EXPECT_EQ(canon("/a%C1%BF"), "<bad_request>");
+  // Shortest forms, and bytes that are not UTF-8 at all (Latin-1), are opaque data.
+  EXPECT_EQ(canon("/caf%C3%A9"), "/caf\xC3\xA9");
+  EXPECT_EQ(canon("/%E0%A4%85"), "/\xE0\xA4\x85");
+  EXPECT_EQ(canon("/%F0%90%80%80"), "/\xF0\x90\x80\x80");
+  EXPECT_EQ(canon("/caf%E9"), "/caf\xE9");
+}
+
 TEST(UrlPath, WhatCannotBeMadeCanonicalIsRefused) {
   EXPECT_EQ(canon("/.."), "<bad_request>");
   EXPECT_EQ(canon("/a/../../b"), "<bad_request>");
