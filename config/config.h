@@ -160,6 +160,9 @@ struct RuleConfig {
   uint32_t status_code = 0;  // Redirect / CustomResponse
   std::string status_reason;
   std::string status_description;  // CustomResponse body
+  // A <providers> provider the rule reads ({Provider:…}); Harrow runs none, so the rule never
+  // matches (--check-config names it). Empty: none.
+  std::string provider;
   SourceLocation where;
 };
 
@@ -190,6 +193,7 @@ struct OutboundRuleConfig {
   bool rewrite = false;  // action type="Rewrite" (else None)
   std::string value;
   bool replace = true;
+  std::string provider;  // as RuleConfig::provider (the rule or its preCondition reads one)
   SourceLocation where;
 };
 
@@ -198,6 +202,7 @@ struct PreConditionConfig {
   LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
   PatternSyntax pattern_syntax = PatternSyntax::ECMAScript;
   std::vector<ConditionConfig> conditions;
+  std::string provider;  // as RuleConfig::provider
   SourceLocation where;
 };
 

@@ -597,6 +597,7 @@ void ClientConnection::start_exchange() {
   ex_->rule_header_text.clear();
   for (const HeaderField& f : decision.set_headers)
     ex_->rule_header_text.emplace_back(f.name, f.value);
+  ex_->rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
   FarmState& farm = worker_->farm(ex_->farm);
   std::optional<size_t> pick;
   Failure no_pick = Failure::no_server;
@@ -741,7 +742,8 @@ void ClientConnection::send_request_head() {
   HeaderField harrow_headers[5];
   size_t n = 0;
   harrow_headers[n++] = {"Max-Forwards", ex_->max_forwards};
-  harrow_headers[n++] = {"X-Original-URL", ex_->head.target()};
+  // As IIS sends it: the URL as the client wrote it (raw, with its query), never the rewrite.
+  harrow_headers[n++] = {"X-Original-URL", split_target(ex_->head.target()).path};
   if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, ex_->log_id};
   // X-ARR-SSL and X-ARR-ClientCert only for a request that came over TLS (the certificate one
   // only with a client certificate), as ARR does: applications test for their presence. A
@@ -1005,13 +1007,18 @@ std::string_view ClientConnection::request_host() const {
   return target.absolute ? target.authority : ex_->head.find("host");
 }
 
-RequestFacts ClientConnection::request_facts() const {
+RequestFacts ClientConnection::request_facts() {
   RequestFacts facts;
   facts.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
   facts.target = split_target(ex_->head.target()).path;
   facts.host = request_host();
   facts.server_port = listener_->port;
   facts.remote_addr = peer_ip();
+  facts.remote_port = peer_address_.port;
+  // getsockname() only for configurations whose rules read the local address.
+  if (ex_->snap != nullptr && ex_->snap->router->reads_local_addr()) facts.local_addr = local_ip();
+  facts.http10 = ex_->parser.http_major == 1 && ex_->parser.http_minor == 0;
+  facts.variables = ex_->rule_variables;
   facts.path = ex_->canonical_path;
   facts.head = &ex_->head;
   facts.site = ex_->site;
@@ -1024,6 +1031,7 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
   const Router& router = *ex_->snap->router;
   if (!router.has_outbound(ex_->site)) return true;
   RequestFacts facts = request_facts();
+  facts.response_status = response.status;
   OutboundDecision decision =
       router.outbound(facts, head, response.replace, worker_->route_scratch());
   if (worker_->route_scratch().match_error() != 0) return false;
@@ -1068,9 +1076,10 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
       decision.tags, std::move(decision.custom_tags),
       [this](std::string_view tag, std::string_view attribute, std::string_view value,
              std::string& out) {
-        bool rewritten =
-            ex_->snap->router->rewrite_body_url(request_facts(), ex_->html_body_rules, tag,
-                                                attribute, value, worker_->route_scratch(), out);
+        RequestFacts facts = request_facts();
+        facts.response_status = ex_->status;
+        bool rewritten = ex_->snap->router->rewrite_body_url(
+            facts, ex_->html_body_rules, tag, attribute, value, worker_->route_scratch(), out);
         if (worker_->route_scratch().match_error() != 0) {
           if (!ex_->html_match_failed)
             report_match_error(*ex_->snap->router, worker_->route_scratch());

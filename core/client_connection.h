@@ -104,7 +104,7 @@ class ClientConnection final : public UpstreamEvents {
   // The host the request names: an absolute-form target's authority, else its Host.
   std::string_view request_host() const;
   // The request as rules see it (rebuilt for outbound rules, which run on the response).
-  RequestFacts request_facts() const;
+  RequestFacts request_facts();
   // Applies the outbound rules to a response head about to be written; may set up html_.
   // False when a rule's pattern reached the regex limits: the response must not go out as if
   // the rule had not matched (it is replaced with a 500 rule_match_error).

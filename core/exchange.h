@@ -130,8 +130,10 @@ struct Exchange : ExchangeState {
   // next request on this worker before an upstream connect completes.
   std::vector<std::pair<std::string, std::string>> rule_header_text;
   std::vector<HeaderField> rule_headers;
-  std::string target;       // rewritten origin-form target
-  std::string hash_buffer;  // RequestHash key
+  // Every server variable the inbound rules set, for the outbound rules (RequestFacts).
+  std::vector<std::pair<int, std::string>> rule_variables;  // router.h SetVariable
+  std::string target;                                       // rewritten origin-form target
+  std::string hash_buffer;                                  // RequestHash key
   std::string rewritten_location;
   std::string rewritten_content_location;
   // Outbound rules: header values they set.

@@ -148,7 +148,7 @@ class OutboundConfig(unittest.TestCase):
         text = ("<configuration><system.webServer><rewrite><outboundRules>"
                 '<rule name="a" preCondition="Nope"><match filterByTags="A, Imgg" pattern="x"/>'
                 '<action type="Rewrite" value="y"/></rule>'
-                '<rule name="b"><match serverVariable="HTTP_HOST" pattern="x"/></rule>'
+                '<rule name="b"><match serverVariable="SERVER_NAEM" pattern="x"/></rule>'
                 "</outboundRules></rewrite></system.webServer></configuration>")
         with tempfile.NamedTemporaryFile("w", suffix=".config", delete=False) as f:
             f.write(text)
@@ -160,7 +160,7 @@ class OutboundConfig(unittest.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("names preCondition 'Nope'", result.stderr)
         self.assertIn("unknown tag 'Imgg' in filterByTags; did you mean 'Img'", result.stderr)
-        self.assertIn("outbound rules read response headers, RESPONSE_NAME", result.stderr)
+        self.assertIn("{SERVER_NAEM} is not a server variable Harrow knows", result.stderr)
 
 
 if __name__ == "__main__":

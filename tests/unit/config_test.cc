@@ -587,7 +587,29 @@ INSTANTIATE_TEST_SUITE_P(
             {"f.config:11:11: error: rule 'x': Redirect action has no url",
              "f.config:13:11: error: rule 'y': CustomResponse action needs a statusCode",
              "f.config:15:11: error: rule 'z': statusCode 302 is not allowed for "
-             "CustomResponse; use a Redirect action"}}));
+             "CustomResponse; use a Redirect action"}},
+        // A reference Harrow cannot give a value is an error where it is written, never an
+        // empty string at run time.
+        BadConfig{
+            "UnknownVariablesMapsAndFunctions",
+            rules_with(
+                "        <rule name=\"x\"><match url=\".*\"/>\n"
+                "          <conditions><add input=\"{HTTP_HOTS}{SERVER_NAEM}\"/></conditions>\n"
+                "          <action type=\"Rewrite\" url=\"http://shop/{NoSuchMap:{R:0}}\"/>\n"
+                "        </rule>\n"
+                "        <rule name=\"y\"><match url=\".*\"/>\n"
+                "          <serverVariables><set name=\"X_A\" value=\"{REQUEST_FILENAME}\"/>"
+                "</serverVariables>\n"
+                "          <action type=\"Redirect\" url=\"/{tolower:{RESPONSE_Location}}\"/>\n"
+                "        </rule>\n"),
+            {"f.config:11:28: error: rule 'x': {SERVER_NAEM} is not a server variable Harrow "
+             "knows, and no rule sets it (it would always be empty); did you mean 'SERVER_NAME'?",
+             "f.config:12:34: error: rule 'x': {NoSuchMap:...} names no rewrite map, provider or "
+             "function (ToLower, UrlEncode, UrlDecode, HtmlEncode)",
+             "f.config:15:44: error: rule 'y': {REQUEST_FILENAME} is a file-system path in IIS; "
+             "Harrow maps no URL to files, so it has no value",
+             "f.config:16:35: error: rule 'y': {RESPONSE_Location} is a response header: only "
+             "outbound rules read it"}}));
 
 INSTANTIATE_TEST_SUITE_P(
     Listeners, ConfigErrors,

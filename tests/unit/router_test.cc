@@ -296,6 +296,68 @@ TEST_F(RouterTest, ServerVariablesExpand) {
   EXPECT_EQ(route("/").target, "/GET|off|80|0|2001:db8::1||/|/|/|/|example.com|curl/8|yes|||end");
 }
 
+TEST_F(RouterTest, EveryIisVariableHasItsValue) {
+  config_.global_rules.push_back(
+      echo("{CACHE_URL}|{HTTP_URL}|{SERVER_NAME}|{SERVER_PROTOCOL}|{REMOTE_PORT}|{REMOTE_HOST}|"
+           "{LOCAL_ADDR}|{SCRIPT_NAME}|{PATH_INFO}|{APP_WARMING_UP}|{AUTH_USER}|{CONTENT_TYPE}|"
+           "{HTTP_X_ORIGINAL_URL}|end"));
+  config_.global_rules.back().append_query_string = false;
+  facts_.server_port = 8080;
+  facts_.remote_addr = "192.0.2.7";
+  facts_.remote_port = 50123;
+  facts_.local_addr = "10.0.0.1";
+  headers({{"Content-Type", "text/plain"}});
+  facts_.path = "/a b";
+  RouteDecision d = route("/a%20b?q=1", "Shop.example:8080");
+  EXPECT_EQ(d.target,
+            "/http://Shop.example:8080/a%20b?q=1|/a%20b?q=1|Shop.example|HTTP/1.1|50123|192.0.2.7|"
+            "10.0.0.1|/a%20b|/a%20b|0||text/plain||end");
+  // HTTPS and HTTP/1.0 without a Host: the scheme follows the request, the name is the address.
+  facts_.https = true;
+  facts_.http10 = true;
+  facts_.path = "/";
+  d = route("/", "");
+  EXPECT_EQ(d.target,
+            "/https://10.0.0.1:8080/|/|10.0.0.1|HTTP/1.0|50123|192.0.2.7|10.0.0.1|/|/|0||"
+            "text/plain||end");
+  EXPECT_TRUE(router_->reads_local_addr());
+}
+
+TEST_F(RouterTest, ReverseProxyTemplateTakesTheSchemeFromCacheUrl) {
+  // The rule IIS Manager's "Reverse Proxy" template writes.
+  RuleConfig r =
+      rule("ReverseProxyInboundRule1", PatternSyntax::ECMAScript, "(.*)", "{C:1}://shop/{R:1}");
+  r.conditions.push_back({.input = "{CACHE_URL}", .pattern = "^(https?)://"});
+  config_.global_rules.push_back(r);
+  facts_.server_port = 443;
+  facts_.https = true;
+  RouteDecision d = route("/x?y=1");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  EXPECT_TRUE(d.https);
+  EXPECT_EQ(d.target, "/x?y=1");
+  facts_.https = false;
+  d = route("/x");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  EXPECT_FALSE(d.https);
+}
+
+TEST_F(RouterTest, HtmlEncodeEscapesMarkup) {
+  RuleConfig r = action_rule("page", ActionType::CustomResponse);
+  r.status_code = 403;
+  r.status_description = "<p>{HtmlEncode:{QUERY_STRING}}</p>";
+  config_.global_rules.push_back(r);
+  RouteDecision d = route("/?a=<b>&c=\"d'");
+  EXPECT_EQ(d.body, "<p>a=&lt;b&gt;&amp;c=&quot;d&#39;</p>");
+}
+
+TEST_F(RouterTest, RulesThatReadAProviderNeverMatch) {
+  RuleConfig r = rule("by-provider", PatternSyntax::Wildcard, "*", "http://api/{DB:{R:0}}");
+  r.provider = "DB";
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  EXPECT_EQ(route("/x").farm, 0);
+}
+
 TEST_F(RouterTest, UrlAndQueryStringFollowRewrites) {
   RuleConfig first = rule("first", PatternSyntax::ExactMatch, "old", "new?n=1");
   first.stop_processing = false;
@@ -609,6 +671,117 @@ TEST_F(RouterTest, OneScratchServesSuccessiveRouters) {
   EXPECT_EQ(d.set_headers.size(), 2u);
   EXPECT_EQ(route("/b").target, "/b");
   EXPECT_TRUE(decision_.set_headers.empty());
+}
+
+// Outbound rules run with what the exchange knows: the request (its path, query and the
+// variables its inbound rules set) and the response head with its status.
+class OutboundTest : public RouterTest {
+ protected:
+  // Runs the inbound rules for `target`, then the outbound rules over a response with
+  // `status` and `fields`; returns the value each header rule set ("name=value;...").
+  std::string respond(std::string_view target, int status,
+                      std::initializer_list<std::pair<std::string_view, std::string_view>> fields,
+                      std::string_view host = "www.contoso.com") {
+    RouteDecision d = route(target, host);
+    variables_.assign(d.set_variables.begin(), d.set_variables.end());
+    response_.reset(65536);
+    response_.on_reason("X", 1);
+    for (auto [name, value] : fields) {
+      response_.on_field(name.data(), name.size());
+      response_.on_value(value.data(), value.size());
+    }
+    response_.finish();
+    RequestFacts f = facts_;
+    f.target = target;
+    f.host = host;
+    f.response_status = status;
+    f.variables = variables_;
+    OutboundDecision o = router_->outbound(f, response_, {}, scratch_);
+    std::string out;
+    for (const auto& [name, value] : o.set_headers) out += name + "=" + value + ";";
+    return out;
+  }
+  static config::OutboundRuleConfig location_rule(std::string value) {
+    config::OutboundRuleConfig r;
+    r.name = "loc";
+    r.server_variable = "RESPONSE_Location";
+    r.pattern = "^http://[^/]+/(.*)";
+    r.rewrite = true;
+    r.value = std::move(value);
+    return r;
+  }
+  std::vector<SetVariable> variables_;
+  MessageHead response_;
+};
+
+TEST_F(OutboundTest, UrlIsThePathTheClientAskedFor) {
+  config_.global_rules.push_back(
+      rule("webmail", PatternSyntax::ECMAScript, "^webmail/(.*)", "http://shop/{R:1}"));
+  config::OutboundRuleConfig r = location_rule("http://{HTTP_HOST}/{C:1}/{R:1}");
+  r.conditions.push_back({.input = "{URL}", .pattern = "^/(webmail|payroll)/.*"});
+  config_.outbound.rules.push_back(r);
+  facts_.path = "/webmail/index.aspx";
+  EXPECT_EQ(
+      respond("/webmail/index.aspx", 301, {{"Location", "http://localhost:8081/default.aspx"}}),
+      "location=http://www.contoso.com/webmail/default.aspx;");
+  facts_.path = "/other/index.aspx";
+  EXPECT_EQ(respond("/other/index.aspx", 301, {{"Location", "http://localhost:8081/x"}}), "");
+}
+
+TEST_F(OutboundTest, ResponseStatusFeedsPreconditions) {
+  config::PreConditionConfig pre;
+  pre.name = "IsRedirection";
+  pre.conditions.push_back({.input = "{RESPONSE_STATUS}", .pattern = "3\\d\\d"});
+  config_.outbound.pre_conditions.push_back(pre);
+  config::OutboundRuleConfig r = location_rule("https://public/{R:1}|{RESPONSE_STATUS}");
+  r.pre_condition = "IsRedirection";
+  config_.outbound.rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  EXPECT_EQ(respond("/", 302, {{"Location", "http://in/a"}}), "location=https://public/a|302;");
+  EXPECT_EQ(respond("/", 200, {{"Location", "http://in/a"}}), "");
+}
+
+TEST_F(OutboundTest, QueryStringAndInboundVariablesKeepTheirValues) {
+  RuleConfig capture = setter("Capture Host Header", {set_var("ORIGINAL_HOST", "{HTTP_HOST}")});
+  config_.global_rules.push_back(capture);
+  config_.global_rules.push_back(echo("{R:0}"));
+  config_.outbound.rules.push_back(location_rule("http://{ORIGINAL_HOST}/{R:1}?{QUERY_STRING}"));
+  config::OutboundRuleConfig seen;
+  seen.name = "seen";
+  seen.server_variable = "RESPONSE_X_Seen";
+  seen.pattern = ".*";
+  seen.rewrite = true;
+  seen.value = "{ORIGINAL_HOST}|{QUERY_STRING}";
+  config_.outbound.rules.push_back(seen);
+  EXPECT_EQ(respond("/p?k=v", 302, {{"Location", "http://backend:8081/new"}}, "front.example"),
+            "location=http://front.example/new?k=v;x-seen=front.example|k=v;");
+}
+
+TEST_F(OutboundTest, RulesOnRequestVariablesFeedTheRulesAfterThem) {
+  // The RestoreAcceptEncoding pattern: inbound keeps the client's Accept-Encoding aside and
+  // blanks it; outbound writes it back. Later outbound rules read the restored value; the
+  // response itself gets no header from it.
+  config_.global_rules.push_back(
+      setter("keep", {set_var("HTTP_X_ORIGINAL_ACCEPT_ENCODING", "{HTTP_ACCEPT_ENCODING}"),
+                      set_var("HTTP_ACCEPT_ENCODING", "")}));
+  config_.global_rules.push_back(echo("{R:0}"));
+  config::OutboundRuleConfig restore;
+  restore.name = "RestoreAcceptEncoding";
+  restore.server_variable = "HTTP_ACCEPT_ENCODING";
+  restore.pattern = "^(.*)";
+  restore.rewrite = true;
+  restore.value = "{HTTP_X_ORIGINAL_ACCEPT_ENCODING}";
+  config_.outbound.rules.push_back(restore);
+  config::OutboundRuleConfig show;
+  show.name = "show";
+  show.server_variable = "RESPONSE_X_Accept";
+  show.pattern = ".*";
+  show.rewrite = true;
+  show.value = "[{HTTP_ACCEPT_ENCODING}]";
+  config_.outbound.rules.push_back(show);
+  headers({{"Accept-Encoding", "gzip, br"}});
+  EXPECT_EQ(respond("/", 200, {}), "x-accept=[gzip, br];");
+  EXPECT_EQ(set_header("Accept-Encoding"), "");  // what the server was sent
 }
 
 }  // namespace
