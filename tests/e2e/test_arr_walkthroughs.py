@@ -19,7 +19,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import HARROW, HarrowTestCase, request
+from harness import HARROW, HarrowTestCase, raw_exchange, request
 
 
 class App:
@@ -164,6 +164,13 @@ class Walkthroughs(HarrowTestCase):
             self.assertIn(f"<h1>{app}</h1>".encode(), page)
             # sample14.html / sample15.html: the link now leads back through the proxy.
             self.assertIn(f'<a href="/{app}/default.aspx">'.encode(), page)
+
+    def test_x_original_url_is_the_url_as_the_client_sent_it(self):
+        h = self.harrow(walkthrough_config(INBOUND.format(**self.ports()), ""))
+        reply = raw_exchange(h.port, b"GET http://localhost/webmail/default.aspx?a=%41 HTTP/1.1\r\n"
+                                     b"Host: localhost\r\nConnection: close\r\n\r\n")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:100])
+        self.assertEqual(self.webmail.seen[-1]["x-original-url"], "/webmail/default.aspx?a=%41")
 
     def test_modifying_response_headers_walkthrough_rewrites_the_redirect(self):
         allowed = ('<allowedServerVariables><add name="ORIGINAL_HOST" />'

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "config/loader.h"
+#include "core/capabilities.h"
+
 namespace harrow {
 namespace {
 
@@ -782,6 +785,34 @@ TEST_F(OutboundTest, RulesOnRequestVariablesFeedTheRulesAfterThem) {
   headers({{"Accept-Encoding", "gzip, br"}});
   EXPECT_EQ(respond("/", 200, {}), "x-accept=[gzip, br];");
   EXPECT_EQ(set_header("Accept-Encoding"), "");  // what the server was sent
+}
+
+// Rules that read a <providers> provider: IIS runs the provider's code, Harrow none. The file
+// loads; the rule never matches, and the migration report says so.
+TEST(RouterProviders, RulesReadingAProviderNeverMatchAndTheReportNamesThem) {
+  config::LoadResult result = config::load_config_text(
+      "<configuration><webFarms><webFarm name=\"shop\"/></webFarms>"
+      "<system.webServer><rewrite>"
+      "<providers><provider name=\"DB\" type=\"DbProvider, Microsoft.Web.Iis.Rewrite.Providers\">"
+      "<settings><add key=\"ConnectionString\" value=\"x\"/></settings></provider></providers>"
+      "<globalRules>"
+      "<rule name=\"from-db\" stopProcessing=\"true\"><match url=\"(.*)\"/>"
+      "<conditions><add input=\"{DB:{R:1}}\" pattern=\"(.*)\"/></conditions>"
+      "<action type=\"Rewrite\" url=\"http://shop/{C:1}\"/></rule>"
+      "<rule name=\"rest\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
+      "<action type=\"Rewrite\" url=\"http://shop/fallback\"/></rule>"
+      "</globalRules></rewrite></system.webServer></configuration>",
+      "p.config");
+  ASSERT_TRUE(result.config.has_value());
+  const config::Config& config = *result.config;
+  EXPECT_EQ(config.global_rules.at(0).provider, "DB");
+  EXPECT_NE(migration_report(config).find("rule 'from-db' reads rewrite provider 'DB': providers "
+                                          "are not run, so it never matches"),
+            std::string::npos);
+  Router router(config);
+  RouteScratch scratch;
+  RequestFacts facts{.method = "GET", .target = "/x", .host = "h"};
+  EXPECT_EQ(router.route(facts, scratch).target, "/fallback");
 }
 
 }  // namespace
