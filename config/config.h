@@ -185,10 +185,14 @@ struct OutboundRuleConfig {
   std::string filter_by_tags;   // "A, Img, CustomTags" (validated names)
   std::string custom_tags;      // name of a <customTags><tags> set
   std::string pattern;
+  // Neither serverVariable nor filterByTags (or filterByTags="None"): the pattern is matched
+  // against the whole body, and each match (the first `occurrences`, 0 = all) is replaced.
+  bool whole_body = false;
+  uint64_t occurrences = 0;
   bool ignore_case = true;
   bool negate = false;
   LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
-  bool track_all_captures = false;
+  bool track_all_captures = true;  // URL Rewrite's default for outbound rules
   std::vector<ConditionConfig> conditions;
   bool rewrite = false;  // action type="Rewrite" (else None)
   std::string value;

@@ -601,8 +601,13 @@ constexpr ElementSpec kDistributedRules =
 
 // <outboundRules>: URL Rewrite's response rules.
 constexpr AttrSpec kOutboundMatchAttrs[] = {
-    string_attr("serverVariable"), string_attr("filterByTags"), string_attr("customTags"),
-    string_attr("pattern"),        bool_attr("ignoreCase"),     bool_attr("negate")};
+    string_attr("serverVariable"),
+    string_attr("filterByTags"),
+    string_attr("customTags"),
+    string_attr("pattern"),
+    bool_attr("ignoreCase"),
+    bool_attr("negate"),
+    uint_attr("occurrences", 0, std::numeric_limits<int64_t>::max())};
 constexpr ElementSpec kOutboundMatch = element("match", kOutboundMatchAttrs);
 constexpr AttrSpec kOutboundActionAttrs[] = {enum_attr("type", kOutboundActionNames),
                                              string_attr("value"), bool_attr("replace")};
@@ -1938,16 +1943,20 @@ class ConfigReader {
       diagnostics_.error(match, what + " has both serverVariable and filterByTags on its <match>");
     } else if (rule.server_variable.empty() && rule.filter_by_tags.empty() &&
                rule.custom_tags.empty()) {
-      diagnostics_.error(match ? match : node,
-                         what +
-                             " matches the whole response body (no filterByTags, or \"None\"), "
-                             "which Harrow does not do: it rewrites the URLs in tags named by "
-                             "filterByTags, and headers named by serverVariable=\"RESPONSE_…\"");
+      rule.whole_body = true;  // the pattern runs over the body text itself
+      if (rule.pattern_syntax != PatternSyntax::ECMAScript) {
+        diagnostics_.error(match ? match : node,
+                           what +
+                               " matches the whole response body: Harrow does that with "
+                               "ECMAScript patterns only (patternSyntax=\"ECMAScript\")");
+      }
     }
+    read_value(match, "occurrences", rule.occurrences);
     check_filter_tags(rule, match, out);
     RuleConfig as_rule;
     as_rule.name = rule.name;
     as_rule.pattern_syntax = rule.pattern_syntax;
+    as_rule.track_all_captures = rule.track_all_captures;  // true unless the file says not
     check_pattern(as_rule, rule.pattern, rule.ignore_case, match);
     pugi::xml_node conditions = find_child(node, "conditions");
     read_conditions(conditions, as_rule);

@@ -978,9 +978,17 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
-  if (ex_->html != nullptr) {
-    ex_->html_out.clear();
-    ex_->html->feed(std::string_view(data, len), ex_->html_out);
+  if (ex_->html != nullptr || ex_->body_text != nullptr) {
+    std::string_view piece(data, len);
+    if (ex_->html != nullptr) {
+      ex_->html_out.clear();
+      ex_->html->feed(piece, ex_->html_out);
+      piece = ex_->html_out;
+    }
+    if (!ex_->html_match_failed && ex_->body_text != nullptr) {
+      ex_->text_out.clear();
+      piece = rewrite_body_text(piece, false);
+    }
     if (ex_->html_match_failed) {
       // The head is out: the body cannot go on without the rule, so the response ends here
       // (the client sees a cut response, never an unrewritten one).
@@ -988,7 +996,7 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
       abort_exchange(Failure::rule_match_error, 0);
       return;
     }
-    send_owned(ex_->html_out);
+    send_owned(piece);
     ex_->server_metrics->bytes_from_server.add(len);
     return;
   }
@@ -1060,7 +1068,7 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     response.replace = ex_->outbound_replace;
     response.add = ex_->outbound_add;
   }
-  if (decision.body_rules == 0 || !has_body) return true;
+  if ((decision.body_rules == 0 && decision.text_rules == 0) || !has_body) return true;
   std::string_view encoding = head.find("content-encoding");
   if (!encoding.empty() && !iequals(encoding, "identity")) {
     // Rewriting links inside a gzip (or br…) body would corrupt it: pass it on untouched.
@@ -1071,22 +1079,25 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
              static_cast<int>(encoding.size()), encoding.data());
     return true;
   }
+  ex_->text_body_rules = decision.text_rules;
+  if (decision.text_rules != 0) ex_->body_text = std::make_unique<BodyTextState>();
   ex_->html_body_rules = decision.body_rules;
-  ex_->html = std::make_unique<HtmlRewriter>(
-      decision.tags, std::move(decision.custom_tags),
-      [this](std::string_view tag, std::string_view attribute, std::string_view value,
-             std::string& out) {
-        RequestFacts facts = request_facts();
-        facts.response_status = ex_->status;
-        bool rewritten = ex_->snap->router->rewrite_body_url(
-            facts, ex_->html_body_rules, tag, attribute, value, worker_->route_scratch(), out);
-        if (worker_->route_scratch().match_error() != 0) {
-          if (!ex_->html_match_failed)
-            report_match_error(*ex_->snap->router, worker_->route_scratch());
-          ex_->html_match_failed = true;
-        }
-        return rewritten;
-      });
+  if (decision.body_rules != 0)
+    ex_->html = std::make_unique<HtmlRewriter>(
+        decision.tags, std::move(decision.custom_tags),
+        [this](std::string_view tag, std::string_view attribute, std::string_view value,
+               std::string& out) {
+          RequestFacts facts = request_facts();
+          facts.response_status = ex_->status;
+          bool rewritten = ex_->snap->router->rewrite_body_url(
+              facts, ex_->html_body_rules, tag, attribute, value, worker_->route_scratch(), out);
+          if (worker_->route_scratch().match_error() != 0) {
+            if (!ex_->html_match_failed)
+              report_match_error(*ex_->snap->router, worker_->route_scratch());
+            ex_->html_match_failed = true;
+          }
+          return rewritten;
+        });
   // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
   response.keep_content_length = false;
   if (ex_->parser.http_major == 1 && ex_->parser.http_minor == 1) {
@@ -1100,6 +1111,18 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     response.http10_keep_alive = false;
   }
   return true;
+}
+
+std::string_view ClientConnection::rewrite_body_text(std::string_view piece, bool last) {
+  RequestFacts facts = request_facts();
+  facts.response_status = ex_->status;
+  const Router& router = *ex_->snap->router;
+  if (!router.rewrite_body_text(facts, ex_->text_body_rules, *ex_->body_text, piece, last,
+                                worker_->route_scratch(), ex_->text_out)) {
+    if (!ex_->html_match_failed) report_match_error(router, worker_->route_scratch());
+    ex_->html_match_failed = true;
+  }
+  return ex_->text_out;
 }
 
 void ClientConnection::send_owned(std::string_view bytes) {
@@ -1123,11 +1146,26 @@ void ClientConnection::upstream_read_end() {
 
 void ClientConnection::upstream_complete(bool reusable) {
   ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
-  if (ex_->html != nullptr) {
-    ex_->html_out.clear();
-    ex_->html->finish(ex_->html_out);
-    send_owned(ex_->html_out);
+  if (ex_->html != nullptr || ex_->body_text != nullptr) {
+    std::string_view piece;
+    if (ex_->html != nullptr) {
+      ex_->html_out.clear();
+      ex_->html->finish(ex_->html_out);
+      piece = ex_->html_out;
+    }
+    if (ex_->body_text != nullptr) {
+      ex_->text_out.clear();
+      piece = rewrite_body_text(piece, true);
+    }
+    // A pattern that failed this late cuts the response (its head is out).
+    if (!ex_->html_match_failed) send_owned(piece);
     ex_->html.reset();
+    ex_->body_text.reset();
+    if (ex_->html_match_failed) {
+      release_upstream(false);
+      abort_exchange(Failure::rule_match_error, 0);
+      return;
+    }
   }
   if (ex_->response_chunked) out_.add_last_chunk();
   out_.flush();

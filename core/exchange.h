@@ -23,6 +23,7 @@
 #include "core/http_head.h"
 #include "core/peer_address.h"
 #include "core/request_checks.h"
+#include "core/router.h"
 
 namespace harrow {
 
@@ -86,6 +87,10 @@ struct ExchangeState {
   int status = 0;                // status of the response sent for this exchange, for metrics
   std::unique_ptr<HtmlRewriter> html;  // the body rewriter when outbound body rules apply
   uint64_t html_body_rules = 0;
+  // Whole-body outbound rules (no filterByTags): their mask and held-back text; 0: none.
+  uint64_t text_body_rules = 0;
+  std::unique_ptr<BodyTextState> body_text;
+  std::string text_out;
   bool html_match_failed = false;  // a body rule's pattern reached the regex limits
 
   // --- the access log and failure lines

@@ -225,7 +225,11 @@ struct Router::CompiledOutboundRule {
   Template value;
   std::string header;  // header rule: the lower-case response header; empty: a body rule
   int slot = -1;       // request-variable rule (serverVariable="HTTP_…"): its Variable slot
-  uint16_t tags = 0;   // body rule: HtmlTag bits
+  // Whole-body rule: the pattern compiled for bytes (a body need not be UTF-8), interpreted
+  // (partial matching holds back text that may continue in the next piece).
+  std::unique_ptr<pcre2_code, decltype(&pcre2_code_free)> body_code{nullptr, pcre2_code_free};
+  uint32_t max_lookbehind = 0;
+  uint16_t tags = 0;                                             // body rule: HtmlTag bits
   std::vector<std::pair<std::string, std::string>> custom_tags;  // body rule: (tag, attribute)
 };
 
@@ -1398,7 +1402,18 @@ Router::Router(const config::Config& config) : config_(config) {
         parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
       }
       parse_template(r.value, ctx, rule->value);
-      if (!r.server_variable.empty() && !istarts_with(r.server_variable, "RESPONSE_")) {
+      if (r.whole_body) {
+        int error = 0;
+        PCRE2_SIZE offset = 0;
+        rule->body_code.reset(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(r.pattern.data()),
+                                            r.pattern.size(), r.ignore_case ? PCRE2_CASELESS : 0u,
+                                            &error, &offset, nullptr));
+        if (rule->body_code == nullptr) throw std::runtime_error("pattern does not compile");
+        pcre2_pattern_info(rule->body_code.get(), PCRE2_INFO_MAXLOOKBEHIND, &rule->max_lookbehind);
+        uint32_t groups = 0;
+        pcre2_pattern_info(rule->body_code.get(), PCRE2_INFO_CAPTURECOUNT, &groups);
+        max_capture_pairs_ = std::max<size_t>(max_capture_pairs_, groups + 1);
+      } else if (!r.server_variable.empty() && !istarts_with(r.server_variable, "RESPONSE_")) {
         rule->slot = find_variable(ctx, r.server_variable);
       } else if (!r.server_variable.empty()) {
         rule->header = response_header_for_variable(r.server_variable);
@@ -1552,6 +1567,10 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
       if (rc.stop_processing) break;
       continue;
     }
+    if (rule.body_code != nullptr) {
+      if (i < 64) decision.text_rules |= uint64_t{1} << i;
+      continue;
+    }
     if (rule.header.empty()) {
       if (i >= 64) continue;  // a mask of 64 body rules per site is plenty
       decision.body_rules |= uint64_t{1} << i;
@@ -1620,6 +1639,119 @@ bool Router::rewrite_body_url(const RequestFacts& f, uint64_t body_rules, std::s
   }
   if (changed) out.append(s.body_value);
   return changed;
+}
+
+bool Router::rewrite_body_text(const RequestFacts& f, uint64_t text_rules, BodyTextState& state,
+                               std::string_view piece, bool last, RouteScratch& scratch,
+                               std::string& out) const {
+  if (text_rules == 0 || !has_outbound(f.site)) {
+    out.append(piece);
+    return true;
+  }
+  Impl& s = *scratch.impl_;
+  start_outbound(s, max_capture_pairs_, variables_.size(), f);
+  const Eval e{maps_, variables_, f, s, nullptr, nullptr, true};
+  const std::vector<const CompiledOutboundRule*>& rules =
+      outbound_by_site_[static_cast<size_t>(f.site + 1)];
+  if (state.rules.size() < rules.size()) state.rules.resize(rules.size());
+  // Each rule reads `in` and writes `result`; the last one writes into `out`.
+  std::string input(piece);
+  std::string result;
+  size_t remaining = 0;
+  for (size_t i = 0; i < rules.size() && i < 64; ++i) {
+    if ((text_rules & (uint64_t{1} << i)) != 0) ++remaining;
+  }
+  for (size_t i = 0; i < rules.size() && i < 64; ++i) {
+    if ((text_rules & (uint64_t{1} << i)) == 0) continue;
+    const CompiledOutboundRule& rule = *rules[i];
+    const config::OutboundRuleConfig& rc = *rule.config;
+    BodyTextState::Rule& r = state.rules[i];
+    std::string& emit = --remaining == 0 ? out : result;
+    // The subject: context (already passed on), text held back, then the new input.
+    std::string& buf = state.stage;
+    buf.assign(r.context);
+    size_t start = buf.size();
+    buf.append(r.held);
+    buf.append(input);
+    r.held.clear();
+    size_t pos = start;
+    auto subject = reinterpret_cast<PCRE2_SPTR>(buf.data());
+    while (pos < buf.size() || (last && pos == buf.size())) {
+      if (rc.occurrences != 0 && r.replaced >= rc.occurrences) {
+        emit.append(buf, pos);
+        pos = buf.size();
+        break;
+      }
+      int m = pcre2_match(rule.body_code.get(), subject, buf.size(), pos,
+                          last ? 0u : PCRE2_PARTIAL_HARD, s.match, s.match_context);
+      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.match);
+      if (m == PCRE2_ERROR_NOMATCH) {
+        emit.append(buf, pos);
+        pos = buf.size();
+        break;
+      }
+      if (m == PCRE2_ERROR_PARTIAL) {
+        size_t from = ov[0];
+        if (buf.size() - from > kBodyMatchHold) {
+          // Too long to hold back: no match starts there.
+          emit.append(buf, pos, from + 1 - pos);
+          pos = from + 1;
+          continue;
+        }
+        emit.append(buf, pos, from - pos);
+        r.held.assign(buf, from);
+        pos = buf.size();
+        break;
+      }
+      if (m < 0) {
+        s.match_error = m;
+        s.error_pattern = &rule.match;
+        return false;
+      }
+      size_t begin = ov[0], end = ov[1];
+      // {R:n} read s.url: the match, with the groups as ranges in it.
+      s.url.assign(buf, begin, end - begin);
+      s.url_ascii = is_ascii(s.url);
+      s.rule_ranges.clear();
+      for (int g = 0; g < (m == 0 ? 1 : m); ++g) {
+        if (ov[2 * g] == PCRE2_UNSET || ov[2 * g] < begin || ov[2 * g + 1] > end) {
+          s.rule_ranges.emplace_back(0, 0);
+        } else {
+          s.rule_ranges.emplace_back(ov[2 * g] - begin, ov[2 * g + 1] - ov[2 * g]);
+        }
+      }
+      bool hold = !rc.negate && conditions_hold(rule.conditions, rule.condition_inputs,
+                                                rc.logical_grouping, rc.track_all_captures, e);
+      if (s.match_error != 0) return false;
+      emit.append(buf, pos, begin - pos);
+      if (hold && rc.rewrite) {
+        expand(rule.value, e, s.output);
+        emit.append(s.output);
+        ++r.replaced;
+      } else {
+        emit.append(buf, begin, end - begin);
+      }
+      if (end == begin) {  // an empty match: step over one byte
+        if (end >= buf.size()) {
+          pos = buf.size();
+          break;
+        }
+        emit += buf[end];
+        pos = end + 1;
+      } else {
+        pos = end;
+      }
+    }
+    // Keep a little of what went out, for lookbehind and \b at the next piece's start.
+    size_t passed = buf.size() - r.held.size();
+    size_t keep = std::min<size_t>(passed, std::max<uint32_t>(rule.max_lookbehind, 1));
+    r.context.assign(buf, passed - keep, keep);
+    if (&emit == &result) {
+      input.swap(result);
+      result.clear();
+    }
+  }
+  return true;
 }
 
 }  // namespace harrow

@@ -90,7 +90,24 @@ struct OutboundDecision {
   uint64_t body_rules = 0;
   uint16_t tags = 0;                                             // HtmlTag bits those rules filter
   std::vector<std::pair<std::string, std::string>> custom_tags;  // (tag, attribute) they add
+  // The whole-body rules (no filterByTags) that apply, for rewrite_body_text(); 0: none.
+  uint64_t text_rules = 0;
 };
+
+// What the whole-body rules of one response remember between pieces of the body: per rule,
+// the text held back because a match may continue into the next piece (at most
+// kBodyMatchHold bytes), a little text before it (for lookbehind and \b), and the number of
+// replacements made (for occurrences).
+struct BodyTextState {
+  struct Rule {
+    std::string held;
+    std::string context;
+    uint64_t replaced = 0;
+  };
+  std::vector<Rule> rules;  // by the rule's index in the site's outbound list
+  std::string stage;        // one rule's output, the next rule's input
+};
+inline constexpr size_t kBodyMatchHold = 64 * 1024;
 
 class Router {
  public:
@@ -128,6 +145,15 @@ class Router {
   bool rewrite_body_url(const RequestFacts& request, uint64_t body_rules, std::string_view tag,
                         std::string_view attribute, std::string_view value, RouteScratch& scratch,
                         std::string& out) const;
+
+  // Runs the whole-body rules `text_rules` (from outbound()) over the next piece of the body,
+  // in order, each on what the one before produced; appends the result to `out`. Text that a
+  // match may still extend is held in `state` until the next piece; `last` (the end of the
+  // body) flushes it. Memory per rule is bounded by kBodyMatchHold: a partial match longer
+  // than that is given up. False if a pattern failed (scratch.match_error()).
+  bool rewrite_body_text(const RequestFacts& request, uint64_t text_rules, BodyTextState& state,
+                         std::string_view piece, bool last, RouteScratch& scratch,
+                         std::string& out) const;
 
   // After route(), outbound() or rewrite_body_url() failed a match (scratch.match_error()):
   // the name of the rule (or preCondition) whose pattern failed.

@@ -693,6 +693,26 @@ TEST(ConfigErrorsTogether, AllErrorsAreReportedInFileOrder) {
 // ---------------------------------------------------------------------------------------------
 // Rules: what is and is not an error
 
+// URL Rewrite's outbound schema: filterByTags defaults to "None" (the whole body), occurrences
+// to 0 (every match), and conditions track all captures unless told not to.
+TEST(ConfigRules, OutboundRulesWithoutTagsMatchTheWholeBody) {
+  Config config = load_ok(
+      "<configuration><system.webServer><rewrite><outboundRules>"
+      "<rule name=\"a\"><match pattern=\"x\" occurrences=\"2\"/>"
+      "<action type=\"Rewrite\" value=\"y\"/></rule>"
+      "<rule name=\"b\"><match filterByTags=\"None\" pattern=\"x\"/>"
+      "<conditions trackAllCaptures=\"false\"/><action type=\"Rewrite\" value=\"y\"/></rule>"
+      "<rule name=\"c\"><match filterByTags=\"A\" pattern=\"x\"/></rule>"
+      "</outboundRules></rewrite></system.webServer></configuration>");
+  ASSERT_EQ(config.outbound.rules.size(), 3u);
+  EXPECT_TRUE(config.outbound.rules[0].whole_body);
+  EXPECT_EQ(config.outbound.rules[0].occurrences, 2u);
+  EXPECT_TRUE(config.outbound.rules[0].track_all_captures);
+  EXPECT_TRUE(config.outbound.rules[1].whole_body);
+  EXPECT_FALSE(config.outbound.rules[1].track_all_captures);
+  EXPECT_FALSE(config.outbound.rules[2].whole_body);
+}
+
 TEST(ConfigRules, AbsoluteRewriteIsFineWhenProxyIsEnabled) {
   Config config = load_ok(rules_with(
       "        <rule name=\"x\"><match url=\"(.*)\"/>\n"

@@ -815,5 +815,71 @@ TEST(RouterProviders, RulesReadingAProviderNeverMatchAndTheReportNamesThem) {
   EXPECT_EQ(router.route(facts, scratch).target, "/fallback");
 }
 
+// Whole-body rules (no filterByTags): the pattern runs over the body text; the result is the
+// same however the body is split into pieces, and memory stays bounded.
+class BodyTextTest : public OutboundTest {
+ protected:
+  config::OutboundRuleConfig& body_rule(std::string pattern, std::string value,
+                                        uint64_t occurrences = 0) {
+    config::OutboundRuleConfig r;
+    r.name = "body" + std::to_string(config_.outbound.rules.size());
+    r.whole_body = true;
+    r.pattern = std::move(pattern);
+    r.rewrite = true;
+    r.value = std::move(value);
+    r.occurrences = occurrences;
+    config_.outbound.rules.push_back(r);
+    return config_.outbound.rules.back();
+  }
+  // Rewrites `body` fed in pieces of `step` bytes.
+  std::string rewrite(std::string_view body, size_t step) {
+    if (!router_) router_ = std::make_unique<Router>(config_);
+    response_.reset(65536);
+    response_.on_reason("OK", 2);
+    response_.finish();
+    OutboundDecision d = router_->outbound(facts_, response_, {}, scratch_);
+    BodyTextState state;
+    std::string out;
+    for (size_t i = 0; i < body.size(); i += step) {
+      EXPECT_TRUE(router_->rewrite_body_text(facts_, d.text_rules, state, body.substr(i, step),
+                                             false, scratch_, out));
+    }
+    EXPECT_TRUE(router_->rewrite_body_text(facts_, d.text_rules, state, {}, true, scratch_, out));
+    return out;
+  }
+};
+
+TEST_F(BodyTextTest, MatchesAcrossPiecesAndChainsRules) {
+  body_rule("http://backend\\.internal(:\\d+)?/", "https://www.example.com/");
+  body_rule("\\bEXAMPLE\\b", "Example").ignore_case = false;
+  facts_.target = "/";
+  std::string body =
+      "<script>var u = 'http://backend.internal:8080/api';</script> EXAMPLE "
+      "http://backend.internal/x "
+      "EXAMPLES";
+  std::string want =
+      "<script>var u = 'https://www.example.com/api';</script> Example https://www.example.com/x "
+      "EXAMPLES";
+  for (size_t step : {1u, 2u, 3u, 7u, 64u, 4096u}) EXPECT_EQ(rewrite(body, step), want) << step;
+}
+
+TEST_F(BodyTextTest, OccurrencesLimitsTheReplacementsAndCapturesExpand) {
+  body_rule("id=(\\d+)", "id=[{R:1}]", 2);
+  facts_.target = "/";
+  EXPECT_EQ(rewrite("id=1 id=22 id=333 id=4", 1), "id=[1] id=[22] id=333 id=4");
+  EXPECT_EQ(rewrite("id=1 id=22 id=333 id=4", 100), "id=[1] id=[22] id=333 id=4");
+}
+
+TEST_F(BodyTextTest, AnchorsMeanTheBodyAndALongPartialMatchIsGivenUp) {
+  body_rule("^<!--x-->", "");
+  body_rule("<held>[^<]*</held>", "H");
+  facts_.target = "/";
+  EXPECT_EQ(rewrite("<!--x--><p><!--x--></p>", 3), "<p><!--x--></p>");
+  EXPECT_EQ(rewrite("x<held>b</held>y", 1), "xHy");
+  // A match that would need more than kBodyMatchHold bytes held back is not made.
+  std::string big = "<held>" + std::string(kBodyMatchHold + 2000, 'a') + "</held>";
+  EXPECT_EQ(rewrite(big, 1000), big);
+}
+
 }  // namespace
 }  // namespace harrow
