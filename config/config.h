@@ -160,6 +160,9 @@ struct RuleConfig {
   uint32_t status_code = 0;  // Redirect / CustomResponse
   std::string status_reason;
   std::string status_description;  // CustomResponse body
+  // A <providers> provider the rule reads ({Provider:…}); Harrow runs none, so the rule never
+  // matches (--check-config names it). Empty: none.
+  std::string provider;
   SourceLocation where;
 };
 
@@ -182,14 +185,19 @@ struct OutboundRuleConfig {
   std::string filter_by_tags;   // "A, Img, CustomTags" (validated names)
   std::string custom_tags;      // name of a <customTags><tags> set
   std::string pattern;
+  // Neither serverVariable nor filterByTags (or filterByTags="None"): the pattern is matched
+  // against the whole body, and each match (the first `occurrences`, 0 = all) is replaced.
+  bool whole_body = false;
+  uint64_t occurrences = 0;
   bool ignore_case = true;
   bool negate = false;
   LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
-  bool track_all_captures = false;
+  bool track_all_captures = true;  // URL Rewrite's default for outbound rules
   std::vector<ConditionConfig> conditions;
   bool rewrite = false;  // action type="Rewrite" (else None)
   std::string value;
   bool replace = true;
+  std::string provider;  // as RuleConfig::provider (the rule or its preCondition reads one)
   SourceLocation where;
 };
 
@@ -198,6 +206,7 @@ struct PreConditionConfig {
   LogicalGrouping logical_grouping = LogicalGrouping::MatchAll;
   PatternSyntax pattern_syntax = PatternSyntax::ECMAScript;
   std::vector<ConditionConfig> conditions;
+  std::string provider;  // as RuleConfig::provider
   SourceLocation where;
 };
 

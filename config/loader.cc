@@ -33,6 +33,7 @@
 #include <pcre2.h>
 #include <sys/stat.h>
 
+#include "config/server_variables.h"
 #include "config/timespan.h"
 
 namespace harrow::config {
@@ -620,8 +621,13 @@ constexpr ElementSpec kDistributedRules =
 
 // <outboundRules>: URL Rewrite's response rules.
 constexpr AttrSpec kOutboundMatchAttrs[] = {
-    string_attr("serverVariable"), string_attr("filterByTags"), string_attr("customTags"),
-    string_attr("pattern"),        bool_attr("ignoreCase"),     bool_attr("negate")};
+    string_attr("serverVariable"),
+    string_attr("filterByTags"),
+    string_attr("customTags"),
+    string_attr("pattern"),
+    bool_attr("ignoreCase"),
+    bool_attr("negate"),
+    uint_attr("occurrences", 0, std::numeric_limits<int64_t>::max())};
 constexpr ElementSpec kOutboundMatch = element("match", kOutboundMatchAttrs);
 constexpr AttrSpec kOutboundActionAttrs[] = {enum_attr("type", kOutboundActionNames),
                                              string_attr("value"), bool_attr("replace")};
@@ -1598,6 +1604,7 @@ class ConfigReader {
     read_farms(find_child(root, "webFarms"));
     read_global_proxy(find_child(web_server, "proxy"));
     read_rewrite_maps(find_child(rewrite, "rewriteMaps"));
+    read_provider_names(find_child(rewrite, "providers"));
     read_global_rules(find_child(rewrite, "globalRules"));
     read_allowed_variables(find_child(rewrite, "allowedServerVariables"));
     read_rules(find_child(rewrite, "rules"), config_.distributed_rules, true);
@@ -1612,6 +1619,7 @@ class ConfigReader {
     read_value(filtering, "allowDoubleEscaping", config_.limits.allow_double_escaping);
     read_locations(root);
     read_harrow(find_child(root, "harrow"));
+    check_variable_references();
   }
 
  private:
@@ -1899,9 +1907,129 @@ class ConfigReader {
     }
   }
 
+  // ---- references in expansion strings ({NAME}, {Function:…}, {Map:…}) ----
+
+  void read_provider_names(pugi::xml_node providers) {
+    for (pugi::xml_node node : child_elements(providers)) {
+      std::string name;
+      read_value(node, "name", name);
+      if (iequals(node.name(), "provider") && !name.empty()) providers_.push_back(name);
+    }
+  }
+
+  // Checks the references in `text` (attribute `attribute` of `node`, in `owner`): functions,
+  // maps and providers now, variable names once every rule is read (a later rule may set one).
+  // A reference to a provider is recorded in `provider`: Harrow runs none.
+  void check_template(pugi::xml_node node, std::string_view attribute, std::string_view text,
+                      const std::string& owner, std::string& provider) {
+    size_t i = 0;
+    while (i < text.size()) {
+      size_t open = text.find('{', i);
+      if (open == std::string_view::npos) return;
+      size_t close = std::string_view::npos;
+      int depth = 0;
+      for (size_t k = open; k < text.size(); ++k) {
+        if (text[k] == '{') {
+          ++depth;
+        } else if (text[k] == '}' && --depth == 0) {
+          close = k;
+          break;
+        }
+      }
+      if (close == std::string_view::npos) return;  // literal text, as in URL Rewrite
+      check_reference(node, attribute, text.substr(open + 1, close - open - 1), owner, provider);
+      i = close + 1;
+    }
+  }
+
+  void check_reference(pugi::xml_node node, std::string_view attribute, std::string_view ref,
+                       const std::string& owner, std::string& provider) {
+    size_t colon = ref.find(':');
+    std::string_view name = ref.substr(0, colon);
+    if (colon != std::string_view::npos && name.find('{') == std::string_view::npos) {
+      std::string_view arg = ref.substr(colon + 1);
+      if (iequals(name, "R") || iequals(name, "C")) return;  // back-references
+      bool known = std::any_of(std::begin(kRewriteFunctionNames), std::end(kRewriteFunctionNames),
+                               [&](std::string_view f) { return iequals(f, name); }) ||
+                   std::any_of(config_.rewrite_maps.begin(), config_.rewrite_maps.end(),
+                               [&](const RewriteMapConfig& m) { return iequals(m.name, name); });
+      if (!known) {
+        auto p = std::find_if(providers_.begin(), providers_.end(),
+                              [&](const std::string& n) { return iequals(n, name); });
+        if (p != providers_.end()) {
+          if (provider.empty()) provider = *p;
+        } else {
+          std::vector<std::string_view> candidates(std::begin(kRewriteFunctionNames),
+                                                   std::end(kRewriteFunctionNames));
+          for (const RewriteMapConfig& m : config_.rewrite_maps) candidates.push_back(m.name);
+          diagnostics_.attribute_error(
+              node, attribute,
+              owner + ": {" + std::string(name) +
+                  ":...} names no rewrite map, provider or function (ToLower, UrlEncode, "
+                  "UrlDecode, HtmlEncode)" +
+                  did_you_mean(name, candidates));
+        }
+      }
+      check_template(node, attribute, arg, owner, provider);
+      return;
+    }
+    pending_variables_.push_back(
+        {diagnostics_.at_attribute(node, attribute), std::string(ref), owner, outbound_context_});
+  }
+
+  // A variable is known if Harrow has it, it names a header (HTTP_*, and RESPONSE_* in an
+  // outbound rule), or some rule sets it. File-system variables have no value in a proxy.
+  void check_variable_references() {
+    std::vector<std::string_view> set_names;
+    auto add_sets = [&](const std::vector<RuleConfig>& rules) {
+      for (const RuleConfig& r : rules) {
+        for (const ServerVariableSet& set : r.server_variables) set_names.push_back(set.name);
+      }
+    };
+    add_sets(config_.global_rules);
+    add_sets(config_.distributed_rules);
+    for (const SiteConfig& site : config_.sites) {
+      add_sets(site.rules);
+    }
+    for (const PendingVariable& v : pending_variables_) {
+      std::string_view name = v.name;
+      auto in = [&](const auto& list) {
+        return std::any_of(std::begin(list), std::end(list),
+                           [&](std::string_view n) { return iequals(n, name); });
+      };
+      if (in(kServerVariableNames) || in(set_names)) continue;
+      if (name.size() > 5 && istarts_with(name, "HTTP_")) continue;
+      if (v.outbound && name.size() > 9 && istarts_with(name, "RESPONSE_")) continue;
+      if (in(kFileSystemVariableNames)) {
+        diagnostics_.error(v.where, v.owner + ": {" + v.name +
+                                        "} is a file-system path in IIS; Harrow maps no URL "
+                                        "to files, so it has no value");
+        continue;
+      }
+      if (!v.outbound && name.size() > 9 && istarts_with(name, "RESPONSE_")) {
+        diagnostics_.error(v.where, v.owner + ": {" + v.name +
+                                        "} is a response header: only outbound rules read it");
+        continue;
+      }
+      std::vector<std::string_view> candidates(std::begin(kServerVariableNames),
+                                               std::end(kServerVariableNames));
+      candidates.insert(candidates.end(), set_names.begin(), set_names.end());
+      diagnostics_.error(v.where, v.owner + ": {" + v.name +
+                                      "} is not a server variable Harrow knows, and no rule "
+                                      "sets it (it would always be empty)" +
+                                      did_you_mean(name, candidates));
+    }
+  }
+
   // ---- outbound rules ----
 
   void read_outbound(pugi::xml_node section, OutboundConfig& out) {
+    outbound_context_ = true;
+    read_outbound_section(section, out);
+    outbound_context_ = false;
+  }
+
+  void read_outbound_section(pugi::xml_node section, OutboundConfig& out) {
     for (pugi::xml_node node : child_elements(section)) {
       std::string_view kind = node.name();
       if (iequals(kind, "clear")) {
@@ -1950,6 +2078,7 @@ class ConfigReader {
       as_rule.pattern_syntax = pre.pattern_syntax;
       read_conditions(node, as_rule);
       pre.conditions = std::move(as_rule.conditions);
+      pre.provider = std::move(as_rule.provider);
       out.pre_conditions.push_back(std::move(pre));
     }
   }
@@ -1985,19 +2114,35 @@ class ConfigReader {
     read_value(match, "ignoreCase", rule.ignore_case);
     read_value(match, "negate", rule.negate);
     if (!rule.server_variable.empty() && !istarts_with(rule.server_variable, "RESPONSE_")) {
-      diagnostics_.error(match, what + " matches serverVariable '" + rule.server_variable +
-                                    "': outbound rules read response headers, RESPONSE_NAME");
+      // A request variable (the common RestoreAcceptEncoding rule): what the rule writes is
+      // what the outbound rules after it read; the known-name check comes with the others.
+      pending_variables_.push_back(
+          {diagnostics_.at_attribute(match, "serverVariable"), rule.server_variable, what, true});
     }
-    if (rule.server_variable.empty() == rule.filter_by_tags.empty() && rule.custom_tags.empty()) {
-      diagnostics_.error(match ? match : node,
-                         what +
-                             " needs either serverVariable=\"RESPONSE_…\" or filterByTags "
-                             "on its <match>");
+    {
+      std::string_view tags = rule.filter_by_tags;
+      while (!tags.empty() && tags.front() == ' ') tags.remove_prefix(1);
+      while (!tags.empty() && tags.back() == ' ') tags.remove_suffix(1);
+      if (iequals(tags, "None")) rule.filter_by_tags.clear();  // the UI's "(none)": whole body
     }
+    if (!rule.server_variable.empty() && !rule.filter_by_tags.empty()) {
+      diagnostics_.error(match, what + " has both serverVariable and filterByTags on its <match>");
+    } else if (rule.server_variable.empty() && rule.filter_by_tags.empty() &&
+               rule.custom_tags.empty()) {
+      rule.whole_body = true;  // the pattern runs over the body text itself
+      if (rule.pattern_syntax != PatternSyntax::ECMAScript) {
+        diagnostics_.error(match ? match : node,
+                           what +
+                               " matches the whole response body: Harrow does that with "
+                               "ECMAScript patterns only (patternSyntax=\"ECMAScript\")");
+      }
+    }
+    read_value(match, "occurrences", rule.occurrences);
     check_filter_tags(rule, match, out);
     RuleConfig as_rule;
     as_rule.name = rule.name;
     as_rule.pattern_syntax = rule.pattern_syntax;
+    as_rule.track_all_captures = rule.track_all_captures;  // true unless the file says not
     check_pattern(as_rule, rule.pattern, rule.ignore_case, match);
     pugi::xml_node conditions = find_child(node, "conditions");
     read_conditions(conditions, as_rule);
@@ -2009,6 +2154,8 @@ class ConfigReader {
     read_enum(action, "type", kOutboundActionNames, type);
     rule.rewrite = type == 1;
     read_value(action, "value", rule.value);
+    check_template(action, "value", rule.value, what, as_rule.provider);
+    rule.provider = std::move(as_rule.provider);
     read_value(action, "replace", rule.replace);
     out.rules.push_back(std::move(rule));
   }
@@ -2075,18 +2222,21 @@ class ConfigReader {
         // the condition as a pattern instead would silently change what the rule matches.
         diagnostics_.error(node, "rule '" + rule.name + "': matchType '" + match_type +
                                      "' is not supported (Harrow serves no files); use Pattern");
+      } else {
+        check_template(node, "input", condition.input, "rule '" + rule.name + "'", rule.provider);
       }
       check_pattern(rule, condition.pattern, condition.ignore_case, node);
       rule.conditions.push_back(std::move(condition));
     }
   }
 
-  static void read_server_variables(pugi::xml_node variables, RuleConfig& rule) {
+  void read_server_variables(pugi::xml_node variables, RuleConfig& rule) {
     for (pugi::xml_node node : child_elements(variables)) {
       if (!iequals(node.name(), "set")) continue;
       ServerVariableSet set;
       read_value(node, "name", set.name);
       read_value(node, "value", set.value);
+      check_template(node, "value", set.value, "rule '" + rule.name + "'", rule.provider);
       read_value(node, "replace", set.replace);
       rule.server_variables.push_back(std::move(set));
     }
@@ -2099,6 +2249,10 @@ class ConfigReader {
     read_value(node, "appendQueryString", rule.append_query_string);
     read_value(node, "statusReason", rule.status_reason);
     read_value(node, "statusDescription", rule.status_description);
+    const std::string owner = "rule '" + rule.name + "'";
+    check_template(node, "url", rule.action_url, owner, rule.provider);
+    check_template(node, "statusReason", rule.status_reason, owner, rule.provider);
+    check_template(node, "statusDescription", rule.status_description, owner, rule.provider);
     const std::string what = "rule '" + rule.name + "': ";
     switch (rule.action) {
       case ActionType::Rewrite:
@@ -2443,7 +2597,17 @@ class ConfigReader {
 
   Diagnostics& diagnostics_;
   Config& config_;
-  bool pools_declared_ = false;  // the file has <applicationPools>: farm pools must be in it
+  // A {NAME} reference, checked once every rule is read (check_variable_references).
+  struct PendingVariable {
+    SourceLocation where;
+    std::string name;
+    std::string owner;  // "rule 'X'", for the message
+    bool outbound;      // in an outbound rule or preCondition: RESPONSE_* is known there
+  };
+  std::vector<PendingVariable> pending_variables_;
+  std::vector<std::string> providers_;  // <rewrite><providers><provider name>
+  bool outbound_context_ = false;       // reading <outboundRules>
+  bool pools_declared_ = false;         // the file has <applicationPools>: farm pools must be in it
 };
 
 // The root must be one <configuration> element.

@@ -4,6 +4,7 @@
 
 #include <cctype>
 
+#include "config/ascii.h"
 #include "core/request_hash.h"
 
 namespace harrow {
@@ -60,6 +61,33 @@ std::string migration_report(const config::Config& config) {
     differences.push_back(std::to_string(host_names) +
                           " server address(es) are host names: resolved when the configuration "
                           "is loaded or reloaded (SIGHUP), not per connection");
+  }
+  // Rules that read a <providers> provider: IIS runs the provider's .NET code, Harrow none.
+  auto never_matches = [&](const std::string& kind, const std::string& name,
+                           const std::string& provider) {
+    differences.push_back(kind + " '" + name + "' reads rewrite provider '" + provider +
+                          "': providers are not run, so it never matches");
+  };
+  auto rules_with_providers = [&](const std::vector<config::RuleConfig>& rules) {
+    for (const config::RuleConfig& r : rules) {
+      if (r.enabled && !r.provider.empty()) never_matches("rule", r.name, r.provider);
+    }
+  };
+  auto outbound_with_providers = [&](const config::OutboundConfig& out) {
+    for (const config::OutboundRuleConfig& r : out.rules) {
+      std::string provider = r.provider;
+      for (const config::PreConditionConfig& p : out.pre_conditions) {
+        if (provider.empty() && iequals(p.name, r.pre_condition)) provider = p.provider;
+      }
+      if (r.enabled && !provider.empty()) never_matches("outbound rule", r.name, provider);
+    }
+  };
+  rules_with_providers(config.global_rules);
+  rules_with_providers(config.distributed_rules);
+  outbound_with_providers(config.outbound);
+  for (const config::SiteConfig& site : config.sites) {
+    rules_with_providers(site.rules);
+    outbound_with_providers(site.outbound);
   }
   differences.push_back(
       "only this file is read: URL Rewrite rules in a site's own web.config belong in "

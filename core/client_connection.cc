@@ -605,6 +605,7 @@ void ClientConnection::start_exchange() {
   ex_->rule_header_text.clear();
   for (const HeaderField& f : decision.set_headers)
     ex_->rule_header_text.emplace_back(f.name, f.value);
+  ex_->rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
   FarmState& farm = worker_->farm(ex_->farm);
   std::optional<size_t> pick;
   Failure no_pick = Failure::no_server;
@@ -749,7 +750,8 @@ void ClientConnection::send_request_head() {
   HeaderField harrow_headers[5];
   size_t n = 0;
   harrow_headers[n++] = {"Max-Forwards", ex_->max_forwards};
-  harrow_headers[n++] = {"X-Original-URL", ex_->head.target()};
+  // As IIS sends it: the URL as the client wrote it (raw, with its query), never the rewrite.
+  harrow_headers[n++] = {"X-Original-URL", split_target(ex_->head.target()).path};
   if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, ex_->log_id};
   // X-ARR-SSL and X-ARR-ClientCert only for a request that came over TLS (the certificate one
   // only with a client certificate), as ARR does: applications test for their presence. A
@@ -991,9 +993,17 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
-  if (ex_->html != nullptr) {
-    ex_->html_out.clear();
-    ex_->html->feed(std::string_view(data, len), ex_->html_out);
+  if (ex_->html != nullptr || ex_->body_text != nullptr) {
+    std::string_view piece(data, len);
+    if (ex_->html != nullptr) {
+      ex_->html_out.clear();
+      ex_->html->feed(piece, ex_->html_out);
+      piece = ex_->html_out;
+    }
+    if (!ex_->html_match_failed && ex_->body_text != nullptr) {
+      ex_->text_out.clear();
+      piece = rewrite_body_text(piece, false);
+    }
     if (ex_->html_match_failed) {
       // The head is out: the body cannot go on without the rule, so the response ends here
       // (the client sees a cut response, never an unrewritten one).
@@ -1001,7 +1011,7 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
       abort_exchange(Failure::rule_match_error, 0);
       return;
     }
-    send_owned(ex_->html_out);
+    send_owned(piece);
     ex_->server_metrics->bytes_from_server.add(len);
     return;
   }
@@ -1020,13 +1030,18 @@ std::string_view ClientConnection::request_host() const {
   return target.absolute ? target.authority : ex_->head.find("host");
 }
 
-RequestFacts ClientConnection::request_facts() const {
+RequestFacts ClientConnection::request_facts() {
   RequestFacts facts;
   facts.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
   facts.target = split_target(ex_->head.target()).path;
   facts.host = request_host();
   facts.server_port = listener_->port;
   facts.remote_addr = peer_ip();
+  facts.remote_port = peer_address_.port;
+  // getsockname() only for configurations whose rules read the local address.
+  if (ex_->snap != nullptr && ex_->snap->router->reads_local_addr()) facts.local_addr = local_ip();
+  facts.http10 = ex_->parser.http_major == 1 && ex_->parser.http_minor == 0;
+  facts.variables = ex_->rule_variables;
   facts.path = ex_->canonical_path;
   facts.head = &ex_->head;
   facts.site = ex_->site;
@@ -1039,6 +1054,7 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
   const Router& router = *ex_->snap->router;
   if (!router.has_outbound(ex_->site)) return true;
   RequestFacts facts = request_facts();
+  facts.response_status = response.status;
   OutboundDecision decision =
       router.outbound(facts, head, response.replace, worker_->route_scratch());
   if (worker_->route_scratch().match_error() != 0) return false;
@@ -1067,7 +1083,7 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     response.replace = ex_->outbound_replace;
     response.add = ex_->outbound_add;
   }
-  if (decision.body_rules == 0 || !has_body) return true;
+  if ((decision.body_rules == 0 && decision.text_rules == 0) || !has_body) return true;
   std::string_view encoding = head.find("content-encoding");
   if (!encoding.empty() && !iequals(encoding, "identity")) {
     // Rewriting links inside a gzip (or br…) body would corrupt it: pass it on untouched.
@@ -1078,21 +1094,25 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
              static_cast<int>(encoding.size()), encoding.data());
     return true;
   }
+  ex_->text_body_rules = decision.text_rules;
+  if (decision.text_rules != 0) ex_->body_text = std::make_unique<BodyTextState>();
   ex_->html_body_rules = decision.body_rules;
-  ex_->html = std::make_unique<HtmlRewriter>(
-      decision.tags, std::move(decision.custom_tags),
-      [this](std::string_view tag, std::string_view attribute, std::string_view value,
-             std::string& out) {
-        bool rewritten =
-            ex_->snap->router->rewrite_body_url(request_facts(), ex_->html_body_rules, tag,
-                                                attribute, value, worker_->route_scratch(), out);
-        if (worker_->route_scratch().match_error() != 0) {
-          if (!ex_->html_match_failed)
-            report_match_error(*ex_->snap->router, worker_->route_scratch());
-          ex_->html_match_failed = true;
-        }
-        return rewritten;
-      });
+  if (decision.body_rules != 0)
+    ex_->html = std::make_unique<HtmlRewriter>(
+        decision.tags, std::move(decision.custom_tags),
+        [this](std::string_view tag, std::string_view attribute, std::string_view value,
+               std::string& out) {
+          RequestFacts facts = request_facts();
+          facts.response_status = ex_->status;
+          bool rewritten = ex_->snap->router->rewrite_body_url(
+              facts, ex_->html_body_rules, tag, attribute, value, worker_->route_scratch(), out);
+          if (worker_->route_scratch().match_error() != 0) {
+            if (!ex_->html_match_failed)
+              report_match_error(*ex_->snap->router, worker_->route_scratch());
+            ex_->html_match_failed = true;
+          }
+          return rewritten;
+        });
   // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
   response.keep_content_length = false;
   if (ex_->parser.http_major == 1 && ex_->parser.http_minor == 1) {
@@ -1106,6 +1126,18 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
     response.http10_keep_alive = false;
   }
   return true;
+}
+
+std::string_view ClientConnection::rewrite_body_text(std::string_view piece, bool last) {
+  RequestFacts facts = request_facts();
+  facts.response_status = ex_->status;
+  const Router& router = *ex_->snap->router;
+  if (!router.rewrite_body_text(facts, ex_->text_body_rules, *ex_->body_text, piece, last,
+                                worker_->route_scratch(), ex_->text_out)) {
+    if (!ex_->html_match_failed) report_match_error(router, worker_->route_scratch());
+    ex_->html_match_failed = true;
+  }
+  return ex_->text_out;
 }
 
 void ClientConnection::send_owned(std::string_view bytes) {
@@ -1129,11 +1161,26 @@ void ClientConnection::upstream_read_end() {
 
 void ClientConnection::upstream_complete(bool reusable) {
   ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
-  if (ex_->html != nullptr) {
-    ex_->html_out.clear();
-    ex_->html->finish(ex_->html_out);
-    send_owned(ex_->html_out);
+  if (ex_->html != nullptr || ex_->body_text != nullptr) {
+    std::string_view piece;
+    if (ex_->html != nullptr) {
+      ex_->html_out.clear();
+      ex_->html->finish(ex_->html_out);
+      piece = ex_->html_out;
+    }
+    if (ex_->body_text != nullptr) {
+      ex_->text_out.clear();
+      piece = rewrite_body_text(piece, true);
+    }
+    // A pattern that failed this late cuts the response (its head is out).
+    if (!ex_->html_match_failed) send_owned(piece);
     ex_->html.reset();
+    ex_->body_text.reset();
+    if (ex_->html_match_failed) {
+      release_upstream(false);
+      abort_exchange(Failure::rule_match_error, 0);
+      return;
+    }
   }
   if (ex_->response_chunked) out_.add_last_chunk();
   out_.flush();

@@ -104,7 +104,10 @@ class ClientConnection final : public UpstreamEvents {
   // The host the request names: an absolute-form target's authority, else its Host.
   std::string_view request_host() const;
   // The request as rules see it (rebuilt for outbound rules, which run on the response).
-  RequestFacts request_facts() const;
+  RequestFacts request_facts();
+  // Runs the whole-body outbound rules over the next piece of the body (ex_->text_out holds
+  // the result); on a failed pattern sets ex_->html_match_failed.
+  std::string_view rewrite_body_text(std::string_view piece, bool last);
   // Applies the outbound rules to a response head about to be written; may set up html_.
   // False when a rule's pattern reached the regex limits: the response must not go out as if
   // the rule had not matched (it is replaced with a 500 rule_match_error).

@@ -12,6 +12,7 @@ void Exchange::clear() {
   static_cast<ExchangeState&>(*this) = ExchangeState();
   head.reset(0);  // nothing of another connection's request may show in a log line
   rule_header_text.clear();
+  rule_variables.clear();
   rule_headers.clear();
   target.clear();
   hash_buffer.clear();

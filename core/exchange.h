@@ -23,6 +23,7 @@
 #include "core/http_head.h"
 #include "core/peer_address.h"
 #include "core/request_checks.h"
+#include "core/router.h"
 
 namespace harrow {
 
@@ -86,6 +87,10 @@ struct ExchangeState {
   int status = 0;                // status of the response sent for this exchange, for metrics
   std::unique_ptr<HtmlRewriter> html;  // the body rewriter when outbound body rules apply
   uint64_t html_body_rules = 0;
+  // Whole-body outbound rules (no filterByTags): their mask and held-back text; 0: none.
+  uint64_t text_body_rules = 0;
+  std::unique_ptr<BodyTextState> body_text;
+  std::string text_out;
   bool html_match_failed = false;  // a body rule's pattern reached the regex limits
 
   // --- the access log and failure lines
@@ -130,8 +135,10 @@ struct Exchange : ExchangeState {
   // next request on this worker before an upstream connect completes.
   std::vector<std::pair<std::string, std::string>> rule_header_text;
   std::vector<HeaderField> rule_headers;
-  std::string target;       // rewritten origin-form target
-  std::string hash_buffer;  // RequestHash key
+  // Every server variable the inbound rules set, for the outbound rules (RequestFacts).
+  std::vector<std::pair<int, std::string>> rule_variables;  // router.h SetVariable
+  std::string target;                                       // rewritten origin-form target
+  std::string hash_buffer;                                  // RequestHash key
   std::string rewritten_location;
   std::string rewritten_content_location;
   // Outbound rules: header values they set.

@@ -36,6 +36,14 @@ enum class Var : uint8_t {
   RemoteAddr,
   ServerPort,
   ServerPortSecure,
+  CacheUrl,        // scheme://host:port/raw-path?query
+  ServerName,      // the Host without its port (or the local address)
+  ServerProtocol,  // HTTP/1.1
+  RemotePort,
+  LocalAddr,
+  AppWarmingUp,    // "0"
+  Empty,           // AUTH_TYPE, AUTH_USER, LOGON_USER, REMOTE_USER: nobody is authenticated
+  ResponseStatus,  // outbound rules: the status code
   Header,          // any other HTTP_*: the request header named by Node::text
   ResponseHeader,  // RESPONSE_*: the response header named by Node::text (outbound rules)
 };
@@ -48,6 +56,7 @@ enum class Op : uint8_t {
   ToLower,           // {ToLower:children}
   UrlEncode,         // {UrlEncode:children}
   UrlDecode,         // {UrlDecode:children}
+  HtmlEncode,        // {HtmlEncode:children}
   Map,               // {MapName:children}
 };
 
@@ -215,7 +224,12 @@ struct Router::CompiledOutboundRule {
   std::vector<Template> condition_inputs;
   Template value;
   std::string header;  // header rule: the lower-case response header; empty: a body rule
-  uint16_t tags = 0;   // body rule: HtmlTag bits
+  int slot = -1;       // request-variable rule (serverVariable="HTTP_…"): its Variable slot
+  // Whole-body rule: the pattern compiled for bytes (a body need not be UTF-8), interpreted
+  // (partial matching holds back text that may continue in the next piece).
+  std::unique_ptr<pcre2_code, decltype(&pcre2_code_free)> body_code{nullptr, pcre2_code_free};
+  uint32_t max_lookbehind = 0;
+  uint16_t tags = 0;                                             // body rule: HtmlTag bits
   std::vector<std::pair<std::string, std::string>> custom_tags;  // body rule: (tag, attribute)
 };
 
@@ -263,7 +277,8 @@ struct RouteScratch::Impl {
   std::vector<VariableSlot> slots;                // one per Router::Variable (grown, never shrunk)
   uint64_t generation = 0;     // bumped per route(): slots from earlier calls are unset at once
   std::vector<int> set_order;  // slots set in this route(), in the order first set
-  std::vector<HeaderField> set_headers;  // RouteDecision::set_headers
+  std::vector<HeaderField> set_headers;    // RouteDecision::set_headers
+  std::vector<SetVariable> set_variables;  // RouteDecision::set_variables (strings reused)
   // Outbound rules: response headers set so far (lower-case name, value).
   std::vector<std::pair<std::string, std::string>> response_sets;
   std::vector<std::string_view> response_set_rules;  // the rule that set each response_sets entry
@@ -416,6 +431,46 @@ bool url_unreserved(char c) {
          c == '~';
 }
 
+// HTML-encodes out[from..] in place: & < > " ' become entities, as URL Rewrite's HtmlEncode
+// does for text inserted into a page.
+void html_encode_from(std::string& out, size_t from) {
+  auto entity = [](char c) -> std::string_view {
+    switch (c) {
+      case '&':
+        return "&amp;";
+      case '<':
+        return "&lt;";
+      case '>':
+        return "&gt;";
+      case '"':
+        return "&quot;";
+      case '\'':
+        return "&#39;";
+      default:
+        return {};
+    }
+  };
+  size_t extra = 0;
+  for (size_t i = from; i < out.size(); ++i) {
+    std::string_view ent = entity(out[i]);
+    if (!ent.empty()) extra += ent.size() - 1;
+  }
+  if (extra == 0) return;
+  size_t r = out.size();
+  out.resize(out.size() + extra);
+  size_t w = out.size();
+  while (r > from) {
+    char c = out[--r];
+    std::string_view ent = entity(c);
+    if (ent.empty()) {
+      out[--w] = c;
+    } else {
+      w -= ent.size();
+      out.replace(w, ent.size(), ent);
+    }
+  }
+}
+
 // Escapes the bytes of out[from..] that `Needs`, in place (from the end).
 template <bool (*Needs)(unsigned char)>
 void percent_encode_from(std::string& out, size_t from) {
@@ -466,6 +521,7 @@ void path_encode_from(std::string& out, size_t from) {
 struct TemplateContext {
   const std::vector<std::unique_ptr<Router::CompiledMap>>& maps;
   const std::vector<std::unique_ptr<Router::Variable>>& variables;
+  bool* reads_local_addr = nullptr;  // set when a template reads the local address
 };
 
 // "RESPONSE_Content_Type" → "content-type": the response header an outbound rule reads.
@@ -494,9 +550,27 @@ Var builtin_variable(std::string_view name, std::string& header) {
       {"REMOTE_ADDR", Var::RemoteAddr},
       {"SERVER_PORT", Var::ServerPort},
       {"SERVER_PORT_SECURE", Var::ServerPortSecure},
+      {"HTTP_URL", Var::UnencodedUrl},
+      {"SCRIPT_NAME", Var::PathInfo},
+      {"CACHE_URL", Var::CacheUrl},
+      {"SERVER_NAME", Var::ServerName},
+      {"SERVER_PROTOCOL", Var::ServerProtocol},
+      {"REMOTE_PORT", Var::RemotePort},
+      {"REMOTE_HOST", Var::RemoteAddr},
+      {"LOCAL_ADDR", Var::LocalAddr},
+      {"APP_WARMING_UP", Var::AppWarmingUp},
+      {"AUTH_TYPE", Var::Empty},
+      {"AUTH_USER", Var::Empty},
+      {"LOGON_USER", Var::Empty},
+      {"REMOTE_USER", Var::Empty},
+      {"RESPONSE_STATUS", Var::ResponseStatus},
   };
   for (const Entry& e : kNames) {
     if (iequals(name, e.name)) return e.var;
+  }
+  if (iequals(name, "CONTENT_LENGTH") || iequals(name, "CONTENT_TYPE")) {
+    header = iequals(name, "CONTENT_TYPE") ? "content-type" : "content-length";
+    return Var::Header;
   }
   if (name.size() > 5 && istarts_with(name, "HTTP_")) {
     header.clear();
@@ -561,6 +635,8 @@ void parse_reference(std::string_view ref, const TemplateContext& ctx, Template&
       node.op = Op::UrlEncode;
     } else if (iequals(name, "UrlDecode")) {
       node.op = Op::UrlDecode;
+    } else if (iequals(name, "HtmlEncode")) {
+      node.op = Op::HtmlEncode;
     } else {
       auto map = std::find_if(ctx.maps.begin(), ctx.maps.end(),
                               [&](const auto& m) { return iequals(m->name, name); });
@@ -576,6 +652,10 @@ void parse_reference(std::string_view ref, const TemplateContext& ctx, Template&
   node.var = builtin_variable(ref, node.text);
   node.slot = find_variable(ctx, ref);
   if (node.var == Var::Unknown && node.slot < 0) return;
+  if ((node.var == Var::LocalAddr || node.var == Var::ServerName || node.var == Var::CacheUrl) &&
+      ctx.reads_local_addr != nullptr) {
+    *ctx.reads_local_addr = true;
+  }
   out.push_back(std::move(node));
 }
 
@@ -626,6 +706,9 @@ struct Eval {
   const MessageHead* response = nullptr;
   const std::vector<std::pair<std::string, std::string>>* response_sets = nullptr;
   RouteTrace* trace = nullptr;  // route() only, when explaining
+  // Outbound rules: {URL} and {PATH_INFO} are the path the client asked for (s.url holds the
+  // value being rewritten).
+  bool outbound = false;
 };
 
 // The groups of the last match (s.ranges) in `input`, for a RouteTrace.
@@ -635,6 +718,27 @@ std::vector<std::string_view> traced_groups(std::string_view input, const Impl& 
     out.push_back(offset <= input.size() ? input.substr(offset, length) : std::string_view{});
   }
   return out;
+}
+
+// "host:port" → "host", "[::1]:80" → "[::1]".
+std::string_view host_without_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  return host.substr(0, host.find(':'));
+}
+
+void append_number(std::string& out, unsigned value) {
+  char digits[12];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+  out.append(digits, static_cast<size_t>(end - digits));
+}
+
+// The request path as outbound rules see {URL}: decoded and canonical, with its '/'.
+std::string_view request_path(const RequestFacts& f) {
+  if (!f.path.empty()) return f.path;
+  return f.target.substr(0, f.target.find('?'));
 }
 
 // A response header as outbound rules see it: the latest value a rule set, else the server's.
@@ -674,6 +778,10 @@ void append_builtin(Var var, std::string_view header, const Eval& e, std::string
       return;
     case Var::Url:
     case Var::PathInfo:
+      if (e.outbound) {
+        out.append(request_path(f));
+        return;
+      }
       out += '/';
       out.append(e.s.url);
       return;
@@ -683,12 +791,40 @@ void append_builtin(Var var, std::string_view header, const Eval& e, std::string
     case Var::RemoteAddr:
       out.append(f.remote_addr);
       return;
-    case Var::ServerPort: {
-      char digits[8];
-      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, f.server_port);
-      out.append(digits, static_cast<size_t>(end - digits));
+    case Var::ServerPort:
+      append_number(out, f.server_port);
+      return;
+    case Var::CacheUrl: {
+      std::string_view name = host_without_port(f.host);
+      out.append(f.https ? "https://" : "http://");
+      out.append(name.empty() ? f.local_addr : name);
+      out += ':';
+      append_number(out, f.server_port);
+      out.append(f.target);
       return;
     }
+    case Var::ServerName: {
+      std::string_view name = host_without_port(f.host);
+      out.append(name.empty() ? f.local_addr : name);
+      return;
+    }
+    case Var::ServerProtocol:
+      out.append(f.http10 ? "HTTP/1.0" : "HTTP/1.1");
+      return;
+    case Var::RemotePort:
+      append_number(out, f.remote_port);
+      return;
+    case Var::LocalAddr:
+      out.append(f.local_addr);
+      return;
+    case Var::AppWarmingUp:
+      out += '0';
+      return;
+    case Var::Empty:
+      return;
+    case Var::ResponseStatus:
+      if (f.response_status > 0) append_number(out, static_cast<unsigned>(f.response_status));
+      return;
     case Var::ServerPortSecure:
       out += f.https ? '1' : '0';
       return;
@@ -738,6 +874,10 @@ void expand_append(std::span<const Node> t, const Eval& e, std::string& out) {
       case Op::UrlDecode:
         expand_append(n.children, e, out);
         url_decode_from(out, from);
+        break;
+      case Op::HtmlEncode:
+        expand_append(n.children, e, out);
+        html_encode_from(out, from);
         break;
       case Op::Map: {
         expand_append(n.children, e, out);
@@ -974,11 +1114,16 @@ void apply_server_variables(const Router::CompiledRule& rule, const Eval& e) {
 void finish_headers(const Eval& e, RouteDecision& decision) {
   Impl& s = e.s;
   s.set_headers.clear();
-  for (int slot : s.set_order) {
+  if (s.set_variables.size() < s.set_order.size()) s.set_variables.resize(s.set_order.size());
+  for (size_t i = 0; i < s.set_order.size(); ++i) {
+    int slot = s.set_order[i];
     const Router::Variable& v = *e.variables[slot];
     if (!v.header.empty()) s.set_headers.push_back({v.header, s.slots[slot].value});
+    s.set_variables[i].first = slot;
+    s.set_variables[i].second.assign(s.slots[slot].value);
   }
   decision.set_headers = s.set_headers;
+  decision.set_variables = std::span<const SetVariable>(s.set_variables).first(s.set_order.size());
 }
 
 // "http://NAME:port/rest" → NAME, "NAME:port" and "/rest" (for a farm the port is ignored:
@@ -1174,28 +1319,40 @@ Router::Router(const config::Config& config) : config_(config) {
   std::vector<const std::vector<config::RuleConfig>*> rule_lists{&config.global_rules,
                                                                  &config.distributed_rules};
   for (const config::SiteConfig& site : config.sites) rule_lists.push_back(&site.rules);
+  auto add_variable = [&](const std::string& name) {
+    bool known = std::any_of(variables_.begin(), variables_.end(),
+                             [&](const auto& v) { return iequals(v->name, name); });
+    if (known) return;
+    auto v = std::make_unique<Variable>();
+    v->name = name;
+    v->header = header_for_variable(name);
+    v->builtin = builtin_variable(name, v->builtin_header);
+    variables_.push_back(std::move(v));
+  };
   for (const auto* list : rule_lists) {
     for (const config::RuleConfig& r : *list) {
       if (!r.enabled) continue;
-      for (const config::ServerVariableSet& set : r.server_variables) {
-        bool known = std::any_of(variables_.begin(), variables_.end(),
-                                 [&](const auto& v) { return iequals(v->name, set.name); });
-        if (known) continue;
-        auto v = std::make_unique<Variable>();
-        v->name = set.name;
-        v->header = header_for_variable(set.name);
-        v->builtin = builtin_variable(set.name, v->builtin_header);
-        variables_.push_back(std::move(v));
-      }
+      for (const config::ServerVariableSet& set : r.server_variables) add_variable(set.name);
     }
   }
-  TemplateContext ctx{maps_, variables_};
+  // Outbound rules may rewrite a request variable (serverVariable="HTTP_ACCEPT_ENCODING"):
+  // what they write is what the outbound rules after them read.
+  std::vector<const config::OutboundConfig*> outbound_sections{&config.outbound};
+  for (const config::SiteConfig& site : config.sites) outbound_sections.push_back(&site.outbound);
+  for (const config::OutboundConfig* section : outbound_sections) {
+    for (const config::OutboundRuleConfig& r : section->rules) {
+      if (r.enabled && !r.server_variable.empty() && !istarts_with(r.server_variable, "RESPONSE_"))
+        add_variable(r.server_variable);
+    }
+  }
+  TemplateContext ctx{maps_, variables_, &reads_local_addr_};
   auto need_pairs = [&](const CompiledPattern& p) {
     max_capture_pairs_ = std::max<size_t>(max_capture_pairs_, p.capture_count + 1);
   };
   auto compile_rules = [&](const std::vector<config::RuleConfig>& list, RuleSet& into) {
     for (const config::RuleConfig& r : list) {
-      if (!r.enabled) continue;
+      // A rule that reads a rewrite provider never matches: Harrow runs no providers.
+      if (!r.enabled || !r.provider.empty()) continue;
       into.push_back(compile_rule(r, ctx, need_pairs));
     }
   };
@@ -1235,13 +1392,15 @@ Router::Router(const config::Config& config) : config_(config) {
                               const std::vector<const CompiledPreCondition*>& inherited) {
     std::vector<const CompiledOutboundRule*> out;
     for (const config::OutboundRuleConfig& r : section.rules) {
-      if (!r.enabled) continue;
+      if (!r.enabled || !r.provider.empty()) continue;
       auto rule = std::make_unique<CompiledOutboundRule>();
       rule->config = &r;
       if (!r.pre_condition.empty()) {
         rule->pre_condition = find_pre(own, r.pre_condition);
         if (rule->pre_condition == nullptr)
           rule->pre_condition = find_pre(inherited, r.pre_condition);
+        if (rule->pre_condition != nullptr && !rule->pre_condition->config->provider.empty())
+          continue;  // its preCondition reads a provider: it never holds
       }
       rule->match.compile(r.pattern, r.pattern_syntax, r.ignore_case, r.negate);
       need_pairs(rule->match);
@@ -1253,7 +1412,20 @@ Router::Router(const config::Config& config) : config_(config) {
         parse_template(c.input, ctx, rule->condition_inputs.emplace_back());
       }
       parse_template(r.value, ctx, rule->value);
-      if (!r.server_variable.empty()) {
+      if (r.whole_body) {
+        int error = 0;
+        PCRE2_SIZE offset = 0;
+        rule->body_code.reset(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(r.pattern.data()),
+                                            r.pattern.size(), r.ignore_case ? PCRE2_CASELESS : 0u,
+                                            &error, &offset, nullptr));
+        if (rule->body_code == nullptr) throw std::runtime_error("pattern does not compile");
+        pcre2_pattern_info(rule->body_code.get(), PCRE2_INFO_MAXLOOKBEHIND, &rule->max_lookbehind);
+        uint32_t groups = 0;
+        pcre2_pattern_info(rule->body_code.get(), PCRE2_INFO_CAPTURECOUNT, &groups);
+        max_capture_pairs_ = std::max<size_t>(max_capture_pairs_, groups + 1);
+      } else if (!r.server_variable.empty() && !istarts_with(r.server_variable, "RESPONSE_")) {
+        rule->slot = find_variable(ctx, r.server_variable);
+      } else if (!r.server_variable.empty()) {
         rule->header = response_header_for_variable(r.server_variable);
       } else {
         std::string error;
@@ -1334,15 +1506,22 @@ bool pre_condition_holds(const Router::CompiledPreCondition& pre, const Eval& e)
   return conditions_hold(pre.conditions, pre.inputs, pre.config->logical_grouping, false, e);
 }
 
-// Prepares the scratch for an outbound evaluation: no inbound state may leak into it.
-void start_outbound(Impl& s, size_t pairs, size_t variables) {
+// Prepares the scratch for an outbound evaluation: what the scratch held from other requests
+// is forgotten; the request's query and the variables its inbound rules set are restored.
+void start_outbound(Impl& s, size_t pairs, size_t variables, const RequestFacts& f) {
   s.reserve_match(pairs);
   if (s.slots.size() < variables) s.slots.resize(variables);
   ++s.generation;
   s.set_order.clear();
   s.response_sets.clear();
   s.response_set_rules.clear();
-  s.query.clear();
+  size_t q = f.target.find('?');
+  s.query.assign(q == std::string_view::npos ? std::string_view{} : f.target.substr(q + 1));
+  for (const SetVariable& v : f.variables) {
+    if (v.first < 0 || static_cast<size_t>(v.first) >= variables) continue;
+    s.slots[v.first].value.assign(v.second);
+    s.slots[v.first].generation = s.generation;
+  }
 }
 
 }  // namespace
@@ -1358,7 +1537,7 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
   OutboundDecision decision;
   if (!has_outbound(f.site)) return decision;
   Impl& s = *scratch.impl_;
-  start_outbound(s, max_capture_pairs_, variables_.size());
+  start_outbound(s, max_capture_pairs_, variables_.size(), f);
   for (const HeaderField& h : already) {
     std::string name(h.name);
     for (char& c : name) c = harrow::ascii_lower(c);
@@ -1366,13 +1545,44 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
     s.response_set_rules.emplace_back();
   }
   size_t first_set = s.response_sets.size();
-  const Eval e{maps_, variables_, f, s, &response, &s.response_sets};
+  const Eval e{maps_, variables_, f, s, &response, &s.response_sets, nullptr, true};
   const std::vector<const CompiledOutboundRule*>& rules =
       outbound_by_site_[static_cast<size_t>(f.site + 1)];
   for (size_t i = 0; i < rules.size(); ++i) {
     const CompiledOutboundRule& rule = *rules[i];
     const config::OutboundRuleConfig& rc = *rule.config;
     if (rule.pre_condition != nullptr && !pre_condition_holds(*rule.pre_condition, e)) continue;
+    if (rule.slot >= 0) {
+      // A request variable: IIS rewrites it for what runs after (its compression module reads
+      // HTTP_ACCEPT_ENCODING); here the outbound rules after this one read the new value.
+      const Router::Variable& v = *variables_[static_cast<size_t>(rule.slot)];
+      s.value.clear();
+      if (slot_is_set(s, rule.slot)) {
+        s.value.assign(s.slots[rule.slot].value);
+      } else {
+        append_builtin(v.builtin, v.builtin_header, e, s.value);
+      }
+      if (!rc.replace && !s.value.empty()) continue;
+      s.url.assign(s.value);
+      s.url_ascii = is_ascii(s.url);
+      if (!match_pattern(rule.match, s.url, s.url_ascii, s)) continue;
+      s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
+      if (!conditions_hold(rule.conditions, rule.condition_inputs, rc.logical_grouping,
+                           rc.track_all_captures, e)) {
+        continue;
+      }
+      if (rc.rewrite) {
+        expand(rule.value, e, s.output);
+        s.slots[rule.slot].value.assign(s.output);
+        s.slots[rule.slot].generation = s.generation;
+      }
+      if (rc.stop_processing) break;
+      continue;
+    }
+    if (rule.body_code != nullptr) {
+      if (i < 64) decision.text_rules |= uint64_t{1} << i;
+      continue;
+    }
     if (rule.header.empty()) {
       if (i >= 64) continue;  // a mask of 64 body rules per site is plenty
       decision.body_rules |= uint64_t{1} << i;
@@ -1409,8 +1619,8 @@ bool Router::rewrite_body_url(const RequestFacts& f, uint64_t body_rules, std::s
                               RouteScratch& scratch, std::string& out) const {
   if (body_rules == 0 || !has_outbound(f.site)) return false;
   Impl& s = *scratch.impl_;
-  start_outbound(s, max_capture_pairs_, variables_.size());
-  const Eval e{maps_, variables_, f, s, nullptr, nullptr};
+  start_outbound(s, max_capture_pairs_, variables_.size(), f);
+  const Eval e{maps_, variables_, f, s, nullptr, nullptr, nullptr, true};
   const std::vector<const CompiledOutboundRule*>& rules =
       outbound_by_site_[static_cast<size_t>(f.site + 1)];
   uint16_t bit = html_tag_bit(tag);
@@ -1441,6 +1651,119 @@ bool Router::rewrite_body_url(const RequestFacts& f, uint64_t body_rules, std::s
   }
   if (changed) out.append(s.body_value);
   return changed;
+}
+
+bool Router::rewrite_body_text(const RequestFacts& f, uint64_t text_rules, BodyTextState& state,
+                               std::string_view piece, bool last, RouteScratch& scratch,
+                               std::string& out) const {
+  if (text_rules == 0 || !has_outbound(f.site)) {
+    out.append(piece);
+    return true;
+  }
+  Impl& s = *scratch.impl_;
+  start_outbound(s, max_capture_pairs_, variables_.size(), f);
+  const Eval e{maps_, variables_, f, s, nullptr, nullptr, nullptr, true};
+  const std::vector<const CompiledOutboundRule*>& rules =
+      outbound_by_site_[static_cast<size_t>(f.site + 1)];
+  if (state.rules.size() < rules.size()) state.rules.resize(rules.size());
+  // Each rule reads `in` and writes `result`; the last one writes into `out`.
+  std::string input(piece);
+  std::string result;
+  size_t remaining = 0;
+  for (size_t i = 0; i < rules.size() && i < 64; ++i) {
+    if ((text_rules & (uint64_t{1} << i)) != 0) ++remaining;
+  }
+  for (size_t i = 0; i < rules.size() && i < 64; ++i) {
+    if ((text_rules & (uint64_t{1} << i)) == 0) continue;
+    const CompiledOutboundRule& rule = *rules[i];
+    const config::OutboundRuleConfig& rc = *rule.config;
+    BodyTextState::Rule& r = state.rules[i];
+    std::string& emit = --remaining == 0 ? out : result;
+    // The subject: context (already passed on), text held back, then the new input.
+    std::string& buf = state.stage;
+    buf.assign(r.context);
+    size_t start = buf.size();
+    buf.append(r.held);
+    buf.append(input);
+    r.held.clear();
+    size_t pos = start;
+    auto subject = reinterpret_cast<PCRE2_SPTR>(buf.data());
+    while (pos < buf.size() || (last && pos == buf.size())) {
+      if (rc.occurrences != 0 && r.replaced >= rc.occurrences) {
+        emit.append(buf, pos);
+        pos = buf.size();
+        break;
+      }
+      int m = pcre2_match(rule.body_code.get(), subject, buf.size(), pos,
+                          last ? 0u : PCRE2_PARTIAL_HARD, s.match, s.match_context);
+      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.match);
+      if (m == PCRE2_ERROR_NOMATCH) {
+        emit.append(buf, pos);
+        pos = buf.size();
+        break;
+      }
+      if (m == PCRE2_ERROR_PARTIAL) {
+        size_t from = ov[0];
+        if (buf.size() - from > kBodyMatchHold) {
+          // Too long to hold back: no match starts there.
+          emit.append(buf, pos, from + 1 - pos);
+          pos = from + 1;
+          continue;
+        }
+        emit.append(buf, pos, from - pos);
+        r.held.assign(buf, from);
+        pos = buf.size();
+        break;
+      }
+      if (m < 0) {
+        s.match_error = m;
+        s.error_pattern = &rule.match;
+        return false;
+      }
+      size_t begin = ov[0], end = ov[1];
+      // {R:n} read s.url: the match, with the groups as ranges in it.
+      s.url.assign(buf, begin, end - begin);
+      s.url_ascii = is_ascii(s.url);
+      s.rule_ranges.clear();
+      for (int g = 0; g < (m == 0 ? 1 : m); ++g) {
+        if (ov[2 * g] == PCRE2_UNSET || ov[2 * g] < begin || ov[2 * g + 1] > end) {
+          s.rule_ranges.emplace_back(0, 0);
+        } else {
+          s.rule_ranges.emplace_back(ov[2 * g] - begin, ov[2 * g + 1] - ov[2 * g]);
+        }
+      }
+      bool hold = !rc.negate && conditions_hold(rule.conditions, rule.condition_inputs,
+                                                rc.logical_grouping, rc.track_all_captures, e);
+      if (s.match_error != 0) return false;
+      emit.append(buf, pos, begin - pos);
+      if (hold && rc.rewrite) {
+        expand(rule.value, e, s.output);
+        emit.append(s.output);
+        ++r.replaced;
+      } else {
+        emit.append(buf, begin, end - begin);
+      }
+      if (end == begin) {  // an empty match: step over one byte
+        if (end >= buf.size()) {
+          pos = buf.size();
+          break;
+        }
+        emit += buf[end];
+        pos = end + 1;
+      } else {
+        pos = end;
+      }
+    }
+    // Keep a little of what went out, for lookbehind and \b at the next piece's start.
+    size_t passed = buf.size() - r.held.size();
+    size_t keep = std::min<size_t>(passed, std::max<uint32_t>(rule.max_lookbehind, 1));
+    r.context.assign(buf, passed - keep, keep);
+    if (&emit == &result) {
+      input.swap(result);
+      result.clear();
+    }
+  }
+  return true;
 }
 
 }  // namespace harrow

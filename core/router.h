@@ -16,6 +16,10 @@
 
 namespace harrow {
 
+// A server variable an inbound rule set: its slot in the Router that set it, and its value.
+// Outbound rules of the same exchange read it ({ORIGINAL_HOST}).
+using SetVariable = std::pair<int, std::string>;
+
 // What rules may look at: IIS server variables come from here.
 struct RequestFacts {
   std::string_view method;  // {REQUEST_METHOD}
@@ -26,9 +30,16 @@ struct RequestFacts {
   std::string_view host;              // {HTTP_HOST}
   bool https = false;                 // {HTTPS}
   uint16_t server_port = 0;           // {SERVER_PORT}
-  std::string_view remote_addr;       // {REMOTE_ADDR}
+  std::string_view remote_addr;       // {REMOTE_ADDR}, {REMOTE_HOST}
+  uint16_t remote_port = 0;           // {REMOTE_PORT}
+  std::string_view local_addr;        // {LOCAL_ADDR}: the address the request arrived on
+  bool http10 = false;                // {SERVER_PROTOCOL}: HTTP/1.0, else HTTP/1.1
   const MessageHead* head = nullptr;  // {HTTP_*} (may be null: no headers)
   int site = -1;                      // index into Config::sites; -1: no site
+  // Outbound rules only: the response's status code ({RESPONSE_STATUS}) and the server
+  // variables the inbound rules set (RouteDecision::set_variables of the same Router).
+  int response_status = 0;
+  std::span<const SetVariable> variables;
 };
 
 // What the rules decided. Views point into the Router or the RouteScratch and stay valid
@@ -54,6 +65,9 @@ struct RouteDecision {
   // Request headers set by <serverVariables> (HTTP_X_FOO → "X-Foo"), replacing any the client
   // sent with the same name. HTTP_HOST sets the Host sent upstream.
   std::span<const HeaderField> set_headers;
+  // Every server variable the rules set (HTTP_* or not), for the outbound rules of the same
+  // exchange: keep a copy and hand it back in RequestFacts::variables.
+  std::span<const SetVariable> set_variables;
 };
 class RouteScratch;
 
@@ -99,7 +113,24 @@ struct OutboundDecision {
   uint64_t body_rules = 0;
   uint16_t tags = 0;                                             // HtmlTag bits those rules filter
   std::vector<std::pair<std::string, std::string>> custom_tags;  // (tag, attribute) they add
+  // The whole-body rules (no filterByTags) that apply, for rewrite_body_text(); 0: none.
+  uint64_t text_rules = 0;
 };
+
+// What the whole-body rules of one response remember between pieces of the body: per rule,
+// the text held back because a match may continue into the next piece (at most
+// kBodyMatchHold bytes), a little text before it (for lookbehind and \b), and the number of
+// replacements made (for occurrences).
+struct BodyTextState {
+  struct Rule {
+    std::string held;
+    std::string context;
+    uint64_t replaced = 0;
+  };
+  std::vector<Rule> rules;  // by the rule's index in the site's outbound list
+  std::string stage;        // one rule's output, the next rule's input
+};
+inline constexpr size_t kBodyMatchHold = 64 * 1024;
 
 class Router {
  public:
@@ -126,6 +157,9 @@ class Router {
 
   // Whether any outbound rule applies to responses of `site` (-1: no site).
   bool has_outbound(int site) const;
+  // Whether some rule reads the local address ({LOCAL_ADDR}, or {SERVER_NAME} / {CACHE_URL}
+  // of a request without a Host): only then need RequestFacts::local_addr be filled.
+  bool reads_local_addr() const { return reads_local_addr_; }
   // Runs the outbound rules (server level, then the site's) over a response head. `already`
   // are header values Harrow itself rewrote first (reverseRewriteHostInResponseHeaders): rules
   // see those. Header rules act here; body rules whose preCondition holds are returned.
@@ -136,6 +170,15 @@ class Router {
   bool rewrite_body_url(const RequestFacts& request, uint64_t body_rules, std::string_view tag,
                         std::string_view attribute, std::string_view value, RouteScratch& scratch,
                         std::string& out) const;
+
+  // Runs the whole-body rules `text_rules` (from outbound()) over the next piece of the body,
+  // in order, each on what the one before produced; appends the result to `out`. Text that a
+  // match may still extend is held in `state` until the next piece; `last` (the end of the
+  // body) flushes it. Memory per rule is bounded by kBodyMatchHold: a partial match longer
+  // than that is given up. False if a pattern failed (scratch.match_error()).
+  bool rewrite_body_text(const RequestFacts& request, uint64_t text_rules, BodyTextState& state,
+                         std::string_view piece, bool last, RouteScratch& scratch,
+                         std::string& out) const;
 
   // After route(), outbound() or rewrite_body_url() failed a match (scratch.match_error()):
   // the name of the rule (or preCondition) whose pattern failed.
@@ -162,6 +205,7 @@ class Router {
   std::vector<std::unique_ptr<CompiledMap>> maps_;
   std::vector<std::unique_ptr<Variable>> variables_;
   size_t max_capture_pairs_ = 1;  // ovector size the scratch's match data needs
+  bool reads_local_addr_ = false;
 };
 
 // Per-worker working memory for Router::route: match data, a JIT stack and string buffers,

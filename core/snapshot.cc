@@ -68,16 +68,16 @@ void add_proxy_farms(const config::Config& config, Snapshot& snap) {
       authorities.push_back(authority);
     }
   };
-  // Global rules, server-level <rules> and each site's <location> rules alike: ARR proxies a
-  // rewrite to an absolute URL from any of them once <proxy enabled="true">.
-  std::vector<const std::vector<config::RuleConfig>*> lists{&config.global_rules,
-                                                            &config.distributed_rules};
-  for (const config::SiteConfig& site : config.sites) lists.push_back(&site.rules);
-  for (const auto* list : lists) {
-    for (const config::RuleConfig& rule : *list) {
+  // Every rule set proxies alike: global, server-level <rules>, and each site's own (the
+  // walkthroughs write their reverse-proxy rules in a site's web.config).
+  auto consider_rules = [&](const std::vector<config::RuleConfig>& rules) {
+    for (const config::RuleConfig& rule : rules) {
       if (rule.action == config::ActionType::Rewrite) consider(rule.action_url);
     }
-  }
+  };
+  consider_rules(config.global_rules);
+  consider_rules(config.distributed_rules);
+  for (const config::SiteConfig& site : config.sites) consider_rules(site.rules);
   for (const config::RewriteMapConfig& map : config.rewrite_maps) {
     for (const auto& entry : map.entries) consider(entry.second);
     consider(map.default_value);

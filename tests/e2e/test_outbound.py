@@ -139,6 +139,64 @@ class BodyRules(HarrowTestCase):
             self.assertLess(h.rss_peak_kib(), 24 * 1024)
 
 
+WHOLE_BODY_RULES = (
+    '<rule name="api-host" preCondition="IsScript">'
+    '<match pattern="http://backend\\.internal(:\\d+)?/"/>'
+    '<action type="Rewrite" value="https://www.example.com/"/></rule>'
+    '<rule name="first-banner"><match filterByTags="None" pattern="BANNER" occurrences="1"/>'
+    '<action type="Rewrite" value="banner"/></rule>'
+    '<preConditions><preCondition name="IsScript">'
+    '<add input="{RESPONSE_CONTENT_TYPE}" pattern="javascript"/>'
+    '</preCondition></preConditions>')
+
+
+class WholeBodyRules(HarrowTestCase):
+    """A <match pattern> without filterByTags (or with "None") rewrites the body text itself,
+    as it streams: matches that span reads are found, occurrences limits the replacements."""
+
+    def test_the_body_text_is_rewritten_as_it_streams(self):
+        o = self.origin("o")
+        h = self.harrow(config_with_outbound(o, WHOLE_BODY_RULES))
+        unit = b"BANNER fetch('http://backend.internal:8080/api/v1'); // http://elsewhere/\n"
+        repeat = (10 << 20) // len(unit) + 1
+        expected_unit = unit.replace(b"http://backend.internal:8080/", b"https://www.example.com/")
+        head = (f"POST /?echo=1&header=Content-Type:application/javascript HTTP/1.1\r\n"
+                f"Host: x\r\nContent-Length: {len(unit) * repeat}\r\n"
+                f"Connection: close\r\n\r\n").encode()
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=60)
+
+        def send():
+            s.sendall(head)
+            block = unit * 1000
+            for i in range(0, repeat, 1000):
+                s.sendall(block if i + 1000 <= repeat else unit * (repeat - i))
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        received = bytearray()
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            received += chunk
+        sender.join(60)
+        s.close()
+        head_end = received.index(b"\r\n\r\n")
+        self.assertIn(b"Transfer-Encoding: chunked", bytes(received[:head_end]))
+        body = decode_chunked(bytes(received[head_end + 4:]))
+        # occurrences="1": only the first BANNER changes.
+        self.assertEqual(body, b"banner" + (expected_unit * repeat)[len(b"BANNER"):])
+        if not SANITIZED:  # streamed, not buffered (see the HTML test above)
+            self.assertLess(h.rss_peak_kib(), 24 * 1024)
+
+    def test_the_precondition_keeps_other_bodies_untouched(self):
+        o = self.origin("o")
+        h = self.harrow(config_with_outbound(o, WHOLE_BODY_RULES))
+        status, hdrs, body = echo(h.port, b"x http://backend.internal/ y", "text/plain")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, b"x http://backend.internal/ y")
+
+
 class OutboundConfig(unittest.TestCase):
     def test_bad_outbound_rules_are_config_errors(self):
         import os
@@ -148,7 +206,7 @@ class OutboundConfig(unittest.TestCase):
         text = ("<configuration><system.webServer><rewrite><outboundRules>"
                 '<rule name="a" preCondition="Nope"><match filterByTags="A, Imgg" pattern="x"/>'
                 '<action type="Rewrite" value="y"/></rule>'
-                '<rule name="b"><match serverVariable="HTTP_HOST" pattern="x"/></rule>'
+                '<rule name="b"><match serverVariable="SERVER_NAEM" pattern="x"/></rule>'
                 "</outboundRules></rewrite></system.webServer></configuration>")
         with tempfile.NamedTemporaryFile("w", suffix=".config", delete=False) as f:
             f.write(text)
@@ -160,7 +218,7 @@ class OutboundConfig(unittest.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("names preCondition 'Nope'", result.stderr)
         self.assertIn("unknown tag 'Imgg' in filterByTags; did you mean 'Img'", result.stderr)
-        self.assertIn("outbound rules read response headers, RESPONSE_NAME", result.stderr)
+        self.assertIn("{SERVER_NAEM} is not a server variable Harrow knows", result.stderr)
 
 
 if __name__ == "__main__":

@@ -589,7 +589,29 @@ INSTANTIATE_TEST_SUITE_P(
             {"f.config:11:11: error: rule 'x': Redirect action has no url",
              "f.config:13:11: error: rule 'y': CustomResponse action needs a statusCode",
              "f.config:15:11: error: rule 'z': statusCode 302 is not allowed for "
-             "CustomResponse; use a Redirect action"}}));
+             "CustomResponse; use a Redirect action"}},
+        // A reference Harrow cannot give a value is an error where it is written, never an
+        // empty string at run time.
+        BadConfig{
+            "UnknownVariablesMapsAndFunctions",
+            rules_with(
+                "        <rule name=\"x\"><match url=\".*\"/>\n"
+                "          <conditions><add input=\"{HTTP_HOTS}{SERVER_NAEM}\"/></conditions>\n"
+                "          <action type=\"Rewrite\" url=\"http://shop/{NoSuchMap:{R:0}}\"/>\n"
+                "        </rule>\n"
+                "        <rule name=\"y\"><match url=\".*\"/>\n"
+                "          <serverVariables><set name=\"X_A\" value=\"{REQUEST_FILENAME}\"/>"
+                "</serverVariables>\n"
+                "          <action type=\"Redirect\" url=\"/{tolower:{RESPONSE_Location}}\"/>\n"
+                "        </rule>\n"),
+            {"f.config:11:28: error: rule 'x': {SERVER_NAEM} is not a server variable Harrow "
+             "knows, and no rule sets it (it would always be empty); did you mean 'SERVER_NAME'?",
+             "f.config:12:34: error: rule 'x': {NoSuchMap:...} names no rewrite map, provider or "
+             "function (ToLower, UrlEncode, UrlDecode, HtmlEncode)",
+             "f.config:15:44: error: rule 'y': {REQUEST_FILENAME} is a file-system path in IIS; "
+             "Harrow maps no URL to files, so it has no value",
+             "f.config:16:35: error: rule 'y': {RESPONSE_Location} is a response header: only "
+             "outbound rules read it"}}));
 
 INSTANTIATE_TEST_SUITE_P(
     Listeners, ConfigErrors,
@@ -675,6 +697,26 @@ TEST(ConfigErrorsTogether, AllErrorsAreReportedInFileOrder) {
 
 // ---------------------------------------------------------------------------------------------
 // Rules: what is and is not an error
+
+// URL Rewrite's outbound schema: filterByTags defaults to "None" (the whole body), occurrences
+// to 0 (every match), and conditions track all captures unless told not to.
+TEST(ConfigRules, OutboundRulesWithoutTagsMatchTheWholeBody) {
+  Config config = load_ok(
+      "<configuration><system.webServer><rewrite><outboundRules>"
+      "<rule name=\"a\"><match pattern=\"x\" occurrences=\"2\"/>"
+      "<action type=\"Rewrite\" value=\"y\"/></rule>"
+      "<rule name=\"b\"><match filterByTags=\"None\" pattern=\"x\"/>"
+      "<conditions trackAllCaptures=\"false\"/><action type=\"Rewrite\" value=\"y\"/></rule>"
+      "<rule name=\"c\"><match filterByTags=\"A\" pattern=\"x\"/></rule>"
+      "</outboundRules></rewrite></system.webServer></configuration>");
+  ASSERT_EQ(config.outbound.rules.size(), 3u);
+  EXPECT_TRUE(config.outbound.rules[0].whole_body);
+  EXPECT_EQ(config.outbound.rules[0].occurrences, 2u);
+  EXPECT_TRUE(config.outbound.rules[0].track_all_captures);
+  EXPECT_TRUE(config.outbound.rules[1].whole_body);
+  EXPECT_FALSE(config.outbound.rules[1].track_all_captures);
+  EXPECT_FALSE(config.outbound.rules[2].whole_body);
+}
 
 TEST(ConfigRules, AbsoluteRewriteIsFineWhenProxyIsEnabled) {
   Config config = load_ok(rules_with(

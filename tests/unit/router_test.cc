@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "config/loader.h"
+#include "core/capabilities.h"
+
 namespace harrow {
 namespace {
 
@@ -294,6 +297,68 @@ TEST_F(RouterTest, ServerVariablesExpand) {
   facts_.https = false;
   facts_.server_port = 80;
   EXPECT_EQ(route("/").target, "/GET|off|80|0|2001:db8::1||/|/|/|/|example.com|curl/8|yes|||end");
+}
+
+TEST_F(RouterTest, EveryIisVariableHasItsValue) {
+  config_.global_rules.push_back(
+      echo("{CACHE_URL}|{HTTP_URL}|{SERVER_NAME}|{SERVER_PROTOCOL}|{REMOTE_PORT}|{REMOTE_HOST}|"
+           "{LOCAL_ADDR}|{SCRIPT_NAME}|{PATH_INFO}|{APP_WARMING_UP}|{AUTH_USER}|{CONTENT_TYPE}|"
+           "{HTTP_X_ORIGINAL_URL}|end"));
+  config_.global_rules.back().append_query_string = false;
+  facts_.server_port = 8080;
+  facts_.remote_addr = "192.0.2.7";
+  facts_.remote_port = 50123;
+  facts_.local_addr = "10.0.0.1";
+  headers({{"Content-Type", "text/plain"}});
+  facts_.path = "/a b";
+  RouteDecision d = route("/a%20b?q=1", "Shop.example:8080");
+  EXPECT_EQ(d.target,
+            "/http://Shop.example:8080/a%20b?q=1|/a%20b?q=1|Shop.example|HTTP/1.1|50123|192.0.2.7|"
+            "10.0.0.1|/a%20b|/a%20b|0||text/plain||end");
+  // HTTPS and HTTP/1.0 without a Host: the scheme follows the request, the name is the address.
+  facts_.https = true;
+  facts_.http10 = true;
+  facts_.path = "/";
+  d = route("/", "");
+  EXPECT_EQ(d.target,
+            "/https://10.0.0.1:8080/|/|10.0.0.1|HTTP/1.0|50123|192.0.2.7|10.0.0.1|/|/|0||"
+            "text/plain||end");
+  EXPECT_TRUE(router_->reads_local_addr());
+}
+
+TEST_F(RouterTest, ReverseProxyTemplateTakesTheSchemeFromCacheUrl) {
+  // The rule IIS Manager's "Reverse Proxy" template writes.
+  RuleConfig r =
+      rule("ReverseProxyInboundRule1", PatternSyntax::ECMAScript, "(.*)", "{C:1}://shop/{R:1}");
+  r.conditions.push_back({.input = "{CACHE_URL}", .pattern = "^(https?)://"});
+  config_.global_rules.push_back(r);
+  facts_.server_port = 443;
+  facts_.https = true;
+  RouteDecision d = route("/x?y=1");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  EXPECT_TRUE(d.https);
+  EXPECT_EQ(d.target, "/x?y=1");
+  facts_.https = false;
+  d = route("/x");
+  ASSERT_EQ(d.kind, Kind::Farm);
+  EXPECT_FALSE(d.https);
+}
+
+TEST_F(RouterTest, HtmlEncodeEscapesMarkup) {
+  RuleConfig r = action_rule("page", ActionType::CustomResponse);
+  r.status_code = 403;
+  r.status_description = "<p>{HtmlEncode:{QUERY_STRING}}</p>";
+  config_.global_rules.push_back(r);
+  RouteDecision d = route("/?a=<b>&c=\"d'");
+  EXPECT_EQ(d.body, "<p>a=&lt;b&gt;&amp;c=&quot;d&#39;</p>");
+}
+
+TEST_F(RouterTest, RulesThatReadAProviderNeverMatch) {
+  RuleConfig r = rule("by-provider", PatternSyntax::Wildcard, "*", "http://api/{DB:{R:0}}");
+  r.provider = "DB";
+  config_.global_rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  EXPECT_EQ(route("/x").farm, 0);
 }
 
 TEST_F(RouterTest, UrlAndQueryStringFollowRewrites) {
@@ -666,6 +731,211 @@ TEST_F(RouterTest, TraceSeesEveryRuleConditionAndVariable) {
   RouteDecision plain = router_->route(facts_, scratch_);
   EXPECT_EQ(plain.kind, RouteDecision::Kind::Farm);
   EXPECT_EQ(plain.target, "/a/b?x=1");
+}
+
+// Outbound rules run with what the exchange knows: the request (its path, query and the
+// variables its inbound rules set) and the response head with its status.
+class OutboundTest : public RouterTest {
+ protected:
+  // Runs the inbound rules for `target`, then the outbound rules over a response with
+  // `status` and `fields`; returns the value each header rule set ("name=value;...").
+  std::string respond(std::string_view target, int status,
+                      std::initializer_list<std::pair<std::string_view, std::string_view>> fields,
+                      std::string_view host = "www.contoso.com") {
+    RouteDecision d = route(target, host);
+    variables_.assign(d.set_variables.begin(), d.set_variables.end());
+    response_.reset(65536);
+    response_.on_reason("X", 1);
+    for (auto [name, value] : fields) {
+      response_.on_field(name.data(), name.size());
+      response_.on_value(value.data(), value.size());
+    }
+    response_.finish();
+    RequestFacts f = facts_;
+    f.target = target;
+    f.host = host;
+    f.response_status = status;
+    f.variables = variables_;
+    OutboundDecision o = router_->outbound(f, response_, {}, scratch_);
+    std::string out;
+    for (const auto& [name, value] : o.set_headers) out += name + "=" + value + ";";
+    return out;
+  }
+  static config::OutboundRuleConfig location_rule(std::string value) {
+    config::OutboundRuleConfig r;
+    r.name = "loc";
+    r.server_variable = "RESPONSE_Location";
+    r.pattern = "^http://[^/]+/(.*)";
+    r.rewrite = true;
+    r.value = std::move(value);
+    return r;
+  }
+  std::vector<SetVariable> variables_;
+  MessageHead response_;
+};
+
+TEST_F(OutboundTest, UrlIsThePathTheClientAskedFor) {
+  config_.global_rules.push_back(
+      rule("webmail", PatternSyntax::ECMAScript, "^webmail/(.*)", "http://shop/{R:1}"));
+  config::OutboundRuleConfig r = location_rule("http://{HTTP_HOST}/{C:1}/{R:1}");
+  r.conditions.push_back({.input = "{URL}", .pattern = "^/(webmail|payroll)/.*"});
+  config_.outbound.rules.push_back(r);
+  facts_.path = "/webmail/index.aspx";
+  EXPECT_EQ(
+      respond("/webmail/index.aspx", 301, {{"Location", "http://localhost:8081/default.aspx"}}),
+      "location=http://www.contoso.com/webmail/default.aspx;");
+  facts_.path = "/other/index.aspx";
+  EXPECT_EQ(respond("/other/index.aspx", 301, {{"Location", "http://localhost:8081/x"}}), "");
+}
+
+TEST_F(OutboundTest, ResponseStatusFeedsPreconditions) {
+  config::PreConditionConfig pre;
+  pre.name = "IsRedirection";
+  pre.conditions.push_back({.input = "{RESPONSE_STATUS}", .pattern = "3\\d\\d"});
+  config_.outbound.pre_conditions.push_back(pre);
+  config::OutboundRuleConfig r = location_rule("https://public/{R:1}|{RESPONSE_STATUS}");
+  r.pre_condition = "IsRedirection";
+  config_.outbound.rules.push_back(r);
+  config_.global_rules.push_back(echo("{R:0}"));
+  EXPECT_EQ(respond("/", 302, {{"Location", "http://in/a"}}), "location=https://public/a|302;");
+  EXPECT_EQ(respond("/", 200, {{"Location", "http://in/a"}}), "");
+}
+
+TEST_F(OutboundTest, QueryStringAndInboundVariablesKeepTheirValues) {
+  RuleConfig capture = setter("Capture Host Header", {set_var("ORIGINAL_HOST", "{HTTP_HOST}")});
+  config_.global_rules.push_back(capture);
+  config_.global_rules.push_back(echo("{R:0}"));
+  config_.outbound.rules.push_back(location_rule("http://{ORIGINAL_HOST}/{R:1}?{QUERY_STRING}"));
+  config::OutboundRuleConfig seen;
+  seen.name = "seen";
+  seen.server_variable = "RESPONSE_X_Seen";
+  seen.pattern = ".*";
+  seen.rewrite = true;
+  seen.value = "{ORIGINAL_HOST}|{QUERY_STRING}";
+  config_.outbound.rules.push_back(seen);
+  EXPECT_EQ(respond("/p?k=v", 302, {{"Location", "http://backend:8081/new"}}, "front.example"),
+            "location=http://front.example/new?k=v;x-seen=front.example|k=v;");
+}
+
+TEST_F(OutboundTest, RulesOnRequestVariablesFeedTheRulesAfterThem) {
+  // The RestoreAcceptEncoding pattern: inbound keeps the client's Accept-Encoding aside and
+  // blanks it; outbound writes it back. Later outbound rules read the restored value; the
+  // response itself gets no header from it.
+  config_.global_rules.push_back(
+      setter("keep", {set_var("HTTP_X_ORIGINAL_ACCEPT_ENCODING", "{HTTP_ACCEPT_ENCODING}"),
+                      set_var("HTTP_ACCEPT_ENCODING", "")}));
+  config_.global_rules.push_back(echo("{R:0}"));
+  config::OutboundRuleConfig restore;
+  restore.name = "RestoreAcceptEncoding";
+  restore.server_variable = "HTTP_ACCEPT_ENCODING";
+  restore.pattern = "^(.*)";
+  restore.rewrite = true;
+  restore.value = "{HTTP_X_ORIGINAL_ACCEPT_ENCODING}";
+  config_.outbound.rules.push_back(restore);
+  config::OutboundRuleConfig show;
+  show.name = "show";
+  show.server_variable = "RESPONSE_X_Accept";
+  show.pattern = ".*";
+  show.rewrite = true;
+  show.value = "[{HTTP_ACCEPT_ENCODING}]";
+  config_.outbound.rules.push_back(show);
+  headers({{"Accept-Encoding", "gzip, br"}});
+  EXPECT_EQ(respond("/", 200, {}), "x-accept=[gzip, br];");
+  EXPECT_EQ(set_header("Accept-Encoding"), "");  // what the server was sent
+}
+
+// Rules that read a <providers> provider: IIS runs the provider's code, Harrow none. The file
+// loads; the rule never matches, and the migration report says so.
+TEST(RouterProviders, RulesReadingAProviderNeverMatchAndTheReportNamesThem) {
+  config::LoadResult result = config::load_config_text(
+      "<configuration><webFarms><webFarm name=\"shop\"/></webFarms>"
+      "<system.webServer><rewrite>"
+      "<providers><provider name=\"DB\" type=\"DbProvider, Microsoft.Web.Iis.Rewrite.Providers\">"
+      "<settings><add key=\"ConnectionString\" value=\"x\"/></settings></provider></providers>"
+      "<globalRules>"
+      "<rule name=\"from-db\" stopProcessing=\"true\"><match url=\"(.*)\"/>"
+      "<conditions><add input=\"{DB:{R:1}}\" pattern=\"(.*)\"/></conditions>"
+      "<action type=\"Rewrite\" url=\"http://shop/{C:1}\"/></rule>"
+      "<rule name=\"rest\" patternSyntax=\"Wildcard\"><match url=\"*\"/>"
+      "<action type=\"Rewrite\" url=\"http://shop/fallback\"/></rule>"
+      "</globalRules></rewrite></system.webServer></configuration>",
+      "p.config");
+  ASSERT_TRUE(result.config.has_value());
+  const config::Config& config = *result.config;
+  EXPECT_EQ(config.global_rules.at(0).provider, "DB");
+  EXPECT_NE(migration_report(config).find("rule 'from-db' reads rewrite provider 'DB': providers "
+                                          "are not run, so it never matches"),
+            std::string::npos);
+  Router router(config);
+  RouteScratch scratch;
+  RequestFacts facts{.method = "GET", .target = "/x", .host = "h"};
+  EXPECT_EQ(router.route(facts, scratch).target, "/fallback");
+}
+
+// Whole-body rules (no filterByTags): the pattern runs over the body text; the result is the
+// same however the body is split into pieces, and memory stays bounded.
+class BodyTextTest : public OutboundTest {
+ protected:
+  config::OutboundRuleConfig& body_rule(std::string pattern, std::string value,
+                                        uint64_t occurrences = 0) {
+    config::OutboundRuleConfig r;
+    r.name = "body" + std::to_string(config_.outbound.rules.size());
+    r.whole_body = true;
+    r.pattern = std::move(pattern);
+    r.rewrite = true;
+    r.value = std::move(value);
+    r.occurrences = occurrences;
+    config_.outbound.rules.push_back(r);
+    return config_.outbound.rules.back();
+  }
+  // Rewrites `body` fed in pieces of `step` bytes.
+  std::string rewrite(std::string_view body, size_t step) {
+    if (!router_) router_ = std::make_unique<Router>(config_);
+    response_.reset(65536);
+    response_.on_reason("OK", 2);
+    response_.finish();
+    OutboundDecision d = router_->outbound(facts_, response_, {}, scratch_);
+    BodyTextState state;
+    std::string out;
+    for (size_t i = 0; i < body.size(); i += step) {
+      EXPECT_TRUE(router_->rewrite_body_text(facts_, d.text_rules, state, body.substr(i, step),
+                                             false, scratch_, out));
+    }
+    EXPECT_TRUE(router_->rewrite_body_text(facts_, d.text_rules, state, {}, true, scratch_, out));
+    return out;
+  }
+};
+
+TEST_F(BodyTextTest, MatchesAcrossPiecesAndChainsRules) {
+  body_rule("http://backend\\.internal(:\\d+)?/", "https://www.example.com/");
+  body_rule("\\bEXAMPLE\\b", "Example").ignore_case = false;
+  facts_.target = "/";
+  std::string body =
+      "<script>var u = 'http://backend.internal:8080/api';</script> EXAMPLE "
+      "http://backend.internal/x "
+      "EXAMPLES";
+  std::string want =
+      "<script>var u = 'https://www.example.com/api';</script> Example https://www.example.com/x "
+      "EXAMPLES";
+  for (size_t step : {1u, 2u, 3u, 7u, 64u, 4096u}) EXPECT_EQ(rewrite(body, step), want) << step;
+}
+
+TEST_F(BodyTextTest, OccurrencesLimitsTheReplacementsAndCapturesExpand) {
+  body_rule("id=(\\d+)", "id=[{R:1}]", 2);
+  facts_.target = "/";
+  EXPECT_EQ(rewrite("id=1 id=22 id=333 id=4", 1), "id=[1] id=[22] id=333 id=4");
+  EXPECT_EQ(rewrite("id=1 id=22 id=333 id=4", 100), "id=[1] id=[22] id=333 id=4");
+}
+
+TEST_F(BodyTextTest, AnchorsMeanTheBodyAndALongPartialMatchIsGivenUp) {
+  body_rule("^<!--x-->", "");
+  body_rule("<held>[^<]*</held>", "H");
+  facts_.target = "/";
+  EXPECT_EQ(rewrite("<!--x--><p><!--x--></p>", 3), "<p><!--x--></p>");
+  EXPECT_EQ(rewrite("x<held>b</held>y", 1), "xHy");
+  // A match that would need more than kBodyMatchHold bytes held back is not made.
+  std::string big = "<held>" + std::string(kBodyMatchHold + 2000, 'a') + "</held>";
+  EXPECT_EQ(rewrite(big, 1000), big);
 }
 
 }  // namespace
