@@ -161,21 +161,6 @@ class AssumeHealthy final : public balancer::Availability {
   const FarmRuntime& farm_;
 };
 
-balancer::Algorithm to_balancer(config::Algorithm a) {
-  switch (a) {
-    case config::Algorithm::LeastRequests:
-      return balancer::Algorithm::LeastRequests;
-    case config::Algorithm::LeastResponseTime:
-      return balancer::Algorithm::LeastResponseTime;
-    case config::Algorithm::WeightedTotalTraffic:
-      return balancer::Algorithm::WeightedTotalTraffic;
-    case config::Algorithm::RequestHash:
-      return balancer::Algorithm::RequestHash;
-    default:
-      return balancer::Algorithm::WeightedRoundRobin;
-  }
-}
-
 std::string server_label(const config::ServerConfig& s, bool https) {
   return s.address + ":" + std::to_string(https ? s.https_port : s.http_port);
 }
@@ -504,13 +489,9 @@ Explanation explain_request(const Snapshot& snap, const ExplainInput& in, bool l
             "host-name affinity (useHostName): a Host not yet pinned gets the next server "
             "round robin; this is the first allotment";
       } else if (!pick) {
-        balancer::FarmSpec spec;
-        spec.algorithm = to_balancer(farm.load_balancing.algorithm);
-        spec.randomize_ties = false;
+        balancer::FarmSpec spec = balancer_spec(rt);
+        spec.randomize_ties = false;  // the explanation must be the same each time
         spec.hash_balance_factor = 0;
-        for (const ServerEndpoint& s : rt.servers)
-          spec.servers.push_back(
-              {s.config->address + ":" + std::to_string(s.config->http_port), s.config->weight});
         std::unique_ptr<balancer::Balancer> b = balancer::make_balancer(spec);
         balancer::Random random;
         balancer::PickContext ctx{*availability, random, 0};

@@ -261,4 +261,39 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   return snap;
 }
 
+namespace {
+
+balancer::Algorithm balancer_algorithm(config::Algorithm a) {
+  switch (a) {
+    case config::Algorithm::WeightedRoundRobin:
+      return balancer::Algorithm::WeightedRoundRobin;
+    case config::Algorithm::LeastRequests:
+      return balancer::Algorithm::LeastRequests;
+    case config::Algorithm::LeastResponseTime:
+      return balancer::Algorithm::LeastResponseTime;
+    case config::Algorithm::WeightedTotalTraffic:
+      return balancer::Algorithm::WeightedTotalTraffic;
+    case config::Algorithm::RequestHash:
+      return balancer::Algorithm::RequestHash;
+  }
+  return balancer::Algorithm::WeightedRoundRobin;
+}
+
+}  // namespace
+
+balancer::FarmSpec balancer_spec(const FarmRuntime& farm) {
+  const config::LoadBalancingConfig& lb = farm.config->load_balancing;
+  balancer::FarmSpec spec;
+  spec.algorithm = balancer_algorithm(lb.algorithm);
+  spec.randomize_ties = lb.randomize_lb_ties;
+  spec.response_time_period_ns =
+      static_cast<uint64_t>(lb.least_response_time_period.count()) * 1'000'000;
+  spec.hash_balance_factor = lb.hash_balance_factor;
+  for (const ServerEndpoint& s : farm.servers) {
+    spec.servers.push_back(
+        {s.config->address + ":" + std::to_string(s.config->http_port), s.config->weight});
+  }
+  return spec;
+}
+
 }  // namespace harrow

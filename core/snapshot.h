@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "balancer/affinity.h"
+#include "balancer/balancer.h"
 #include "balancer/host_affinity.h"
 #include "config/config.h"
 #include "core/affinity_cookie.h"
@@ -61,6 +62,9 @@ struct FarmRuntime {
   // RequestHash farms: what each request hashes.
   std::unique_ptr<const RequestHashKey> hash_key;
 };
+
+// The balancer's spec of a farm: ARR's algorithm, its options, and its servers in order.
+balancer::FarmSpec balancer_spec(const FarmRuntime& farm);
 
 struct Snapshot {
   std::shared_ptr<const config::Config> config;

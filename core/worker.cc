@@ -19,37 +19,6 @@ uint64_t ms(config::Millis m) {
   return static_cast<uint64_t>(m.count());
 }
 
-balancer::Algorithm algorithm_of(config::Algorithm a) {
-  switch (a) {
-    case config::Algorithm::WeightedRoundRobin:
-      return balancer::Algorithm::WeightedRoundRobin;
-    case config::Algorithm::LeastRequests:
-      return balancer::Algorithm::LeastRequests;
-    case config::Algorithm::LeastResponseTime:
-      return balancer::Algorithm::LeastResponseTime;
-    case config::Algorithm::WeightedTotalTraffic:
-      return balancer::Algorithm::WeightedTotalTraffic;
-    case config::Algorithm::RequestHash:
-      return balancer::Algorithm::RequestHash;
-  }
-  return balancer::Algorithm::WeightedRoundRobin;
-}
-
-balancer::FarmSpec balancer_spec(const FarmRuntime& farm) {
-  const config::LoadBalancingConfig& lb = farm.config->load_balancing;
-  balancer::FarmSpec spec;
-  spec.algorithm = algorithm_of(lb.algorithm);
-  spec.randomize_ties = lb.randomize_lb_ties;
-  spec.response_time_period_ns =
-      static_cast<uint64_t>(lb.least_response_time_period.count()) * 1'000'000;
-  spec.hash_balance_factor = lb.hash_balance_factor;
-  for (const ServerEndpoint& s : farm.servers) {
-    spec.servers.push_back(
-        {s.config->address + ":" + std::to_string(s.config->http_port), s.config->weight});
-  }
-  return spec;
-}
-
 }  // namespace
 
 Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
