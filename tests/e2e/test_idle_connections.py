@@ -87,7 +87,10 @@ class IdleConnections(HarrowTestCase):
     def setUp(self):
         super().setUp()
         self.o = self.origin("o")
-        dead = farm_xml("dead", [("127.0.0.1", dead_port(), 1)])
+        # Every request to the dead farm must meet the refused connect (502), however slow the
+        # build: live-traffic failures never take its server out here.
+        dead = farm_xml("dead", [("127.0.0.1", dead_port(), 1)],
+                        extra='<healthCheck maxLiveTrafficFailures="1000000"/>')
         live = farm_xml("f", [("127.0.0.1", self.o.port, 1)])
         self.h = self.harrow(config_xml([dead, live], [rule_xml("to-dead", "dead", "dead*"),
                                                        rule_xml("r", "f")]))
