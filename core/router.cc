@@ -1071,6 +1071,19 @@ bool conditions_hold(const Router::CompiledRule& rule, const Eval& e) {
   return hold;
 }
 
+// An outbound rule's match and conditions over `value` (the header, variable or URL it
+// rewrites); on success the captures are the rule's {R:n} and its conditions' {C:n}.
+bool outbound_rule_applies(const Router::CompiledOutboundRule& rule, std::string_view value,
+                           const Eval& e) {
+  Impl& s = e.s;
+  s.url.assign(value);
+  s.url_ascii = is_ascii(s.url);
+  if (!match_pattern(rule.match, s.url, s.url_ascii, s)) return false;
+  s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
+  return conditions_hold(rule.conditions, rule.condition_inputs, rule.config->logical_grouping,
+                         rule.config->track_all_captures, e);
+}
+
 // True if variable `slot` already has a value for <set replace="false">: a rule set it during
 // this route(), or (HTTP_*) the request carries the header, or (others) its built-in value is
 // not empty.
@@ -1563,14 +1576,7 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
         append_builtin(v.builtin, v.builtin_header, e, s.value);
       }
       if (!rc.replace && !s.value.empty()) continue;
-      s.url.assign(s.value);
-      s.url_ascii = is_ascii(s.url);
-      if (!match_pattern(rule.match, s.url, s.url_ascii, s)) continue;
-      s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
-      if (!conditions_hold(rule.conditions, rule.condition_inputs, rc.logical_grouping,
-                           rc.track_all_captures, e)) {
-        continue;
-      }
+      if (!outbound_rule_applies(rule, s.value, e)) continue;
       if (rc.rewrite) {
         expand(rule.value, e, s.output);
         s.slots[rule.slot].value.assign(s.output);
@@ -1593,14 +1599,7 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
     }
     std::string_view current = response_header(e, rule.header);
     if (!rc.replace && !current.empty()) continue;
-    s.url.assign(current);
-    s.url_ascii = is_ascii(s.url);
-    if (!match_pattern(rule.match, s.url, s.url_ascii, s)) continue;
-    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
-    if (!conditions_hold(rule.conditions, rule.condition_inputs, rc.logical_grouping,
-                         rc.track_all_captures, e)) {
-      continue;
-    }
+    if (!outbound_rule_applies(rule, current, e)) continue;
     if (rc.rewrite) {
       expand(rule.value, e, s.output);
       s.response_sets.emplace_back(rule.header, s.output);
@@ -1634,14 +1633,7 @@ bool Router::rewrite_body_url(const RequestFacts& f, uint64_t body_rules, std::s
       return iequals(t.first, tag) && iequals(t.second, attribute);
     });
     if (!custom && (rule.tags & bit) == 0) continue;
-    s.url.assign(s.body_value);
-    s.url_ascii = is_ascii(s.url);
-    if (!match_pattern(rule.match, s.url, s.url_ascii, s)) continue;
-    s.rule_ranges.assign(s.ranges.begin(), s.ranges.end());
-    if (!conditions_hold(rule.conditions, rule.condition_inputs, rc.logical_grouping,
-                         rc.track_all_captures, e)) {
-      continue;
-    }
+    if (!outbound_rule_applies(rule, s.body_value, e)) continue;
     if (rc.rewrite) {
       expand(rule.value, e, s.output);
       s.body_value.assign(s.output);
