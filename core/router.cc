@@ -1659,8 +1659,10 @@ bool Router::rewrite_body_text(const RequestFacts& f, uint64_t text_rules, BodyT
       outbound_by_site_[static_cast<size_t>(f.site + 1)];
   if (state.rules.size() < rules.size()) state.rules.resize(rules.size());
   // Each rule reads `in` and writes `result`; the last one writes into `out`.
-  std::string input(piece);
-  std::string result;
+  std::string& input = state.input;
+  input.assign(piece);
+  std::string& result = state.result;
+  result.clear();
   size_t remaining = 0;
   for (size_t i = 0; i < rules.size() && i < 64; ++i) {
     if ((text_rules & (uint64_t{1} << i)) != 0) ++remaining;

@@ -128,7 +128,11 @@ struct BodyTextState {
     uint64_t replaced = 0;
   };
   std::vector<Rule> rules;  // by the rule's index in the site's outbound list
-  std::string stage;        // one rule's output, the next rule's input
+  std::string stage;        // one rule's subject: its context, what it held back, the input
+  // One rule's input and output while a piece passes the rules; kept here so that a streaming
+  // body does not allocate for each piece.
+  std::string input;
+  std::string result;
 };
 inline constexpr size_t kBodyMatchHold = 64 * 1024;
 
