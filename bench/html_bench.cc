@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "core/html_rewriter.h"
+#include "core/rewrite/html_rewriter.h"
 
 namespace {
 

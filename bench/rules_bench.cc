@@ -11,8 +11,8 @@
 #include <string>
 
 #include "config/config.h"
-#include "core/http_head.h"
-#include "core/router.h"
+#include "core/http1/http_head.h"
+#include "core/rewrite/router.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 #include "config/config.h"
-#include "config/ascii.h"
+#include "core/base/ascii.h"
 
 #include <algorithm>
 #include <string_view>

@@ -10,7 +10,7 @@
 // there are none.
 
 #include "config/loader.h"
-#include "config/ascii.h"
+#include "core/base/ascii.h"
 
 #include <arpa/inet.h>
 

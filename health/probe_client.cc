@@ -11,8 +11,8 @@
 #include <string_view>
 #include <utility>
 
-#include "core/io_buffer.h"
-#include "core/tls_session.h"
+#include "core/base/io_buffer.h"
+#include "core/tls/tls_session.h"
 
 namespace harrow::health {
 namespace {

@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 
-#include "core/tls_context.h"
+#include "core/tls/tls_context.h"
 #include "health/server_health.h"
 #include "health/status_match.h"
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "tests/fuzz/request_driver.h"
+#include "request_driver.h"
 
 namespace {
 

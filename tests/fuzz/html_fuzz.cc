@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/html_rewriter.h"
+#include "core/rewrite/html_rewriter.h"
 
 namespace {
 

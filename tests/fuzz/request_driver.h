@@ -16,10 +16,10 @@
 #include <string_view>
 #include <vector>
 
-#include "core/http_head.h"
-#include "core/request_checks.h"
-#include "core/router.h"
-#include "core/url_path.h"
+#include "core/http1/http_head.h"
+#include "core/http1/request_checks.h"
+#include "core/rewrite/router.h"
+#include "core/http1/url_path.h"
 
 namespace harrow::testing {
 

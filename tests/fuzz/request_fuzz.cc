@@ -10,9 +10,9 @@
 #include <string>
 #include <string_view>
 
-#include "config/ascii.h"
-#include "core/url_path.h"
-#include "tests/fuzz/request_driver.h"
+#include "core/base/ascii.h"
+#include "core/http1/url_path.h"
+#include "request_driver.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

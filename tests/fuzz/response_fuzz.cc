@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "config/ascii.h"
-#include "core/http_head.h"
+#include "core/base/ascii.h"
+#include "core/http1/http_head.h"
 
 namespace {
 

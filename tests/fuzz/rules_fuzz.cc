@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "config/loader.h"
-#include "core/http_head.h"
-#include "core/router.h"
+#include "core/http1/http_head.h"
+#include "core/rewrite/router.h"
 
 namespace {
 

@@ -22,10 +22,10 @@
 #include <string>
 #include <string_view>
 
-#include "core/io_buffer.h"
-#include "core/tls_context.h"
-#include "core/tls_session.h"
-#include "tests/fuzz/request_driver.h"
+#include "core/base/io_buffer.h"
+#include "core/tls/tls_context.h"
+#include "core/tls/tls_session.h"
+#include "request_driver.h"
 
 namespace {
 

@@ -49,8 +49,8 @@
 #include <thread>
 #include <vector>
 
-#include "config/ascii.h"
-#include "tests/origin/tls_front.h"
+#include "core/base/ascii.h"
+#include "tls_front.h"
 
 namespace {
 

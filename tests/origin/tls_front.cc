@@ -1,4 +1,4 @@
-#include "tests/origin/tls_front.h"
+#include "tls_front.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "config/ascii.h"
-#include "core/http_head.h"
-#include "core/url_path.h"
+#include "core/base/ascii.h"
+#include "core/http1/http_head.h"
+#include "core/http1/url_path.h"
 #include "tests/fuzz/request_driver.h"
 
 namespace harrow {

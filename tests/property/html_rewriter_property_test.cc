@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/html_rewriter.h"
+#include "core/rewrite/html_rewriter.h"
 
 namespace harrow {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "core/router.h"
+#include "core/rewrite/router.h"
 
 namespace harrow {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/cli.h"
+#include "core/daemon/cli.h"
 
 #include <gtest/gtest.h>
 

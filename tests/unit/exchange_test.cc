@@ -1,4 +1,4 @@
-#include "core/exchange.h"
+#include "core/proxy/exchange.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -6,8 +6,8 @@
 
 #include <memory>
 
-#include "core/peer_address.h"
-#include "core/snapshot.h"
+#include "core/base/peer_address.h"
+#include "core/proxy/snapshot.h"
 
 namespace harrow {
 namespace {

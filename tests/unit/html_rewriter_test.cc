@@ -1,4 +1,4 @@
-#include "core/html_rewriter.h"
+#include "core/rewrite/html_rewriter.h"
 
 #include <gtest/gtest.h>
 

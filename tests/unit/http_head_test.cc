@@ -1,4 +1,4 @@
-#include "core/http_head.h"
+#include "core/http1/http_head.h"
 
 #include <gtest/gtest.h>
 

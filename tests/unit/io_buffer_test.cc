@@ -1,4 +1,4 @@
-#include "core/io_buffer.h"
+#include "core/base/io_buffer.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "core/ip_text.h"
+#include "core/base/ip_text.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

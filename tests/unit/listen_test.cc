@@ -1,4 +1,4 @@
-#include "core/listen.h"
+#include "core/proxy/listen.h"
 
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>

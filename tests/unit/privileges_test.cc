@@ -1,4 +1,6 @@
-#include "core/privileges.h"
+#include "core/daemon/privileges.h"
+
+#include "core/base/socket_address.h"
 
 #include <gtest/gtest.h>
 #include <pwd.h>

@@ -1,10 +1,10 @@
-#include "core/regex_safety.h"
+#include "core/rewrite/regex_safety.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "core/router.h"
+#include "core/rewrite/router.h"
 
 namespace harrow {
 namespace {

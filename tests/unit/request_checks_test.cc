@@ -1,4 +1,4 @@
-#include "core/request_checks.h"
+#include "core/http1/request_checks.h"
 
 #include <gtest/gtest.h>
 

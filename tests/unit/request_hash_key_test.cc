@@ -4,7 +4,7 @@
 #include <string>
 
 #include "balancer/balancer.h"
-#include "core/request_hash.h"
+#include "core/proxy/farm_hash_key.h"
 
 namespace harrow {
 namespace {

@@ -1,9 +1,9 @@
-#include "core/router.h"
+#include "core/rewrite/router.h"
 
 #include <gtest/gtest.h>
 
 #include "config/loader.h"
-#include "core/capabilities.h"
+#include "core/daemon/capabilities.h"
 
 namespace harrow {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/sd_notify.h"
+#include "core/daemon/sd_notify.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "core/affinity_cookie.h"
+#include "core/proxy/affinity_cookie.h"
 
 namespace harrow {
 namespace {

@@ -1,7 +1,7 @@
 // Which site a request belongs to: IIS's binding precedence.
 #include <gtest/gtest.h>
 
-#include "core/sites.h"
+#include "core/rewrite/sites.h"
 
 namespace harrow {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/state_file.h"
+#include "core/daemon/state_file.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

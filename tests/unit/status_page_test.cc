@@ -1,4 +1,4 @@
-#include "core/status_page.h"
+#include "core/admin/status_page.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "core/snapshot.h"
+#include "core/proxy/snapshot.h"
 
 namespace harrow {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/timer_heap.h"
+#include "core/base/timer_heap.h"
 
 #include <gtest/gtest.h>
 #include <uv.h>

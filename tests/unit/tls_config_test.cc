@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "config/loader.h"
-#include "core/tls_context.h"
+#include "core/tls/tls_context.h"
 
 namespace harrow {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/url_path.h"
+#include "core/http1/url_path.h"
 
 #include <gtest/gtest.h>
 

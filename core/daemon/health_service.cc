@@ -1,0 +1,144 @@
+#include "core/daemon/health_service.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "core/http1/http_head.h"
+#include "core/base/log.h"
+
+namespace harrow {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+}  // namespace
+
+bool split_health_url(const std::string& url, std::string& host_header, std::string& path,
+                      bool* https) {
+  std::string_view u = url;
+  bool secure = u.size() >= 9 && iequals(u.substr(0, 8), "https://");
+  if (!secure && (u.size() < 8 || !iequals(u.substr(0, 7), "http://"))) return false;
+  if (https != nullptr) *https = secure;
+  u.remove_prefix(secure ? 8 : 7);
+  size_t slash = u.find_first_of("/?");
+  host_header = std::string(u.substr(0, slash));
+  if (host_header.empty()) return false;
+  path = slash == std::string_view::npos ? "/" : std::string(u.substr(slash));
+  if (path.front() == '?') path.insert(path.begin(), '/');
+  return true;
+}
+
+health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& snapshot,
+                                      size_t farm_index) {
+  const FarmRuntime& farm = snapshot->farms[farm_index];
+  const config::FarmConfig& cfg = *farm.config;
+  const config::HealthCheckConfig& hc = cfg.health_check;
+  health::FarmProbeSpec spec;
+  spec.farm = cfg.name;
+  spec.pool = cfg.application_pool;
+  std::string host, path;
+  bool https = false;
+  spec.policy.active_probing = split_health_url(hc.url, host, path, &https);
+  if (https && snapshot->tls_client) {
+    const tls::ClientContexts::Farm& settings = snapshot->tls_client->for_farm(cfg.name);
+    spec.request.tls = snapshot->tls_client;
+    spec.request.tls_ctx = settings.ctx;
+    spec.request.tls_verify = settings.verify;
+  } else if (https) {
+    spec.policy.active_probing = false;
+  }
+  spec.policy.fall = std::max<uint32_t>(1, hc.retries);
+  spec.policy.rise = std::max<uint32_t>(1, hc.healthy_threshold);
+  spec.jitter = hc.jitter_percent / 100.0;
+  spec.policy.max_live_failures = std::max<uint32_t>(1, hc.max_live_traffic_failures);
+  spec.policy.live_failure_period = hc.live_traffic_failure_period;
+  spec.interval = std::max(hc.interval, health::Millis{100});
+  spec.min_servers = hc.min_servers;
+  spec.request.host_header = host;
+  spec.request.path = path;
+  spec.request.user_agent = "Harrow-HealthCheck/" HARROW_VERSION " (farm=" + cfg.name + "; pool=" +
+                            (cfg.application_pool.empty() ? "-" : cfg.application_pool) + ")";
+  spec.request.timeout = std::max(hc.timeout, health::Millis{1});
+  spec.request.statuses = health::StatusMatcher::parse(hc.status_code_match)
+                              .value_or(*health::StatusMatcher::parse("200-399"));
+  spec.request.response_match = hc.response_match;
+  for (const ServerEndpoint& ep : farm.servers) {
+    health::ProbedServer s;
+    s.label = ep.label;
+    s.resolved = ep.probe_resolved;
+    s.probe_address = ep.probe_addr;
+    if (https) {
+      s.tls_name = ep.config->health_check_alternate_host_name.empty()
+                       ? ep.tls_name
+                       : ep.config->health_check_alternate_host_name;
+    }
+    if (!ep.config->health_check_alternate_host_name.empty() && !host.empty()) {
+      // The alternate host is also what the probe asks for, as ARR does.
+      size_t colon = host.rfind(':');
+      s.host_header =
+          ep.config->health_check_alternate_host_name +
+          (colon != std::string::npos && host.find(']') == std::string::npos ? host.substr(colon)
+                                                                             : "");
+    }
+    spec.servers.push_back(std::move(s));
+  }
+  spec.table = farm.health;
+  // Workers' counters for this farm, summed; the closure keeps the snapshot alive.
+  spec.traffic = [snapshot, farm_index](std::vector<uint64_t>& live, std::vector<uint64_t>& busy) {
+    const FarmRuntime& f = snapshot->farms[farm_index];
+    for (const auto& row : f.metrics) {
+      for (size_t i = 0; i < row.size() && i < live.size(); ++i) {
+        live[i] += row[i].live_failures.get();
+        busy[i] += row[i].in_flight.get();
+      }
+    }
+  };
+  spec.log = [](const std::string& line) { log_line(LogLevel::Warn, "%s", line.c_str()); };
+  return spec;
+}
+
+void HealthService::reconcile(const std::shared_ptr<const Snapshot>& snapshot) {
+  std::map<std::string, std::unique_ptr<health::FarmProber>> next;
+  for (size_t f = 0; f < snapshot->farms.size(); ++f) {
+    std::string key = lower(snapshot->farms[f].config->name);
+    health::FarmProbeSpec spec = make_probe_spec(snapshot, f);
+    auto it = probers_.find(key);
+    if (it != probers_.end()) {
+      it->second->update(std::move(spec));
+      next[key] = std::move(it->second);
+      probers_.erase(it);
+    } else {
+      next[key] = std::make_unique<health::FarmProber>(std::move(spec));
+    }
+  }
+  probers_ = std::move(next);  // farms no longer configured: their probers stop and join here
+}
+
+HealthService::CommandResult HealthService::command(const Snapshot& snapshot,
+                                                    const std::string& farm,
+                                                    const std::string& server,
+                                                    health::AdminCommand command) {
+  const FarmRuntime* runtime = nullptr;
+  for (const FarmRuntime& f : snapshot.farms) {
+    if (iequals(f.config->name, farm)) runtime = &f;
+  }
+  auto it = probers_.find(lower(farm));
+  if (runtime == nullptr || it == probers_.end()) return CommandResult::UnknownFarm;
+  int matches = 0;
+  std::string label;
+  for (const ServerEndpoint& ep : runtime->servers) {
+    if (iequals(ep.label, server) || iequals(ep.config->address, server)) {
+      ++matches;
+      label = ep.label;
+    }
+  }
+  if (matches != 1) return CommandResult::UnknownServer;
+  it->second->command(label, command);
+  return CommandResult::Done;
+}
+
+}  // namespace harrow
