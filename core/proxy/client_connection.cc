@@ -30,10 +30,6 @@ constexpr uint64_t kLingerMs = 2000;
 // At a stop, how long a connection accepted just before it may take to send its first request.
 constexpr uint64_t kFirstRequestGraceMs = 1000;
 
-ClientConnection* from_parser(llhttp_t* p) {
-  return static_cast<ClientConnection*>(p->data);
-}
-
 uint64_t ms(config::Millis m) {
   return static_cast<uint64_t>(m.count());
 }
@@ -218,27 +214,20 @@ void ClientConnection::on_read(ssize_t nread) {
 }
 
 void ClientConnection::resume_parser() {
-  if (ex_ == nullptr || !ex_->parser_paused) return;
-  llhttp_resume(&ex_->parser);
-  ex_->parser_paused = false;
-  // llhttp may owe callbacks that need no further input (a body-less request completes right
-  // after its head): the next run executes even with no new bytes.
-  ex_->parser_owes_callbacks = true;
+  if (ex_ != nullptr) ex_->decoder.resume();
 }
 
 void ClientConnection::take_exchange() {
   ex_ = worker_->exchanges().take();
-  llhttp_init(&ex_->parser, HTTP_REQUEST, parser_settings());
-  ex_->parser.data = this;
-  ex_->framer.reset(limits_);
+  ex_->decoder.reset(limits_, &ex_->head, this);
   worker_->mutable_metrics().exchanges_active.add();
 }
 
 void ClientConnection::give_back_exchange_if_idle() {
   // Only between messages: nothing unparsed (a pipelined request keeps it), no parser or
   // framer state that the next bytes depend on, no server connection that could call back.
-  if (ex_ == nullptr || phase_ != Phase::Idle || closing_after_flush_ || ex_->parser_paused ||
-      ex_->parser_owes_callbacks || ex_->upstream != nullptr || !ex_->framer.between_messages()) {
+  if (ex_ == nullptr || phase_ != Phase::Idle || closing_after_flush_ || ex_->upstream != nullptr ||
+      !ex_->decoder.between_messages()) {
     return;
   }
   if ((in_.block != nullptr && in_.unconsumed() > 0) || (tls_ != nullptr && tls_->has_buffered())) {
@@ -261,55 +250,26 @@ void ClientConnection::run_parser() {
     }
     take_exchange();
   }
-  while (!ex_->parser_paused && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
+  while (!ex_->decoder.paused() && phase_ != Phase::Closed && phase_ != Phase::Lingering &&
          !closing_after_flush_) {
     uint32_t available = in_.block != nullptr ? in_.unconsumed() : 0;
     const char* begin = in_.block != nullptr ? in_.parse_begin() : "";
-    // llhttp only ever sees bytes the framer has vouched for.
-    if (available > ex_->framer_ahead && !ex_->framer.failed()) {
-      ex_->framer_ahead += static_cast<uint32_t>(
-          ex_->framer.scan(begin + ex_->framer_ahead, available - ex_->framer_ahead));
-    }
-    if (ex_->framer.failed()) {
-      // Refused before llhttp sees the fault; nothing after it is read.
-      reject_request(ex_->framer.rejection().failure, ex_->framer.rejection().detail);
+    RequestDecoder::Step step = ex_->decoder.decode(begin, available);
+    ex_->request_bytes += step.consumed;
+    if (in_.block != nullptr) in_.parse_pos += step.consumed;
+    if (step.status == RequestDecoder::Status::Rejected) {
+      reject_request(ex_->decoder.rejection().failure, ex_->decoder.rejection().detail);
       return;
     }
-    uint32_t vouched = ex_->framer_ahead - ex_->framer.held();
-    if (vouched == 0 && !ex_->parser_owes_callbacks) {
-      if (available > 0 && (ex_->framer.head_done() || ex_->framer.message_done())) {
-        // The framer saw a head or message end where llhttp did not stop: never guess.
-        reject_request(Failure::bad_framing, "parsers disagree on the message end");
-        return;
-      }
+    if (step.status == RequestDecoder::Status::NeedInput) {
       // Plaintext that did not fit before may wait in the TLS session.
       if (tls_ != nullptr && tls_->has_buffered() && tls_receive()) {
         uint32_t now = in_.block != nullptr ? in_.unconsumed() : 0;
-        if (now > available) continue;
+        if (now > available - step.consumed) continue;
       }
       break;
     }
-    ex_->parser_owes_callbacks = false;
-    llhttp_errno_t rc = llhttp_execute(&ex_->parser, begin, vouched);
-    uint32_t consumed = vouched;
-    if (rc == HPE_PAUSED) {
-      consumed = static_cast<uint32_t>(llhttp_get_error_pos(&ex_->parser) - begin);
-    } else if (rc != HPE_OK) {
-      if (ex_->rejection.detail == nullptr) {
-        ex_->rejection = {
-            ex_->head_too_large ? Failure::request_header_too_large : failure_for_parse_error(rc),
-            llhttp_get_error_reason(&ex_->parser)};
-      }
-      reject_request(ex_->rejection.failure, ex_->rejection.detail);
-      return;
-    }
-    ex_->request_bytes += consumed;
-    ex_->framer_ahead -= consumed;
-    if (in_.block != nullptr) in_.parse_pos += consumed;
-    if (rc == HPE_PAUSED) {
-      ex_->parser_paused = true;
-      on_parser_paused();
-    }
+    on_parser_paused();
   }
   if (phase_ == Phase::Closed) return;
   if (ex_->upstream != nullptr && phase_ == Phase::Exchange) {
@@ -320,29 +280,17 @@ void ClientConnection::run_parser() {
     check_upstream_backpressure();
   }
   if (phase_ == Phase::Idle) in_.release_if_drained();
-  bool paused = ex_->parser_paused;
+  bool paused = ex_->decoder.paused();
   give_back_exchange_if_idle();
   if (!paused) resume_reading();
-}
-
-Failure ClientConnection::failure_for_parse_error(llhttp_errno_t rc) {
-  switch (rc) {
-    case HPE_UNEXPECTED_CONTENT_LENGTH:
-    case HPE_INVALID_CONTENT_LENGTH:
-    case HPE_INVALID_TRANSFER_ENCODING:
-    case HPE_INVALID_CHUNK_SIZE:
-    case HPE_CB_MESSAGE_COMPLETE:
-      return Failure::bad_framing;
-    default:
-      return Failure::bad_request;
-  }
 }
 
 void ClientConnection::reject_request(Failure failure, const char* detail) {
   ex_->log_detail = detail;
   if (phase_ == Phase::Idle) {
     // Nothing of the request reached llhttp: start its bookkeeping here for the logs.
-    on_message_begin(&ex_->parser);
+    ex_->head.reset(0);
+    request_begin();
     ex_->log_detail = detail;
   }
   if (phase_ == Phase::Exchange && ex_->response_head_sent) {
@@ -356,13 +304,12 @@ void ClientConnection::reject_request(Failure failure, const char* detail) {
 
 void ClientConnection::on_parser_paused() {
   if (phase_ == Phase::Routing) {
-    if (ex_->head_rejected) {
-      ex_->head_rejected = false;
+    if (ex_->decoder.head_rejected()) {
       disarm_timer();
-      ex_->log_detail = ex_->rejection.detail;
+      ex_->log_detail = ex_->decoder.rejection().detail;
       // What follows a refused head (its body, a CONNECT tunnel) is not read as requests.
       close_requested_ = true;
-      respond_error(ex_->rejection.failure, 0);
+      respond_error(ex_->decoder.rejection().failure, 0);
       return;
     }
     start_exchange();
@@ -371,123 +318,54 @@ void ClientConnection::on_parser_paused() {
   }
 }
 
-int ClientConnection::on_message_begin(llhttp_t* p) {
-  ClientConnection* c = from_parser(p);
-  c->phase_ = Phase::ReadingHead;
-  c->ex_->head.reset(c->limits_.max_request_line + c->limits_.max_header_bytes);
-  c->ex_->head_too_large = false;
-  c->ex_->head_rejected = false;
-  c->ex_->rejection = {};
-  c->ex_->request_done = c->ex_->response_head_sent = c->ex_->response_done = false;
-  c->ex_->response_chunked = c->ex_->retried = c->ex_->upstream_reused = false;
-  c->ex_->tried_count = 0;
-  c->ex_->retries = 0;
-  c->ex_->connect_ms = -1;
-  c->ex_->header_ms = -1;
-  c->ex_->farm = -1;
-  c->ex_->log_detail = nullptr;
-  c->ex_->request_begun = true;
-  c->ex_->access_logged = false;
-  c->ex_->sent_status = 0;
-  c->ex_->failed = false;
-  c->ex_->failure_uv_status = 0;
-  c->ex_->request_bytes = 0;
-  c->ex_->response_bytes_at_start = c->out_.total_bytes();
-  c->ex_->log_id[0] = '\0';
-  c->ex_->site_name = {};
-  c->ex_->site = -1;
-  c->ex_->html.reset();
-  c->ex_->request_started_ms = uv_now(c->worker_->loop());
-  c->arm_timer(ms(c->worker_->config().timeouts.client_header));
-  return 0;
+void ClientConnection::request_begin() {
+  phase_ = Phase::ReadingHead;
+  ex_->request_done = ex_->response_head_sent = ex_->response_done = false;
+  ex_->response_chunked = ex_->retried = ex_->upstream_reused = false;
+  ex_->tried_count = 0;
+  ex_->retries = 0;
+  ex_->connect_ms = -1;
+  ex_->header_ms = -1;
+  ex_->farm = -1;
+  ex_->log_detail = nullptr;
+  ex_->request_begun = true;
+  ex_->access_logged = false;
+  ex_->sent_status = 0;
+  ex_->failed = false;
+  ex_->failure_uv_status = 0;
+  ex_->request_bytes = 0;
+  ex_->response_bytes_at_start = out_.total_bytes();
+  ex_->log_id[0] = '\0';
+  ex_->site_name = {};
+  ex_->site = -1;
+  ex_->html.reset();
+  ex_->request_started_ms = uv_now(worker_->loop());
+  arm_timer(ms(worker_->config().timeouts.client_header));
 }
 
-int ClientConnection::on_url(llhttp_t* p, const char* at, size_t len) {
-  ClientConnection* c = from_parser(p);
-  if (c->ex_->head.on_target(at, len)) return 0;
-  c->ex_->head_too_large = true;
-  return -1;
+void ClientConnection::request_head() {
+  const RequestDecoder& d = ex_->decoder;
+  ex_->head_request = d.method() == HTTP_HEAD;
+  ex_->client_keep_alive = d.keep_alive() && !d.upgrade();
+  ex_->client_said_close = !d.keep_alive();
+  ex_->request_chunked = d.chunked();
+  ex_->request_has_body = d.has_body();
+  ex_->websocket = d.websocket();
+  phase_ = Phase::Routing;
 }
 
-int ClientConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
-  ClientConnection* c = from_parser(p);
-  // Trailer fields of a chunked body arrive through the same callbacks: they are dropped (the
-  // body is re-framed without them), and must not grow the finished head under its views.
-  if (c->phase_ != Phase::ReadingHead) return 0;
-  if (c->ex_->head.on_field(at, len)) return 0;
-  c->ex_->head_too_large = true;
-  return -1;
-}
-
-int ClientConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
-  ClientConnection* c = from_parser(p);
-  if (c->phase_ != Phase::ReadingHead) return 0;  // a trailer field
-  if (c->ex_->head.on_value(at, len)) return 0;
-  c->ex_->head_too_large = true;
-  return -1;
-}
-
-int ClientConnection::on_headers_complete(llhttp_t* p) {
-  ClientConnection* c = from_parser(p);
-  c->ex_->head.finish();
-  c->ex_->head_request = p->method == HTTP_HEAD;
-  c->ex_->client_keep_alive = llhttp_should_keep_alive(p) != 0;
-  c->ex_->client_said_close = !c->ex_->client_keep_alive;
-  c->ex_->request_chunked = (p->flags & F_CHUNKED) != 0;
-  c->ex_->request_has_body = c->ex_->request_chunked || p->content_length > 0;
-  c->phase_ = Phase::Routing;
-  c->check_head(p);
-  // Pause: the body must not be parsed before there is somewhere to send it.
-  return HPE_PAUSED;
-}
-
-void ClientConnection::check_head(llhttp_t* p) {
-  bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
-  ex_->framer.begin_body(ex_->request_chunked, has_length ? p->content_length : 0);
-  // An upgrade request ends HTTP on this connection whatever the answer: a 101 makes it a
-  // tunnel, anything else is answered and the connection closed rather than read on (the client
-  // may already be sending the new protocol). Only WebSocket is forwarded as an upgrade;
-  // another protocol (h2c, …) loses its Upgrade header like any hop-by-hop field, as with nginx
-  // and HAProxy, and the server answers the plain request.
-  ex_->websocket = false;
-  if (ex_->head.has("upgrade")) {
-    ex_->client_keep_alive = false;
-    ex_->websocket = is_websocket_upgrade(ex_->head, p, ex_->request_has_body);
-  }
-  ParsedRequest req;
-  req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
-  req.head = &ex_->head;
-  req.http_major = p->http_major;
-  req.http_minor = p->http_minor;
-  req.chunked = ex_->request_chunked;
-  req.has_content_length = has_length;
-  req.content_length = p->content_length;
-  ex_->head_rejected = !check_request_head(req, limits_, ex_->rejection);
-}
-
-int ClientConnection::on_body(llhttp_t* p, const char* at, size_t len) {
-  ClientConnection* c = from_parser(p);
-  if (c->ex_->upstream == nullptr) return 0;  // answered locally or upstream gone: discard
-  if (c->ex_->request_chunked) {
-    c->ex_->upstream->out().add_chunk(c->in_.block, at, len);
+void ClientConnection::request_body(const char* data, size_t len) {
+  if (ex_->upstream == nullptr) return;  // answered locally or upstream gone: discard
+  if (ex_->request_chunked) {
+    ex_->upstream->out().add_chunk(in_.block, data, len);
   } else {
-    c->ex_->upstream->out().add(c->in_.block, at, len);
+    ex_->upstream->out().add(in_.block, data, len);
   }
-  c->ex_->server_metrics->bytes_to_server.add(len);
-  return 0;
+  ex_->server_metrics->bytes_to_server.add(len);
 }
 
-int ClientConnection::on_message_complete(llhttp_t* p) {
-  ClientConnection* c = from_parser(p);
-  if (!c->ex_->framer.message_done()) {
-    c->ex_->rejection = {Failure::bad_framing, "parsers disagree on the message end"};
-    return -1;
-  }
-  c->ex_->framer.next_message();
-  if (c->ex_->upstream != nullptr && c->ex_->request_chunked)
-    c->ex_->upstream->out().add_last_chunk();
-  // Pause: a pipelined request waits until this one's response is complete.
-  return HPE_PAUSED;
+void ClientConnection::request_end() {
+  if (ex_->upstream != nullptr && ex_->request_chunked) ex_->upstream->out().add_last_chunk();
 }
 
 // ---------------------------------------------------------------- the exchange
@@ -773,7 +651,7 @@ void ClientConnection::send_request_head() {
     }
   }
   UpstreamRequest request;
-  request.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+  request.method = ex_->decoder.method_name();
   // An asterisk-form target (OPTIONS *) asks about the server, not a resource: it goes as it
   // came (RFC 9112 §3.2.4), not as the rules' "/*".
   request.target =
@@ -827,7 +705,7 @@ void ClientConnection::request_complete() {
 }
 
 void ClientConnection::upstream_head(const MessageHead& head, int status) {
-  bool client_http11 = ex_->parser.http_major == 1 && ex_->parser.http_minor == 1;
+  bool client_http11 = ex_->decoder.http11();
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
   ClientResponse response;
@@ -1032,7 +910,7 @@ std::string_view ClientConnection::request_host() const {
 
 RequestFacts ClientConnection::request_facts() {
   RequestFacts facts;
-  facts.method = llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+  facts.method = ex_->decoder.method_name();
   facts.target = split_target(ex_->head.target()).path;
   facts.host = request_host();
   facts.server_port = listener_->port;
@@ -1040,7 +918,7 @@ RequestFacts ClientConnection::request_facts() {
   facts.remote_port = peer_address_.port;
   // getsockname() only for configurations whose rules read the local address.
   if (ex_->snap != nullptr && ex_->snap->router->reads_local_addr()) facts.local_addr = local_ip();
-  facts.http10 = ex_->parser.http_major == 1 && ex_->parser.http_minor == 0;
+  facts.http10 = (ex_->decoder.http_major() == 1 && ex_->decoder.http_minor() == 0);
   facts.variables = ex_->rule_variables;
   facts.path = ex_->canonical_path;
   facts.head = &ex_->head;
@@ -1115,7 +993,7 @@ bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& r
         });
   // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
   response.keep_content_length = false;
-  if (ex_->parser.http_major == 1 && ex_->parser.http_minor == 1) {
+  if (ex_->decoder.http11()) {
     response.chunked = true;
     ex_->response_chunked = true;
   } else {
@@ -1199,7 +1077,7 @@ void ClientConnection::upstream_complete(bool reusable) {
 
 bool ClientConnection::may_replay() const {
   // RFC 9110 §9.2.2's idempotent methods, whole (no body to replay) and not yet answered.
-  llhttp_method_t method = static_cast<llhttp_method_t>(ex_->parser.method);
+  llhttp_method_t method = ex_->decoder.method();
   bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
                     method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
   return idempotent && ex_->request_done && !ex_->request_has_body && !ex_->response_head_sent;
@@ -1456,7 +1334,7 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
   // A request refused before llhttp read its method (by the framer) has none to name.
   const char* method = ex_->head.target().empty()
                            ? "-"
-                           : llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+                           : ex_->decoder.method_name();
   std::string server = "-";
   std::string farm = "-";
   std::string pool = "-";
@@ -1514,7 +1392,7 @@ void ClientConnection::log_access() {
   e.server_port = listener_->port;
   e.method = ex_->head.target().empty()
                  ? "-"
-                 : llhttp_method_name(static_cast<llhttp_method_t>(ex_->parser.method));
+                 : ex_->decoder.method_name();
   e.target = ex_->head.target();
   e.host = request_host();
   e.user_agent = ex_->head.find("user-agent");
@@ -1823,22 +1701,6 @@ void ClientConnection::refuse_plain_http() {
   }
   tls_.reset();  // nothing more is encrypted on this connection
   close_after_flush();
-}
-
-const llhttp_settings_t* ClientConnection::parser_settings() {
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
-    s.on_message_begin = &ClientConnection::on_message_begin;
-    s.on_url = &ClientConnection::on_url;
-    s.on_header_field = &ClientConnection::on_header_field;
-    s.on_header_value = &ClientConnection::on_header_value;
-    s.on_headers_complete = &ClientConnection::on_headers_complete;
-    s.on_body = &ClientConnection::on_body;
-    s.on_message_complete = &ClientConnection::on_message_complete;
-    return s;
-  }();
-  return &settings;
 }
 
 }  // namespace harrow

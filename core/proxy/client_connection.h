@@ -24,6 +24,7 @@
 #include "core/base/io_buffer.h"
 #include "core/proxy/metrics.h"
 #include "core/http1/request_checks.h"
+#include "core/http1/request_decoder.h"
 #include "core/base/timer_heap.h"
 #include "core/proxy/upstream_connection.h"
 
@@ -40,7 +41,7 @@ struct RequestFacts;
 struct ClientResponse;
 struct Snapshot;
 
-class ClientConnection final : public UpstreamEvents {
+class ClientConnection final : public UpstreamEvents, public RequestDecoderEvents {
  public:
   // Accepts a pending connection from `server`; on failure the connection closes itself.
   static void accept_from(Worker* worker, uv_stream_t* server, const ListenSocket* listener);
@@ -66,6 +67,12 @@ class ClientConnection final : public UpstreamEvents {
   void upstream_tunnel_bytes(IoBlock* block, const char* data, size_t len) override;
   void upstream_tunnel_eof() override;
   void upstream_tunnel_shut() override;
+
+  // RequestDecoderEvents
+  void request_begin() override;
+  void request_head() override;
+  void request_body(const char* data, size_t len) override;
+  void request_end() override;
 
  private:
   enum class Phase : uint8_t {
@@ -93,7 +100,6 @@ class ClientConnection final : public UpstreamEvents {
   // failure's status and closes when framing is in doubt, or ends the connection if the
   // response has begun.
   void reject_request(Failure failure, const char* detail);
-  static Failure failure_for_parse_error(llhttp_errno_t rc);
   void start_exchange();
   void connect_upstream();
   // The server for this request: the one its affinity cookie names while that server may
@@ -136,11 +142,10 @@ class ClientConnection final : public UpstreamEvents {
   // The request body has not moved for clientBody: 408, or the end if the response has begun.
   void check_body_timeout();
 
-  // WebSocket tunnel (client_tunnel.cc). A GET/1.1 with "Connection: upgrade" and
-  // "Upgrade: websocket" and no body is forwarded as an upgrade; a 101 answer switches both
-  // connections to a byte tunnel that ends when both sides have finished sending (each side's
-  // EOF shuts the other's write side), on an error, or after webSocketIdle with no byte.
-  static bool is_websocket_upgrade(const MessageHead& head, const llhttp_t* p, bool has_body);
+  // WebSocket tunnel (client_tunnel.cc). A WebSocket handshake (RequestDecoder::websocket())
+  // is forwarded as an upgrade; a 101 answer switches both connections to a byte tunnel that
+  // ends when both sides have finished sending (each side's EOF shuts the other's write side),
+  // on an error, or after webSocketIdle with no byte.
   // From upstream_read_end() after the 101 head: counts the tunnel, forwards what the client
   // sent behind its request head, and starts reading raw bytes.
   void open_tunnel();
@@ -190,16 +195,6 @@ class ClientConnection final : public UpstreamEvents {
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
 
-  static const llhttp_settings_t* parser_settings();
-  static int on_message_begin(llhttp_t* p);
-  static int on_url(llhttp_t* p, const char* at, size_t len);
-  static int on_header_field(llhttp_t* p, const char* at, size_t len);
-  static int on_header_value(llhttp_t* p, const char* at, size_t len);
-  static int on_headers_complete(llhttp_t* p);
-  static int on_body(llhttp_t* p, const char* at, size_t len);
-  // From on_headers_complete: tells the framer the body's framing, judges the head.
-  void check_head(llhttp_t* p);
-  static int on_message_complete(llhttp_t* p);
 
   // The connection's Exchange (core/exchange.h): taken when request bytes arrive, given back
   // when the connection is idle again with nothing left to parse. Null while idle.

@@ -20,14 +20,6 @@ uint64_t ms_of(config::Millis m) {
 
 }  // namespace
 
-bool ClientConnection::is_websocket_upgrade(const MessageHead& head, const llhttp_t* p,
-                                            bool has_body) {
-  // RFC 6455 §4.1: a GET over HTTP/1.1 without a body. An upgrade with a body would leave
-  // the boundary between the body and the new protocol to guesswork.
-  if (p->method != HTTP_GET || p->http_major != 1 || p->http_minor != 1 || has_body) return false;
-  return requests_websocket(head);
-}
-
 void ClientConnection::count_websocket_failure() {
   if (ex_->websocket && ex_->server_metrics != nullptr && phase_ != Phase::Tunnel) {
     ex_->server_metrics->websocket_failures.add();
@@ -43,7 +35,7 @@ void ClientConnection::open_tunnel() {
   ex_->status = 0;
   // The handshake is the exchange the balancer sees; the tunnel's life is not its latency.
   end_in_flight();
-  ex_->framer.tunnel();
+  ex_->decoder.tunnel();
   ex_->tunnel_activity_ms = uv_now(worker_->loop());
   arm_timer(ms_of(worker_->config().timeouts.websocket_idle));
   if (in_.block != nullptr && in_.unconsumed() != 0) {

@@ -7,8 +7,6 @@
 // allocate.
 #pragma once
 
-#include <llhttp.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,6 +21,7 @@
 #include "core/http1/http_head.h"
 #include "core/base/peer_address.h"
 #include "core/http1/request_checks.h"
+#include "core/http1/request_decoder.h"
 #include "core/rewrite/router.h"
 
 namespace harrow {
@@ -36,16 +35,8 @@ struct ExchangeState {
   static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
 
   // --- reading the request
-  llhttp_t parser{};
-  // Vouches for bytes before llhttp sees them; `framer_ahead` of the unconsumed input have
-  // been scanned and not yet given to llhttp.
-  RequestFramer framer;
-  uint32_t framer_ahead = 0;
-  bool parser_paused = false;
-  bool parser_owes_callbacks = false;
-  bool head_rejected = false;  // check_request_head() refused the head just parsed
-  Rejection rejection;         // why (also set by a parser callback that returns an error)
-  bool head_too_large = false;
+  // The HTTP/1 decoder (framer, llhttp, head checks); it fills `head` (Exchange).
+  RequestDecoder decoder;
   bool head_request = false;
   bool client_keep_alive = true;
   bool client_said_close = false;  // the request's own framing ends the connection

@@ -1,9 +1,9 @@
-// Drives Harrow's request path without sockets, the way ClientConnection::run_parser() does:
-// RequestFramer vouches for bytes, llhttp parses only those, the head is judged by
-// check_request_head(), its path is canonicalized (url_path.h) and routed by ARR's pass-through
-// rule (http://f/{R:0}), and an accepted head is rewritten by write_upstream_request() with the
-// body re-framed (chunks re-chunked, trailers dropped). Shared by the request fuzz target and
-// the forwarding property test. The loop mirrors run_parser(); it is not the same code.
+// Drives Harrow's HTTP/1 request decoder (core/http1/request_decoder.h, the code
+// ClientConnection runs) over a byte string delivered in reads of a given size; an accepted head
+// has its path canonicalized (url_path.h), is routed by ARR's pass-through rule
+// (http://f/{R:0}) and rewritten by write_upstream_request(), with the body re-framed (chunks
+// re-chunked, trailers dropped). Shared by the request fuzz targets and the forwarding property
+// test.
 #pragma once
 
 #include <llhttp.h>
@@ -18,6 +18,7 @@
 
 #include "core/http1/http_head.h"
 #include "core/http1/request_checks.h"
+#include "core/http1/request_decoder.h"
 #include "core/rewrite/router.h"
 #include "core/http1/url_path.h"
 
@@ -48,7 +49,7 @@ struct Decision {
   size_t consumed = 0;   // bytes of the input making up the request
 };
 
-class RequestDriver {
+class RequestDriver final : public RequestDecoderEvents {
  public:
   explicit RequestDriver(RequestLimits limits = {}) : limits_(limits) {
     config_.farms.resize(1);
@@ -62,130 +63,80 @@ class RequestDriver {
     rule.stop_processing = true;
     config_.global_rules.push_back(rule);
     router_ = std::make_unique<Router>(config_);
-    llhttp_settings_init(&settings_);
-    settings_.on_url = [](llhttp_t* p, const char* at, size_t len) {
-      return self(p)->head_.on_target(at, len) ? 0 : -1;
-    };
-    settings_.on_header_field = [](llhttp_t* p, const char* at, size_t len) {
-      RequestDriver* d = self(p);
-      if (d->head_done_) return 0;  // trailers are dropped
-      return d->head_.on_field(at, len) ? 0 : -1;
-    };
-    settings_.on_header_value = [](llhttp_t* p, const char* at, size_t len) {
-      RequestDriver* d = self(p);
-      if (d->head_done_) return 0;
-      return d->head_.on_value(at, len) ? 0 : -1;
-    };
-    settings_.on_headers_complete = [](llhttp_t* p) {
-      self(p)->on_head(p);
-      return static_cast<int>(HPE_PAUSED);
-    };
-    settings_.on_body = [](llhttp_t* p, const char* at, size_t len) {
-      RequestDriver* d = self(p);
-      d->decision_.body.append(at, len);
-      if (d->chunked_) {
-        char line[24];
-        int n = std::snprintf(line, sizeof line, "%zx\r\n", len);
-        d->decision_.upstream.append(line, static_cast<size_t>(n));
-        d->decision_.upstream.append(at, len);
-        d->decision_.upstream.append("\r\n");
-      } else {
-        d->decision_.upstream.append(at, len);
-      }
-      return 0;
-    };
-    settings_.on_message_complete = [](llhttp_t* p) {
-      RequestDriver* d = self(p);
-      if (!d->framer_.message_done()) return -1;  // parsers disagree: refused
-      d->complete_ = true;
-      if (d->chunked_) d->decision_.upstream.append("0\r\n\r\n");
-      return static_cast<int>(HPE_PAUSED);
-    };
   }
 
   // Runs the first request in `input` (delivered in reads of `read_size` bytes).
   Decision run(std::string_view input, size_t read_size) {
     decision_ = Decision();
-    head_.reset(limits_.max_request_line + limits_.max_header_bytes);
-    head_done_ = complete_ = chunked_ = false;
-    framer_.reset(limits_);
-    llhttp_init(&parser_, HTTP_REQUEST, &settings_);
-    parser_.data = this;
+    complete_ = rejected_head_ = false;
+    decoder_.reset(limits_, &head_, this);
     if (read_size == 0) read_size = 1;
     size_t available = 0;  // bytes "read" so far
-    size_t consumed = 0;   // bytes llhttp consumed
-    size_t scanned = 0;    // bytes the framer took (ahead of `consumed`)
-    bool owes = false;
+    size_t consumed = 0;   // bytes the decoder is done with
     while (true) {
-      size_t unconsumed = available - consumed;
-      if (unconsumed > scanned && !framer_.failed()) {
-        scanned += framer_.scan(input.data() + consumed + scanned, unconsumed - scanned);
-      }
-      if (framer_.failed()) return reject(framer_.rejection().failure);
-      size_t vouched = scanned - framer_.held();
-      if (vouched == 0 && !owes) {
-        // llhttp went past a head or message end without pausing there: refused.
-        if (framer_.head_done() || framer_.message_done()) return reject(Failure::bad_framing);
-        if (available == input.size()) {
-          decision_.incomplete = true;
-          return decision_;
-        }
-        available = std::min(input.size(), available + read_size);  // the next read
-        continue;
-      }
-      owes = false;
-      const char* begin = input.data() + consumed;
-      llhttp_errno_t rc = llhttp_execute(&parser_, begin, vouched);
-      size_t used = vouched;
-      if (rc == HPE_PAUSED) {
-        used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - begin);
-      } else if (rc != HPE_OK) {
-        return reject(Failure::bad_request);
-      }
-      consumed += used;
-      scanned -= used;
-      if (rc == HPE_PAUSED) {
-        if (complete_) {
-          decision_.forwarded = true;
-          decision_.consumed = consumed;
-          return decision_;
-        }
-        // Paused at the head: judged, then the body follows.
-        if (rejected_head_) return reject(head_rejection_.failure);
-        llhttp_resume(&parser_);
-        owes = true;
+      RequestDecoder::Step step = decoder_.decode(input.data() + consumed,
+                                                  static_cast<uint32_t>(available - consumed));
+      consumed += step.consumed;
+      switch (step.status) {
+        case RequestDecoder::Status::Rejected:
+          return reject(decoder_.rejection().failure);
+        case RequestDecoder::Status::NeedInput:
+          if (available == input.size()) {
+            decision_.incomplete = true;
+            return decision_;
+          }
+          available = std::min(input.size(), available + read_size);  // the next read
+          break;
+        case RequestDecoder::Status::Paused:
+          if (complete_) {
+            decision_.forwarded = true;
+            decision_.consumed = consumed;
+            return decision_;
+          }
+          // Paused at the head: judged, then the body follows.
+          if (rejected_head_) return reject(head_rejection_.failure);
+          decoder_.resume();
+          break;
       }
     }
   }
 
- private:
-  static RequestDriver* self(llhttp_t* p) { return static_cast<RequestDriver*>(p->data); }
+  // RequestDecoderEvents
+  void request_begin() override {}
+  void request_head() override { on_head(); }
+  void request_body(const char* at, size_t len) override {
+    decision_.body.append(at, len);
+    if (decoder_.chunked()) {
+      char line[24];
+      int n = std::snprintf(line, sizeof line, "%zx\r\n", len);
+      decision_.upstream.append(line, static_cast<size_t>(n));
+      decision_.upstream.append(at, len);
+      decision_.upstream.append("\r\n");
+    } else {
+      decision_.upstream.append(at, len);
+    }
+  }
+  void request_end() override {
+    complete_ = true;
+    if (decoder_.chunked()) decision_.upstream.append("0\r\n\r\n");
+  }
 
+ private:
   Decision& reject(Failure f) {
     decision_.rejected = true;
     decision_.failure = f;
     return decision_;
   }
 
-  void on_head(llhttp_t* p) {
-    head_.finish();
-    head_done_ = true;
-    chunked_ = (p->flags & F_CHUNKED) != 0;
-    bool has_length = (p->flags & F_CONTENT_LENGTH) != 0;
-    framer_.begin_body(chunked_, has_length ? p->content_length : 0);
-    decision_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  void on_head() {
+    decision_.method = decoder_.method_name();
     decision_.target = head_.target();
     for (const HeaderField& f : head_.fields()) decision_.fields.emplace_back(f.name, f.value);
-    ParsedRequest req;
-    req.method = decision_.method;
-    req.head = &head_;
-    req.http_major = p->http_major;
-    req.http_minor = p->http_minor;
-    req.chunked = chunked_;
-    req.has_content_length = has_length;
-    req.content_length = p->content_length;
-    rejected_head_ = !check_request_head(req, limits_, head_rejection_);
-    if (rejected_head_) return;
+    rejected_head_ = decoder_.head_rejected();
+    if (rejected_head_) {
+      head_rejection_ = decoder_.rejection();
+      return;
+    }
     UpstreamRequest up;
     up.method = decision_.method;
     // As the connection does: an absolute-form target is forwarded in origin-form (the
@@ -211,7 +162,7 @@ class RequestDriver {
     up.head = &head_;
     up.host = parts.absolute ? parts.authority : head_.find("host");
     if (up.host.empty()) up.host = "origin.test";
-    up.chunked_body = chunked_;
+    up.chunked_body = decoder_.chunked();
     up.forwarded_for_name = "X-Forwarded-For";
     up.forwarded_for_value = "127.0.0.1:1";
     std::vector<char> buf(limits_.max_request_line + limits_.max_header_bytes + 4096);
@@ -224,17 +175,13 @@ class RequestDriver {
   config::Config config_;
   std::unique_ptr<Router> router_;
   RouteScratch scratch_;
-  llhttp_settings_t settings_;
-  llhttp_t parser_;
-  RequestFramer framer_;
+  RequestDecoder decoder_;
   MessageHead head_;
   Decision decision_;
   Rejection head_rejection_;
   std::string origin_target_;
   bool rejected_head_ = false;
-  bool head_done_ = false;
   bool complete_ = false;
-  bool chunked_ = false;
 };
 
 // What an origin sees: parses `bytes` as requests with strict llhttp.

@@ -48,7 +48,7 @@ TEST(ExchangePool, GivenBackExchangeIsClearedButKeepsItsCapacity) {
   ex->log_id[0] = 'g';
   ex->peer_ip[0] = '1';
   ex->tried_count = 2;
-  ex->parser_paused = true;
+  ex->request_done = true;
   size_t target_capacity = ex->target.capacity();
   size_t html_capacity = ex->html_out.capacity();
 
@@ -70,7 +70,7 @@ TEST(ExchangePool, GivenBackExchangeIsClearedButKeepsItsCapacity) {
   EXPECT_EQ(same->log_id[0], '\0');
   EXPECT_EQ(same->peer_ip[0], '\0');
   EXPECT_EQ(same->tried_count, 0);
-  EXPECT_FALSE(same->parser_paused);
+  EXPECT_FALSE(same->request_done);
   EXPECT_EQ(same->connect_ms, -1);
   pool.give_back(same);
 }
