@@ -110,6 +110,10 @@ ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
   worker->connection_opened(this);
 }
 
+const config::TimeoutsConfig& ClientConnection::timeouts() const {
+  return ex_ != nullptr ? ex_->snap->config->timeouts : worker_->config().timeouts;
+}
+
 void ClientConnection::start() {
   worker_->mutable_metrics().connections_active.add();
   worker_->mutable_metrics().listeners[listener_->index].connections_active.add();
@@ -130,17 +134,12 @@ void ClientConnection::start() {
     }
     per_client_counted_ = true;
   }
-  limits_.max_request_line = limits.max_request_line;
-  limits_.max_header_bytes = limits.max_request_header_bytes;
-  limits_.max_header_count = limits.max_request_headers;
-  limits_.max_body = limits.max_allowed_content_length;
-  limits_.allow_trace = limits.allow_trace;
   if (listener_->tls && !start_tls()) {
     close();
     return;
   }
   resume_reading();
-  arm_timer(ms(worker_->config().timeouts.client_header));
+  arm_timer(ms(timeouts().client_header));
 }
 
 // ---------------------------------------------------------------- reading and parsing
@@ -219,7 +218,10 @@ void ClientConnection::resume_parser() {
 
 void ClientConnection::take_exchange() {
   ex_ = worker_->exchanges().take();
-  ex_->decoder.reset(limits_, &ex_->head, this);
+  // Everything this exchange reads comes from the configuration current now (WorkerEpoch).
+  ex_->epoch = worker_->epoch();
+  ex_->snap = ex_->epoch->snapshot.get();
+  ex_->decoder.reset(ex_->epoch->request_limits, &ex_->head, this);
   worker_->mutable_metrics().exchanges_active.add();
 }
 
@@ -340,7 +342,7 @@ void ClientConnection::request_begin() {
   ex_->site = -1;
   ex_->html.reset();
   ex_->request_started_ms = uv_now(worker_->loop());
-  arm_timer(ms(worker_->config().timeouts.client_header));
+  arm_timer(ms(timeouts().client_header));
 }
 
 void ClientConnection::request_head() {
@@ -398,8 +400,6 @@ void ClientConnection::start_exchange() {
     respond_error(Failure::invalid_hostname, 0);
     return;
   }
-  // The exchange runs on the snapshot current now, even if a reload lands meanwhile.
-  ex_->snap = worker_->snapshot_ptr();
   facts.site = ex_->snap->sites->match(listener_->address, facts.host);
   ex_->site = facts.site;
   ex_->site_name = facts.site >= 0 ? std::string_view(ex_->snap->config->sites[facts.site].name)
@@ -484,7 +484,7 @@ void ClientConnection::start_exchange() {
   for (const HeaderField& f : decision.set_headers)
     ex_->rule_header_text.emplace_back(f.name, f.value);
   ex_->rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
-  FarmState& farm = worker_->farm(ex_->farm);
+  FarmState& farm = ex_->epoch->farm(ex_->farm);
   std::optional<size_t> pick;
   Failure no_pick = Failure::no_server;
   if (farm.runtime->config->enabled) {
@@ -549,10 +549,10 @@ bool ClientConnection::use_server(size_t server) {
   ex_->server_metrics = &worker_->server_metrics(*ex_->snap, ex_->farm, ex_->server);
   ex_->server_metrics->in_flight.add();
   ex_->in_flight_counted = true;
-  ex_->balancer = worker_->farm(ex_->farm).balancer;
+  ex_->balancer = ex_->epoch->farm(ex_->farm).balancer;
   ex_->balancer->on_start(ex_->server);
   if (ex_->websocket) ex_->server_metrics->websocket_requests.add();
-  if (UpstreamConnection* idle = worker_->take_idle(ex_->farm, ex_->server, ex_->upstream_tls)) {
+  if (UpstreamConnection* idle = worker_->take_idle(*ex_->epoch, ex_->farm, ex_->server, ex_->upstream_tls)) {
     ex_->upstream = idle;
     ex_->upstream_reused = true;
     idle->attach(this);
@@ -579,7 +579,7 @@ bool ClientConnection::host_allowed(std::string_view host) const {
 
 void ClientConnection::connect_upstream() {
   const ServerEndpoint& endpoint = ex_->snap->farms[ex_->farm].servers[ex_->server];
-  ex_->upstream = new UpstreamConnection(worker_, ex_->snap.get(), ex_->farm, ex_->server);
+  ex_->upstream = new UpstreamConnection(worker_, ex_->snap, ex_->farm, ex_->server);
   ex_->upstream_reused = false;
   ex_->connect_started_ns = uv_hrtime();
   const sockaddr_storage* addr = &endpoint.addr;
@@ -587,11 +587,11 @@ void ClientConnection::connect_upstream() {
     const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
     const tls::ClientContexts::Farm& settings = ex_->snap->tls_client->for_farm(farm.config->name);
     ex_->upstream->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
-                           worker_->farm(ex_->farm).servers[ex_->server].tls_session);
+                           ex_->epoch->farm(ex_->farm).servers[ex_->server].tls_session);
     addr = &endpoint.tls_addr;
   }
   ex_->upstream->connect(this, reinterpret_cast<const sockaddr*>(addr),
-                         ms(worker_->config().timeouts.connect));
+                         ms(timeouts().connect));
 }
 
 void ClientConnection::upstream_connected() {
@@ -691,7 +691,7 @@ void ClientConnection::send_request_head() {
     phase_ = Phase::Exchange;
     if (ex_->request_has_body) {
       ex_->body_activity_ms = uv_now(worker_->loop());
-      arm_timer(ms(worker_->config().timeouts.client_body));
+      arm_timer(ms(timeouts().client_body));
     }
     resume_parser();
   }
@@ -1033,7 +1033,7 @@ void ClientConnection::upstream_read_end() {
     ex_->upstream->pause_reading();
     ex_->upstream_paused = true;
     // The client must take some of its response within clientSend (slow-read attack).
-    arm_timer(ms(worker_->config().timeouts.client_send));
+    arm_timer(ms(timeouts().client_send));
   }
 }
 
@@ -1097,9 +1097,8 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   int retries =
       static_cast<int>(std::min<uint32_t>(ex_->snap->config->limits.retries, Exchange::kMaxTried));
   if (!(nothing_sent || safe_replay) || ex_->tried_count >= retries) return false;
-  if (worker_->snapshot_ptr() != ex_->snap) return false;  // a reload landed: the balancer is new
   ex_->tried[ex_->tried_count++] = ex_->server;
-  FarmState& farm = worker_->farm(ex_->farm);
+  FarmState& farm = ex_->epoch->farm(ex_->farm);
   balancer::PickContext ctx{*farm.availability, worker_->random()};
   ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count));
   std::optional<size_t> next = farm.balancer->pick(ctx);
@@ -1189,11 +1188,11 @@ void ClientConnection::release_upstream(bool reusable) {
   UpstreamConnection* up = ex_->upstream;
   ex_->upstream = nullptr;
   ex_->upstream_paused = false;
-  if (up->tls() && !ex_->upstream_reused && up->snapshot() == &worker_->snapshot()) {
+  if (up->tls() && !ex_->upstream_reused && up->snapshot() == ex_->snap) {
     // Kept per server for the next new connection's abbreviated handshake (a TLS 1.3 server
     // sends its ticket after the handshake, so it is taken once the exchange is over).
     if (auto session = up->tls_session()) {
-      worker_->farm(up->farm()).servers[up->server()].tls_session = std::move(session);
+      ex_->epoch->farm(up->farm()).servers[up->server()].tls_session = std::move(session);
     }
   }
   up->release(reusable);
@@ -1206,7 +1205,7 @@ void ClientConnection::finish_exchange() {
     // and never reads holds one response's worth of memory, not one per request. It has
     // clientSend to take it down to the low mark (on_write, on_deadline).
     ex_->output_draining = true;
-    arm_timer(ms(worker_->config().timeouts.client_send));
+    arm_timer(ms(timeouts().client_send));
     return;
   }
   log_access();
@@ -1215,7 +1214,6 @@ void ClientConnection::finish_exchange() {
   }
   ex_->status = 0;
   ex_->server_metrics = nullptr;
-  ex_->snap.reset();
   phase_ = Phase::Idle;
   served_ = true;
   if (close_requested_) {
@@ -1232,7 +1230,7 @@ void ClientConnection::finish_exchange() {
     return;
   }
   resume_parser();
-  arm_timer(ms(worker_->config().timeouts.client_keep_alive));
+  arm_timer(ms(timeouts().client_keep_alive));
 }
 
 void ClientConnection::respond_error(Failure failure, int uv_status) {
@@ -1400,7 +1398,7 @@ void ClientConnection::log_access() {
   e.bytes_sent = out_.total_bytes() - ex_->response_bytes_at_start;
   e.bytes_received = ex_->request_bytes;
   e.time_taken_ms = uv_now(worker_->loop()) - ex_->request_started_ms;
-  if (ex_->farm >= 0 && ex_->snap) {
+  if (ex_->farm >= 0) {
     const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
     e.farm = farm.config->name;
     if (ex_->server_metrics != nullptr) e.server = farm.servers[ex_->server].label;
@@ -1459,7 +1457,7 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
     c->ex_->upstream_paused = false;
     c->disarm_timer();
     if (!c->ex_->request_done && c->ex_->request_has_body) {
-      c->arm_timer(ms(c->worker_->config().timeouts.client_body));  // the body still streams
+      c->arm_timer(ms(c->timeouts().client_body));  // the body still streams
     }
     c->ex_->upstream->resume_reading();
   }
@@ -1476,7 +1474,7 @@ void ClientConnection::close_after_flush() {
     return;
   }
   // A client that does not read what is still queued has clientSend to take it (on_deadline).
-  if (out_.in_flight() != 0) arm_timer(ms(worker_->config().timeouts.client_send));
+  if (out_.in_flight() != 0) arm_timer(ms(timeouts().client_send));
 }
 
 int ClientConnection::start_shutdown() {
@@ -1564,7 +1562,7 @@ void ClientConnection::on_deadline(void* owner) {
 
 void ClientConnection::check_body_timeout() {
   // The deadline moves with every read; only the timer's firing checks it.
-  uint64_t timeout = ms(worker_->config().timeouts.client_body);
+  uint64_t timeout = ms(timeouts().client_body);
   uint64_t idle = uv_now(worker_->loop()) - ex_->body_activity_ms;
   if (idle < timeout) {
     arm_timer(timeout - idle);
@@ -1586,7 +1584,7 @@ void ClientConnection::shutdown_when_idle() {
   // Accepted just before the stop (a binary upgrade hands the port over while clients
   // connect): its first request is on the way. It is answered, with Connection: close, if it
   // arrives within a second; a connection that stays silent does not hold up the stop.
-  arm_timer(std::min<uint64_t>(kFirstRequestGraceMs, ms(worker_->config().timeouts.client_header)));
+  arm_timer(std::min<uint64_t>(kFirstRequestGraceMs, ms(timeouts().client_header)));
 }
 
 void ClientConnection::force_close() {

@@ -91,6 +91,8 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   // IIS's site bindings: a listener bound to host names answers only those.
   bool host_allowed(std::string_view host) const;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  // The exchange's configuration while there is one (WorkerEpoch), else the worker's current.
+  const config::TimeoutsConfig& timeouts() const;
 
   void start();
   void run_parser();
@@ -212,7 +214,6 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   TimerHeap::Slot deadline_;  // the one timeout armed at a time, on the worker's TimerHeap
   InputBuffer in_;
   OutBatch out_;
-  RequestLimits limits_;  // from the configuration when the connection was accepted
   PeerAddress peer_address_;
   Phase phase_ = Phase::Idle;
   uint8_t open_handles_ = 0;

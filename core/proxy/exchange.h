@@ -29,6 +29,7 @@ namespace harrow {
 class UpstreamConnection;
 struct ServerMetrics;
 struct Snapshot;
+struct WorkerEpoch;
 
 // Everything of an Exchange that starts from its initial value again for each request.
 struct ExchangeState {
@@ -47,7 +48,10 @@ struct ExchangeState {
   uint64_t body_activity_ms = 0;  // last read while a request body streams (clientBody)
 
   // --- routing and the server
-  std::shared_ptr<const Snapshot> snap;          // the configuration the exchange started on
+  // The configuration the exchange started on (WorkerEpoch, worker.h), pinned when its first
+  // byte arrived, and its snapshot (the same as epoch->snapshot, kept at hand).
+  std::shared_ptr<WorkerEpoch> epoch;
+  const Snapshot* snap = nullptr;
   ServerMetrics* server_metrics = nullptr;       // the chosen server's counters (this worker's row)
   std::shared_ptr<balancer::Balancer> balancer;  // the one on_start() went to
   char log_id[37] = {0};                         // per-request GUID (ARR's X-ARR-LOG-ID)

@@ -33,7 +33,7 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
     seed = uv_hrtime() ^ static_cast<uint64_t>(id);
   random_ = balancer::Random(seed);
-  build_farm_states();
+  build_epoch();
   // The loop and its wake-up handle exist before the thread does, so request_stop() is safe
   // from the moment the worker is constructed.
   uv_loop_init(&loop_);
@@ -134,15 +134,23 @@ void Worker::new_request_id(char out[37]) {
   *p = '\0';
 }
 
-void Worker::build_farm_states() {
-  farms_.clear();
+void Worker::build_epoch() {
+  epoch_ = std::make_shared<WorkerEpoch>();
+  epoch_->snapshot = snapshot_;
+  const config::LimitsConfig& limits = snapshot_->config->limits;
+  epoch_->request_limits.max_request_line = limits.max_request_line;
+  epoch_->request_limits.max_header_bytes = limits.max_request_header_bytes;
+  epoch_->request_limits.max_header_count = limits.max_request_headers;
+  epoch_->request_limits.max_body = limits.max_allowed_content_length;
+  epoch_->request_limits.allow_trace = limits.allow_trace;
+  std::vector<FarmState>& farms = epoch_->farms;
   for (const FarmRuntime& f : snapshot_->farms) {
     FarmState state;
     state.runtime = &f;
     state.balancer = balancer::make_balancer(balancer_spec(f));
     state.availability = std::make_unique<FarmAvailability>(&f);
     state.servers.resize(f.servers.size());
-    farms_.push_back(std::move(state));
+    farms.push_back(std::move(state));
   }
 }
 
@@ -156,21 +164,24 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
 
 void Worker::adopt(std::shared_ptr<const Snapshot> next) {
   std::shared_ptr<const Snapshot> previous = snapshot_;
-  std::vector<FarmState> old_farms = std::move(farms_);
+  std::shared_ptr<WorkerEpoch> old = epoch_;
+  std::vector<FarmState>& old_farms = old->farms;
   snapshot_ = std::move(next);
-  build_farm_states();
+  build_epoch();
   // Idle connections to servers that are still configured stay pooled; the rest close.
   for (size_t f = 0; f < old_farms.size(); ++f) {
     for (size_t s = 0; s < old_farms[f].servers.size(); ++s) {
-      std::vector<UpstreamConnection*> pooled = old_farms[f].servers[s].idle;
+      std::vector<UpstreamConnection*> pooled;
+      pooled.swap(old_farms[f].servers[s].idle);
       pooled.insert(pooled.end(), old_farms[f].servers[s].idle_tls.begin(),
                     old_farms[f].servers[s].idle_tls.end());
+      old_farms[f].servers[s].idle_tls.clear();
       for (UpstreamConnection* up : pooled) {
         server_metrics(*previous, static_cast<int>(f), s).idle_connections.sub();
         size_t nf, ns;
         if (find_same_server(*snapshot_, *previous, f, s, nf, ns)) {
           up->rebind(snapshot_.get(), static_cast<int>(nf), ns);
-          farms_[nf].servers[ns].pool(up->tls()).push_back(up);
+          epoch_->farms[nf].servers[ns].pool(up->tls()).push_back(up);
           server_metrics(*snapshot_, static_cast<int>(nf), ns).idle_connections.add();
         } else {
           up->close_detached();
@@ -284,12 +295,12 @@ void Worker::connection_closed(ClientConnection* c) {
   if (stopping_) maybe_finish_stop();
 }
 
-UpstreamConnection* Worker::take_idle(int farm, size_t server, bool tls) {
-  auto& idle = farms_[static_cast<size_t>(farm)].servers[server].pool(tls);
+UpstreamConnection* Worker::take_idle(WorkerEpoch& epoch, int farm, size_t server, bool tls) {
+  auto& idle = epoch.farm(farm).servers[server].pool(tls);
   if (idle.empty()) return nullptr;
   UpstreamConnection* up = idle.back();
   idle.pop_back();
-  server_metrics(*snapshot_, farm, server).idle_connections.sub();
+  server_metrics(*epoch.snapshot, farm, server).idle_connections.sub();
   return up;
 }
 
@@ -299,7 +310,7 @@ void Worker::give_idle(UpstreamConnection* up) {
     up->close();
     return;
   }
-  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].pool(up->tls());
+  auto& idle = epoch_->farm(up->farm()).servers[up->server()].pool(up->tls());
   if (idle.size() >= config().limits.max_idle_upstream_per_server) {
     up->close();
     return;
@@ -311,7 +322,7 @@ void Worker::give_idle(UpstreamConnection* up) {
 
 void Worker::forget_idle(UpstreamConnection* up) {
   if (up->snapshot() != snapshot_.get()) return;
-  auto& idle = farms_[static_cast<size_t>(up->farm())].servers[up->server()].pool(up->tls());
+  auto& idle = epoch_->farm(up->farm()).servers[up->server()].pool(up->tls());
   auto it = std::find(idle.begin(), idle.end(), up);
   if (it != idle.end()) {
     idle.erase(it);
@@ -346,7 +357,7 @@ void Worker::begin_stop() {
 void Worker::maybe_finish_stop() {
   if (!connections_.empty() || loop_closing_) return;
   loop_closing_ = true;
-  for (FarmState& farm : farms_) {
+  for (FarmState& farm : epoch_->farms) {
     for (ServerSlot& slot : farm.servers) {
       std::vector<UpstreamConnection*> idle = slot.idle;
       idle.insert(idle.end(), slot.idle_tls.begin(), slot.idle_tls.end());

@@ -85,6 +85,21 @@ struct FarmState {
   std::vector<ServerSlot> servers;
 };
 
+// One configuration as one worker runs it: the snapshot and the per-farm state built for it
+// (balancers, availability, pools). An exchange pins the epoch current when its first byte
+// arrived (Exchange::epoch) and reads everything from it — limits, timeouts, farms by index,
+// balancers — so a reload in the middle never mixes two configurations in one request. A reload
+// makes a new epoch; the old one lives until the last exchange that pinned it ends (its idle
+// pools were handed to the new epoch when it was made, so nothing but those exchanges uses it).
+struct WorkerEpoch {
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<FarmState> farms;
+  RequestLimits request_limits;  // the configuration's <limits> as the request decoder takes them
+
+  const config::Config& config() const { return *snapshot->config; }
+  FarmState& farm(int index) { return farms[static_cast<size_t>(index)]; }
+};
+
 class Worker {
  public:
   // `access_log` may be null (no access log configured); it outlives the worker.
@@ -115,6 +130,8 @@ class Worker {
   const Snapshot& snapshot() const { return *snapshot_; }
   const std::shared_ptr<const Snapshot>& snapshot_ptr() const { return snapshot_; }
   const config::Config& config() const { return *snapshot_->config; }
+  // The current epoch, which a new exchange pins (WorkerEpoch).
+  const std::shared_ptr<WorkerEpoch>& epoch() const { return epoch_; }
   ServerMetrics& server_metrics(const Snapshot& snap, int farm, size_t server) const {
     return snap.farms[static_cast<size_t>(farm)].metrics[static_cast<size_t>(id_)][server];
   }
@@ -123,7 +140,6 @@ class Worker {
   ExchangePool& exchanges() { return exchanges_; }
   TimerHeap& client_timers() { return client_timers_; }
   AccessLogBuffer& access_log() { return access_log_; }
-  FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
   bool stopping() const { return stopping_; }
   int id() const { return id_; }
   uint64_t connection_limit() const { return connection_limit_; }
@@ -140,8 +156,9 @@ class Worker {
   void connection_opened(ClientConnection* c);
   void connection_closed(ClientConnection* c);
 
-  // Takes an idle connection to the server (over TLS or not), or null.
-  UpstreamConnection* take_idle(int farm, size_t server, bool tls = false);
+  // Takes an idle connection to the server (over TLS or not) from `epoch`'s pools, or null (an
+  // older epoch's pools are empty: they moved to the current one).
+  UpstreamConnection* take_idle(WorkerEpoch& epoch, int farm, size_t server, bool tls = false);
   // Offers a connection whose exchange ended cleanly for reuse; closes it if the pool is full
   // or the worker is stopping.
   void give_idle(UpstreamConnection* up);
@@ -150,7 +167,7 @@ class Worker {
  private:
   void run();
   void adopt(std::shared_ptr<const Snapshot> next);
-  void build_farm_states();
+  void build_epoch();
   void begin_stop();
   void maybe_finish_stop();
   void close_all_now();
@@ -170,7 +187,7 @@ class Worker {
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
-  std::vector<FarmState> farms_;
+  std::shared_ptr<WorkerEpoch> epoch_;  // built for snapshot_
   RouteScratch route_scratch_;
   TimerHeap client_timers_;  // the client connections' timeouts
   ExchangePool exchanges_;   // for this worker's client connections

@@ -8,6 +8,7 @@
 
 #include "core/base/peer_address.h"
 #include "core/proxy/snapshot.h"
+#include "core/proxy/worker.h"
 
 namespace harrow {
 namespace {
@@ -40,8 +41,10 @@ TEST(ExchangePool, GivenBackExchangeIsClearedButKeepsItsCapacity) {
   ex->head.reset(1024);
   ASSERT_TRUE(ex->head.on_target("/a", 2));
   ex->head.finish();
-  ex->snap = std::make_shared<const Snapshot>();
-  std::weak_ptr<const Snapshot> snapshot = ex->snap;
+  ex->epoch = std::make_shared<WorkerEpoch>();
+  ex->epoch->snapshot = std::make_shared<const Snapshot>();
+  ex->snap = ex->epoch->snapshot.get();
+  std::weak_ptr<const Snapshot> snapshot = ex->epoch->snapshot;
   ex->farm = 3;
   ex->status = 502;
   ex->request_begun = true;
@@ -64,6 +67,7 @@ TEST(ExchangePool, GivenBackExchangeIsClearedButKeepsItsCapacity) {
   EXPECT_TRUE(same->outbound_add.empty());
   EXPECT_TRUE(same->head.target().empty()) << "nothing of another request may show";
   EXPECT_EQ(same->snap, nullptr);
+  EXPECT_EQ(same->epoch, nullptr);
   EXPECT_EQ(same->farm, -1);
   EXPECT_EQ(same->status, 0);
   EXPECT_FALSE(same->request_begun);
