@@ -12,6 +12,7 @@
 #include "core/rewrite/router.h"
 #include "core/tls/tls_session.h"
 #include "core/http1/url_path.h"
+#include "core/proxy/retry_policy.h"
 #include "core/proxy/worker.h"
 
 namespace harrow {
@@ -32,22 +33,6 @@ constexpr uint64_t kFirstRequestGraceMs = 1000;
 
 uint64_t ms(config::Millis m) {
   return static_cast<uint64_t>(m.count());
-}
-
-// Failures that say something about the server's health (ARR's live-traffic failures).
-bool is_server_fault(Failure f) {
-  switch (f) {
-    case Failure::upstream_connect_refused:
-    case Failure::upstream_connect_failed:
-    case Failure::upstream_connect_timeout:
-    case Failure::upstream_reset:
-    case Failure::upstream_invalid_response:
-    case Failure::upstream_timeout:
-    case Failure::upstream_truncated:
-      return true;
-    default:
-      return false;
-  }
 }
 
 }  // namespace
@@ -276,7 +261,7 @@ void ClientConnection::run_parser() {
   if (phase_ == Phase::Closed) return;
   if (ex_->upstream != nullptr && phase_ == Phase::Exchange) {
     if (ex_->upstream->out().flush() != 0) {
-      upstream_failed(Failure::upstream_reset, ex_->upstream->out().last_error());
+      fail_upstream(Failure::upstream_reset, ex_->upstream->out().last_error());
       return;
     }
     check_upstream_backpressure();
@@ -696,7 +681,7 @@ void ClientConnection::send_request_head() {
     resume_parser();
   }
   if (ex_->upstream->out().flush() != 0)
-    upstream_failed(Failure::upstream_reset, ex_->upstream->out().last_error());
+    fail_upstream(Failure::upstream_reset, ex_->upstream->out().last_error());
 }
 
 void ClientConnection::request_complete() {
@@ -732,10 +717,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   auto refuse = [this](const char* detail) {
     ex_->response_head_sent = false;
     ex_->log_detail = detail;
-    UpstreamConnection* up = ex_->upstream;
-    ex_->upstream = nullptr;
-    if (up != nullptr) up->close();
-    upstream_failed(Failure::upstream_invalid_response, 0);
+    fail_upstream(Failure::upstream_invalid_response, 0);
   };
   bool no_body = ex_->head_request || status == 204 || status == 304 || switching;
   // Transfer codings other than chunked (gzip, …) go to the client as they came, never
@@ -1083,42 +1065,36 @@ bool ClientConnection::may_replay() const {
   return idempotent && ex_->request_done && !ex_->request_has_body && !ex_->response_head_sent;
 }
 
-bool ClientConnection::fail_over(Failure failure, int uv_status) {
-  bool connect_failure = failure == Failure::upstream_connect_refused ||
-                         failure == Failure::upstream_connect_failed ||
-                         failure == Failure::upstream_connect_timeout;
-  // A connect failure while the request is still held at its head: nothing of it left
-  // Harrow, so any method may go to another server.
-  bool nothing_sent = connect_failure && phase_ == Phase::Routing;
-  // A server that went away before answering an idempotent, body-less request: replaying it
-  // elsewhere is what RFC 9110 §9.2.2 allows.
-  bool safe_replay = failure == Failure::upstream_reset && may_replay();
-  // At most `retries` other servers (<harrow><limits retries>, default 1).
-  int retries =
-      static_cast<int>(std::min<uint32_t>(ex_->snap->config->limits.retries, Exchange::kMaxTried));
-  if (!(nothing_sent || safe_replay) || ex_->tried_count >= retries) return false;
-  ex_->tried[ex_->tried_count++] = ex_->server;
+std::optional<size_t> ClientConnection::other_server() {
+  // The server that failed is excluded with those failed before it (wants_fail_over() made
+  // sure there is room for it in `tried`).
+  ex_->tried[ex_->tried_count] = ex_->server;
   FarmState& farm = ex_->epoch->farm(ex_->farm);
   balancer::PickContext ctx{*farm.availability, worker_->random()};
-  ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count));
-  std::optional<size_t> next = farm.balancer->pick(ctx);
-  // No other server: the failure stands, and respond_error() logs and counts it (once).
-  if (!next) return false;
+  ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count) + 1);
+  return farm.balancer->pick(ctx);
+}
+
+void ClientConnection::count_server_failure(Failure failure, int uv_status) {
   log_failure(failure, uv_status);
   ex_->server_metrics->failures[static_cast<int>(failure)].add();
   ex_->server_metrics->live_failures.add();
-  ex_->server_metrics->retries.add();
   count_websocket_failure();
-  end_in_flight();
-  // The client's cookie names the server that failed: pin it to the one that answers.
-  if (ex_->snap->farms[ex_->farm].affinity_index != nullptr) ex_->set_affinity_cookie = true;
-  ++ex_->retries;
-  if (use_server(*next)) run_parser();  // called from a libuv callback, not from the parser
-  return true;
 }
 
 void ClientConnection::upstream_failed(Failure failure, int uv_status) {
-  ex_->upstream = nullptr;  // it closed itself
+  ex_->upstream = nullptr;  // it closed itself (UpstreamConnection::fail)
+  after_upstream_failure(failure, uv_status);
+}
+
+void ClientConnection::fail_upstream(Failure failure, int uv_status) {
+  UpstreamConnection* up = ex_->upstream;
+  ex_->upstream = nullptr;
+  if (up != nullptr) up->close();  // the one close; it calls nothing back
+  after_upstream_failure(failure, uv_status);
+}
+
+void ClientConnection::after_upstream_failure(Failure failure, int uv_status) {
   if (phase_ == Phase::Closed) return;
   if (phase_ == Phase::Tunnel) {
     // The server reset a tunnel: the 101 is long out, so the client's connection just ends.
@@ -1128,37 +1104,55 @@ void ClientConnection::upstream_failed(Failure failure, int uv_status) {
     close();
     return;
   }
-  if (fail_over(failure, uv_status)) return;
-  bool stale_keep_alive =
-      ex_->upstream_reused && !ex_->response_head_sent && !ex_->request_has_body &&
-      (failure == Failure::upstream_reset || failure == Failure::upstream_truncated);
-  if (stale_keep_alive && !ex_->retried) {
-    // The server closed a pooled connection just as it was reused; nothing of the request
-    // reached the application, so one fresh connection is safe.
-    ex_->retried = true;
-    ++ex_->retries;
-    ex_->server_metrics->retries.add();
-    connect_upstream();
-    return;
+  RetryFacts facts;
+  facts.failure = failure;
+  facts.pooled = ex_->upstream_reused;
+  facts.held_at_head = phase_ == Phase::Routing;
+  facts.replayable = may_replay();
+  facts.response_begun = ex_->response_head_sent;
+  facts.has_body = ex_->request_has_body;
+  facts.fresh_retry_used = ex_->retried;
+  facts.attempts = ex_->retries;
+  facts.servers_failed = static_cast<uint32_t>(ex_->tried_count);
+  facts.max_retries = std::min<uint32_t>(ex_->snap->config->limits.retries, Exchange::kMaxTried);
+  std::optional<size_t> next;
+  if (wants_fail_over(facts)) {
+    next = other_server();
+    facts.other_server = next.has_value();
   }
-  // A fresh connection closed before any response byte: an idempotent request without a body
-  // is replayed once on a new connection (RFC 9110 §9.2.2), also when no other server is left
-  // to fail over to. A POST is not: the server may have acted on it.
-  bool fresh_replay = !ex_->upstream_reused && failure == Failure::upstream_reset && may_replay() &&
-                      !ex_->retried && ex_->retries == 0 && ex_->snap->config->limits.retries > 0;
-  if (fresh_replay) {
-    log_failure(failure, uv_status);
-    ex_->server_metrics->failures[static_cast<int>(failure)].add();
-    ex_->server_metrics->live_failures.add();
-    ex_->retried = true;
-    ++ex_->retries;
-    ex_->server_metrics->retries.add();
-    connect_upstream();
-    return;
+  RetryDecision decision = decide_retry(facts);
+  switch (decision.action) {
+    case RetryAction::RetryFresh:
+      // The server closed a pooled connection just as it was reused; nothing of the request
+      // reached the application, so one fresh connection to the same server is safe.
+      ex_->retried = true;
+      ++ex_->retries;
+      ex_->server_metrics->retries.add();
+      connect_upstream();
+      return;
+    case RetryAction::FailOver:
+      count_server_failure(failure, uv_status);
+      ex_->server_metrics->retries.add();
+      ex_->tried[ex_->tried_count++] = ex_->server;
+      end_in_flight();
+      // The client's cookie names the server that failed: pin it to the one that answers.
+      if (ex_->snap->farms[ex_->farm].affinity_index != nullptr) ex_->set_affinity_cookie = true;
+      ++ex_->retries;
+      if (use_server(*next)) run_parser();  // called from a libuv callback, not the parser
+      return;
+    case RetryAction::ReplaySame:
+      count_server_failure(failure, uv_status);
+      ex_->retried = true;
+      ++ex_->retries;
+      ex_->server_metrics->retries.add();
+      connect_upstream();
+      return;
+    case RetryAction::Fail:
+      break;
   }
   if (failure == Failure::upstream_timeout && !ex_->request_done)
     failure = Failure::client_body_timeout;
-  respond_error(failure, uv_status);
+  respond_error(failure, uv_status, decision.health_failure);
   run_parser();
 }
 
@@ -1233,7 +1227,7 @@ void ClientConnection::finish_exchange() {
   arm_timer(ms(timeouts().client_keep_alive));
 }
 
-void ClientConnection::respond_error(Failure failure, int uv_status) {
+void ClientConnection::respond_error(Failure failure, int uv_status, bool health_failure) {
   log_failure(failure, uv_status);
   ex_->failed = true;
   ex_->failure = failure;
@@ -1242,7 +1236,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status) {
   worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
   if (ex_->server_metrics != nullptr && ex_->in_flight_counted) {
     ex_->server_metrics->failures[static_cast<int>(failure)].add();
-    if (is_server_fault(failure)) ex_->server_metrics->live_failures.add();
+    if (health_failure && is_server_fault(failure)) ex_->server_metrics->live_failures.add();
     count_websocket_failure();
   }
   release_upstream(false);

@@ -130,7 +130,9 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void send_request_head();
   void request_complete();
   void finish_exchange();
-  void respond_error(Failure failure, int uv_status);
+  // `health_failure` false: the failure is answered and counted, but not as the server's
+  // live-traffic failure (retry_policy.h).
+  void respond_error(Failure failure, int uv_status, bool health_failure = true);
   // Answers the request from Harrow itself (errors, Redirect and CustomResponse rules;
   // `from_rule`: the reason or Location came from the rule that decided).
   void respond_local(int status, std::string_view reason, std::string_view location,
@@ -172,9 +174,16 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void begin_linger();
   void close();
   void abort_exchange(Failure failure, int uv_status);
-  // A connect failure before any of the request was sent: tries another server of the farm.
-  // True if it did (the exchange goes on), false if the failure stands.
-  bool fail_over(Failure failure, int uv_status);
+  // The upstream failure contract. upstream_failed() (UpstreamEvents) is the server connection
+  // saying it has closed itself; fail_upstream() is Harrow giving up on it (a write that failed
+  // at once, a response it cannot forward) and closes it, once. Both then go through
+  // after_upstream_failure(): the retry table (retry_policy.h), else the error response.
+  void fail_upstream(Failure failure, int uv_status);
+  void after_upstream_failure(Failure failure, int uv_status);
+  // A server of the farm this request has not failed on, or nullopt.
+  std::optional<size_t> other_server();
+  // A failed attempt counted against its server (metrics, live-traffic failures, the log).
+  void count_server_failure(Failure failure, int uv_status);
   // An idempotent request, whole and without a body, not answered yet: it may be sent again.
   bool may_replay() const;
   // Writes this request's access log line, once, however the exchange ended.

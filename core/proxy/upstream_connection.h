@@ -41,7 +41,9 @@ class UpstreamEvents {
   virtual void upstream_read_end() = 0;
   // The final response is complete; `reusable` if the connection may carry another exchange.
   virtual void upstream_complete(bool reusable) = 0;
-  // The exchange failed; `uv_status` is the libuv error behind it, or 0.
+  // The exchange failed; `uv_status` is the libuv error behind it, or 0. The connection has
+  // closed itself before this call and calls its owner no more: the owner only forgets it.
+  // (An owner that gives up on a connection itself closes it with close(), and hears nothing.)
   virtual void upstream_failed(Failure failure, int uv_status) = 0;
   // A write to the server completed (for backpressure).
   virtual void upstream_write_done() = 0;
