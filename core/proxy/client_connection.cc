@@ -12,6 +12,7 @@
 #include "core/rewrite/router.h"
 #include "core/tls/tls_session.h"
 #include "core/http1/url_path.h"
+#include "core/proxy/phases.h"
 #include "core/proxy/retry_policy.h"
 #include "core/proxy/worker.h"
 
@@ -357,158 +358,31 @@ void ClientConnection::request_end() {
 
 // ---------------------------------------------------------------- the exchange
 
-namespace {
-
-// At most one log line a second per worker: an attacker's inputs must not flood the log.
-void report_match_error(const Router& router, const RouteScratch& scratch) {
-  thread_local uint64_t last_ns = 0;
-  uint64_t now = uv_hrtime();
-  if (last_ns != 0 && now - last_ns < 1'000'000'000) return;
-  last_ns = now;
-  std::string_view rule = router.failed_rule(scratch);
-  std::string why = scratch.match_error_text();
-  log_line(LogLevel::Warn, "rule '%.*s': pattern match failed (%s): request refused with 500",
-           static_cast<int>(rule.size()), rule.data(), why.c_str());
-}
-
-}  // namespace
-
 void ClientConnection::start_exchange() {
   disarm_timer();
   WorkerMetrics& metrics = worker_->mutable_metrics();
   metrics.requests.add();
   metrics.listeners[listener_->index].requests.add();
   if (worker_->stopping()) close_requested_ = true;
-
-  RequestFacts facts = request_facts();  // the site is matched below, once the snapshot is taken
-  if (!host_allowed(facts.host)) {
+  if (!host_allowed(request_host(*ex_))) {
     respond_error(Failure::invalid_hostname, 0);
     return;
   }
-  facts.site = ex_->snap->sites->match(listener_->address, facts.host);
-  ex_->site = facts.site;
-  ex_->site_name = facts.site >= 0 ? std::string_view(ex_->snap->config->sites[facts.site].name)
-                                   : std::string_view{};
-  ex_->exchange_started_ns = uv_hrtime();
-  worker_->new_request_id(ex_->log_id);
-  // Rules judge the path as IIS hands it to URL Rewrite (decoded, canonical), and the origin is
-  // sent that path (core/url_path.h); what cannot be made canonical is refused here.
-  const config::LimitsConfig& limits = ex_->snap->config->limits;
-  UrlLimits url_limits{limits.max_url, limits.max_query_string, limits.allow_double_escaping};
-  Rejection why;
-  std::string_view path = facts.target;
-  if (path.empty() || (path.front() != '/' && path != "*")) {
-    ex_->detail_text.assign("/").append(path);  // absolute-form without a path: "/"
-    path = ex_->detail_text;
-  }
-  if (!canonicalize_target(path, url_limits, ex_->canonical_path, why)) {
-    ex_->log_detail = why.detail;
-    respond_error(why.failure, 0);
-    return;
-  }
-  facts.path = ex_->canonical_path;
-  RouteDecision decision = ex_->snap->router->route(facts, worker_->route_scratch());
-  if (worker_->route_scratch().match_error() != 0) {
-    // A pattern that could not be evaluated decides nothing: failing closed keeps a deny rule
-    // from being skipped by an input crafted to exhaust the regex limits.
-    report_match_error(*ex_->snap->router, worker_->route_scratch());
-    ex_->log_detail = "a rule's pattern reached the regex limits";
-    respond_error(Failure::rule_match_error, 0);
-    return;
-  }
-  ex_->rule = decision.rule;
-  switch (decision.kind) {
-    case RouteDecision::Kind::Farm:
-      ex_->farm = decision.farm;
-      break;
-    case RouteDecision::Kind::Proxy:
-      if (decision.https) break;  // answered below like a farm over https
-      ex_->farm = ex_->snap->proxy_farm(decision.authority);
-      if (ex_->farm < 0) {
-        ex_->log_detail =
-            "host computed from the request; only hosts written in the configuration "
-            "are proxied";
-        respond_error(Failure::proxy_target_unknown, 0);
-        return;
-      }
-      break;
-    case RouteDecision::Kind::NoRoute:
-      if (!decision.rule.empty()) {
-        ex_->log_detail =
-            "the rule rewrites to a URL that names no farm; proxying to a host that is not a "
-            "farm needs <system.webServer><proxy enabled=\"true\"/> in applicationHost.config";
-      }
-      respond_error(Failure::no_route, 0);
+  UpstreamChoice choice = choose_upstream(*ex_, client_side(), *worker_);
+  switch (choice.kind) {
+    case UpstreamChoice::Kind::Server:
+      use_server(choice.server);  // inside run_parser's loop: it goes on parsing by itself
       return;
-    case RouteDecision::Kind::Abort:
-      abort_exchange(Failure::rule_aborted, 0);
+    case UpstreamChoice::Kind::Respond:
+      respond_local(choice.status, choice.reason, choice.location, choice.body, true);
       return;
-    case RouteDecision::Kind::Redirect: {
-      // IIS sends Location absolute, built from the request's scheme and Host.
-      std::string location = absolute_location(decision.target, facts.https, facts.host);
-      respond_local(decision.status, {}, location, {}, true);
+    case UpstreamChoice::Kind::Fail:
+      respond_error(choice.failure, 0);
       return;
-    }
-    case RouteDecision::Kind::CustomResponse:
-      respond_local(decision.status, decision.reason, {}, decision.body, true);
+    case UpstreamChoice::Kind::Abort:
+      abort_exchange(choice.failure, 0);
       return;
   }
-  if (decision.https && decision.kind == RouteDecision::Kind::Proxy) {
-    ex_->log_detail = "the global proxy reaches hosts over http:// only";
-    respond_error(Failure::upstream_tls, 0);
-    return;
-  }
-  ex_->upstream_tls = decision.https;
-  if (ex_->upstream_tls && !ex_->snap->tls_client) {
-    ex_->log_detail = "no https:// target was in the configuration when it loaded";
-    respond_error(Failure::upstream_tls, 0);
-    return;
-  }
-  ex_->target.assign(decision.target);
-  ex_->rule_header_text.clear();
-  for (const HeaderField& f : decision.set_headers)
-    ex_->rule_header_text.emplace_back(f.name, f.value);
-  ex_->rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
-  FarmState& farm = ex_->epoch->farm(ex_->farm);
-  std::optional<size_t> pick;
-  Failure no_pick = Failure::no_server;
-  if (farm.runtime->config->enabled) {
-    pick = choose_server(farm, facts, decision.set_headers, no_pick);
-  }
-  if (!pick) {
-    respond_error(no_pick, 0);
-    return;
-  }
-  use_server(*pick);  // inside run_parser's loop: it goes on parsing by itself
-}
-
-std::optional<size_t> ClientConnection::choose_server(FarmState& farm, const RequestFacts& facts,
-                                                      std::span<const HeaderField> rule_headers,
-                                                      Failure& failure) {
-  const FarmRuntime& rt = *farm.runtime;
-  ex_->set_affinity_cookie = false;
-  if (rt.affinity_index != nullptr) {
-    std::string_view value = rt.affinity_cookies->find(ex_->head);
-    if (!value.empty()) {
-      std::optional<size_t> affine = rt.affinity_index->find(value);
-      if (affine && farm.availability->serves_affine(*affine)) {
-        worker_->server_metrics(*ex_->snap, ex_->farm, *affine).affinity_kept.add();
-        return affine;
-      }
-      if (rt.config->affinity.failure_policy == config::AffinityFailurePolicy::Return503) {
-        failure = Failure::affinity_unavailable;
-        return std::nullopt;
-      }
-    }
-    // No cookie, or one naming a server that is gone: balance, and pin to the new server.
-    ex_->set_affinity_cookie = true;
-  }
-  uint64_t now = uv_hrtime();
-  if (rt.host_affinity != nullptr)
-    return rt.host_affinity->pick(facts.host, *farm.availability, now);
-  balancer::PickContext ctx{*farm.availability, worker_->random(), now};
-  if (rt.hash_key != nullptr) ctx.hash = rt.hash_key->hash(facts, rule_headers, ex_->hash_buffer);
-  return farm.balancer->pick(ctx);
 }
 
 void ClientConnection::end_in_flight() {
@@ -589,76 +463,13 @@ void ClientConnection::upstream_connected() {
 }
 
 void ClientConnection::send_request_head() {
-  const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
-  const config::ProtocolConfig& protocol = farm.config->protocol;
+  const config::ProtocolConfig& protocol = ex_->snap->farms[ex_->farm].config->protocol;
   ex_->upstream->begin_exchange(ex_->head_request, ms(protocol.timeout),
                                 protocol.max_response_header_size);
-
-  std::string_view host = protocol.preserve_host_header ? request_host() : std::string_view{};
-  if (host.empty()) {
-    host = ex_->upstream_tls ? farm.servers[ex_->server].tls_authority
-                             : farm.servers[ex_->server].authority;
-  }
-  ex_->rule_headers.clear();
-  for (const auto& [name, value] : ex_->rule_header_text) {
-    if (iequals(name, "host")) host = value;  // a rule set HTTP_HOST
-    ex_->rule_headers.push_back({name, value});
-  }
-  ex_->upstream_host = host;
-  // to_chars, not snprintf: this runs for every request.
-  *std::to_chars(ex_->max_forwards, ex_->max_forwards + sizeof ex_->max_forwards - 1,
-                 protocol.max_forwards)
-       .ptr = '\0';
-  // What ARR adds to every forwarded request; client-sent values are always replaced.
-  HeaderField harrow_headers[5];
-  size_t n = 0;
-  harrow_headers[n++] = {"Max-Forwards", ex_->max_forwards};
-  // As IIS sends it: the URL as the client wrote it (raw, with its query), never the rewrite.
-  harrow_headers[n++] = {"X-Original-URL", split_target(ex_->head.target()).path};
-  if (!protocol.log_guid_name.empty()) harrow_headers[n++] = {protocol.log_guid_name, ex_->log_id};
-  // X-ARR-SSL and X-ARR-ClientCert only for a request that came over TLS (the certificate one
-  // only with a client certificate), as ARR does: applications test for their presence. A
-  // client's own copies never pass, whether Harrow sets the header or not.
-  std::string_view strip[2];
-  size_t stripped = 0;
-  if (!protocol.ssl_header_name.empty()) {
-    if (tls_ != nullptr) {
-      harrow_headers[n++] = {protocol.ssl_header_name, tls_->arr_ssl()};
-    } else {
-      strip[stripped++] = protocol.ssl_header_name;
-    }
-  }
-  if (!protocol.client_cert_header_name.empty()) {
-    if (tls_ != nullptr && !tls_->client_certificate().empty()) {
-      harrow_headers[n++] = {protocol.client_cert_header_name, tls_->client_certificate()};
-    } else {
-      strip[stripped++] = protocol.client_cert_header_name;
-    }
-  }
-  UpstreamRequest request;
-  request.method = ex_->decoder.method_name();
-  // An asterisk-form target (OPTIONS *) asks about the server, not a resource: it goes as it
-  // came (RFC 9112 §3.2.4), not as the rules' "/*".
-  request.target =
-      ex_->head.target() == "*" ? std::string_view("*") : std::string_view(ex_->target);
-  request.head = &ex_->head;
-  request.host = host;
-  request.chunked_body = ex_->request_chunked;
-  request.keep_alive = protocol.keep_alive;
-  if (ex_->websocket) {
-    request.upgrade = "websocket";
-    ex_->upstream->expect_upgrade();
-  }
-  request.forwarded_for_name = protocol.x_forwarded_for_header_name;
-  request.forwarded_for_value =
-      protocol.include_port_in_x_forwarded_for ? std::string_view(peer()) : peer_ip();
-  request.harrow_headers = std::span<const HeaderField>(harrow_headers, n);
-  request.strip = std::span<const std::string_view>(strip, stripped);
-  request.rule_headers = ex_->rule_headers;
-
+  if (ex_->websocket) ex_->upstream->expect_upgrade();
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
-  write_upstream_request(request, writer);
+  build_upstream_request(*ex_, client_side(), writer);
   if (writer.overflowed() || writer.unsafe()) {
     block_unref(block);
     release_upstream(false);
@@ -690,18 +501,16 @@ void ClientConnection::request_complete() {
 }
 
 void ClientConnection::upstream_head(const MessageHead& head, int status) {
-  bool client_http11 = ex_->decoder.http11();
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
-  ClientResponse response;
-  response.status = status;
-  response.reason = head.target();
-  response.head = &head;
-  // Only an upgrade Harrow forwarded gets a 101 this far (upstream_connection.cc).
-  bool switching = status == 101;
-  if (status < 200 && !switching) {
+  if (status < 200 && status != 101) {
     // Interim responses (100 Continue, 103 Early Hints) mean nothing to an HTTP/1.0 client.
-    if (client_http11) {
+    // (Only an upgrade Harrow forwarded gets a 101 this far: upstream_connection.cc.)
+    if (ex_->decoder.http11()) {
+      ClientResponse response;
+      response.status = status;
+      response.reason = head.target();
+      response.head = &head;
       response.keep_content_length = false;  // an interim head has no body (RFC 9112 §6.3)
       write_client_response(response, writer);
       // Copied next to what is staged: one read may bring many interim heads, and each must
@@ -712,139 +521,38 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
     block_unref(block);
     return;
   }
-  // The server's response cannot be forwarded as it is: the exchange fails with a 502 and the
-  // server's connection, which would go on parsing, is closed first.
-  auto refuse = [this](const char* detail) {
-    ex_->response_head_sent = false;
-    ex_->log_detail = detail;
-    fail_upstream(Failure::upstream_invalid_response, 0);
-  };
-  bool no_body = ex_->head_request || status == 204 || status == 304 || switching;
-  // Transfer codings other than chunked (gzip, …) go to the client as they came, never
-  // relabelled; an HTTP/1.0 client may not be sent Transfer-Encoding at all (RFC 9112 §6.1).
-  bool codings = !no_body && has_transfer_codings(head);
-  if (codings && !client_http11) {
-    block_unref(block);
-    refuse("transfer coding other than chunked for an HTTP/1.0 client");
-    return;
-  }
-  ex_->response_head_sent = true;
-  uint64_t first_byte_us = (uv_hrtime() - ex_->exchange_started_ns) / 1000;
-  ex_->server_metrics->first_byte_time.observe(first_byte_us);
-  ex_->header_ms = static_cast<int64_t>(first_byte_us / 1000);
-  // Framing comes from Harrow's own parse: a Content-Length a Connection header names is kept
-  // (MessageHead never makes it hop-by-hop), so the client reads the body Harrow delimited.
-  // That is safer than a 502: Harrow writes its own Connection header, so no later hop sees
-  // the server's list, and refusing would only break odd but unambiguous servers.
-  bool upstream_length = head.has("content-length") && !head.has("transfer-encoding");
-  if (no_body || upstream_length) {
-    // A 204 must not carry Content-Length (RFC 9110 §8.6); a 304 or HEAD's is metadata.
-    response.keep_content_length = status != 204 && !switching;
-  } else if (codings) {
-    response.forward_transfer_encoding = true;
-    response.keep_content_length = false;
-    if (ex_->upstream->response_chunked()) {
-      // "gzip, chunked": the body is re-chunked under the codings as they came.
-      ex_->response_chunked = true;
-      response.chunked = true;
-    } else {
-      // Chunked not final ("gzip", "chunked, gzip"): the close delimits the body (RFC 9112
-      // §6.3), to the client as from the server.
-      close_requested_ = true;
-    }
-  } else if (client_http11) {
-    ex_->response_chunked = true;
-    response.chunked = true;
-    response.keep_content_length = false;
-  } else {
-    close_requested_ = true;  // HTTP/1.0 client, unknown length: the close ends the body
-    response.keep_content_length = false;
-  }
-  // A request whose body is still arriving cannot be followed by another on this connection
-  // unless Harrow reads the rest; closing is simpler and safe.
-  if (!ex_->client_keep_alive || !ex_->request_done || worker_->stopping()) close_requested_ = true;
-  response.close = close_requested_;
-  response.http10_keep_alive = !client_http11 && !close_requested_;
-  if (switching) response.upgrade = head.find("upgrade");
-  const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
-  if (farm.live_failure_codes.matches(status)) ex_->server_metrics->live_failures.add();
-  if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
-  HeaderField replacements[2];
-  size_t replaced = 0;
-  if (farm.config->protocol.reverse_rewrite_host_in_response_headers) {
-    // Redirects the server aims at itself must send the client back through Harrow.
-    const ServerEndpoint& server = farm.servers[ex_->server];
-    std::string_view backend[] = {server.authority, server.label, ex_->upstream_host};
-    std::string_view client_host = request_host();
-    std::string_view location = head.find("location");
-    if (reverse_rewrite_location(location, backend, "http", client_host, ex_->rewritten_location)) {
-      replacements[replaced++] = {"Location", ex_->rewritten_location};
-    }
-    std::string_view content_location = head.find("content-location");
-    if (reverse_rewrite_location(content_location, backend, "http", client_host,
-                                 ex_->rewritten_content_location)) {
-      replacements[replaced++] = {"Content-Location", ex_->rewritten_content_location};
-    }
-  }
-  response.replace = std::span<const HeaderField>(replacements, replaced);
-  // ARR's application opt-out: the server may ask that this response set no affinity cookie.
-  static constexpr std::string_view kAffinityOptOut[] = {"Arr-Disable-Session-Affinity"};
-  HeaderField cookies[2];
-  size_t cookie_count = 0;
-  if (farm.affinity_cookies != nullptr) {
-    response.remove = kAffinityOptOut;
-    if (ex_->set_affinity_cookie && !iequals(head.find("arr-disable-session-affinity"), "true")) {
-      for (const std::string& value : farm.affinity_cookies->set_cookie(ex_->server)) {
-        cookies[cookie_count++] = {"Set-Cookie", value};
-      }
-      ex_->server_metrics->affinity_assigned.add();
-    }
-  }
-  response.add = std::span<const HeaderField>(cookies, cookie_count);
-  // A transfer-coded body is not HTML the rewriter could read.
-  if (!apply_outbound(head, response, !no_body && !codings)) {
-    // Failing closed: an outbound rule that could not be evaluated may be the one that strips
-    // a header or rewrites a link, so the response does not go out without it.
-    block_unref(block);
-    ex_->response_head_sent = false;
-    ex_->html.reset();
-    ex_->response_chunked = false;
-    release_upstream(false);
-    report_match_error(*ex_->snap->router, worker_->route_scratch());
-    ex_->log_detail = "an outbound rule's pattern reached the regex limits";
-    respond_error(Failure::rule_match_error, 0);
-    run_parser();
-    return;
-  }
-  write_client_response(response, writer);
-  if (writer.unsafe()) {
-    // An outbound rule or the server gave a header a value that would split the head: nothing
-    // of it reaches the client. A rule's is a 500 naming the rule; the server's own status
-    // reason or field (llhttp lets a few such bytes through) is an invalid response, a 502.
-    block_unref(block);
-    ex_->html.reset();
-    ex_->response_chunked = false;
-    std::string_view rule = unsafe_outbound_rule();
-    if (rule.empty()) {
-      refuse("control character or invalid byte in the server's status reason or a header");
+  bool close = close_requested_;
+  ResponseHeadResult result =
+      build_client_response(*ex_, client_side(), *worker_, head, status, close, writer);
+  close_requested_ = close;
+  switch (result.kind) {
+    case ResponseHeadResult::Kind::Written:
+      break;
+    case ResponseHeadResult::Kind::Refused:
+      // The server's response cannot be forwarded as it is: the exchange fails with a 502 and
+      // the server's connection, which would go on parsing, is closed first.
+      block_unref(block);
+      ex_->log_detail = result.detail;
+      fail_upstream(Failure::upstream_invalid_response, 0);
       return;
-    }
-    ex_->response_head_sent = false;
-    release_upstream(false);
-    refuse_unsafe(rule, "a response header");
-    run_parser();
-    return;
-  }
-  if (writer.overflowed()) {
-    block_unref(block);
-    refuse("response head larger than a block");
-    return;
+    case ResponseHeadResult::Kind::MatchError:
+      block_unref(block);
+      release_upstream(false);
+      respond_error(Failure::rule_match_error, 0);
+      run_parser();
+      return;
+    case ResponseHeadResult::Kind::UnsafeRule:
+      block_unref(block);
+      release_upstream(false);
+      refuse_unsafe(result.rule, "a response header");
+      run_parser();
+      return;
   }
   out_.add(block, block->data, writer.size());
   block_unref(block);
   ex_->status = status;
   ex_->sent_status = status;
-  if (switching) {
+  if (status == 101) {
     // The head goes out with this read's flush; upstream_read_end() opens the tunnel.
     phase_ = Phase::Tunnel;
     ex_->tunnel_opening = true;
@@ -883,121 +591,8 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
   ex_->server_metrics->bytes_from_server.add(len);
 }
 
-std::string_view ClientConnection::request_host() const {
-  // RFC 9112 §3.2.2: an absolute-form target's authority stands for Host (the head check made
-  // sure a Host sent with it agrees); an HTTP/1.0 request may send it without a Host.
-  TargetParts target = split_target(ex_->head.target());
-  return target.absolute ? target.authority : ex_->head.find("host");
-}
-
-RequestFacts ClientConnection::request_facts() {
-  RequestFacts facts;
-  facts.method = ex_->decoder.method_name();
-  facts.target = split_target(ex_->head.target()).path;
-  facts.host = request_host();
-  facts.server_port = listener_->port;
-  facts.remote_addr = peer_ip();
-  facts.remote_port = peer_address_.port;
-  // getsockname() only for configurations whose rules read the local address.
-  if (ex_->snap != nullptr && ex_->snap->router->reads_local_addr()) facts.local_addr = local_ip();
-  facts.http10 = (ex_->decoder.http_major() == 1 && ex_->decoder.http_minor() == 0);
-  facts.variables = ex_->rule_variables;
-  facts.path = ex_->canonical_path;
-  facts.head = &ex_->head;
-  facts.site = ex_->site;
-  facts.https = tls_ != nullptr;
-  return facts;
-}
-
-bool ClientConnection::apply_outbound(const MessageHead& head, ClientResponse& response,
-                                      bool has_body) {
-  const Router& router = *ex_->snap->router;
-  if (!router.has_outbound(ex_->site)) return true;
-  RequestFacts facts = request_facts();
-  facts.response_status = response.status;
-  OutboundDecision decision =
-      router.outbound(facts, head, response.replace, worker_->route_scratch());
-  if (worker_->route_scratch().match_error() != 0) return false;
-  ex_->outbound_rule_values.clear();
-  for (size_t i = 0; i < decision.set_headers.size(); ++i)
-    ex_->outbound_rule_values.emplace_back(decision.set_rules[i], decision.set_headers[i].second);
-  if (!decision.set_headers.empty()) {
-    // Rules see, and override, what reverseRewriteHostInResponseHeaders already rewrote.
-    ex_->outbound_replace.assign(response.replace.begin(), response.replace.end());
-    ex_->outbound_add.assign(response.add.begin(), response.add.end());
-    for (const auto& set : decision.set_headers) {
-      // Named, not a structured binding: clang 14 (the fuzz build) cannot capture those.
-      const std::string_view name = set.first;
-      const std::string_view value = set.second;
-      std::vector<HeaderField>& into = head.has(name) ? ex_->outbound_replace : ex_->outbound_add;
-      auto same = std::find_if(into.begin(), into.end(),
-                               [&](const HeaderField& f) { return iequals(f.name, name); });
-      if (same != into.end() && &into == &ex_->outbound_replace) {
-        same->value = value;
-      } else if (same != into.end() && !iequals(name, "set-cookie")) {
-        same->value = value;
-      } else {
-        into.push_back({name, value});
-      }
-    }
-    response.replace = ex_->outbound_replace;
-    response.add = ex_->outbound_add;
-  }
-  if ((decision.body_rules == 0 && decision.text_rules == 0) || !has_body) return true;
-  std::string_view encoding = head.find("content-encoding");
-  if (!encoding.empty() && !iequals(encoding, "identity")) {
-    // Rewriting links inside a gzip (or br…) body would corrupt it: pass it on untouched.
-    log_line(LogLevel::Info,
-             "outbound rules with filterByTags skipped for %.*s: the response "
-             "body is %.*s-encoded",
-             static_cast<int>(ex_->target.size()), ex_->target.data(),
-             static_cast<int>(encoding.size()), encoding.data());
-    return true;
-  }
-  ex_->text_body_rules = decision.text_rules;
-  if (decision.text_rules != 0) ex_->body_text = std::make_unique<BodyTextState>();
-  ex_->html_body_rules = decision.body_rules;
-  if (decision.body_rules != 0)
-    ex_->html = std::make_unique<HtmlRewriter>(
-        decision.tags, std::move(decision.custom_tags),
-        [this](std::string_view tag, std::string_view attribute, std::string_view value,
-               std::string& out) {
-          RequestFacts facts = request_facts();
-          facts.response_status = ex_->status;
-          bool rewritten = ex_->snap->router->rewrite_body_url(
-              facts, ex_->html_body_rules, tag, attribute, value, worker_->route_scratch(), out);
-          if (worker_->route_scratch().match_error() != 0) {
-            if (!ex_->html_match_failed)
-              report_match_error(*ex_->snap->router, worker_->route_scratch());
-            ex_->html_match_failed = true;
-          }
-          return rewritten;
-        });
-  // The body changes length: re-framed as chunked, or ended by the close for HTTP/1.0.
-  response.keep_content_length = false;
-  if (ex_->decoder.http11()) {
-    response.chunked = true;
-    ex_->response_chunked = true;
-  } else {
-    response.chunked = false;
-    ex_->response_chunked = false;
-    close_requested_ = true;
-    response.close = true;
-    response.http10_keep_alive = false;
-  }
-  return true;
-}
-
 std::string_view ClientConnection::rewrite_body_text(std::string_view piece, bool last) {
-  RequestFacts facts = request_facts();
-  facts.response_status = ex_->status;
-  const Router& router = *ex_->snap->router;
-  if (!router.rewrite_body_text(facts, ex_->text_body_rules, *ex_->body_text, piece, last,
-                                worker_->route_scratch(), ex_->text_out)) {
-    if (!ex_->html_match_failed) report_match_error(router, worker_->route_scratch());
-    ex_->html_match_failed = true;
-  }
-  return ex_->text_out;
+  return harrow::rewrite_body_text(*ex_, client_side(), *worker_, piece, last);
 }
 
 void ClientConnection::send_owned(std::string_view bytes) {
@@ -1264,14 +859,6 @@ void ClientConnection::refuse_unsafe(std::string_view rule, const char* where) {
   respond_error(Failure::unsafe_rewrite, 0);
 }
 
-std::string_view ClientConnection::unsafe_outbound_rule() const {
-  // Diagnostics only (the writer has refused the head): the rule that set the unsafe value.
-  for (const auto& [rule, value] : ex_->outbound_rule_values) {
-    if (!HeadWriter::safe_value(value)) return rule;
-  }
-  return {};
-}
-
 void ClientConnection::respond_local(int status, std::string_view reason, std::string_view location,
                                      std::string_view body, bool from_rule) {
   release_upstream(false);
@@ -1320,93 +907,16 @@ void ClientConnection::respond_local(int status, std::string_view reason, std::s
 }
 
 void ClientConnection::log_failure(Failure failure, int uv_status) {
-  LogLevel level = failure == Failure::client_aborted ? LogLevel::Info : LogLevel::Warn;
-  if (!log_enabled(level)) return;
-  std::string_view target = ex_->head.target().substr(0, 200);
-  // A request refused before llhttp read its method (by the framer) has none to name.
-  const char* method = ex_->head.target().empty()
-                           ? "-"
-                           : ex_->decoder.method_name();
-  std::string server = "-";
-  std::string farm = "-";
-  std::string pool = "-";
-  if (ex_->farm >= 0) {
-    const FarmRuntime& f = ex_->snap->farms[ex_->farm];
-    farm = f.config->name;
-    if (!f.config->application_pool.empty()) pool = f.config->application_pool;
-    if (ex_->in_flight_counted || ex_->upstream != nullptr) server = f.servers[ex_->server].label;
-  }
-  log_line(
-      level,
-      "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
-      failure_status(failure), std::string(failure_token(failure)).c_str(),
-      ex_->log_id[0] != '\0' ? ex_->log_id : "-", peer(), method, static_cast<int>(target.size()),
-      target.data(), farm.c_str(), pool.c_str(), server.c_str(), ex_->retries,
-      uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
-      ex_->log_detail != nullptr ? " detail=" : "",
-      ex_->log_detail != nullptr ? ex_->log_detail : "");
-}
-
-const char* ClientConnection::peer_ip() const {
-  if (ex_->peer_ip[0] == '\0') peer_address_.format_ip(ex_->peer_ip, sizeof ex_->peer_ip);
-  return ex_->peer_ip;
+  harrow::log_failure(*ex_, client_side(), failure, uv_status);
 }
 
 const char* ClientConnection::peer() const {
-  if (ex_->peer[0] == '\0') peer_address_.format_ip_port(ex_->peer, sizeof ex_->peer);
-  return ex_->peer;
-}
-
-const char* ClientConnection::local_ip() {
-  // Only the access log needs it: asked for then, not for every accepted connection.
-  if (ex_->local_ip[0] != '\0') return ex_->local_ip;
-  sockaddr_storage local{};
-  int len = sizeof local;
-  if (uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
-    if (local.ss_family == AF_INET6) {
-      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&local), ex_->local_ip, sizeof ex_->local_ip);
-    } else {
-      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&local), ex_->local_ip, sizeof ex_->local_ip);
-    }
-  }
-  return ex_->local_ip;
+  return client_ip_port(*ex_, client_side());
 }
 
 void ClientConnection::log_access() {
-  if (ex_ == nullptr || !ex_->request_begun || ex_->access_logged) return;
-  ex_->access_logged = true;
-  AccessLogBuffer& log = worker_->access_log();
-  if (!log.enabled()) return;
-  AccessLogEntry e;
-  e.server_ip = local_ip();
-  e.client_ip = peer_ip();
-  e.client_port = peer_address_.port;
-  e.server_port = listener_->port;
-  e.method = ex_->head.target().empty()
-                 ? "-"
-                 : ex_->decoder.method_name();
-  e.target = ex_->head.target();
-  e.host = request_host();
-  e.user_agent = ex_->head.find("user-agent");
-  e.status = ex_->sent_status;
-  e.bytes_sent = out_.total_bytes() - ex_->response_bytes_at_start;
-  e.bytes_received = ex_->request_bytes;
-  e.time_taken_ms = uv_now(worker_->loop()) - ex_->request_started_ms;
-  if (ex_->farm >= 0) {
-    const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
-    e.farm = farm.config->name;
-    if (ex_->server_metrics != nullptr) e.server = farm.servers[ex_->server].label;
-  }
-  if (ex_->failed) {
-    e.reason = failure_token(ex_->failure);
-    if (ex_->failure_uv_status != 0) e.upstream_error = uv_err_name(ex_->failure_uv_status);
-  }
-  e.log_id = ex_->log_id;
-  e.site = ex_->site_name;
-  e.upstream_connect_ms = ex_->connect_ms;
-  e.upstream_header_ms = ex_->header_ms;
-  e.retries = ex_->retries;
-  log.add(e);
+  if (ex_ == nullptr) return;
+  log_exchange(*ex_, client_side(), *worker_, out_.total_bytes() - ex_->response_bytes_at_start);
 }
 
 void ClientConnection::abort_exchange(Failure failure, int uv_status) {

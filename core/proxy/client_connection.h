@@ -23,6 +23,7 @@
 #include "core/http1/http_head.h"
 #include "core/base/io_buffer.h"
 #include "core/proxy/metrics.h"
+#include "core/proxy/phases.h"
 #include "core/http1/request_checks.h"
 #include "core/http1/request_decoder.h"
 #include "core/base/timer_heap.h"
@@ -104,22 +105,9 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void reject_request(Failure failure, const char* detail);
   void start_exchange();
   void connect_upstream();
-  // The server for this request: the one its affinity cookie names while that server may
-  // serve it, else host-name affinity or the farm's balancer. nullopt (with `failure` set)
-  // when there is none.
-  std::optional<size_t> choose_server(FarmState& farm, const RequestFacts& facts,
-                                      std::span<const HeaderField> rule_headers, Failure& failure);
-  // The host the request names: an absolute-form target's authority, else its Host.
-  std::string_view request_host() const;
-  // The request as rules see it (rebuilt for outbound rules, which run on the response).
-  RequestFacts request_facts();
   // Runs the whole-body outbound rules over the next piece of the body (ex_->text_out holds
   // the result); on a failed pattern sets ex_->html_match_failed.
   std::string_view rewrite_body_text(std::string_view piece, bool last);
-  // Applies the outbound rules to a response head about to be written; may set up html_.
-  // False when a rule's pattern reached the regex limits: the response must not go out as if
-  // the rule had not matched (it is replaced with a 500 rule_match_error).
-  bool apply_outbound(const MessageHead& head, ClientResponse& response, bool has_body);
   // Queues rewritten body bytes for the client (copied into blocks).
   void send_owned(std::string_view bytes);
   // Ends the chosen server's in-flight count and tells the balancer how the exchange went.
@@ -139,8 +127,6 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
                      std::string_view body, bool from_rule = false);
   // A writer refused text a rule produced: 500 unsafe_rewrite, logged with the rule's name.
   void refuse_unsafe(std::string_view rule, const char* where);
-  // The outbound rule whose header value the response writer refused (empty if none did).
-  std::string_view unsafe_outbound_rule() const;
   void log_failure(Failure failure, int uv_status);
   void check_upstream_backpressure();
   // The request body has not moved for clientBody: 408, or the end if the response has begun.
@@ -188,8 +174,6 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   bool may_replay() const;
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
-  // The address the client connected to (looked up on first use).
-  const char* local_ip();
   void release_upstream(bool reusable);
   void resume_parser();
   // TLS listeners (core/tls_session.h): start the session; decrypt what a read brought (false
@@ -211,9 +195,10 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   // when the connection is idle again with nothing left to parse. Null while idle.
   void take_exchange();
   void give_back_exchange_if_idle();
-  // The peer's address as text, in the current exchange (formatted on first use).
-  const char* peer_ip() const;
+  // The client's "ip:port", in the current exchange (formatted on first use).
   const char* peer() const;
+  // What the phases (phases.h) know of this connection.
+  ClientSide client_side() const { return {listener_, &peer_address_, tls_.get(), &tcp_}; }
 
   Worker* worker_;
   const ListenSocket* listener_;       // owned by the worker, which outlives its connections
