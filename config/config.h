@@ -11,6 +11,10 @@
 namespace harrow::config {
 
 using Millis = std::chrono::milliseconds;
+// A duration as the unsigned millisecond count libuv's timers take.
+constexpr uint64_t to_ms(Millis m) {
+  return static_cast<uint64_t>(m.count());
+}
 
 // Where a value came from in the XML file, for error messages and the summary.
 struct SourceLocation {

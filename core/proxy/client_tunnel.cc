@@ -12,14 +12,6 @@
 #include "core/proxy/worker.h"
 
 namespace harrow {
-namespace {
-
-uint64_t ms_of(config::Millis m) {
-  return static_cast<uint64_t>(m.count());
-}
-
-}  // namespace
-
 void ClientConnection::count_websocket_failure() {
   if (ex_->websocket && ex_->server_metrics != nullptr && phase_ != Phase::Tunnel) {
     ex_->server_metrics->websocket_failures.add();
@@ -37,7 +29,7 @@ void ClientConnection::open_tunnel() {
   end_in_flight();
   ex_->decoder.tunnel();
   ex_->tunnel_activity_ms = uv_now(worker_->loop());
-  arm_timer(ms_of(timeouts().websocket_idle));
+  arm_timer(config::to_ms(timeouts().websocket_idle));
   if (in_.block != nullptr && in_.unconsumed() != 0) {
     // What the client sent right behind its request head is already the new protocol.
     const char* data = in_.parse_begin();
@@ -153,7 +145,7 @@ void ClientConnection::upstream_tunnel_shut() {
 
 void ClientConnection::tunnel_on_timer() {
   // The deadline moves with every byte; only the timer's firing checks it.
-  uint64_t timeout = ms_of(timeouts().websocket_idle);
+  uint64_t timeout = config::to_ms(timeouts().websocket_idle);
   uint64_t idle = uv_now(worker_->loop()) - ex_->tunnel_activity_ms;
   if (idle < timeout) {
     arm_timer(timeout - idle);

@@ -13,14 +13,6 @@
 #include "core/proxy/upstream_connection.h"
 
 namespace harrow {
-namespace {
-
-uint64_t ms(config::Millis m) {
-  return static_cast<uint64_t>(m.count());
-}
-
-}  // namespace
-
 Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<ListenSocket> sockets,
                uint64_t connection_limit, const AccessLogFile* access_log)
     : id_(id),
@@ -317,7 +309,7 @@ void Worker::give_idle(UpstreamConnection* up) {
   }
   idle.push_back(up);
   server_metrics(*snapshot_, up->farm(), up->server()).idle_connections.add();
-  up->enter_idle(ms(config().timeouts.upstream_idle));
+  up->enter_idle(config::to_ms(config().timeouts.upstream_idle));
 }
 
 void Worker::forget_idle(UpstreamConnection* up) {
@@ -350,7 +342,7 @@ void Worker::begin_stop() {
         std::vector<ClientConnection*> left = self->connections_;
         for (ClientConnection* c : left) c->force_close();
       },
-      ms(config().timeouts.shutdown), 0);
+      config::to_ms(config().timeouts.shutdown), 0);
   maybe_finish_stop();
 }
 
