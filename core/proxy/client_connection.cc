@@ -301,25 +301,9 @@ void ClientConnection::on_parser_paused() {
 
 void ClientConnection::request_begin() {
   phase_ = Phase::ReadingHead;
-  ex_->request_done = ex_->response_head_sent = ex_->response_done = false;
-  ex_->response_chunked = ex_->retried = ex_->upstream_reused = false;
-  ex_->tried_count = 0;
-  ex_->retries = 0;
-  ex_->connect_ms = -1;
-  ex_->header_ms = -1;
-  ex_->farm = -1;
-  ex_->log_detail = nullptr;
+  ex_->begin_request();
   ex_->request_begun = true;
-  ex_->access_logged = false;
-  ex_->sent_status = 0;
-  ex_->failed = false;
-  ex_->failure_uv_status = 0;
-  ex_->request_bytes = 0;
   ex_->response_bytes_at_start = out_.total_bytes();
-  ex_->log_id[0] = '\0';
-  ex_->site_name = {};
-  ex_->site = -1;
-  ex_->html.reset();
   ex_->request_started_ms = uv_now(worker_->loop());
   arm_timer(config::to_ms(timeouts().client_header));
 }

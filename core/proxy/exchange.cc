@@ -9,7 +9,10 @@ namespace harrow {
 void Exchange::clear() {
   // The state is assigned afresh, so a field added to it later is reset too; the buffers that
   // grew serving earlier requests keep their capacity.
-  static_cast<ExchangeState&>(*this) = ExchangeState();
+  begin_request();
+  decoder = RequestDecoder();
+  epoch.reset();
+  snap = nullptr;
   head.reset(0);  // nothing of another connection's request may show in a log line
   rule_header_text.clear();
   rule_variables.clear();

@@ -31,13 +31,13 @@ struct ServerMetrics;
 struct Snapshot;
 struct WorkerEpoch;
 
-// Everything of an Exchange that starts from its initial value again for each request.
+// Everything of an Exchange that starts from its initial value again for each request: assigned
+// afresh at a request's first byte (Exchange::begin_request), pipelined or not, so a field added
+// here is reset without anyone remembering to.
 struct ExchangeState {
   static constexpr int kMaxTried = 8;  // servers one request may fail on (retries ≤ this)
 
   // --- reading the request
-  // The HTTP/1 decoder (framer, llhttp, head checks); it fills `head` (Exchange).
-  RequestDecoder decoder;
   bool head_request = false;
   bool client_keep_alive = true;
   bool client_said_close = false;  // the request's own framing ends the connection
@@ -48,10 +48,6 @@ struct ExchangeState {
   uint64_t body_activity_ms = 0;  // last read while a request body streams (clientBody)
 
   // --- routing and the server
-  // The configuration the exchange started on (WorkerEpoch, worker.h), pinned when its first
-  // byte arrived, and its snapshot (the same as epoch->snapshot, kept at hand).
-  std::shared_ptr<WorkerEpoch> epoch;
-  const Snapshot* snap = nullptr;
   ServerMetrics* server_metrics = nullptr;       // the chosen server's counters (this worker's row)
   std::shared_ptr<balancer::Balancer> balancer;  // the one on_start() went to
   char log_id[37] = {0};                         // per-request GUID (ARR's X-ARR-LOG-ID)
@@ -120,10 +116,20 @@ struct ExchangeState {
 // ExchangeState plus the strings and vectors that keep their capacity from one request to the
 // next (so a warm request does not allocate).
 struct Exchange : ExchangeState {
-  // Empties the exchange for the next use: every ExchangeState field to its initial value,
-  // shared state (snapshot, balancer, rewriter) let go, strings and vectors cleared but not
-  // shrunk.
+  // A request's first byte: every ExchangeState field to its initial value. The decoder (in
+  // the middle of the message) and the pinned configuration stay: pipelined requests read in
+  // one go share them.
+  void begin_request() { static_cast<ExchangeState&>(*this) = ExchangeState(); }
+  // Empties the exchange for the next use: every field to its initial value, shared state
+  // (configuration, balancer, rewriter) let go, strings and vectors cleared but not shrunk.
   void clear();
+
+  // The HTTP/1 decoder (framer, llhttp, head checks); it fills `head`.
+  RequestDecoder decoder;
+  // The configuration the exchange started on (WorkerEpoch, worker.h), pinned when its first
+  // byte arrived, and its snapshot (the same as epoch->snapshot, kept at hand).
+  std::shared_ptr<WorkerEpoch> epoch;
+  const Snapshot* snap = nullptr;
 
   MessageHead head;
   // Set by the rules' <serverVariables>: copied, since the router's scratch is reused by the
