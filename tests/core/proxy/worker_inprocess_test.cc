@@ -7,8 +7,10 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -57,26 +60,62 @@ size_t message_length(const std::string& buffer) {
   return buffer.size() >= total ? total : 0;
 }
 
-// A self-signed certificate for the origin's TLS (Harrow's farm is told not to verify it).
-std::shared_ptr<SSL_CTX> origin_tls_context() {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* cert = X509_new();
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-  X509_set_pubkey(cert, key);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("origin.test"), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  X509_sign(cert, key, EVP_sha256());
-  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-  SSL_CTX_use_certificate(ctx, cert);
-  SSL_CTX_use_PrivateKey(ctx, key);
-  X509_free(cert);
-  EVP_PKEY_free(key);
-  return std::shared_ptr<SSL_CTX>(ctx, SSL_CTX_free);
-}
+// A self-signed certificate for 127.0.0.2, written to a file Harrow's <upstreamTls caFile> trusts
+// (the file, not the system store: loading that costs a reload a quarter of a second), and the
+// origin's TLS context serving it.
+class OriginCertificate {
+ public:
+  OriginCertificate() {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* cert = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("origin.test"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    // Harrow checks the server's address against the certificate (its SNI name is the address).
+    X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name,
+                                              const_cast<char*>("IP:127.0.0.2"));
+    X509_add_ext(cert, san, -1);
+    X509_EXTENSION_free(san);
+    X509_sign(cert, key, EVP_sha256());
+    char dir[] = "/tmp/harrow-worker-test-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) {
+      ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+    } else {
+      dir_ = dir;
+      ca_file_ = dir_ + "/origin.pem";
+      FILE* f = std::fopen(ca_file_.c_str(), "w");
+      if (f != nullptr) {
+        PEM_write_X509(f, cert);
+        std::fclose(f);
+      }
+    }
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_use_certificate(ctx, cert);
+    SSL_CTX_use_PrivateKey(ctx, key);
+    ctx_ = std::shared_ptr<SSL_CTX>(ctx, SSL_CTX_free);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+  }
+  ~OriginCertificate() {
+    if (!ca_file_.empty()) std::remove(ca_file_.c_str());
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  OriginCertificate(const OriginCertificate&) = delete;
+  OriginCertificate& operator=(const OriginCertificate&) = delete;
+
+  const std::shared_ptr<SSL_CTX>& context() const { return ctx_; }
+  const std::string& ca_file() const { return ca_file_; }
+
+ private:
+  std::string dir_;
+  std::string ca_file_;
+  std::shared_ptr<SSL_CTX> ctx_;
+};
 
 // One origin server on `ip`:0, on its own thread: accepts connections and answers each request
 // with 200 and the body "NAME PATH". Told to (close_reused), it closes a keep-alive connection
@@ -393,8 +432,7 @@ TEST_F(WorkerInProcess, PostOnStalePooledConnectionIs502AndNotReplayed) {
 class WorkerInProcessReload : public WorkerInProcess {
  protected:
   void SetUp() override {
-    std::shared_ptr<SSL_CTX> tls = origin_tls_context();
-    a_ = std::make_unique<ScriptedOrigin>("127.0.0.2", "A", tls);
+    a_ = std::make_unique<ScriptedOrigin>("127.0.0.2", "A", certificate_.context());
     c_ = std::make_unique<ScriptedOrigin>("127.0.0.3", "C");
     // The farm in front names C's address: a request sent there by a stale index is answered
     // "C", not "A".
@@ -403,7 +441,7 @@ class WorkerInProcessReload : public WorkerInProcess {
     std::string front = farm_xml("front", server_xml("127.0.0.3", c_->port()));
     std::string rules = rule_xml("other", "^other/(.*)", "http://other/{R:1}") +
                         rule_xml("app", ".*", "https://app/{R:0}");
-    std::string upstream_tls = "<upstreamTls verifyCertificate=\"false\"/>";
+    std::string upstream_tls = "<upstreamTls caFile=\"" + certificate_.ca_file() + "\"/>";
     before_ = config_xml(app + other, rules, upstream_tls);
     after_ = config_xml(front + app + other, rules, upstream_tls);
     harrow.start(before_);
@@ -431,6 +469,7 @@ class WorkerInProcessReload : public WorkerInProcess {
     ASSERT_TRUE(wait_until([&] { return after("other").idle_connections.get() == 1; }));
   }
 
+  OriginCertificate certificate_;
   std::unique_ptr<ScriptedOrigin> a_, c_;
   std::unique_ptr<Client> client_;
   std::string before_, after_;
