@@ -122,7 +122,8 @@ class OriginCertificate {
 // when the connection's next request arrives, after reading it and without answering: what a
 // server does whose keep-alive timeout fired just as Harrow reused the connection (RFC 9112
 // §9.3.1). That close is deterministic, where a close right after a response would race with
-// Harrow noticing it in its idle pool. With hold, it waits for release() before closing.
+// Harrow noticing it in its idle pool. With hold, it waits for release() before closing; with
+// go_away, it also stops listening then, so that a new connection is refused.
 class ScriptedOrigin {
  public:
   ScriptedOrigin(const char* ip, std::string name, std::shared_ptr<SSL_CTX> tls = nullptr)
@@ -148,12 +149,13 @@ class ScriptedOrigin {
     released_ = true;
     if (thread_.joinable()) thread_.join();
     for (Conn& c : conns_) drop(c);
-    ::close(listener_);
+    if (listener_ >= 0) ::close(listener_);
   }
 
   uint16_t port() const { return port_; }
-  void close_reused(int times, bool hold = false) {
+  void close_reused(int times, bool hold = false, bool go_away = false) {
     hold_ = hold;
+    go_away_ = go_away;
     close_reused_ = times;
   }
   bool holding() const { return holding_; }
@@ -235,6 +237,10 @@ class ScriptedOrigin {
           wait_until([&] { return released_.load(); }, std::chrono::milliseconds(kIoTimeoutMs));
         }
         drop(c);  // no close_notify, no answer: the connection just ends
+        if (go_away_ && listener_ >= 0) {
+          ::close(listener_);  // poll() skips the negative fd from now on
+          listener_ = -1;
+        }
         return;
       }
       std::string body = name_ + " " + path;
@@ -263,6 +269,7 @@ class ScriptedOrigin {
   std::vector<Conn> conns_;  // origin thread only
   std::atomic<int> close_reused_{0};
   std::atomic<bool> hold_{false};
+  std::atomic<bool> go_away_{false};
   std::atomic<bool> holding_{false};
   std::atomic<bool> released_{false};
   std::atomic<bool> stop_{false};
@@ -398,6 +405,42 @@ TEST_F(WorkerInProcess, StalePooledConnectionIsRetriedOnTheSameServer) {
   for (int f = 0; f < kFailureCount; ++f) EXPECT_EQ(m.failures[f].get(), 0u) << f;
   EXPECT_EQ(harrow.worker().metrics().failures[static_cast<int>(Failure::upstream_reset)].get(),
             0u);
+}
+
+// The same, but the server went away for good: after the stale connection, the fresh one is
+// refused. That is a failure of the server (its live-traffic count moves) and the request,
+// still whole and without a body, fails over to the other server.
+TEST_F(WorkerInProcess, StaleRetryRefusedFailsOverToTheOtherServer) {
+  ScriptedOrigin a("127.0.0.2", "A");
+  ScriptedOrigin b("127.0.0.3", "B");
+  harrow.start(config_xml(
+      farm_xml("app", server_xml("127.0.0.2", a.port()) + server_xml("127.0.0.3", b.port())),
+      rule_xml("app", ".*", "http://app/{R:0}")));
+  ASSERT_TRUE(harrow.started());
+
+  Client client(harrow.port());
+  std::string first = client.get("/same");
+  ASSERT_EQ(status_of(first), 200) << first;
+  bool home_is_a = body_of(first).starts_with("A");
+  ScriptedOrigin& home = home_is_a ? a : b;
+  ScriptedOrigin& other = home_is_a ? b : a;
+  ServerMetrics& m =
+      WorkerFixture::server(harrow.first(), "app", home_is_a ? "127.0.0.2" : "127.0.0.3");
+  ServerMetrics& other_m =
+      WorkerFixture::server(harrow.first(), "app", home_is_a ? "127.0.0.3" : "127.0.0.2");
+  ASSERT_TRUE(wait_until([&] { return m.idle_connections.get() == 1; }));
+
+  home.close_reused(1, /*hold=*/false, /*go_away=*/true);
+  std::string second = client.get("/same");
+  EXPECT_EQ(status_of(second), 200) << second;
+  EXPECT_EQ(body_of(second), std::string(home_is_a ? "B" : "A") + " /same");
+  EXPECT_EQ(other.connections(), 1);
+  EXPECT_EQ(m.retries.get(), 2u);  // the fresh retry, then the fail-over
+  EXPECT_EQ(m.live_failures.get(), 1u);
+  EXPECT_EQ(m.failures[static_cast<int>(Failure::upstream_connect_refused)].get(), 1u);
+  EXPECT_EQ(m.in_flight.get(), 0u);
+  EXPECT_EQ(other_m.live_failures.get(), 0u);
+  EXPECT_EQ(other_m.responses_by_class[2].get(), 1u);
 }
 
 // A request with a body whose pooled connection the server closed is not sent twice (the body
