@@ -236,11 +236,12 @@ class ScriptedOrigin {
           holding_ = true;
           wait_until([&] { return released_.load(); }, std::chrono::milliseconds(kIoTimeoutMs));
         }
-        drop(c);  // no close_notify, no answer: the connection just ends
         if (go_away_ && listener_ >= 0) {
+          // Before the close Harrow hears of: its new connection finds nobody listening.
           ::close(listener_);  // poll() skips the negative fd from now on
           listener_ = -1;
         }
+        drop(c);  // no close_notify, no answer: the connection just ends
         return;
       }
       std::string body = name_ + " " + path;
