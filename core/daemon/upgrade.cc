@@ -118,7 +118,8 @@ bool InheritedSockets::load_from_environment(std::string& error) {
   ::unsetenv(kUpgradeReadyFdVariable);
   if (!ready_text.empty()) {
     if (!parse_fd(ready_text, ready_fd_) || ::fcntl(ready_fd_, F_SETFD, FD_CLOEXEC) != 0) {
-      error = std::string(kUpgradeReadyFdVariable) + "='" + ready_text + "' is not an open descriptor";
+      error =
+          std::string(kUpgradeReadyFdVariable) + "='" + ready_text + "' is not an open descriptor";
       ready_fd_ = -1;
       return false;
     }
@@ -312,8 +313,10 @@ struct BinaryUpgrade::Attempt {
       give_up();
       return;
     }
-    log_line(LogLevel::Info, "upgrade: started %s as pid %d with %zu listening sockets; waiting "
-             "for it to be ready", owner->executable_.c_str(), process().pid, stdio.size() - 4);
+    log_line(LogLevel::Info,
+             "upgrade: started %s as pid %d with %zu listening sockets; waiting "
+             "for it to be ready",
+             owner->executable_.c_str(), process().pid, stdio.size() - 4);
   }
 
   static void on_alloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
