@@ -542,7 +542,8 @@ int run(int argc, char** argv) {
     process.admin->set_token(std::move(token));
   }
   process.admin->set_allowed_hosts(config->admin_allowed_hosts);
-  std::vector<int> admin_fds = inherited.take(InheritedListener::Role::Admin, config->admin_address);
+  std::vector<int> admin_fds =
+      inherited.take(InheritedListener::Role::Admin, config->admin_address);
   for (size_t k = 1; k < admin_fds.size(); ++k) ::close(admin_fds[k]);
   if (!(admin_fds.empty() ? process.admin->listen(config->admin_address, error)
                           : process.admin->adopt(admin_fds.front(), error))) {

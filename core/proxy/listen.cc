@@ -40,9 +40,8 @@ int open_one(sockaddr_storage& addr, std::string& error, const std::string& addr
 }
 
 uint16_t port_of(const sockaddr_storage& addr) {
-  return ntohs(addr.ss_family == AF_INET6
-                   ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
-                   : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+  return ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
+                                          : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
 }
 
 }  // namespace
