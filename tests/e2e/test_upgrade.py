@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -216,13 +217,16 @@ class UpgradeTest(HarrowTestCase):
         conn.close()
         return resp.status
 
-    def upgrade_under_load(self, wait_text):
+    def upgrade_under_load(self, wait_text, trigger=None):
         load = Load(self.port)
         load.start()
         try:
             time.sleep(1.5)  # the load runs before, during and after the upgrade
             before = self.stderr()
-            self.old.send_signal(signal.SIGUSR2)
+            if trigger is None:
+                self.old.send_signal(signal.SIGUSR2)
+            else:
+                trigger()
             text = wait_for(
                 lambda: (lambda t: t if re.search(wait_text, t[len(before):]) else None)(
                     self.stderr()), 20, wait_text)
@@ -299,6 +303,127 @@ class UpgradeTest(HarrowTestCase):
         self.assertEqual(self.get(self.port), 200)
         self.old.send_signal(signal.SIGTERM)
         self.assertEqual(self.old.wait(30), 0)
+
+
+class NotifyReceiver:
+    """Stands in for systemd's side of sd_notify(3): a datagram socket named by NOTIFY_SOCKET
+    that records the service's main PID as `MAINPID=` sets it, where `systemctl show
+    --property MainPID --value` (a stub) reads it."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify")
+        self.main_pid_file = os.path.join(directory, "mainpid")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages = []
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def set_main_pid(self, pid):
+        tmp = self.main_pid_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{pid}\n")
+        os.replace(tmp, self.main_pid_file)
+
+    def _run(self):
+        while not self.closed.is_set():
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            self.messages.append(data)
+            for line in data.splitlines():
+                if line.startswith("MAINPID="):
+                    self.set_main_pid(int(line[len("MAINPID="):]))
+
+    def close(self):
+        self.closed.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+class PostinstTest(UpgradeTest):
+    """The package's postinst upgrade step (packaging/debian/postinst, upgrade_in_place), run
+    as dpkg would on a systemd machine, with systemd's part played by NotifyReceiver and a
+    `systemctl` stub. (Installing real packages needs a running systemd: the maintainer
+    script only acts when /run/systemd/system exists.)"""
+
+    def setUp(self):
+        super().setUp()
+        self.notify = NotifyReceiver(self.dir.name)
+        stub_dir = os.path.join(self.dir.name, "stub")
+        os.makedirs(stub_dir)
+        with open(os.path.join(stub_dir, "systemctl"), "w") as f:
+            f.write("#!/bin/sh\n"
+                    '[ "$*" = "show --property MainPID --value harrow.service" ] || exit 1\n'
+                    f"cat '{self.notify.main_pid_file}'\n")
+        os.chmod(os.path.join(stub_dir, "systemctl"), 0o755)
+        self.path = stub_dir + ":" + os.environ.get("PATH", "/usr/bin:/bin")
+        source = os.environ.get("HARROW_SOURCE_DIR",
+                                os.path.join(os.path.dirname(__file__), "..", ".."))
+        with open(os.path.join(source, "packaging", "debian", "postinst")) as f:
+            text = f.read()
+        m = re.search(r"^upgrade_in_place\(\) \{\n.*?^\}\n", text, re.S | re.M)
+        self.assertIsNotNone(m, "postinst defines upgrade_in_place")
+        self.function = m.group(0)
+
+    def tearDown(self):
+        self.notify.close()
+        super().tearDown()
+
+    def run_postinst_step(self):
+        return subprocess.run(["sh", "-c", self.function + "upgrade_in_place"],
+                              env=dict(os.environ, PATH=self.path), capture_output=True,
+                              text=True, timeout=60)
+
+    # The base class's cases are not run again here.
+    test_new_binary_takes_over_without_a_refused_connection = None
+    test_new_binary_failing_its_configuration_check_changes_nothing = None
+    test_new_process_never_ready_is_killed_and_old_keeps_serving = None
+
+    def test_postinst_upgrades_the_running_service_in_place(self):
+        self.start_v1({"NOTIFY_SOCKET": self.notify.path})
+        wait_for(lambda: any("READY=1" in m for m in self.notify.messages), 10, "READY=1")
+        self.notify.set_main_pid(self.old.pid)
+        self.install(lambda path: shutil.copy2(HARROW, path))
+        result = {}
+
+        def postinst():
+            result["run"] = self.run_postinst_step()
+
+        worker = threading.Thread(target=postinst)
+        log = self.upgrade_under_load(r"upgrade: pid \d+ is ready and serves[\s\S]*stopped",
+                                      trigger=worker.start)
+        worker.join(60)
+        run = result["run"]
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stderr, "")
+        new_pid = int(re.search(r"upgrade: pid (\d+) is ready", log).group(1))
+        with open(self.notify.main_pid_file) as f:
+            self.assertEqual(int(f.read()), new_pid, "systemd was told the new main PID")
+        self.assertNotIn("STOPPING=1", "".join(self.notify.messages),
+                         "the service never looked like it was stopping")
+        self.assertEqual(self.old.wait(30), 0)
+        self.assertEqual(self.get(self.port), 200)
+
+    def test_postinst_restarts_a_binary_that_does_not_catch_sigusr2(self):
+        # A main process whose SIGUSR2 would kill it (an older harrow): no signal is sent,
+        # the caller falls back to try-restart.
+        stand_in = subprocess.Popen(["sleep", "60"])
+        try:
+            self.notify.set_main_pid(stand_in.pid)
+            run = self.run_postinst_step()
+            self.assertEqual(run.returncode, 1, run.stderr)
+            self.assertIsNone(stand_in.poll(), "the process was not signalled")
+        finally:
+            stand_in.kill()
+            stand_in.wait()
+
+    def test_postinst_does_nothing_without_a_running_service(self):
+        self.notify.set_main_pid(0)
+        self.assertEqual(self.run_postinst_step().returncode, 1)
 
 
 if __name__ == "__main__":
