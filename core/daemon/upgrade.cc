@@ -410,7 +410,11 @@ struct BinaryUpgrade::Attempt {
 
   void give_up() {
     phase = Phase::Over;
-    log_line(LogLevel::Error, "upgrade failed: %s; this process keeps serving", failure.c_str());
+    if (owner != nullptr && owner->closed_) {
+      log_line(LogLevel::Warn, "upgrade abandoned: %s", failure.c_str());
+    } else {
+      log_line(LogLevel::Error, "upgrade failed: %s; this process keeps serving", failure.c_str());
+    }
     uv_timer_stop(&timer);
     close_handle(reinterpret_cast<uv_handle_t*>(&pipe()), &Attempt::on_closed);
     close_handle(reinterpret_cast<uv_handle_t*>(&timer), &Attempt::on_closed);

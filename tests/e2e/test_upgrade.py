@@ -155,6 +155,9 @@ class UpgradeTest(HarrowTestCase):
             self.old.send_signal(signal.SIGTERM)
             self.old.wait(30)
         self.log.close()
+        # Both processes write here; under ASan/UBSan a report fails the test.
+        for report in ("Sanitizer", "runtime error:"):
+            self.assertNotIn(report, self.stderr())
         self.dir.cleanup()
         super().tearDown()
 
@@ -304,6 +307,22 @@ class UpgradeTest(HarrowTestCase):
         self.old.send_signal(signal.SIGTERM)
         self.assertEqual(self.old.wait(30), 0)
 
+    def test_stop_during_an_upgrade_kills_the_new_process_and_exits_0(self):
+        self.start_v1()
+        self.install(self.script(
+            'for a in "$@"; do [ "$a" = --check-config ] && exec REAL "$@"; done\n'
+            'exec sleep 60'))
+        self.old.send_signal(signal.SIGUSR2)
+        m = wait_for(lambda: re.search(r"upgrade: started \S+ as pid (\d+)", self.stderr()), 20,
+                     "the new process to start")
+        pid = int(m.group(1))
+        self.others.append(pid)
+        self.old.send_signal(signal.SIGTERM)
+        self.assertEqual(self.old.wait(30), 0)
+        self.assertIn("upgrade abandoned: this process is stopping", self.stderr())
+        self.assertFalse(os.path.exists(f"/proc/{pid}"), "killed and reaped before the exit")
+        self.others.remove(pid)
+
 
 class NotifyReceiver:
     """Stands in for systemd's side of sd_notify(3): a datagram socket named by NOTIFY_SOCKET
@@ -382,6 +401,7 @@ class PostinstTest(UpgradeTest):
     test_new_binary_takes_over_without_a_refused_connection = None
     test_new_binary_failing_its_configuration_check_changes_nothing = None
     test_new_process_never_ready_is_killed_and_old_keeps_serving = None
+    test_stop_during_an_upgrade_kills_the_new_process_and_exits_0 = None
 
     def test_postinst_upgrades_the_running_service_in_place(self):
         self.start_v1({"NOTIFY_SOCKET": self.notify.path})
