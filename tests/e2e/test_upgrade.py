@@ -138,11 +138,13 @@ class UpgradeTest(HarrowTestCase):
         self.origin_a = self.origin("a")
         self.origin_b = self.origin("b", host="127.0.0.2")
         self.config_path = os.path.join(self.dir.name, "harrow.config")
+        self.state_path = os.path.join(self.dir.name, "harrow.state")
         with open(self.config_path, "w") as f:
             f.write(config_xml(
                 [farm_xml("f", [("127.0.0.1", self.origin_a.port, 1),
                                 ("127.0.0.2", self.origin_b.port, 1)])],
-                [rule_xml("all", "f")]))
+                [rule_xml("all", "f")]).replace(
+                    "<harrow>", f'<harrow stateFile="{self.state_path}">'))
         self.log_path = os.path.join(self.dir.name, "stderr.log")
         self.log = open(self.log_path, "w")
         self.old = None
@@ -268,6 +270,39 @@ class UpgradeTest(HarrowTestCase):
         conn.close()
         self.others.remove(new_pid)
         self.assertEqual(self._stop_pid(new_pid), 0, "new process exit code after SIGTERM")
+
+    def origins_seen(self, n=20):
+        seen = set()
+        for _ in range(n):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.request("GET", "/which")
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            self.assertEqual(resp.status, 200)
+            seen.add(resp.getheader("X-Origin"))
+        return seen
+
+    def test_drain_state_survives_the_upgrade(self):
+        self.start_v1()
+        self.assertEqual(self.origins_seen(), {"a", "b"})
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        conn.request("POST", "/api/farms/f/servers/127.0.0.2/state", body="drain",
+                     headers={"X-Harrow-Admin": "1"})
+        self.assertEqual(conn.getresponse().status, 200)
+        conn.close()
+        # At once, before the once-a-second state writer runs: the upgrade writes it first.
+        self.install(lambda path: shutil.copy2(HARROW, path))
+        self.old.send_signal(signal.SIGUSR2)
+        m = wait_for(lambda: re.search(r"upgrade: pid (\d+) is ready", self.stderr()), 20,
+                     "the upgrade")
+        self.others.append(int(m.group(1)))
+        self.assertEqual(self.old.wait(30), 0)
+        self.assertIn("state file: 1 servers start unhealthy or out of rotation", self.stderr())
+        self.assertEqual(self.origins_seen(), {"a"})
+        # The old process did not write an older view over the new one's at its exit.
+        with open(self.state_path) as f:
+            self.assertIn(f"f\t127.0.0.2:{self.origin_b.port}\thealthy\tdraining", f.read())
 
     def test_new_binary_failing_its_configuration_check_changes_nothing(self):
         self.start_v1()
@@ -402,6 +437,7 @@ class PostinstTest(UpgradeTest):
     test_new_binary_failing_its_configuration_check_changes_nothing = None
     test_new_process_never_ready_is_killed_and_old_keeps_serving = None
     test_stop_during_an_upgrade_kills_the_new_process_and_exits_0 = None
+    test_drain_state_survives_the_upgrade = None
 
     def test_postinst_upgrades_the_running_service_in_place(self):
         self.start_v1({"NOTIFY_SOCKET": self.notify.path})
