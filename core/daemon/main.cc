@@ -627,10 +627,10 @@ int run(int argc, char** argv) {
     std::string executable = running_executable(why);
     if (executable.empty()) log_line(LogLevel::Warn, "binary upgrade unavailable: %s", why.c_str());
     BinaryUpgrade::Hooks hooks;
-    hooks.sockets = [&process] {
+    hooks.sockets = [&process, admin_address = config->admin_address] {
       std::vector<InheritedListener> all = process.listening;
-      all.push_back({InheritedListener::Role::Admin, process.current->config->admin_address,
-                     {process.admin->fd()}});
+      // Named by the address it was bound for: a reload does not move it (see reload_config).
+      all.push_back({InheritedListener::Role::Admin, admin_address, {process.admin->fd()}});
       return all;
     };
     // The new process reads the state file at start: it must be current.
@@ -642,8 +642,8 @@ int run(int argc, char** argv) {
       process.stop();
     };
     process.upgrade = std::make_unique<BinaryUpgrade>(
-        process.loop, executable, std::vector<std::string>(argv + 1, argv + argc),
-        std::move(hooks), upgrade_timeout_ms());
+        process.loop, executable, std::vector<std::string>(argv + 1, argv + argc), std::move(hooks),
+        upgrade_timeout_ms());
   }
   uv_signal_init(process.loop, &process.sigusr2);
   process.sigusr2.data = &process;
