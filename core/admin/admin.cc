@@ -887,12 +887,38 @@ bool AdminServer::listen(const std::string& address, std::string& error) {
     error = "cannot listen on " + address + " (admin): " + uv_strerror(rc);
     return false;
   }
+  learn_address();
+  return true;
+}
+
+bool AdminServer::adopt(int fd, std::string& error) {
+  uv_tcp_init(loop_, &tcp_);
+  tcp_.data = this;
+  open_ = true;
+  int rc = uv_tcp_open(&tcp_, fd);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), 128, &AdminServer::on_connection);
+  if (rc != 0) {
+    error = std::string("cannot listen on the inherited admin socket: ") + uv_strerror(rc);
+    return false;
+  }
+  learn_address();
+  return true;
+}
+
+int AdminServer::fd() const {
+  uv_os_fd_t fd = -1;
+  if (!open_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+  return fd;
+}
+
+void AdminServer::learn_address() {
+  sockaddr_storage addr;
   int len = sizeof addr;
   uv_tcp_getsockname(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len);
   url_ = socket_url(addr, "http");
   port_ = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
                                            : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
-  return true;
 }
 
 bool AdminServer::host_allowed(std::string_view host) const {

@@ -56,6 +56,10 @@ class AdminServer {
   AdminServer(uv_loop_t* loop, AdminSources sources);
   // Binds and listens; false with `error` naming the address and the system error.
   bool listen(const std::string& address, std::string& error);
+  // Listens on `fd`, a listening socket handed over by a binary upgrade, instead of binding.
+  bool adopt(int fd, std::string& error);
+  // The listening socket's descriptor (handed to the new process of a binary upgrade).
+  int fd() const;
   // With a token every request must carry "Authorization: Bearer TOKEN" (else 401); without
   // one, connections from other than loopback are refused (403).
   void set_token(std::string token) { token_ = std::move(token); }
@@ -72,6 +76,7 @@ class AdminServer {
 
  private:
   static void on_connection(uv_stream_t* server, int status);
+  void learn_address();  // url_ and port_ from the bound socket
   uv_loop_t* loop_;
   AdminSources sources_;
   uv_tcp_t tcp_{};

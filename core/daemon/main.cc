@@ -31,6 +31,7 @@
 #include "core/daemon/sd_notify.h"
 #include "core/proxy/snapshot.h"
 #include "core/daemon/state_file.h"
+#include "core/daemon/upgrade.h"
 #include "core/proxy/worker.h"
 
 namespace harrow {
@@ -124,7 +125,11 @@ struct Process {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   HealthService health;
-  uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{};
+  uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{}, sigusr2{};
+  // SIGUSR2: a binary upgrade hands these to the new process (core/daemon/upgrade.h).
+  std::vector<InheritedListener> listening;
+  std::unique_ptr<BinaryUpgrade> upgrade;
+  bool handed_over = false;  // a new process serves: no STOPPING=1, no last state write
   uv_timer_t history_timer{};
   uv_timer_t state_timer{};
   uv_timer_t stop_wait_timer{};  // after a stop: ends the loop once every worker has finished
@@ -296,11 +301,14 @@ struct Process {
   void stop() {
     if (stopping) return;
     stopping = true;
-    notify("STOPPING=1");
+    // After a hand-over the service is not stopping: the new main PID serves.
+    if (!handed_over) notify("STOPPING=1");
     log_line(LogLevel::Info, "stopping: finishing in-flight requests");
     for (auto& w : workers) w->request_stop();
     if (admin) admin->close();
-    for (uv_signal_t* s : {&sighup, &sigusr1}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    if (upgrade) upgrade->close();
+    for (uv_signal_t* s : {&sighup, &sigusr1, &sigusr2})
+      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&history_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&state_timer), nullptr);
     // SIGTERM and SIGINT stay handled while the workers finish, so a second one means "stop
@@ -451,11 +459,19 @@ int run(int argc, char** argv) {
 
   int worker_count =
       cli.workers.value_or(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // Started by a binary upgrade: the previous process's sockets, adopted instead of bound.
+  InheritedSockets inherited;
+  if (!inherited.load_from_environment(error)) {
+    std::fprintf(stderr, "harrow: %s\n", error.c_str());
+    return kExitRuntime;
+  }
   std::vector<std::vector<ListenSocket>> sockets(static_cast<size_t>(worker_count));
   std::vector<std::string> urls;
+  std::vector<InheritedListener> listening;
   for (const config::ListenConfig& listener : config->listeners) {
     std::vector<ListenSocket> made;
-    if (!open_listen_sockets(listener.address, worker_count, made, error)) {
+    std::vector<int> fds = inherited.take(InheritedListener::Role::Listen, listener.address);
+    if (!adopt_listen_sockets(listener.address, fds, worker_count, made, error)) {
       std::fprintf(stderr, "harrow: %s\n", error.c_str());
       return kExitRuntime;
     }
@@ -467,8 +483,14 @@ int run(int argc, char** argv) {
       socket.host_names = listener.host_names;
       socket.index = urls.size() - 1;
     }
-    for (int w = 0; w < worker_count; ++w)
-      sockets[static_cast<size_t>(w)].push_back(made[static_cast<size_t>(w)]);
+    // More sockets than workers (inherited from a process with more workers): each is
+    // served, since closing one would reset the connections queued on it.
+    InheritedListener& passed = listening.emplace_back();
+    passed.address = listener.address;
+    for (size_t k = 0; k < made.size(); ++k) {
+      sockets[k % static_cast<size_t>(worker_count)].push_back(made[k]);
+      passed.fds.push_back(made[k].fd);
+    }
   }
 
   std::vector<std::string> warnings;
@@ -480,6 +502,7 @@ int run(int argc, char** argv) {
   Process process;
   process.cli = cli;
   process.current = snapshot;
+  process.listening = std::move(listening);
   if (!config->access_log.path.empty()) {
     process.access_log =
         AccessLogFile::open(config->access_log.path, config->access_log.format, error);
@@ -519,7 +542,11 @@ int run(int argc, char** argv) {
     process.admin->set_token(std::move(token));
   }
   process.admin->set_allowed_hosts(config->admin_allowed_hosts);
-  if (!process.admin->listen(config->admin_address, error)) {
+  std::vector<int> admin_fds =
+      inherited.take(InheritedListener::Role::Admin, config->admin_address);
+  for (size_t k = 1; k < admin_fds.size(); ++k) ::close(admin_fds[k]);
+  if (!(admin_fds.empty() ? process.admin->listen(config->admin_address, error)
+                          : process.admin->adopt(admin_fds.front(), error))) {
     std::fprintf(stderr, "harrow: %s\n", error.c_str());
     return kExitRuntime;
   }
@@ -594,6 +621,35 @@ int run(int argc, char** argv) {
         static_cast<Process*>(s->data)->reload(errors);
       },
       SIGHUP);
+  // SIGUSR2: replace this binary by the one now at its path, without refusing a connection.
+  {
+    std::string why;
+    std::string executable = running_executable(why);
+    if (executable.empty()) log_line(LogLevel::Warn, "binary upgrade unavailable: %s", why.c_str());
+    BinaryUpgrade::Hooks hooks;
+    hooks.sockets = [&process, admin_address = config->admin_address] {
+      std::vector<InheritedListener> all = process.listening;
+      // Named by the address it was bound for: a reload does not move it (see reload_config).
+      all.push_back({InheritedListener::Role::Admin, admin_address, {process.admin->fd()}});
+      return all;
+    };
+    // The new process reads the state file at start: it must be current.
+    hooks.before_start = [&process] { process.save_state(); };
+    hooks.handed_over = [&process](int pid) {
+      log_line(LogLevel::Info, "upgrade: pid %d is ready and serves; this process stops", pid);
+      process.handed_over = true;
+      Process::notify("MAINPID=" + std::to_string(pid));
+      process.stop();
+    };
+    process.upgrade = std::make_unique<BinaryUpgrade>(
+        process.loop, executable, std::vector<std::string>(argv + 1, argv + argc), std::move(hooks),
+        upgrade_timeout_ms());
+  }
+  uv_signal_init(process.loop, &process.sigusr2);
+  process.sigusr2.data = &process;
+  uv_signal_start(
+      &process.sigusr2,
+      [](uv_signal_t* s, int) { static_cast<Process*>(s->data)->upgrade->start(); }, SIGUSR2);
   uv_signal_init(process.loop, &process.sigusr1);
   process.sigusr1.data = &process;
   uv_signal_start(
@@ -615,12 +671,26 @@ int run(int argc, char** argv) {
   std::fprintf(stderr, "harrow: admin on %s\n", process.admin->url().c_str());
   std::fflush(stderr);
   Process::notify("READY=1\nSTATUS=serving");
+  if (size_t closed = inherited.close_unclaimed(); closed > 0) {
+    log_line(LogLevel::Info, "upgrade: closed %zu inherited sockets the configuration no longer "
+             "names", closed);
+  }
+  if (inherited.upgrading()) {
+    // Only now may the previous process stop accepting: every socket is served here.
+    if (!inherited.announce_ready(error)) {
+      log_line(LogLevel::Error, "upgrade: %s", error.c_str());
+    } else {
+      log_line(LogLevel::Info, "upgrade: pid %d serves %zu inherited sockets", ::getpid(),
+               inherited.taken());
+    }
+  }
   log_line(LogLevel::Info, "%d workers, %zu farms, %zu rules", worker_count, config->farms.size(),
            config->global_rules.size());
 
   uv_run(process.loop, UV_RUN_DEFAULT);
   for (auto& w : process.workers) w->join();
-  process.save_state();
+  // After a hand-over the new process owns the state file: an older view must not overwrite it.
+  if (!process.handed_over) process.save_state();
   process.health.stop_all();
   uv_loop_close(process.loop);
   log_line(LogLevel::Info, "stopped");

@@ -187,8 +187,9 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
 int AccessLogFile::open_fd(const std::string& path, config::AccessLogFormat format,
                            std::string& error) {
   if (path == "-" || path == "stdout") {
-    // Under systemd the journal collects stdout; a duplicate keeps reopen() harmless.
-    int fd = ::dup(STDOUT_FILENO);
+    // Under systemd the journal collects stdout; a duplicate keeps reopen() harmless. Not
+    // inherited by a binary upgrade's new process (it opens its own).
+    int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
       error = std::string("cannot use stdout for the access log: ") + std::strerror(errno);
     if (fd >= 0 && format == config::AccessLogFormat::W3C) {

@@ -39,7 +39,42 @@ int open_one(sockaddr_storage& addr, std::string& error, const std::string& addr
   return fd;
 }
 
+uint16_t port_of(const sockaddr_storage& addr) {
+  return ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port
+                                          : reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+}
+
 }  // namespace
+
+bool adopt_listen_sockets(const std::string& address, const std::vector<int>& fds, int count,
+                          std::vector<ListenSocket>& out, std::string& error) {
+  if (fds.empty()) return open_listen_sockets(address, count, out, error);
+  sockaddr_storage wanted;
+  if (!parse_socket_address(address, wanted, error)) return false;
+  std::vector<ListenSocket> made;
+  sockaddr_storage addr{};
+  for (int fd : fds) {
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+        addr.ss_family != wanted.ss_family ||
+        (port_of(wanted) != 0 && port_of(wanted) != port_of(addr))) {
+      error = "an inherited socket for " + address + " is bound elsewhere";
+      return false;
+    }
+    made.push_back(ListenSocket{fd, socket_url(addr, "http"), address, port_of(addr)});
+  }
+  size_t opened_from = made.size();
+  for (int i = static_cast<int>(made.size()); i < count; ++i) {
+    int fd = open_one(addr, error, address);
+    if (fd < 0) {
+      for (size_t k = opened_from; k < made.size(); ++k) ::close(made[k].fd);
+      return false;
+    }
+    made.push_back(ListenSocket{fd, socket_url(addr, "http"), address, port_of(addr)});
+  }
+  out.insert(out.end(), made.begin(), made.end());
+  return true;
+}
 
 bool open_listen_sockets(const std::string& address, int count, std::vector<ListenSocket>& out,
                          std::string& error) {

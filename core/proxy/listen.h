@@ -19,4 +19,12 @@ namespace harrow {
 bool open_listen_sockets(const std::string& address, int count, std::vector<ListenSocket>& out,
                          std::string& error);
 
+// The listening sockets for `address` from descriptors a binary upgrade handed over (see
+// core/daemon/upgrade.h): the same sockets and accept queues, nothing bound anew. With fewer
+// than `count`, more are bound to the same port (they join the SO_REUSEPORT group); with
+// more, all are kept, since closing one would reset the connections queued on it. On failure
+// returns false with a message; the descriptors stay the caller's.
+bool adopt_listen_sockets(const std::string& address, const std::vector<int>& fds, int count,
+                          std::vector<ListenSocket>& out, std::string& error);
+
 }  // namespace harrow

@@ -91,25 +91,37 @@ class DebianPackage(unittest.TestCase):
         os.chmod(self.tmp, 0o755)  # the harrow user reads the config on reload
         self.origins = []
         self.proc = None
+        self.main_pid_file = None  # after a binary upgrade: where the new main PID is
 
     def tearDown(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.main_pid_file and os.path.exists(self.main_pid_file):
+            with open(self.main_pid_file) as f:
+                pid = int(f.read() or 0)
+            if pid > 0 and (self.proc is None or pid != self.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
         for o in self.origins:
             o.stop()
         if package_installed() or os.path.exists("/etc/harrow"):
             run(["dpkg", "--purge", "harrow"])
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def build_package(self):
-        out = os.path.join(self.tmp, "package")
+    def build_package(self, version=None):
+        out = os.path.join(self.tmp, "package" + (f"-{version}" if version else ""))
         r = run(["cpack", "-G", "DEB", "--config", os.path.join(BUILD_DIR, "CPackConfig.cmake"),
-                 "-B", out])
+                 "-B", out] + (["-D", f"CPACK_PACKAGE_VERSION={version}"] if version else []))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         debs = glob.glob(os.path.join(out, "harrow_*_amd64.deb"))
         self.assertEqual(len(debs), 1, os.listdir(out))
         self.assertRegex(os.path.basename(debs[0]), r"^harrow_\d+\.\d+\.\d+_amd64\.deb$")
+        if version:
+            self.assertEqual(os.path.basename(debs[0]), f"harrow_{version}_amd64.deb")
         return debs[0]
 
     def test_install_run_reload_remove_purge(self):
@@ -237,6 +249,106 @@ class DebianPackage(unittest.TestCase):
         self.assertFalse(package_installed())
         r = run(["dpkg-query", "-W", "harrow"])
         self.assertNotEqual(r.returncode, 0, "dpkg still knows the package: " + r.stdout)
+
+    def test_package_upgrade_under_load_refuses_no_connection(self):
+        """dpkg installs version 2 over a running version 1; the postinst's upgrade step
+        (SIGUSR2 to the service's main PID, then wait for a new one) hands the sockets over.
+        systemd's part (the main PID, MAINPID=) is played by the test: the package's scripts
+        only talk to the service when systemd runs (/run/systemd/system)."""
+        if os.path.isdir("/run/systemd/system"):
+            self.skipTest("systemd runs here: dpkg would act on the real service")
+        from test_upgrade import Load, NotifyReceiver, become_subreaper
+
+        become_subreaper()
+        deb_v1 = self.build_package()
+        deb_v2 = self.build_package("99.0.0")
+        r = run(["dpkg", "-i", deb_v1])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        a = Origin("alpha", "127.0.0.2")
+        b = Origin("beta", "127.0.0.3")
+        self.origins += [a, b]
+        config_path = os.path.join(self.tmp, "harrow.config")
+        with open(config_path, "w") as f:
+            f.write(config_xml(
+                [farm_xml("f", [("127.0.0.2", a.port, 1), ("127.0.0.3", b.port, 1)])],
+                [rule_xml("r", "f")],
+                '<listen address="127.0.0.1:0"/><admin address="127.0.0.1:0"/>').replace(
+                    "<harrow>", '<harrow user="harrow" group="harrow" '
+                                'stateFile="/var/lib/harrow/package-test.state">'))
+        os.chmod(config_path, 0o644)
+        notify = NotifyReceiver(self.tmp)
+        self.addCleanup(notify.close)
+        self.main_pid_file = notify.main_pid_file
+        os.chmod(notify.path, 0o666)  # the harrow user sends to it
+        stderr_path = os.path.join(self.tmp, "stderr.log")
+        with open(stderr_path, "w") as log:
+            self.proc = subprocess.Popen(
+                ["/usr/sbin/harrow", "--config", config_path, "--workers", "2"],
+                stdout=subprocess.DEVNULL, stderr=log,
+                env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+
+        def stderr():
+            with open(stderr_path) as f:
+                return f.read()
+
+        def started():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"harrow exited {self.proc.returncode}: {stderr()}")
+            return "harrow: admin on" in stderr()
+
+        wait_for(started, 20, "the installed harrow to start")
+        notify.set_main_pid(self.proc.pid)
+        port = int(re.search(r"harrow: listening on http://127\.0\.0\.1:(\d+)", stderr()).group(1))
+        v1_inode = os.stat("/usr/sbin/harrow").st_ino
+
+        # The postinst's step as written in the package, with `systemctl show` answered from
+        # what the service told "systemd".
+        stub = os.path.join(self.tmp, "stub")
+        os.makedirs(stub)
+        with open(os.path.join(stub, "systemctl"), "w") as f:
+            f.write("#!/bin/sh\n"
+                    '[ "$*" = "show --property MainPID --value harrow.service" ] || exit 1\n'
+                    f"cat '{notify.main_pid_file}'\n")
+        os.chmod(os.path.join(stub, "systemctl"), 0o755)
+        r = run(["dpkg-deb", "-e", deb_v2, os.path.join(self.tmp, "control")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.tmp, "control", "postinst")) as f:
+            step = re.search(r"^upgrade_in_place\(\) \{\n.*?^\}\n", f.read(), re.S | re.M)
+        self.assertIsNotNone(step, "the package's postinst has the upgrade step")
+
+        load = Load(port)
+        load.start()
+        try:
+            time.sleep(1.0)
+            r = run(["dpkg", "-i", deb_v2])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            v2_inode = os.stat("/usr/sbin/harrow").st_ino
+            r = run(["sh", "-c", step.group(0) + "upgrade_in_place"],
+                    env=dict(os.environ, PATH=stub + ":" + os.environ.get("PATH", "/usr/bin:/bin")))
+            self.assertEqual((r.returncode, r.stderr), (0, ""), stderr())
+            load.join()
+        finally:
+            load.stop()
+        summary = (f"ok={load.ok} refused={load.refused} failed={load.failed} "
+                   f"retried={load.retried} errors={load.errors}")
+        print(f"\n{self.id()}: {summary}", flush=True)
+        self.assertGreater(load.ok, 100, summary)
+        self.assertEqual((load.refused, load.failed), (0, 0), summary)
+
+        self.assertEqual(run(["dpkg-query", "-W", "-f=${Version}", "harrow"]).stdout, "99.0.0")
+        self.assertNotEqual(v1_inode, v2_inode)
+        with open(notify.main_pid_file) as f:
+            new_pid = int(f.read())
+        self.assertNotEqual(new_pid, self.proc.pid)
+        self.assertEqual(self.proc.wait(30), 0, stderr())
+        self.assertEqual(os.stat(f"/proc/{new_pid}/exe").st_ino, v2_inode, "runs version 2")
+        with open(f"/proc/{new_pid}/status") as f:
+            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", f.read(), re.M).groups()
+        self.assertEqual(set(uids), {str(pwd.getpwnam("harrow").pw_uid)})
+        os.kill(new_pid, signal.SIGTERM)
+        _, status = os.waitpid(new_pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, stderr())
+        self.main_pid_file = None
 
 
 if __name__ == "__main__":
