@@ -46,12 +46,6 @@ constexpr RawTag kRawTags[] = {
 };
 constexpr size_t kLongestRawTag = 9;
 
-std::string lower(std::string_view s) {
-  std::string r(s);
-  for (char& c : r) c = ascii_lower(c);
-  return r;
-}
-
 }  // namespace
 
 bool parse_filter_by_tags(std::string_view text, uint16_t& tags, std::string& error) {
@@ -95,8 +89,8 @@ HtmlRewriter::HtmlRewriter(uint16_t tags,
     : rewrite_(std::move(rewrite)), max_held_(max_held) {
   auto add = [this](std::string tag, std::string attr) {
     if (tag.empty() || attr.empty()) return;
-    tag = lower(tag);
-    attr = lower(attr);
+    tag = to_ascii_lower(tag);
+    attr = to_ascii_lower(attr);
     auto it = std::find_if(entries_.begin(), entries_.end(),
                            [&](const TagEntry& e) { return e.name == tag; });
     if (it == entries_.end()) {

@@ -43,7 +43,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
         break;
       }
       case kTagOpen:
-        if (is_alpha(c)) {
+        if (is_ascii_alpha(c)) {
           is_end_ = false;
           name_.clear();
           name_long_ = false;
@@ -66,7 +66,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
         }
         break;
       case kEndTagOpen:
-        if (is_alpha(c)) {
+        if (is_ascii_alpha(c)) {
           is_end_ = true;
           state_ = kTagName;
         } else if (c == '>') {
@@ -373,7 +373,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
         }
         break;
       case kRawEndTagOpen:
-        if (is_alpha(c)) {
+        if (is_ascii_alpha(c)) {
           end_match_ = 0;
           end_ok_ = true;
           state_ = kRawEndTagName;
@@ -382,7 +382,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
         }
         break;
       case kRawEndTagName:
-        if (is_alpha(c)) {
+        if (is_ascii_alpha(c)) {
           if (end_ok_ && end_match_ < raw_name_.size() && ascii_lower(c) == raw_name_[end_match_]) {
             ++end_match_;
           } else {
@@ -477,7 +477,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
           end_return_ = kScriptEscaped;
           state_ = kRawEndTagOpen;
           ++i;
-        } else if (is_alpha(c)) {
+        } else if (is_ascii_alpha(c)) {
           end_match_ = 0;
           end_ok_ = true;
           state_ = kScriptDoubleEscapeStart;
@@ -496,7 +496,7 @@ void HtmlRewriter::feed(std::string_view in, std::string& out) {
             state_ = script ? kScriptEscaped : kScriptDoubleEscaped;
           }
           ++i;
-        } else if (is_alpha(c)) {
+        } else if (is_ascii_alpha(c)) {
           if (end_ok_ && end_match_ < 6 && ascii_lower(c) == "script"[end_match_]) {
             ++end_match_;
           } else {

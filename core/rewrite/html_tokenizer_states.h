@@ -55,11 +55,10 @@ enum State : uint8_t {
   kPlaintext,
 };
 
+// HTML's ASCII whitespace (WHATWG Infra): TAB, LF, FF, CR and space. Not is_ascii_space: a
+// vertical tab is not whitespace to an HTML tokenizer.
 constexpr bool is_space(char c) {
   return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f';
-}
-constexpr bool is_alpha(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 }  // namespace harrow::html_internal

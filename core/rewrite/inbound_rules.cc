@@ -220,7 +220,6 @@ bool run_rules(const config::Config& config_, const Router::RuleSet& rules, cons
 using router_internal::Eval;
 using router_internal::finish_headers;
 using router_internal::Impl;
-using router_internal::is_ascii;
 using router_internal::run_rules;
 
 RouteDecision Router::route(const RequestFacts& f, RouteScratch& scratch, RouteTrace* trace) const {

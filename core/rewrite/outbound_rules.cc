@@ -72,7 +72,6 @@ using router_internal::Eval;
 using router_internal::expand;
 using router_internal::html_tag_bit;
 using router_internal::Impl;
-using router_internal::is_ascii;
 using router_internal::outbound_rule_applies;
 using router_internal::pre_condition_holds;
 using router_internal::response_header;
@@ -92,9 +91,7 @@ OutboundDecision Router::outbound(const RequestFacts& f, const MessageHead& resp
   Impl& s = *scratch.impl_;
   start_outbound(s, max_capture_pairs_, variables_.size(), f);
   for (const HeaderField& h : already) {
-    std::string name(h.name);
-    for (char& c : name) c = harrow::ascii_lower(c);
-    s.response_sets.emplace_back(std::move(name), std::string(h.value));
+    s.response_sets.emplace_back(to_ascii_lower(h.name), std::string(h.value));
     s.response_set_rules.emplace_back();
   }
   size_t first_set = s.response_sets.size();

@@ -20,7 +20,6 @@ namespace harrow {
 using router_internal::builtin_variable;
 using router_internal::find_variable;
 using router_internal::header_for_variable;
-using router_internal::iless;
 using router_internal::parse_template;
 using router_internal::response_header_for_variable;
 using router_internal::ServerVariableAssignment;

@@ -1,7 +1,6 @@
 #include "core/rewrite/template_compiler.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <stdexcept>
 
@@ -42,7 +41,7 @@ void Router::CompiledPattern::compile(const std::string& pattern, PatternSyntax 
       if (c == '*') {
         regex += "(.*)";
       } else {
-        if (!std::isalnum(static_cast<unsigned char>(c)) && static_cast<unsigned char>(c) < 0x80) {
+        if (!is_ascii_alnum(c) && static_cast<unsigned char>(c) < 0x80) {
           regex += '\\';
         }
         regex += c;
@@ -66,15 +65,6 @@ void Router::CompiledPattern::compile(const std::string& pattern, PatternSyntax 
 }
 
 namespace router_internal {
-
-namespace {
-
-// `c` in upper case if it is an ASCII letter, else `c`.
-char ascii_upper(char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-}  // namespace
 
 std::string response_header_for_variable(std::string_view name) {
   std::string header;

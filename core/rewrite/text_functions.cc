@@ -1,8 +1,5 @@
 #include "core/rewrite/text_functions.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include "core/base/ascii.h"
 #include "core/http1/url_path.h"
 
@@ -10,18 +7,9 @@ namespace harrow::router_internal {
 
 namespace {
 
-// The value of hex digit `c`, or -1 if it is not one.
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // RFC 3986 unreserved characters: the ones UrlEncode leaves as they are.
 bool url_unreserved(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
-         c == '~';
+  return is_ascii_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 // Everything but RFC 3986's unreserved characters: what UrlEncode escapes.
@@ -30,23 +18,6 @@ bool url_reserved(unsigned char c) {
 }
 
 }  // namespace
-
-bool is_ascii(std::string_view s) {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  }
-  return true;
-}
-
-bool iless(std::string_view a, std::string_view b) {
-  size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    char x = ascii_lower(a[i]);
-    char y = ascii_lower(b[i]);
-    if (x != y) return static_cast<unsigned char>(x) < static_cast<unsigned char>(y);
-  }
-  return a.size() < b.size();
-}
 
 void to_lower_from(std::string& out, size_t from) {
   for (size_t i = from; i < out.size(); ++i) out[i] = ascii_lower(out[i]);

@@ -10,12 +10,6 @@
 
 namespace harrow::router_internal {
 
-// True if no byte of `s` is >= 0x80 (then it is valid UTF-8 without further checking).
-bool is_ascii(std::string_view s);
-
-// Strict weak order on strings that ignores ASCII case (for the rewrite-map tables).
-bool iless(std::string_view a, std::string_view b);
-
 // Lower-cases out[from..] in place (ASCII, as URL Rewrite's ToLower does for URLs).
 void to_lower_from(std::string& out, size_t from);
 
