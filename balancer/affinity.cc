@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 
+#include "core/base/ascii.h"
+
 namespace harrow::balancer {
 namespace {
 
@@ -18,7 +20,7 @@ void append_utf16le(std::string_view s, size_t& i, std::string& out) {
   uint32_t cp = 0xFFFD;
   size_t len = 1;
   if (lead < 0x80) {
-    cp = lead >= 'A' && lead <= 'Z' ? lead + ('a' - 'A') : lead;
+    cp = static_cast<unsigned char>(ascii_lower(static_cast<char>(lead)));
   } else {
     size_t need = (lead & 0xE0) == 0xC0   ? 2
                   : (lead & 0xF0) == 0xE0 ? 3
@@ -50,14 +52,6 @@ void append_utf16le(std::string_view s, size_t& i, std::string& out) {
     unit(0xD800 + (cp >> 10));
     unit(0xDC00 + (cp & 0x3FF));
   }
-}
-
-// Lower-case hex digit value, or -1.
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace

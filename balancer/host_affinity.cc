@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/base/ascii.h"
+
 namespace harrow::balancer {
 
 HostAffinity::HostAffinity(uint64_t timeout_ns,
@@ -22,11 +24,7 @@ std::string HostAffinity::normalize(std::string_view host) {
                                             host.find(':', colon + 1) == std::string_view::npos) {
     host = host.substr(0, colon);  // name:port (a bare IPv6 address has several colons)
   }
-  std::string out(host);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
+  return to_ascii_lower(host);
 }
 
 uint32_t HostAffinity::servers_for(const std::string& host) const {

@@ -20,8 +20,8 @@ namespace {
 
 // Farms with at most this many available servers are scanned exactly on every pick; larger
 // ones use two choices. In-flight bytes are an estimate, so an exact minimum over many
-// servers buys little, and a 16-server scan of floating-point loads costs more than the 50 ns
-// budget of a pick.
+// servers buys little, and a 16-server scan of floating-point loads costs more than a pick's
+// budget (bench/balancer_bench.cc measures it).
 constexpr size_t kExactScanLimit = 8;
 
 class WeightedTotalTraffic final : public Balancer {

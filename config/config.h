@@ -299,11 +299,11 @@ struct AccessLogConfig {
 // <harrow><limits …/> and <harrow><timeouts …/>: Harrow's own knobs.
 struct LimitsConfig {
   uint32_t max_connections = 100'000;  // per process, across workers
-  // Per worker. Sized for hundreds of concurrent requests per server: a smaller pool closes
-  // and reopens connections under load (measured: 500 clients, cap 64 → a third of the rate).
-  // Idle upstream connections a worker keeps per server. Well above the requests one worker
-  // has in flight to a server under hundreds of keep-alive clients: at 256, 500 clients made
-  // a worker close and reconnect for four requests in ten (×0.8 requests/s).
+  // Idle upstream connections a worker keeps per server. Per worker, sized for hundreds of
+  // concurrent requests per server: well above the requests one worker has in flight to a
+  // server under hundreds of keep-alive clients. A smaller pool closes and reopens
+  // connections under load, for a large share of the requests, and the proxy loses
+  // throughput (bench/results/figures-from-comments.md).
   uint32_t max_idle_upstream_per_server = 1024;
   // Request limits (HTTP/1.1 hardening): 414, 431 and 413 above them.
   uint32_t max_request_line = 8 * 1024;

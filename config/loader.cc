@@ -1560,8 +1560,7 @@ std::optional<std::string> normalize_listen_address(std::string_view address) {
     host = "0.0.0.0";
   } else {
     auto is_host_char = [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             c == '.' || c == '-' || c == '_';
+      return is_ascii_alnum(c) || c == '.' || c == '-' || c == '_';
     };
     if (host.empty() || !std::all_of(host.begin(), host.end(), is_host_char)) return std::nullopt;
   }

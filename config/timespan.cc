@@ -3,12 +3,10 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "core/base/ascii.h"
+
 namespace harrow::config {
 namespace {
-
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
 
 // A run of 1..max_digits decimal digits, nothing else. The digit cap keeps every later
 // multiplication far from int64 overflow.
@@ -16,7 +14,7 @@ std::optional<int64_t> parse_digits(std::string_view text, size_t max_digits) {
   if (text.empty() || text.size() > max_digits) return std::nullopt;
   int64_t value = 0;
   for (char c : text) {
-    if (!is_digit(c)) return std::nullopt;
+    if (!is_ascii_digit(c)) return std::nullopt;
     value = value * 10 + (c - '0');
   }
   return value;
@@ -28,11 +26,11 @@ std::optional<int64_t> parse_fraction_ms(std::string_view digits) {
   int64_t ms = 0;
   for (size_t i = 0; i < 3; ++i) {
     char c = i < digits.size() ? digits[i] : '0';
-    if (!is_digit(c)) return std::nullopt;
+    if (!is_ascii_digit(c)) return std::nullopt;
     ms = ms * 10 + (c - '0');
   }
   for (size_t i = 3; i < digits.size(); ++i) {
-    if (!is_digit(digits[i])) return std::nullopt;
+    if (!is_ascii_digit(digits[i])) return std::nullopt;
   }
   return ms;
 }

@@ -1,4 +1,4 @@
-// The rules, in one place (DESIGN.md story 1; issue 6, "ARR semantics"):
+// The rules, in one place (ARR's semantics, one prober per farm: server_health.h):
 //
 // Health
 // - Probes: `fall` consecutive failed probes make a healthy server unhealthy, `rise`

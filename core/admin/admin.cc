@@ -7,7 +7,6 @@
 
 #include <sys/resource.h>
 #include <unistd.h>
-#include <cctype>
 
 #include <algorithm>
 #include <cstring>
@@ -17,6 +16,7 @@
 #include <memory>
 #include <sstream>
 
+#include "core/base/ascii.h"
 #include "core/base/failure.h"
 #include "core/http1/http_head.h"
 #include "core/base/socket_address.h"
@@ -814,9 +814,9 @@ struct AdminConnection {
   static std::string url_decode(const std::string& s) {
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-          std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-        out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      if (s[i] == '%' && i + 2 < s.size() && is_ascii_hex_digit(s[i + 1]) &&
+          is_ascii_hex_digit(s[i + 2])) {
+        out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
         i += 2;
       } else {
         out += s[i];
@@ -832,7 +832,7 @@ struct AdminConnection {
     if (v.find('{') != std::string::npos && colon != std::string::npos) v = v.substr(colon + 1);
     std::string out;
     for (char c : v) {
-      if (std::isalnum(static_cast<unsigned char>(c))) out += c;
+      if (is_ascii_alnum(c)) out += c;
     }
     return out;
   }

@@ -2,8 +2,6 @@
 
 #include <arpa/inet.h>
 
-#include <cctype>
-
 #include "core/base/ascii.h"
 #include "core/proxy/farm_hash_key.h"
 
@@ -162,9 +160,7 @@ std::vector<std::string> binding_loop_warnings(const config::Config& config) {
         for (const config::ServerConfig& server : farm.servers) {
           unsigned server_port = b.https ? server.https_port : server.http_port;
           if (server_port != port) continue;
-          std::string address = server.address;
-          for (char& c : address)
-            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          std::string address = to_ascii_lower(server.address);
           bool same = address == ip || (any && is_loopback_name(address)) ||
                       (is_loopback_name(ip) && address == "localhost");
           if (!same) continue;

@@ -1,4 +1,4 @@
-// The command line (DESIGN.md's contract): parsed into options, or a usage error.
+// The command line, a stable contract (see usage_text()): parsed into options, or a usage error.
 #pragma once
 
 #include <optional>

@@ -1,21 +1,12 @@
 #include "core/daemon/health_service.h"
 
 #include <algorithm>
-#include <cctype>
 
-#include "core/http1/http_head.h"
+#include "core/base/ascii.h"
 #include "core/base/log.h"
+#include "core/http1/http_head.h"
 
 namespace harrow {
-namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-}  // namespace
 
 bool split_health_url(const std::string& url, std::string& host_header, std::string& path,
                       bool* https) {
@@ -104,7 +95,7 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
 void HealthService::reconcile(const std::shared_ptr<const Snapshot>& snapshot) {
   std::map<std::string, std::unique_ptr<health::FarmProber>> next;
   for (size_t f = 0; f < snapshot->farms.size(); ++f) {
-    std::string key = lower(snapshot->farms[f].config->name);
+    std::string key = to_ascii_lower(snapshot->farms[f].config->name);
     health::FarmProbeSpec spec = make_probe_spec(snapshot, f);
     auto it = probers_.find(key);
     if (it != probers_.end()) {
@@ -126,7 +117,7 @@ HealthService::CommandResult HealthService::command(const Snapshot& snapshot,
   for (const FarmRuntime& f : snapshot.farms) {
     if (iequals(f.config->name, farm)) runtime = &f;
   }
-  auto it = probers_.find(lower(farm));
+  auto it = probers_.find(to_ascii_lower(farm));
   if (runtime == nullptr || it == probers_.end()) return CommandResult::UnknownFarm;
   int matches = 0;
   std::string label;

@@ -7,7 +7,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -25,6 +24,7 @@
 #include "core/daemon/health_service.h"
 #include "core/http1/http_head.h"
 #include "core/proxy/listen.h"
+#include "core/base/ascii.h"
 #include "core/base/log.h"
 #include "core/daemon/privileges.h"
 #include "core/rewrite/regex_safety.h"
@@ -100,7 +100,7 @@ bool read_token_file(const std::string& path, std::string& token, std::string& e
     if (token.size() > 4096) break;
   }
   ::close(fd);
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  while (!token.empty() && is_ascii_space(token.back())) token.pop_back();
   if (token.empty() || token.size() > 4096) {
     error = "cannot read an admin token from " + path + " (empty, unreadable or over 4 KiB)";
     return false;

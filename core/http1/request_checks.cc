@@ -10,7 +10,7 @@ namespace {
 
 // RFC 9110 §5.6.2 tchar.
 constexpr bool tchar_by_rule(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  if (is_ascii_alnum(static_cast<char>(c))) return true;
   switch (c) {
     case '!':
     case '#':
@@ -67,13 +67,6 @@ size_t run_of(const unsigned char* p, size_t from, size_t len, uint32_t room) {
   return j - from;
 }
 
-constexpr int hex_value(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 constexpr uint32_t kMaxEmptyLines = 4;  // before a request line (RFC 9112 §2.2: at least one)
 constexpr uint64_t kMaxChunkSize = uint64_t{1} << 56;
 
@@ -87,14 +80,13 @@ std::string_view trim(std::string_view s) {
 // '(', …) and pct-encoded bytes name no DNS host, and ',' or '%' could be read as a list or be
 // decoded by the next hop into something else.
 constexpr bool is_host_char(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
+  return is_ascii_alnum(static_cast<char>(c)) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 constexpr std::array<bool, 256> kHostChar = table_of<is_host_char>();
 
 constexpr bool is_ip_literal_char(unsigned char c) {
-  return hex_value(c) >= 0 || c == ':' || c == '.';
+  return is_ascii_hex_digit(static_cast<char>(c)) || c == ':' || c == '.';
 }
 
 // uri-host [ ":" port ] (RFC 3986 §3.2.2-3, RFC 9110 §7.2): a bracketed IPv6 literal or a
@@ -352,7 +344,7 @@ size_t RequestFramer::scan(const char* data, size_t len) {
         if (++line_bytes_ > limits_.max_chunk_line)
           return fail(Failure::bad_framing, "chunk-size line too long", i);
         if (state_ == State::ChunkSize) {
-          int h = hex_value(c);
+          int h = hex_value(static_cast<char>(c));
           if (h >= 0) {
             if (remaining_ >= kMaxChunkSize)
               return fail(Failure::bad_framing, "chunk size too large", i);

@@ -2,15 +2,10 @@
 
 #include <cstring>
 
+#include "core/base/ascii.h"
+
 namespace harrow {
 namespace {
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool is_control(unsigned char c) {
   return c < 0x20 || c == 0x7F;
@@ -47,8 +42,8 @@ bool canonicalize_path(std::string_view raw_path, const UrlLimits& limits, std::
   for (size_t r = 0; r < raw_path.size(); ++r) {
     char c = raw_path[r];
     if (c == '%') {
-      int hi = r + 2 < raw_path.size() ? hex_digit(raw_path[r + 1]) : -1;
-      int lo = hi >= 0 ? hex_digit(raw_path[r + 2]) : -1;
+      int hi = r + 2 < raw_path.size() ? hex_value(raw_path[r + 1]) : -1;
+      int lo = hi >= 0 ? hex_value(raw_path[r + 2]) : -1;
       if (lo < 0) return refuse(why, Failure::bad_request, "invalid percent-escape in the path");
       c = static_cast<char>(hi * 16 + lo);
       r += 2;
@@ -70,7 +65,7 @@ bool canonicalize_path(std::string_view raw_path, const UrlLimits& limits, std::
   // 2. A '%' that still reads as an escape was escaped twice (IIS request filtering: 404.11).
   if (!limits.allow_double_escaping) {
     for (size_t i = 0; i + 2 < out.size(); ++i) {
-      if (out[i] == '%' && hex_digit(out[i + 1]) >= 0 && hex_digit(out[i + 2]) >= 0)
+      if (out[i] == '%' && hex_value(out[i + 1]) >= 0 && hex_value(out[i + 2]) >= 0)
         return refuse(why, Failure::double_escaping, "double escaping in the path");
     }
   }
@@ -142,8 +137,8 @@ std::string absolute_location(std::string_view url, bool https, std::string_view
     if (colon == std::string_view::npos || colon == 0) return false;
     for (size_t i = 0; i < colon; ++i) {
       char c = u[i];
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+      bool ok =
+          is_ascii_alpha(c) || (i > 0 && (is_ascii_digit(c) || c == '+' || c == '-' || c == '.'));
       if (!ok) return false;
     }
     return true;

@@ -158,9 +158,9 @@ class ExchangePool {
  public:
   // Free Exchanges kept for reuse; more are freed as they come back, so a burst of
   // simultaneous requests does not pin its peak for the worker's life. The bound is well above
-  // what one loop turn hands back under hundreds of keep-alive clients: at 128, 500 clients
-  // made a worker free and allocate again Exchanges and their buffers on most requests
-  // (×0.8 requests/s). 1,024 Exchanges with warm buffers are about 3 MB. Under
+  // what one loop turn hands back under hundreds of keep-alive clients; a bound below that
+  // makes a worker free and allocate again Exchanges and their buffers on most requests, and
+  // the bound costs little memory (bench/results/figures-from-comments.md). Under
   // AddressSanitizer none is kept: every give-back frees, so a use after an Exchange went back
   // is reported.
 #if defined(__SANITIZE_ADDRESS__)

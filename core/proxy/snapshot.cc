@@ -1,11 +1,11 @@
 #include "core/proxy/snapshot.h"
 
+#include "core/base/ascii.h"
 #include "core/http1/http_head.h"
 
 #include <netdb.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cstring>
 
@@ -44,9 +44,7 @@ std::string static_authority(std::string_view url) {
   }
   std::string_view authority = url.substr(0, url.find_first_of("/?#"));
   if (authority.empty() || authority.find('{') != std::string_view::npos) return {};
-  std::string out(authority);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+  return to_ascii_lower(authority);
 }
 
 }  // namespace

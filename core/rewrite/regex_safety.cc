@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/base/ascii.h"
+
 namespace harrow {
 
 bool has_nested_quantifier(std::string_view p) {
@@ -33,9 +35,8 @@ bool has_nested_quantifier(std::string_view p) {
       size_t close = p.find('}', at);
       if (close == std::string_view::npos) return false;
       std::string_view body = p.substr(at + 1, close - at - 1);
-      if (body.empty() || !std::all_of(body.begin(), body.end(), [](char ch) {
-            return (ch >= '0' && ch <= '9') || ch == ',';
-          })) {
+      if (body.empty() || !std::all_of(body.begin(), body.end(),
+                                       [](char ch) { return is_ascii_digit(ch) || ch == ','; })) {
         return false;  // a literal '{'
       }
       size_t comma = body.find(',');

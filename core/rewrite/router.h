@@ -227,7 +227,7 @@ class RouteScratch {
   int match_error() const;
   std::string match_error_text() const;
 
-  struct Impl;  // defined in router.cc
+  struct Impl;  // defined in rule_evaluator.h
 
  private:
   friend class Router;

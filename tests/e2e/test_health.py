@@ -1,5 +1,5 @@
 """End-to-end: health. The headline: one probe per server per interval, whatever the number
-of workers, listeners, rules, application pools or reloads (DESIGN.md, story 1)."""
+of workers, listeners, rules, application pools or reloads (health/farm_prober.h)."""
 import collections
 import http.client
 import re

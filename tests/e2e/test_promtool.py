@@ -2,7 +2,7 @@
 
 One scripted run (a farm with a health check and a live origin, a farm whose only server refuses
 connections, a path no rule matches, one rejected and one applied reload) feeds every test:
-- promtool check metrics on the live scrape: exit 0 and not a single warning (issue 7);
+- promtool check metrics on the live scrape: exit 0 and not a single warning;
 - exact counter values for the run;
 - packaging/prometheus/harrow-alerts.yml: promtool check rules, and promtool test rules with
   synthetic series (each alert fires when it should and stays quiet when it should);

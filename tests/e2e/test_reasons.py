@@ -1,6 +1,6 @@
 """End-to-end: every failure reason Harrow can produce on loopback is produced by a scripted
 fault, answered with its status, named in the error log line and counted under its metric
-label (DESIGN.md, story 2: no failure without a reason)."""
+label (core/base/failure.h: no failure without a reason)."""
 import http.client
 import re
 import socket

@@ -119,11 +119,9 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // ---- Small helpers ---------------------------------------------------------------------------
 
+using harrow::hex_value;
 using harrow::iequals;
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
+using harrow::istarts_with;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -149,13 +147,6 @@ int parse_bool(std::string_view s) {
     return 1;  // A bare `?close` means "yes".
   }
   if (s == "0" || iequals(s, "false") || iequals(s, "no") || iequals(s, "off")) return 0;
-  return -1;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
