@@ -51,8 +51,8 @@ void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
 
 void ClientConnection::refuse_overloaded(Failure failure) {
   // Over the limit Harrow answers rather than pausing accept(): a paused listener leaves
-  // clients hanging in the kernel's backlog with no clue, a 503 names the reason (DESIGN.md,
-  // story 2). The answer is written without reading the request, and the connection lingers
+  // clients hanging in the kernel's backlog with no clue, a 503 names the reason (its token
+  // from core/base/failure.h). The answer is written without reading the request, and the connection lingers
   // briefly so the client's unread request does not turn the close into a reset.
   WorkerMetrics& m = worker_->mutable_metrics();
   ListenerMetrics& lm = m.listeners[listener_->index];

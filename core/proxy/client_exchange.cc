@@ -502,7 +502,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   }
   if (status == 400 || status == 408 || status == 414 || status == 431 || status == 505)
     close_requested_ = true;  // framing in doubt
-  // The body names the reason token, so a user with only curl sees why (story 2 of DESIGN.md).
+  // The body names the reason token (core/base/failure.h), so a user with only curl sees why.
   char body[160];
   std::string_view reason = default_reason(status);
   std::string_view token = failure_token(failure);
