@@ -338,7 +338,7 @@ struct TimeoutsConfig {
 };
 
 // <harrow user group allowRunAsRoot stateFile>: who Harrow becomes when started as root
-// (core/privileges.h) and where it keeps health state across restarts.
+// (core/daemon/privileges.h) and where it keeps health state across restarts.
 struct RunAsConfig {
   std::string user;         // empty = stay who we are
   std::string group;        // empty = the user's primary group

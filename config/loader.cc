@@ -2524,7 +2524,7 @@ class ConfigReader {
     read_value(timeouts, "webSocketIdle", config_.timeouts.websocket_idle);
   }
 
-  // <certificate>, <tls> and <upstreamTls>. File contents are checked by core/tls_context.h.
+  // <certificate>, <tls> and <upstreamTls>. File contents are checked by core/tls/tls_context.h.
   void read_tls(pugi::xml_node harrow) {
     bool have_default = false;
     for (pugi::xml_node node : child_elements(harrow)) {

@@ -97,7 +97,7 @@ void ClientConnection::start() {
   worker_->mutable_metrics().connections_active.add();
   worker_->mutable_metrics().listeners[listener_->index].connections_active.add();
   counted_active_ = true;
-  // TCP_NODELAY comes from the listening socket (core/listen.cc).
+  // TCP_NODELAY comes from the listening socket (core/proxy/listen.cc).
   sockaddr_storage peer{};
   int len = sizeof peer;
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {

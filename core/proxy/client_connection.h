@@ -1,9 +1,12 @@
-// One accepted client connection: parses requests with llhttp, routes each to a farm server
-// through an upstream connection, and streams both bodies with backpressure. Requests on one
-// connection are handled one at a time, in order (pipelined bytes wait, unparsed, in the input
-// buffer). What a request needs is an Exchange (core/exchange.h), held only while one is under
-// way, so an idle keep-alive connection is little more than its socket. Freed only in its close
-// callback.
+// One accepted HTTP/1 client connection: owns the socket, the TLS session, the timeout and the
+// state machine; feeds what it reads to the request decoder (core/http1/request_decoder.h) and
+// carries out what the proxy's phases (phases.h) decide, streaming both bodies with
+// backpressure. Requests on one connection are handled one at a time, in order (pipelined bytes
+// wait, unparsed, in the input buffer). What a request needs is an Exchange
+// (core/proxy/exchange.h), held only while one is under way, so an idle keep-alive connection is
+// little more than its socket. Freed only in its close callback. The code is in
+// client_connection.cc (I/O, state, timers, TLS), client_exchange.cc (the exchange) and
+// client_tunnel.cc (WebSocket).
 #pragma once
 
 #include <llhttp.h>
@@ -176,7 +179,7 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void log_access();
   void release_upstream(bool reusable);
   void resume_parser();
-  // TLS listeners (core/tls_session.h): start the session; decrypt what a read brought (false
+  // TLS listeners (core/tls/tls_session.h): start the session; decrypt what a read brought (false
   // when the connection ended); answer a plain-HTTP request on the TLS port.
   bool start_tls();
   bool tls_receive();
@@ -191,7 +194,7 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   static void on_close(uv_handle_t* h);
 
 
-  // The connection's Exchange (core/exchange.h): taken when request bytes arrive, given back
+  // The connection's Exchange (core/proxy/exchange.h): taken when request bytes arrive, given back
   // when the connection is idle again with nothing left to parse. Null while idle.
   void take_exchange();
   void give_back_exchange_if_idle();

@@ -148,7 +148,7 @@ struct Exchange : ExchangeState {
   // (rule, value) of each header the outbound rules set, to name the rule in a refusal.
   std::vector<std::pair<std::string_view, std::string_view>> outbound_rule_values;
   std::string html_out;
-  // The path as the rules judged it: decoded and canonical (core/url_path.h).
+  // The path as the rules judged it: decoded and canonical (core/http1/url_path.h).
   std::string canonical_path;
   std::string detail_text;  // log_detail when it must name something (a rule)
 };

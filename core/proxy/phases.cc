@@ -137,7 +137,7 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
   ex.exchange_started_ns = uv_hrtime();
   worker.new_request_id(ex.log_id);
   // Rules judge the path as IIS hands it to URL Rewrite (decoded, canonical), and the origin is
-  // sent that path (core/url_path.h); what cannot be made canonical is refused here.
+  // sent that path (core/http1/url_path.h); what cannot be made canonical is refused here.
   const config::LimitsConfig& limits = ex.snap->config->limits;
   UrlLimits url_limits{limits.max_url, limits.max_query_string, limits.allow_double_escaping};
   Rejection why;

@@ -25,7 +25,7 @@ struct RequestFacts {
   std::string_view method;  // {REQUEST_METHOD}
   std::string_view target;  // raw request-target as received ({REQUEST_URI})
   // The path as rules see it ({URL}, what <match url> matches): decoded and canonical, with
-  // its leading '/' (core/url_path.h). Empty: the target's path as received.
+  // its leading '/' (core/http1/url_path.h). Empty: the target's path as received.
   std::string_view path;
   std::string_view host;              // {HTTP_HOST}
   bool https = false;                 // {HTTPS}
