@@ -11,6 +11,7 @@ const char* usage_text() {
          "       harrow --check-config [--config PATH]\n"
          "       harrow --check-config [--config PATH] --explain \"METHOD URL\" [--header \"Name: "
          "value\"]...\n"
+         "       harrow ctl [--admin ADDR:PORT] [--json] COMMAND   (see harrow ctl --help)\n"
          "       harrow --version | --help\n"
          "\n"
          "  --config PATH      configuration file (default /etc/harrow/harrow.config)\n"

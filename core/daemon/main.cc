@@ -15,12 +15,14 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <thread>
 
 #include "config/loader.h"
 #include "core/admin/admin.h"
 #include "core/daemon/capabilities.h"
 #include "core/daemon/cli.h"
+#include "core/daemon/ctl.h"
 #include "core/admin/explain.h"
 #include "core/daemon/health_service.h"
 #include "core/http1/http_head.h"
@@ -334,6 +336,8 @@ struct Process {
 };
 
 int run(int argc, char** argv) {
+  // `harrow ctl …` is a client of a running process's admin API, with its own options.
+  if (argc > 1 && std::string_view(argv[1]) == "ctl") return run_ctl(argc - 1, argv + 1);
   CommandLine cli;
   std::string error;
   if (!parse_command_line(argc, argv, cli, error)) {
