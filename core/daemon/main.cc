@@ -29,6 +29,7 @@
 #include "core/proxy/listen.h"
 #include "core/base/log.h"
 #include "core/daemon/privileges.h"
+#include "core/daemon/replay.h"
 #include "core/rewrite/regex_safety.h"
 #include "core/daemon/sd_notify.h"
 #include "core/proxy/snapshot.h"
@@ -391,6 +392,13 @@ int run(int argc, char** argv) {
     std::printf("configuration: %s\n", cli.config_path.c_str());
     std::fputs(render_explanation_text(ex).c_str(), stdout);
     return 0;
+  }
+  if (cli.check_config && !cli.replay.empty()) {
+    std::vector<std::string> ignored;
+    std::shared_ptr<const Snapshot> snap =
+        build_snapshot(config, 1, nullptr, ignored, std::move(tls), false);
+    std::printf("configuration: %s\n", cli.config_path.c_str());
+    return replay_files(*snap, cli.replay, stdout);
   }
   if (cli.check_config) {
     std::fputs(config::summarize(*config).c_str(), stdout);
