@@ -236,7 +236,7 @@ background:currentColor}
 .trend+.trend{margin-top:2px}
 .peak{font-size:11px;color:var(--muted);font-variant-numeric:tabular-nums}
 .actions{display:flex;gap:4px;margin:0}
-.actions button{font:inherit;font-size:12px;padding:2px 8px;border-radius:6px;cursor:pointer;
+.actions button{font:inherit;font-size:12px;padding:1px 7px;border-radius:6px;cursor:pointer;
 border:1px solid var(--border);background:var(--head);color:var(--fg)}
 .actions button:hover{border-color:var(--link)}
 .panel{margin-top:8px;border:1px solid var(--border);border-radius:6px;padding:6px 8px;
@@ -313,7 +313,10 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i, const Stat
   o += st.healthy && ep.resolved
            ? "<span class=\"badge ok\"><span class=\"dot\"></span>healthy</span>"
            : "<span class=\"badge bad\"><span class=\"dot\"></span>unhealthy</span>";
-  o += "</td><td class=\"num\">" + format_count(in_flight(farm, i)) + "</td>";
+  o += "</td>";
+  // Beside state and health, as in IIS Manager's server list, where a person looks first.
+  if (!token.empty()) render_actions(o, farm, i, token);
+  o += "<td class=\"num\">" + format_count(in_flight(farm, i)) + "</td>";
   o += "<td class=\"num\">";
   if (series && !series->requests_per_second.empty()) {
     o += format_rate(series->requests_per_second.back());
@@ -357,7 +360,6 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i, const Stat
   sparkline(o, series ? &series->requests_per_second : nullptr, "requests per second", "req", "/s");
   sparkline(o, series ? &series->errors_per_second : nullptr, "errors per second", "err", "/s");
   o += "</td>";
-  if (!token.empty()) render_actions(o, farm, i, token);
   o += "</tr>\n";
 }
 
@@ -454,17 +456,21 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
   // Fixed column widths, the same in every farm's table, so the farms line up.
   o += "</h2>\n<div class=\"scroll\"><table>\n<colgroup>"
        "<col style=\"width:148px\"><col style=\"width:66px\"><col style=\"width:106px\">"
-       "<col style=\"width:110px\"><col style=\"width:74px\"><col style=\"width:64px\">"
+       "<col style=\"width:110px\">" +
+       std::string(actions ? "<col style=\"width:156px\">" : "") +
+       "<col style=\"width:74px\"><col style=\"width:64px\">"
        "<col style=\"width:66px\"><col style=\"width:66px\"><col style=\"width:80px\">"
-       "<col style=\"width:74px\"><col style=\"width:94px\"><col style=\"width:198px\">" +
-       std::string(actions ? "<col style=\"width:178px\">" : "") +
-       "</colgroup>\n"
+       "<col style=\"width:74px\"><col style=\"width:94px\"><col style=\"width:" +
+       std::string(actions ? "150" : "198") +
+       "px\"></colgroup>\n"
        "<thead><tr><th>Server</th>"
-       "<th class=\"num\">Weight</th><th>State</th><th>Health</th><th class=\"num\">In flight</th>"
+       "<th class=\"num\">Weight</th><th>State</th><th>Health</th>" +
+       std::string(actions ? "<th>Actions</th>" : "") +
+       "<th class=\"num\">In flight</th>"
        "<th class=\"num\">Req/s</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>"
        "<th class=\"num\">Requests</th><th class=\"num\">Failures</th>"
-       "<th class=\"num\">Transitions</th><th>Last transition</th><th>Last 5 min</th>" +
-       std::string(actions ? "<th>Actions</th>" : "") + "</tr></thead>\n<tbody>\n";
+       "<th class=\"num\">Transitions</th><th>Last transition</th><th>Last 5 min</th>"
+       "</tr></thead>\n<tbody>\n";
   for (size_t i = 0; i < farm.servers.size(); ++i) {
     render_server(o, farm, i, history, options.form_token);
   }
