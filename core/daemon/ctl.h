@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/daemon/json_value.h"
+
 namespace harrow {
 
 // Exit codes of `harrow ctl`.
@@ -19,25 +21,6 @@ inline constexpr int kCtlUnreachable = 3;  // no admin listener answered at the 
 int run_ctl(int argc, const char* const* argv);
 
 const char* ctl_usage_text();
-
-// A parsed JSON value, enough for the admin API's answers. `raw` is the value's own text in the
-// document it was parsed from (so --json can pass a part of an answer through unchanged).
-struct JsonValue {
-  enum class Kind { Null, Bool, Number, String, Array, Object };
-  Kind kind = Kind::Null;
-  bool boolean = false;
-  double number = 0;
-  std::string text;                                        // String: the decoded string
-  std::vector<JsonValue> items;                            // Array
-  std::vector<std::pair<std::string, JsonValue>> members;  // Object, in document order
-  std::string_view raw;
-
-  const JsonValue* get(std::string_view key) const;  // Object member or null
-  std::string str(std::string_view key) const;       // member as text ("" when absent)
-};
-
-// False with `error` (and the byte offset) when `text` is not one JSON value.
-bool parse_json(std::string_view text, JsonValue& out, std::string& error);
 
 // Left-aligned columns separated by two spaces; the first row is the header.
 std::string render_table(const std::vector<std::vector<std::string>>& rows);
