@@ -286,7 +286,10 @@ class Ctl {
     if (verb == "reload") return need(0, "reload") ? reload() : kCtlUsage;
     if (verb == "explain") return need(1, "explain \"METHOD URL\"") ? explain() : kCtlUsage;
     if (verb == "metrics") {
-      if (args > 1) return need(1, "metrics [SERVER]"), kCtlUsage;
+      if (args > 1) {
+        need(1, "metrics [SERVER]");  // prints the usage
+        return kCtlUsage;
+      }
       return metrics(args == 1 ? o_.words[1] : "");
     }
     if (verb == "healthz") return need(0, "healthz") ? healthz() : kCtlUsage;
