@@ -6,8 +6,8 @@
 namespace harrow {
 
 const JsonValue* JsonValue::get(std::string_view key) const {
-  for (const auto& [name, value] : members) {
-    if (name == key) return &value;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] == key) return &values[i];
   }
   return nullptr;
 }
@@ -174,7 +174,8 @@ struct JsonParser {
         ++i;
         JsonValue member;
         if (!value(member)) return false;
-        v.members.emplace_back(std::move(key), std::move(member));
+        v.keys.push_back(std::move(key));
+        v.values.push_back(std::move(member));
         space();
         if (i < s.size() && s[i] == ',') {
           ++i;

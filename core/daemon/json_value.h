@@ -4,7 +4,6 @@
 
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 namespace harrow {
@@ -16,9 +15,12 @@ struct JsonValue {
   Kind kind = Kind::Null;
   bool boolean = false;
   double number = 0;
-  std::string text;                                        // String: the decoded string
-  std::vector<JsonValue> items;                            // Array
-  std::vector<std::pair<std::string, JsonValue>> members;  // Object, in document order
+  std::string text;              // String: the decoded string
+  std::vector<JsonValue> items;  // Array
+  // Object: names and values in document order. (Two vectors, not one of pairs: a pair member
+  // needs JsonValue complete, a vector of JsonValue does not.)
+  std::vector<std::string> keys;
+  std::vector<JsonValue> values;
   std::string_view raw;
 
   const JsonValue* get(std::string_view key) const;  // Object member or null

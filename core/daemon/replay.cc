@@ -45,7 +45,10 @@ bool is_token(std::string_view v) {
   if (v.empty()) return false;
   for (char c : v) {
     unsigned char u = static_cast<unsigned char>(c);
-    if (!(std::isalnum(u) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr)) return false;
+    // (strchr finds the terminating NUL too: a NUL byte is no token character.)
+    if (!(std::isalnum(u) || (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr))) {
+      return false;
+    }
   }
   return true;
 }
@@ -158,11 +161,11 @@ W3cLogReader::Line W3cLogReader::read(std::string_view line, LoggedRequest& out,
   if (std::string_view s = value(status_); !s.empty()) {
     int n = 0;
     for (char c : s) {
+      n = n * 10 + (c - '0');
       if (c < '0' || c > '9' || n > 999) {
         error = "sc-status " + std::string(s) + " is not a status";
         return Line::Malformed;
       }
-      n = n * 10 + (c - '0');
     }
     out.status = n;
   }
@@ -175,7 +178,9 @@ W3cLogReader::Line W3cLogReader::read(std::string_view line, LoggedRequest& out,
     if (!port.empty() && port != "80" && port != "443") authority += ":" + std::string(port);
   }
   if (absolute_url(original)) {
-    out.url = original;
+    // The scheme is case-insensitive (RFC 3986 section 3.1); --explain reads it lower-case.
+    size_t colon = original.find(':');
+    out.url = lower_text(std::string_view(original).substr(0, colon)) + original.substr(colon);
   } else {
     out.url = std::string(port == "443" ? "https://" : "http://") + authority + original;
   }

@@ -7,6 +7,7 @@
 // Input: the log text.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -52,9 +53,14 @@ constexpr std::string_view kConfig = R"xml(<configuration>
   </system.webServer>
 </configuration>)xml";
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+// Names the broken property before stopping, so a crash file explains itself.
+#define check(ok)                                              \
+  do {                                                         \
+    if (!(ok)) {                                               \
+      std::fprintf(stderr, "w3c_log_fuzz: broken: %s\n", #ok); \
+      __builtin_trap();                                        \
+    }                                                          \
+  } while (false)
 
 const harrow::Snapshot& snapshot() {
   static std::shared_ptr<const harrow::Snapshot> snap = [] {

@@ -51,6 +51,9 @@ TEST(W3cLogReader, PortDecidesTheSchemeAndHostWinsOverTheServerAddress) {
   EXPECT_TRUE(r.headers.empty());  // Host is in the URL, not repeated
   ASSERT_EQ(reader.read("GET /b - -", r, error), W3cLogReader::Line::Request);
   EXPECT_EQ(r.url, "http://localhost/b");
+  // A proxy's absolute URL keeps its host; its scheme is read case-insensitively.
+  ASSERT_EQ(reader.read("GET HTTPS://Shop.example/c - -", r, error), W3cLogReader::Line::Request);
+  EXPECT_EQ(r.url, "https://Shop.example/c");
 }
 
 TEST(W3cLogReader, OriginalUrlFieldMakesTheStemIisRewrittenUrl) {
@@ -117,9 +120,15 @@ TEST(W3cLogReader, MalformedLinesSayWhy) {
   EXPECT_EQ(error, "7 fields where #Fields: names 15");
   EXPECT_EQ(reader.read("d t 10.0.0.5 G(T / - 80 - 1.2.3.4 - - 200 0 0 1", r, error),
             W3cLogReader::Line::Malformed);
+  // A NUL byte is no token character (found by w3c_log_fuzz).
+  EXPECT_EQ(
+      reader.read(std::string("d t 10.0.0.5 GE\0T / - 80 - 1.2.3.4 - - 200 0 0 1", 48), r, error),
+      W3cLogReader::Line::Malformed);
   EXPECT_EQ(reader.read("d t 10.0.0.5 GET index.html - 80 - 1.2.3.4 - - 200 0 0 1", r, error),
             W3cLogReader::Line::Malformed);
   EXPECT_EQ(reader.read("d t 10.0.0.5 GET / - 80 - 1.2.3.4 - - 2x0 0 0 1", r, error),
+            W3cLogReader::Line::Malformed);
+  EXPECT_EQ(reader.read("d t 10.0.0.5 GET / - 80 - 1.2.3.4 - - 9999 0 0 1", r, error),
             W3cLogReader::Line::Malformed);
   // The reader goes on after a bad line.
   EXPECT_EQ(reader.read("d t 10.0.0.5 GET / - 80 - 1.2.3.4 - - 200 0 0 1", r, error),
