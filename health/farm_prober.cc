@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -130,9 +131,17 @@ struct FarmProber::Impl {
     }
   }
 
+  static int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
   void schedule(ServerRuntime& s, uint64_t delay) {
     if (!spec.policy.active_probing) return;
     uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
+    spec.table->slot(s.index).next_probe_unix_ms.store(unix_ms() + static_cast<int64_t>(delay),
+                                                       std::memory_order_relaxed);
   }
 
   static void on_probe_timer(uv_timer_t* t) {
@@ -155,8 +164,11 @@ struct FarmProber::Impl {
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
-    spec.table->slot(s.index).probes[static_cast<int>(result.kind)].fetch_add(
-        1, std::memory_order_relaxed);
+    ServerSlot& slot = spec.table->slot(s.index);
+    slot.probes[static_cast<int>(result.kind)].fetch_add(1, std::memory_order_relaxed);
+    slot.set_last_probe(std::string(probe_result_name(result.kind)) +
+                        (result.detail.empty() ? "" : ": " + result.detail));
+    slot.last_probe_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     publish(s, s.machine.on_probe(result, now()));
   }
 

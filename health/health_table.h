@@ -46,6 +46,10 @@ struct alignas(64) ServerSlot {
   // Read by the admin thread with relaxed loads; written by the prober only.
   std::atomic<uint64_t> probes[kProbeResultKinds] = {};
   std::atomic<uint64_t> transitions{0};
+  // When the last probe finished and when the next one is due (Unix ms; 0: none yet), for the
+  // status page's health panel. Written by the prober, read with relaxed loads.
+  std::atomic<int64_t> last_probe_unix_ms{0};
+  std::atomic<int64_t> next_probe_unix_ms{0};
 
   // The last transition's one-line description, for people (status page). Written by the
   // prober, read by the admin thread; the mutex is never taken on the request path.
@@ -57,10 +61,20 @@ struct alignas(64) ServerSlot {
     std::lock_guard<std::mutex> lock(note_mutex_);
     return last_transition_;
   }
+  // The last probe's result in words ("pass", "bad_status: status 503").
+  void set_last_probe(std::string text) {
+    std::lock_guard<std::mutex> lock(note_mutex_);
+    last_probe_ = std::move(text);
+  }
+  std::string last_probe() const {
+    std::lock_guard<std::mutex> lock(note_mutex_);
+    return last_probe_;
+  }
 
  private:
   mutable std::mutex note_mutex_;
   std::string last_transition_;
+  std::string last_probe_;
 };
 
 class HealthTable {

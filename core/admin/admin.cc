@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -521,6 +522,7 @@ struct AdminConnection {
   std::string sec_fetch_site;
   std::string content_type;
   std::string admin_header;      // X-Harrow-Admin
+  std::string referer;           // the status page's forms: where the page came from
   bool repeated_header = false;  // one of those came twice (empty or not)
   unsigned seen_headers = 0;     // which of those came, one bit each (header_bit())
   bool loopback_peer = false;
@@ -535,12 +537,13 @@ struct AdminConnection {
     if (iequals(name, "sec-fetch-site")) return &sec_fetch_site;
     if (iequals(name, "content-type")) return &content_type;
     if (iequals(name, "x-harrow-admin")) return &admin_header;
+    if (iequals(name, "referer")) return &referer;
     return nullptr;
   }
 
   unsigned header_bit(const std::string* target) const {
-    const std::string* all[] = {&authorization,  &host,         &origin,
-                                &sec_fetch_site, &content_type, &admin_header};
+    const std::string* all[] = {&authorization, &host,         &origin, &sec_fetch_site,
+                                &content_type,  &admin_header, &referer};
     for (unsigned i = 0; i < std::size(all); ++i) {
       if (all[i] == target) return 1u << i;
     }
@@ -663,7 +666,7 @@ struct AdminConnection {
     if (repeated_header) {
       refuse(403, "Forbidden",
              "a field the admin API judges (Host, Origin, Authorization, Content-Type, "
-             "Sec-Fetch-Site, X-Harrow-Admin) came more than once");
+             "Sec-Fetch-Site, X-Harrow-Admin, Referer) came more than once");
       return false;
     }
     if (h.empty() || !server->host_allowed(h)) {
@@ -712,6 +715,10 @@ struct AdminConnection {
 
   void dispatch() {
     if (!host_ok() || !authorized()) return;
+    if (url.substr(0, url.find('?')) == "/status/servers") {
+      server_action_form();
+      return;
+    }
     if (method != "GET" && method != "HEAD" && !change_allowed()) return;
     const AdminSources& src = server->sources_;
     std::shared_ptr<const Snapshot> snap = src.snapshot();
@@ -769,8 +776,57 @@ struct AdminConnection {
       respond(200, "OK", "application/json", render_farms_json(*snap, src.history));
     } else {
       static const StatusHistory kNoHistory;
+      StatusPageOptions options;
+      options.form_token = server->page_tokens_.issue(std::time(nullptr));
+      options.has_listener_counters = true;
+      options.connections_active =
+          sum_worker(src, [](const WorkerMetrics& w) { return w.connections_active.get(); });
+      options.tls_handshake_failures =
+          sum_worker(src, [](const WorkerMetrics& w) { return w.tls_handshake_failures.get(); });
+      // The page has buttons: no other site may frame it and trick a click (clickjacking).
       respond(200, "OK", "text/html; charset=utf-8",
-              render_status_page(*snap, src.history != nullptr ? *src.history : kNoHistory));
+              render_status_page(*snap, src.history != nullptr ? *src.history : kNoHistory,
+                                 options),
+              "X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n");
+    }
+  }
+
+  // POST /status/servers: the status page's Drain / Stop / Start forms. A browser form cannot
+  // carry X-Harrow-Admin, so two other locks stand in for it: the page's token, which only
+  // this listener issues, and the browser's word that the form comes from this listener's
+  // own page (Origin, else Referer; Sec-Fetch-Site). Done: 303 back to the page.
+  void server_action_form() {
+    if (method != "POST") {
+      respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use POST\"}\n");
+      return;
+    }
+    std::string why;
+    if (!same_origin_form(host, origin, referer, sec_fetch_site, why)) {
+      refuse(403, "Forbidden", why);
+      return;
+    }
+    ServerActionForm form;
+    if (!parse_server_action_form(body, form, why)) {
+      refuse(form.token.empty() ? 403 : 400, form.token.empty() ? "Forbidden" : "Bad Request",
+             why);
+      return;
+    }
+    if (!server->page_tokens_.valid(form.token, std::time(nullptr))) {
+      refuse(403, "Forbidden",
+             "the form's token is not one this admin listener issued in the last hour: reload "
+             "the status page and try again");
+      return;
+    }
+    const AdminSources& src = server->sources_;
+    std::string result = src.server_command
+                             ? src.server_command(form.farm, form.server, "state", form.state)
+                             : "unavailable";
+    if (result == "ok") {
+      respond(303, "See Other", "text/plain", "done\n", "Location: /\r\n");
+    } else if (result == "unknown farm" || result == "unknown server") {
+      refuse(404, "Not Found", result);
+    } else {
+      refuse(400, "Bad Request", result);
     }
   }
 

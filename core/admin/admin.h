@@ -87,6 +87,7 @@ class AdminServer {
   uint16_t port_ = 0;
   std::set<AdminConnection*> live_;  // open connections, closed with the listener
   uint64_t last_rejection_log_ms_ = 0;
+  PageTokens page_tokens_;  // the status page's form tokens, valid for this listener only
 
   friend struct AdminConnection;
 };

@@ -1,11 +1,20 @@
 #include "core/admin/status_page.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sys/random.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <set>
 #include <string_view>
 
+#include "core/base/ascii.h"
 #include "core/base/failure.h"
 
 namespace harrow {
@@ -226,11 +235,50 @@ background:currentColor}
 .trend{display:flex;align-items:center;gap:6px;line-height:1}
 .trend+.trend{margin-top:2px}
 .peak{font-size:11px;color:var(--muted);font-variant-numeric:tabular-nums}
+.actions{display:flex;gap:4px;margin:0}
+.actions button{font:inherit;font-size:12px;padding:1px 7px;border-radius:6px;cursor:pointer;
+border:1px solid var(--border);background:var(--head);color:var(--fg)}
+.actions button:hover{border-color:var(--link)}
+.panel{margin-top:8px;border:1px solid var(--border);border-radius:6px;padding:6px 8px;
+background:var(--card)}
+.panel .probe{margin:0 0 6px;color:var(--muted)}
+.panel code{color:var(--fg)}
+table.mini{min-width:0;table-layout:auto}
+table.mini th,table.mini td{padding:3px 8px}
 footer{color:var(--muted);font-size:12px;border-top:1px solid var(--border);padding-top:10px}
 )css";
 
-void render_server(std::string& o, const FarmRuntime& farm, size_t i,
-                   const StatusHistory& history) {
+// Drain / Stop / Start as one form per server: a plain POST that works without JavaScript;
+// with it, the browser asks for a confirmation first. The admin listener answers 303 back to
+// this page.
+void render_actions(std::string& o, const FarmRuntime& farm, size_t i, const std::string& token) {
+  const ServerEndpoint& ep = farm.servers[i];
+  o += "<td><form class=\"actions\" method=\"post\" action=\"/status/servers\" "
+       "onsubmit=\"return confirm((event.submitter ? event.submitter.title : 'Change') + "
+       "'?')\"><input type=\"hidden\" name=\"token\" value=\"";
+  escape(o, token);
+  o += "\"><input type=\"hidden\" name=\"farm\" value=\"";
+  escape(o, farm.config->name);
+  o += "\"><input type=\"hidden\" name=\"server\" value=\"";
+  escape(o, ep.label);
+  o += "\">";
+  static const char* kButtons[][3] = {
+      {"drain", "Drain", "take no new requests, finish the ones in flight"},
+      {"gracefulStop", "Stop", "drain, then make unavailable"},
+      {"start", "Start", "make available"}};
+  for (const auto& [state, label, what] : kButtons) {
+    o += "<button type=\"submit\" name=\"state\" value=\"" + std::string(state) + "\" title=\"" +
+         label + " ";
+    escape(o, ep.label);
+    o += " in farm ";
+    escape(o, farm.config->name);
+    o += ": " + std::string(what) + "\">" + label + "</button>";
+  }
+  o += "</form></td>";
+}
+
+void render_server(std::string& o, const FarmRuntime& farm, size_t i, const StatusHistory& history,
+                   const std::string& token) {
   static const char* kAvailability[] = {"Available", "Draining", "Unavailable"};
   static const char* kAvailabilityClass[] = {"ok", "warn", "bad"};
   const ServerEndpoint& ep = farm.servers[i];
@@ -265,7 +313,10 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
   o += st.healthy && ep.resolved
            ? "<span class=\"badge ok\"><span class=\"dot\"></span>healthy</span>"
            : "<span class=\"badge bad\"><span class=\"dot\"></span>unhealthy</span>";
-  o += "</td><td class=\"num\">" + format_count(in_flight(farm, i)) + "</td>";
+  o += "</td>";
+  // Beside state and health, as in IIS Manager's server list, where a person looks first.
+  if (!token.empty()) render_actions(o, farm, i, token);
+  o += "<td class=\"num\">" + format_count(in_flight(farm, i)) + "</td>";
   o += "<td class=\"num\">";
   if (series && !series->requests_per_second.empty()) {
     o += format_rate(series->requests_per_second.back());
@@ -308,10 +359,85 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
   o += "<td>";
   sparkline(o, series ? &series->requests_per_second : nullptr, "requests per second", "req", "/s");
   sparkline(o, series ? &series->errors_per_second : nullptr, "errors per second", "err", "/s");
-  o += "</td></tr>\n";
+  o += "</td>";
+  o += "</tr>\n";
 }
 
-void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& history) {
+// "12 s ago" / "in 12 s" / "in 4 min".
+std::string relative_time(int64_t at_ms, int64_t now_ms) {
+  int64_t seconds = (at_ms >= now_ms ? at_ms - now_ms : now_ms - at_ms) / 1000;
+  std::string span = seconds < 120    ? std::to_string(seconds) + " s"
+                     : seconds < 7200 ? std::to_string(seconds / 60) + " min"
+                                      : std::to_string(seconds / 3600) + " h";
+  return at_ms >= now_ms ? "in " + span : span + " ago";
+}
+
+// Per farm, as IIS Manager's health test pane: what is probed and how often, each server's last
+// probe and the next one, and its WebSocket tunnels.
+void render_health_panel(std::string& o, const FarmRuntime& farm, int64_t now_ms) {
+  const config::HealthCheckConfig& hc = farm.config->health_check;
+  o += "<div class=\"panel\"><p class=\"probe\">Health check: ";
+  if (hc.url.empty()) {
+    o += "<span class=\"none\">no probe URL: health follows live traffic only</span>";
+  } else {
+    o += "<code class=\"probe-url\">";
+    escape(o, hc.url);
+    o += "</code> every " + format("%.0f", static_cast<double>(hc.interval.count()) / 1000) +
+         " s, timeout " + format("%.0f", static_cast<double>(hc.timeout.count()) / 1000) +
+         " s, healthy on status ";
+    escape(o, hc.status_code_match);
+    if (!hc.response_match.empty()) {
+      o += " with body matching <code>";
+      escape(o, hc.response_match);
+      o += "</code>";
+    }
+  }
+  o += "</p><table class=\"mini\"><thead><tr><th>Server</th><th>Last probe</th><th>When</th>"
+       "<th>Next probe</th><th class=\"num\">Probes passed</th><th class=\"num\">failed</th>"
+       "<th class=\"num\">WebSockets open</th><th class=\"num\">total</th>"
+       "<th class=\"num\">failed</th></tr></thead><tbody>";
+  for (size_t i = 0; i < farm.servers.size(); ++i) {
+    const health::ServerSlot& slot = farm.health->slot(i);
+    uint64_t passed = slot.probes[0].load(std::memory_order_relaxed), failed = 0;
+    for (int k = 1; k < health::kProbeResultKinds; ++k) {
+      failed += slot.probes[k].load(std::memory_order_relaxed);
+    }
+    int64_t last_ms = slot.last_probe_unix_ms.load(std::memory_order_relaxed);
+    int64_t next_ms = slot.next_probe_unix_ms.load(std::memory_order_relaxed);
+    std::string last = slot.last_probe();
+    o += "<tr class=\"probe-row\"><td class=\"server\">";
+    escape(o, farm.servers[i].label);
+    o += "</td><td class=\"last-probe\">";
+    if (last.empty()) {
+      o += "<span class=\"none\">none yet</span>";
+    } else {
+      o += last.starts_with("pass") ? "<span class=\"badge ok\">" : "<span class=\"badge bad\">";
+      escape(o, last);
+      o += "</span>";
+    }
+    o +=
+        "</td><td>" + (last_ms > 0 ? relative_time(last_ms, now_ms) : std::string("&mdash;")) +
+        "</td><td class=\"next-probe\">" +
+        (hc.url.empty() || next_ms <= 0 ? std::string("&mdash;") : relative_time(next_ms, now_ms)) +
+        "</td><td class=\"num\">" + format_count(passed) + "</td><td class=\"num\">" +
+        format_count(failed) + "</td>";
+    uint64_t ws_open = 0, ws_total = 0, ws_failed = 0;
+    for (const std::vector<ServerMetrics>& row : farm.metrics) {
+      if (i >= row.size()) continue;
+      ws_open += row[i].websocket_current.get();
+      ws_total += row[i].websocket_requests.get();
+      ws_failed += row[i].websocket_failures.get();
+    }
+    o += "<td class=\"num\">" + format_count(ws_open) + "</td><td class=\"num\">" +
+         format_count(ws_total) + "</td><td class=\"num\">" + format_count(ws_failed) +
+         "</td></tr>";
+  }
+  o += "</tbody></table></div>\n";
+}
+
+void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& history,
+                 const StatusPageOptions& options, int64_t now_ms) {
+  const bool actions = !options.form_token.empty();
   o += "<section>\n<h2>";
   escape(o, farm.config->name);
   o += " <span class=\"pool\">pool: ";
@@ -328,21 +454,30 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
          "panic mode</span>";
   }
   // Fixed column widths, the same in every farm's table, so the farms line up.
-  o +=
-      "</h2>\n<div class=\"scroll\"><table>\n<colgroup>"
-      "<col style=\"width:148px\"><col style=\"width:66px\"><col style=\"width:106px\">"
-      "<col style=\"width:110px\"><col style=\"width:74px\"><col style=\"width:64px\">"
-      "<col style=\"width:66px\"><col style=\"width:66px\"><col style=\"width:80px\">"
-      "<col style=\"width:74px\"><col style=\"width:94px\"><col style=\"width:198px\"></colgroup>\n"
-      "<thead><tr><th>Server</th>"
-      "<th class=\"num\">Weight</th><th>State</th><th>Health</th><th class=\"num\">In flight</th>"
-      "<th class=\"num\">Req/s</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>"
-      "<th class=\"num\">Requests</th><th class=\"num\">Failures</th>"
-      "<th class=\"num\">Transitions</th><th>Last transition</th><th>Last 5 min</th>"
-      "</tr></thead>\n<tbody>\n";
-  for (size_t i = 0; i < farm.servers.size(); ++i) render_server(o, farm, i, history);
+  o += "</h2>\n<div class=\"scroll\"><table>\n<colgroup>"
+       "<col style=\"width:148px\"><col style=\"width:66px\"><col style=\"width:106px\">"
+       "<col style=\"width:110px\">" +
+       std::string(actions ? "<col style=\"width:156px\">" : "") +
+       "<col style=\"width:74px\"><col style=\"width:64px\">"
+       "<col style=\"width:66px\"><col style=\"width:66px\"><col style=\"width:80px\">"
+       "<col style=\"width:74px\"><col style=\"width:94px\"><col style=\"width:" +
+       std::string(actions ? "150" : "198") +
+       "px\"></colgroup>\n"
+       "<thead><tr><th>Server</th>"
+       "<th class=\"num\">Weight</th><th>State</th><th>Health</th>" +
+       std::string(actions ? "<th>Actions</th>" : "") +
+       "<th class=\"num\">In flight</th>"
+       "<th class=\"num\">Req/s</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>"
+       "<th class=\"num\">Requests</th><th class=\"num\">Failures</th>"
+       "<th class=\"num\">Transitions</th><th>Last transition</th><th>Last 5 min</th>"
+       "</tr></thead>\n<tbody>\n";
+  for (size_t i = 0; i < farm.servers.size(); ++i) {
+    render_server(o, farm, i, history, options.form_token);
+  }
   if (farm.servers.empty()) o += "<tr><td colspan=\"12\" class=\"none\">no servers</td></tr>\n";
-  o += "</tbody></table></div>\n</section>\n";
+  o += "</tbody></table></div>\n";
+  if (!farm.servers.empty()) render_health_panel(o, farm, now_ms);
+  o += "</section>\n";
 }
 
 }  // namespace
@@ -381,7 +516,13 @@ const StatusHistory::Series* StatusHistory::find(const std::string& farm,
   return it == series_.end() ? nullptr : &it->second;
 }
 
-std::string render_status_page(const Snapshot& snapshot, const StatusHistory& history) {
+std::string render_status_page(const Snapshot& snapshot, const StatusHistory& history,
+                               const StatusPageOptions& options) {
+  const int64_t now_ms = options.now_unix_ms != 0
+                             ? options.now_unix_ms
+                             : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
   size_t servers = 0, healthy = 0, available = 0;
   for (const FarmRuntime& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
@@ -414,13 +555,168 @@ std::string render_status_page(const Snapshot& snapshot, const StatusHistory& hi
        (servers == 1 ? " server" : " servers") + " &middot; " + std::to_string(healthy) +
        " healthy &middot; " + std::to_string(available) + " taking new requests &middot; as of " +
        when + " UTC, refreshes every 5 s</p>\n";
-  for (const FarmRuntime& farm : snapshot.farms) render_farm(o, farm, history);
+  if (options.has_listener_counters) {
+    o += "<p class=\"summary counters\">client connections open: " +
+         format_count(options.connections_active) +
+         " &middot; TLS handshakes failed: " + format_count(options.tls_handshake_failures) +
+         "</p>\n";
+  }
+  for (const FarmRuntime& farm : snapshot.farms) render_farm(o, farm, history, options, now_ms);
   if (snapshot.farms.empty()) o += "<p class=\"none\">No farms are configured.</p>\n";
   o += "<footer>Rates are sampled every 5 s; latency is the server's response time (request "
        "start to the last response byte), estimated from histograms since start. "
        "<a href=\"/metrics\">Prometheus metrics</a> &middot; "
        "<a href=\"/api/farms\">farms as JSON</a></footer>\n</body>\n</html>\n";
   return o;
+}
+
+}  // namespace harrow
+
+namespace harrow {
+
+PageTokens::PageTokens() {
+  if (RAND_bytes(secret_, sizeof secret_) != 1 &&
+      getrandom(secret_, sizeof secret_, 0) != static_cast<ssize_t>(sizeof secret_)) {
+    std::abort();  // no randomness: a guessable token would protect nothing
+  }
+}
+
+std::string PageTokens::mac(std::string_view issued) const {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret_, sizeof secret_, reinterpret_cast<const unsigned char*>(issued.data()),
+       issued.size(), out, &len);
+  static const char* kHex = "0123456789abcdef";
+  std::string text;
+  for (unsigned int i = 0; i < len; ++i) {
+    text += kHex[out[i] >> 4];
+    text += kHex[out[i] & 15];
+  }
+  return text;
+}
+
+std::string PageTokens::issue(int64_t now_unix_s) const {
+  std::string issued = std::to_string(now_unix_s);
+  return issued + "." + mac(issued);
+}
+
+bool PageTokens::valid(std::string_view token, int64_t now_unix_s) const {
+  size_t dot = token.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 12) return false;
+  int64_t issued = 0;
+  for (char c : token.substr(0, dot)) {
+    if (c < '0' || c > '9') return false;
+    issued = issued * 10 + (c - '0');
+  }
+  // A minute of leeway for a clock stepped back; none for a token older than its lifetime.
+  if (issued > now_unix_s + 60 || now_unix_s - issued > kLifetimeSeconds) return false;
+  std::string expected = mac(token.substr(0, dot));
+  std::string_view given = token.substr(dot + 1);
+  return given.size() == expected.size() &&
+         CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0;
+}
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded: '+' is a space, %XX a byte (HTML's form submission).
+std::string form_decode(std::string_view v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '+') {
+      out += ' ';
+    } else if (v[i] == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 &&
+               hex_value(v[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2]));
+      i += 2;
+    } else {
+      out += v[i];
+    }
+  }
+  return out;
+}
+
+std::string_view trim_spaces(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+}  // namespace
+
+bool parse_server_action_form(std::string_view body, ServerActionForm& out, std::string& error) {
+  out = ServerActionForm{};
+  bool seen[4] = {};
+  size_t pos = 0;
+  while (pos <= body.size()) {
+    size_t amp = body.find('&', pos);
+    if (amp == std::string_view::npos) amp = body.size();
+    std::string_view pair = body.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string name = form_decode(pair.substr(0, eq));
+    std::string value = eq == std::string_view::npos ? "" : form_decode(pair.substr(eq + 1));
+    std::string* fields[] = {&out.token, &out.farm, &out.server, &out.state};
+    const char* names[] = {"token", "farm", "server", "state"};
+    for (int f = 0; f < 4; ++f) {
+      if (name != names[f]) continue;
+      if (seen[f]) {
+        error = std::string("the form field ") + names[f] + " came more than once";
+        return false;
+      }
+      seen[f] = true;
+      *fields[f] = std::move(value);
+    }
+  }
+  const char* names[] = {"token", "farm", "server", "state"};
+  for (int f = 0; f < 4; ++f) {
+    if (!seen[f]) {
+      error = std::string("the form has no ") + names[f] + " field";
+      return false;
+    }
+  }
+  for (const char* state : {"drain", "gracefulStop", "start"}) {
+    if (iequals(out.state, state)) {
+      out.state = state;
+      return true;
+    }
+  }
+  error = "state must be drain, gracefulStop or start";
+  return false;
+}
+
+bool same_origin_form(std::string_view host, std::string_view origin, std::string_view referer,
+                      std::string_view sec_fetch_site, std::string& error) {
+  std::string self = "http://" + std::string(trim_spaces(host));
+  std::string_view site = trim_spaces(sec_fetch_site);
+  if (!site.empty() && !iequals(site, "same-origin")) {
+    error = "cross-site form refused (Sec-Fetch-Site: " + std::string(site) + ")";
+    return false;
+  }
+  origin = trim_spaces(origin);
+  if (!origin.empty()) {
+    if (iequals(origin, self)) return true;
+    error = "cross-site form refused (Origin " + std::string(origin) + " is not " + self + ")";
+    return false;
+  }
+  referer = trim_spaces(referer);
+  if (!referer.empty()) {
+    if (istarts_with(referer, self) &&
+        (referer.size() == self.size() || referer[self.size()] == '/')) {
+      return true;
+    }
+    error = "cross-site form refused (Referer " + std::string(referer) + " is not on " + self + ")";
+    return false;
+  }
+  error = "a form without Origin or Referer is refused: it cannot be told from a cross-site one";
+  return false;
 }
 
 }  // namespace harrow

@@ -11,6 +11,8 @@ const char* usage_text() {
          "       harrow --check-config [--config PATH]\n"
          "       harrow --check-config [--config PATH] --explain \"METHOD URL\" [--header \"Name: "
          "value\"]...\n"
+         "       harrow --check-config [--config PATH] --replay LOG...\n"
+         "       harrow ctl [--admin ADDR:PORT] [--json] COMMAND   (see harrow ctl --help)\n"
          "       harrow --version | --help\n"
          "\n"
          "  --config PATH      configuration file (default /etc/harrow/harrow.config)\n"
@@ -26,6 +28,9 @@ const char* usage_text() {
          "                     no network (servers assumed healthy). POST /api/explain does it\n"
          "                     on the running configuration\n"
          "  --header H         with --explain: a request header \"Name: value\"; repeatable\n"
+         "  --replay LOG...    with --check-config: route every request of these W3C logs (IIS's\n"
+         "                     u_ex*.log or Harrow's own) offline; summary of farms, rules,\n"
+         "                     404s, refusals and rewrites that differ; exit 1 if any\n"
          "  --version          print the version\n"
          "\n"
          "signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads, SIGUSR1 reopens logs\n";
@@ -59,6 +64,11 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& out, std
     } else if (arg == "--explain") {
       if (!take_value()) return false;
       out.explain = std::string(value);
+    } else if (arg == "--replay") {
+      if (!take_value()) return false;
+      out.replay.emplace_back(value);
+      // Every following word that is not an option is a log too (a shell glob: u_ex*.log).
+      while (i + 1 < argc && argv[i + 1][0] != '-') out.replay.emplace_back(argv[++i]);
     } else if (arg == "--header" || arg == "-H") {
       if (!take_value()) return false;
       if (value.find(':') == std::string_view::npos || value.front() == ':') {
@@ -94,6 +104,14 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& out, std
   }
   if (out.explain && !out.check_config) {
     error = "--explain goes with --check-config (it starts nothing)";
+    return false;
+  }
+  if (!out.replay.empty() && !out.check_config) {
+    error = "--replay goes with --check-config (it starts nothing)";
+    return false;
+  }
+  if (!out.replay.empty() && out.explain) {
+    error = "--replay and --explain go separately";
     return false;
   }
   if (!out.headers.empty() && !out.explain) {

@@ -17,6 +17,8 @@ struct CommandLine {
   // --explain "GET https://host/path" (with --check-config): what would happen to that request.
   std::optional<std::string> explain;
   std::vector<std::string> headers;  // --header "Name: value", repeatable (with --explain)
+  // --replay FILE... (with --check-config): W3C logs whose requests are routed offline.
+  std::vector<std::string> replay;
   bool version = false;
   bool help = false;
 };

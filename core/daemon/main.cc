@@ -14,12 +14,14 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <thread>
 
 #include "config/loader.h"
 #include "core/admin/admin.h"
 #include "core/daemon/capabilities.h"
 #include "core/daemon/cli.h"
+#include "core/daemon/ctl.h"
 #include "core/admin/explain.h"
 #include "core/daemon/health_service.h"
 #include "core/http1/http_head.h"
@@ -27,6 +29,7 @@
 #include "core/base/ascii.h"
 #include "core/base/log.h"
 #include "core/daemon/privileges.h"
+#include "core/daemon/replay.h"
 #include "core/rewrite/regex_safety.h"
 #include "core/daemon/sd_notify.h"
 #include "core/proxy/snapshot.h"
@@ -342,6 +345,8 @@ struct Process {
 };
 
 int run(int argc, char** argv) {
+  // `harrow ctl …` is a client of a running process's admin API, with its own options.
+  if (argc > 1 && std::string_view(argv[1]) == "ctl") return run_ctl(argc - 1, argv + 1);
   CommandLine cli;
   std::string error;
   if (!parse_command_line(argc, argv, cli, error)) {
@@ -395,6 +400,13 @@ int run(int argc, char** argv) {
     std::printf("configuration: %s\n", cli.config_path.c_str());
     std::fputs(render_explanation_text(ex).c_str(), stdout);
     return 0;
+  }
+  if (cli.check_config && !cli.replay.empty()) {
+    std::vector<std::string> ignored;
+    std::shared_ptr<const Snapshot> snap =
+        build_snapshot(config, 1, nullptr, ignored, std::move(tls), false);
+    std::printf("configuration: %s\n", cli.config_path.c_str());
+    return replay_files(*snap, cli.replay, stdout);
   }
   if (cli.check_config) {
     std::fputs(config::summarize(*config).c_str(), stdout);

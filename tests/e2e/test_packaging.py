@@ -34,6 +34,7 @@ INSTALLED_FILES = [
     "/usr/share/doc/harrow/changelog.gz",
     "/usr/share/doc/harrow/examples/demo.config",
     "/usr/lib/sysctl.d/60-harrow.conf",
+    "/usr/share/bash-completion/completions/harrow",
 ]
 
 

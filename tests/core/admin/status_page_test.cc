@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/proxy/snapshot.h"
+#include "health/health_table.h"
 
 namespace harrow {
 namespace {
@@ -350,6 +351,140 @@ TEST(StatusPage, TwoSparklinesPerServerScaledToTheirMax) {
   EXPECT_NE(r.find("max 30.0/s"), std::string::npos) << r;
   EXPECT_NE(r.find("max 5.00/s"), std::string::npos) << r;
   EXPECT_NE(r.find("<td class=\"num\">30.0</td>"), std::string::npos) << r;  // last req/s
+}
+
+TEST(StatusPage, ActionFormsPerServerOnlyWithAToken) {
+  auto snap = make_snapshot();
+  StatusHistory history;
+  EXPECT_EQ(render_status_page(*snap, history).find("<form"), std::string::npos);
+  StatusPageOptions options;
+  options.form_token = "123.abc";
+  std::string page = render_status_page(*snap, history, options);
+  EXPECT_TRUE(balanced(page));
+  // One form per server, each a plain POST carrying the token, farm and server.
+  EXPECT_EQ(count(page, "<form class=\"actions\" method=\"post\" action=\"/status/servers\""), 3u);
+  EXPECT_EQ(count(page, "<input type=\"hidden\" name=\"token\" value=\"123.abc\">"), 3u);
+  EXPECT_NE(page.find("<input type=\"hidden\" name=\"farm\" value=\"shop\"><input "
+                      "type=\"hidden\" name=\"server\" value=\"127.0.0.1:8082\">"),
+            std::string::npos);
+  for (const char* button :
+       {"name=\"state\" value=\"drain\"", "name=\"state\" value=\"gracefulStop\"",
+        "name=\"state\" value=\"start\""}) {
+    EXPECT_EQ(count(page, button), 3u) << button;
+  }
+  EXPECT_NE(page.find(">Drain</button>"), std::string::npos);
+  EXPECT_NE(page.find(">Stop</button>"), std::string::npos);
+  EXPECT_NE(page.find(">Start</button>"), std::string::npos);
+  EXPECT_NE(page.find("onsubmit=\"return confirm("), std::string::npos);
+  EXPECT_NE(page.find("<th>Actions</th>"), std::string::npos);
+  // The hidden fields are escaped like everything else.
+  EXPECT_NE(page.find("name=\"farm\" value=\"&lt;script&gt;\""), std::string::npos);
+  options.form_token = "\"><b>";
+  EXPECT_EQ(render_status_page(*snap, history, options).find("\"><b>"), std::string::npos);
+}
+
+TEST(StatusPage, HealthPanelShowsProbeUrlLastAndNextProbe) {
+  auto cfg = std::make_shared<config::Config>(*make_snapshot()->config);
+  cfg->farms[0].health_check.url = "http://shop/health";
+  cfg->farms[0].health_check.interval = config::Millis(10'000);
+  std::vector<std::string> warnings;
+  auto snap = build_snapshot(cfg, 2, nullptr, warnings);
+  health::ServerSlot& slot = snap->farms[kShop].health->slot(1);
+  slot.set_last_probe("bad_status: status 503");
+  slot.last_probe_unix_ms = 1'000'000'000'000 - 12'000;
+  slot.next_probe_unix_ms = 1'000'000'000'000 + 8'000;
+  slot.probes[0] = 7;
+  slot.probes[3] = 2;
+  row(*snap, kShop, 0, 1).websocket_current.add(2);
+  row(*snap, kShop, 1, 1).websocket_requests.add(5);
+  row(*snap, kShop, 1, 1).websocket_failures.add(1);
+  StatusHistory history;
+  StatusPageOptions options;
+  options.now_unix_ms = 1'000'000'000'000;
+  options.has_listener_counters = true;
+  options.connections_active = 4;
+  options.tls_handshake_failures = 1234;
+  std::string page = render_status_page(*snap, history, options);
+  EXPECT_TRUE(balanced(page));
+  EXPECT_NE(page.find("<code class=\"probe-url\">http://shop/health</code> every 10 s"),
+            std::string::npos);
+  EXPECT_NE(page.find("<span class=\"badge bad\">bad_status: status 503</span></td><td>12 s "
+                      "ago</td><td class=\"next-probe\">in 8 s</td><td class=\"num\">7</td><td "
+                      "class=\"num\">2</td><td class=\"num\">2</td><td class=\"num\">5</td><td "
+                      "class=\"num\">1</td>"),
+            std::string::npos)
+      << page;
+  // A server never probed, and a farm without a probe URL.
+  EXPECT_NE(page.find("<span class=\"none\">none yet</span>"), std::string::npos);
+  EXPECT_NE(page.find("no probe URL: health follows live traffic only"), std::string::npos);
+  EXPECT_EQ(count(page, "<div class=\"panel\">"), 2u);
+  EXPECT_NE(page.find("client connections open: 4 &middot; TLS handshakes failed: 1,234"),
+            std::string::npos);
+}
+
+TEST(PageTokens, IssuedTokensAreValidForTheirLifetimeOnly) {
+  PageTokens tokens;
+  std::string t = tokens.issue(1'000'000);
+  EXPECT_TRUE(tokens.valid(t, 1'000'000));
+  EXPECT_TRUE(tokens.valid(t, 1'000'000 + PageTokens::kLifetimeSeconds));
+  EXPECT_FALSE(tokens.valid(t, 1'000'000 + PageTokens::kLifetimeSeconds + 1));
+  EXPECT_FALSE(tokens.valid(t, 1'000'000 - 61));  // issued "in the future"
+  EXPECT_NE(tokens.issue(1'000'001), t);
+}
+
+TEST(PageTokens, ForgedOrForeignTokensAreRefused) {
+  PageTokens tokens, other;
+  std::string t = tokens.issue(1'000'000);
+  EXPECT_FALSE(other.valid(t, 1'000'000));  // another listener (or a restart) has another secret
+  std::string later = t;
+  later[6] = later[6] == '9' ? '8' : '9';  // change the issue time, keep the MAC
+  EXPECT_FALSE(tokens.valid(later, 1'000'000));
+  std::string flipped = t;
+  flipped.back() = flipped.back() == 'a' ? 'b' : 'a';
+  EXPECT_FALSE(tokens.valid(flipped, 1'000'000));
+  for (const char* bad : {"", ".", "1000000", "1000000.", ".abc", "x.abc", "10000000000000.ab"}) {
+    EXPECT_FALSE(tokens.valid(bad, 1'000'000)) << bad;
+  }
+  EXPECT_FALSE(tokens.valid(t.substr(0, t.size() - 1), 1'000'000));
+}
+
+TEST(ServerActionForm, ParsesTheButtonsForm) {
+  ServerActionForm form;
+  std::string error;
+  ASSERT_TRUE(parse_server_action_form(
+      "token=1.ab&farm=my+farm%21&server=127.0.0.1%3A8081&state=gracefulstop", form, error))
+      << error;
+  EXPECT_EQ(form.token, "1.ab");
+  EXPECT_EQ(form.farm, "my farm!");
+  EXPECT_EQ(form.server, "127.0.0.1:8081");
+  EXPECT_EQ(form.state, "gracefulStop");
+  EXPECT_FALSE(parse_server_action_form("farm=a&server=b&state=drain", form, error));
+  EXPECT_EQ(error, "the form has no token field");
+  EXPECT_FALSE(parse_server_action_form("token=1&farm=a&server=b&state=forcefulStop", form, error));
+  EXPECT_EQ(error, "state must be drain, gracefulStop or start");
+  EXPECT_FALSE(parse_server_action_form("token=1&farm=a&farm=b&server=b&state=drain", form, error));
+  EXPECT_EQ(error, "the form field farm came more than once");
+}
+
+TEST(SameOriginForm, OriginOrRefererMustNameThisListener) {
+  std::string error;
+  EXPECT_TRUE(
+      same_origin_form("127.0.0.1:9180", "http://127.0.0.1:9180", "", "same-origin", error));
+  EXPECT_TRUE(same_origin_form("127.0.0.1:9180", "", "http://127.0.0.1:9180/", "", error));
+  EXPECT_TRUE(same_origin_form("localhost:9180", "HTTP://LOCALHOST:9180", "", "", error));
+  EXPECT_FALSE(same_origin_form("127.0.0.1:9180", "http://evil.example", "", "", error));
+  EXPECT_EQ(error,
+            "cross-site form refused (Origin http://evil.example is not http://127.0.0.1:9180)");
+  EXPECT_FALSE(same_origin_form("127.0.0.1:9180", "null", "", "", error));
+  // Another port is another origin, and a name that only starts like this one is not it.
+  EXPECT_FALSE(same_origin_form("127.0.0.1:9180", "http://127.0.0.1:9181", "", "", error));
+  EXPECT_FALSE(same_origin_form("127.0.0.1:9180", "", "http://127.0.0.1:91800/", "", error));
+  EXPECT_FALSE(same_origin_form("127.0.0.1:9180", "", "http://127.0.0.1:9180.evil/", "", error));
+  EXPECT_FALSE(
+      same_origin_form("127.0.0.1:9180", "http://127.0.0.1:9180", "", "cross-site", error));
+  EXPECT_EQ(error, "cross-site form refused (Sec-Fetch-Site: cross-site)");
+  EXPECT_FALSE(same_origin_form("127.0.0.1:9180", "", "", "", error));
+  EXPECT_NE(error.find("without Origin or Referer"), std::string::npos);
 }
 
 }  // namespace

@@ -69,5 +69,23 @@ TEST(CommandLine, ExplainNeedsCheckConfigAndHeadersNeedExplain) {
       parse({"--check-config", "--explain", "GET http://x/", "--header", "nocolon"}, third, error));
 }
 
+TEST(CommandLine, ReplayTakesEveryLogUpToTheNextOption) {
+  CommandLine cli;
+  std::string error;
+  ASSERT_TRUE(parse(
+      {"--check-config", "--replay", "u_ex1.log", "u_ex2.log", "--config", "a.config"}, cli, error))
+      << error;
+  EXPECT_EQ(cli.replay, (std::vector<std::string>{"u_ex1.log", "u_ex2.log"}));
+  EXPECT_EQ(cli.config_path, "a.config");
+  CommandLine alone;
+  EXPECT_FALSE(parse({"--replay", "u_ex1.log"}, alone, error));
+  EXPECT_EQ(error, "--replay goes with --check-config (it starts nothing)");
+  CommandLine both;
+  EXPECT_FALSE(
+      parse({"--check-config", "--replay", "a.log", "--explain", "GET http://x/"}, both, error));
+  CommandLine empty;
+  EXPECT_FALSE(parse({"--check-config", "--replay"}, empty, error));
+}
+
 }  // namespace
 }  // namespace harrow
