@@ -16,7 +16,7 @@ namespace {
 
 using harrow::balancer::Algorithm;
 using harrow::balancer::AllAvailable;
-using harrow::balancer::FarmSpec;
+using harrow::balancer::BalancedFarm;
 using harrow::balancer::Finish;
 using harrow::balancer::Outcome;
 using harrow::balancer::PickContext;
@@ -24,8 +24,8 @@ using harrow::balancer::Random;
 
 enum class Weights { Equal, Small, Huge };
 
-FarmSpec farm(Algorithm algorithm, size_t n, Weights weights) {
-  FarmSpec spec;
+BalancedFarm farm(Algorithm algorithm, size_t n, Weights weights) {
+  BalancedFarm spec;
   spec.algorithm = algorithm;
   Random rng(99);
   for (size_t i = 0; i < n; ++i) {
@@ -40,7 +40,7 @@ FarmSpec farm(Algorithm algorithm, size_t n, Weights weights) {
 
 void run(benchmark::State& state, Algorithm algorithm, Weights weights = Weights::Equal,
          double balance_factor = 0) {
-  FarmSpec spec = farm(algorithm, static_cast<size_t>(state.range(0)), weights);
+  BalancedFarm spec = farm(algorithm, static_cast<size_t>(state.range(0)), weights);
   spec.hash_balance_factor = balance_factor;
   auto balancer = harrow::balancer::make_balancer(spec);
   AllAvailable all;

@@ -55,11 +55,11 @@ struct ServerRuntime {
 
 struct FarmProber::Impl {
   std::mutex mutex;  // guards the three hand-over fields below, nothing on the probe path
-  std::optional<FarmProbeSpec> pending_spec;
+  std::optional<ProbedFarm> pending_spec;
   std::vector<std::pair<std::string, AdminCommand>> pending_commands;
   bool stop_requested = false;
 
-  FarmProbeSpec spec;
+  ProbedFarm spec;
   std::vector<ServerRuntime*> servers;
   uv_loop_t loop{};
   uv_async_t wakeup{};
@@ -183,7 +183,7 @@ struct FarmProber::Impl {
 
   static void on_wakeup(uv_async_t* a) {
     Impl& self = *static_cast<Impl*>(a->data);
-    std::optional<FarmProbeSpec> spec;
+    std::optional<ProbedFarm> spec;
     std::vector<std::pair<std::string, AdminCommand>> commands;
     bool stop;
     {
@@ -238,7 +238,7 @@ struct FarmProber::Impl {
              [](uv_handle_t* h) { delete static_cast<ServerRuntime*>(h->data); });
   }
 
-  void apply_spec(FarmProbeSpec next) {
+  void apply_spec(ProbedFarm next) {
     bool was_probing = spec.policy.active_probing;
     std::vector<ServerRuntime*> old = std::move(servers);
     servers.clear();
@@ -282,8 +282,8 @@ struct FarmProber::Impl {
     uv_timer_init(&loop, &tick);
     tick.data = this;
     uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
-    FarmProbeSpec initial = std::move(spec);
-    spec = FarmProbeSpec{};
+    ProbedFarm initial = std::move(spec);
+    spec = ProbedFarm{};
     spec.table = initial.table;
     apply_spec(std::move(initial));
     thread = std::thread([this] {
@@ -300,7 +300,7 @@ struct FarmProber::Impl {
   }
 };
 
-FarmProber::FarmProber(FarmProbeSpec spec) : impl_(std::make_unique<Impl>()) {
+FarmProber::FarmProber(ProbedFarm spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = std::move(spec);
   impl_->start();
 }
@@ -314,7 +314,7 @@ FarmProber::~FarmProber() {
   impl_->thread.join();
 }
 
-void FarmProber::update(FarmProbeSpec spec) {
+void FarmProber::update(ProbedFarm spec) {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->pending_spec = std::move(spec);

@@ -267,7 +267,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   // Label sets are built once per scrape, not once per family.
   std::vector<std::vector<std::string>> server_labels(snap.farms.size());
   for (size_t f = 0; f < snap.farms.size(); ++f) {
-    const FarmRuntime& farm = snap.farms[f];
+    const SnapshotFarm& farm = snap.farms[f];
     std::string prefix = "farm=\"" + escape_label(farm.config->name) + "\",server=\"";
     std::string suffix = "\",pool=\"" + escape_label(farm.config->application_pool) + "\"";
     for (const ServerEndpoint& ep : farm.servers) {
@@ -420,7 +420,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   }
   family("harrow_farm_panic", "gauge",
          "1 while fewer servers are healthy than minServers and health is disregarded.");
-  for (const FarmRuntime& farm : snap.farms) {
+  for (const SnapshotFarm& farm : snap.farms) {
     o << "harrow_farm_panic{farm=\"" << escape_label(farm.config->name) << "\",pool=\""
       << escape_label(farm.config->application_pool) << "\"} " << (farm.health->panic() ? 1 : 0)
       << "\n";
@@ -433,7 +433,7 @@ std::string render_farms_json(const Snapshot& snap, const StatusHistory* history
   std::ostringstream o;
   o << "{\"farms\":[";
   for (size_t f = 0; f < snap.farms.size(); ++f) {
-    const FarmRuntime& farm = snap.farms[f];
+    const SnapshotFarm& farm = snap.farms[f];
     o << (f ? "," : "") << "{\"name\":\"" << escape_json(farm.config->name)
       << "\",\"applicationPool\":\"" << escape_json(farm.config->application_pool)
       << "\",\"enabled\":" << (farm.config->enabled ? "true" : "false") << ",\"servers\":[";

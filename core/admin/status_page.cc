@@ -20,7 +20,7 @@ std::string series_key(std::string_view farm, std::string_view server) {
   return key;
 }
 
-uint64_t total_requests(const FarmRuntime& farm, size_t server) {
+uint64_t total_requests(const SnapshotFarm& farm, size_t server) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server >= row.size()) continue;
@@ -29,7 +29,7 @@ uint64_t total_requests(const FarmRuntime& farm, size_t server) {
   return n;
 }
 
-uint64_t total_failures(const FarmRuntime& farm, size_t server) {
+uint64_t total_failures(const SnapshotFarm& farm, size_t server) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server >= row.size()) continue;
@@ -38,7 +38,7 @@ uint64_t total_failures(const FarmRuntime& farm, size_t server) {
   return n;
 }
 
-uint64_t failures_of(const FarmRuntime& farm, size_t server, int reason) {
+uint64_t failures_of(const SnapshotFarm& farm, size_t server, int reason) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server < row.size()) n += row[server].failures[reason].get();
@@ -46,7 +46,7 @@ uint64_t failures_of(const FarmRuntime& farm, size_t server, int reason) {
   return n;
 }
 
-uint64_t in_flight(const FarmRuntime& farm, size_t server) {
+uint64_t in_flight(const SnapshotFarm& farm, size_t server) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server < row.size()) n += row[server].in_flight.get();
@@ -229,7 +229,7 @@ background:currentColor}
 footer{color:var(--muted);font-size:12px;border-top:1px solid var(--border);padding-top:10px}
 )css";
 
-void render_server(std::string& o, const FarmRuntime& farm, size_t i,
+void render_server(std::string& o, const SnapshotFarm& farm, size_t i,
                    const StatusHistory& history) {
   static const char* kAvailability[] = {"Available", "Draining", "Unavailable"};
   static const char* kAvailabilityClass[] = {"ok", "warn", "bad"};
@@ -311,7 +311,7 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i,
   o += "</td></tr>\n";
 }
 
-void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& history) {
+void render_farm(std::string& o, const SnapshotFarm& farm, const StatusHistory& history) {
   o += "<section>\n<h2>";
   escape(o, farm.config->name);
   o += " <span class=\"pool\">pool: ";
@@ -349,7 +349,7 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
 
 void StatusHistory::sample(const Snapshot& snapshot, uint64_t now_ms) {
   std::set<std::string> seen;
-  for (const FarmRuntime& farm : snapshot.farms) {
+  for (const SnapshotFarm& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       std::string key = series_key(farm.config->name, farm.servers[i].label);
       if (!seen.insert(key).second) continue;  // the loader forbids duplicates; be safe anyway
@@ -383,7 +383,7 @@ const StatusHistory::Series* StatusHistory::find(const std::string& farm,
 
 std::string render_status_page(const Snapshot& snapshot, const StatusHistory& history) {
   size_t servers = 0, healthy = 0, available = 0;
-  for (const FarmRuntime& farm : snapshot.farms) {
+  for (const SnapshotFarm& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       health::ServerState st = farm.health->load(i);
       bool resolved = farm.servers[i].resolved;
@@ -414,7 +414,7 @@ std::string render_status_page(const Snapshot& snapshot, const StatusHistory& hi
        (servers == 1 ? " server" : " servers") + " &middot; " + std::to_string(healthy) +
        " healthy &middot; " + std::to_string(available) + " taking new requests &middot; as of " +
        when + " UTC, refreshes every 5 s</p>\n";
-  for (const FarmRuntime& farm : snapshot.farms) render_farm(o, farm, history);
+  for (const SnapshotFarm& farm : snapshot.farms) render_farm(o, farm, history);
   if (snapshot.farms.empty()) o += "<p class=\"none\">No farms are configured.</p>\n";
   o += "<footer>Rates are sampled every 5 s; latency is the server's response time (request "
        "start to the last response byte), estimated from histograms since start. "

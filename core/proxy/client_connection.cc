@@ -606,7 +606,7 @@ void ClientConnection::start_exchange() {
   for (const HeaderField& f : decision.set_headers)
     ex_->rule_header_text.emplace_back(f.name, f.value);
   ex_->rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
-  FarmState& farm = worker_->farm(ex_->farm);
+  WorkerFarm& farm = worker_->farm(ex_->farm);
   std::optional<size_t> pick;
   Failure no_pick = Failure::no_server;
   if (farm.runtime->config->enabled) {
@@ -619,10 +619,10 @@ void ClientConnection::start_exchange() {
   use_server(*pick);  // inside run_parser's loop: it goes on parsing by itself
 }
 
-std::optional<size_t> ClientConnection::choose_server(FarmState& farm, const RequestFacts& facts,
+std::optional<size_t> ClientConnection::choose_server(WorkerFarm& farm, const RequestFacts& facts,
                                                       std::span<const HeaderField> rule_headers,
                                                       Failure& failure) {
-  const FarmRuntime& rt = *farm.runtime;
+  const SnapshotFarm& rt = *farm.runtime;
   ex_->set_affinity_cookie = false;
   if (rt.affinity_index != nullptr) {
     std::string_view value = rt.affinity_cookies->find(ex_->head);
@@ -706,8 +706,9 @@ void ClientConnection::connect_upstream() {
   ex_->connect_started_ns = uv_hrtime();
   const sockaddr_storage* addr = &endpoint.addr;
   if (ex_->upstream_tls) {
-    const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
-    const tls::ClientContexts::Farm& settings = ex_->snap->tls_client->for_farm(farm.config->name);
+    const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
+    const tls::ClientContexts::UpstreamTls& settings =
+        ex_->snap->tls_client->for_farm(farm.config->name);
     ex_->upstream->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
                            worker_->farm(ex_->farm).servers[ex_->server].tls_session);
     addr = &endpoint.tls_addr;
@@ -726,7 +727,7 @@ void ClientConnection::upstream_connected() {
 }
 
 void ClientConnection::send_request_head() {
-  const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
+  const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
   const config::ProtocolConfig& protocol = farm.config->protocol;
   ex_->upstream->begin_exchange(ex_->head_request, ms(protocol.timeout),
                                 protocol.max_response_header_size);
@@ -906,7 +907,7 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   response.close = close_requested_;
   response.http10_keep_alive = !client_http11 && !close_requested_;
   if (switching) response.upgrade = head.find("upgrade");
-  const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
+  const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
   if (farm.live_failure_codes.matches(status)) ex_->server_metrics->live_failures.add();
   if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
   HeaderField replacements[2];
@@ -1221,7 +1222,7 @@ bool ClientConnection::fail_over(Failure failure, int uv_status) {
   if (!(nothing_sent || safe_replay) || ex_->tried_count >= retries) return false;
   if (worker_->snapshot_ptr() != ex_->snap) return false;  // a reload landed: the balancer is new
   ex_->tried[ex_->tried_count++] = ex_->server;
-  FarmState& farm = worker_->farm(ex_->farm);
+  WorkerFarm& farm = worker_->farm(ex_->farm);
   balancer::PickContext ctx{*farm.availability, worker_->random()};
   ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count));
   std::optional<size_t> next = farm.balancer->pick(ctx);
@@ -1461,7 +1462,7 @@ void ClientConnection::log_failure(Failure failure, int uv_status) {
   std::string farm = "-";
   std::string pool = "-";
   if (ex_->farm >= 0) {
-    const FarmRuntime& f = ex_->snap->farms[ex_->farm];
+    const SnapshotFarm& f = ex_->snap->farms[ex_->farm];
     farm = f.config->name;
     if (!f.config->application_pool.empty()) pool = f.config->application_pool;
     if (ex_->in_flight_counted || ex_->upstream != nullptr) server = f.servers[ex_->server].label;
@@ -1523,7 +1524,7 @@ void ClientConnection::log_access() {
   e.bytes_received = ex_->request_bytes;
   e.time_taken_ms = uv_now(worker_->loop()) - ex_->request_started_ms;
   if (ex_->farm >= 0 && ex_->snap) {
-    const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
+    const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
     e.farm = farm.config->name;
     if (ex_->server_metrics != nullptr) e.server = farm.servers[ex_->server].label;
   }

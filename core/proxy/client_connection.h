@@ -34,7 +34,7 @@ class Session;
 }
 
 class Worker;
-struct FarmState;
+struct WorkerFarm;
 struct ListenSocket;
 struct RequestFacts;
 struct ClientResponse;
@@ -99,7 +99,7 @@ class ClientConnection final : public UpstreamEvents {
   // The server for this request: the one its affinity cookie names while that server may
   // serve it, else host-name affinity or the farm's balancer. nullopt (with `failure` set)
   // when there is none.
-  std::optional<size_t> choose_server(FarmState& farm, const RequestFacts& facts,
+  std::optional<size_t> choose_server(WorkerFarm& farm, const RequestFacts& facts,
                                       std::span<const HeaderField> rule_headers, Failure& failure);
   // The host the request names: an absolute-form target's authority, else its Host.
   std::string_view request_host() const;

@@ -136,10 +136,10 @@ void Worker::new_request_id(char out[37]) {
 
 void Worker::build_farm_states() {
   farms_.clear();
-  for (const FarmRuntime& f : snapshot_->farms) {
-    FarmState state;
+  for (const SnapshotFarm& f : snapshot_->farms) {
+    WorkerFarm state;
     state.runtime = &f;
-    state.balancer = balancer::make_balancer(balancer_spec(f));
+    state.balancer = balancer::make_balancer(balanced_farm(f));
     state.availability = std::make_unique<FarmAvailability>(&f);
     state.servers.resize(f.servers.size());
     farms_.push_back(std::move(state));
@@ -156,7 +156,7 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
 
 void Worker::adopt(std::shared_ptr<const Snapshot> next) {
   std::shared_ptr<const Snapshot> previous = snapshot_;
-  std::vector<FarmState> old_farms = std::move(farms_);
+  std::vector<WorkerFarm> old_farms = std::move(farms_);
   snapshot_ = std::move(next);
   build_farm_states();
   // Idle connections to servers that are still configured stay pooled; the rest close.
@@ -346,8 +346,8 @@ void Worker::begin_stop() {
 void Worker::maybe_finish_stop() {
   if (!connections_.empty() || loop_closing_) return;
   loop_closing_ = true;
-  for (FarmState& farm : farms_) {
-    for (ServerSlot& slot : farm.servers) {
+  for (WorkerFarm& farm : farms_) {
+    for (WorkerServer& slot : farm.servers) {
       std::vector<UpstreamConnection*> idle = slot.idle;
       idle.insert(idle.end(), slot.idle_tls.begin(), slot.idle_tls.end());
       for (UpstreamConnection* up : idle) up->close();

@@ -40,7 +40,7 @@ struct ListenSocket {
 };
 
 // Per worker, per server of a farm: the idle keep-alive connections to it.
-struct ServerSlot {
+struct WorkerServer {
   std::vector<UpstreamConnection*> idle;      // most recently used last
   std::vector<UpstreamConnection*> idle_tls;  // the same over https (httpsPort)
   std::vector<UpstreamConnection*>& pool(bool tls) { return tls ? idle_tls : idle; }
@@ -49,9 +49,9 @@ struct ServerSlot {
 };
 
 // Adapts a farm's health table to what the balancer asks.
-class FarmAvailability final : public balancer::Availability {
+class FarmAvailability final : public balancer::AvailableServers {
  public:
-  explicit FarmAvailability(const FarmRuntime* farm) : farm_(farm) {}
+  explicit FarmAvailability(const SnapshotFarm* farm) : farm_(farm) {}
   bool available(size_t server) const override {
     return usable(server, health::Availability::Available);
   }
@@ -73,16 +73,16 @@ class FarmAvailability final : public balancer::Availability {
     return state.healthy || farm_->health->panic();
   }
 
-  const FarmRuntime* farm_;
+  const SnapshotFarm* farm_;
 };
 
-struct FarmState {
-  const FarmRuntime* runtime = nullptr;
+struct WorkerFarm {
+  const SnapshotFarm* runtime = nullptr;
   // shared_ptr: an exchange keeps the balancer it started on, so its on_finish() lands there
   // even if a reload replaced the farm's balancer meanwhile.
   std::shared_ptr<balancer::Balancer> balancer;
   std::unique_ptr<FarmAvailability> availability;
-  std::vector<ServerSlot> servers;
+  std::vector<WorkerServer> servers;
 };
 
 class Worker {
@@ -123,7 +123,7 @@ class Worker {
   ExchangePool& exchanges() { return exchanges_; }
   TimerHeap& client_timers() { return client_timers_; }
   AccessLogBuffer& access_log() { return access_log_; }
-  FarmState& farm(int index) { return farms_[static_cast<size_t>(index)]; }
+  WorkerFarm& farm(int index) { return farms_[static_cast<size_t>(index)]; }
   bool stopping() const { return stopping_; }
   int id() const { return id_; }
   uint64_t connection_limit() const { return connection_limit_; }
@@ -170,7 +170,7 @@ class Worker {
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
-  std::vector<FarmState> farms_;
+  std::vector<WorkerFarm> farms_;
   RouteScratch route_scratch_;
   TimerHeap client_timers_;  // the client connections' timeouts
   ExchangePool exchanges_;   // for this worker's client connections

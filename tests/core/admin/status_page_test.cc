@@ -241,7 +241,7 @@ TEST(StatusPage, StateHealthPanicAndTransitions) {
   EXPECT_EQ(page.find("unhealthy"), std::string::npos);
   EXPECT_EQ(count(page, ">Available</span>"), 3u);
 
-  const FarmRuntime& shop = snap->farms[kShop];
+  const SnapshotFarm& shop = snap->farms[kShop];
   shop.health->store(0, false, health::Availability::Available);
   shop.health->store(1, true, health::Availability::Draining);
   snap->farms[kEvil].health->store(0, true, health::Availability::Unavailable);
