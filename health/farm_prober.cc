@@ -106,8 +106,8 @@ struct FarmProber::Impl {
   void publish(ServerRuntime& s, const std::optional<Transition>& t, bool by_admin = false) {
     if (!t) return;
     spec.table->store(s.index, s.machine.healthy(), s.machine.availability());
-    spec.table->slot(s.index).transitions.fetch_add(1, std::memory_order_relaxed);
-    spec.table->slot(s.index).set_last_transition(
+    spec.table->probe_record(s.index).transitions.fetch_add(1, std::memory_order_relaxed);
+    spec.table->probe_record(s.index).set_last_transition(
         state_name(t->before.healthy, t->before.availability) + " -> " +
         state_name(t->after.healthy, t->after.availability) + ": " + t->reason);
     if (by_admin) s.logged_once = false;
@@ -155,7 +155,7 @@ struct FarmProber::Impl {
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
-    spec.table->slot(s.index).probes[static_cast<int>(result.kind)].fetch_add(
+    spec.table->probe_record(s.index).probes[static_cast<int>(result.kind)].fetch_add(
         1, std::memory_order_relaxed);
     publish(s, s.machine.on_probe(result, now()));
   }
@@ -267,7 +267,7 @@ struct FarmProber::Impl {
     for (ServerRuntime* s : old) {
       if (s != nullptr) remove_server(s);
     }
-    // The new table shares slots with the old for kept servers; new servers start healthy.
+    // The new table shares words and records with the old for kept servers; new servers start healthy.
     for (ServerRuntime* s : servers) {
       spec.table->store(s->index, s->machine.healthy(), s->machine.availability());
     }

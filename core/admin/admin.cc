@@ -393,7 +393,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   family("harrow_health_probes_total", "counter", "Health probes sent, by result.");
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
-      const health::ServerSlot& slot = snap.farms[f].health->slot(i);
+      const health::ProbeRecord& slot = snap.farms[f].health->probe_record(i);
       for (int k = 0; k < health::kProbeResultKinds; ++k) {
         o << "harrow_health_probes_total{" << labels(f, i) << ",result=\""
           << health::probe_result_name(static_cast<health::ProbeResultKind>(k)) << "\"} "
@@ -406,7 +406,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
       o << "harrow_server_state_transitions_total{" << labels(f, i) << "} "
-        << snap.farms[f].health->slot(i).transitions.load(std::memory_order_relaxed) << "\n";
+        << snap.farms[f].health->probe_record(i).transitions.load(std::memory_order_relaxed) << "\n";
     }
   }
   family("harrow_server_live_failures_total", "counter",

@@ -298,10 +298,10 @@ void render_server(std::string& o, const SnapshotFarm& farm, size_t i,
     o += "<td class=\"num\">0</td>";
   }
   // The count, with the last transition and its reason (the prober's words) beside it.
-  std::string last = farm.health->slot(i).last_transition();
+  std::string last = farm.health->probe_record(i).last_transition();
   o += "<td class=\"num\" title=\"";
   escape(o, last.empty() ? std::string("no transition yet") : last);
-  o += "\">" + format_count(farm.health->slot(i).transitions.load(std::memory_order_relaxed)) +
+  o += "\">" + format_count(farm.health->probe_record(i).transitions.load(std::memory_order_relaxed)) +
        "</td><td class=\"note\">";
   escape(o, last.empty() ? std::string("—") : last);
   o += "</td>";

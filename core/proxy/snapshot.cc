@@ -133,7 +133,7 @@ void carry_over(Snapshot& next, const Snapshot& previous) {
       size_t nf, ns;
       if (!find_same_server(next, previous, f, s, nf, ns)) continue;
       SnapshotFarm& farm = next.farms[nf];
-      farm.health->share_slot(ns, *old_farm.health, s);
+      farm.health->share_server(ns, *old_farm.health, s);
       farm.health->share_panic(*old_farm.health);
       size_t rows = std::min(farm.metrics.size(), old_farm.metrics.size());
       for (size_t w = 0; w < rows; ++w) farm.metrics[w][ns].add_from(old_farm.metrics[w][s]);

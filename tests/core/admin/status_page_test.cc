@@ -245,7 +245,7 @@ TEST(StatusPage, StateHealthPanicAndTransitions) {
   shop.health->store(0, false, health::Availability::Available);
   shop.health->store(1, true, health::Availability::Draining);
   snap->farms[kEvil].health->store(0, true, health::Availability::Unavailable);
-  shop.health->slot(0).transitions.store(7);
+  shop.health->probe_record(0).transitions.store(7);
   shop.health->set_panic(true);
   page = render_status_page(*snap, history);
   EXPECT_EQ(count(page, "panic mode</span>"), 1u);
@@ -271,7 +271,7 @@ TEST(StatusPage, ShowsTheLastTransitionAndItsReason) {
   config.farms[0].servers[0].address = "127.0.0.1";
   std::vector<std::string> warnings;
   auto snap = build_snapshot(std::make_shared<config::Config>(config), 1, nullptr, warnings);
-  snap->farms[0].health->slot(0).set_last_transition(
+  snap->farms[0].health->probe_record(0).set_last_transition(
       "healthy/available -> unhealthy/available: 3 consecutive failed probes (last: status 503)");
   StatusHistory history;
   std::string page = render_status_page(*snap, history);
