@@ -2654,22 +2654,31 @@ LoadResult load_config_text(std::string_view xml, const std::string& path) {
   return diagnostics.finish(std::move(config));
 }
 
+namespace {
+
+// The one error of a file that cannot be read; `error` is the errno of the failed read. Built
+// as a named object, every field set, then moved in: GCC 12 at -O3 cannot follow a
+// brace-initialized temporary Diagnostic through push_back and warns that its strings may be
+// used uninitialized.
+LoadResult unreadable_file(const std::string& path, int error) {
+  Diagnostic diagnostic;
+  diagnostic.where.file = path;
+  diagnostic.where.line = 0;
+  diagnostic.where.column = 0;
+  diagnostic.message = "cannot read the file: " + std::string(std::strerror(error));
+  LoadResult result;
+  result.errors.push_back(std::move(diagnostic));
+  return result;
+}
+
+}  // namespace
+
 LoadResult load_config_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    LoadResult result;
-    result.errors.push_back(
-        {{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
-    return result;
-  }
+  if (!file) return unreadable_file(path, errno);
   std::ostringstream contents;
   contents << file.rdbuf();
-  if (file.bad()) {
-    LoadResult result;
-    result.errors.push_back(
-        {{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
-    return result;
-  }
+  if (file.bad()) return unreadable_file(path, errno);
   return load_config_text(contents.str(), path);
 }
 

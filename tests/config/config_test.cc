@@ -934,7 +934,9 @@ TEST(ConfigFiles, ErrorsNameTheFile) {
 }
 
 TEST(ConfigFormat, DiagnosticFormat) {
-  Diagnostic diagnostic{{"a/b.config", 12, 5}, "something is wrong"};
+  Diagnostic diagnostic;
+  diagnostic.where = SourceLocation{.file = "a/b.config", .line = 12, .column = 5};
+  diagnostic.message = "something is wrong";
   EXPECT_EQ(diagnostic.format_error(), "a/b.config:12:5: error: something is wrong");
 }
 
