@@ -57,6 +57,7 @@ void HostAffinity::forget_idle(uint64_t now_ns) {
 std::optional<size_t> HostAffinity::pick(std::string_view host,
                                          const AvailableServers& availability, uint64_t now_ns) {
   std::string key = normalize(host);
+  std::lock_guard lock(mutex_);
   if (server_count_ == 0) return std::nullopt;
   forget_idle(now_ns);
   auto [it, inserted] = entries_.try_emplace(key);
@@ -87,6 +88,7 @@ std::optional<size_t> HostAffinity::pick(std::string_view host,
 }
 
 size_t HostAffinity::hosts() const {
+  std::lock_guard lock(mutex_);
   return entries_.size();
 }
 

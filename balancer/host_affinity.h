@@ -1,15 +1,11 @@
 // Host-name affinity (ARR's useHostName with the HostNameRoundRobin provider, for shared
 // hosting): each site (Host header) is pinned to a few servers of the farm, so a site's
 // application stays warm on those servers only.
-//
-// Each worker owns one HostAffinity per farm (core/proxy/worker.h's WorkerFarm), as it owns
-// its balancers: picking takes no lock and the shared configuration snapshot stays
-// immutable. So each worker pins a Host on its own: with several workers a Host may be
-// pinned to a different server in each, as requests to it arrive through different workers.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,7 +17,7 @@
 
 namespace harrow::balancer {
 
-// Not thread-safe: one per worker per farm.
+// Shared by every worker thread of the process (one per farm): pick() takes a mutex.
 class HostAffinity {
  public:
   // timeout_ns: a host unseen for this long forgets its servers (ARR's affinity timeout).
@@ -59,6 +55,7 @@ class HostAffinity {
     return now_ns > since && now_ns - since >= timeout_ns_;
   }
 
+  mutable std::mutex mutex_;
   const uint64_t timeout_ns_;
   const size_t server_count_;
   const uint32_t default_servers_;

@@ -465,7 +465,7 @@ Explanation explain_request(const Snapshot& snap, const ExplainInput& in, bool l
           }
         }
       }
-      if (!pick && farm.affinity.use_host_name) {
+      if (!pick && rt.host_affinity != nullptr) {
         balancer::HostAffinity fresh(
             static_cast<uint64_t>(farm.affinity.timeout.count()) * 1'000'000, {},
             farm.servers.size());

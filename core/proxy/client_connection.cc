@@ -641,8 +641,8 @@ std::optional<size_t> ClientConnection::choose_server(WorkerFarm& farm, const Re
     ex_->set_affinity_cookie = true;
   }
   uint64_t now = uv_hrtime();
-  if (farm.host_affinity != nullptr)
-    return farm.host_affinity->pick(facts.host, *farm.availability, now);
+  if (rt.host_affinity != nullptr)
+    return rt.host_affinity->pick(facts.host, *farm.availability, now);
   balancer::PickContext ctx{*farm.availability, worker_->random(), now};
   if (rt.hash_key != nullptr) ctx.hash = rt.hash_key->hash(facts, rule_headers, ex_->hash_buffer);
   return farm.balancer->pick(ctx);

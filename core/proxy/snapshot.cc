@@ -1,6 +1,5 @@
 #include "core/proxy/snapshot.h"
 
-#include "balancer/host_affinity.h"
 #include "core/http1/http_head.h"
 
 #include <netdb.h>
@@ -154,6 +153,13 @@ void add_balancing_state(const config::FarmConfig& farm, SnapshotFarm& rt) {
     rt.affinity_cookies = std::make_unique<AffinityCookies>(affinity, values);
     rt.affinity_index = std::move(index);
   }
+  if (affinity.use_host_name) {
+    std::vector<std::pair<std::string, uint32_t>> per_host;
+    for (const auto& host : affinity.hosts) per_host.emplace_back(host.name, host.servers);
+    rt.host_affinity = std::make_unique<balancer::HostAffinity>(
+        static_cast<uint64_t>(affinity.timeout.count()) * 1'000'000, std::move(per_host),
+        farm.servers.size());
+  }
   if (farm.load_balancing.algorithm == balancer::Algorithm::RequestHash) {
     rt.hash_key = std::make_unique<FarmHashKey>(farm.load_balancing);
   }
@@ -253,16 +259,6 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   snap->router = std::make_unique<Router>(*config);
   snap->sites = std::make_unique<SiteTable>(*config);
   return snap;
-}
-
-std::unique_ptr<balancer::HostAffinity> make_host_affinity(const SnapshotFarm& farm) {
-  const config::AffinityConfig& affinity = farm.config->affinity;
-  if (!affinity.use_host_name) return nullptr;
-  std::vector<std::pair<std::string, uint32_t>> per_host;
-  for (const auto& host : affinity.hosts) per_host.emplace_back(host.name, host.servers);
-  return std::make_unique<balancer::HostAffinity>(
-      static_cast<uint64_t>(affinity.timeout.count()) * 1'000'000, std::move(per_host),
-      farm.servers.size());
 }
 
 balancer::BalancedFarm balanced_farm(const SnapshotFarm& farm) {

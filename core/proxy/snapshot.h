@@ -1,9 +1,6 @@
 // What a loaded configuration becomes at run time, shared read-only by all workers: each
 // farm's servers with their socket addresses, the farm's health table, and the compiled rules.
 // Built on the main thread; a worker holds it by shared_ptr for as long as it uses it.
-// Nothing in it is written after it is built but atomics made for it: the health words (the
-// prober's) and each worker's own row of counters. State a worker changes as it picks
-// (balancers, host-name pins) is the worker's own (WorkerFarm in worker.h).
 #pragma once
 
 #include <netinet/in.h>
@@ -17,6 +14,7 @@
 
 #include "balancer/affinity.h"
 #include "balancer/balancer.h"
+#include "balancer/host_affinity.h"
 #include "config/config.h"
 #include "core/proxy/affinity_cookie.h"
 #include "core/proxy/metrics.h"
@@ -26,10 +24,6 @@
 #include "core/tls/tls_context.h"
 #include "health/health_table.h"
 #include "health/status_match.h"
-
-namespace harrow::balancer {
-class HostAffinity;
-}  // namespace harrow::balancer
 
 namespace harrow {
 
@@ -68,13 +62,12 @@ struct SnapshotFarm {
   // Cookie affinity (useCookie): cookie value <-> server, and the Set-Cookie fields.
   std::unique_ptr<const balancer::AffinityIndex> affinity_index;
   std::unique_ptr<const AffinityCookies> affinity_cookies;
+  // Host-name affinity (useHostName): which servers each Host is pinned to, shared by every
+  // worker (it takes a lock; only farms that ask for it pay for it).
+  std::unique_ptr<balancer::HostAffinity> host_affinity;
   // RequestHash farms: what each request hashes.
   std::unique_ptr<const FarmHashKey> hash_key;
 };
-
-// Host-name affinity (useHostName): a fresh picker for one worker (each worker pins Hosts in
-// its own picker, so the snapshot stays immutable), or null when the farm does not ask for it.
-std::unique_ptr<balancer::HostAffinity> make_host_affinity(const SnapshotFarm& farm);
 
 // The balancer's spec of a farm: ARR's algorithm, its options, and its servers in order.
 balancer::BalancedFarm balanced_farm(const SnapshotFarm& farm);

@@ -141,7 +141,6 @@ void Worker::build_farm_states() {
     state.runtime = &f;
     state.balancer = balancer::make_balancer(balanced_farm(f));
     state.availability = std::make_unique<FarmAvailability>(&f);
-    state.host_affinity = make_host_affinity(f);
     state.servers.resize(f.servers.size());
     farms_.push_back(std::move(state));
   }

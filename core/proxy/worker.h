@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "balancer/balancer.h"
-#include "balancer/host_affinity.h"
 #include "core/proxy/access_log.h"
 #include "core/proxy/exchange.h"
 #include "core/base/failure.h"
@@ -83,7 +82,6 @@ struct WorkerFarm {
   // even if a reload replaced the farm's balancer meanwhile.
   std::shared_ptr<balancer::Balancer> balancer;
   std::unique_ptr<FarmAvailability> availability;
-  std::unique_ptr<balancer::HostAffinity> host_affinity;  // useHostName: this worker's pins
   std::vector<WorkerServer> servers;
 };
 

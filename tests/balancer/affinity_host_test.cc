@@ -1,6 +1,8 @@
 // Host-name affinity (ARR's HostNameRoundRobin), with injected time.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "balancer/host_affinity.h"
@@ -96,6 +98,22 @@ TEST(HostAffinity, AnExpiredHostIsReallocatedToTheNextServer) {
   TestAvailability up(2);
   EXPECT_EQ(affinity.pick("a.example", up, kMinute - 1), 0u);
   EXPECT_EQ(affinity.pick("a.example", up, 2 * kMinute + 10), 1u);
+}
+
+TEST(HostAffinity, SharedByThreads) {
+  HostAffinity affinity(20 * kMinute, {}, 8);
+  TestAvailability up(8);
+  std::vector<std::thread> threads;
+  std::vector<std::set<size_t>> seen(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) seen[t].insert(*affinity.pick("one.example", up, 1 + i));
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  std::set<size_t> all;
+  for (const auto& s : seen) all.insert(s.begin(), s.end());
+  EXPECT_EQ(all.size(), 1u);  // one host, one server, whichever thread saw it first
 }
 
 }  // namespace
