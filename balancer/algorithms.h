@@ -7,9 +7,9 @@
 
 namespace harrow::balancer {
 
-std::unique_ptr<Balancer> make_least_requests(const FarmSpec& spec);
-std::unique_ptr<Balancer> make_least_response_time(const FarmSpec& spec);
-std::unique_ptr<Balancer> make_weighted_total_traffic(const FarmSpec& spec);
-std::unique_ptr<Balancer> make_request_hash(const FarmSpec& spec);
+std::unique_ptr<Balancer> make_least_requests(const BalancedFarm& spec);
+std::unique_ptr<Balancer> make_least_response_time(const BalancedFarm& spec);
+std::unique_ptr<Balancer> make_weighted_total_traffic(const BalancedFarm& spec);
+std::unique_ptr<Balancer> make_request_hash(const BalancedFarm& spec);
 
 }  // namespace harrow::balancer

@@ -5,7 +5,7 @@ namespace harrow::balancer {
 AvailableSet::AvailableSet(std::vector<uint64_t> weights)
     : weights_(std::move(weights)), member_(weights_.size(), 0) {}
 
-bool AvailableSet::rebuild(const Availability& availability) {
+bool AvailableSet::rebuild(const AvailableServers& availability) {
   bool changed = false;
   servers_.clear();
   total_weight_ = 0;

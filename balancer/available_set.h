@@ -1,5 +1,5 @@
 // The set of servers a pick may choose from, cached between picks: rebuilt only when the
-// Availability's version moves, so a pick never scans every server through virtual calls.
+// AvailableServers's version moves, so a pick never scans every server through virtual calls.
 #pragma once
 
 #include <cstddef>
@@ -20,7 +20,7 @@ class AvailableSet {
   // set is new or different, so the caller can rebuild what it derives from the set; a version
   // bump that leaves the set as it was (another farm's server, a draining flag on a server
   // that was down anyway) returns false, and a round robin keeps its place in the cycle.
-  bool refresh(const Availability& availability) {
+  bool refresh(const AvailableServers& availability) {
     uint64_t version = availability.version();
     if (valid_ && version == version_) return false;
     bool changed = rebuild(availability) || !valid_;
@@ -45,7 +45,7 @@ class AvailableSet {
 
  private:
   // Returns whether any server's membership changed.
-  bool rebuild(const Availability& availability);
+  bool rebuild(const AvailableServers& availability);
 
   std::vector<uint64_t> weights_;
   std::vector<uint32_t> servers_;
@@ -57,7 +57,7 @@ class AvailableSet {
 };
 
 // The servers' weights from a farm specification, in configuration order.
-inline std::vector<uint64_t> weights_of(const FarmSpec& spec) {
+inline std::vector<uint64_t> weights_of(const BalancedFarm& spec) {
   std::vector<uint64_t> weights;
   weights.reserve(spec.servers.size());
   for (const ServerSpec& s : spec.servers) weights.push_back(s.weight);

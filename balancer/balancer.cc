@@ -3,7 +3,7 @@
 
 namespace harrow::balancer {
 
-std::unique_ptr<Balancer> make_balancer(const FarmSpec& spec) {
+std::unique_ptr<Balancer> make_balancer(const BalancedFarm& spec) {
   switch (spec.algorithm) {
     case Algorithm::LeastRequests:
       return make_least_requests(spec);

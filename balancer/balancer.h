@@ -12,12 +12,14 @@
 #include <string_view>
 #include <vector>
 
+#include "balancer/algorithm.h"
+
 namespace harrow::balancer {
 
 // Which servers may take a new request right now (enabled, healthy, not draining, weight > 0).
-class Availability {
+class AvailableServers {
  public:
-  virtual ~Availability() = default;
+  virtual ~AvailableServers() = default;
   virtual bool available(size_t server) const = 0;
   // Changes whenever available(i) may have changed for any i, so a balancer can cache the
   // available set and rebuild it only then (a pick must not scan 1,000 servers). Equal
@@ -26,7 +28,7 @@ class Availability {
 };
 
 // Every server available: for tests and for farms without health state.
-class AllAvailable final : public Availability {
+class AllAvailable final : public AvailableServers {
  public:
   bool available(size_t) const override { return true; }
   uint64_t version() const override { return 0; }
@@ -56,7 +58,7 @@ class Random {
 uint64_t hash_key(std::string_view key);
 
 struct PickContext {
-  const Availability& availability;
+  const AvailableServers& availability;
   Random& random;
   uint64_t now_ns = 0;  // monotonic time, injected (decaying averages need it)
   // RequestHash: the hash of the request's key (see hash_key). Ignored by other algorithms.
@@ -87,20 +89,12 @@ class Balancer {
   virtual void on_finish(size_t /*server*/, const Finish& /*finish*/) {}
 };
 
-enum class Algorithm {
-  WeightedRoundRobin,
-  LeastRequests,
-  LeastResponseTime,
-  WeightedTotalTraffic,
-  RequestHash
-};
-
 struct ServerSpec {
   std::string identity;   // stable across reloads (address:port): consistent hashing keys on it
   uint32_t weight = 100;  // ARR's weight, 1..2^32-1 (0 = never picked)
 };
 
-struct FarmSpec {
+struct BalancedFarm {
   Algorithm algorithm = Algorithm::WeightedRoundRobin;
   std::vector<ServerSpec> servers;  // configuration order; pick() returns indexes into it
   bool randomize_ties = false;      // ARR's randomizeLBTies
@@ -110,7 +104,7 @@ struct FarmSpec {
   double hash_balance_factor = 0;
 };
 
-std::unique_ptr<Balancer> make_balancer(const FarmSpec& spec);
+std::unique_ptr<Balancer> make_balancer(const BalancedFarm& spec);
 
 // Weights are ARR's server weights (1..2^32-1), one per server, in configuration order.
 std::unique_ptr<Balancer> make_weighted_round_robin(const std::vector<uint32_t>& weights);

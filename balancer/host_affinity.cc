@@ -33,7 +33,7 @@ uint32_t HostAffinity::servers_for(const std::string& host) const {
   return static_cast<uint32_t>(std::min<size_t>(n, server_count_));
 }
 
-std::optional<size_t> HostAffinity::next_available(const Availability& availability,
+std::optional<size_t> HostAffinity::next_available(const AvailableServers& availability,
                                                    const std::vector<size_t>& taken) {
   for (size_t tried = 0; tried < server_count_; ++tried) {
     size_t s = cursor_;
@@ -52,8 +52,8 @@ void HostAffinity::forget_idle(uint64_t now_ns) {
                 [&](const auto& kv) { return now_ns - kv.second.last_used_ns >= timeout_ns_; });
 }
 
-std::optional<size_t> HostAffinity::pick(std::string_view host, const Availability& availability,
-                                         uint64_t now_ns) {
+std::optional<size_t> HostAffinity::pick(std::string_view host,
+                                         const AvailableServers& availability, uint64_t now_ns) {
   std::string key = normalize(host);
   std::lock_guard lock(mutex_);
   if (server_count_ == 0) return std::nullopt;

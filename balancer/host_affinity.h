@@ -31,7 +31,7 @@ class HostAffinity {
   // available ones, continuing where the previous allocation stopped; later requests go round
   // robin among its servers. An allocated server that is unavailable is replaced by the next
   // available one. nullopt when no server is available.
-  std::optional<size_t> pick(std::string_view host, const Availability& availability,
+  std::optional<size_t> pick(std::string_view host, const AvailableServers& availability,
                              uint64_t now_ns);
 
   // Hosts currently remembered (expired ones are dropped at most once per timeout period).
@@ -46,7 +46,7 @@ class HostAffinity {
 
   static std::string normalize(std::string_view host);
   uint32_t servers_for(const std::string& host) const;
-  std::optional<size_t> next_available(const Availability& availability,
+  std::optional<size_t> next_available(const AvailableServers& availability,
                                        const std::vector<size_t>& taken);
   void forget_idle(uint64_t now_ns);
   // Whether `timeout` has passed since `since` (worker clocks may be read slightly out of

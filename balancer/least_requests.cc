@@ -23,7 +23,7 @@ struct Load {
 
 class LeastRequests final : public Balancer {
  public:
-  explicit LeastRequests(const FarmSpec& spec)
+  explicit LeastRequests(const BalancedFarm& spec)
       : set_(weights_of(spec)), in_flight_(spec.servers.size(), 0) {
     ties_.randomize = spec.randomize_ties;
   }
@@ -55,7 +55,7 @@ class LeastRequests final : public Balancer {
 
 }  // namespace
 
-std::unique_ptr<Balancer> make_least_requests(const FarmSpec& spec) {
+std::unique_ptr<Balancer> make_least_requests(const BalancedFarm& spec) {
   return std::make_unique<LeastRequests>(spec);
 }
 

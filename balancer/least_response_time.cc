@@ -55,7 +55,7 @@ constexpr size_t kExactScanLimit = 4;
 
 class LeastResponseTime final : public Balancer {
  public:
-  explicit LeastResponseTime(const FarmSpec& spec)
+  explicit LeastResponseTime(const BalancedFarm& spec)
       : set_(weights_of(spec)), servers_(spec.servers.size()) {
     ties_.randomize = spec.randomize_ties;
     double tau =
@@ -130,7 +130,7 @@ class LeastResponseTime final : public Balancer {
 
 }  // namespace
 
-std::unique_ptr<Balancer> make_least_response_time(const FarmSpec& spec) {
+std::unique_ptr<Balancer> make_least_response_time(const BalancedFarm& spec) {
   return std::make_unique<LeastResponseTime>(spec);
 }
 

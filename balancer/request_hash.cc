@@ -43,7 +43,7 @@ inline uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
 
 class RequestHash final : public Balancer {
  public:
-  explicit RequestHash(const FarmSpec& spec)
+  explicit RequestHash(const BalancedFarm& spec)
       : set_(weights_of(spec)),
         in_flight_(spec.servers.size(), 0),
         factor_scaled_(spec.hash_balance_factor > 0
@@ -75,7 +75,7 @@ class RequestHash final : public Balancer {
   }
 
  private:
-  void build_ring(const FarmSpec& spec) {
+  void build_ring(const BalancedFarm& spec) {
     double sum = 0;
     size_t weighted = 0;
     for (const ServerSpec& s : spec.servers) {
@@ -171,7 +171,7 @@ class RequestHash final : public Balancer {
 
 }  // namespace
 
-std::unique_ptr<Balancer> make_request_hash(const FarmSpec& spec) {
+std::unique_ptr<Balancer> make_request_hash(const BalancedFarm& spec) {
   return std::make_unique<RequestHash>(spec);
 }
 

@@ -26,7 +26,7 @@ constexpr size_t kExactScanLimit = 8;
 
 class WeightedTotalTraffic final : public Balancer {
  public:
-  explicit WeightedTotalTraffic(const FarmSpec& spec)
+  explicit WeightedTotalTraffic(const BalancedFarm& spec)
       : set_(weights_of(spec)),
         servers_(spec.servers.size()),
         was_available_(spec.servers.size(), 0),
@@ -109,7 +109,7 @@ class WeightedTotalTraffic final : public Balancer {
 
 }  // namespace
 
-std::unique_ptr<Balancer> make_weighted_total_traffic(const FarmSpec& spec) {
+std::unique_ptr<Balancer> make_weighted_total_traffic(const BalancedFarm& spec) {
   return std::make_unique<WeightedTotalTraffic>(spec);
 }
 

@@ -17,7 +17,7 @@ namespace {
 
 using harrow::balancer::Algorithm;
 using harrow::balancer::AllAvailable;
-using harrow::balancer::FarmSpec;
+using harrow::balancer::BalancedFarm;
 using harrow::balancer::Finish;
 using harrow::balancer::Outcome;
 using harrow::balancer::PickContext;
@@ -25,8 +25,8 @@ using harrow::balancer::Random;
 
 enum class Weights { Equal, Small, Huge };
 
-FarmSpec farm(Algorithm algorithm, size_t n, Weights weights) {
-  FarmSpec spec;
+BalancedFarm farm(Algorithm algorithm, size_t n, Weights weights) {
+  BalancedFarm spec;
   spec.algorithm = algorithm;
   Random rng(99);
   for (size_t i = 0; i < n; ++i) {
@@ -41,7 +41,7 @@ FarmSpec farm(Algorithm algorithm, size_t n, Weights weights) {
 
 void run(benchmark::State& state, Algorithm algorithm, Weights weights = Weights::Equal,
          double balance_factor = 0) {
-  FarmSpec spec = farm(algorithm, static_cast<size_t>(state.range(0)), weights);
+  BalancedFarm spec = farm(algorithm, static_cast<size_t>(state.range(0)), weights);
   spec.hash_balance_factor = balance_factor;
   auto balancer = harrow::balancer::make_balancer(spec);
   AllAvailable all;

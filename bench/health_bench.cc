@@ -20,7 +20,7 @@ void BM_HealthTableLoad(benchmark::State& state) {
 }
 BENCHMARK(BM_HealthTableLoad);
 
-class TableAvailability final : public harrow::balancer::Availability {
+class TableAvailability final : public harrow::balancer::AvailableServers {
  public:
   explicit TableAvailability(const harrow::health::HealthTable& t) : table_(t) {}
   bool available(size_t server) const override { return table_.load(server).takes_new_requests(); }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "balancer/algorithm.h"
+
 namespace harrow::config {
 
 using Millis = std::chrono::milliseconds;
@@ -95,16 +97,8 @@ struct AffinityConfig {
   AffinityFailurePolicy failure_policy = AffinityFailurePolicy::Redistribute;
 };
 
-enum class Algorithm {
-  WeightedRoundRobin,
-  LeastRequests,
-  LeastResponseTime,
-  WeightedTotalTraffic,
-  RequestHash
-};
-
 struct LoadBalancingConfig {
-  Algorithm algorithm = Algorithm::WeightedRoundRobin;
+  balancer::Algorithm algorithm = balancer::Algorithm::WeightedRoundRobin;
   std::string hash_server_variable;
   std::string query_string_names;
   Millis least_response_time_period{5'000};

@@ -331,9 +331,6 @@ constexpr std::string_view kOutboundActionNames[] = {"None", "Rewrite"};
 constexpr std::string_view kFilterTagNames[] = {"A",     "Area", "Base",   "Form",
                                                 "Frame", "Head", "IFrame", "Img",
                                                 "Input", "Link", "Script", "CustomTags"};
-constexpr std::string_view kAlgorithmNames[] = {"WeightedRoundRobin", "LeastRequests",
-                                                "LeastResponseTime", "WeightedTotalTraffic",
-                                                "RequestHash"};
 constexpr std::string_view kPatternSyntaxNames[] = {"ECMAScript", "Wildcard", "ExactMatch"};
 constexpr std::string_view kLogicalGroupingNames[] = {"MatchAll", "MatchAny"};
 constexpr std::string_view kActionTypeNames[] = {"None", "Rewrite", "Redirect", "CustomResponse",
@@ -439,7 +436,7 @@ constexpr AttrSpec kAffinityAttrs[] = {
 constexpr ElementSpec kAffinity = element("affinity", kAffinityAttrs, kAffinityChildren);
 
 constexpr AttrSpec kLoadBalancingAttrs[] = {
-    enum_attr("algorithm", kAlgorithmNames),
+    enum_attr("algorithm", balancer::kAlgorithmNames),
     timespan_attr("leastResponseTimePeriod", 1 * kSecond, kDay),
     string_attr("hashServerVariable"),
     string_attr("queryStringNames"),
@@ -1761,7 +1758,7 @@ class ConfigReader {
 
   void read_load_balancing(pugi::xml_node node, LoadBalancingConfig& balancing) {
     if (!node) return;
-    read_enum(node, "algorithm", kAlgorithmNames, balancing.algorithm);
+    read_enum(node, "algorithm", balancer::kAlgorithmNames, balancing.algorithm);
     read_value(node, "hashServerVariable", balancing.hash_server_variable);
     read_value(node, "queryStringNames", balancing.query_string_names);
     read_value(node, "leastResponseTimePeriod", balancing.least_response_time_period);
@@ -2656,22 +2653,31 @@ LoadResult load_config_text(std::string_view xml, const std::string& path) {
   return diagnostics.finish(std::move(config));
 }
 
+namespace {
+
+// The one error of a file that cannot be read; `error` is the errno of the failed read. Built
+// as a named object, every field set, then moved in: GCC 12 at -O3 cannot follow a
+// brace-initialized temporary Diagnostic through push_back and warns that its strings may be
+// used uninitialized.
+LoadResult unreadable_file(const std::string& path, int error) {
+  Diagnostic diagnostic;
+  diagnostic.where.file = path;
+  diagnostic.where.line = 0;
+  diagnostic.where.column = 0;
+  diagnostic.message = "cannot read the file: " + std::string(std::strerror(error));
+  LoadResult result;
+  result.errors.push_back(std::move(diagnostic));
+  return result;
+}
+
+}  // namespace
+
 LoadResult load_config_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    LoadResult result;
-    result.errors.push_back(
-        {{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
-    return result;
-  }
+  if (!file) return unreadable_file(path, errno);
   std::ostringstream contents;
   contents << file.rdbuf();
-  if (file.bad()) {
-    LoadResult result;
-    result.errors.push_back(
-        {{path, 0, 0}, "cannot read the file: " + std::string(std::strerror(errno))});
-    return result;
-  }
+  if (file.bad()) return unreadable_file(path, errno);
   return load_config_text(contents.str(), path);
 }
 
@@ -2708,9 +2714,9 @@ std::string describe_target(const RuleConfig& rule, const Config& config) {
 void summarize_farm(std::ostringstream& out, const FarmConfig& farm) {
   out << "  " << farm.name << (farm.enabled ? "" : " (disabled)") << "  pool "
       << (farm.application_pool.empty() ? "(none)" : farm.application_pool) << "  algorithm "
-      << kAlgorithmNames[static_cast<size_t>(farm.load_balancing.algorithm)];
+      << balancer::algorithm_name(farm.load_balancing.algorithm);
   const LoadBalancingConfig& lb = farm.load_balancing;
-  if (lb.algorithm == Algorithm::RequestHash) {
+  if (lb.algorithm == balancer::Algorithm::RequestHash) {
     out << " of "
         << (lb.hash_server_variable.empty() ? std::string("the URL") : lb.hash_server_variable);
     if (!lb.query_string_names.empty()) out << " (" << lb.query_string_names << ")";

@@ -56,11 +56,11 @@ struct ServerRuntime {
 
 struct FarmProber::Impl {
   std::mutex mutex;  // guards the three hand-over fields below, nothing on the probe path
-  std::optional<FarmProbeSpec> pending_spec;
+  std::optional<ProbedFarm> pending_spec;
   std::vector<std::pair<std::string, AdminCommand>> pending_commands;
   bool stop_requested = false;
 
-  FarmProbeSpec spec;
+  ProbedFarm spec;
   std::vector<ServerRuntime*> servers;
   uv_loop_t loop{};
   uv_async_t wakeup{};
@@ -107,8 +107,8 @@ struct FarmProber::Impl {
   void publish(ServerRuntime& s, const std::optional<Transition>& t, bool by_admin = false) {
     if (!t) return;
     spec.table->store(s.index, s.machine.healthy(), s.machine.availability());
-    spec.table->slot(s.index).transitions.fetch_add(1, std::memory_order_relaxed);
-    spec.table->slot(s.index).set_last_transition(
+    spec.table->probe_record(s.index).transitions.fetch_add(1, std::memory_order_relaxed);
+    spec.table->probe_record(s.index).set_last_transition(
         state_name(t->before.healthy, t->before.availability) + " -> " +
         state_name(t->after.healthy, t->after.availability) + ": " + t->reason);
     if (by_admin) s.logged_once = false;
@@ -140,7 +140,7 @@ struct FarmProber::Impl {
   void schedule(ServerRuntime& s, uint64_t delay) {
     if (!spec.policy.active_probing) return;
     uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
-    spec.table->slot(s.index).next_probe_unix_ms.store(unix_ms() + static_cast<int64_t>(delay),
+    spec.table->probe_record(s.index).next_probe_unix_ms.store(unix_ms() + static_cast<int64_t>(delay),
                                                        std::memory_order_relaxed);
   }
 
@@ -164,7 +164,7 @@ struct FarmProber::Impl {
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
-    ServerSlot& slot = spec.table->slot(s.index);
+    ProbeRecord& slot = spec.table->probe_record(s.index);
     slot.probes[static_cast<int>(result.kind)].fetch_add(1, std::memory_order_relaxed);
     slot.set_last_probe(std::string(probe_result_name(result.kind)) +
                         (result.detail.empty() ? "" : ": " + result.detail));
@@ -195,7 +195,7 @@ struct FarmProber::Impl {
 
   static void on_wakeup(uv_async_t* a) {
     Impl& self = *static_cast<Impl*>(a->data);
-    std::optional<FarmProbeSpec> spec;
+    std::optional<ProbedFarm> spec;
     std::vector<std::pair<std::string, AdminCommand>> commands;
     bool stop;
     {
@@ -250,7 +250,7 @@ struct FarmProber::Impl {
              [](uv_handle_t* h) { delete static_cast<ServerRuntime*>(h->data); });
   }
 
-  void apply_spec(FarmProbeSpec next) {
+  void apply_spec(ProbedFarm next) {
     bool was_probing = spec.policy.active_probing;
     std::vector<ServerRuntime*> old = std::move(servers);
     servers.clear();
@@ -294,8 +294,8 @@ struct FarmProber::Impl {
     uv_timer_init(&loop, &tick);
     tick.data = this;
     uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
-    FarmProbeSpec initial = std::move(spec);
-    spec = FarmProbeSpec{};
+    ProbedFarm initial = std::move(spec);
+    spec = ProbedFarm{};
     spec.table = initial.table;
     apply_spec(std::move(initial));
     thread = std::thread([this] {
@@ -312,7 +312,7 @@ struct FarmProber::Impl {
   }
 };
 
-FarmProber::FarmProber(FarmProbeSpec spec) : impl_(std::make_unique<Impl>()) {
+FarmProber::FarmProber(ProbedFarm spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = std::move(spec);
   impl_->start();
 }
@@ -326,7 +326,7 @@ FarmProber::~FarmProber() {
   impl_->thread.join();
 }
 
-void FarmProber::update(FarmProbeSpec spec) {
+void FarmProber::update(ProbedFarm spec) {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->pending_spec = std::move(spec);

@@ -28,11 +28,11 @@ struct ProbedServer {
 };
 
 // What the workers have seen of each server, summed over workers: cumulative live-traffic
-// failures and current in-flight requests, indexed like FarmProbeSpec::servers.
+// failures and current in-flight requests, indexed like ProbedFarm::servers.
 using TrafficReader =
     std::function<void(std::vector<uint64_t>& live_failures, std::vector<uint64_t>& in_flight)>;
 
-struct FarmProbeSpec {
+struct ProbedFarm {
   std::string farm;
   std::string pool;
   HealthPolicy policy;
@@ -49,14 +49,14 @@ struct FarmProbeSpec {
 
 class FarmProber {
  public:
-  explicit FarmProber(FarmProbeSpec spec);  // starts the thread
+  explicit FarmProber(ProbedFarm spec);     // starts the thread
   ~FarmProber();                            // stops and joins it
   FarmProber(const FarmProber&) = delete;
   FarmProber& operator=(const FarmProber&) = delete;
 
   // Thread-safe. A reload: servers are matched by label and keep their state machine; new
   // servers start healthy; probes keep their schedule.
-  void update(FarmProbeSpec spec);
+  void update(ProbedFarm spec);
   // Thread-safe. False if no server has that label or address.
   bool command(const std::string& server, AdminCommand command);
 

@@ -9,10 +9,16 @@ const char* probe_result_name(ProbeResultKind kind) {
 }
 
 HealthTable::HealthTable(size_t servers) {
-  slots_.reserve(servers);
+  // new[] of an over-aligned type honours alignas (C++17 aligned new), so each word starts a
+  // cache line; shared_ptr<T[]> deletes with delete[].
+  std::shared_ptr<HealthWord[]> words(new HealthWord[servers]);
+  std::shared_ptr<ProbeRecord[]> records(new ProbeRecord[servers]);
+  words_.reserve(servers);
+  records_.reserve(servers);
   for (size_t i = 0; i < servers; ++i) {
-    slots_.push_back(std::make_shared<ServerSlot>());
-    slots_.back()->word.store(pack(ServerState{}), std::memory_order_relaxed);
+    words[i].word.store(pack(ServerState{}), std::memory_order_relaxed);
+    words_.emplace_back(words, &words[i]);
+    records_.emplace_back(records, &records[i]);
   }
 }
 
@@ -28,7 +34,7 @@ ServerState HealthTable::unpack(uint64_t word) {
 }
 
 ServerState HealthTable::load(size_t server) const {
-  return unpack(slots_[server]->word.load(std::memory_order_acquire));
+  return unpack(words_[server]->word.load(std::memory_order_acquire));
 }
 
 void HealthTable::store(size_t server, bool healthy, Availability availability) {
@@ -36,7 +42,7 @@ void HealthTable::store(size_t server, bool healthy, Availability availability) 
   next.healthy = healthy;
   next.availability = availability;
   ++next.generation;
-  slots_[server]->word.store(pack(next), std::memory_order_release);
+  words_[server]->word.store(pack(next), std::memory_order_release);
   shared_->version.fetch_add(1, std::memory_order_acq_rel);
 }
 
@@ -45,8 +51,9 @@ void HealthTable::set_panic(bool on) {
   shared_->version.fetch_add(1, std::memory_order_acq_rel);
 }
 
-void HealthTable::share_slot(size_t server, const HealthTable& other, size_t other_server) {
-  slots_[server] = other.slots_[other_server];
+void HealthTable::share_server(size_t server, const HealthTable& other, size_t other_server) {
+  words_[server] = other.words_[other_server];
+  records_[server] = other.records_[other_server];
 }
 
 }  // namespace harrow::health

@@ -1,10 +1,15 @@
-// Per-farm server state that every worker reads on every pick: one cache-line slot per server
-// holding one atomic word. The farm's single writer (its prober thread, which also applies
-// admin commands) publishes with release stores; workers read with acquire loads, no locks.
+// Per-farm server state that every worker reads on every pick. Each server's state is one
+// atomic word, alone on its cache line (HealthWord), so a prober storing one server's word
+// never invalidates the line a worker is reading for another. The farm's single writer (its
+// prober thread, which also applies admin commands) publishes with release stores; workers
+// read with acquire loads, no locks. What the prober counts and notes for people (probe
+// results, transitions, the last transition's text and its mutex) is in a separate array of
+// ProbeRecords that the request path never touches.
 //
-// Slots are shared by identity across configuration reloads: a new snapshot's table reuses
-// the slot of every server whose (farm, address, port) did not change, so health carried
-// over is the live state, not a copy that the prober could write behind.
+// Words and records are shared by identity across configuration reloads: a new snapshot's
+// table reuses the word and record of every server whose (farm, address, port) did not
+// change, so health carried over is the live state, not a copy that the prober could write
+// behind.
 #pragma once
 
 #include <atomic>
@@ -41,9 +46,20 @@ enum class ProbeResultKind : uint8_t {
 inline constexpr int kProbeResultKinds = 6;
 const char* probe_result_name(ProbeResultKind kind);  // "pass", "connect_failed", …
 
-struct alignas(64) ServerSlot {
+inline constexpr size_t kCacheLine = 64;
+
+// One server's packed ServerState (see HealthTable::pack), padded to a whole cache line.
+struct alignas(kCacheLine) HealthWord {
   std::atomic<uint64_t> word{0};
-  // Read by the admin thread with relaxed loads; written by the prober only.
+};
+static_assert(sizeof(HealthWord) == kCacheLine && alignof(HealthWord) == kCacheLine,
+              "a health word must fill its cache line alone: workers read it on every pick");
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "the request path takes no lock");
+
+// One server's probe counters and last transition (single writer: the prober thread). Read
+// by the admin thread only.
+struct ProbeRecord {
+  // Read with relaxed loads.
   std::atomic<uint64_t> probes[kProbeResultKinds] = {};
   std::atomic<uint64_t> transitions{0};
   // When the last probe finished and when the next one is due (Unix ms; 0: none yet), for the
@@ -51,8 +67,7 @@ struct alignas(64) ServerSlot {
   std::atomic<int64_t> last_probe_unix_ms{0};
   std::atomic<int64_t> next_probe_unix_ms{0};
 
-  // The last transition's one-line description, for people (status page). Written by the
-  // prober, read by the admin thread; the mutex is never taken on the request path.
+  // The last transition's one-line description, for people (status page).
   void set_last_transition(std::string text) {
     std::lock_guard<std::mutex> lock(note_mutex_);
     last_transition_ = std::move(text);
@@ -82,14 +97,17 @@ class HealthTable {
   // A table of `servers` fresh slots (healthy, available).
   explicit HealthTable(size_t servers);
 
-  size_t size() const { return slots_.size(); }
+  size_t size() const { return words_.size(); }
   ServerState load(size_t server) const;
   // Single writer per slot; generation is bumped here.
   void store(size_t server, bool healthy, Availability availability);
 
-  // Makes slot `server` the very slot `other_server` of `other` (a reload keeping a server).
-  void share_slot(size_t server, const HealthTable& other, size_t other_server);
-  ServerSlot& slot(size_t server) const { return *slots_[server]; }
+  // Makes server `server` use the very word and record of `other_server` in `other` (a reload
+  // keeping a server).
+  void share_server(size_t server, const HealthTable& other, size_t other_server);
+  ProbeRecord& probe_record(size_t server) const { return *records_[server]; }
+  // Where server `server`'s word lives (layout tests).
+  const HealthWord& health_word(size_t server) const { return *words_[server]; }
 
   // "Panic mode" (ARR's minServers): fewer servers are healthy than the farm requires, so
   // workers disregard health and balance over every available server. Written by the prober.
@@ -107,7 +125,11 @@ class HealthTable {
   static uint64_t pack(const ServerState& s);
   static ServerState unpack(uint64_t word);
 
-  std::vector<std::shared_ptr<ServerSlot>> slots_;
+  // Per server: its word and its record. A fresh table points into its own two arrays (one
+  // allocation each); a server kept over a reload points into an older table's arrays, which
+  // these shared_ptrs (aliasing the array's owner) keep alive.
+  std::vector<std::shared_ptr<HealthWord>> words_;
+  std::vector<std::shared_ptr<ProbeRecord>> records_;
   struct Shared {
     std::atomic<bool> panic{false};
     std::atomic<uint64_t> version{0};

@@ -268,7 +268,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   // Label sets are built once per scrape, not once per family.
   std::vector<std::vector<std::string>> server_labels(snap.farms.size());
   for (size_t f = 0; f < snap.farms.size(); ++f) {
-    const FarmRuntime& farm = snap.farms[f];
+    const SnapshotFarm& farm = snap.farms[f];
     std::string prefix = "farm=\"" + escape_label(farm.config->name) + "\",server=\"";
     std::string suffix = "\",pool=\"" + escape_label(farm.config->application_pool) + "\"";
     for (const ServerEndpoint& ep : farm.servers) {
@@ -394,7 +394,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   family("harrow_health_probes_total", "counter", "Health probes sent, by result.");
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
-      const health::ServerSlot& slot = snap.farms[f].health->slot(i);
+      const health::ProbeRecord& slot = snap.farms[f].health->probe_record(i);
       for (int k = 0; k < health::kProbeResultKinds; ++k) {
         o << "harrow_health_probes_total{" << labels(f, i) << ",result=\""
           << health::probe_result_name(static_cast<health::ProbeResultKind>(k)) << "\"} "
@@ -407,7 +407,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
       o << "harrow_server_state_transitions_total{" << labels(f, i) << "} "
-        << snap.farms[f].health->slot(i).transitions.load(std::memory_order_relaxed) << "\n";
+        << snap.farms[f].health->probe_record(i).transitions.load(std::memory_order_relaxed) << "\n";
     }
   }
   family("harrow_server_live_failures_total", "counter",
@@ -421,7 +421,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   }
   family("harrow_farm_panic", "gauge",
          "1 while fewer servers are healthy than minServers and health is disregarded.");
-  for (const FarmRuntime& farm : snap.farms) {
+  for (const SnapshotFarm& farm : snap.farms) {
     o << "harrow_farm_panic{farm=\"" << escape_label(farm.config->name) << "\",pool=\""
       << escape_label(farm.config->application_pool) << "\"} " << (farm.health->panic() ? 1 : 0)
       << "\n";
@@ -434,7 +434,7 @@ std::string render_farms_json(const Snapshot& snap, const StatusHistory* history
   std::ostringstream o;
   o << "{\"farms\":[";
   for (size_t f = 0; f < snap.farms.size(); ++f) {
-    const FarmRuntime& farm = snap.farms[f];
+    const SnapshotFarm& farm = snap.farms[f];
     o << (f ? "," : "") << "{\"name\":\"" << escape_json(farm.config->name)
       << "\",\"applicationPool\":\"" << escape_json(farm.config->application_pool)
       << "\",\"enabled\":" << (farm.config->enabled ? "true" : "false") << ",\"servers\":[";

@@ -41,21 +41,6 @@ const char* action_name(config::ActionType a) {
   }
 }
 
-const char* algorithm_name(config::Algorithm a) {
-  switch (a) {
-    case config::Algorithm::LeastRequests:
-      return "LeastRequests";
-    case config::Algorithm::LeastResponseTime:
-      return "LeastResponseTime";
-    case config::Algorithm::WeightedTotalTraffic:
-      return "WeightedTotalTraffic";
-    case config::Algorithm::RequestHash:
-      return "RequestHash";
-    default:
-      return "WeightedRoundRobin";
-  }
-}
-
 std::string quoted(std::string_view s) {
   return "\"" + std::string(s) + "\"";
 }
@@ -148,9 +133,9 @@ class ReportTrace final : public RouteTrace {
 };
 
 // Every server that is enabled with a weight takes traffic: nothing has been probed.
-class AssumeHealthy final : public balancer::Availability {
+class AssumeHealthy final : public balancer::AvailableServers {
  public:
-  explicit AssumeHealthy(const FarmRuntime& farm) : farm_(farm) {}
+  explicit AssumeHealthy(const SnapshotFarm& farm) : farm_(farm) {}
   bool available(size_t i) const override {
     const config::ServerConfig& s = *farm_.servers[i].config;
     return s.enabled && s.weight > 0;
@@ -158,7 +143,7 @@ class AssumeHealthy final : public balancer::Availability {
   uint64_t version() const override { return 0; }
 
  private:
-  const FarmRuntime& farm_;
+  const SnapshotFarm& farm_;
 };
 
 std::string server_label(const config::ServerConfig& s, bool https) {
@@ -433,14 +418,14 @@ Explanation explain_request(const Snapshot& snap, const ExplainInput& in, bool l
   }
 
   if (farm_index >= 0) {
-    const FarmRuntime& rt = snap.farms[static_cast<size_t>(farm_index)];
+    const SnapshotFarm& rt = snap.farms[static_cast<size_t>(farm_index)];
     const config::FarmConfig& farm = *rt.config;
     ex.farm = farm.name;
     bool https = d.https;
     out.push_back("farm " + farm.name + ": algorithm " +
-                  algorithm_name(farm.load_balancing.algorithm) + ", " +
+                  std::string(balancer::algorithm_name(farm.load_balancing.algorithm)) + ", " +
                   std::to_string(farm.servers.size()) + " server(s)");
-    std::unique_ptr<balancer::Availability> availability;
+    std::unique_ptr<balancer::AvailableServers> availability;
     if (live) {
       availability = std::make_unique<FarmAvailability>(&rt);
       out.push_back("  health: as the running proxy sees it now");
@@ -489,7 +474,7 @@ Explanation explain_request(const Snapshot& snap, const ExplainInput& in, bool l
             "host-name affinity (useHostName): a Host not yet pinned gets the next server "
             "round robin; this is the first allotment";
       } else if (!pick) {
-        balancer::FarmSpec spec = balancer_spec(rt);
+        balancer::BalancedFarm spec = balanced_farm(rt);
         spec.randomize_ties = false;  // the explanation must be the same each time
         spec.hash_balance_factor = 0;
         std::unique_ptr<balancer::Balancer> b = balancer::make_balancer(spec);
@@ -501,12 +486,12 @@ Explanation explain_request(const Snapshot& snap, const ExplainInput& in, bool l
           why +=
               "RequestHash: the request's key hashes to this server on the ring (the same "
               "every time while the set of available servers stays the same)";
-        } else if (farm.load_balancing.algorithm == config::Algorithm::WeightedRoundRobin) {
+        } else if (farm.load_balancing.algorithm == balancer::Algorithm::WeightedRoundRobin) {
           why +=
               "WeightedRoundRobin: the first pick of a fresh cycle (the heaviest server); "
               "later requests rotate in proportion to the weights";
         } else {
-          why += std::string(algorithm_name(farm.load_balancing.algorithm)) +
+          why += std::string(balancer::algorithm_name(farm.load_balancing.algorithm)) +
                  ": with no load and no samples yet, the first pick; under load it follows "
                  "requests in flight, response time or traffic";
         }

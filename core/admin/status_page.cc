@@ -29,7 +29,7 @@ std::string series_key(std::string_view farm, std::string_view server) {
   return key;
 }
 
-uint64_t total_requests(const FarmRuntime& farm, size_t server) {
+uint64_t total_requests(const SnapshotFarm& farm, size_t server) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server >= row.size()) continue;
@@ -38,7 +38,7 @@ uint64_t total_requests(const FarmRuntime& farm, size_t server) {
   return n;
 }
 
-uint64_t total_failures(const FarmRuntime& farm, size_t server) {
+uint64_t total_failures(const SnapshotFarm& farm, size_t server) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server >= row.size()) continue;
@@ -47,7 +47,7 @@ uint64_t total_failures(const FarmRuntime& farm, size_t server) {
   return n;
 }
 
-uint64_t failures_of(const FarmRuntime& farm, size_t server, int reason) {
+uint64_t failures_of(const SnapshotFarm& farm, size_t server, int reason) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server < row.size()) n += row[server].failures[reason].get();
@@ -55,7 +55,7 @@ uint64_t failures_of(const FarmRuntime& farm, size_t server, int reason) {
   return n;
 }
 
-uint64_t in_flight(const FarmRuntime& farm, size_t server) {
+uint64_t in_flight(const SnapshotFarm& farm, size_t server) {
   uint64_t n = 0;
   for (const std::vector<ServerMetrics>& row : farm.metrics) {
     if (server < row.size()) n += row[server].in_flight.get();
@@ -251,7 +251,7 @@ footer{color:var(--muted);font-size:12px;border-top:1px solid var(--border);padd
 // Drain / Stop / Start as one form per server: a plain POST that works without JavaScript;
 // with it, the browser asks for a confirmation first. The admin listener answers 303 back to
 // this page.
-void render_actions(std::string& o, const FarmRuntime& farm, size_t i, const std::string& token) {
+void render_actions(std::string& o, const SnapshotFarm& farm, size_t i, const std::string& token) {
   const ServerEndpoint& ep = farm.servers[i];
   o += "<td><form class=\"actions\" method=\"post\" action=\"/status/servers\" "
        "onsubmit=\"return confirm((event.submitter ? event.submitter.title : 'Change') + "
@@ -277,7 +277,7 @@ void render_actions(std::string& o, const FarmRuntime& farm, size_t i, const std
   o += "</form></td>";
 }
 
-void render_server(std::string& o, const FarmRuntime& farm, size_t i, const StatusHistory& history,
+void render_server(std::string& o, const SnapshotFarm& farm, size_t i, const StatusHistory& history,
                    const std::string& token) {
   static const char* kAvailability[] = {"Available", "Draining", "Unavailable"};
   static const char* kAvailabilityClass[] = {"ok", "warn", "bad"};
@@ -349,10 +349,10 @@ void render_server(std::string& o, const FarmRuntime& farm, size_t i, const Stat
     o += "<td class=\"num\">0</td>";
   }
   // The count, with the last transition and its reason (the prober's words) beside it.
-  std::string last = farm.health->slot(i).last_transition();
+  std::string last = farm.health->probe_record(i).last_transition();
   o += "<td class=\"num\" title=\"";
   escape(o, last.empty() ? std::string("no transition yet") : last);
-  o += "\">" + format_count(farm.health->slot(i).transitions.load(std::memory_order_relaxed)) +
+  o += "\">" + format_count(farm.health->probe_record(i).transitions.load(std::memory_order_relaxed)) +
        "</td><td class=\"note\">";
   escape(o, last.empty() ? std::string("—") : last);
   o += "</td>";
@@ -374,7 +374,7 @@ std::string relative_time(int64_t at_ms, int64_t now_ms) {
 
 // Per farm, as IIS Manager's health test pane: what is probed and how often, each server's last
 // probe and the next one, and its WebSocket tunnels.
-void render_health_panel(std::string& o, const FarmRuntime& farm, int64_t now_ms) {
+void render_health_panel(std::string& o, const SnapshotFarm& farm, int64_t now_ms) {
   const config::HealthCheckConfig& hc = farm.config->health_check;
   o += "<div class=\"panel\"><p class=\"probe\">Health check: ";
   if (hc.url.empty()) {
@@ -397,7 +397,7 @@ void render_health_panel(std::string& o, const FarmRuntime& farm, int64_t now_ms
        "<th class=\"num\">WebSockets open</th><th class=\"num\">total</th>"
        "<th class=\"num\">failed</th></tr></thead><tbody>";
   for (size_t i = 0; i < farm.servers.size(); ++i) {
-    const health::ServerSlot& slot = farm.health->slot(i);
+    const health::ProbeRecord& slot = farm.health->probe_record(i);
     uint64_t passed = slot.probes[0].load(std::memory_order_relaxed), failed = 0;
     for (int k = 1; k < health::kProbeResultKinds; ++k) {
       failed += slot.probes[k].load(std::memory_order_relaxed);
@@ -435,7 +435,7 @@ void render_health_panel(std::string& o, const FarmRuntime& farm, int64_t now_ms
   o += "</tbody></table></div>\n";
 }
 
-void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& history,
+void render_farm(std::string& o, const SnapshotFarm& farm, const StatusHistory& history,
                  const StatusPageOptions& options, int64_t now_ms) {
   const bool actions = !options.form_token.empty();
   o += "<section>\n<h2>";
@@ -484,7 +484,7 @@ void render_farm(std::string& o, const FarmRuntime& farm, const StatusHistory& h
 
 void StatusHistory::sample(const Snapshot& snapshot, uint64_t now_ms) {
   std::set<std::string> seen;
-  for (const FarmRuntime& farm : snapshot.farms) {
+  for (const SnapshotFarm& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       std::string key = series_key(farm.config->name, farm.servers[i].label);
       if (!seen.insert(key).second) continue;  // the loader forbids duplicates; be safe anyway
@@ -524,7 +524,7 @@ std::string render_status_page(const Snapshot& snapshot, const StatusHistory& hi
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count();
   size_t servers = 0, healthy = 0, available = 0;
-  for (const FarmRuntime& farm : snapshot.farms) {
+  for (const SnapshotFarm& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       health::ServerState st = farm.health->load(i);
       bool resolved = farm.servers[i].resolved;
@@ -561,7 +561,7 @@ std::string render_status_page(const Snapshot& snapshot, const StatusHistory& hi
          " &middot; TLS handshakes failed: " + format_count(options.tls_handshake_failures) +
          "</p>\n";
   }
-  for (const FarmRuntime& farm : snapshot.farms) render_farm(o, farm, history, options, now_ms);
+  for (const SnapshotFarm& farm : snapshot.farms) render_farm(o, farm, history, options, now_ms);
   if (snapshot.farms.empty()) o += "<p class=\"none\">No farms are configured.</p>\n";
   o += "<footer>Rates are sampled every 5 s; latency is the server's response time (request "
        "start to the last response byte), estimated from histograms since start. "

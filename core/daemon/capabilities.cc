@@ -100,8 +100,8 @@ std::vector<std::string> features_not_acted_on(const config::Config& config) {
   for (const config::FarmConfig& farm : config.farms) {
     const std::string where = "farm '" + farm.name + "': ";
     const config::LoadBalancingConfig& lb = farm.load_balancing;
-    if (lb.algorithm == config::Algorithm::RequestHash && !lb.hash_server_variable.empty() &&
-        !RequestHashKey::knows_variable(lb.hash_server_variable)) {
+    if (lb.algorithm == balancer::Algorithm::RequestHash && !lb.hash_server_variable.empty() &&
+        !FarmHashKey::knows_variable(lb.hash_server_variable)) {
       out.push_back(where + "loadBalancing hashServerVariable=\"" + lb.hash_server_variable +
                     "\" (not a server variable Harrow has: the URL is hashed instead)");
     }

@@ -23,19 +23,19 @@ bool split_health_url(const std::string& url, std::string& host_header, std::str
   return true;
 }
 
-health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& snapshot,
+health::ProbedFarm make_probed_farm(const std::shared_ptr<const Snapshot>& snapshot,
                                       size_t farm_index) {
-  const FarmRuntime& farm = snapshot->farms[farm_index];
+  const SnapshotFarm& farm = snapshot->farms[farm_index];
   const config::FarmConfig& cfg = *farm.config;
   const config::HealthCheckConfig& hc = cfg.health_check;
-  health::FarmProbeSpec spec;
+  health::ProbedFarm spec;
   spec.farm = cfg.name;
   spec.pool = cfg.application_pool;
   std::string host, path;
   bool https = false;
   spec.policy.active_probing = split_health_url(hc.url, host, path, &https);
   if (https && snapshot->tls_client) {
-    const tls::ClientContexts::Farm& settings = snapshot->tls_client->for_farm(cfg.name);
+    const tls::ClientContexts::UpstreamTls& settings = snapshot->tls_client->for_farm(cfg.name);
     spec.request.tls = snapshot->tls_client;
     spec.request.tls_ctx = settings.ctx;
     spec.request.tls_verify = settings.verify;
@@ -80,7 +80,7 @@ health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& sna
   spec.table = farm.health;
   // Workers' counters for this farm, summed; the closure keeps the snapshot alive.
   spec.traffic = [snapshot, farm_index](std::vector<uint64_t>& live, std::vector<uint64_t>& busy) {
-    const FarmRuntime& f = snapshot->farms[farm_index];
+    const SnapshotFarm& f = snapshot->farms[farm_index];
     for (const auto& row : f.metrics) {
       for (size_t i = 0; i < row.size() && i < live.size(); ++i) {
         live[i] += row[i].live_failures.get();
@@ -96,7 +96,7 @@ void HealthService::reconcile(const std::shared_ptr<const Snapshot>& snapshot) {
   std::map<std::string, std::unique_ptr<health::FarmProber>> next;
   for (size_t f = 0; f < snapshot->farms.size(); ++f) {
     std::string key = to_ascii_lower(snapshot->farms[f].config->name);
-    health::FarmProbeSpec spec = make_probe_spec(snapshot, f);
+    health::ProbedFarm spec = make_probed_farm(snapshot, f);
     auto it = probers_.find(key);
     if (it != probers_.end()) {
       it->second->update(std::move(spec));
@@ -113,8 +113,8 @@ HealthService::CommandResult HealthService::command(const Snapshot& snapshot,
                                                     const std::string& farm,
                                                     const std::string& server,
                                                     health::AdminCommand command) {
-  const FarmRuntime* runtime = nullptr;
-  for (const FarmRuntime& f : snapshot.farms) {
+  const SnapshotFarm* runtime = nullptr;
+  for (const SnapshotFarm& f : snapshot.farms) {
     if (iequals(f.config->name, farm)) runtime = &f;
   }
   auto it = probers_.find(to_ascii_lower(farm));

@@ -29,7 +29,7 @@ class HealthService {
 };
 
 // What a farm's <healthCheck> means for its prober (exposed for tests).
-health::FarmProbeSpec make_probe_spec(const std::shared_ptr<const Snapshot>& snapshot, size_t farm);
+health::ProbedFarm make_probed_farm(const std::shared_ptr<const Snapshot>& snapshot, size_t farm);
 
 // Splits an http:// or https:// health-check URL into host header and path (`https` says
 // which, when given); false for anything else.

@@ -265,14 +265,14 @@ struct Process {
     using health::AdminCommand;
     using health::Availability;
     struct Pending {
-      const FarmRuntime* farm;
+      const SnapshotFarm* farm;
       size_t server;
       const SavedServerState* want;
     };
     std::vector<Pending> pending;
     for (const SavedServerState& s : saved) {
       if (s.healthy && s.availability == Availability::Available) continue;
-      for (const FarmRuntime& farm : current->farms) {
+      for (const SnapshotFarm& farm : current->farms) {
         if (!iequals(farm.config->name, s.farm)) continue;
         for (size_t i = 0; i < farm.servers.size(); ++i) {
           if (!iequals(farm.servers[i].label, s.server)) continue;

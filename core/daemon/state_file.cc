@@ -19,7 +19,7 @@ constexpr const char* kAvailabilityNames[] = {"available", "draining", "unavaila
 
 std::string format_state(const Snapshot& snapshot) {
   std::string out = std::string(kHeader) + "\n";
-  for (const FarmRuntime& farm : snapshot.farms) {
+  for (const SnapshotFarm& farm : snapshot.farms) {
     for (size_t i = 0; i < farm.servers.size(); ++i) {
       health::ServerState state = farm.health->load(i);
       out += farm.config->name + "\t" + farm.servers[i].label + "\t" +

@@ -39,7 +39,7 @@ class Session;
 }
 
 class Worker;
-struct FarmState;
+struct WorkerFarm;
 struct ListenSocket;
 struct RequestFacts;
 struct ClientResponse;

@@ -103,8 +103,8 @@ void ClientConnection::connect_upstream() {
   ex_->connect_started_ns = uv_hrtime();
   const sockaddr_storage* addr = &endpoint.addr;
   if (ex_->upstream_tls) {
-    const FarmRuntime& farm = ex_->snap->farms[ex_->farm];
-    const tls::ClientContexts::Farm& settings = ex_->snap->tls_client->for_farm(farm.config->name);
+    const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
+    const tls::ClientContexts::UpstreamTls& settings = ex_->snap->tls_client->for_farm(farm.config->name);
     ex_->upstream->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
                            ex_->epoch->farm(ex_->farm).servers[ex_->server].tls_session);
     addr = &endpoint.tls_addr;
@@ -324,7 +324,7 @@ std::optional<size_t> ClientConnection::other_server() {
   // The server that failed is excluded with those failed before it (wants_fail_over() made
   // sure there is room for it in `tried`).
   ex_->tried[ex_->tried_count] = ex_->server;
-  FarmState& farm = ex_->epoch->farm(ex_->farm);
+  WorkerFarm& farm = ex_->epoch->farm(ex_->farm);
   balancer::PickContext ctx{*farm.availability, worker_->random()};
   ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count) + 1);
   return farm.balancer->pick(ctx);

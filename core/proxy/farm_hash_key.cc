@@ -35,7 +35,7 @@ std::string_view query_value(std::string_view query, std::string_view name) {
 
 }  // namespace
 
-bool RequestHashKey::knows_variable(std::string_view name) {
+bool FarmHashKey::knows_variable(std::string_view name) {
   static constexpr std::string_view kBuiltins[] = {
       "URL",         "PATH_INFO",   "REQUEST_URI",    "UNENCODED_URL", "QUERY_STRING", "HTTP_HOST",
       "REMOTE_ADDR", "REMOTE_HOST", "REQUEST_METHOD", "SERVER_PORT",   "HTTPS"};
@@ -45,7 +45,7 @@ bool RequestHashKey::knows_variable(std::string_view name) {
   return name.size() > 5 && istarts_with(name, "HTTP_");
 }
 
-RequestHashKey::RequestHashKey(const config::LoadBalancingConfig& balancing) {
+FarmHashKey::FarmHashKey(const config::LoadBalancingConfig& balancing) {
   std::string_view v = balancing.hash_server_variable;
   if (v.empty() || !knows_variable(v) || iequals(v, "REQUEST_URI") || iequals(v, "UNENCODED_URL")) {
     source_ = Source::Url;
@@ -80,8 +80,8 @@ RequestHashKey::RequestHashKey(const config::LoadBalancingConfig& balancing) {
   }
 }
 
-uint64_t RequestHashKey::hash(const RequestFacts& facts, std::span<const HeaderField> rule_headers,
-                              std::string& buffer) const {
+uint64_t FarmHashKey::hash(const RequestFacts& facts, std::span<const HeaderField> rule_headers,
+                           std::string& buffer) const {
   std::string_view key;
   switch (source_) {
     case Source::Url:

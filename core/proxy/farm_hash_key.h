@@ -15,9 +15,9 @@
 
 namespace harrow {
 
-class RequestHashKey {
+class FarmHashKey {
  public:
-  explicit RequestHashKey(const config::LoadBalancingConfig& balancing);
+  explicit FarmHashKey(const config::LoadBalancingConfig& balancing);
 
   // The hash of the request's key. `rule_headers` are the headers the rules set (they win
   // over the client's for HTTP_* variables, as in IIS). `buffer` is working memory the

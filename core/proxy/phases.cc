@@ -91,10 +91,10 @@ namespace {
 // The server for this request: the one its affinity cookie names while that server may serve
 // it, else host-name affinity or the farm's balancer. nullopt (with `failure` set) when there
 // is none.
-std::optional<size_t> choose_server(Exchange& ex, Worker& worker, FarmState& farm,
+std::optional<size_t> choose_server(Exchange& ex, Worker& worker, WorkerFarm& farm,
                                     const RequestFacts& facts,
                                     std::span<const HeaderField> rule_headers, Failure& failure) {
-  const FarmRuntime& rt = *farm.runtime;
+  const SnapshotFarm& rt = *farm.runtime;
   ex.set_affinity_cookie = false;
   if (rt.affinity_index != nullptr) {
     std::string_view value = rt.affinity_cookies->find(ex.head);
@@ -213,7 +213,7 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
   for (const HeaderField& f : decision.set_headers)
     ex.rule_header_text.emplace_back(f.name, f.value);
   ex.rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
-  FarmState& farm = ex.epoch->farm(ex.farm);
+  WorkerFarm& farm = ex.epoch->farm(ex.farm);
   std::optional<size_t> pick;
   Failure no_pick = Failure::no_server;
   if (farm.runtime->config->enabled) {
@@ -228,7 +228,7 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
 // ---------------------------------------------------------------- phase 2: the upstream request
 
 void build_upstream_request(Exchange& ex, const ClientSide& client, HeadWriter& out) {
-  const FarmRuntime& farm = ex.snap->farms[ex.farm];
+  const SnapshotFarm& farm = ex.snap->farms[ex.farm];
   const config::ProtocolConfig& protocol = farm.config->protocol;
   std::string_view host = protocol.preserve_host_header ? request_host(ex) : std::string_view{};
   if (host.empty()) {
@@ -448,7 +448,7 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   response.close = close;
   response.http10_keep_alive = !client_http11 && !close;
   if (switching) response.upgrade = head.find("upgrade");
-  const FarmRuntime& farm = ex.snap->farms[ex.farm];
+  const SnapshotFarm& farm = ex.snap->farms[ex.farm];
   if (farm.live_failure_codes.matches(status)) ex.server_metrics->live_failures.add();
   if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
   HeaderField replacements[2];
@@ -559,7 +559,7 @@ void log_exchange(Exchange& ex, const ClientSide& client, Worker& worker, uint64
   e.bytes_received = ex.request_bytes;
   e.time_taken_ms = uv_now(worker.loop()) - ex.request_started_ms;
   if (ex.farm >= 0) {
-    const FarmRuntime& farm = ex.snap->farms[ex.farm];
+    const SnapshotFarm& farm = ex.snap->farms[ex.farm];
     e.farm = farm.config->name;
     if (ex.server_metrics != nullptr) e.server = farm.servers[ex.server].label;
   }
@@ -587,7 +587,7 @@ void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv
   std::string farm = "-";
   std::string pool = "-";
   if (ex.farm >= 0) {
-    const FarmRuntime& f = ex.snap->farms[ex.farm];
+    const SnapshotFarm& f = ex.snap->farms[ex.farm];
     farm = f.config->name;
     if (!f.config->application_pool.empty()) pool = f.config->application_pool;
     if (ex.in_flight_counted || ex.upstream != nullptr) server = f.servers[ex.server].label;

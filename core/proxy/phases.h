@@ -33,7 +33,7 @@ class Session;
 }
 
 class Worker;
-struct FarmState;
+struct WorkerFarm;
 struct ListenSocket;
 
 // What the phases know of the client's connection.

@@ -126,12 +126,12 @@ namespace {
 // Health and counters follow a server across a reload by identity, not by position.
 void carry_over(Snapshot& next, const Snapshot& previous) {
   for (size_t f = 0; f < previous.farms.size(); ++f) {
-    const FarmRuntime& old_farm = previous.farms[f];
+    const SnapshotFarm& old_farm = previous.farms[f];
     for (size_t s = 0; s < old_farm.servers.size(); ++s) {
       size_t nf, ns;
       if (!find_same_server(next, previous, f, s, nf, ns)) continue;
-      FarmRuntime& farm = next.farms[nf];
-      farm.health->share_slot(ns, *old_farm.health, s);
+      SnapshotFarm& farm = next.farms[nf];
+      farm.health->share_server(ns, *old_farm.health, s);
       farm.health->share_panic(*old_farm.health);
       size_t rows = std::min(farm.metrics.size(), old_farm.metrics.size());
       for (size_t w = 0; w < rows; ++w) farm.metrics[w][ns].add_from(old_farm.metrics[w][s]);
@@ -140,7 +140,7 @@ void carry_over(Snapshot& next, const Snapshot& previous) {
 }
 
 // What the farm's <affinity> and <loadBalancing> need at run time beyond the balancer itself.
-void add_balancing_state(const config::FarmConfig& farm, FarmRuntime& rt) {
+void add_balancing_state(const config::FarmConfig& farm, SnapshotFarm& rt) {
   const config::AffinityConfig& affinity = farm.affinity;
   if (affinity.use_cookie) {
     std::vector<std::string> hosts;
@@ -158,8 +158,8 @@ void add_balancing_state(const config::FarmConfig& farm, FarmRuntime& rt) {
         static_cast<uint64_t>(affinity.timeout.count()) * 1'000'000, std::move(per_host),
         farm.servers.size());
   }
-  if (farm.load_balancing.algorithm == config::Algorithm::RequestHash) {
-    rt.hash_key = std::make_unique<RequestHashKey>(farm.load_balancing);
+  if (farm.load_balancing.algorithm == balancer::Algorithm::RequestHash) {
+    rt.hash_key = std::make_unique<FarmHashKey>(farm.load_balancing);
   }
 }
 
@@ -167,7 +167,7 @@ void add_balancing_state(const config::FarmConfig& farm, FarmRuntime& rt) {
 
 bool find_same_server(const Snapshot& snapshot, const Snapshot& other, size_t farm, size_t server,
                       size_t& out_farm, size_t& out_server) {
-  const FarmRuntime& theirs = other.farms[farm];
+  const SnapshotFarm& theirs = other.farms[farm];
   const ServerEndpoint& target = theirs.servers[server];
   for (size_t f = 0; f < snapshot.farms.size(); ++f) {
     if (!iequals(snapshot.farms[f].config->name, theirs.config->name)) continue;
@@ -197,7 +197,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   snap->farms.reserve(farms.size());
   for (const config::FarmConfig* farm_ptr : farms) {
     const config::FarmConfig& farm = *farm_ptr;
-    FarmRuntime rt;
+    SnapshotFarm rt;
     rt.config = &farm;
     rt.health = std::make_shared<health::HealthTable>(farm.servers.size());
     // The loader validated the list, so parse() succeeds; "500-" is ARR's default.
@@ -259,30 +259,10 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   return snap;
 }
 
-namespace {
-
-balancer::Algorithm balancer_algorithm(config::Algorithm a) {
-  switch (a) {
-    case config::Algorithm::WeightedRoundRobin:
-      return balancer::Algorithm::WeightedRoundRobin;
-    case config::Algorithm::LeastRequests:
-      return balancer::Algorithm::LeastRequests;
-    case config::Algorithm::LeastResponseTime:
-      return balancer::Algorithm::LeastResponseTime;
-    case config::Algorithm::WeightedTotalTraffic:
-      return balancer::Algorithm::WeightedTotalTraffic;
-    case config::Algorithm::RequestHash:
-      return balancer::Algorithm::RequestHash;
-  }
-  return balancer::Algorithm::WeightedRoundRobin;
-}
-
-}  // namespace
-
-balancer::FarmSpec balancer_spec(const FarmRuntime& farm) {
+balancer::BalancedFarm balanced_farm(const SnapshotFarm& farm) {
   const config::LoadBalancingConfig& lb = farm.config->load_balancing;
-  balancer::FarmSpec spec;
-  spec.algorithm = balancer_algorithm(lb.algorithm);
+  balancer::BalancedFarm spec;
+  spec.algorithm = lb.algorithm;
   spec.randomize_ties = lb.randomize_lb_ties;
   spec.response_time_period_ns =
       static_cast<uint64_t>(lb.least_response_time_period.count()) * 1'000'000;

@@ -43,7 +43,13 @@ struct ServerEndpoint {
   bool probe_resolved = false;
 };
 
-struct FarmRuntime {
+// One farm has one type per place that holds it:
+//   config::FarmConfig      the <webFarm> as the file says it (plain data);
+//   SnapshotFarm            resolved for a snapshot and shared by every worker (below);
+//   WorkerFarm              one worker's own state for it (balancer, idle pools; worker.h);
+//   balancer::BalancedFarm  what a balancer is built from (balanced_farm() below);
+//   health::ProbedFarm      what the farm's prober is given (health/farm_prober.h).
+struct SnapshotFarm {
   const config::FarmConfig* config = nullptr;
   std::vector<ServerEndpoint> servers;
   std::shared_ptr<health::HealthTable> health;  // shared with the farm's prober
@@ -60,17 +66,17 @@ struct FarmRuntime {
   // worker (it takes a lock; only farms that ask for it pay for it).
   std::unique_ptr<balancer::HostAffinity> host_affinity;
   // RequestHash farms: what each request hashes.
-  std::unique_ptr<const RequestHashKey> hash_key;
+  std::unique_ptr<const FarmHashKey> hash_key;
 };
 
 // The balancer's spec of a farm: ARR's algorithm, its options, and its servers in order.
-balancer::FarmSpec balancer_spec(const FarmRuntime& farm);
+balancer::BalancedFarm balanced_farm(const SnapshotFarm& farm);
 
 struct Snapshot {
   std::shared_ptr<const config::Config> config;
   // The file's farms, then one implicit farm per <proxy enabled="true"> target (below).
-  std::vector<FarmRuntime> farms;
-  std::deque<config::FarmConfig> proxy_farms;  // deque: FarmRuntime points into it
+  std::vector<SnapshotFarm> farms;
+  std::deque<config::FarmConfig> proxy_farms;  // deque: SnapshotFarm points into it
   // Index in `farms` of the implicit farm for `authority` ("host[:port]"), or -1.
   int proxy_farm(std::string_view authority) const;
   std::unique_ptr<Router> router;

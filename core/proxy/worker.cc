@@ -135,11 +135,11 @@ void Worker::build_epoch() {
   epoch_->request_limits.max_header_count = limits.max_request_headers;
   epoch_->request_limits.max_body = limits.max_allowed_content_length;
   epoch_->request_limits.allow_trace = limits.allow_trace;
-  std::vector<FarmState>& farms = epoch_->farms;
-  for (const FarmRuntime& f : snapshot_->farms) {
-    FarmState state;
+  std::vector<WorkerFarm>& farms = epoch_->farms;
+  for (const SnapshotFarm& f : snapshot_->farms) {
+    WorkerFarm state;
     state.runtime = &f;
-    state.balancer = balancer::make_balancer(balancer_spec(f));
+    state.balancer = balancer::make_balancer(balanced_farm(f));
     state.availability = std::make_unique<FarmAvailability>(&f);
     state.servers.resize(f.servers.size());
     farms.push_back(std::move(state));
@@ -157,7 +157,7 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
 void Worker::adopt(std::shared_ptr<const Snapshot> next) {
   std::shared_ptr<const Snapshot> previous = snapshot_;
   std::shared_ptr<WorkerEpoch> old = epoch_;
-  std::vector<FarmState>& old_farms = old->farms;
+  std::vector<WorkerFarm>& old_farms = old->farms;
   snapshot_ = std::move(next);
   build_epoch();
   // Idle connections to servers that are still configured stay pooled; the rest close.
@@ -349,8 +349,8 @@ void Worker::begin_stop() {
 void Worker::maybe_finish_stop() {
   if (!connections_.empty() || loop_closing_) return;
   loop_closing_ = true;
-  for (FarmState& farm : epoch_->farms) {
-    for (ServerSlot& slot : farm.servers) {
+  for (WorkerFarm& farm : epoch_->farms) {
+    for (WorkerServer& slot : farm.servers) {
       std::vector<UpstreamConnection*> idle = slot.idle;
       idle.insert(idle.end(), slot.idle_tls.begin(), slot.idle_tls.end());
       for (UpstreamConnection* up : idle) up->close();

@@ -40,7 +40,7 @@ struct ListenSocket {
 };
 
 // Per worker, per server of a farm: the idle keep-alive connections to it.
-struct ServerSlot {
+struct WorkerServer {
   std::vector<UpstreamConnection*> idle;      // most recently used last
   std::vector<UpstreamConnection*> idle_tls;  // the same over https (httpsPort)
   std::vector<UpstreamConnection*>& pool(bool tls) { return tls ? idle_tls : idle; }
@@ -49,9 +49,9 @@ struct ServerSlot {
 };
 
 // Adapts a farm's health table to what the balancer asks.
-class FarmAvailability final : public balancer::Availability {
+class FarmAvailability final : public balancer::AvailableServers {
  public:
-  explicit FarmAvailability(const FarmRuntime* farm) : farm_(farm) {}
+  explicit FarmAvailability(const SnapshotFarm* farm) : farm_(farm) {}
   bool available(size_t server) const override {
     return usable(server, health::Availability::Available);
   }
@@ -73,16 +73,16 @@ class FarmAvailability final : public balancer::Availability {
     return state.healthy || farm_->health->panic();
   }
 
-  const FarmRuntime* farm_;
+  const SnapshotFarm* farm_;
 };
 
-struct FarmState {
-  const FarmRuntime* runtime = nullptr;
+struct WorkerFarm {
+  const SnapshotFarm* runtime = nullptr;
   // shared_ptr: an exchange keeps the balancer it started on, so its on_finish() lands there
   // even if a reload replaced the farm's balancer meanwhile.
   std::shared_ptr<balancer::Balancer> balancer;
   std::unique_ptr<FarmAvailability> availability;
-  std::vector<ServerSlot> servers;
+  std::vector<WorkerServer> servers;
 };
 
 // One configuration as one worker runs it: the snapshot and the per-farm state built for it
@@ -93,11 +93,11 @@ struct FarmState {
 // pools were handed to the new epoch when it was made, so nothing but those exchanges uses it).
 struct WorkerEpoch {
   std::shared_ptr<const Snapshot> snapshot;
-  std::vector<FarmState> farms;
+  std::vector<WorkerFarm> farms;
   RequestLimits request_limits;  // the configuration's <limits> as the request decoder takes them
 
   const config::Config& config() const { return *snapshot->config; }
-  FarmState& farm(int index) { return farms[static_cast<size_t>(index)]; }
+  WorkerFarm& farm(int index) { return farms[static_cast<size_t>(index)]; }
 };
 
 class Worker {

@@ -463,7 +463,7 @@ SSL_CTX* ClientContexts::new_context(const config::UpstreamTlsConfig& u, std::st
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_protos(ctx, kAlpnHttp11, sizeof kAlpnHttp11);
-  // Sessions are kept by the worker per server (ServerSlot), not in the context.
+  // Sessions are kept by the worker per server (WorkerServer), not in the context.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   int ok;
   if (u.ca_file.empty()) {
@@ -486,7 +486,7 @@ ClientContexts::~ClientContexts() {
   for (SSL_CTX* ctx : owned_) SSL_CTX_free(ctx);
 }
 
-const ClientContexts::Farm& ClientContexts::for_farm(std::string_view name) const {
+const ClientContexts::UpstreamTls& ClientContexts::for_farm(std::string_view name) const {
   if (!farms_.empty()) {
     if (auto it = farms_.find(lower(name)); it != farms_.end()) return it->second;
   }

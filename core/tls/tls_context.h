@@ -72,19 +72,19 @@ class ClientContexts {
   ClientContexts(const ClientContexts&) = delete;
   ClientContexts& operator=(const ClientContexts&) = delete;
 
-  struct Farm {
+  struct UpstreamTls {
     SSL_CTX* ctx = nullptr;  // not owned (shared between farms with the same settings)
     bool verify = true;
   };
   // The settings for farm `name` (case-insensitive), or the global ones.
-  const Farm& for_farm(std::string_view name) const;
+  const UpstreamTls& for_farm(std::string_view name) const;
 
  private:
   ClientContexts() = default;
   static SSL_CTX* new_context(const config::UpstreamTlsConfig& settings, std::string& why);
   std::vector<SSL_CTX*> owned_;
-  std::unordered_map<std::string, Farm> farms_;  // lower-case farm name → settings
-  Farm global_;
+  std::unordered_map<std::string, UpstreamTls> farms_;  // lower-case farm name → settings
+  UpstreamTls global_;
 };
 
 // Checks the certificate files of `config` without keeping anything: for --check-config and

@@ -12,7 +12,7 @@ namespace {
 
 constexpr uint64_t kMinute = 60'000'000'000ull;
 
-class TestAvailability final : public Availability {
+class TestAvailability final : public AvailableServers {
  public:
   explicit TestAvailability(size_t n) : up_(n, true) {}
   bool available(size_t i) const override { return up_[i]; }

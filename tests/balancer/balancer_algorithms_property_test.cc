@@ -15,7 +15,7 @@
 namespace harrow::balancer {
 namespace {
 
-class TestAvailability final : public Availability {
+class TestAvailability final : public AvailableServers {
  public:
   explicit TestAvailability(std::vector<bool> up) : up_(std::move(up)) {}
   bool available(size_t i) const override { return up_[i]; }
@@ -31,8 +31,8 @@ class TestAvailability final : public Availability {
   uint64_t version_ = 7;
 };
 
-FarmSpec farm(Algorithm algorithm, const std::vector<uint32_t>& weights) {
-  FarmSpec spec;
+BalancedFarm farm(Algorithm algorithm, const std::vector<uint32_t>& weights) {
+  BalancedFarm spec;
   spec.algorithm = algorithm;
   for (size_t i = 0; i < weights.size(); ++i) {
     spec.servers.push_back(
@@ -56,7 +56,7 @@ RC_GTEST_PROP(BalancerProperty, EveryAlgorithmPicksOnlyCandidates, ()) {
   auto weights = *rc::gen::nonEmpty(rc::gen::container<std::vector<uint32_t>>(
       rc::gen::oneOf(rc::gen::just<uint32_t>(0), rc::gen::inRange<uint32_t>(1, 1000))));
   RC_PRE(weights.size() <= 40u);
-  FarmSpec spec = farm(algorithm, weights);
+  BalancedFarm spec = farm(algorithm, weights);
   spec.randomize_ties = *rc::gen::arbitrary<bool>();
   spec.hash_balance_factor = *rc::gen::element(0.0, 1.0, 1.25, 2.0);
   auto balancer = make_balancer(spec);
@@ -110,7 +110,7 @@ RC_GTEST_PROP(BalancerProperty, LeastRequestsScanPicksTheLeastLoaded, ()) {
   auto weights = *rc::gen::nonEmpty(
       rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 6)));
   RC_PRE(weights.size() <= 16u);
-  FarmSpec spec = farm(Algorithm::LeastRequests, weights);
+  BalancedFarm spec = farm(Algorithm::LeastRequests, weights);
   spec.randomize_ties = *rc::gen::arbitrary<bool>();
   auto balancer = make_balancer(spec);
   AllAvailable all;
@@ -141,8 +141,8 @@ RC_GTEST_PROP(BalancerProperty, LeastRequestsScanPicksTheLeastLoaded, ()) {
 RC_GTEST_PROP(BalancerProperty, RequestHashRemovalMovesOnlyTheRemovedServersKeys, ()) {
   size_t n = *rc::gen::inRange<size_t>(2, 60);
   size_t removed = *rc::gen::inRange<size_t>(0, n);
-  FarmSpec before = farm(Algorithm::RequestHash, std::vector<uint32_t>(n, 100));
-  FarmSpec after = before;
+  BalancedFarm before = farm(Algorithm::RequestHash, std::vector<uint32_t>(n, 100));
+  BalancedFarm after = before;
   after.servers.erase(after.servers.begin() + static_cast<std::ptrdiff_t>(removed));
   auto a = make_balancer(before), a_again = make_balancer(before), b = make_balancer(after);
   AllAvailable all;
@@ -201,7 +201,7 @@ RC_GTEST_PROP(BalancerProperty, RequestHashUnavailableServerKeysMoveStablyAndRet
 RC_GTEST_PROP(BalancerProperty, RequestHashBoundedLoadsNeverExceedTheBound, ()) {
   size_t n = *rc::gen::inRange<size_t>(2, 24);
   double factor = *rc::gen::element(1.0, 1.25, 1.5, 2.0);
-  FarmSpec spec = farm(Algorithm::RequestHash, std::vector<uint32_t>(n, 100));
+  BalancedFarm spec = farm(Algorithm::RequestHash, std::vector<uint32_t>(n, 100));
   spec.hash_balance_factor = factor;
   auto balancer = make_balancer(spec);
   AllAvailable all;
@@ -235,7 +235,7 @@ RC_GTEST_PROP(BalancerProperty, RequestHashWeightedBoundedLoadsNeverExceedTheirB
   auto weights = *rc::gen::container<std::vector<uint32_t>>(rc::gen::inRange<uint32_t>(1, 6));
   RC_PRE(weights.size() >= 2u && weights.size() <= 16u);
   uint64_t quarters = *rc::gen::element<uint64_t>(4, 5, 6, 8);
-  FarmSpec spec = farm(Algorithm::RequestHash, weights);
+  BalancedFarm spec = farm(Algorithm::RequestHash, weights);
   spec.hash_balance_factor = static_cast<double>(quarters) / 4;
   auto balancer = make_balancer(spec);
   AllAvailable all;
@@ -357,7 +357,7 @@ RC_GTEST_PROP(BalancerProperty, WeightedSamplerDrawsInProportionToWeight, ()) {
 }
 
 TEST(LeastResponseTime, AmongUnmeasuredServersTheIdlestGetsTheNextRequest) {
-  FarmSpec spec = farm(Algorithm::LeastResponseTime, {100, 100, 100});
+  BalancedFarm spec = farm(Algorithm::LeastResponseTime, {100, 100, 100});
   auto balancer = make_balancer(spec);
   AllAvailable all;
   Random rng;

@@ -10,8 +10,8 @@
 namespace harrow::balancer {
 namespace {
 
-FarmSpec farm(Algorithm algorithm, const std::vector<uint32_t>& weights) {
-  FarmSpec spec;
+BalancedFarm farm(Algorithm algorithm, const std::vector<uint32_t>& weights) {
+  BalancedFarm spec;
   spec.algorithm = algorithm;
   for (size_t i = 0; i < weights.size(); ++i) {
     spec.servers.push_back({"192.168.1." + std::to_string(i + 1) + ":80", weights[i]});
@@ -19,7 +19,7 @@ FarmSpec farm(Algorithm algorithm, const std::vector<uint32_t>& weights) {
   return spec;
 }
 
-class SwitchableAvailability final : public Availability {
+class SwitchableAvailability final : public AvailableServers {
  public:
   explicit SwitchableAvailability(std::vector<bool> up) : up_(std::move(up)) {}
   bool available(size_t i) const override { return up_[i]; }
@@ -101,7 +101,7 @@ TEST(LeastRequests, IdleTiesGoRoundRobinInConfigurationOrder) {
 }
 
 TEST(LeastRequests, RandomizedTiesReachEveryTiedServer) {
-  FarmSpec spec = farm(Algorithm::LeastRequests, {100, 100, 100, 100});
+  BalancedFarm spec = farm(Algorithm::LeastRequests, {100, 100, 100, 100});
   spec.randomize_ties = true;
   auto balancer = make_balancer(spec);
   AllAvailable all;
@@ -180,7 +180,7 @@ TEST(LeastResponseTime, AFastFailureCountsAsSlow) {
 }
 
 TEST(LeastResponseTime, APenalisedServerIsProbedAgainAfterItDecays) {
-  FarmSpec spec = farm(Algorithm::LeastResponseTime, {100, 100});
+  BalancedFarm spec = farm(Algorithm::LeastResponseTime, {100, 100});
   spec.response_time_period_ns = 1'000'000'000;
   auto balancer = make_balancer(spec);
   AllAvailable all;
@@ -246,7 +246,7 @@ TEST(RequestHash, WeightsSetTheShareOfKeys) {
 }
 
 TEST(RequestHash, BoundedLoadsSpreadAHotKey) {
-  FarmSpec spec = farm(Algorithm::RequestHash, {100, 100, 100, 100});
+  BalancedFarm spec = farm(Algorithm::RequestHash, {100, 100, 100, 100});
   spec.hash_balance_factor = 1.25;
   auto balancer = make_balancer(spec);
   AllAvailable all;

@@ -11,7 +11,7 @@
 namespace harrow::balancer {
 namespace {
 
-class SomeAvailable final : public Availability {
+class SomeAvailable final : public AvailableServers {
  public:
   explicit SomeAvailable(std::vector<bool> up) : up_(std::move(up)) {}
   bool available(size_t i) const override { return up_[i]; }

@@ -205,7 +205,7 @@ rc::Gen<LoadBalancingConfig> load_balancings() {
   return rc::gen::exec([] {
     LoadBalancingConfig d;
     LoadBalancingConfig b;
-    b.algorithm = or_default(d.algorithm, enum_values<Algorithm>(5));
+    b.algorithm = or_default(d.algorithm, enum_values<balancer::Algorithm>(5));
     b.hash_server_variable =
         or_default(d.hash_server_variable,
                    rc::gen::element<std::string>("QUERY_STRING", "HTTP_HOST", "REMOTE_ADDR"));

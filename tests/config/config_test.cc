@@ -124,7 +124,7 @@ TEST(ConfigDefaults, FarmAndServerTakeArrDefaults) {
 
   EXPECT_FALSE(farm.affinity.use_cookie);
   EXPECT_EQ(farm.affinity.cookie_name, "ARRAffinity");
-  EXPECT_EQ(farm.load_balancing.algorithm, Algorithm::WeightedRoundRobin);
+  EXPECT_EQ(farm.load_balancing.algorithm, balancer::Algorithm::WeightedRoundRobin);
   EXPECT_EQ(farm.load_balancing.least_response_time_period, seconds(5));
 }
 
@@ -166,7 +166,7 @@ TEST(ConfigNames, SectionNamesAndValuesIgnoreCase) {
       "</WebFarm></WEBFARMS></CONFIGURATION>");
   const FarmConfig& farm = config.farms.at(0);
   EXPECT_FALSE(farm.enabled);
-  EXPECT_EQ(farm.load_balancing.algorithm, Algorithm::WeightedRoundRobin);
+  EXPECT_EQ(farm.load_balancing.algorithm, balancer::Algorithm::WeightedRoundRobin);
   EXPECT_EQ(farm.protocol.http_version, HttpVersionMode::Http11);
   EXPECT_FALSE(farm.protocol.keep_alive);
 }
@@ -224,7 +224,7 @@ TEST(ConfigExamples, B_TwoFarmsHashingAndGlobalProxy) {
   EXPECT_EQ(api.health_check.live_traffic_failure_codes, "500-599");
   EXPECT_EQ(api.health_check.max_live_traffic_failures, 20u);
   EXPECT_EQ(api.health_check.live_traffic_failure_period, minutes(1));
-  EXPECT_EQ(api.load_balancing.algorithm, Algorithm::RequestHash);
+  EXPECT_EQ(api.load_balancing.algorithm, balancer::Algorithm::RequestHash);
   EXPECT_EQ(api.load_balancing.hash_server_variable, "QUERY_STRING");
   EXPECT_EQ(api.load_balancing.query_string_names, "tenant");
   EXPECT_EQ(config.farms[1].protocol.timeout, seconds(15));
@@ -934,7 +934,9 @@ TEST(ConfigFiles, ErrorsNameTheFile) {
 }
 
 TEST(ConfigFormat, DiagnosticFormat) {
-  Diagnostic diagnostic{{"a/b.config", 12, 5}, "something is wrong"};
+  Diagnostic diagnostic;
+  diagnostic.where = SourceLocation{.file = "a/b.config", .line = 12, .column = 5};
+  diagnostic.message = "something is wrong";
   EXPECT_EQ(diagnostic.format_error(), "a/b.config:12:5: error: something is wrong");
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace harrow::health {
 namespace {
@@ -52,13 +53,14 @@ TEST(HealthTable, EveryStateRoundTrips) {
   }
 }
 
-TEST(HealthTable, SharedSlotIsOneStateSeenFromBothTables) {
+TEST(HealthTable, SharedServerIsOneStateSeenFromBothTables) {
   // A reload: the new snapshot's server 0 is the old snapshot's server 1 (same identity).
   HealthTable old_table(2);
   old_table.store(1, false, Availability::Draining);
   HealthTable new_table(3);
-  new_table.share_slot(0, old_table, 1);
-  EXPECT_EQ(&new_table.slot(0), &old_table.slot(1));
+  new_table.share_server(0, old_table, 1);
+  EXPECT_EQ(&new_table.health_word(0), &old_table.health_word(1));
+  EXPECT_EQ(&new_table.probe_record(0), &old_table.probe_record(1));
   EXPECT_EQ(new_table.load(0), old_table.load(1));
   EXPECT_EQ(new_table.load(0).generation, 1u);
 
@@ -71,13 +73,14 @@ TEST(HealthTable, SharedSlotIsOneStateSeenFromBothTables) {
   EXPECT_EQ(
       old_table.load(1),
       (ServerState{.healthy = false, .availability = Availability::Unavailable, .generation = 3}));
-  // Counters live in the slot too.
-  old_table.slot(1).probes[static_cast<int>(ProbeResultKind::Timeout)].fetch_add(
+  // The probe record is shared with the word.
+  old_table.probe_record(1).probes[static_cast<int>(ProbeResultKind::Timeout)].fetch_add(
       1, std::memory_order_relaxed);
-  EXPECT_EQ(new_table.slot(0).probes[static_cast<int>(ProbeResultKind::Timeout)].load(), 1u);
+  EXPECT_EQ(new_table.probe_record(0).probes[static_cast<int>(ProbeResultKind::Timeout)].load(), 1u);
 
-  // The other slots stay their own.
-  EXPECT_NE(&new_table.slot(1), &old_table.slot(0));
+  // The other servers stay their own.
+  EXPECT_NE(&new_table.health_word(1), &old_table.health_word(0));
+  EXPECT_NE(&new_table.probe_record(1), &old_table.probe_record(0));
   EXPECT_EQ(new_table.load(1).generation, 0u);
   EXPECT_EQ(old_table.load(0).generation, 0u);
 }
@@ -87,7 +90,7 @@ TEST(HealthTable, SharedSlotOutlivesTheTableItCameFrom) {
   {
     HealthTable old_table(1);
     old_table.store(0, false, Availability::Available);
-    new_table.share_slot(0, old_table, 0);
+    new_table.share_server(0, old_table, 0);
   }
   EXPECT_FALSE(new_table.load(0).healthy);
   new_table.store(0, true, Availability::Available);
@@ -121,13 +124,39 @@ TEST(HealthTable, ProbeResultNames) {
   EXPECT_EQ(std::string(probe_result_name(ProbeResultKind::InvalidResponse)), "invalid_response");
 }
 
-TEST(HealthTable, SlotsAreCacheLineSized) {
-  static_assert(alignof(ServerSlot) == 64);
-  HealthTable table(2);
-  auto a = reinterpret_cast<uintptr_t>(&table.slot(0));
-  auto b = reinterpret_cast<uintptr_t>(&table.slot(1));
-  EXPECT_EQ(a % 64, 0u);
-  EXPECT_EQ(b % 64, 0u);
+// Workers read every server's word on every pick while the prober writes words and counters:
+// each word must have its cache line to itself, with no other word and no probe record on it.
+TEST(HealthTable, EachHealthWordIsAloneOnItsCacheLine) {
+  static_assert(sizeof(HealthWord) == kCacheLine && alignof(HealthWord) == kCacheLine);
+  constexpr size_t kServers = 5;
+  HealthTable table(kServers);
+  HealthTable kept(2);  // a reload: server 3 of `table` becomes server 0 of `kept`
+  kept.share_server(0, table, 3);
+  auto line = [](const void* p) { return reinterpret_cast<uintptr_t>(p) / kCacheLine; };
+  std::vector<const void*> words, records;
+  for (const HealthTable* t : {&table, &kept}) {
+    for (size_t i = 0; i < t->size(); ++i) {
+      const HealthWord& w = t->health_word(i);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(&w) % kCacheLine, 0u);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(&w.word), reinterpret_cast<uintptr_t>(&w));
+      words.push_back(&w);
+      records.push_back(&t->probe_record(i));
+    }
+  }
+  for (size_t a = 0; a < words.size(); ++a) {
+    for (size_t b = 0; b < words.size(); ++b) {
+      if (words[a] != words[b]) {
+        EXPECT_NE(line(words[a]), line(words[b]));
+      }
+    }
+    for (const void* record : records) {
+      // A record spans [record, record + sizeof): none of its lines may be a word's line.
+      uintptr_t first = line(record);
+      uintptr_t last = (reinterpret_cast<uintptr_t>(record) + sizeof(ProbeRecord) - 1) / kCacheLine;
+      EXPECT_TRUE(line(words[a]) < first || line(words[a]) > last)
+          << "word " << a << " shares a cache line with a probe record";
+    }
+  }
 }
 
 // A quick in-process check; tests/tsan/health_table_tsan.cc is the thorough one.

@@ -1,6 +1,6 @@
 // HealthTable under ThreadSanitizer, the way the product uses it: one writer (a farm's prober)
 // flipping server states and counters 200,000 times, eight readers (workers) loading them in a
-// tight loop, through a second table that shares the slots as a reload would. TSan reports any
+// tight loop, through a second table that shares the servers as a reload would. TSan reports any
 // data race; the readers check that every state they see is one the writer actually wrote and
 // that generations never go backwards.
 #include <atomic>
@@ -22,7 +22,7 @@ constexpr uint32_t kWrites = 200'000;
 constexpr int kReaders = 8;
 constexpr int kPass = static_cast<int>(ProbeResultKind::Pass);
 
-// What the writer stores for a slot's n-th write: healthy and availability both change at every
+// What the writer stores for a server's n-th write: healthy and availability both change at every
 // write, and which pair appears depends on the generation, so a torn read (one write's
 // generation with another's fields, or healthy from one write and availability from another)
 // shows as a mismatch.
@@ -55,9 +55,9 @@ void fail(int reader, size_t server, const ServerState& s, const char* what) {
 
 int main() {
   HealthTable prober_table(kServers);
-  // The workers' snapshot: same slots and panic flag (shared before any thread starts).
+  // The workers' snapshot: same words, records and panic flag (shared before any thread starts).
   HealthTable worker_table(kServers);
-  for (size_t i = 0; i < kServers; ++i) worker_table.share_slot(i, prober_table, i);
+  for (size_t i = 0; i < kServers; ++i) worker_table.share_server(i, prober_table, i);
   worker_table.share_panic(prober_table);
 
   std::atomic<int> readers_started{0};
@@ -84,7 +84,7 @@ int main() {
           last[i] = s.generation;
           // The probe counter is bumped before each store (release), so a reader that saw
           // generation g also sees at least g passes counted.
-          uint64_t probes = worker_table.slot(i).probes[kPass].load(std::memory_order_relaxed);
+          uint64_t probes = worker_table.probe_record(i).probes[kPass].load(std::memory_order_relaxed);
           if (probes < last_probes[i]) fail(r, i, s, "probe counter went backwards");
           last_probes[i] = probes;
           if (probes < s.generation) fail(r, i, s, "store visible before the counter before it");
@@ -104,9 +104,9 @@ int main() {
       size_t server = n % kServers;
       uint32_t generation = prober_table.load(server).generation + 1;
       ServerState next = written(generation);
-      prober_table.slot(server).probes[kPass].fetch_add(1, std::memory_order_relaxed);
+      prober_table.probe_record(server).probes[kPass].fetch_add(1, std::memory_order_relaxed);
       prober_table.store(server, next.healthy, next.availability);
-      prober_table.slot(server).transitions.fetch_add(1, std::memory_order_relaxed);
+      prober_table.probe_record(server).transitions.fetch_add(1, std::memory_order_relaxed);
       if (n % 1024 == 0) prober_table.set_panic(!prober_table.panic());
     }
     done.store(true, std::memory_order_release);
@@ -126,7 +126,7 @@ int main() {
     if (s.generation != kWrites / kServers || !(s == written(s.generation))) {
       fail(-1, i, s, "final state is not the last write");
     }
-    if (prober_table.slot(i).transitions.load() != kWrites / kServers) {
+    if (prober_table.probe_record(i).transitions.load() != kWrites / kServers) {
       fail(-1, i, s, "transition counter lost updates");
     }
   }

@@ -242,11 +242,11 @@ TEST(StatusPage, StateHealthPanicAndTransitions) {
   EXPECT_EQ(page.find("unhealthy"), std::string::npos);
   EXPECT_EQ(count(page, ">Available</span>"), 3u);
 
-  const FarmRuntime& shop = snap->farms[kShop];
+  const SnapshotFarm& shop = snap->farms[kShop];
   shop.health->store(0, false, health::Availability::Available);
   shop.health->store(1, true, health::Availability::Draining);
   snap->farms[kEvil].health->store(0, true, health::Availability::Unavailable);
-  shop.health->slot(0).transitions.store(7);
+  shop.health->probe_record(0).transitions.store(7);
   shop.health->set_panic(true);
   page = render_status_page(*snap, history);
   EXPECT_EQ(count(page, "panic mode</span>"), 1u);
@@ -272,7 +272,7 @@ TEST(StatusPage, ShowsTheLastTransitionAndItsReason) {
   config.farms[0].servers[0].address = "127.0.0.1";
   std::vector<std::string> warnings;
   auto snap = build_snapshot(std::make_shared<config::Config>(config), 1, nullptr, warnings);
-  snap->farms[0].health->slot(0).set_last_transition(
+  snap->farms[0].health->probe_record(0).set_last_transition(
       "healthy/available -> unhealthy/available: 3 consecutive failed probes (last: status 503)");
   StatusHistory history;
   std::string page = render_status_page(*snap, history);
@@ -389,7 +389,7 @@ TEST(StatusPage, HealthPanelShowsProbeUrlLastAndNextProbe) {
   cfg->farms[0].health_check.interval = config::Millis(10'000);
   std::vector<std::string> warnings;
   auto snap = build_snapshot(cfg, 2, nullptr, warnings);
-  health::ServerSlot& slot = snap->farms[kShop].health->slot(1);
+  health::ProbeRecord& slot = snap->farms[kShop].health->probe_record(1);
   slot.set_last_probe("bad_status: status 503");
   slot.last_probe_unix_ms = 1'000'000'000'000 - 12'000;
   slot.next_probe_unix_ms = 1'000'000'000'000 + 8'000;

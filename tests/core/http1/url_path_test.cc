@@ -12,7 +12,10 @@ std::string canon(std::string_view raw, UrlLimits limits = {}) {
   std::string out = "stale";
   Rejection why;
   if (!canonicalize_target(raw, limits, out, why)) {
-    return "<" + std::string(failure_token(why.failure)) + ">";
+    std::string refused = "<";
+    refused += failure_token(why.failure);
+    refused += '>';
+    return refused;
   }
   return out;
 }

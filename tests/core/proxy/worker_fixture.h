@@ -91,7 +91,7 @@ class WorkerFixture {
   // This worker's counters for the server at `address` in farm `farm` of `snap`.
   static ServerMetrics& server(const Snapshot& snap, const std::string& farm,
                                const std::string& address) {
-    for (const FarmRuntime& f : snap.farms) {
+    for (const SnapshotFarm& f : snap.farms) {
       if (f.config->name != farm) continue;
       for (size_t s = 0; s < f.servers.size(); ++s) {
         if (f.servers[s].config->address == address) return f.metrics[0][s];
