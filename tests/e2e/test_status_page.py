@@ -229,12 +229,13 @@ class StatusPageActions(HarrowTestCase):
                                            {"Origin": self.origin_header,
                                             "Sec-Fetch-Site": "same-origin"})
         self.assertEqual((status, location), (303, "/"), body)
-        self.assertEqual(self.state(), "Draining")
+        # The prober thread applies the command: the API answers before the table shows it.
+        wait_for(lambda: self.state() == "Draining", 10, "the server to drain")
         # Referer alone (a browser that sends no Origin) names the page too.
         status, body, _ = self.post(self.form(self.token(), "start"),
                                     {"Referer": self.origin_header + "/"})
         self.assertEqual(status, 303, body)
-        self.assertEqual(self.state(), "Available")
+        wait_for(lambda: self.state() == "Available", 10, "the server to start")
 
     def test_bad_absent_or_foreign_tokens_are_refused(self):
         self.start()
