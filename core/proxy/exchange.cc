@@ -9,7 +9,8 @@ namespace harrow {
 void Exchange::clear() {
   // The state is assigned afresh, so a field added to it later is reset too; the buffers that
   // grew serving earlier requests keep their capacity.
-  begin_request();
+  static_cast<ExchangeState&>(*this) = ExchangeState();
+  state_fresh_ = true;
   decoder = RequestDecoder();
   epoch.reset();
   snap = nullptr;
@@ -24,6 +25,7 @@ void Exchange::clear() {
   outbound_replace.clear();
   outbound_add.clear();
   html_out.clear();
+  text_out.clear();
   canonical_path.clear();
   outbound_rule_values.clear();
   detail_text.clear();

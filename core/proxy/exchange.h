@@ -81,7 +81,6 @@ struct ExchangeState {
   // Whole-body outbound rules (no filterByTags): their mask and held-back text; 0: none.
   uint64_t text_body_rules = 0;
   std::unique_ptr<BodyTextState> body_text;
-  std::string text_out;
   bool html_match_failed = false;  // a body rule's pattern reached the regex limits
 
   // --- the access log and failure lines
@@ -119,7 +118,12 @@ struct Exchange : ExchangeState {
   // A request's first byte: every ExchangeState field to its initial value. The decoder (in
   // the middle of the message) and the pinned configuration stay: pipelined requests read in
   // one go share them.
-  void begin_request() { static_cast<ExchangeState&>(*this) = ExchangeState(); }
+  void begin_request() {
+    // A state clear() just reset is not assigned twice (the common case: keep-alive requests
+    // one at a time take a cleared Exchange each).
+    if (!state_fresh_) static_cast<ExchangeState&>(*this) = ExchangeState();
+    state_fresh_ = false;
+  }
   // Empties the exchange for the next use: every field to its initial value, shared state
   // (configuration, balancer, rewriter) let go, strings and vectors cleared but not shrunk.
   void clear();
@@ -148,9 +152,13 @@ struct Exchange : ExchangeState {
   // (rule, value) of each header the outbound rules set, to name the rule in a refusal.
   std::vector<std::pair<std::string_view, std::string_view>> outbound_rule_values;
   std::string html_out;
+  std::string text_out;  // whole-body outbound rules' output for the current piece
   // The path as the rules judged it: decoded and canonical (core/http1/url_path.h).
   std::string canonical_path;
   std::string detail_text;  // log_detail when it must name something (a rule)
+
+ private:
+  bool state_fresh_ = true;  // ExchangeState is as constructed: begin_request() need not reset
 };
 
 // One worker's Exchanges: those in use and a bounded free list. Worker thread only.
