@@ -171,7 +171,8 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void after_upstream_failure(Failure failure, int uv_status);
   // A server of the farm this request has not failed on, or nullopt.
   std::optional<size_t> other_server();
-  // A failed attempt counted against its server (metrics, live-traffic failures, the log).
+  // A failed attempt that is retried, counted against its server (metrics, live-traffic
+  // failures) and logged as a "retry" line.
   void count_server_failure(Failure failure, int uv_status);
   // An idempotent request, whole and without a body, not answered yet: it may be sent again.
   bool may_replay() const;

@@ -331,7 +331,7 @@ std::optional<size_t> ClientConnection::other_server() {
 }
 
 void ClientConnection::count_server_failure(Failure failure, int uv_status) {
-  log_failure(failure, uv_status);
+  harrow::log_failure(*ex_, client_side(), failure, uv_status, /*retried=*/true);
   ex_->server_metrics->failures[static_cast<int>(failure)].add();
   ex_->server_metrics->live_failures.add();
   count_websocket_failure();

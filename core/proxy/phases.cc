@@ -575,7 +575,8 @@ void log_exchange(Exchange& ex, const ClientSide& client, Worker& worker, uint64
   log.add(e);
 }
 
-void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status) {
+void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status,
+                 bool retried) {
   LogLevel level = failure == Failure::client_aborted ? LogLevel::Info : LogLevel::Warn;
   if (!log_enabled(level)) return;
   std::string_view target = ex.head.target().substr(0, 200);
@@ -594,8 +595,9 @@ void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv
   }
   log_line(
       level,
-      "%d %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
-      failure_status(failure), std::string(failure_token(failure)).c_str(),
+      "%s %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
+      retried ? "retry" : std::to_string(failure_status(failure)).c_str(),
+      std::string(failure_token(failure)).c_str(),
       ex.log_id[0] != '\0' ? ex.log_id : "-", client_ip_port(ex, client), method, static_cast<int>(target.size()),
       target.data(), farm.c_str(), pool.c_str(), server.c_str(), ex.retries,
       uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
