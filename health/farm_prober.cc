@@ -140,8 +140,8 @@ struct FarmProber::Impl {
   void schedule(ServerRuntime& s, uint64_t delay) {
     if (!spec.policy.active_probing) return;
     uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
-    spec.table->probe_record(s.index).next_probe_unix_ms.store(unix_ms() + static_cast<int64_t>(delay),
-                                                       std::memory_order_relaxed);
+    spec.table->probe_record(s.index).next_probe_unix_ms.store(
+        unix_ms() + static_cast<int64_t>(delay), std::memory_order_relaxed);
   }
 
   static void on_probe_timer(uv_timer_t* t) {

@@ -49,8 +49,8 @@ struct ProbedFarm {
 
 class FarmProber {
  public:
-  explicit FarmProber(ProbedFarm spec);     // starts the thread
-  ~FarmProber();                            // stops and joins it
+  explicit FarmProber(ProbedFarm spec);  // starts the thread
+  ~FarmProber();                         // stops and joins it
   FarmProber(const FarmProber&) = delete;
   FarmProber& operator=(const FarmProber&) = delete;
 

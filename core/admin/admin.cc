@@ -19,9 +19,9 @@
 
 #include "core/base/ascii.h"
 #include "core/base/failure.h"
-#include "core/http1/http_head.h"
-#include "core/base/socket_address.h"
 #include "core/base/log.h"
+#include "core/base/socket_address.h"
+#include "core/http1/http_head.h"
 
 namespace harrow {
 namespace {
@@ -407,7 +407,8 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   for (size_t f = 0; f < snap.farms.size(); ++f) {
     for (size_t i = 0; i < snap.farms[f].servers.size(); ++i) {
       o << "harrow_server_state_transitions_total{" << labels(f, i) << "} "
-        << snap.farms[f].health->probe_record(i).transitions.load(std::memory_order_relaxed) << "\n";
+        << snap.farms[f].health->probe_record(i).transitions.load(std::memory_order_relaxed)
+        << "\n";
     }
   }
   family("harrow_server_live_failures_total", "counter",
@@ -784,10 +785,10 @@ struct AdminConnection {
       options.tls_handshake_failures =
           sum_worker(src, [](const WorkerMetrics& w) { return w.tls_handshake_failures.get(); });
       // The page has buttons: no other site may frame it and trick a click (clickjacking).
-      respond(200, "OK", "text/html; charset=utf-8",
-              render_status_page(*snap, src.history != nullptr ? *src.history : kNoHistory,
-                                 options),
-              "X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n");
+      respond(
+          200, "OK", "text/html; charset=utf-8",
+          render_status_page(*snap, src.history != nullptr ? *src.history : kNoHistory, options),
+          "X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n");
     }
   }
 
@@ -807,8 +808,7 @@ struct AdminConnection {
     }
     ServerActionForm form;
     if (!parse_server_action_form(body, form, why)) {
-      refuse(form.token.empty() ? 403 : 400, form.token.empty() ? "Forbidden" : "Bad Request",
-             why);
+      refuse(form.token.empty() ? 403 : 400, form.token.empty() ? "Forbidden" : "Bad Request", why);
       return;
     }
     if (!server->page_tokens_.valid(form.token, std::time(nullptr))) {

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/proxy/snapshot.h"
 #include "core/admin/status_page.h"
+#include "core/proxy/snapshot.h"
 #include "core/proxy/worker.h"
 
 namespace harrow {

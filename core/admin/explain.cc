@@ -6,11 +6,11 @@
 #include "balancer/balancer.h"
 #include "balancer/host_affinity.h"
 #include "core/base/ascii.h"
+#include "core/http1/url_path.h"
 #include "core/proxy/affinity_cookie.h"
 #include "core/proxy/farm_hash_key.h"
-#include "core/rewrite/router.h"
-#include "core/http1/url_path.h"
 #include "core/proxy/worker.h"
+#include "core/rewrite/router.h"
 
 namespace harrow {
 namespace {

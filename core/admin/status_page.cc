@@ -352,7 +352,8 @@ void render_server(std::string& o, const SnapshotFarm& farm, size_t i, const Sta
   std::string last = farm.health->probe_record(i).last_transition();
   o += "<td class=\"num\" title=\"";
   escape(o, last.empty() ? std::string("no transition yet") : last);
-  o += "\">" + format_count(farm.health->probe_record(i).transitions.load(std::memory_order_relaxed)) +
+  o += "\">" +
+       format_count(farm.health->probe_record(i).transitions.load(std::memory_order_relaxed)) +
        "</td><td class=\"note\">";
   escape(o, last.empty() ? std::string("—") : last);
   o += "</td>";

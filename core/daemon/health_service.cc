@@ -24,7 +24,7 @@ bool split_health_url(const std::string& url, std::string& host_header, std::str
 }
 
 health::ProbedFarm make_probed_farm(const std::shared_ptr<const Snapshot>& snapshot,
-                                      size_t farm_index) {
+                                    size_t farm_index) {
   const SnapshotFarm& farm = snapshot->farms[farm_index];
   const config::FarmConfig& cfg = *farm.config;
   const config::HealthCheckConfig& hc = cfg.health_check;

@@ -19,23 +19,23 @@
 
 #include "config/loader.h"
 #include "core/admin/admin.h"
+#include "core/admin/explain.h"
+#include "core/base/ascii.h"
+#include "core/base/log.h"
 #include "core/daemon/capabilities.h"
 #include "core/daemon/cli.h"
 #include "core/daemon/ctl.h"
-#include "core/admin/explain.h"
 #include "core/daemon/health_service.h"
-#include "core/http1/http_head.h"
-#include "core/proxy/listen.h"
-#include "core/base/ascii.h"
-#include "core/base/log.h"
 #include "core/daemon/privileges.h"
 #include "core/daemon/replay.h"
-#include "core/rewrite/regex_safety.h"
 #include "core/daemon/sd_notify.h"
-#include "core/proxy/snapshot.h"
 #include "core/daemon/state_file.h"
 #include "core/daemon/upgrade.h"
+#include "core/http1/http_head.h"
+#include "core/proxy/listen.h"
+#include "core/proxy/snapshot.h"
 #include "core/proxy/worker.h"
+#include "core/rewrite/regex_safety.h"
 
 namespace harrow {
 namespace {
@@ -684,8 +684,10 @@ int run(int argc, char** argv) {
   std::fflush(stderr);
   Process::notify("READY=1\nSTATUS=serving");
   if (size_t closed = inherited.close_unclaimed(); closed > 0) {
-    log_line(LogLevel::Info, "upgrade: closed %zu inherited sockets the configuration no longer "
-             "names", closed);
+    log_line(LogLevel::Info,
+             "upgrade: closed %zu inherited sockets the configuration no longer "
+             "names",
+             closed);
   }
   if (inherited.upgrading()) {
     // Only now may the previous process stop accepting: every socket is served here.

@@ -19,7 +19,6 @@
 
 namespace harrow {
 
-
 PrivilegePlan plan_privileges(bool is_root, const std::string& current_user,
                               const config::RunAsConfig& run_as,
                               const std::vector<std::string>& addresses) {

@@ -49,9 +49,9 @@ RequestDecoder::Step RequestDecoder::decode(const char* data, uint32_t len) {
     } else if (rc != HPE_OK) {
       // A callback that refused set the reason; else llhttp's own error names it.
       if (rejection_.detail == nullptr) {
-        rejection_ = {head_too_large_ ? Failure::request_header_too_large
-                                      : failure_for_parse_error(rc),
-                      llhttp_get_error_reason(&parser_)};
+        rejection_ = {
+            head_too_large_ ? Failure::request_header_too_large : failure_for_parse_error(rc),
+            llhttp_get_error_reason(&parser_)};
       }
       return {Status::Rejected, consumed};
     }
@@ -140,8 +140,8 @@ void RequestDecoder::judge_head() {
   // and the new protocol to guesswork); another protocol (h2c, …) loses its Upgrade header like
   // any hop-by-hop field, as with nginx and HAProxy, and the server answers the plain request.
   upgrade_ = head_->has("upgrade");
-  websocket_ = upgrade_ && method() == HTTP_GET && http11() && !has_body_ &&
-               requests_websocket(*head_);
+  websocket_ =
+      upgrade_ && method() == HTTP_GET && http11() && !has_body_ && requests_websocket(*head_);
   ParsedRequest req;
   req.method = method_name();
   req.head = head_;

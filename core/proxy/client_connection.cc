@@ -9,19 +9,19 @@
 
 #include "core/base/backpressure.h"
 #include "core/base/log.h"
-#include "core/rewrite/router.h"
-#include "core/tls/tls_session.h"
 #include "core/http1/url_path.h"
 #include "core/proxy/phases.h"
 #include "core/proxy/retry_policy.h"
 #include "core/proxy/worker.h"
+#include "core/rewrite/router.h"
+#include "core/tls/tls_session.h"
 
 namespace harrow {
 
 // An idle keep-alive connection is this object (plus its socket's kernel state): per-request
 // state lives in an Exchange (core/proxy/exchange.h) taken only while a request is under way.
-// The README budgets 1 KiB of RSS per idle connection; a member added here costs every idle connection,
-// so it belongs in the Exchange unless the connection needs it between requests.
+// The README budgets 1 KiB of RSS per idle connection; a member added here costs every idle
+// connection, so it belongs in the Exchange unless the connection needs it between requests.
 static_assert(sizeof(ClientConnection) <= 480, "an idle connection's size grew: see above");
 
 namespace {
@@ -52,8 +52,8 @@ void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
 void ClientConnection::refuse_overloaded(Failure failure) {
   // Over the limit Harrow answers rather than pausing accept(): a paused listener leaves
   // clients hanging in the kernel's backlog with no clue, a 503 names the reason (its token
-  // from core/base/failure.h). The answer is written without reading the request, and the connection lingers
-  // briefly so the client's unread request does not turn the close into a reset.
+  // from core/base/failure.h). The answer is written without reading the request, and the
+  // connection lingers briefly so the client's unread request does not turn the close into a reset.
   WorkerMetrics& m = worker_->mutable_metrics();
   ListenerMetrics& lm = m.listeners[listener_->index];
   m.connections_rejected.add();

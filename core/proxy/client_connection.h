@@ -20,17 +20,17 @@
 #include <vector>
 
 #include "balancer/balancer.h"
-#include "core/proxy/exchange.h"
 #include "core/base/failure.h"
-#include "core/rewrite/html_rewriter.h"
-#include "core/http1/http_head.h"
 #include "core/base/io_buffer.h"
-#include "core/proxy/metrics.h"
-#include "core/proxy/phases.h"
+#include "core/base/timer_heap.h"
+#include "core/http1/http_head.h"
 #include "core/http1/request_checks.h"
 #include "core/http1/request_decoder.h"
-#include "core/base/timer_heap.h"
+#include "core/proxy/exchange.h"
+#include "core/proxy/metrics.h"
+#include "core/proxy/phases.h"
 #include "core/proxy/upstream_connection.h"
+#include "core/rewrite/html_rewriter.h"
 
 namespace harrow {
 
@@ -193,7 +193,6 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   static void on_write(uv_write_t* req, int status);
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
-
 
   // The connection's Exchange (core/proxy/exchange.h): taken when request bytes arrive, given back
   // when the connection is idle again with nothing left to parse. Null while idle.

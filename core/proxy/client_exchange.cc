@@ -71,7 +71,8 @@ bool ClientConnection::use_server(size_t server) {
   ex_->balancer = ex_->epoch->farm(ex_->farm).balancer;
   ex_->balancer->on_start(ex_->server);
   if (ex_->websocket) ex_->server_metrics->websocket_requests.add();
-  if (UpstreamConnection* idle = worker_->take_idle(*ex_->epoch, ex_->farm, ex_->server, ex_->upstream_tls)) {
+  if (UpstreamConnection* idle =
+          worker_->take_idle(*ex_->epoch, ex_->farm, ex_->server, ex_->upstream_tls)) {
     ex_->upstream = idle;
     ex_->upstream_reused = true;
     idle->attach(this);
@@ -104,7 +105,8 @@ void ClientConnection::connect_upstream() {
   const sockaddr_storage* addr = &endpoint.addr;
   if (ex_->upstream_tls) {
     const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
-    const tls::ClientContexts::UpstreamTls& settings = ex_->snap->tls_client->for_farm(farm.config->name);
+    const tls::ClientContexts::UpstreamTls& settings =
+        ex_->snap->tls_client->for_farm(farm.config->name);
     ex_->upstream->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
                            ex_->epoch->farm(ex_->farm).servers[ex_->server].tls_session);
     addr = &endpoint.tls_addr;

@@ -7,8 +7,8 @@
 #include <string_view>
 
 #include "core/base/backpressure.h"
-#include "core/proxy/client_connection.h"
 #include "core/base/log.h"
+#include "core/proxy/client_connection.h"
 #include "core/proxy/worker.h"
 
 namespace harrow {

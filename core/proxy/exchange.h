@@ -17,11 +17,11 @@
 
 #include "balancer/balancer.h"
 #include "core/base/failure.h"
-#include "core/rewrite/html_rewriter.h"
-#include "core/http1/http_head.h"
 #include "core/base/peer_address.h"
+#include "core/http1/http_head.h"
 #include "core/http1/request_checks.h"
 #include "core/http1/request_decoder.h"
+#include "core/rewrite/html_rewriter.h"
 #include "core/rewrite/router.h"
 
 namespace harrow {

@@ -138,7 +138,7 @@ struct WorkerMetrics {
   Counter connections_accepted;
   Counter connections_active;
   Counter connections_rejected;
-  Counter exchanges_active;        // client connections with a request under way (core/proxy/exchange.h)
+  Counter exchanges_active;  // client connections with a request under way (core/proxy/exchange.h)
   Counter tls_handshake_failures;  // https listeners: handshakes that failed (or were garbage)
   Counter requests;
   Counter failures[kFailureCount];  // every failure, including those with no farm or server

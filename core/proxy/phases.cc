@@ -74,7 +74,8 @@ RequestFacts request_facts(Exchange& ex, const ClientSide& client) {
   facts.remote_addr = client_ip(ex, client);
   facts.remote_port = client.peer->port;
   // getsockname() only for configurations whose rules read the local address.
-  if (ex.snap != nullptr && ex.snap->router->reads_local_addr()) facts.local_addr = local_ip(ex, client);
+  if (ex.snap != nullptr && ex.snap->router->reads_local_addr())
+    facts.local_addr = local_ip(ex, client);
   facts.http10 = (ex.decoder.http_major() == 1 && ex.decoder.http_minor() == 0);
   facts.variables = ex.rule_variables;
   facts.path = ex.canonical_path;
@@ -133,7 +134,7 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
   facts.site = ex.snap->sites->match(client.listener->address, facts.host);
   ex.site = facts.site;
   ex.site_name = facts.site >= 0 ? std::string_view(ex.snap->config->sites[facts.site].name)
-                                   : std::string_view{};
+                                 : std::string_view{};
   ex.exchange_started_ns = uv_hrtime();
   worker.new_request_id(ex.log_id);
   // Rules judge the path as IIS hands it to URL Rewrite (decoded, canonical), and the origin is
@@ -232,8 +233,8 @@ void build_upstream_request(Exchange& ex, const ClientSide& client, HeadWriter& 
   const config::ProtocolConfig& protocol = farm.config->protocol;
   std::string_view host = protocol.preserve_host_header ? request_host(ex) : std::string_view{};
   if (host.empty()) {
-    host = ex.upstream_tls ? farm.servers[ex.server].tls_authority
-                             : farm.servers[ex.server].authority;
+    host =
+        ex.upstream_tls ? farm.servers[ex.server].tls_authority : farm.servers[ex.server].authority;
   }
   ex.rule_headers.clear();
   for (const auto& [name, value] : ex.rule_header_text) {
@@ -275,8 +276,7 @@ void build_upstream_request(Exchange& ex, const ClientSide& client, HeadWriter& 
   request.method = ex.decoder.method_name();
   // An asterisk-form target (OPTIONS *) asks about the server, not a resource: it goes as it
   // came (RFC 9112 §3.2.4), not as the rules' "/*".
-  request.target =
-      ex.head.target() == "*" ? std::string_view("*") : std::string_view(ex.target);
+  request.target = ex.head.target() == "*" ? std::string_view("*") : std::string_view(ex.target);
   request.head = &ex.head;
   request.host = host;
   request.chunked_body = ex.request_chunked;
@@ -307,9 +307,8 @@ std::string_view unsafe_outbound_rule(const Exchange& ex) {
 // Applies the outbound rules to a response head about to be written; may set up ex.html and
 // ex.body_text. False when a rule's pattern reached the regex limits: the response must not go
 // out as if the rule had not matched.
-bool apply_outbound(Exchange& ex, const ClientSide& client, Worker& worker,
-                    const MessageHead& head, ClientResponse& response, bool has_body,
-                    bool& close) {
+bool apply_outbound(Exchange& ex, const ClientSide& client, Worker& worker, const MessageHead& head,
+                    ClientResponse& response, bool has_body, bool& close) {
   const Router& router = *ex.snap->router;
   if (!router.has_outbound(ex.site)) return true;
   RequestFacts facts = request_facts(ex, client);
@@ -359,15 +358,14 @@ bool apply_outbound(Exchange& ex, const ClientSide& client, Worker& worker,
   if (decision.body_rules != 0)
     ex.html = std::make_unique<HtmlRewriter>(
         decision.tags, std::move(decision.custom_tags),
-        [&ex, client, &worker](std::string_view tag, std::string_view attribute, std::string_view value,
-               std::string& out) {
+        [&ex, client, &worker](std::string_view tag, std::string_view attribute,
+                               std::string_view value, std::string& out) {
           RequestFacts facts = request_facts(ex, client);
           facts.response_status = ex.status;
           bool rewritten = ex.snap->router->rewrite_body_url(
               facts, ex.html_body_rules, tag, attribute, value, worker.route_scratch(), out);
           if (worker.route_scratch().match_error() != 0) {
-            if (!ex.html_match_failed)
-              report_match_error(*ex.snap->router, worker.route_scratch());
+            if (!ex.html_match_failed) report_match_error(*ex.snap->router, worker.route_scratch());
             ex.html_match_failed = true;
           }
           return rewritten;
@@ -506,8 +504,7 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
     result.rule = unsafe_outbound_rule(ex);
     if (result.rule.empty()) {
       result.kind = ResponseHeadResult::Kind::Refused;
-      result.detail =
-          "control character or invalid byte in the server's status reason or a header";
+      result.detail = "control character or invalid byte in the server's status reason or a header";
     } else {
       result.kind = ResponseHeadResult::Kind::UnsafeRule;
     }
@@ -548,9 +545,7 @@ void log_exchange(Exchange& ex, const ClientSide& client, Worker& worker, uint64
   e.client_ip = client_ip(ex, client);
   e.client_port = client.peer->port;
   e.server_port = client.listener->port;
-  e.method = ex.head.target().empty()
-                 ? "-"
-                 : ex.decoder.method_name();
+  e.method = ex.head.target().empty() ? "-" : ex.decoder.method_name();
   e.target = ex.head.target();
   e.host = request_host(ex);
   e.user_agent = ex.head.find("user-agent");
@@ -581,9 +576,7 @@ void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv
   if (!log_enabled(level)) return;
   std::string_view target = ex.head.target().substr(0, 200);
   // A request refused before llhttp read its method (by the framer) has none to name.
-  const char* method = ex.head.target().empty()
-                           ? "-"
-                           : ex.decoder.method_name();
+  const char* method = ex.head.target().empty() ? "-" : ex.decoder.method_name();
   std::string server = "-";
   std::string farm = "-";
   std::string pool = "-";
@@ -597,11 +590,10 @@ void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv
       level,
       "%s %s log_id=%s client=%s request=\"%s %.*s\" farm=%s pool=%s server=%s retries=%u%s%s%s%s",
       retried ? "retry" : std::to_string(failure_status(failure)).c_str(),
-      std::string(failure_token(failure)).c_str(),
-      ex.log_id[0] != '\0' ? ex.log_id : "-", client_ip_port(ex, client), method, static_cast<int>(target.size()),
-      target.data(), farm.c_str(), pool.c_str(), server.c_str(), ex.retries,
-      uv_status != 0 ? " error=" : "", uv_status != 0 ? uv_err_name(uv_status) : "",
-      ex.log_detail != nullptr ? " detail=" : "",
+      std::string(failure_token(failure)).c_str(), ex.log_id[0] != '\0' ? ex.log_id : "-",
+      client_ip_port(ex, client), method, static_cast<int>(target.size()), target.data(),
+      farm.c_str(), pool.c_str(), server.c_str(), ex.retries, uv_status != 0 ? " error=" : "",
+      uv_status != 0 ? uv_err_name(uv_status) : "", ex.log_detail != nullptr ? " detail=" : "",
       ex.log_detail != nullptr ? ex.log_detail : "");
 }
 

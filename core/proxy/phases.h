@@ -40,8 +40,8 @@ struct ListenSocket;
 struct ClientSide {
   const ListenSocket* listener = nullptr;
   const PeerAddress* peer = nullptr;
-  tls::Session* tls = nullptr;  // null: plain HTTP (non-const: it formats its facts lazily)
-  const uv_tcp_t* socket = nullptr;   // for the local address, looked up only when asked
+  tls::Session* tls = nullptr;       // null: plain HTTP (non-const: it formats its facts lazily)
+  const uv_tcp_t* socket = nullptr;  // for the local address, looked up only when asked
 };
 
 // The client's address as text ("ip", "ip:port") and the address it connected to, formatted
@@ -89,10 +89,10 @@ void build_upstream_request(Exchange& ex, const ClientSide& client, HeadWriter& 
 
 struct ResponseHeadResult {
   enum class Kind : uint8_t {
-    Written,        // `out` holds the head to send
-    Refused,        // the server's response cannot be forwarded (502; ex.log_detail says why)
-    MatchError,     // an outbound rule's pattern reached the regex limits (500)
-    UnsafeRule,     // an outbound rule put a control byte in a header (500 naming `rule`)
+    Written,     // `out` holds the head to send
+    Refused,     // the server's response cannot be forwarded (502; ex.log_detail says why)
+    MatchError,  // an outbound rule's pattern reached the regex limits (500)
+    UnsafeRule,  // an outbound rule put a control byte in a header (500 naming `rule`)
   };
   Kind kind = Kind::Written;
   const char* detail = nullptr;  // Refused

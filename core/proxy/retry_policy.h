@@ -11,7 +11,8 @@
 //      | retries left, and another server to try                 |                 |
 //   3  | a new connection reset before any response byte, the    | ReplaySame      | yes
 //      | request replayable, no attempt made yet, retries > 0    | (new connection)|
-//   4  | anything else                                           | Fail            | if the server's fault
+//   4  | anything else                                           | Fail            | if the
+//   server's fault
 //
 // "Replayable": an idempotent method (RFC 9110 §9.2.2), the request whole and without a body,
 // no response byte sent to the client. A POST is never sent twice.
@@ -25,16 +26,16 @@ namespace harrow {
 
 struct RetryFacts {
   Failure failure = Failure::upstream_reset;
-  bool pooled = false;           // the connection came from the keep-alive pool
-  bool held_at_head = false;     // nothing of the request has left Harrow (still routing)
-  bool replayable = false;       // see above
-  bool response_begun = false;   // a response head went to the client
-  bool has_body = false;         // the request has a body
-  bool fresh_retry_used = false; // row 1 or 3 already ran for this request
-  uint32_t attempts = 0;         // new attempts already made for this request
-  uint32_t servers_failed = 0;   // servers this request failed on so far
-  uint32_t max_retries = 0;      // <limits retries>
-  bool other_server = true;      // the balancer has a server not yet tried (row 2)
+  bool pooled = false;            // the connection came from the keep-alive pool
+  bool held_at_head = false;      // nothing of the request has left Harrow (still routing)
+  bool replayable = false;        // see above
+  bool response_begun = false;    // a response head went to the client
+  bool has_body = false;          // the request has a body
+  bool fresh_retry_used = false;  // row 1 or 3 already ran for this request
+  uint32_t attempts = 0;          // new attempts already made for this request
+  uint32_t servers_failed = 0;    // servers this request failed on so far
+  uint32_t max_retries = 0;       // <limits retries>
+  bool other_server = true;       // the balancer has a server not yet tried (row 2)
 };
 
 enum class RetryAction : uint8_t {

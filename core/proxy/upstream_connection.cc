@@ -3,8 +3,8 @@
 #include <cassert>
 
 #include "core/base/log.h"
-#include "core/tls/tls_session.h"
 #include "core/proxy/worker.h"
+#include "core/tls/tls_session.h"
 
 namespace harrow {
 namespace {

@@ -15,8 +15,8 @@
 
 #include "core/base/deadline_timer.h"
 #include "core/base/failure.h"
-#include "core/http1/http_head.h"
 #include "core/base/io_buffer.h"
+#include "core/http1/http_head.h"
 
 namespace harrow {
 

@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/proxy/client_connection.h"
 #include "core/base/io_buffer.h"
 #include "core/base/log.h"
+#include "core/proxy/client_connection.h"
 #include "core/proxy/upstream_connection.h"
 
 namespace harrow {

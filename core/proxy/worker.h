@@ -15,13 +15,13 @@
 #include <vector>
 
 #include "balancer/balancer.h"
+#include "core/base/failure.h"
+#include "core/base/timer_heap.h"
 #include "core/proxy/access_log.h"
 #include "core/proxy/exchange.h"
-#include "core/base/failure.h"
 #include "core/proxy/metrics.h"
-#include "core/rewrite/router.h"
 #include "core/proxy/snapshot.h"
-#include "core/base/timer_heap.h"
+#include "core/rewrite/router.h"
 
 namespace harrow {
 
