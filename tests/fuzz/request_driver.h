@@ -19,8 +19,8 @@
 #include "core/http1/http_head.h"
 #include "core/http1/request_checks.h"
 #include "core/http1/request_decoder.h"
-#include "core/rewrite/router.h"
 #include "core/http1/url_path.h"
+#include "core/rewrite/router.h"
 
 namespace harrow::testing {
 
@@ -74,8 +74,8 @@ class RequestDriver final : public RequestDecoderEvents {
     size_t available = 0;  // bytes "read" so far
     size_t consumed = 0;   // bytes the decoder is done with
     while (true) {
-      RequestDecoder::Step step = decoder_.decode(input.data() + consumed,
-                                                  static_cast<uint32_t>(available - consumed));
+      RequestDecoder::Step step =
+          decoder_.decode(input.data() + consumed, static_cast<uint32_t>(available - consumed));
       consumed += step.consumed;
       switch (step.status) {
         case RequestDecoder::Status::Rejected:

@@ -76,7 +76,8 @@ TEST(HealthTable, SharedServerIsOneStateSeenFromBothTables) {
   // The probe record is shared with the word.
   old_table.probe_record(1).probes[static_cast<int>(ProbeResultKind::Timeout)].fetch_add(
       1, std::memory_order_relaxed);
-  EXPECT_EQ(new_table.probe_record(0).probes[static_cast<int>(ProbeResultKind::Timeout)].load(), 1u);
+  EXPECT_EQ(new_table.probe_record(0).probes[static_cast<int>(ProbeResultKind::Timeout)].load(),
+            1u);
 
   // The other servers stay their own.
   EXPECT_NE(&new_table.health_word(1), &old_table.health_word(0));

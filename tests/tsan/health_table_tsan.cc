@@ -84,7 +84,8 @@ int main() {
           last[i] = s.generation;
           // The probe counter is bumped before each store (release), so a reader that saw
           // generation g also sees at least g passes counted.
-          uint64_t probes = worker_table.probe_record(i).probes[kPass].load(std::memory_order_relaxed);
+          uint64_t probes =
+              worker_table.probe_record(i).probes[kPass].load(std::memory_order_relaxed);
           if (probes < last_probes[i]) fail(r, i, s, "probe counter went backwards");
           last_probes[i] = probes;
           if (probes < s.generation) fail(r, i, s, "store visible before the counter before it");

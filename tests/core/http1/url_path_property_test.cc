@@ -16,8 +16,8 @@
 
 #include "core/base/ascii.h"
 #include "core/http1/http_head.h"
-#include "core/rewrite/router.h"
 #include "core/http1/url_path.h"
+#include "core/rewrite/router.h"
 #include "tests/fuzz/request_driver.h"
 
 namespace harrow {
