@@ -7,6 +7,7 @@
 #include <cctype>
 #include <clocale>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 namespace harrow {
@@ -124,26 +125,31 @@ static_assert(iequals("Host", "HOST") && is_ascii("abc") && iless("a", "B"));
 // A Turkish locale compiled into a temporary directory (glibc reads LOCPATH at setlocale()),
 // for machines that install none: localedef and the locale sources come with Debian's
 // `locales` package (packaging/install-deps).
-bool compile_turkish_locale() {
+// Returns the directory (removed by the caller once the test is done), or "" when it could not.
+std::string compile_turkish_locale() {
   if (access("/usr/bin/localedef", X_OK) != 0 ||
       access("/usr/share/i18n/locales/tr_TR", R_OK) != 0) {
-    return false;
+    return "";
   }
   char dir[] = "/tmp/harrow-locale-XXXXXX";
-  if (mkdtemp(dir) == nullptr) return false;
+  if (mkdtemp(dir) == nullptr) return "";
   // The single-byte charset: quick to compile, and the one where <cctype> also classes bytes
   // >= 0x80 as letters.
   std::string command = std::string("/usr/bin/localedef -i tr_TR -f ISO-8859-9 ") + dir +
                         "/tr_TR.ISO-8859-9 >/dev/null 2>&1";
-  if (std::system(command.c_str()) != 0) return false;
-  return setenv("LOCPATH", dir, 1) == 0;
+  if (std::system(command.c_str()) != 0 || setenv("LOCPATH", dir, 1) != 0) {
+    std::filesystem::remove_all(dir);
+    return "";
+  }
+  return dir;
 }
 
 TEST(Ascii, IndependentOfTheCLocale) {
   CLocaleTable reference = c_locale_table();
   bool tried = false;
+  std::string compiled;
   if (!ScopedLocale("tr_TR.UTF-8").ok() && !ScopedLocale("tr_TR.ISO-8859-9").ok())
-    compile_turkish_locale();
+    compiled = compile_turkish_locale();
   for (const char* name : {"tr_TR.UTF-8", "tr_TR.ISO-8859-9", "tr_TR"}) {
     ScopedLocale locale(name);
     if (!locale.ok()) continue;
@@ -154,6 +160,10 @@ TEST(Ascii, IndependentOfTheCLocale) {
     EXPECT_TRUE(iequals("TITLE", "title"));
     EXPECT_EQ(to_ascii_lower("INDEX"), "index");
     expect_c_locale_behaviour(reference);
+  }
+  if (!compiled.empty()) {
+    unsetenv("LOCPATH");
+    std::filesystem::remove_all(compiled);
   }
   if (!tried) GTEST_SKIP() << "no Turkish locale installed, and none could be compiled";
 }
