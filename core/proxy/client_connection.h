@@ -169,13 +169,9 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   // after_upstream_failure(): the retry table (retry_policy.h), else the error response.
   void fail_upstream(Failure failure, int uv_status);
   void after_upstream_failure(Failure failure, int uv_status);
-  // A server of the farm this request has not failed on, or nullopt.
-  std::optional<size_t> other_server();
   // A failed attempt that is retried, counted against its server (metrics, live-traffic
   // failures) and logged as a "retry" line.
   void count_server_failure(Failure failure, int uv_status);
-  // An idempotent request, whole and without a body, not answered yet: it may be sent again.
-  bool may_replay() const;
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
   void release_upstream(bool reusable);

@@ -12,6 +12,7 @@
 #include "core/proxy/client_connection.h"
 #include "core/proxy/phases.h"
 #include "core/proxy/retry_policy.h"
+#include "core/proxy/upstream_attempt.h"
 #include "core/proxy/worker.h"
 #include "core/rewrite/router.h"
 #include "core/tls/tls_session.h"
@@ -46,37 +47,11 @@ void ClientConnection::start_exchange() {
 }
 
 void ClientConnection::end_in_flight() {
-  if (!ex_->in_flight_counted) return;
-  ex_->in_flight_counted = false;
-  ex_->server_metrics->in_flight.sub();
-  if (ex_->balancer == nullptr) return;
-  balancer::Finish finish;
-  uint64_t now = uv_hrtime();
-  finish.now_ns = now;
-  finish.latency_ns = now - ex_->exchange_started_ns;
-  finish.bytes = ex_->request_bytes + (out_.total_bytes() - ex_->response_bytes_at_start);
-  bool failed_status =
-      ex_->status != 0 && ex_->snap->farms[ex_->farm].live_failure_codes.matches(ex_->status);
-  finish.outcome = ex_->response_done && !failed_status ? balancer::Outcome::Success
-                                                        : balancer::Outcome::Failure;
-  ex_->balancer->on_finish(ex_->server, finish);
-  ex_->balancer.reset();
+  harrow::end_in_flight(*ex_, out_.total_bytes() - ex_->response_bytes_at_start);
 }
 
 bool ClientConnection::use_server(size_t server) {
-  ex_->server = server;
-  ex_->server_metrics = &worker_->server_metrics(*ex_->snap, ex_->farm, ex_->server);
-  ex_->server_metrics->in_flight.add();
-  ex_->in_flight_counted = true;
-  ex_->balancer = ex_->epoch->farm(ex_->farm).balancer;
-  ex_->balancer->on_start(ex_->server);
-  if (ex_->websocket) ex_->server_metrics->websocket_requests.add();
-  if (UpstreamConnection* idle =
-          worker_->take_idle(*ex_->epoch, ex_->farm, ex_->server, ex_->upstream_tls)) {
-    ex_->upstream = idle;
-    ex_->upstream_reused = true;
-    idle->attach(this);
-    ex_->server_metrics->connections_reused.add();
+  if (start_on_server(*ex_, *worker_, server, this)) {
     send_request_head();
     return true;
   }
@@ -98,21 +73,7 @@ bool ClientConnection::host_allowed(std::string_view host) const {
 }
 
 void ClientConnection::connect_upstream() {
-  const ServerEndpoint& endpoint = ex_->snap->farms[ex_->farm].servers[ex_->server];
-  ex_->upstream = new UpstreamConnection(worker_, ex_->snap, ex_->farm, ex_->server);
-  ex_->upstream_reused = false;
-  ex_->connect_started_ns = uv_hrtime();
-  const sockaddr_storage* addr = &endpoint.addr;
-  if (ex_->upstream_tls) {
-    const SnapshotFarm& farm = ex_->snap->farms[ex_->farm];
-    const tls::ClientContexts::UpstreamTls& settings =
-        ex_->snap->tls_client->for_farm(farm.config->name);
-    ex_->upstream->use_tls(settings.ctx, endpoint.tls_name, settings.verify,
-                           ex_->epoch->farm(ex_->farm).servers[ex_->server].tls_session);
-    addr = &endpoint.tls_addr;
-  }
-  ex_->upstream->connect(this, reinterpret_cast<const sockaddr*>(addr),
-                         config::to_ms(timeouts().connect));
+  harrow::connect_upstream(*ex_, *worker_, this);
 }
 
 void ClientConnection::upstream_connected() {
@@ -125,25 +86,18 @@ void ClientConnection::upstream_connected() {
 }
 
 void ClientConnection::send_request_head() {
-  const config::ProtocolConfig& protocol = ex_->snap->farms[ex_->farm].config->protocol;
-  ex_->upstream->begin_exchange(ex_->head_request, config::to_ms(protocol.timeout),
-                                protocol.max_response_header_size);
-  if (ex_->websocket) ex_->upstream->expect_upgrade();
-  IoBlock* block = block_acquire();
-  HeadWriter writer(block->data, block->capacity);
-  build_upstream_request(*ex_, client_side(), writer);
-  if (writer.overflowed() || writer.unsafe()) {
-    block_unref(block);
-    release_upstream(false);
-    if (writer.unsafe()) {
+  switch (queue_request_head(*ex_, client_side())) {
+    case RequestHeadResult::Queued:
+      break;
+    case RequestHeadResult::Unsafe:
+      release_upstream(false);
       refuse_unsafe(ex_->rule, "the upstream request line or a request header");
-    } else {
+      return;
+    case RequestHeadResult::TooLarge:
+      release_upstream(false);
       respond_error(Failure::request_header_too_large, 0);
-    }
-    return;
+      return;
   }
-  ex_->upstream->out().add(block, block->data, writer.size());
-  block_unref(block);  // the batch holds its own reference
   if (phase_ == Phase::Routing) {
     // First attempt: the body (if any) follows the head as the parser resumes.
     phase_ = Phase::Exchange;
@@ -314,28 +268,8 @@ void ClientConnection::upstream_complete(bool reusable) {
   }
 }
 
-bool ClientConnection::may_replay() const {
-  // RFC 9110 §9.2.2's idempotent methods, whole (no body to replay) and not yet answered.
-  llhttp_method_t method = ex_->decoder.method();
-  bool idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
-                    method == HTTP_PUT || method == HTTP_DELETE || method == HTTP_TRACE;
-  return idempotent && ex_->request_done && !ex_->request_has_body && !ex_->response_head_sent;
-}
-
-std::optional<size_t> ClientConnection::other_server() {
-  // The server that failed is excluded with those failed before it (wants_fail_over() made
-  // sure there is room for it in `tried`).
-  ex_->tried[ex_->tried_count] = ex_->server;
-  WorkerFarm& farm = ex_->epoch->farm(ex_->farm);
-  balancer::PickContext ctx{*farm.availability, worker_->random()};
-  ctx.exclude = std::span<const size_t>(ex_->tried, static_cast<size_t>(ex_->tried_count) + 1);
-  return farm.balancer->pick(ctx);
-}
-
 void ClientConnection::count_server_failure(Failure failure, int uv_status) {
-  harrow::log_failure(*ex_, client_side(), failure, uv_status, /*retried=*/true);
-  ex_->server_metrics->failures[static_cast<int>(failure)].add();
-  ex_->server_metrics->live_failures.add();
+  count_retried_failure(*ex_, client_side(), failure, uv_status);
   count_websocket_failure();
 }
 
@@ -361,23 +295,8 @@ void ClientConnection::after_upstream_failure(Failure failure, int uv_status) {
     close();
     return;
   }
-  RetryFacts facts;
-  facts.failure = failure;
-  facts.pooled = ex_->upstream_reused;
-  facts.held_at_head = phase_ == Phase::Routing;
-  facts.replayable = may_replay();
-  facts.response_begun = ex_->response_head_sent;
-  facts.has_body = ex_->request_has_body;
-  facts.fresh_retry_used = ex_->retried;
-  facts.attempts = ex_->retries;
-  facts.servers_failed = static_cast<uint32_t>(ex_->tried_count);
-  facts.max_retries = std::min<uint32_t>(ex_->snap->config->limits.retries, Exchange::kMaxTried);
-  std::optional<size_t> next;
-  if (wants_fail_over(facts)) {
-    next = other_server();
-    facts.other_server = next.has_value();
-  }
-  RetryDecision decision = decide_retry(facts);
+  RetryPlan plan = plan_retry(*ex_, *worker_, failure, phase_ == Phase::Routing);
+  const RetryDecision& decision = plan.decision;
   switch (decision.action) {
     case RetryAction::RetryFresh:
       // The server closed a pooled connection just as it was reused; nothing of the request
@@ -395,7 +314,7 @@ void ClientConnection::after_upstream_failure(Failure failure, int uv_status) {
       // The client's cookie names the server that failed: pin it to the one that answers.
       if (ex_->snap->farms[ex_->farm].affinity_index != nullptr) ex_->set_affinity_cookie = true;
       ++ex_->retries;
-      if (use_server(*next)) run_parser();  // called from a libuv callback, not the parser
+      if (use_server(*plan.next)) run_parser();  // called from a libuv callback, not the parser
       return;
     case RetryAction::ReplaySame:
       count_server_failure(failure, uv_status);
@@ -434,19 +353,7 @@ void ClientConnection::check_upstream_backpressure() {
 
 void ClientConnection::release_upstream(bool reusable) {
   if (ex_ == nullptr) return;
-  end_in_flight();
-  if (ex_->upstream == nullptr) return;
-  UpstreamConnection* up = ex_->upstream;
-  ex_->upstream = nullptr;
-  ex_->upstream_paused = false;
-  if (up->tls() && !ex_->upstream_reused && up->snapshot() == ex_->snap) {
-    // Kept per server for the next new connection's abbreviated handshake (a TLS 1.3 server
-    // sends its ticket after the handshake, so it is taken once the exchange is over).
-    if (auto session = up->tls_session()) {
-      ex_->epoch->farm(up->farm()).servers[up->server()].tls_session = std::move(session);
-    }
-  }
-  up->release(reusable);
+  harrow::release_upstream(*ex_, reusable, out_.total_bytes() - ex_->response_bytes_at_start);
 }
 
 void ClientConnection::finish_exchange() {
@@ -489,13 +396,8 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   ex_->failed = true;
   ex_->failure = failure;
   ex_->failure_uv_status = uv_status;
-  worker_->mutable_metrics().failures[static_cast<int>(failure)].add();
-  worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
-  if (ex_->server_metrics != nullptr && ex_->in_flight_counted) {
-    ex_->server_metrics->failures[static_cast<int>(failure)].add();
-    if (health_failure && is_server_fault(failure)) ex_->server_metrics->live_failures.add();
-    count_websocket_failure();
-  }
+  if (ex_->server_metrics != nullptr && ex_->in_flight_counted) count_websocket_failure();
+  count_answered_failure(*ex_, *worker_, client_side(), failure, health_failure);
   release_upstream(false);
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
@@ -504,14 +406,8 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   }
   if (status == 400 || status == 408 || status == 414 || status == 431 || status == 505)
     close_requested_ = true;  // framing in doubt
-  // The body names the reason token (core/base/failure.h), so a user with only curl sees why.
   char body[160];
-  std::string_view reason = default_reason(status);
-  std::string_view token = failure_token(failure);
-  int n =
-      std::snprintf(body, sizeof body, "%d %.*s (%.*s)\n", status, static_cast<int>(reason.size()),
-                    reason.data(), static_cast<int>(token.size()), token.data());
-  respond_local(status, reason, {}, std::string_view(body, static_cast<size_t>(n)));
+  respond_local(status, default_reason(status), {}, failure_body(failure, body));
 }
 
 void ClientConnection::refuse_unsafe(std::string_view rule, const char* where) {
