@@ -240,6 +240,10 @@ struct RewriteMapConfig {
 struct ListenConfig {
   std::string address;
   bool tls = false;
+  // HTTP/2: by ALPN on TLS listeners (on unless http2="false"); with prior knowledge (h2c)
+  // on plain listeners that say http2="true", beside HTTP/1.1 on the same port.
+  bool http2 = false;
+  bool http2_explicit = false;  // http2="…" was written (it wins over a site binding's default)
   SourceLocation where;
   // Host names of the site bindings on this address; empty = any host (IIS: a binding with
   // an empty host name, or <harrow><listen>).
@@ -320,6 +324,12 @@ struct LimitsConfig {
   uint32_t retries = 1;
 };
 
+// <harrow><http2 …/>: what an HTTP/2 client connection may hold (server_session.h).
+struct Http2Config {
+  uint32_t max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t initial_window_size = 65'535;  // per stream: request body bytes held before it drains
+};
+
 struct TimeoutsConfig {
   Millis connect{5'000};              // upstream TCP connect
   Millis client_header{30'000};       // whole request head must arrive within this
@@ -377,6 +387,7 @@ struct Config {
   std::vector<std::string> admin_allowed_hosts;
   AccessLogConfig access_log;
   LimitsConfig limits;
+  Http2Config http2;
   TimeoutsConfig timeouts;
   RunAsConfig run_as;
   std::string state_file;  // <harrow stateFile>: empty = none

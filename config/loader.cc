@@ -732,7 +732,8 @@ constexpr ElementSpec kSystemApplicationHost =
 
 // ---- <harrow>: what IIS keeps outside applicationHost.config ----
 
-constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(), bool_attr("tls")};
+constexpr AttrSpec kListenAttrs[] = {nonempty_attr("address").must_be_present(), bool_attr("tls"),
+                                     bool_attr("http2")};
 constexpr ElementSpec kListen = element("listen", kListenAttrs).items("address");
 constexpr AttrSpec kCertificateAttrs[] = {string_attr("host"),
                                           nonempty_attr("certificateFile").must_be_present(),
@@ -769,6 +770,9 @@ constexpr AttrSpec kLimitsAttrs[] = {uint_attr("maxConnections", 1, kUInt32Max),
                                      uint_attr("maxConnectionsPerClient", 0, kUInt32Max),
                                      uint_attr("retries", 0, 8)};
 constexpr ElementSpec kLimits = element("limits", kLimitsAttrs);
+constexpr AttrSpec kHttp2Attrs[] = {uint_attr("maxConcurrentStreams", 1, 10'000),
+                                    uint_attr("initialWindowSize", 1024, 16 << 20)};
+constexpr ElementSpec kHttp2 = element("http2", kHttp2Attrs);
 // Connect and request-head timeouts must leave some time; idle and shutdown may be zero
 // ("do not keep idle connections", "stop at once").
 constexpr AttrSpec kTimeoutsAttrs[] = {
@@ -778,8 +782,9 @@ constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("clientBody", 1, kDay),      timespan_attr("webSocketIdle", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
-constexpr const ElementSpec* kHarrowChildren[] = {&kListen, &kCertificate, &kTls,    &kUpstreamTls,
-                                                  &kAdmin,  &kAccessLog,   &kLimits, &kTimeouts};
+constexpr const ElementSpec* kHarrowChildren[] = {&kListen,      &kCertificate, &kTls,
+                                                  &kUpstreamTls, &kAdmin,       &kAccessLog,
+                                                  &kLimits,      &kHttp2,       &kTimeouts};
 constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
                                      bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
 constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
@@ -2388,7 +2393,7 @@ class ConfigReader {
                                    "[::]:443:www.example.com, with port 0..65535");
       return std::nullopt;
     }
-    ListenConfig listener{binding->address, !is_http, diagnostics_.at(node)};
+    ListenConfig listener{binding->address, !is_http, !is_http, false, diagnostics_.at(node)};
     if (!binding->host_name.empty()) listener.host_names.push_back(binding->host_name);
     return listener;
   }
@@ -2398,6 +2403,13 @@ class ConfigReader {
   void add_listener(ListenConfig listener) {
     for (ListenConfig& existing : config_.listeners) {
       if (existing.address != listener.address || existing.tls != listener.tls) continue;
+      // An explicit http2="…" wins; bindings that leave it to the default agree anyway.
+      if (listener.http2_explicit) {
+        existing.http2 = listener.http2;
+        existing.http2_explicit = true;
+      } else if (!existing.http2_explicit) {
+        existing.http2 = existing.http2 || listener.http2;
+      }
       if (existing.host_names.empty() || listener.host_names.empty()) {
         existing.host_names.clear();
       } else {
@@ -2473,6 +2485,9 @@ class ConfigReader {
       ListenConfig listener;
       listener.where = diagnostics_.at(node);
       read_value(node, "tls", listener.tls);
+      listener.http2 = listener.tls;
+      listener.http2_explicit = !find_attribute(node, "http2").empty();
+      read_value(node, "http2", listener.http2);
       if (std::optional<std::string> address = read_address(node)) {
         listener.address = *address;
         add_listener(std::move(listener));
@@ -2510,6 +2525,9 @@ class ConfigReader {
     read_value(limits, "allowTrace", config_.limits.allow_trace);
     read_value(limits, "maxConnectionsPerClient", config_.limits.max_connections_per_client);
     read_value(limits, "retries", config_.limits.retries);
+    pugi::xml_node http2 = find_child(harrow, "http2");
+    read_value(http2, "maxConcurrentStreams", config_.http2.max_concurrent_streams);
+    read_value(http2, "initialWindowSize", config_.http2.initial_window_size);
     pugi::xml_node timeouts = find_child(harrow, "timeouts");
     read_value(timeouts, "connect", config_.timeouts.connect);
     read_value(timeouts, "clientHeader", config_.timeouts.client_header);

@@ -491,6 +491,7 @@ int run(int argc, char** argv) {
     urls.push_back(made.front().url);
     for (ListenSocket& socket : made) {
       socket.tls = listener.tls;
+      socket.http2 = listener.http2;
       socket.url = made.front().url;
       socket.host_names = listener.host_names;
       socket.index = urls.size() - 1;

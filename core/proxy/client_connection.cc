@@ -10,6 +10,7 @@
 #include "core/base/backpressure.h"
 #include "core/base/log.h"
 #include "core/http1/url_path.h"
+#include "core/proxy/h2_connection.h"
 #include "core/proxy/phases.h"
 #include "core/proxy/retry_policy.h"
 #include "core/proxy/worker.h"
@@ -29,6 +30,8 @@ namespace {
 constexpr uint64_t kLingerMs = 2000;
 // At a stop, how long a connection accepted just before it may take to send its first request.
 constexpr uint64_t kFirstRequestGraceMs = 1000;
+// RFC 9113 §3.4: what an HTTP/2 client with prior knowledge sends first.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 }  // namespace
 
 void ClientConnection::accept_from(Worker* worker, uv_stream_t* server,
@@ -88,6 +91,8 @@ ClientConnection::ClientConnection(Worker* worker, const ListenSocket* listener)
   open_handles_ = 1;
   worker->connection_opened(this);
 }
+
+ClientConnection::~ClientConnection() = default;
 
 const config::TimeoutsConfig& ClientConnection::timeouts() const {
   return ex_ != nullptr ? ex_->snap->config->timeouts : worker_->config().timeouts;
@@ -152,6 +157,20 @@ void ClientConnection::on_read(ssize_t nread) {
     } else {
       tunnel_client_read(nread);
     }
+    return;
+  }
+  if (phase_ == Phase::Http2) {
+    if (nread < 0) {
+      close();
+      return;
+    }
+    if (tls_ != nullptr) {
+      tls_->received(static_cast<size_t>(nread));
+      if (!tls_receive()) return;
+    } else {
+      in_.commit(static_cast<size_t>(nread));
+    }
+    h2_read();
     return;
   }
   if (nread == UV_ENOBUFS) {
@@ -219,7 +238,65 @@ void ClientConnection::give_back_exchange_if_idle() {
   worker_->mutable_metrics().exchanges_active.sub();
 }
 
+bool ClientConnection::detect_http2(bool& wait) {
+  wait = false;
+  if (!listener_->http2 || served_ || phase_ != Phase::Idle || ex_ != nullptr) return false;
+  if (tls_ != nullptr) {
+    if (!tls_->handshake_done() || tls_->alpn() != "h2") return false;
+    enter_http2();
+    return true;
+  }
+  if (in_.block == nullptr || in_.unconsumed() == 0) return false;
+  std::string_view seen(in_.parse_begin(), in_.unconsumed());
+  size_t n = std::min(seen.size(), kHttp2Preface.size());
+  if (seen.substr(0, n) != kHttp2Preface.substr(0, n)) return false;  // HTTP/1.1
+  if (n < kHttp2Preface.size()) {
+    wait = true;
+    return false;
+  }
+  enter_http2();
+  return true;
+}
+
+void ClientConnection::enter_http2() {
+  phase_ = Phase::Http2;
+  disarm_timer();
+  h2_ = std::make_unique<H2Connection>(this, worker_, client_side());
+  h2_read();
+}
+
+void ClientConnection::h2_read() {
+  if (tls_ != nullptr) {
+    // Everything the records decrypt to, however much that is.
+    while (true) {
+      if (in_.block != nullptr && in_.unconsumed() > 0) {
+        const char* data = in_.parse_begin();
+        size_t len = in_.unconsumed();
+        in_.parse_pos = in_.fill;
+        h2_->receive(data, len);
+        if (phase_ != Phase::Http2 || closing_after_flush_) return;
+      }
+      if (!tls_->has_buffered() || !tls_receive()) break;
+      if (in_.block == nullptr || in_.unconsumed() == 0) break;
+    }
+  } else if (in_.block != nullptr && in_.unconsumed() > 0) {
+    const char* data = in_.parse_begin();
+    size_t len = in_.unconsumed();
+    in_.parse_pos = in_.fill;
+    h2_->receive(data, len);
+  }
+  if (phase_ == Phase::Http2) in_.release_if_drained();
+  if (phase_ == Phase::Http2 && !closing_after_flush_ && h2_ != nullptr) h2_->send_now();
+}
+
 void ClientConnection::run_parser() {
+  if (phase_ == Phase::Http2) return;
+  bool wait_for_preface = false;
+  if (detect_http2(wait_for_preface)) return;
+  if (wait_for_preface) {
+    resume_reading();
+    return;
+  }
   if (ex_ == nullptr) {
     bool input =
         (in_.block != nullptr && in_.unconsumed() > 0) || (tls_ != nullptr && tls_->has_buffered());
@@ -344,6 +421,14 @@ void ClientConnection::on_write(uv_write_t* req, int status) {
     c->tunnel_client_write_done();
     return;
   }
+  if (c->phase_ == Phase::Http2) {
+    if (status < 0) {
+      c->close();
+    } else if (!c->closing_after_flush_) {
+      c->h2_->on_written();
+    }
+    return;
+  }
   if (status < 0) {
     if (c->phase_ == Phase::Exchange || c->phase_ == Phase::Routing) {
       c->abort_exchange(Failure::client_aborted, status);
@@ -462,6 +547,9 @@ void ClientConnection::on_deadline(void* owner) {
     case Phase::Tunnel:
       c->tunnel_on_timer();
       return;
+    case Phase::Http2:
+      c->h2_->on_timer();
+      return;
     default:
       return;
   }
@@ -483,6 +571,10 @@ void ClientConnection::check_body_timeout() {
 
 void ClientConnection::shutdown_when_idle() {
   close_requested_ = true;
+  if (phase_ == Phase::Http2) {
+    if (!closing_after_flush_) h2_->shutdown();  // GOAWAY; open streams finish
+    return;
+  }
   if (phase_ != Phase::Idle || (in_.block != nullptr && in_.unconsumed() > 0)) return;
   if (served_) {
     close();  // between requests: nothing is lost
@@ -503,6 +595,7 @@ void ClientConnection::close() {
   if (phase_ != Phase::Idle && phase_ != Phase::Lingering) log_access();
   if (phase_ == Phase::Tunnel) tunnel_closed();
   release_upstream(false);
+  if (h2_ != nullptr) h2_->abort_all();  // freed in on_close: a stream may be mid-callback
   phase_ = Phase::Closed;
   out_.clear();
   disarm_timer();
@@ -537,7 +630,8 @@ void ClientConnection::on_close(uv_handle_t* h) {
 bool ClientConnection::start_tls() {
   const Snapshot& snap = worker_->snapshot();
   if (!snap.tls_server) return false;
-  tls_ = tls::Session::accept(snap.tls_server, stream(), &ClientConnection::on_write, &out_);
+  tls_ = tls::Session::accept(snap.tls_server, stream(), &ClientConnection::on_write, &out_,
+                              listener_->http2);
   if (tls_ == nullptr) return false;
   out_.set_filter(tls_.get());
   return true;
@@ -564,7 +658,8 @@ bool ClientConnection::tls_receive() {
       break;
   }
   // Like the end of the stream on a plain connection.
-  if (phase_ == Phase::Idle || phase_ == Phase::ReadingHead || phase_ == Phase::Lingering) {
+  if (phase_ == Phase::Idle || phase_ == Phase::ReadingHead || phase_ == Phase::Lingering ||
+      phase_ == Phase::Http2) {
     close();
   } else {
     abort_exchange(Failure::client_aborted, UV_EPROTO);

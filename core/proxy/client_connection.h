@@ -45,6 +45,8 @@ struct RequestFacts;
 struct ClientResponse;
 struct Snapshot;
 
+class H2Connection;
+
 class ClientConnection final : public UpstreamEvents, public RequestDecoderEvents {
  public:
   // Accepts a pending connection from `server`; on failure the connection closes itself.
@@ -79,6 +81,9 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void request_end() override;
 
  private:
+  // The HTTP/2 side writes through out_, arms the timeout and closes the connection.
+  friend class H2Connection;
+
   enum class Phase : uint8_t {
     Idle,         // between requests (keep-alive)
     ReadingHead,  // a request has begun
@@ -86,20 +91,26 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
     Exchange,     // request forwarded (body may still stream), response awaited or streaming
     Lingering,    // response sent, connection half-closed, draining what the client still sends
     Tunnel,       // a 101 to a WebSocket upgrade: bytes pass both ways untouched (client_tunnel.cc)
+    Http2,        // ALPN h2 or the HTTP/2 preface: h2_ carries the streams (h2_connection.h)
     Closed,
   };
 
   ClientConnection(Worker* worker, const ListenSocket* listener);
+  ~ClientConnection() override;  // in client_connection.cc, where H2Connection is complete
   // Answers 503 overloaded and closes, for a connection above the worker's limit.
   void refuse_overloaded(Failure failure);
-  // IIS's site bindings: a listener bound to host names answers only those.
-  bool host_allowed(std::string_view host) const;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
   // The exchange's configuration while there is one (WorkerEpoch), else the worker's current.
   const config::TimeoutsConfig& timeouts() const;
 
   void start();
   void run_parser();
+  // Whether the connection speaks HTTP/2 (ALPN h2, or the preface on an http2="true" plain
+  // listener); true once it has switched. `wait`: too few bytes yet to tell.
+  bool detect_http2(bool& wait);
+  void enter_http2();
+  // HTTP/2: hands what was read (decrypted) to h2_.
+  void h2_read();
   void on_read(ssize_t nread);
   void on_parser_paused();
   // Refuses the request being read (bad bytes, a head check, a limit): answers with the
@@ -169,9 +180,6 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   // after_upstream_failure(): the retry table (retry_policy.h), else the error response.
   void fail_upstream(Failure failure, int uv_status);
   void after_upstream_failure(Failure failure, int uv_status);
-  // A failed attempt that is retried, counted against its server (metrics, live-traffic
-  // failures) and logged as a "retry" line.
-  void count_server_failure(Failure failure, int uv_status);
   // Writes this request's access log line, once, however the exchange ended.
   void log_access();
   void release_upstream(bool reusable);
@@ -203,6 +211,7 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   const ListenSocket* listener_;       // owned by the worker, which outlives its connections
   Exchange* ex_ = nullptr;             // the current exchange; null between requests
   std::unique_ptr<tls::Session> tls_;  // null on plain-HTTP listeners
+  std::unique_ptr<H2Connection> h2_;   // HTTP/2 connections only
   uv_tcp_t tcp_{};
   TimerHeap::Slot deadline_;  // the one timeout armed at a time, on the worker's TimerHeap
   InputBuffer in_;

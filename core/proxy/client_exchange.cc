@@ -25,7 +25,7 @@ void ClientConnection::start_exchange() {
   metrics.requests.add();
   metrics.listeners[listener_->index].requests.add();
   if (worker_->stopping()) close_requested_ = true;
-  if (!host_allowed(request_host(*ex_))) {
+  if (!listener_allows_host(*listener_, request_host(*ex_))) {
     respond_error(Failure::invalid_hostname, 0);
     return;
   }
@@ -56,19 +56,6 @@ bool ClientConnection::use_server(size_t server) {
     return true;
   }
   connect_upstream();
-  return false;
-}
-
-bool ClientConnection::host_allowed(std::string_view host) const {
-  if (listener_->host_names.empty()) return true;
-  // Compare without the port: "shop.example.com:8080" is the binding "shop.example.com".
-  size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos) {
-    host = host.substr(0, colon);
-  }
-  for (const std::string& name : listener_->host_names) {
-    if (iequals(name, host)) return true;
-  }
   return false;
 }
 
@@ -268,11 +255,6 @@ void ClientConnection::upstream_complete(bool reusable) {
   }
 }
 
-void ClientConnection::count_server_failure(Failure failure, int uv_status) {
-  count_retried_failure(*ex_, client_side(), failure, uv_status);
-  count_websocket_failure();
-}
-
 void ClientConnection::upstream_failed(Failure failure, int uv_status) {
   ex_->upstream = nullptr;  // it closed itself (UpstreamConnection::fail)
   after_upstream_failure(failure, uv_status);
@@ -296,39 +278,23 @@ void ClientConnection::after_upstream_failure(Failure failure, int uv_status) {
     return;
   }
   RetryPlan plan = plan_retry(*ex_, *worker_, failure, phase_ == Phase::Routing);
-  const RetryDecision& decision = plan.decision;
-  switch (decision.action) {
-    case RetryAction::RetryFresh:
-      // The server closed a pooled connection just as it was reused; nothing of the request
-      // reached the application, so one fresh connection to the same server is safe.
-      ex_->retried = true;
-      ++ex_->retries;
-      ex_->server_metrics->retries.add();
-      connect_upstream();
+  RetryAction action = plan.decision.action;
+  if (action == RetryAction::FailOver || action == RetryAction::ReplaySame) {
+    count_websocket_failure();  // the attempt failed; the request goes on
+  }
+  switch (start_retry(*ex_, *worker_, client_side(), plan, failure, uv_status, this)) {
+    case RetryStep::Pooled:
+      send_request_head();
+      run_parser();  // called from a libuv callback, not the parser
       return;
-    case RetryAction::FailOver:
-      count_server_failure(failure, uv_status);
-      ex_->server_metrics->retries.add();
-      ex_->tried[ex_->tried_count++] = ex_->server;
-      end_in_flight();
-      // The client's cookie names the server that failed: pin it to the one that answers.
-      if (ex_->snap->farms[ex_->farm].affinity_index != nullptr) ex_->set_affinity_cookie = true;
-      ++ex_->retries;
-      if (use_server(*plan.next)) run_parser();  // called from a libuv callback, not the parser
+    case RetryStep::Connecting:
       return;
-    case RetryAction::ReplaySame:
-      count_server_failure(failure, uv_status);
-      ex_->retried = true;
-      ++ex_->retries;
-      ex_->server_metrics->retries.add();
-      connect_upstream();
-      return;
-    case RetryAction::Fail:
+    case RetryStep::Answer:
       break;
   }
   if (failure == Failure::upstream_timeout && !ex_->request_done)
     failure = Failure::client_body_timeout;
-  respond_error(failure, uv_status, decision.health_failure);
+  respond_error(failure, uv_status, plan.decision.health_failure);
   run_parser();
 }
 

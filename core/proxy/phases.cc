@@ -65,6 +65,19 @@ std::string_view request_host(const Exchange& ex) {
   return target.absolute ? target.authority : ex.head.find("host");
 }
 
+bool listener_allows_host(const ListenSocket& listener, std::string_view host) {
+  if (listener.host_names.empty()) return true;
+  // Compare without the port: "shop.example.com:8080" is the binding "shop.example.com".
+  size_t colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  for (const std::string& name : listener.host_names) {
+    if (iequals(name, host)) return true;
+  }
+  return false;
+}
+
 RequestFacts request_facts(Exchange& ex, const ClientSide& client) {
   RequestFacts facts;
   facts.method = ex.decoder.method_name();
@@ -77,6 +90,7 @@ RequestFacts request_facts(Exchange& ex, const ClientSide& client) {
   if (ex.snap != nullptr && ex.snap->router->reads_local_addr())
     facts.local_addr = local_ip(ex, client);
   facts.http10 = (ex.decoder.http_major() == 1 && ex.decoder.http_minor() == 0);
+  facts.http2 = client.http2;
   facts.variables = ex.rule_variables;
   facts.path = ex.canonical_path;
   facts.head = &ex.head;
@@ -403,9 +417,10 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   // relabelled; an HTTP/1.0 client may not be sent Transfer-Encoding at all (RFC 9112 §6.1).
   result.no_body = no_body;
   bool codings = !no_body && has_transfer_codings(head);
-  if (codings && !client_http11) {
+  if (codings && (!client_http11 || client.http2)) {
     result.kind = ResponseHeadResult::Kind::Refused;
-    result.detail = "transfer coding other than chunked for an HTTP/1.0 client";
+    result.detail = client.http2 ? "transfer coding other than chunked for an HTTP/2 client"
+                                 : "transfer coding other than chunked for an HTTP/1.0 client";
     return result;
   }
   ex.response_head_sent = true;

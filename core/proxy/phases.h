@@ -42,6 +42,7 @@ struct ClientSide {
   const PeerAddress* peer = nullptr;
   tls::Session* tls = nullptr;       // null: plain HTTP (non-const: it formats its facts lazily)
   const uv_tcp_t* socket = nullptr;  // for the local address, looked up only when asked
+  bool http2 = false;                // the request came as an HTTP/2 stream
 };
 
 // The client's address as text ("ip", "ip:port") and the address it connected to, formatted
@@ -51,6 +52,8 @@ const char* client_ip_port(Exchange& ex, const ClientSide& client);
 const char* local_ip(Exchange& ex, const ClientSide& client);
 // The host the request names: an absolute-form target's authority, else its Host.
 std::string_view request_host(const Exchange& ex);
+// IIS's site bindings: a listener bound to host names answers only those.
+bool listener_allows_host(const ListenSocket& listener, std::string_view host);
 // The request as rules see it (rebuilt for outbound rules, which run on the response).
 RequestFacts request_facts(Exchange& ex, const ClientSide& client);
 // A rule pattern that reached the regex limits: logged at most once a second per worker.

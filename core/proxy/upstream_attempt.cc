@@ -143,6 +143,37 @@ RetryPlan plan_retry(Exchange& ex, Worker& worker, Failure failure, bool held_at
   return plan;
 }
 
+RetryStep start_retry(Exchange& ex, Worker& worker, const ClientSide& client, const RetryPlan& plan,
+                      Failure failure, int uv_status, UpstreamEvents* owner) {
+  switch (plan.decision.action) {
+    case RetryAction::RetryFresh:
+      // The server closed a pooled connection just as it was reused; nothing of the request
+      // reached the application, so one fresh connection to the same server is safe.
+      break;
+    case RetryAction::FailOver:
+      count_retried_failure(ex, client, failure, uv_status);
+      ex.server_metrics->retries.add();
+      ex.tried[ex.tried_count++] = ex.server;
+      end_in_flight(ex, 0);
+      // The client's cookie names the server that failed: pin it to the one that answers.
+      if (ex.snap->farms[ex.farm].affinity_index != nullptr) ex.set_affinity_cookie = true;
+      ++ex.retries;
+      if (start_on_server(ex, worker, *plan.next, owner)) return RetryStep::Pooled;
+      connect_upstream(ex, worker, owner);
+      return RetryStep::Connecting;
+    case RetryAction::ReplaySame:
+      count_retried_failure(ex, client, failure, uv_status);
+      break;
+    case RetryAction::Fail:
+      return RetryStep::Answer;
+  }
+  ex.retried = true;
+  ++ex.retries;
+  ex.server_metrics->retries.add();
+  connect_upstream(ex, worker, owner);
+  return RetryStep::Connecting;
+}
+
 void count_retried_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status) {
   log_failure(ex, client, failure, uv_status, /*retried=*/true);
   ex.server_metrics->failures[static_cast<int>(failure)].add();

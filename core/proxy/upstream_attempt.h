@@ -53,6 +53,14 @@ struct RetryPlan {
 };
 RetryPlan plan_retry(Exchange& ex, Worker& worker, Failure failure, bool held_at_head);
 
+// Carries out a retry the plan decided (RetryFresh, FailOver, ReplaySame): counts it and starts
+// the next attempt for `owner`. Pooled: a pooled connection was attached (send the head now);
+// Connecting: a new connection is on its way (upstream_connected() follows); Answer: the plan
+// said Fail, nothing was started.
+enum class RetryStep : uint8_t { Pooled, Connecting, Answer };
+RetryStep start_retry(Exchange& ex, Worker& worker, const ClientSide& client, const RetryPlan& plan,
+                      Failure failure, int uv_status, UpstreamEvents* owner);
+
 // A failed attempt that is retried, counted against its server (metrics, live-traffic
 // failures) and logged as a "retry" line.
 void count_retried_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status);

@@ -35,6 +35,7 @@ struct ListenSocket {
   std::string address;  // as configured ("0.0.0.0:80"): site bindings name it
   uint16_t port = 0;
   bool tls = false;                     // an https listener: connections start with a TLS handshake
+  bool http2 = false;                   // HTTP/2 offered (ALPN on TLS, prior knowledge on plain)
   std::vector<std::string> host_names;  // site bindings' host names; empty = any host
   size_t index = 0;                     // position among the process's listeners (metrics)
 };

@@ -34,6 +34,7 @@ struct RequestFacts {
   uint16_t remote_port = 0;           // {REMOTE_PORT}
   std::string_view local_addr;        // {LOCAL_ADDR}: the address the request arrived on
   bool http10 = false;                // {SERVER_PROTOCOL}: HTTP/1.0, else HTTP/1.1
+  bool http2 = false;                 // {SERVER_PROTOCOL}: HTTP/2
   const MessageHead* head = nullptr;  // {HTTP_*} (may be null: no headers)
   int site = -1;                      // index into Config::sites; -1: no site
   // Outbound rules only: the response's status code ({RESPONSE_STATUS}) and the server

@@ -119,7 +119,7 @@ void append_builtin(Var var, std::string_view header, const Eval& e, std::string
       return;
     }
     case Var::ServerProtocol:
-      out.append(f.http10 ? "HTTP/1.0" : "HTTP/1.1");
+      out.append(f.http2 ? "HTTP/2" : f.http10 ? "HTTP/1.0" : "HTTP/1.1");
       return;
     case Var::RemotePort:
       append_number(out, f.remote_port);

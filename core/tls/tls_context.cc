@@ -20,6 +20,8 @@ namespace {
 
 constexpr char kSessionIdContext[] = "harrow";
 constexpr unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+// The server's preference when the listener offers HTTP/2: h2, then http/1.1.
+constexpr unsigned char kAlpnH2Http11[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -130,10 +132,13 @@ int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char* iv, EVP_C
   return SSL_version(ssl) == TLS1_3_VERSION ? 2 : found;
 }
 
-int on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
             unsigned int inlen, void*) {
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kAlpnHttp11, sizeof kAlpnHttp11, in, inlen) !=
+  bool h2 = SSL_get_ex_data(ssl, alpn_h2_index()) != nullptr;
+  const unsigned char* offered = h2 ? kAlpnH2Http11 : kAlpnHttp11;
+  unsigned int offered_len = h2 ? sizeof kAlpnH2Http11 : sizeof kAlpnHttp11;
+  if (SSL_select_next_proto(&selected, outlen, offered, offered_len, in, inlen) !=
       OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_NOACK;  // the client offers no http/1.1: go on without ALPN
   }
@@ -498,6 +503,11 @@ std::vector<config::Diagnostic> check(const config::Config& config) {
   ServerContexts::build(config, errors);
   ClientContexts::build(config, errors);
   return errors;
+}
+
+int alpn_h2_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
 }
 
 }  // namespace harrow::tls

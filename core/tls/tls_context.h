@@ -94,4 +94,7 @@ std::vector<config::Diagnostic> check(const config::Config& config);
 // The DN as X-ARR-SSL writes it: "C=US, S=Washington, O=Example, CN=example.com".
 std::string arr_distinguished_name(X509_NAME* name);
 
+// The SSL ex_data slot that, when non-null, makes a server session offer h2 by ALPN.
+int alpn_h2_index();
+
 }  // namespace harrow::tls

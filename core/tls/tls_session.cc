@@ -79,9 +79,12 @@ Session::Session(SSL* ssl, uv_stream_t* stream, uv_write_cb cb, OutBatch* out)
 }
 
 std::unique_ptr<Session> Session::accept(std::shared_ptr<const ServerContexts> contexts,
-                                         uv_stream_t* stream, uv_write_cb cb, OutBatch* out) {
+                                         uv_stream_t* stream, uv_write_cb cb, OutBatch* out,
+                                         bool offer_h2) {
   SSL* ssl = SSL_new(contexts->initial());
   if (ssl == nullptr) return nullptr;
+  static int offer = 1;
+  if (offer_h2) SSL_set_ex_data(ssl, alpn_h2_index(), &offer);
   SSL_set_accept_state(ssl);
   std::unique_ptr<Session> session(new Session(ssl, stream, cb, out));
   session->server_contexts_ = std::move(contexts);

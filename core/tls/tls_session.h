@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/base/io_buffer.h"
@@ -21,8 +22,10 @@ class ServerContexts;
 class Session final : public WriteFilter {
  public:
   // Accepting side: starts on `contexts`' default certificate (SNI switches it).
+  // `offer_h2`: ALPN prefers h2 (then http/1.1); alpn() says what was chosen.
   static std::unique_ptr<Session> accept(std::shared_ptr<const ServerContexts> contexts,
-                                         uv_stream_t* stream, uv_write_cb cb, OutBatch* out);
+                                         uv_stream_t* stream, uv_write_cb cb, OutBatch* out,
+                                         bool offer_h2 = false);
   // Connecting side: SNI = `server_name`; with `verify`, the certificate must chain to the
   // context's CAs and name `server_name`. `resume` (may be null) is a session to resume.
   static std::unique_ptr<Session> connect(SSL_CTX* ctx, const std::string& server_name, bool verify,
@@ -80,6 +83,13 @@ class Session final : public WriteFilter {
   int send_pending();
 
   SSL* ssl() const { return ssl_; }
+  // The protocol ALPN chose ("h2", "http/1.1"), or empty.
+  std::string_view alpn() const {
+    const unsigned char* p = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(ssl_, &p, &len);
+    return std::string_view(reinterpret_cast<const char*>(p), len);
+  }
   // X-ARR-SSL: "keybits|cipherbits|issuer DN|subject DN" of the certificate presented
   // (computed once per connection).
   const std::string& arr_ssl();

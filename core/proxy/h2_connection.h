@@ -1,0 +1,77 @@
+// An HTTP/2 client connection's streams: what ClientConnection becomes once ALPN chose h2 (or a
+// plain listener with http2="true" saw the connection preface). ClientConnection keeps the
+// socket, TLS, the timeout slot and the connection's accounting; this owns the HTTP/2 session
+// (core/http2/server_session.h) and its streams, each an exchange of its own through the same
+// phases as an HTTP/1 request (h2_stream.h).
+//
+// Memory bound per connection (any chunking, any client): the socket's output queue stops at
+// kWriteHighWater (frames are produced only below it), plus per open stream its request body
+// window (<harrow><http2 initialWindowSize>, not reopened until the server side takes the
+// bytes) and its response queue (kStreamHighWater, the server is not read above it), times
+// maxConcurrentStreams.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/http2/server_session.h"
+#include "core/proxy/phases.h"
+
+namespace harrow {
+
+class ClientConnection;
+class H2Stream;
+class Worker;
+
+class H2Connection final : public http2::SessionEvents {
+ public:
+  H2Connection(ClientConnection* owner, Worker* worker, ClientSide client);
+  ~H2Connection();
+  H2Connection(const H2Connection&) = delete;
+  H2Connection& operator=(const H2Connection&) = delete;
+
+  // Plaintext the client sent; all of it is consumed.
+  void receive(const char* data, size_t len);
+  // A write to the client completed: more frames may go.
+  void on_written();
+  // The connection's timeout fired: stream deadlines and the idle timeout.
+  void on_timer();
+  // Graceful stop: GOAWAY; open streams finish, then the connection closes.
+  void shutdown();
+  // The connection is closing: every open stream ends now.
+  void abort_all();
+  // Produces and writes the frames that are ready (called after any change).
+  void send_now();
+  // A stream's deadline moved: the connection's timeout covers the earliest.
+  void reschedule();
+
+  Worker& worker() { return *worker_; }
+  const ClientSide& client() const { return client_; }
+  http2::ServerSession& session() { return session_; }
+
+  // SessionEvents
+  http2::Stream* h2_open(int32_t id) override;
+  void h2_request(http2::Stream* stream, bool end_stream) override;
+  void h2_body(http2::Stream* stream, const uint8_t* data, size_t len) override;
+  void h2_body_end(http2::Stream* stream) override;
+  void h2_closed(http2::Stream* stream, uint32_t error_code) override;
+  Pull h2_pull(http2::Stream* stream, uint8_t* buf, size_t len) override;
+
+ private:
+  // The session has ended the connection for a fault: log and count it once.
+  void report_failure();
+  void finish_if_done();
+
+  ClientConnection* owner_;
+  Worker* worker_;
+  ClientSide client_;
+  http2::ServerSession session_;
+  std::vector<H2Stream*> streams_;  // open streams (order of opening)
+  bool sending_ = false;            // inside send_now(): a nested call only asks again
+  bool send_again_ = false;
+  bool failure_reported_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace harrow

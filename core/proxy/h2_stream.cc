@@ -1,0 +1,622 @@
+#include "core/proxy/h2_stream.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/base/backpressure.h"
+#include "core/base/log.h"
+#include "core/proxy/h2_connection.h"
+#include "core/proxy/phases.h"
+#include "core/proxy/upstream_attempt.h"
+#include "core/proxy/worker.h"
+
+namespace harrow {
+
+namespace {
+
+nghttp2_nv field(std::string_view name, std::string_view value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NONE};
+}
+
+}  // namespace
+
+H2Stream::H2Stream(H2Connection* connection) : connection_(connection) {}
+
+H2Stream::~H2Stream() {
+  for (size_t i = queue_front_; i < queue_.size(); ++i) block_unref(queue_[i].block);
+}
+
+H2Stream::Busy::~Busy() {
+  if (--stream->busy_ == 0 && stream->finished_) delete stream;
+}
+
+ClientSide H2Stream::client() const {
+  return connection_->client();
+}
+
+// ---------------------------------------------------------------- the request
+
+void H2Stream::on_request(bool end_stream) {
+  Busy busy(this);
+  Worker& worker = connection_->worker();
+  ex_ = worker.exchanges().take();
+  ex_->epoch = worker.epoch();
+  ex_->snap = ex_->epoch->snapshot.get();
+  ex_->decoder.reset(ex_->epoch->request_limits, &ex_->head, this);
+  worker.mutable_metrics().exchanges_active.add();
+  request_ended_ = end_stream;
+  const char* refusal = nullptr;
+  Failure failure = Failure::bad_request;
+  if (fields.too_large()) {
+    refusal = "the HTTP/2 header list exceeds maxRequestHeaderBytes";
+    failure = Failure::request_header_too_large;
+  } else {
+    switch (fields.write_http1(!end_stream, head_text_)) {
+      case http2::RequestFields::Result::Ok:
+        break;
+      case http2::RequestFields::Result::MissingAuthority:
+        refusal = "neither :authority nor Host";
+        failure = Failure::bad_host;
+        break;
+      case http2::RequestFields::Result::HostDisagrees:
+        refusal = ":authority and Host disagree";
+        failure = Failure::bad_host;
+        break;
+      case http2::RequestFields::Result::ConnectRefused:
+        refusal = "CONNECT over HTTP/2";
+        failure = Failure::method_not_allowed;
+        break;
+      case http2::RequestFields::Result::BadTe:
+        refusal = "TE other than trailers";
+        failure = Failure::bad_request;
+        break;
+    }
+  }
+  if (refusal != nullptr) {
+    // Logged with what is known of the request: a head of its method and path only.
+    head_text_.assign(fields.method().empty() ? "GET" : fields.method())
+        .append(" ")
+        .append(fields.path().empty() ? "/" : fields.path())
+        .append(" HTTP/1.1\r\n\r\n");
+  }
+  RequestDecoder::Step step =
+      ex_->decoder.decode(head_text_.data(), static_cast<uint32_t>(head_text_.size()));
+  if (!ex_->request_begun) request_begin();
+  ex_->request_bytes = fields.list_size();
+  if (refusal != nullptr) {
+    ex_->log_detail = refusal;
+    respond_error(failure, 0);
+    return;
+  }
+  if (step.status == RequestDecoder::Status::Rejected) {
+    ex_->log_detail = ex_->decoder.rejection().detail;
+    respond_error(ex_->decoder.rejection().failure, 0);
+    return;
+  }
+  if (ex_->decoder.head_rejected()) {
+    ex_->log_detail = ex_->decoder.rejection().detail;
+    respond_error(ex_->decoder.rejection().failure, 0);
+    return;
+  }
+  ex_->request_done = end_stream;
+  start_exchange();
+}
+
+void H2Stream::request_begin() {
+  ex_->begin_request();
+  ex_->request_begun = true;
+  ex_->response_bytes_at_start = 0;
+  ex_->request_started_ms = uv_now(connection_->worker().loop());
+}
+
+void H2Stream::request_head() {
+  const RequestDecoder& d = ex_->decoder;
+  ex_->head_request = d.method() == HTTP_HEAD;
+  ex_->client_keep_alive = true;
+  ex_->request_chunked = d.chunked();
+  ex_->request_has_body = d.has_body();
+  ex_->websocket = false;  // Upgrade is a connection-specific field: nghttp2 refuses it
+}
+
+void H2Stream::start_exchange() {
+  Worker& worker = connection_->worker();
+  WorkerMetrics& metrics = worker.mutable_metrics();
+  metrics.requests.add();
+  metrics.listeners[client().listener->index].requests.add();
+  if (!listener_allows_host(*client().listener, request_host(*ex_))) {
+    respond_error(Failure::invalid_hostname, 0);
+    return;
+  }
+  UpstreamChoice choice = choose_upstream(*ex_, client(), worker);
+  switch (choice.kind) {
+    case UpstreamChoice::Kind::Server:
+      use_server(choice.server);
+      return;
+    case UpstreamChoice::Kind::Respond:
+      respond_local(choice.status, choice.location, choice.body, true);
+      return;
+    case UpstreamChoice::Kind::Fail:
+      respond_error(choice.failure, 0);
+      return;
+    case UpstreamChoice::Kind::Abort:
+      abort_exchange(choice.failure, 0);
+      return;
+  }
+}
+
+void H2Stream::use_server(size_t server) {
+  if (start_on_server(*ex_, connection_->worker(), server, this)) {
+    send_request_head();
+  } else {
+    connect_upstream(*ex_, connection_->worker(), this);
+  }
+}
+
+void H2Stream::upstream_connected() {
+  Busy busy(this);
+  uint64_t connect_us = (uv_hrtime() - ex_->connect_started_ns) / 1000;
+  ex_->server_metrics->connect_time.observe(connect_us);
+  ex_->server_metrics->connections_opened.add();
+  ex_->connect_ms = static_cast<int64_t>(connect_us / 1000);
+  send_request_head();
+}
+
+void H2Stream::send_request_head() {
+  switch (queue_request_head(*ex_, client())) {
+    case RequestHeadResult::Queued:
+      break;
+    case RequestHeadResult::Unsafe:
+      release_upstream(false);
+      refuse_unsafe(ex_->rule, "the upstream request line or a request header");
+      return;
+    case RequestHeadResult::TooLarge:
+      release_upstream(false);
+      respond_error(Failure::request_header_too_large, 0);
+      return;
+  }
+  head_sent_upstream_ = true;
+  if (ex_->request_has_body && !ex_->request_done) {
+    ex_->body_activity_ms = uv_now(connection_->worker().loop());
+    set_deadline(config::to_ms(ex_->snap->config->timeouts.client_body));
+  }
+  forward_held_body();
+  if (ex_->upstream == nullptr) return;
+  if (ex_->upstream->out().flush() != 0) {
+    fail_upstream(Failure::upstream_reset, ex_->upstream->out().last_error());
+  }
+}
+
+void H2Stream::forward_held_body() {
+  if (!held_body_.empty()) {
+    body_started_ = true;
+    ex_->upstream->out().add_copy(held_body_.data(), held_body_.size(), ex_->request_chunked);
+    ex_->server_metrics->bytes_to_server.add(held_body_.size());
+    std::string().swap(held_body_);
+  }
+  if (request_ended_ && ex_->request_chunked) ex_->upstream->out().add_last_chunk();
+  upstream_write_done();  // gives the window back if the server connection keeps up
+}
+
+void H2Stream::on_body(const uint8_t* data, size_t len) {
+  Busy busy(this);
+  unconsumed_ += len;
+  body_bytes_in_ += len;
+  if (ex_ == nullptr || ex_->response_done || ex_->failed) {
+    // Answered already (or refused): the rest of the body goes nowhere.
+    connection_->session().consume(this, unconsumed_);
+    unconsumed_ = 0;
+    return;
+  }
+  ex_->request_bytes += len;
+  ex_->body_activity_ms = uv_now(connection_->worker().loop());
+  const RequestLimits& limits = ex_->epoch->request_limits;
+  if (body_bytes_in_ > limits.max_body) {
+    ex_->log_detail = "the HTTP/2 request body exceeds maxAllowedContentLength";
+    respond_error(Failure::request_body_too_large, 0);
+    return;
+  }
+  std::string_view bytes(reinterpret_cast<const char*>(data), len);
+  if (ex_->upstream == nullptr || !head_sent_upstream_) {
+    // The window bounds what is held: it is not opened again until the bytes move on.
+    held_body_.append(bytes);
+    return;
+  }
+  body_started_ = true;
+  ex_->upstream->out().add_copy(bytes.data(), bytes.size(), ex_->request_chunked);
+  ex_->server_metrics->bytes_to_server.add(len);
+  if (ex_->upstream->out().flush() != 0) {
+    fail_upstream(Failure::upstream_reset, ex_->upstream->out().last_error());
+    return;
+  }
+  upstream_write_done();
+}
+
+void H2Stream::on_body_end() {
+  Busy busy(this);
+  request_ended_ = true;
+  if (ex_ == nullptr) return;
+  ex_->request_done = true;
+  if (ex_->response_done || ex_->failed) return;
+  if (deadline_ms_ != 0 && !ex_->upstream_paused) set_deadline(0);
+  if (ex_->upstream != nullptr && head_sent_upstream_) {
+    if (ex_->request_chunked) ex_->upstream->out().add_last_chunk();
+    if (ex_->upstream->out().flush() != 0) {
+      fail_upstream(Failure::upstream_reset, ex_->upstream->out().last_error());
+    }
+  }
+}
+
+void H2Stream::upstream_write_done() {
+  Busy busy(this);
+  if (unconsumed_ == 0 || ex_ == nullptr || ex_->upstream == nullptr) return;
+  if (ex_->upstream->out().memory() > kWriteLowWater) return;
+  connection_->session().consume(this, unconsumed_ - held_body_.size());
+  unconsumed_ = held_body_.size();
+  connection_->send_now();  // the WINDOW_UPDATE
+}
+
+// ---------------------------------------------------------------- the response
+
+void H2Stream::upstream_head(const MessageHead& head, int status) {
+  Busy busy(this);
+  if (status < 200) return;  // interim responses are not forwarded over HTTP/2
+  IoBlock* block = block_acquire();
+  HeadWriter writer(block->data, block->capacity);
+  bool close = false;
+  ResponseHeadResult result =
+      build_client_response(*ex_, client(), connection_->worker(), head, status, close, writer);
+  switch (result.kind) {
+    case ResponseHeadResult::Kind::Written:
+      break;
+    case ResponseHeadResult::Kind::Refused:
+      block_unref(block);
+      ex_->log_detail = result.detail;
+      fail_upstream(Failure::upstream_invalid_response, 0);
+      return;
+    case ResponseHeadResult::Kind::MatchError:
+      block_unref(block);
+      release_upstream(false);
+      respond_error(Failure::rule_match_error, 0);
+      return;
+    case ResponseHeadResult::Kind::UnsafeRule:
+      block_unref(block);
+      release_upstream(false);
+      refuse_unsafe(result.rule, "a response header");
+      return;
+  }
+  bool parsed = response_head_.parse(std::string_view(block->data, writer.size()));
+  block_unref(block);
+  if (!parsed) {
+    ex_->response_head_sent = false;
+    ex_->log_detail = "the response head could not be carried over HTTP/2";
+    fail_upstream(Failure::upstream_invalid_response, 0);
+    return;
+  }
+  ex_->status = status;
+  ex_->sent_status = status;
+  if (result.no_body) response_end_queued_ = true;
+  submit_head(response_head_, !result.no_body);
+}
+
+bool H2Stream::submit_head(const http2::ResponseHead& head, bool has_body) {
+  nv_.clear();
+  nv_.push_back(field(":status", std::string_view(head.status_text, 3)));
+  body_bytes_out_ += 9 + 3;
+  for (const http2::ResponseField& f : head.fields()) {
+    nv_.push_back(field(f.name, f.value));
+    body_bytes_out_ += f.name.size() + f.value.size() + 4;
+  }
+  int rc = connection_->session().submit_response(this, nv_, has_body);
+  connection_->send_now();
+  return rc == 0;
+}
+
+void H2Stream::upstream_body(IoBlock* block, const char* data, size_t len) {
+  Busy busy(this);
+  ex_->server_metrics->bytes_from_server.add(len);
+  if (response_end_queued_) return;  // HEAD, 204, 304: no body goes to the client
+  if (ex_->html != nullptr || ex_->body_text != nullptr) {
+    std::string_view piece(data, len);
+    if (ex_->html != nullptr) {
+      ex_->html_out.clear();
+      ex_->html->feed(piece, ex_->html_out);
+      piece = ex_->html_out;
+    }
+    if (!ex_->html_match_failed && ex_->body_text != nullptr) {
+      ex_->text_out.clear();
+      piece = rewrite_body_text(*ex_, client(), connection_->worker(), piece, false);
+    }
+    if (ex_->html_match_failed) {
+      release_upstream(false);
+      abort_exchange(Failure::rule_match_error, 0);
+      return;
+    }
+    queue_copy(piece);
+    return;
+  }
+  queue_body(block, data, len);
+}
+
+void H2Stream::queue_body(IoBlock* block, const char* data, size_t len) {
+  if (len == 0) return;
+  block_ref(block);
+  queue_.push_back({block, data, len});
+  queued_bytes_ += len;
+}
+
+void H2Stream::queue_copy(std::string_view bytes) {
+  while (!bytes.empty()) {
+    IoBlock* block = block_acquire();
+    size_t n = std::min<size_t>(bytes.size(), block->capacity);
+    std::memcpy(block->data, bytes.data(), n);
+    queue_body(block, block->data, n);
+    block_unref(block);
+    bytes.remove_prefix(n);
+  }
+}
+
+void H2Stream::body_ready() {
+  if (deferred_) {
+    deferred_ = false;
+    connection_->session().resume_body(this);
+  }
+}
+
+void H2Stream::upstream_read_end() {
+  Busy busy(this);
+  if (ex_ == nullptr) return;
+  body_ready();
+  connection_->send_now();
+  if (ex_->upstream != nullptr && !ex_->upstream_paused && queued_bytes_ > kStreamHighWater) {
+    ex_->upstream->pause_reading();
+    ex_->upstream_paused = true;
+    // The client must open its window within clientSend (slow-read attack).
+    set_deadline(config::to_ms(ex_->snap->config->timeouts.client_send));
+  }
+}
+
+void H2Stream::upstream_complete(bool reusable) {
+  Busy busy(this);
+  ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
+  if (ex_->html != nullptr || ex_->body_text != nullptr) {
+    std::string_view piece;
+    if (ex_->html != nullptr) {
+      ex_->html_out.clear();
+      ex_->html->finish(ex_->html_out);
+      piece = ex_->html_out;
+    }
+    if (ex_->body_text != nullptr) {
+      ex_->text_out.clear();
+      piece = rewrite_body_text(*ex_, client(), connection_->worker(), piece, true);
+    }
+    if (!ex_->html_match_failed) queue_copy(piece);
+    ex_->html.reset();
+    ex_->body_text.reset();
+    if (ex_->html_match_failed) {
+      release_upstream(false);
+      abort_exchange(Failure::rule_match_error, 0);
+      return;
+    }
+  }
+  ex_->response_done = true;
+  response_end_queued_ = true;
+  const config::FarmConfig& farm = *ex_->snap->farms[ex_->farm].config;
+  release_upstream(reusable && ex_->request_done && farm.protocol.keep_alive &&
+                   !connection_->worker().stopping());
+  body_ready();
+  connection_->send_now();
+}
+
+http2::SessionEvents::Pull H2Stream::pull(uint8_t* buf, size_t len) {
+  Busy busy(this);
+  http2::SessionEvents::Pull result;
+  while (result.bytes < len && queue_front_ < queue_.size()) {
+    Piece& piece = queue_[queue_front_];
+    size_t n = std::min(piece.len, len - result.bytes);
+    std::memcpy(buf + result.bytes, piece.data, n);
+    result.bytes += n;
+    piece.data += n;
+    piece.len -= n;
+    queued_bytes_ -= n;
+    if (piece.len == 0) {
+      block_unref(piece.block);
+      ++queue_front_;
+    }
+  }
+  if (queue_front_ == queue_.size()) {
+    queue_.clear();
+    queue_front_ = 0;
+  }
+  body_bytes_out_ += result.bytes;
+  if (queued_bytes_ == 0 && response_end_queued_) {
+    result.end = true;
+  } else if (result.bytes == 0) {
+    deferred_ = true;
+  }
+  if (ex_ != nullptr && ex_->upstream_paused && ex_->upstream != nullptr &&
+      queued_bytes_ < kStreamLowWater) {
+    ex_->upstream_paused = false;
+    set_deadline(0);
+    ex_->upstream->resume_reading();
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- failures
+
+void H2Stream::upstream_failed(Failure failure, int uv_status) {
+  Busy busy(this);
+  ex_->upstream = nullptr;  // it closed itself
+  after_upstream_failure(failure, uv_status);
+}
+
+void H2Stream::fail_upstream(Failure failure, int uv_status) {
+  UpstreamConnection* up = ex_->upstream;
+  ex_->upstream = nullptr;
+  if (up != nullptr) up->close();
+  after_upstream_failure(failure, uv_status);
+}
+
+void H2Stream::after_upstream_failure(Failure failure, int uv_status) {
+  if (closed_) return;
+  head_sent_upstream_ = false;
+  RetryPlan plan = plan_retry(*ex_, connection_->worker(), failure, !body_started_);
+  switch (start_retry(*ex_, connection_->worker(), client(), plan, failure, uv_status, this)) {
+    case RetryStep::Pooled:
+      send_request_head();
+      return;
+    case RetryStep::Connecting:
+      return;
+    case RetryStep::Answer:
+      break;
+  }
+  if (failure == Failure::upstream_timeout && !ex_->request_done) {
+    failure = Failure::client_body_timeout;
+  }
+  respond_error(failure, uv_status, plan.decision.health_failure);
+}
+
+void H2Stream::release_upstream(bool reusable) {
+  if (ex_ == nullptr) return;
+  harrow::release_upstream(*ex_, reusable, body_bytes_out_);
+}
+
+void H2Stream::respond_error(Failure failure, int uv_status, bool health_failure) {
+  log_failure(*ex_, client(), failure, uv_status);
+  ex_->failed = true;
+  ex_->failure = failure;
+  ex_->failure_uv_status = uv_status;
+  count_answered_failure(*ex_, connection_->worker(), client(), failure, health_failure);
+  release_upstream(false);
+  int status = failure_status(failure);
+  if (status == 0 || ex_->response_head_sent) {
+    connection_->session().reset(this, NGHTTP2_INTERNAL_ERROR);
+    connection_->send_now();
+    return;
+  }
+  char body[160];
+  respond_local(status, {}, failure_body(failure, body));
+}
+
+void H2Stream::refuse_unsafe(std::string_view rule, const char* where) {
+  ex_->detail_text.assign("rule \"").append(rule.empty() ? "-" : rule);
+  ex_->detail_text.append("\" put a control character (CR, LF, NUL, ...) in ").append(where);
+  ex_->log_detail = ex_->detail_text.c_str();
+  respond_error(Failure::unsafe_rewrite, 0);
+}
+
+void H2Stream::respond_local(int status, std::string_view location, std::string_view body,
+                             bool from_rule) {
+  release_upstream(false);
+  if (!location.empty() && !HeadWriter::safe_value(location)) {
+    refuse_unsafe(from_rule ? ex_->rule : std::string_view{}, "the Location");
+    return;
+  }
+  // Written as the HTTP/1 head it stands for, so it takes the same road as a server's.
+  IoBlock* block = block_acquire();
+  HeadWriter w(block->data, block->capacity);
+  w << "HTTP/1.1 " << static_cast<uint64_t>(status) << " X\r\n";
+  if (!location.empty()) w.field("Location", location);
+  w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
+    << "\r\n\r\n";
+  bool parsed = !w.overflowed() && response_head_.parse(std::string_view(block->data, w.size()));
+  block_unref(block);
+  if (!parsed) body = {};
+  ex_->response_head_sent = true;
+  ex_->response_done = true;
+  ex_->sent_status = status;
+  ex_->status = (ex_->server_metrics != nullptr && ex_->status == 0) ? status : 0;
+  bool has_body = !ex_->head_request && !body.empty();
+  if (has_body) queue_copy(body);
+  response_end_queued_ = true;
+  if (!parsed) {
+    http2::ResponseHead fallback;
+    fallback.parse("HTTP/1.1 500 X\r\ncontent-length: 0\r\n\r\n");
+    response_head_ = std::move(fallback);
+    has_body = false;
+  }
+  submit_head(response_head_, has_body);
+}
+
+void H2Stream::abort_exchange(Failure failure, int uv_status) {
+  log_failure(*ex_, client(), failure, uv_status);
+  ex_->failed = true;
+  ex_->failure = failure;
+  ex_->failure_uv_status = uv_status;
+  count_answered_failure(*ex_, connection_->worker(), client(), failure, false);
+  release_upstream(false);
+  connection_->session().reset(this, NGHTTP2_INTERNAL_ERROR);
+  connection_->send_now();
+}
+
+// ---------------------------------------------------------------- timeouts and the end
+
+void H2Stream::set_deadline(uint64_t ms) {
+  deadline_ms_ = ms == 0 ? 0 : uv_now(connection_->worker().loop()) + ms;
+  connection_->reschedule();
+}
+
+void H2Stream::check_deadline(uint64_t now_ms) {
+  if (deadline_ms_ == 0 || now_ms < deadline_ms_ || ex_ == nullptr || closed_) return;
+  Busy busy(this);
+  deadline_ms_ = 0;
+  if (ex_->upstream_paused) {
+    abort_exchange(Failure::client_send_timeout, UV_ETIMEDOUT);
+    return;
+  }
+  if (!ex_->request_done && ex_->request_has_body) {
+    uint64_t timeout = config::to_ms(ex_->snap->config->timeouts.client_body);
+    if (now_ms - ex_->body_activity_ms < timeout) {
+      set_deadline(timeout - (now_ms - ex_->body_activity_ms));
+      return;
+    }
+    ex_->log_detail = "no request body byte within clientBody";
+    respond_error(Failure::client_body_timeout, 0);
+  }
+}
+
+void H2Stream::abort_now() {
+  Busy busy(this);
+  if (ex_ != nullptr && !ex_->response_done && !ex_->failed && ex_->request_begun) {
+    log_failure(*ex_, client(), Failure::client_aborted, 0);
+    ex_->failed = true;
+    ex_->failure = Failure::client_aborted;
+  }
+  closed_ = true;
+  finish();
+}
+
+void H2Stream::on_closed(uint32_t error_code) {
+  Busy busy(this);
+  if (ex_ != nullptr && !ex_->failed && (error_code != 0 || !ex_->response_done)) {
+    // The client reset the stream (or it ended) before the response was whole.
+    log_failure(*ex_, client(), Failure::client_aborted, 0);
+    ex_->failed = true;
+    ex_->failure = Failure::client_aborted;
+    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, false);
+  }
+  closed_ = true;
+  finish();
+}
+
+void H2Stream::finish() {
+  if (finished_) return;
+  finished_ = true;
+  deadline_ms_ = 0;
+  if (ex_ != nullptr) {
+    Worker& worker = connection_->worker();
+    release_upstream(false);
+    log_exchange(*ex_, client(), worker, body_bytes_out_);
+    if (ex_->server_metrics != nullptr && ex_->status != 0) {
+      ex_->server_metrics->responses_by_class[ex_->status / 100 % 6].add();
+    }
+    worker.exchanges().give_back(ex_);
+    ex_ = nullptr;
+    worker.mutable_metrics().exchanges_active.sub();
+  }
+  // Freed by the Busy guard of the callback this runs in (every caller holds one).
+}
+
+}  // namespace harrow
