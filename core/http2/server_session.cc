@@ -143,6 +143,20 @@ void ServerSession::send(OutBatch& out, size_t high_water) {
   }
 }
 
+void ServerSession::send_to(std::string& out) {
+  if (fatal_) {
+    out.append(reinterpret_cast<const char*>(goaway_), goaway_len_);
+    goaway_len_ = 0;
+    return;
+  }
+  while (true) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n <= 0) break;
+    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+}
+
 bool ServerSession::want_write() const {
   if (fatal_) return goaway_len_ != 0;
   return nghttp2_session_want_write(session_) != 0;

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "core/base/failure.h"
@@ -90,6 +91,8 @@ class ServerSession {
   // Appends what is ready to send to `out`, stopping once out.memory() passes `high_water`.
   // Returns false if nothing more will ever be sent (after a fatal error).
   void send(OutBatch& out, size_t high_water);
+  // Appends everything ready to send to `out` (tests and the fuzz target).
+  void send_to(std::string& out);
   // Nothing left to read or write: the connection may close.
   bool finished() const;
   bool want_write() const;

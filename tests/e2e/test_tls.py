@@ -187,13 +187,15 @@ class HttpsListener(HarrowTestCase):
                  "--tls-max", "1.1", f"https://a.test:{port}/")
         self.assertNotEqual(r.returncode, 0)
 
-    def test_alpn_is_http_1_1(self):
+    def test_alpn_prefers_h2_then_http_1_1(self):
         _, _, port = self.start()
-        ctx = client_context()
-        ctx.set_alpn_protocols(["h2", "http/1.1"])
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
-                self.assertEqual(s.selected_alpn_protocol(), "http/1.1")
+        for offered, chosen in ((["h2", "http/1.1"], "h2"), (["http/1.1", "h2"], "h2"),
+                                (["http/1.1"], "http/1.1")):
+            ctx = client_context()
+            ctx.set_alpn_protocols(offered)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                    self.assertEqual(s.selected_alpn_protocol(), chosen, offered)
 
     def test_x_arr_ssl_reaches_the_origin_and_replaces_a_client_value(self):
         o, h, port = self.start('<listen address="127.0.0.1:0"/>')
