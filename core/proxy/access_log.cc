@@ -57,7 +57,7 @@ std::string w3c_header() {
          "\n#Version: 1.0\n#Fields: date time s-ip s-port cs-method cs-uri-stem cs-uri-query "
          "c-ip c-port cs(Host) cs(User-Agent) sc-status sc-bytes cs-bytes time-taken x-farm "
          "x-server x-reason x-upstream-error x-upstream-connect-ms x-upstream-header-ms x-retries "
-         "x-arr-log-id s-sitename\n";
+         "x-arr-log-id s-sitename cs-version\n";
 }
 
 void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat format,
@@ -123,6 +123,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
     append_w3c(out, e.log_id);
     out += ' ';
     append_w3c(out, e.site);
+    out += ' ';
+    append_w3c(out, e.version);
     out += '\n';
     return;
   }
@@ -170,7 +172,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
       {"reason", e.reason.empty() ? std::string_view("ok") : e.reason},
       {"upstreamError", e.upstream_error},
       {"arrLogId", e.log_id},
-      {"siteName", e.site}};
+      {"siteName", e.site},
+      {"version", e.version}};
   for (const auto& [name, value] : optional) {
     out += ",\"";
     out += name;

@@ -53,6 +53,7 @@ struct AccessLogEntry {
   std::string_view upstream_error;  // e.g. ECONNREFUSED, empty if none
   std::string_view log_id;
   std::string_view site;             // IIS site name (s-sitename); empty: no site
+  std::string_view version;          // cs-version: "HTTP/1.1", "HTTP/1.0", "HTTP/2"
   int64_t upstream_connect_ms = -1;  // -1: a pooled connection (or none)
   int64_t upstream_header_ms = -1;   // -1: no response head from a server
   uint32_t retries = 0;              // other servers / fresh connections tried

@@ -582,6 +582,9 @@ void log_exchange(Exchange& ex, const ClientSide& client, Worker& worker, uint64
   e.upstream_connect_ms = ex.connect_ms;
   e.upstream_header_ms = ex.header_ms;
   e.retries = ex.retries;
+  e.version = client.http2                   ? std::string_view("HTTP/2")
+              : ex.decoder.http_minor() == 0 ? std::string_view("HTTP/1.0")
+                                             : std::string_view("HTTP/1.1");
   log.add(e);
 }
 

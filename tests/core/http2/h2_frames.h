@@ -50,8 +50,8 @@ class Encoder {
                      value.size(), NGHTTP2_NV_FLAG_NONE});
     }
     std::string out(nghttp2_hd_deflate_bound(deflater_, nva.data(), nva.size()), '\0');
-    ssize_t n = nghttp2_hd_deflate_hd(deflater_, reinterpret_cast<uint8_t*>(out.data()),
-                                      out.size(), nva.data(), nva.size());
+    ssize_t n = nghttp2_hd_deflate_hd(deflater_, reinterpret_cast<uint8_t*>(out.data()), out.size(),
+                                      nva.data(), nva.size());
     out.resize(n > 0 ? static_cast<size_t>(n) : 0);
     return out;
   }
@@ -77,8 +77,9 @@ inline std::vector<Frame> frames_of(std::string_view bytes) {
     auto b = [&](size_t i) { return static_cast<uint8_t>(bytes[i]); };
     size_t len = (size_t{b(0)} << 16) | (size_t{b(1)} << 8) | b(2);
     if (bytes.size() < 9 + len) break;
-    uint32_t stream = ((uint32_t{b(5)} << 24) | (uint32_t{b(6)} << 16) | (uint32_t{b(7)} << 8) |
-                       b(8)) & 0x7fffffffu;
+    uint32_t stream =
+        ((uint32_t{b(5)} << 24) | (uint32_t{b(6)} << 16) | (uint32_t{b(7)} << 8) | b(8)) &
+        0x7fffffffu;
     out.push_back({b(3), b(4), stream, std::string(bytes.substr(9, len))});
     bytes.remove_prefix(9 + len);
   }

@@ -56,9 +56,9 @@ TEST(Http2RequestFields, AuthorityAndHostMustAgree) {
 
 TEST(Http2RequestFields, HostStandsInForAMissingAuthority) {
   std::string head;
-  EXPECT_EQ(fields_of({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}})
-                .write_http1(false, head),
-            RequestFields::Result::MissingAuthority);
+  EXPECT_EQ(
+      fields_of({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}).write_http1(false, head),
+      RequestFields::Result::MissingAuthority);
   ASSERT_EQ(fields_of({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {"host", "h"}})
                 .write_http1(false, head),
             RequestFields::Result::Ok);
@@ -111,9 +111,10 @@ class HeadOnly final : public RequestDecoderEvents {
 // Any list of ordinary fields reaches the decoder as it was sent: the same names and values,
 // in order, and nothing else but Host.
 RC_GTEST_PROP(Http2RequestFields, DecodedHeadHoldsExactlyTheFieldsSent, ()) {
-  const auto name_gen = rc::gen::container<std::string>(rc::gen::elementOf(std::string("abcxyz-0123")));
-  const auto value_gen = rc::gen::container<std::string>(
-      rc::gen::elementOf(std::string("abcXYZ 09;=,./\"!~\t")));
+  const auto name_gen =
+      rc::gen::container<std::string>(rc::gen::elementOf(std::string("abcxyz-0123")));
+  const auto value_gen =
+      rc::gen::container<std::string>(rc::gen::elementOf(std::string("abcXYZ 09;=,./\"!~\t")));
   auto count = *rc::gen::inRange(0, 20);
   std::vector<std::pair<std::string, std::string>> sent;
   for (int i = 0; i < count; ++i) {

@@ -23,7 +23,8 @@ TEST(Http2ResponseHead, ConnectionSpecificFieldsAreLeftOut) {
   ResponseHead head;
   ASSERT_TRUE(head.parse(
       "HTTP/1.1 200 OK\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: "
-      "chunked\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"));
+      "chunked\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nSet-Cookie: a=1\r\nSet-Cookie: "
+      "b=2\r\n\r\n"));
   ASSERT_EQ(head.fields().size(), 2u);
   EXPECT_EQ(head.fields()[0].value, "a=1");
   EXPECT_EQ(head.fields()[1].value, "b=2");

@@ -82,8 +82,9 @@ TEST(Http2ServerSession, ARequestReachesTheOwnerAndTheResponseGoesOut) {
   Owner owner;
   ServerSession session(SessionLimits{}, &owner);
   Encoder enc;
-  std::string in = preface() + frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
-                                      1, enc.encode(get_request("/x")));
+  std::string in =
+      preface() + frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+                        enc.encode(get_request("/x")));
   ASSERT_TRUE(feed(session, in));
   ASSERT_EQ(owner.requests, 1);
   EXPECT_TRUE(owner.last_end_stream);
@@ -141,8 +142,8 @@ TEST(Http2ServerSession, ResetsWithinTheRateAreFine) {
   // 60 resets a second for 20 s: below the burst at any moment thanks to the refill.
   for (uint32_t i = 0; i < 1200; ++i) {
     uint32_t id = 2 * i + 1;
-    std::string in = frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
-                           id, enc.encode(get_request()));
+    std::string in = frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, id,
+                           enc.encode(get_request()));
     in += frame(NGHTTP2_RST_STREAM, 0, id, u32(NGHTTP2_CANCEL));
     ASSERT_TRUE(feed(session, in, 1000 + i * 17)) << i;
   }
@@ -172,7 +173,8 @@ TEST(Http2ServerSession, EmptyDataFloodEndsTheConnection) {
   Encoder enc;
   auto post = get_request();
   post[0].second = "POST";
-  std::string in = preface() + frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, enc.encode(post));
+  std::string in =
+      preface() + frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, enc.encode(post));
   for (int i = 0; i < 1000; ++i) in += frame(NGHTTP2_DATA, 0, 1, "");
   EXPECT_FALSE(feed(session, in));
   EXPECT_EQ(session.failure(), Failure::h2_flood);
@@ -210,9 +212,9 @@ TEST(Http2ServerSession, AnHpackBombIsCountedNotKept) {
   block += std::string("\x40\x06x-bomb\x7f\xa1\x1e", 11) + std::string(4000, 'b');
   block += std::string(12'000, '\xbe');
   ASSERT_LT(block.size(), 16'384u) << "the bomb fits one frame";
-  ASSERT_TRUE(feed(session, preface() + frame(NGHTTP2_HEADERS,
-                                              NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
-                                              1, block)));
+  ASSERT_TRUE(feed(
+      session, preface() + frame(NGHTTP2_HEADERS,
+                                 NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1, block)));
   ASSERT_EQ(owner.requests, 1);
   EXPECT_EQ(owner.too_large, 1);
   EXPECT_GT(owner.last->fields.list_size(), 12'000'000u);
@@ -289,8 +291,8 @@ TEST(Http2ServerSession, ShutdownSendsGoawayAndLetsOpenStreamsFinish) {
   ServerSession session(SessionLimits{}, &owner);
   Encoder enc;
   ASSERT_TRUE(feed(session, preface() + frame(NGHTTP2_HEADERS,
-                                              NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
-                                              1, enc.encode(get_request()))));
+                                              NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1,
+                                              enc.encode(get_request()))));
   session.shutdown();
   std::string out;
   session.send_to(out);
@@ -299,9 +301,9 @@ TEST(Http2ServerSession, ShutdownSendsGoawayAndLetsOpenStreamsFinish) {
   EXPECT_EQ(g.code, static_cast<uint32_t>(NGHTTP2_NO_ERROR));
   EXPECT_FALSE(session.finished()) << "stream 1 is still open";
   // A stream opened after the GOAWAY is not served.
-  ASSERT_TRUE(feed(session, frame(NGHTTP2_HEADERS,
-                                  NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3,
-                                  enc.encode(get_request()))));
+  ASSERT_TRUE(
+      feed(session, frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 3,
+                          enc.encode(get_request()))));
   EXPECT_EQ(owner.requests, 1);
   owner.response = "ok";
   std::string status = "200";

@@ -1,0 +1,221 @@
+"""End-to-end: HTTP/2 from clients. TLS listeners offer h2 by ALPN (http2="false" turns it off),
+plain listeners with http2="true" take HTTP/2 with prior knowledge beside HTTP/1.1. Requests
+go through the same rules, farms and logs as HTTP/1; the attacks of the last years each end the
+connection with a GOAWAY that names them (h2_raw_client.py sends their frames)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+from harness import HarrowTestCase, config_xml, farm_xml, rule_xml, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RAW_CLIENT = os.path.join(HERE, "h2_raw_client.py")
+
+
+def curl(*args, timeout=30):
+    return subprocess.run(["curl", "-sS", "--max-time", "20", *args], capture_output=True,
+                          timeout=timeout)
+
+
+def raw(port, attack, count=None):
+    args = ["/usr/bin/python3", RAW_CLIENT, str(port), attack]
+    if count is not None:
+        args.append(str(count))
+    r = subprocess.run(args, capture_output=True, timeout=60, text=True)
+    if r.returncode != 0:
+        raise AssertionError(f"h2_raw_client {attack}: {r.stderr}")
+    return json.loads(r.stdout)
+
+
+class Certificate:
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="harrow-h2-")
+        self.cert = os.path.join(self.dir.name, "cert.pem")
+        self.key = os.path.join(self.dir.name, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-keyout", self.key, "-out", self.cert, "-subj", "/CN=h2.test",
+                        "-addext", "subjectAltName=DNS:h2.test"],
+                       check=True, capture_output=True)
+        os.chmod(self.key, 0o600)
+
+
+CERT = None
+
+
+def setUpModule():
+    global CERT
+    CERT = Certificate()
+
+
+def tearDownModule():
+    CERT.dir.cleanup()
+
+
+class Http2(HarrowTestCase):
+    def start(self, listen='<listen address="127.0.0.1:0" tls="true"/>', extra="", farms=None,
+              rules=None, origin_delay=None):
+        self.o = self.origin("o", delay_ms=origin_delay)
+        farms = farms or [farm_xml("f", [("127.0.0.1", self.o.port, 1)])]
+        rules = rules or [rule_xml("all", "f")]
+        self.log_dir = tempfile.TemporaryDirectory(prefix="harrow-h2-log-")
+        self.access_log = os.path.join(self.log_dir.name, "access.log")
+        harrow = (listen + f'<listen address="127.0.0.1:0" http2="true"/>'
+                  f'<certificate certificateFile="{CERT.cert}" keyFile="{CERT.key}"/>'
+                  f'<accessLog path="{self.access_log}"/>' + extra)
+        self.h = self.harrow(config_xml(farms, rules, harrow), listen=False)
+        self.addCleanup(self.log_dir.cleanup)
+        return self.h
+
+    def tls_url(self, path="/"):
+        return f"https://h2.test:{self.h.tls_ports[0]}{path}"
+
+    def tls_curl(self, *args, path="/"):
+        return curl("-k", "--resolve", f"h2.test:{self.h.tls_ports[0]}:127.0.0.1", *args,
+                    self.tls_url(path))
+
+    def h2c_curl(self, *args, path="/"):
+        return curl("--http2-prior-knowledge", *args, f"http://127.0.0.1:{self.h.port}{path}")
+
+    # --- negotiation
+
+    def test_tls_listener_speaks_h2_and_plain_listener_h2c_beside_http11(self):
+        self.start()
+        r = self.tls_curl("--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}")
+        self.assertEqual(r.stdout.decode(), "2 200", r.stderr)
+        r = self.h2c_curl("-o", "/dev/null", "-w", "%{http_version} %{http_code}")
+        self.assertEqual(r.stdout.decode(), "2 200", r.stderr)
+        # The same plain port still speaks HTTP/1.1.
+        r = curl("--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                 f"http://127.0.0.1:{self.h.port}/")
+        self.assertEqual(r.stdout.decode(), "1.1 200", r.stderr)
+
+    def test_http2_false_keeps_a_tls_listener_on_http11_and_plain_listeners_default_off(self):
+        self.start(listen='<listen address="127.0.0.1:0" tls="true" http2="false"/>'
+                          '<listen address="127.0.0.2:0"/>')
+        r = self.tls_curl("--http2", "-o", "/dev/null", "-w", "%{http_version}")
+        self.assertEqual(r.stdout.decode(), "1.1", r.stderr)
+        plain = [p for p in self.h.ports]
+        text = self.h.stderr()
+        default_port = int(re.search(r"listening on http://127\.0\.0\.2:(\d+)", text).group(1))
+        r = curl("--http2-prior-knowledge", f"http://127.0.0.2:{default_port}/")
+        self.assertNotEqual(r.returncode, 0, "no HTTP/2 without http2=\"true\" on a plain port")
+        self.assertTrue(plain)
+
+    # --- the same exchange as HTTP/1
+
+    def test_bodies_stream_both_ways_intact(self):
+        self.start()
+        payload = os.urandom(3 * 1024 * 1024 + 17)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(payload)
+            f.flush()
+            for run in (self.tls_curl, self.h2c_curl):
+                r = run("--data-binary", f"@{f.name}", "-o", "-", path="/echo?echo=1")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout, payload)
+        r = self.tls_curl("--http2", "-o", "-", path="/big?bytes=2000000")
+        self.assertEqual(len(r.stdout), 2000000)
+
+    def test_rules_see_http2_and_the_log_says_so(self):
+        rules = ['<rule name="proto" stopProcessing="true"><match url=".*"/>'
+                 '<serverVariables><set name="HTTP_X_PROTO" value="{SERVER_PROTOCOL} {HTTPS}"/>'
+                 '</serverVariables><action type="Rewrite" url="http://f/{R:0}"/></rule>']
+        self.start(rules=rules)
+        r = self.tls_curl("--http2", path="/_origin/headers")
+        self.assertIn(b"x-proto: http/2 on", r.stdout.lower())
+        self.assertIn(b"x-arr-ssl", r.stdout.lower())
+        r = self.h2c_curl(path="/_origin/headers")
+        self.assertIn(b"x-proto: http/2 off", r.stdout.lower())
+        wait_for(lambda: os.path.exists(self.access_log) and
+                 open(self.access_log).read().count("HTTP/2") >= 2, 10, "access log lines")
+
+    def test_errors_get_their_status_and_reason_over_http2(self):
+        farms = [farm_xml("f", [("127.0.0.9", 9, 1)])]
+        self.start(farms=farms)
+        r = self.tls_curl("--http2", "-w", "\n%{http_code}")
+        self.assertTrue(r.stdout.decode().endswith("502"), r.stdout)
+        self.assertIn(b"upstream_connect_refused", r.stdout)
+        self.assertIn("502 upstream_connect_refused", self.h.stderr())
+
+    def test_many_concurrent_streams_on_one_connection(self):
+        self.start()
+        r = subprocess.run(["h2load", "-n", "2000", "-c", "2", "-m", "50",
+                            f"http://127.0.0.1:{self.h.port}/"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertIn("2000 succeeded", r.stdout, r.stdout + r.stderr)
+        self.assertIn("status codes: 2000 2xx", r.stdout)
+
+    def test_graceful_stop_sends_goaway_and_finishes_open_streams(self):
+        self.start(origin_delay=1500)
+        slow = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                                 "-w", "%{http_code}", f"http://127.0.0.1:{self.h.port}/slow"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for(lambda: self.o.stats().get("requests", 0) >= 1 or None, 10, "the slow request")
+        self.h.proc.send_signal(signal.SIGTERM)
+        out, err = slow.communicate(timeout=30)
+        self.assertEqual(out.decode(), "200", err)
+        self.assertEqual(self.h.proc.wait(30), 0)
+
+    # --- limits and attacks
+
+    def test_rapid_reset_gets_goaway_and_bounded_work(self):
+        self.start()
+        r = raw(self.h.port, "rapid-reset", 3000)
+        self.assertEqual(r["goaway"], 11, r)  # ENHANCE_YOUR_CALM
+        self.assertEqual(r["goaway_debug"], "h2_rapid_reset")
+        self.assertIn("h2_rapid_reset", self.h.stderr())
+        self.assertLessEqual(self.o.stats().get("requests", 0), 300)
+        self.assertEqual(raw(self.h.port, "get")["statuses"].get("1"), 200)
+
+    def test_continuation_flood_gets_goaway(self):
+        self.start()
+        r = raw(self.h.port, "continuation-flood", 10000)
+        self.assertEqual(r["goaway"], 11, r)
+        self.assertIn("h2_continuation_flood", self.h.stderr())
+
+    def test_hpack_bomb_is_a_431_and_the_connection_lives_on(self):
+        self.start()
+        r = raw(self.h.port, "hpack-bomb")
+        self.assertEqual(r["statuses"].get("1"), 431, r)
+        self.assertEqual(r["statuses"].get("3"), 200, r)
+        self.assertIsNone(r["goaway"])
+        self.assertLess(self.h.rss_peak_kib(), 200 * 1024)
+
+    def test_oversized_header_list_is_a_431(self):
+        self.start()
+        r = raw(self.h.port, "big-headers")
+        self.assertEqual(r["statuses"].get("1"), 431, r)
+
+    def test_settings_ping_and_empty_data_floods_get_goaway(self):
+        self.start()
+        for attack in ("settings-flood", "ping-flood", "empty-data-flood"):
+            r = raw(self.h.port, attack, 20000)
+            self.assertEqual(r["goaway"], 11, (attack, r))
+            self.assertTrue(r["closed"], attack)
+        self.assertIn("h2_flood", self.h.stderr())
+
+    def test_streams_above_the_limit_are_refused(self):
+        self.start(extra='<http2 maxConcurrentStreams="10"/>')
+        r = raw(self.h.port, "too-many-streams", 12)
+        self.assertEqual(r["resets"].get("21"), 7, r)  # REFUSED_STREAM
+        self.assertEqual(r["resets"].get("23"), 7, r)
+
+    def test_zero_window_reader_is_cut_after_client_send(self):
+        self.start(extra='<timeouts clientSend="00:00:02"/>')
+        r = raw(self.h.port, "zero-window")
+        self.assertTrue(r["resets"].get("1") is not None or r["goaway"] is not None, r)
+        wait_for(lambda: "client_send_timeout" in self.h.stderr() or None, 10,
+                 "the client_send_timeout line")
+
+    def test_malformed_requests_are_stream_errors(self):
+        self.start()
+        r = raw(self.h.port, "bad-pseudo")
+        self.assertIn(r["resets"].get("1"), (1,), r)  # no :path: PROTOCOL_ERROR
+        self.assertIn(r["resets"].get("3"), (1,), r)  # a connection-specific field
+        self.assertEqual(r["statuses"].get("5"), 400, r)  # :authority and Host disagree
+        self.assertEqual(r["statuses"].get("7"), 200, r)
+        self.assertIsNone(r["goaway"])
