@@ -5,10 +5,11 @@ connection with a GOAWAY that names them (h2_raw_client.py sends their frames)."
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
-import time
+import unittest
 
 from harness import HarrowTestCase, config_xml, farm_xml, rule_xml, wait_for
 
@@ -159,6 +160,28 @@ class Http2(HarrowTestCase):
         out, err = slow.communicate(timeout=30)
         self.assertEqual(out.decode(), "200", err)
         self.assertEqual(self.h.proc.wait(30), 0)
+
+    @unittest.skipUnless(shutil.which("chromium"), "chromium is not installed")
+    def test_chromium_loads_the_status_page_over_h2(self):
+        # The farm's one server is Harrow's own admin listener: a browser loads the status page
+        # through the https listener, and the access log says which protocol it spoke.
+        # The admin listener answers its own address only: the farm sends it, not the client's.
+        self.start(farms=[farm_xml("f", [("127.0.0.1", 1, 1)],
+                                   protocol='<protocol preserveHostHeader="false"/>')])
+        with open(self.h.config_path) as f:
+            text = f.read()
+        self.h.reload(re.sub(r'httpPort="\d+"', f'httpPort="{self.h.admin_port}"', text))
+        with tempfile.TemporaryDirectory(prefix="harrow-chromium-") as profile:
+            r = subprocess.run(
+                ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--ignore-certificate-errors", f"--user-data-dir={profile}",
+                 "--host-resolver-rules=MAP h2.test 127.0.0.1", "--dump-dom", self.tls_url("/")],
+                capture_output=True, text=True, timeout=60)
+        self.assertIn("Harrow", r.stdout, r.stderr[-2000:])
+        self.assertIn("<table", r.stdout)
+        wait_for(lambda: any("HTTP/2" in line and "Chrom" in line
+                             for line in open(self.access_log).read().splitlines()) or None,
+                 10, "an access log line of Chromium's HTTP/2 request")
 
     # --- limits and attacks
 
