@@ -26,10 +26,12 @@ http2::SessionLimits session_limits(const Worker& worker) {
 H2Connection::H2Connection(ClientConnection* owner, Worker* worker, ClientSide client)
     : owner_(owner), worker_(worker), client_(client), session_(session_limits(*worker), this) {
   client_.http2 = true;
+  worker_->mutable_metrics().http2_connections_active.add();
 }
 
 H2Connection::~H2Connection() {
   abort_all();
+  worker_->mutable_metrics().http2_connections_active.sub();
 }
 
 void H2Connection::receive(const char* data, size_t len) {
@@ -157,6 +159,7 @@ void H2Connection::abort_all() {
 // ---------------------------------------------------------------- session events
 
 http2::Stream* H2Connection::h2_open(int32_t) {
+  worker_->mutable_metrics().http2_streams.add();
   if (closing_) return nullptr;
   auto* stream = new H2Stream(this);
   streams_.push_back(stream);

@@ -108,6 +108,10 @@ def main():
     if attack == "get":
         c.send(c.headers(1, request_fields("/")))
         c.read(10, lambda r: "1" in r["statuses"] and "1" in r["data"])
+    elif attack == "idle":
+        # One request, then nothing: read until Harrow says GOAWAY and closes.
+        c.send(c.headers(1, request_fields("/")))
+        c.read(15)
     elif attack == "rapid-reset":
         out = b""
         for i in range(count):

@@ -183,6 +183,16 @@ class Http2(HarrowTestCase):
                              for line in open(self.access_log).read().splitlines()) or None,
                  10, "an access log line of Chromium's HTTP/2 request")
 
+    def test_an_idle_connection_gets_goaway_and_is_closed(self):
+        self.start(extra='<timeouts clientKeepAlive="00:00:01"/>')
+        r = raw(self.h.port, "idle")
+        self.assertEqual(r["statuses"].get("1"), 200, r)
+        self.assertEqual(r["goaway"], 0, r)  # NO_ERROR: nothing was lost
+        self.assertTrue(r["closed"], r)
+        status, metrics = self.h.admin_get("/metrics")
+        self.assertIn("harrow_http2_streams_total 1", metrics)
+        self.assertIn("harrow_http2_connections_active 0", metrics)
+
     # --- limits and attacks
 
     def test_rapid_reset_gets_goaway_and_bounded_work(self):
