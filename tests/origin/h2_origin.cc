@@ -121,6 +121,7 @@ struct Stream {
   std::string method, path, content_type, grpc_timeout;
   Kind kind = Kind::kFixed;
   std::string body;         // kFixed: the response body
+  size_t body_off = 0;      // kFixed: how much of it was sent
   uint64_t bytes_left = 0;  // kBytes: body bytes still to produce
   uint64_t bytes_sent = 0;
   // Request body bytes received but not yet echoed; `in_off` is how far they were echoed.
@@ -319,10 +320,10 @@ ssize_t read_body(nghttp2_session* session, int32_t, uint8_t* buf, size_t length
   auto* s = static_cast<Stream*>(source->ptr);
   switch (s->kind) {
     case Kind::kFixed: {
-      size_t n = std::min(length, s->body.size() - s->in_off);
-      std::memcpy(buf, s->body.data() + s->in_off, n);
-      s->in_off += n;
-      if (s->in_off == s->body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      size_t n = std::min(length, s->body.size() - s->body_off);
+      std::memcpy(buf, s->body.data() + s->body_off, n);
+      s->body_off += n;
+      if (s->body_off == s->body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
       return static_cast<ssize_t>(n);
     }
     case Kind::kBytes: {
