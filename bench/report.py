@@ -398,6 +398,8 @@ def parse_h2load(text):
     m = re.search(r"Application protocol: (\S+)", text)
     if m:
         rec["protocol"] = m.group(1)
+    m = re.search(r"TLS Protocol: (\S+)\s+Cipher: (\S+)", text)
+    rec["tls"] = f"{m.group(1)} {m.group(2)}" if m else None
     m = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(s|ms|us)", text)
     if m:
         rec["mean_us"] = _h2load_seconds(m.group(1), m.group(2)) * 1e6
@@ -871,10 +873,15 @@ def _table_h2load(w, rs_load, names):
         runs = " ".join(f"{x:.0f}" if x is not None else "?" for x in s["rps_all"])
         w(f"{p:<15}{rps:>9}{spread:>8}{fmt_lat(s['mean_us']):>9}{cpu:>11}"
           f"{s['rss_peak_kb'] / 1024:>8.1f}MB{s['errors']:>7}  {runs}")
+    tls = sorted({r["tls"] for r in rs_load if r.get("tls")})
+    w(f"TLS as negotiated by h2load: {', '.join(tls) or '?'}; spread = (max - min) / median")
     ratios = {"rps": _best_ratio(per, "rps", max),
               "cpu_per_req": _best_ratio(per, "cpu_us_per_req", min)}
-    w(f"harrow vs best peer: req/s {_fmt_ratio(ratios['rps'])} higher=better | CPU/req "
-      f"{_fmt_ratio(ratios['cpu_per_req'])} lower=better  (spread: (max - min) / median)")
+    if "harrow" in per and not per["harrow"]["negotiated"]:
+        w("harrow vs best peer: - (h2 not negotiated)")
+    else:
+        w(f"harrow vs best peer: req/s {_fmt_ratio(ratios['rps'])} higher=better | CPU/req "
+          f"{_fmt_ratio(ratios['cpu_per_req'])} lower=better")
     _errors_note(w, per)
     return {"proxies": per, "harrow_vs_best_peer": ratios}
 
@@ -901,7 +908,11 @@ def _table_h2_idle(w, rs_load, names):
         w(f"{p:<15}{s['alive']:>14.0f}{s['rss_before_kb'] / 1024:>10.1f}MB"
           f"{s['rss_idle_kb'] / 1024:>10.1f}MB{b:>13}{s['errors']:>7}")
     ratios = {"bytes_per_idle_conn": _best_ratio(per, "bytes_per_idle_conn", min)}
-    w(f"harrow vs best peer: bytes per idle h2 connection {_fmt_ratio(ratios['bytes_per_idle_conn'])} lower=better")
+    if "harrow" in per and not per["harrow"]["negotiated"]:
+        w("harrow vs best peer: - (h2 not negotiated)")
+    else:
+        w(f"harrow vs best peer: bytes per idle h2 connection "
+          f"{_fmt_ratio(ratios['bytes_per_idle_conn'])} lower=better")
     _errors_note(w, per)
     return {"proxies": per, "harrow_vs_best_peer": ratios}
 
