@@ -13,7 +13,8 @@ Two layers:
   `collect()` reads until the server closes (or a deadline) and returns an `Outcome`: the GOAWAY
   error code and debug data, which streams were reset with which code, and what each stream got.
 
-Every loop here is bounded by a count and by a deadline.
+Every loop here is bounded by a count and by a deadline. Tests that import this module are named
+test_h2*.py: ctest runs those under the interpreter that has `h2` (/usr/bin/python3).
 """
 import socket
 import ssl
@@ -57,7 +58,12 @@ MAX_COUNT = 1_000_000
 
 
 class NotNegotiated(Exception):
-    """TLS worked but the server did not select `h2` by ALPN."""
+    """TLS worked but the server did not select `h2` by ALPN; `selected` is what it selected
+    (None: no ALPN answer)."""
+
+    def __init__(self, selected):
+        super().__init__(f"ALPN selected {selected!r}, not 'h2'")
+        self.selected = selected
 
 
 def _connect(host, port, tls, timeout, server_name=None, cafile=None, alpn=("h2",)):
@@ -132,11 +138,11 @@ class Client:
     """
 
     def __init__(self, host, port, tls=False, timeout=10.0, server_name=None, cafile=None,
-                 authority=None, settings=None):
-        self.sock, self.alpn = _connect(host, port, tls, timeout, server_name, cafile)
+                 authority=None, settings=None, alpn=("h2",)):
+        self.sock, self.alpn = _connect(host, port, tls, timeout, server_name, cafile, alpn)
         if tls and self.alpn != "h2":
             self.sock.close()
-            raise NotNegotiated(f"ALPN selected {self.alpn!r}, not 'h2'")
+            raise NotNegotiated(self.alpn)
         self.timeout = timeout
         self.scheme = "https" if tls else "http"
         self.authority = authority or f"{server_name or host}:{port}"
@@ -349,17 +355,18 @@ class Outcome:
 
 
 class RawConnection:
-    """An HTTP/2 connection driven frame by frame. Sends the preface and SETTINGS at once;
+    """An HTTP/2 connection driven frame by frame. Sends the preface and SETTINGS at once
+    (`preface=False`: nothing, for tests of what comes before it);
     received SETTINGS are acknowledged and PINGs answered unless told otherwise; DATA is
     acknowledged with WINDOW_UPDATE only when `auto_window`."""
 
     def __init__(self, host, port, tls=False, timeout=10.0, settings=None, server_name=None,
                  authority=None, auto_window=True, ack_settings=True, answer_ping=True,
-                 preface=True, keep_data=1 << 20):
-        self.sock, self.alpn = _connect(host, port, tls, timeout, server_name)
+                 preface=True, keep_data=1 << 20, alpn=("h2",)):
+        self.sock, self.alpn = _connect(host, port, tls, timeout, server_name, alpn=alpn)
         if tls and self.alpn != "h2":
             self.sock.close()
-            raise NotNegotiated(f"ALPN selected {self.alpn!r}, not 'h2'")
+            raise NotNegotiated(self.alpn)
         self.timeout = timeout
         self.scheme = "https" if tls else "http"
         self.authority = authority or f"{server_name or host}:{port}"

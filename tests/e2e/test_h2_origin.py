@@ -8,7 +8,7 @@ import unittest
 
 from h2client import (CONTINUATION, END_HEADERS, PROTOCOL_ERROR,
                       SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS, Client,
-                      RawConnection, grpc_call, grpc_frame, grpc_status)
+                      NotNegotiated, RawConnection, grpc_call, grpc_frame, grpc_status)
 from harness import HarrowTestCase
 
 CERT_DIR = None
@@ -64,6 +64,10 @@ class H2OriginTest(HarrowTestCase):
             self.assertEqual((r.status, r.body, r.headers["x-origin-name"]), (200, b"abcde", "beta"))
             self.assertEqual(c.get("/nothing").status, 404)
             self.assertEqual(c.get("/count").body, b"2\n")
+        # A client that offers only http/1.1 gets no ALPN answer from this h2-only port.
+        with self.assertRaises(NotNegotiated) as refused:
+            Client("127.0.0.1", o.tls_port, tls=True, alpn=("http/1.1",))
+        self.assertIsNone(refused.exception.selected)
 
     def test_echo_streams_a_large_body_under_flow_control(self):
         o = self.h2_origin("gamma")

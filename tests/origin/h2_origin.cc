@@ -128,8 +128,7 @@ struct Stream {
   std::string in;
   size_t in_off = 0;
   bool request_ended = false;
-  bool responding = false;  // a response (with a data source) was submitted
-  bool deferred = false;    // the data source returned NGHTTP2_ERR_DEFERRED
+  bool deferred = false;  // the data source returned NGHTTP2_ERR_DEFERRED
   bool unary = false;
   GrpcFraming framing;
   uv_timer_t* timer = nullptr;  // kGrpcSlow only
@@ -341,8 +340,8 @@ ssize_t read_body(nghttp2_session* session, int32_t, uint8_t* buf, size_t length
       if (n > 0) {
         std::memcpy(buf, s->in.data() + s->in_off, n);
         s->in_off += n;
-        if (s->in_off == s->in.size()) {
-          s->in.clear();
+        if (s->in_off == s->in.size() || s->in_off >= static_cast<size_t>(kStreamWindow)) {
+          s->in.erase(0, s->in_off);  // keeps only what was not echoed: at most a window
           s->in_off = 0;
         }
         s->conn->to_consume.emplace_back(s->id, n);
@@ -372,7 +371,6 @@ void respond(nghttp2_session* session, Stream* s, std::string_view status,
   nghttp2_data_provider provider{};
   provider.source.ptr = s;
   provider.read_callback = read_body;
-  s->responding = true;
   nghttp2_submit_response(session, s->id, hdrs.data(), hdrs.size(),
                           with_body ? &provider : nullptr);
 }
