@@ -491,6 +491,7 @@ class RawConnection:
         o = self.outcome
         o.frames += 1
         o.frame_counts[ftype] = o.frame_counts.get(ftype, 0) + 1
+        flow_length = len(payload)  # padding counts against flow control too
         if ftype in (DATA, HEADERS) and flags & PADDED and payload:
             pad = payload[0]
             payload = payload[1:len(payload) - pad]
@@ -501,10 +502,10 @@ class RawConnection:
                 s.data += payload[:self.keep_data - len(s.data)]
             if flags & END_STREAM:
                 s.ended = True
-            if self.auto_window and payload:
-                self.window_update(0, len(payload))
+            if self.auto_window and flow_length:
+                self.window_update(0, flow_length)
                 if not flags & END_STREAM:
-                    self.window_update(sid, len(payload))
+                    self.window_update(sid, flow_length)
         elif ftype == HEADERS:
             if flags & PRIORITY_FLAG:
                 payload = payload[5:]
