@@ -30,6 +30,7 @@ H2Connection::H2Connection(ClientConnection* owner, Worker* worker, ClientSide c
 }
 
 H2Connection::~H2Connection() {
+  if (flush_queued_) worker_->cancel_flush(this);
   abort_all();
   worker_->mutable_metrics().http2_connections_active.sub();
 }
@@ -57,6 +58,13 @@ void H2Connection::report_failure() {
 }
 
 void H2Connection::send_now() {
+  if (closing_ || flush_queued_) return;
+  flush_queued_ = true;
+  worker_->flush_later(this);
+}
+
+void H2Connection::flush_now() {
+  flush_queued_ = false;
   if (closing_) return;
   if (sending_) {
     send_again_ = true;
@@ -125,7 +133,7 @@ void H2Connection::on_timer() {
   if (streams_.empty()) {
     // Idle for clientKeepAlive: a GOAWAY says no stream was lost.
     session_.shutdown();
-    send_now();
+    flush_now();  // the GOAWAY is written before the connection starts to close
     if (!closing_) {
       closing_ = true;
       owner_->close_after_flush();
@@ -151,6 +159,7 @@ void H2Connection::shutdown() {
 }
 
 void H2Connection::abort_all() {
+  closing_ = true;
   std::vector<H2Stream*> streams;
   streams.swap(streams_);
   for (H2Stream* stream : streams) stream->abort_now();

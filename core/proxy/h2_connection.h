@@ -41,8 +41,10 @@ class H2Connection final : public http2::SessionEvents {
   void shutdown();
   // The connection is closing: every open stream ends now.
   void abort_all();
-  // Produces and writes the frames that are ready (called after any change).
+  // Asks for the frames that are ready to be written before the loop polls again (the
+  // worker calls flush_now() once per loop turn for every connection that asked).
   void send_now();
+  void flush_now();
   // A stream's deadline moved: the connection's timeout covers the earliest.
   void reschedule();
 
@@ -68,8 +70,9 @@ class H2Connection final : public http2::SessionEvents {
   ClientSide client_;
   http2::ServerSession session_;
   std::vector<H2Stream*> streams_;  // open streams (order of opening)
-  bool sending_ = false;            // inside send_now(): a nested call only asks again
+  bool sending_ = false;            // inside flush_now(): a nested call only asks again
   bool send_again_ = false;
+  bool flush_queued_ = false;       // in the worker's list for this loop turn
   bool failure_reported_ = false;
   bool closing_ = false;
 };
