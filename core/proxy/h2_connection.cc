@@ -103,6 +103,14 @@ void H2Connection::finish_if_done() {
   reschedule();
 }
 
+void H2Connection::queued_sub(size_t n) {
+  bool was_over = queued_ >= kConnectionQueueLowWater;
+  queued_ -= n;
+  if (!was_over || queued_ >= kConnectionQueueLowWater) return;
+  // Streams paused for the connection's sake (their own queues may be empty) read again.
+  for (H2Stream* stream : streams_) stream->resume_upstream_if_drained();
+}
+
 void H2Connection::on_written() {
   if (owner_->out_.memory() < kWriteLowWater) send_now();
 }
@@ -175,8 +183,9 @@ http2::Stream* H2Connection::h2_open(int32_t) {
   return stream;
 }
 
-void H2Connection::h2_request(http2::Stream* stream, bool end_stream) {
-  static_cast<H2Stream*>(stream)->on_request(end_stream);
+void H2Connection::h2_request(http2::Stream* stream, const http2::RequestFields& fields,
+                              bool end_stream) {
+  static_cast<H2Stream*>(stream)->on_request(fields, end_stream);
 }
 
 void H2Connection::h2_body(http2::Stream* stream, const uint8_t* data, size_t len) {

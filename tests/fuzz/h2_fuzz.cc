@@ -37,9 +37,10 @@ class Owner final : public SessionEvents {
     streams.emplace_back();
     return &streams.back();
   }
-  void h2_request(Stream* stream, bool end_stream) override {
-    if (!stream->fields.too_large() &&
-        stream->fields.write_http1(!end_stream, head) ==
+  void h2_request(Stream* stream, const harrow::http2::RequestFields& fields,
+                  bool end_stream) override {
+    if (!fields.too_large() &&
+        fields.write_http1(!end_stream, head) ==
             harrow::http2::RequestFields::Result::Ok) {
       harrow::RequestDecoder decoder;
       harrow::MessageHead message;
