@@ -592,6 +592,7 @@ void H2Stream::abort_now() {
     log_failure(*ex_, client(), Failure::client_aborted, 0);
     ex_->failed = true;
     ex_->failure = Failure::client_aborted;
+    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, false);
   }
   closed_ = true;
   finish();
