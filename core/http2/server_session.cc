@@ -246,7 +246,7 @@ int ServerSession::on_header(nghttp2_session* session, const nghttp2_frame* fram
   if (stream == nullptr || stream->trailers_expected || frame->hd.stream_id != self->fields_stream_)
     return 0;
   self->fields_.add(std::string_view(reinterpret_cast<const char*>(name), namelen),
-                     std::string_view(reinterpret_cast<const char*>(value), valuelen));
+                    std::string_view(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 

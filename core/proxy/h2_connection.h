@@ -90,9 +90,9 @@ class H2Connection final : public http2::SessionEvents {
   http2::ResponseHead response_head_;
   std::vector<nghttp2_nv> nv_;
   size_t queued_ = 0;
-  bool sending_ = false;            // inside flush_now(): a nested call only asks again
+  bool sending_ = false;  // inside flush_now(): a nested call only asks again
   bool send_again_ = false;
-  bool flush_queued_ = false;       // in the worker's list for this loop turn
+  bool flush_queued_ = false;  // in the worker's list for this loop turn
   bool failure_reported_ = false;
   bool closing_ = false;
 };

@@ -77,13 +77,14 @@ void H2Stream::on_request(const http2::RequestFields& fields, bool end_stream) {
   }
   if (refusal != nullptr) {
     // Logged with what is known of the request: a head of its method and path only.
-    connection_->head_text().assign(fields.method().empty() ? "GET" : fields.method())
+    connection_->head_text()
+        .assign(fields.method().empty() ? "GET" : fields.method())
         .append(" ")
         .append(fields.path().empty() ? "/" : fields.path())
         .append(" HTTP/1.1\r\n\r\n");
   }
-  RequestDecoder::Step step =
-      ex_->decoder.decode(connection_->head_text().data(), static_cast<uint32_t>(connection_->head_text().size()));
+  RequestDecoder::Step step = ex_->decoder.decode(
+      connection_->head_text().data(), static_cast<uint32_t>(connection_->head_text().size()));
   if (!ex_->request_begun) request_begin();
   ex_->request_bytes = fields.list_size();
   if (refusal != nullptr) {
@@ -530,7 +531,8 @@ void H2Stream::respond_local(int status, std::string_view location, std::string_
   if (!location.empty()) w.field("Location", location);
   w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
     << "\r\n\r\n";
-  bool parsed = !w.overflowed() && connection_->response_head().parse(std::string_view(block->data, w.size()));
+  bool parsed = !w.overflowed() &&
+                connection_->response_head().parse(std::string_view(block->data, w.size()));
   block_unref(block);
   if (!parsed) body = {};
   ex_->response_head_sent = true;

@@ -189,7 +189,7 @@ class Worker {
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
   uv_timer_t stop_timer_{};
-  uv_idle_t h2_flush_{};                    // runs while h2_to_flush_ is not empty
+  uv_idle_t h2_flush_{};  // runs while h2_to_flush_ is not empty
   std::vector<H2Connection*> h2_to_flush_;
   uv_timer_t log_flush_timer_{};
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
