@@ -22,6 +22,10 @@ Subcommands:
   syscalls --pid PID --proxy NAME --out FILE -- WRK...
                                      system calls per request: strace -c -f attached to every
                                      thread of the proxy while a request-capped wrk runs
+  cpu-window --pid PID --proxy NAME --load LABEL --run K --out FILE [--seconds S] [--status-url URL]
+                                     CPU the proxy's processes use over S seconds with no client
+                                     traffic (% of one core), its threads and wake-ups, and the
+                                     requests the origin counted meanwhile (nginx stub_status)
   summarize --meta FILE --records DIR --out FILE
                                      median over runs, print the table, write the results JSON
 """
@@ -772,6 +776,81 @@ def _table_burst(w, rs_load, names):
     return {"proxies": per, "harrow_vs_best_peer": ratios}
 
 
+def _ctx_switches(pids):
+    """voluntary + involuntary context switches of every thread: how often they woke up."""
+    total = 0
+    for t in _threads(pids):
+        try:
+            with open(f"/proc/{t}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def _origin_requests(url):
+    if not url:
+        return None
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return int(text.splitlines()[2].split()[2])  # "accepts handled requests" line
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cmd_cpu_window(argv):
+    o = dict(zip(argv[0::2], argv[1::2]))
+    pid, seconds = int(o["--pid"]), float(o.get("--seconds", "10"))
+    pids = process_tree(pid)
+    c0, w0, r0, t0 = cpu_ticks(pids), _ctx_switches(pids), _origin_requests(o.get("--status-url")), time.monotonic()
+    time.sleep(seconds)
+    pids = process_tree(pid)
+    c1, w1, r1, t1 = cpu_ticks(pids), _ctx_switches(pids), _origin_requests(o.get("--status-url")), time.monotonic()
+    wall = t1 - t0
+    # The status request itself is one of the origin's requests.
+    probes = (r1 - r0 - 1) if (r0 is not None and r1 is not None) else None
+    rec = {"proxy": o["--proxy"], "load": o["--load"], "kind": "cpu-window", "run": int(o.get("--run", "1")),
+           "seconds": wall, "cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / wall,
+           "threads": len(_threads(pids)), "wakeups_per_s": (w1 - w0) / wall,
+           "probes_per_s": probes / wall if probes is not None else None,
+           "cpu_us_per_probe": (1e6 * (c1 - c0) / CLK_TCK / probes) if probes else None,
+           "errors": 0}
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    print("%-14s %-8s run %d: %.2f%% of a core, %d threads, %.0f wake-ups/s%s" % (
+        o["--load"], o["--proxy"], rec["run"], rec["cpu_pct"], rec["threads"], rec["wakeups_per_s"],
+        "" if rec["probes_per_s"] is None else ", %.0f probes/s, %.0f us CPU per probe" % (
+            rec["probes_per_s"], rec["cpu_us_per_probe"] or 0)))
+    return 0
+
+
+def _table_cpu_window(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = sorted((r for r in rs_load if r["proxy"] == p), key=lambda r: r["run"])
+        cpu = [r["cpu_pct"] for r in rs]
+        per[p] = {"runs": len(rs), "cpu_pct": _median(cpu), "cpu_pct_spread": _spread(cpu),
+                  "cpu_pct_all": cpu, "threads": _median([r["threads"] for r in rs]),
+                  "wakeups_per_s": _median([r["wakeups_per_s"] for r in rs]),
+                  "probes_per_s": _median([r["probes_per_s"] for r in rs]),
+                  "cpu_us_per_probe": _median([r["cpu_us_per_probe"] for r in rs]), "errors": 0}
+    hdr = (f"{'proxy':<10}{'% of a core':>12}{'(min-max)':>14}{'threads':>9}{'wake-ups/s':>12}"
+           f"{'probes/s':>10}{'us/probe':>10}")
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        sp = s["cpu_pct_spread"]
+        rng = "-" if sp[0] is None else f"{sp[0]:.2f}-{sp[1]:.2f}"
+        pr = "-" if s["probes_per_s"] is None else f"{s['probes_per_s']:.0f}"
+        us = "-" if s["cpu_us_per_probe"] is None else f"{s['cpu_us_per_probe']:.1f}"
+        w(f"{p:<10}{s['cpu_pct']:>12.2f}{rng:>14}{s['threads']:>9.0f}{s['wakeups_per_s']:>12.0f}{pr:>10}{us:>10}")
+    ratios = {"cpu_pct": _best_ratio(per, "cpu_pct", min)}
+    w(f"harrow vs best peer: CPU {_fmt_ratio(ratios['cpu_pct'])} lower=better")
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
 def _table_stream(w, rs_load, names):
     per = {}
     for p in names:
@@ -857,7 +936,7 @@ def cmd_summarize(argv):
         rs_load = [r for r in recs if r["load"] == load]
         if not rs_load:
             continue
-        kind = "burst" if rs_load[0].get("kind") == "burst" else rs_load[0]["load"] if rs_load[0]["load"] in ("idle", "syscalls") else (
+        kind = rs_load[0]["kind"] if rs_load[0].get("kind") in ("burst", "cpu-window") else rs_load[0]["load"] if rs_load[0]["load"] in ("idle", "syscalls") else (
             "stream" if "rss_growth_kb" in rs_load[0] else "wrk")
         names = []
         for p in meta["proxies"] + sorted({r["proxy"] for r in rs_load}):
@@ -865,7 +944,7 @@ def cmd_summarize(argv):
                 names.append(p)
         w("")
         w(f"load {load}" + (f" — {meta['load_notes'][load]}" if load in meta.get("load_notes", {}) else ""))
-        fn = {"wrk": _table_wrk, "idle": _table_idle, "burst": _table_burst, "stream": _table_stream, "syscalls": _table_syscalls}[kind]
+        fn = {"wrk": _table_wrk, "idle": _table_idle, "burst": _table_burst, "cpu-window": _table_cpu_window, "stream": _table_stream, "syscalls": _table_syscalls}[kind]
         summary[load] = fn(w, rs_load, names)
 
     result = {"meta": meta, "summary": summary, "runs": recs}
@@ -884,7 +963,7 @@ def main():
     cmd, argv = sys.argv[1], sys.argv[2:]
     fn = {"wait-http": cmd_wait_http, "measure": cmd_measure, "wrk-summary": cmd_wrk_summary,
           "record-summary": cmd_record_summary,
-          "idle": cmd_idle, "burst": cmd_burst, "stream": cmd_stream, "syscalls": cmd_syscalls,
+          "idle": cmd_idle, "burst": cmd_burst, "cpu-window": cmd_cpu_window, "stream": cmd_stream, "syscalls": cmd_syscalls,
           "summarize": cmd_summarize}.get(cmd)
     if not fn:
         print(__doc__, file=sys.stderr)

@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -59,12 +60,17 @@ struct FarmProber::Impl {
   std::optional<ProbedFarm> pending_spec;
   std::vector<std::pair<std::string, AdminCommand>> pending_commands;
   bool stop_requested = false;
+  // The table whose traffic bell rings this prober (guarded by `mutex`): cleared before the
+  // prober goes away.
+  std::shared_ptr<HealthTable> belled_table;
+  std::atomic<bool> fold_requested{false};  // a worker counted live-traffic failures
 
   ProbedFarm spec;
   std::vector<ServerRuntime*> servers;
   uv_loop_t loop{};
   uv_async_t wakeup{};
   uv_timer_t tick{};
+  bool tick_running = false;  // only while a server wants it (ServerHealth::wants_tick)
   std::thread thread;
   std::mt19937_64 rng{std::random_device{}()};
   bool panic = false;
@@ -114,6 +120,24 @@ struct FarmProber::Impl {
     if (by_admin) s.logged_once = false;
     log_transition(s, *t);
     update_panic();
+    if (!tick_running && s.machine.wants_tick()) start_tick();
+  }
+
+  // The tick runs only while a server has something timed to do (a graceful stop watching
+  // the requests in flight, a back-off): an idle farm does not wake its thread up.
+  void start_tick() {
+    tick_running = true;
+    uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
+  }
+
+  void update_tick() {
+    bool want = std::any_of(servers.begin(), servers.end(),
+                            [](const ServerRuntime* s) { return s->machine.wants_tick(); });
+    if (want && !tick_running) start_tick();
+    if (!want && tick_running) {
+      uv_timer_stop(&tick);
+      tick_running = false;
+    }
   }
 
   void update_panic() {
@@ -172,25 +196,46 @@ struct FarmProber::Impl {
     publish(s, s.machine.on_probe(result, now()));
   }
 
-  static void on_tick(uv_timer_t* t) {
-    Impl& self = *static_cast<Impl*>(t->data);
-    size_t n = self.servers.size();
-    self.live_failures.assign(n, 0);
-    self.in_flight.assign(n, 0);
-    if (self.spec.traffic) self.spec.traffic(self.live_failures, self.in_flight);
-    TimePoint now = self.now();
-    for (ServerRuntime* s : self.servers) {
+  // Folds the live-traffic failures the workers counted since the last call, and with
+  // `tick` runs every server's timed transitions.
+  void fold_traffic(bool tick) {
+    size_t n = servers.size();
+    live_failures.assign(n, 0);
+    in_flight.assign(n, 0);
+    if (spec.traffic) spec.traffic(live_failures, in_flight);
+    TimePoint t = now();
+    for (ServerRuntime* s : servers) {
       // Counters start at zero with the server and follow it across reloads (carried over by
-      // identity), so the difference since the last tick is exactly the new failures.
-      uint64_t total = self.live_failures[s->index];
+      // identity), so the difference since the last fold is exactly the new failures.
+      uint64_t total = live_failures[s->index];
       if (total > s->seen_live_failures) {
         uint64_t delta = total - s->seen_live_failures;
-        self.publish(*s, s->machine.on_live_failures(
-                             static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), now));
+        publish(*s, s->machine.on_live_failures(
+                        static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), t));
       }
       s->seen_live_failures = total;
-      self.publish(*s, s->machine.on_tick(self.in_flight[s->index], now));
+      if (tick) publish(*s, s->machine.on_tick(in_flight[s->index], t));
     }
+  }
+
+  static void on_tick(uv_timer_t* t) {
+    Impl& self = *static_cast<Impl*>(t->data);
+    self.fold_traffic(true);
+    self.update_tick();
+  }
+
+  // Rung from a worker thread (HealthTable::ring_traffic_bell).
+  void ring() {
+    fold_requested.store(true, std::memory_order_release);
+    uv_async_send(&wakeup);
+  }
+
+  void listen_to(const std::shared_ptr<HealthTable>& table) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (stop_requested || belled_table == table) return;
+    if (belled_table) belled_table->set_traffic_bell(nullptr);
+    belled_table = table;
+    if (table) table->set_traffic_bell([this] { ring(); });
   }
 
   static void on_wakeup(uv_async_t* a) {
@@ -204,9 +249,14 @@ struct FarmProber::Impl {
       commands.swap(self.pending_commands);
       stop = self.stop_requested;
     }
+    if (stop) {
+      self.shutdown();
+      return;
+    }
     if (spec) self.apply_spec(std::move(*spec));
     for (auto& [server, command] : commands) self.apply_command(server, command);
-    if (stop) self.shutdown();
+    if (self.fold_requested.exchange(false, std::memory_order_acq_rel)) self.fold_traffic(false);
+    self.update_tick();
   }
 
   ServerRuntime* find(const std::string& server) {
@@ -285,6 +335,8 @@ struct FarmProber::Impl {
     }
     panic = spec.table->panic();  // carried over with the table; logged only when it changes
     update_panic();
+    listen_to(spec.table);
+    update_tick();
   }
 
   void start() {
@@ -293,7 +345,6 @@ struct FarmProber::Impl {
     wakeup.data = this;
     uv_timer_init(&loop, &tick);
     tick.data = this;
-    uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
     ProbedFarm initial = std::move(spec);
     spec = ProbedFarm{};
     spec.table = initial.table;
@@ -321,6 +372,9 @@ FarmProber::~FarmProber() {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->stop_requested = true;
+    // No worker may ring a prober that is going away.
+    if (impl_->belled_table) impl_->belled_table->set_traffic_bell(nullptr);
+    impl_->belled_table.reset();
   }
   uv_async_send(&impl_->wakeup);
   impl_->thread.join();

@@ -44,15 +44,6 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
   client_timers_.init(&loop_, &ClientConnection::on_deadline);
-  uv_timer_init(&loop_, &log_flush_timer_);
-  log_flush_timer_.data = this;
-  if (access_log_.enabled()) {
-    // Lines reach the file within a second even when traffic is too light to fill a buffer.
-    uv_timer_start(
-        &log_flush_timer_,
-        [](uv_timer_t* t) { static_cast<Worker*>(t->data)->access_log_.flush(); }, 1000, 1000);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&log_flush_timer_));
-  }
   uv_timer_init(&loop_, &trim_timer_);
   trim_timer_.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&trim_timer_));
@@ -72,6 +63,9 @@ void Worker::wake_trim(void* worker) {
 }
 
 void Worker::trim_pools() {
+  // Access log lines reach the file within a period even when traffic is too light to fill a
+  // buffer (every line comes from an Exchange, whose take() wakes this timer).
+  access_log_.flush();
   // Free-list entries that stayed unused for a whole period are not needed at this rate of
   // traffic: a burst (or an attack) does not pin its peak for the life of the process.
   bool busy = false;
@@ -429,7 +423,6 @@ void Worker::maybe_finish_stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
   client_timers_.close();
   access_log_.flush();
-  uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&trim_timer_), nullptr);
   std::lock_guard<std::mutex> lock(wakeup_mutex_);
   wakeup_closed_ = true;

@@ -179,7 +179,8 @@ class Worker {
   static void on_connection(uv_stream_t* server, int status);
   // Frees blocks, write requests and Exchanges the free lists kept unused for a whole period,
   // closes pooled upstream connections that sat unused as long (beyond a few kept warm), and
-  // hands freed memory back to the system once this worker is quiet. Runs every period while
+  // hands freed memory back to the system once this worker is quiet; flushes the access log.
+  // Runs every period while
   // there is something to trim, and sleeps (no timer) once there is not, until requests or
   // connections come again.
   void trim_pools();
@@ -198,7 +199,6 @@ class Worker {
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
   uv_timer_t stop_timer_{};
-  uv_timer_t log_flush_timer_{};
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
