@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -37,6 +38,92 @@ uint64_t ms(Millis m) {
 
 }  // namespace
 
+// The one thread and event loop every farm's prober runs on. A thread per farm made a Harrow
+// with hundreds of farms run hundreds of threads, each waking up for its own few probes; on one
+// loop, probes that fall due together (farm_prober.cc puts them on a grid) go out in one
+// wake-up, whichever farm they belong to.
+class ProberLoop {
+ public:
+  // The process's prober loop, started by the first caller; its thread ends when the last
+  // holder lets go.
+  static std::shared_ptr<ProberLoop> acquire();
+  ~ProberLoop();
+  ProberLoop(const ProberLoop&) = delete;
+  ProberLoop& operator=(const ProberLoop&) = delete;
+
+  uv_loop_t* loop() { return &loop_; }
+  // Runs `task` on the loop's thread and returns once it has run. Not from the loop's thread.
+  void run(const std::function<void()>& task);
+
+ private:
+  ProberLoop();
+  static void on_tasks(uv_async_t* async);
+
+  uv_loop_t loop_{};
+  uv_async_t tasks_{};
+  std::mutex mutex_;  // guards queue_
+  std::vector<std::function<void()>> queue_;
+  std::thread thread_;
+};
+
+std::shared_ptr<ProberLoop> ProberLoop::acquire() {
+  static std::mutex mutex;
+  static std::weak_ptr<ProberLoop> current;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::shared_ptr<ProberLoop> loop = current.lock();
+  if (!loop) {
+    loop.reset(new ProberLoop());
+    current = loop;
+  }
+  return loop;
+}
+
+ProberLoop::ProberLoop() {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &tasks_, &ProberLoop::on_tasks);
+  tasks_.data = this;
+  thread_ = std::thread([this] {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  });
+}
+
+ProberLoop::~ProberLoop() {
+  // Every prober has closed its handles; with this one closed too the loop ends (after the
+  // close callbacks still pending).
+  run([this] { uv_close(reinterpret_cast<uv_handle_t*>(&tasks_), nullptr); });
+  thread_.join();
+}
+
+void ProberLoop::run(const std::function<void()>& task) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool ran = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.emplace_back([&] {
+      task();
+      // Notified under the lock: the waiter cannot return (and take these with it) before.
+      std::lock_guard<std::mutex> done(mutex);
+      ran = true;
+      cv.notify_one();
+    });
+  }
+  uv_async_send(&tasks_);
+  std::unique_lock<std::mutex> lock(mutex);
+  cv.wait(lock, [&] { return ran; });
+}
+
+void ProberLoop::on_tasks(uv_async_t* async) {
+  auto* self = static_cast<ProberLoop*>(async->data);
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    tasks.swap(self->queue_);
+  }
+  for (auto& task : tasks) task();
+}
+
 // One server as the prober sees it. Heap-allocated; freed in its timer's close callback.
 struct ServerRuntime {
   ProbedServer spec;
@@ -67,11 +154,17 @@ struct FarmProber::Impl {
 
   ProbedFarm spec;
   std::vector<ServerRuntime*> servers;
-  uv_loop_t loop{};
+  std::shared_ptr<ProberLoop> prober_loop;  // shared by every farm's prober
+  uv_loop_t* loop = nullptr;
   uv_async_t wakeup{};
   uv_timer_t tick{};
   bool tick_running = false;  // only while a server wants it (ServerHealth::wants_tick)
-  std::thread thread;
+  bool shut_down = false;
+  int handles_closing = 0;
+  // Set (under closed_mutex) when tick and wakeup have closed: *this may go then.
+  std::mutex closed_mutex;
+  std::condition_variable closed_cv;
+  bool closed = false;
   std::mt19937_64 rng{std::random_device{}()};
   bool panic = false;
   std::vector<uint64_t> live_failures;
@@ -163,6 +256,13 @@ struct FarmProber::Impl {
 
   void schedule(ServerRuntime& s, uint64_t delay) {
     if (!spec.policy.active_probing) return;
+    // Probes fall due on a grid (a fiftieth of the interval, at most 20 ms), so those due
+    // within a few milliseconds of each other go out in one wake-up of the thread.
+    uint64_t grid = std::clamp<uint64_t>(ms(spec.interval) / 50, 1, 20);
+    uint64_t now_ms = uv_now(loop);
+    uint64_t at = now_ms + delay;
+    at += (grid - at % grid) % grid;
+    delay = at - now_ms;
     uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
     spec.table->probe_record(s.index).next_probe_unix_ms.store(
         unix_ms() + static_cast<int64_t>(delay), std::memory_order_relaxed);
@@ -249,10 +349,7 @@ struct FarmProber::Impl {
       commands.swap(self.pending_commands);
       stop = self.stop_requested;
     }
-    if (stop) {
-      self.shutdown();
-      return;
-    }
+    if (stop) return;  // the destructor shuts the prober down
     if (spec) self.apply_spec(std::move(*spec));
     for (auto& [server, command] : commands) self.apply_command(server, command);
     if (self.fold_requested.exchange(false, std::memory_order_acq_rel)) self.fold_traffic(false);
@@ -283,8 +380,8 @@ struct FarmProber::Impl {
     auto* s = new ServerRuntime(ps, spec.policy, now());
     s->farm = this;
     s->index = index;
-    s->client = std::make_unique<ProbeClient>(&loop);
-    uv_timer_init(&loop, &s->timer);
+    s->client = std::make_unique<ProbeClient>(loop);
+    uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     // First probes are spread across the interval, so a farm (or many Harrows) starting at
     // once does not probe in lock-step.
@@ -339,33 +436,43 @@ struct FarmProber::Impl {
     update_tick();
   }
 
+  // On the loop's thread.
   void start() {
-    uv_loop_init(&loop);
-    uv_async_init(&loop, &wakeup, &Impl::on_wakeup);
+    uv_async_init(loop, &wakeup, &Impl::on_wakeup);
     wakeup.data = this;
-    uv_timer_init(&loop, &tick);
+    uv_timer_init(loop, &tick);
     tick.data = this;
     ProbedFarm initial = std::move(spec);
     spec = ProbedFarm{};
     spec.table = initial.table;
     apply_spec(std::move(initial));
-    thread = std::thread([this] {
-      uv_run(&loop, UV_RUN_DEFAULT);
-      uv_loop_close(&loop);
-    });
   }
 
+  // On the loop's thread.
   void shutdown() {
+    if (shut_down) return;
+    shut_down = true;
     for (ServerRuntime* s : servers) remove_server(s);
     servers.clear();
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), nullptr);
+    handles_closing = 2;
+    auto on_closed = [](uv_handle_t* h) {
+      auto* self = static_cast<Impl*>(h->data);
+      if (--self->handles_closing != 0) return;
+      std::lock_guard<std::mutex> lock(self->closed_mutex);
+      self->closed = true;
+      self->closed_cv.notify_one();
+    };
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), on_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), on_closed);
   }
 };
 
 FarmProber::FarmProber(ProbedFarm spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = std::move(spec);
-  impl_->start();
+  impl_->prober_loop = ProberLoop::acquire();
+  impl_->loop = impl_->prober_loop->loop();
+  Impl* impl = impl_.get();
+  impl_->prober_loop->run([impl] { impl->start(); });
 }
 
 FarmProber::~FarmProber() {
@@ -376,8 +483,10 @@ FarmProber::~FarmProber() {
     if (impl_->belled_table) impl_->belled_table->set_traffic_bell(nullptr);
     impl_->belled_table.reset();
   }
-  uv_async_send(&impl_->wakeup);
-  impl_->thread.join();
+  Impl* impl = impl_.get();
+  impl_->prober_loop->run([impl] { impl->shutdown(); });
+  std::unique_lock<std::mutex> lock(impl_->closed_mutex);
+  impl_->closed_cv.wait(lock, [impl] { return impl->closed; });
 }
 
 void FarmProber::update(ProbedFarm spec) {

@@ -23,10 +23,10 @@ KIB = 1024
 MIB = 1024 * KIB
 
 # Documented bounds per connection (README), asserted with the margin the comments give.
-IDLE_BOUND = 1 * KIB              # an idle keep-alive connection, also after a burst
-HEAD_BOUND = 8 * KIB              # reading a request head (a 4 KiB buffer, the request state)
+IDLE_BOUND = 1 * KIB              # an idle keep-alive connection, also within 10 s of a burst
+HEAD_BOUND = 10 * KIB             # reading a request head (a 4 KiB buffer, the request state)
 BODY_BOUND = 2 * MIB              # a body streaming one way to a peer that does not read
-WEBSOCKET_BOUND = 8 * KIB         # an idle WebSocket tunnel (both connections, no buffer)
+WEBSOCKET_BOUND = 20 * KIB        # an idle WebSocket tunnel (both connections and the exchange)
 TLS_BOUND = 40 * KIB              # an idle TLS connection (OpenSSL's state, after the handshake)
 
 FIGURES = {}
@@ -197,11 +197,7 @@ class MemoryPerConnection(HarrowTestCase):
                 s.sendall(b"e")
             for s in socks:
                 self.assertEqual(s.recv(1), b"e")
-            # The buffers the bytes passed through go back with the free lists' trim.
-            try:
-                wait_for(lambda: (rss(h) - before) / n < WEBSOCKET_BOUND, 6, "the trim")
-            except AssertionError:
-                pass  # recorded and judged below
+            time.sleep(0.3)
             self.record("idle WebSocket tunnel (client + server side)", (rss(h) - before) / n,
                         WEBSOCKET_BOUND)
         finally:
