@@ -495,7 +495,8 @@ def cmd_burst(argv):
            "rss_before_kb": rss0, "rss_connected_kb": rss_connected, "rss_peak_kb": rss_peak,
            "rss_after_burst_kb": rss_after, "rss_idle_kb": rss_idle,
            "rss_idle_per_s_kb": idle_samples,
-           "bytes_per_inflight": (rss_peak - rss0) * 1024 / done if done else None,
+           # Every connection's request was in flight at once (answered or not).
+           "bytes_per_inflight": (rss_peak - rss0) * 1024 / connected if connected else None,
            "bytes_per_idle_conn": (rss_idle - rss0) * 1024 / alive if alive else None,
            "errors": failed + broken + (n - alive)}
     with open(o["--out"], "w") as f:
