@@ -127,6 +127,15 @@ void ProberLoop::on_tasks(uv_async_t* async) {
 // One server as the prober sees it. Heap-allocated; freed in its timer's close callback.
 struct ServerRuntime {
   ProbedServer spec;
+  // The farm's probe request made for this server, built at its first probe after a spec
+  // change (not per probe: most of it is strings).
+  ProbeRequest request;
+  bool request_ready = false;
+  // What the status page last got as this server's last probe: the same result again (a pass,
+  // every interval) is not formatted and stored again.
+  bool last_noted = false;
+  ProbeResultKind last_kind = ProbeResultKind::Pass;
+  std::string last_detail;
   ServerHealth machine;
   std::unique_ptr<ProbeClient> client;
   uv_timer_t timer{};
@@ -274,24 +283,32 @@ struct FarmProber::Impl {
     self.schedule(*s, self.jittered_interval());
     // A probe still running from the previous interval is not doubled up.
     if (s->client->busy()) return;
-    ProbeRequest request = self.spec.request;
-    request.address = s->spec.probe_address;
-    if (!s->spec.host_header.empty()) request.host_header = s->spec.host_header;
-    if (!s->spec.tls_name.empty()) request.tls_name = s->spec.tls_name;
+    if (!s->request_ready) {
+      s->request = self.spec.request;
+      s->request.address = s->spec.probe_address;
+      if (!s->spec.host_header.empty()) s->request.host_header = s->spec.host_header;
+      if (!s->spec.tls_name.empty()) s->request.tls_name = s->spec.tls_name;
+      s->request_ready = true;
+    }
     if (!s->spec.resolved) {
       self.apply_probe(
           *s, ProbeResult{ProbeResultKind::ConnectFailed, 0, 0, "address does not resolve"});
       return;
     }
-    s->client->probe(request, [s](ProbeResult result) { s->farm->apply_probe(*s, result); });
+    s->client->probe(s->request, [s](ProbeResult result) { s->farm->apply_probe(*s, result); });
   }
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
     ProbeRecord& slot = spec.table->probe_record(s.index);
     slot.probes[static_cast<int>(result.kind)].fetch_add(1, std::memory_order_relaxed);
-    slot.set_last_probe(std::string(probe_result_name(result.kind)) +
-                        (result.detail.empty() ? "" : ": " + result.detail));
+    if (!s.last_noted || s.last_kind != result.kind || s.last_detail != result.detail) {
+      slot.set_last_probe(std::string(probe_result_name(result.kind)) +
+                          (result.detail.empty() ? "" : ": " + result.detail));
+      s.last_noted = true;
+      s.last_kind = result.kind;
+      s.last_detail = result.detail;
+    }
     slot.last_probe_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     publish(s, s.machine.on_probe(result, now()));
   }
@@ -410,6 +427,7 @@ struct FarmProber::Impl {
         ServerRuntime* s = *it;
         *it = nullptr;
         s->spec = spec.servers[i];
+        s->request_ready = false;
         s->index = i;
         s->machine.set_policy(spec.policy);
         if (!spec.policy.active_probing) {
