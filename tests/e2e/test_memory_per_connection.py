@@ -24,9 +24,10 @@ MIB = 1024 * KIB
 
 # Documented bounds per connection (README), asserted with the margin the comments give.
 IDLE_BOUND = 1 * KIB              # an idle keep-alive connection, also within 10 s of a burst
-HEAD_BOUND = 10 * KIB             # reading a request head (a 4 KiB buffer, the request state)
+INFLIGHT_BOUND = 8 * KIB          # a request waiting for its server (peak of a burst)
+HEAD_BOUND = 6 * KIB              # reading a request head (the request state, its head so far)
 BODY_BOUND = 2 * MIB              # a body streaming one way to a peer that does not read
-WEBSOCKET_BOUND = 20 * KIB        # an idle WebSocket tunnel (both connections and the exchange)
+WEBSOCKET_BOUND = 16 * KIB        # an idle WebSocket tunnel (both connections and the exchange)
 TLS_BOUND = 40 * KIB              # an idle TLS connection (OpenSSL's state, after the handshake)
 
 FIGURES = {}
@@ -106,7 +107,8 @@ class MemoryPerConnection(HarrowTestCase):
             for s in socks:
                 self.assertEqual(read_response(s), 200)
             peak = h.rss_peak_kib() * KIB
-            FIGURES["in flight, burst of 2000 (peak growth)"] = (peak - before) / n
+            self.record("a request in flight (peak of a burst of 2000)", (peak - before) / n,
+                        INFLIGHT_BOUND)
             # The free lists and the idle upstream pool are trimmed within a few seconds and
             # the pages given back: what stays is what the idle connections hold.
             wait_for(lambda: (rss(h) - before) / n < IDLE_BOUND, 10,
