@@ -335,7 +335,7 @@ std::optional<size_t> ClientConnection::other_server() {
 void ClientConnection::count_server_failure(Failure failure, int uv_status) {
   harrow::log_failure(*ex_, client_side(), failure, uv_status, /*retried=*/true);
   ex_->server_metrics->failures[static_cast<int>(failure)].add();
-  count_live_failure(*ex_);
+  count_live_failure(*ex_, uv_status);
   count_websocket_failure();
 }
 
@@ -493,7 +493,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   worker_->mutable_metrics().listeners[listener_->index].failures[static_cast<int>(failure)].add();
   if (ex_->server_metrics != nullptr && ex_->in_flight_counted) {
     ex_->server_metrics->failures[static_cast<int>(failure)].add();
-    if (health_failure && is_server_fault(failure)) count_live_failure(*ex_);
+    if (health_failure && is_server_fault(failure)) count_live_failure(*ex_, uv_status);
     count_websocket_failure();
   }
   release_upstream(false);

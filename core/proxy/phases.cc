@@ -597,7 +597,11 @@ void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv
       ex.log_detail != nullptr ? ex.log_detail : "");
 }
 
-void count_live_failure(const Exchange& ex) {
+void count_live_failure(const Exchange& ex, int uv_status) {
+  if (uv_status == UV_EMFILE || uv_status == UV_ENFILE || uv_status == UV_ENOBUFS ||
+      uv_status == UV_ENOMEM) {
+    return;
+  }
   ex.server_metrics->live_failures.add();
   ex.snap->farms[static_cast<size_t>(ex.farm)].health->ring_traffic_bell();
 }
