@@ -180,9 +180,8 @@ class Worker {
   // Frees blocks, write requests and Exchanges the free lists kept unused for a whole period,
   // closes pooled upstream connections that sat unused as long (beyond a few kept warm), and
   // hands freed memory back to the system once this worker is quiet; flushes the access log.
-  // Runs every period while
-  // there is something to trim, and sleeps (no timer) once there is not, until requests or
-  // connections come again.
+  // Runs every period while there is something to trim, and sleeps (no timer) once there is
+  // not, until requests or connections come again.
   void trim_pools();
   // Closes the pooled upstream connections that stayed unused since the last call, beyond
   // kWarmIdlePerServer per pool; returns how many.
