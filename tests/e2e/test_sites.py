@@ -83,7 +83,9 @@ class Sites(HarrowTestCase):
             with open(self.access_log) as f:
                 return [line for line in f if not line.startswith("#")]
         wait_for(lambda: len(lines()) >= 2, 5, "two access log lines")
-        by_path = {line.split()[5]: line.split()[-1] for line in lines()}
+        fields = next(line for line in open(self.access_log) if line.startswith("#Fields:"))
+        site = fields.split()[1:].index("s-sitename")
+        by_path = {line.split()[5]: line.split()[site] for line in lines()}
         self.assertEqual(by_path, {"/a": "Shop", "/b": "Blog"})
 
 
