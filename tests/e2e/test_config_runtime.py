@@ -174,9 +174,11 @@ class Reload(HarrowTestCase):
         wait_for(lambda: "configuration reloaded" in h.stderr(), what="reload")
         for _ in range(5):
             request(h.port)
-        _, metrics = h.admin_get("/metrics")
-        self.assertIn(f'harrow_server_responses_total{{farm="f",server="127.0.0.1:{a.port}",'
-                      f'pool="",code="2xx"}} 10', metrics)
+        # Counted as the exchange ends, just after the response is written: the worker may
+        # not have counted the last one when the client has it.
+        line = (f'harrow_server_responses_total{{farm="f",server="127.0.0.1:{a.port}",'
+                f'pool="",code="2xx"}} 10')
+        wait_for(lambda: line in h.admin_get("/metrics")[1] or None, 10, "ten 2xx responses counted")
         # The pooled upstream connection carried over: still one connection at the origin.
         self.assertEqual(a.stats()["connections_accepted"], 2)
 
