@@ -119,9 +119,6 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void reject_request(Failure failure, const char* detail);
   void start_exchange();
   void connect_upstream();
-  // Runs the whole-body outbound rules over the next piece of the body (ex_->text_out holds
-  // the result); on a failed pattern sets ex_->html_match_failed.
-  std::string_view rewrite_body_text(std::string_view piece, bool last);
   // Queues rewritten body bytes for the client (copied into blocks).
   void send_owned(std::string_view bytes);
   // Ends the chosen server's in-flight count and tells the balancer how the exchange went.

@@ -64,10 +64,7 @@ void ClientConnection::connect_upstream() {
 }
 
 void ClientConnection::upstream_connected() {
-  uint64_t connect_us = (uv_hrtime() - ex_->connect_started_ns) / 1000;
-  ex_->server_metrics->connect_time.observe(connect_us);
-  ex_->server_metrics->connections_opened.add();  // counted once established, not per attempt
-  ex_->connect_ms = static_cast<int64_t>(connect_us / 1000);
+  count_connected(*ex_);
   send_request_head();
   run_parser();
 }
@@ -165,16 +162,8 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
-    std::string_view piece(data, len);
-    if (ex_->html != nullptr) {
-      ex_->html_out.clear();
-      ex_->html->feed(piece, ex_->html_out);
-      piece = ex_->html_out;
-    }
-    if (!ex_->html_match_failed && ex_->body_text != nullptr) {
-      ex_->text_out.clear();
-      piece = rewrite_body_text(piece, false);
-    }
+    std::string_view piece =
+        rewrite_response_body(*ex_, client_side(), *worker_, std::string_view(data, len), false);
     if (ex_->html_match_failed) {
       // The head is out: the body cannot go on without the rule, so the response ends here
       // (the client sees a cut response, never an unrewritten one).
@@ -192,10 +181,6 @@ void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t le
     out_.add(block, data, len);
   }
   ex_->server_metrics->bytes_from_server.add(len);
-}
-
-std::string_view ClientConnection::rewrite_body_text(std::string_view piece, bool last) {
-  return harrow::rewrite_body_text(*ex_, client_side(), *worker_, piece, last);
 }
 
 void ClientConnection::send_owned(std::string_view bytes) {
@@ -220,16 +205,7 @@ void ClientConnection::upstream_read_end() {
 void ClientConnection::upstream_complete(bool reusable) {
   ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
-    std::string_view piece;
-    if (ex_->html != nullptr) {
-      ex_->html_out.clear();
-      ex_->html->finish(ex_->html_out);
-      piece = ex_->html_out;
-    }
-    if (ex_->body_text != nullptr) {
-      ex_->text_out.clear();
-      piece = rewrite_body_text(piece, true);
-    }
+    std::string_view piece = rewrite_response_body(*ex_, client_side(), *worker_, {}, true);
     // A pattern that failed this late cuts the response (its head is out).
     if (!ex_->html_match_failed) send_owned(piece);
     ex_->html.reset();
@@ -377,9 +353,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
 }
 
 void ClientConnection::refuse_unsafe(std::string_view rule, const char* where) {
-  ex_->detail_text.assign("rule \"").append(rule.empty() ? "-" : rule);
-  ex_->detail_text.append("\" put a control character (CR, LF, NUL, ...) in ").append(where);
-  ex_->log_detail = ex_->detail_text.c_str();
+  ex_->log_detail = unsafe_rule_detail(*ex_, rule, where);
   respond_error(Failure::unsafe_rewrite, 0);
 }
 

@@ -158,10 +158,7 @@ void H2Stream::use_server(size_t server) {
 
 void H2Stream::upstream_connected() {
   Busy busy(this);
-  uint64_t connect_us = (uv_hrtime() - ex_->connect_started_ns) / 1000;
-  ex_->server_metrics->connect_time.observe(connect_us);
-  ex_->server_metrics->connections_opened.add();
-  ex_->connect_ms = static_cast<int64_t>(connect_us / 1000);
+  count_connected(*ex_);
   send_request_head();
 }
 
@@ -320,16 +317,8 @@ void H2Stream::upstream_body(IoBlock* block, const char* data, size_t len) {
   ex_->server_metrics->bytes_from_server.add(len);
   if (response_end_queued_) return;  // HEAD, 204, 304: no body goes to the client
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
-    std::string_view piece(data, len);
-    if (ex_->html != nullptr) {
-      ex_->html_out.clear();
-      ex_->html->feed(piece, ex_->html_out);
-      piece = ex_->html_out;
-    }
-    if (!ex_->html_match_failed && ex_->body_text != nullptr) {
-      ex_->text_out.clear();
-      piece = rewrite_body_text(*ex_, client(), connection_->worker(), piece, false);
-    }
+    std::string_view piece = rewrite_response_body(*ex_, client(), connection_->worker(),
+                                                   std::string_view(data, len), false);
     if (ex_->html_match_failed) {
       release_upstream(false);
       abort_exchange(Failure::rule_match_error, 0);
@@ -385,16 +374,7 @@ void H2Stream::upstream_complete(bool reusable) {
   Busy busy(this);
   ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
-    std::string_view piece;
-    if (ex_->html != nullptr) {
-      ex_->html_out.clear();
-      ex_->html->finish(ex_->html_out);
-      piece = ex_->html_out;
-    }
-    if (ex_->body_text != nullptr) {
-      ex_->text_out.clear();
-      piece = rewrite_body_text(*ex_, client(), connection_->worker(), piece, true);
-    }
+    std::string_view piece = rewrite_response_body(*ex_, client(), connection_->worker(), {}, true);
     if (!ex_->html_match_failed) queue_copy(piece);
     ex_->html.reset();
     ex_->body_text.reset();
@@ -498,8 +478,7 @@ void H2Stream::respond_error(Failure failure, int uv_status, bool health_failure
   ex_->failed = true;
   ex_->failure = failure;
   ex_->failure_uv_status = uv_status;
-  count_answered_failure(*ex_, connection_->worker(), client(), failure, uv_status,
-                         health_failure);
+  count_answered_failure(*ex_, connection_->worker(), client(), failure, uv_status, health_failure);
   release_upstream(false);
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
@@ -512,9 +491,7 @@ void H2Stream::respond_error(Failure failure, int uv_status, bool health_failure
 }
 
 void H2Stream::refuse_unsafe(std::string_view rule, const char* where) {
-  ex_->detail_text.assign("rule \"").append(rule.empty() ? "-" : rule);
-  ex_->detail_text.append("\" put a control character (CR, LF, NUL, ...) in ").append(where);
-  ex_->log_detail = ex_->detail_text.c_str();
+  ex_->log_detail = unsafe_rule_detail(*ex_, rule, where);
   respond_error(Failure::unsafe_rewrite, 0);
 }
 

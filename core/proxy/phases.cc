@@ -535,6 +535,30 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   return result;
 }
 
+std::string_view rewrite_response_body(Exchange& ex, const ClientSide& client, Worker& worker,
+                                       std::string_view piece, bool last) {
+  if (ex.html != nullptr) {
+    ex.html_out.clear();
+    if (last) {
+      ex.html->finish(ex.html_out);
+    } else {
+      ex.html->feed(piece, ex.html_out);
+    }
+    piece = ex.html_out;
+  }
+  if (!ex.html_match_failed && ex.body_text != nullptr) {
+    ex.text_out.clear();
+    piece = rewrite_body_text(ex, client, worker, piece, last);
+  }
+  return piece;
+}
+
+const char* unsafe_rule_detail(Exchange& ex, std::string_view rule, const char* where) {
+  ex.detail_text.assign("rule \"").append(rule.empty() ? "-" : rule);
+  ex.detail_text.append("\" put a control character (CR, LF, NUL, ...) in ").append(where);
+  return ex.detail_text.c_str();
+}
+
 std::string_view rewrite_body_text(Exchange& ex, const ClientSide& client, Worker& worker,
                                    std::string_view piece, bool last) {
   RequestFacts facts = request_facts(ex, client);

@@ -112,6 +112,15 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
                                          const MessageHead& head, int status, bool& close,
                                          HeadWriter& out);
 
+// Outbound body rules (HTML links, whole-body text) over the next piece of the response body,
+// or over what they held back when `last`: what goes to the client (in ex.html_out or
+// ex.text_out). A pattern that failed sets ex.html_match_failed (the response is then cut).
+std::string_view rewrite_response_body(Exchange& ex, const ClientSide& client, Worker& worker,
+                                       std::string_view piece, bool last);
+
+// The log detail of a rule that put a control byte in `where` (kept in ex.detail_text).
+const char* unsafe_rule_detail(Exchange& ex, std::string_view rule, const char* where);
+
 // Runs the whole-body outbound rules over the next piece of the body (ex.text_out holds the
 // result); on a failed pattern sets ex.html_match_failed.
 std::string_view rewrite_body_text(Exchange& ex, const ClientSide& client, Worker& worker,

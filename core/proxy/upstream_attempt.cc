@@ -45,6 +45,13 @@ void connect_upstream(Exchange& ex, Worker& worker, UpstreamEvents* owner) {
                        config::to_ms(ex.snap->config->timeouts.connect));
 }
 
+void count_connected(Exchange& ex) {
+  uint64_t connect_us = (uv_hrtime() - ex.connect_started_ns) / 1000;
+  ex.server_metrics->connect_time.observe(connect_us);
+  ex.server_metrics->connections_opened.add();  // counted once established, not per attempt
+  ex.connect_ms = static_cast<int64_t>(connect_us / 1000);
+}
+
 RequestHeadResult queue_request_head(Exchange& ex, const ClientSide& client) {
   const config::ProtocolConfig& protocol = ex.snap->farms[ex.farm].config->protocol;
   ex.upstream->begin_exchange(ex.head_request, config::to_ms(protocol.timeout),

@@ -28,6 +28,9 @@ bool start_on_server(Exchange& ex, Worker& worker, size_t server, UpstreamEvents
 // hears upstream_connected() or upstream_failed().
 void connect_upstream(Exchange& ex, Worker& worker, UpstreamEvents* owner);
 
+// A new connection to ex.server is up: its connect time and count.
+void count_connected(Exchange& ex);
+
 enum class RequestHeadResult : uint8_t { Queued, TooLarge, Unsafe };
 // Prepares ex.upstream for the response and queues the request head in its output (not yet
 // flushed). TooLarge / Unsafe: nothing was queued (the caller releases the connection).
