@@ -18,6 +18,14 @@ Subcommands:
   syscalls --pid PID --proxy NAME --out FILE -- WRK...
                                      system calls per request: strace -c -f attached to every
                                      thread of the proxy while a request-capped wrk runs
+  h2load --pid PID --proxy NAME --load L --streams M --conns C --run K --out FILE --raw FILE
+         --max-seconds S -- H2LOAD...
+                                     run one h2load (HTTP/2) load against a proxy: requests/s,
+                                     negotiated protocol, errors, the proxy's CPU per request and RSS
+  h2-idle --pid PID --port P --connections N --proxy NAME --run K --out FILE
+                                     open N TLS connections that negotiate h2 by ALPN, one request
+                                     on each, then hold them idle: the proxy's RSS per connection
+  h2-summary FILE                    print a one-line summary of an h2load record
   summarize --meta FILE --records DIR --out FILE
                                      median over runs, print the table, write the results JSON
 """
@@ -28,7 +36,9 @@ import re
 import selectors
 import socket
 import signal
+import ssl
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -359,6 +369,205 @@ def cmd_idle(argv):
     return 0
 
 
+# ---- HTTP/2 (scenario h2) ------------------------------------------------------------------------
+
+def _h2load_seconds(value, unit):
+    return float(value) * {"s": 1, "ms": 1e-3, "us": 1e-6}[unit]
+
+
+def parse_h2load(text):
+    """The numbers of one h2load run; `protocol` is what ALPN selected (None: nothing)."""
+    rec = {"rps": None, "seconds": None, "requests": 0, "succeeded": 0, "failed": 0,
+           "errored": 0, "timeout": 0, "status_2xx": 0, "bytes_read": None, "protocol": None,
+           "mean_us": None}
+    m = re.search(r"finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", text)
+    if m:
+        rec["seconds"] = _h2load_seconds(m.group(1), m.group(2))
+        rec["rps"] = float(m.group(3))
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    if m:
+        (rec["requests"], _, _, rec["succeeded"], rec["failed"], rec["errored"],
+         rec["timeout"]) = (int(x) for x in m.groups())
+    m = re.search(r"status codes: (\d+) 2xx", text)
+    if m:
+        rec["status_2xx"] = int(m.group(1))
+    m = re.search(r"traffic: \S+ \((\d+)\) total", text)
+    if m:
+        rec["bytes_read"] = int(m.group(1))
+    m = re.search(r"Application protocol: (\S+)", text)
+    if m:
+        rec["protocol"] = m.group(1)
+    m = re.search(r"TLS Protocol: (\S+)\s+Cipher: (\S+)", text)
+    rec["tls"] = f"{m.group(1)} {m.group(2)}" if m else None
+    m = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(s|ms|us)", text)
+    if m:
+        rec["mean_us"] = _h2load_seconds(m.group(1), m.group(2)) * 1e6
+    rec["errors"] = rec["failed"] + rec["errored"] + rec["timeout"] + max(
+        0, rec["succeeded"] - rec["status_2xx"])
+    return rec
+
+
+def cmd_h2load(argv):
+    """One h2load run, accounted like `measure`: proxy CPU ticks and RSS around it."""
+    sep = argv.index("--")
+    opts, cmd = argv[:sep], argv[sep + 1:]
+    o = dict(zip(opts[0::2], opts[1::2]))
+    pid = int(o["--pid"])
+    pids = process_tree(pid)
+    peak = {"rss": rss_kb(pids)}
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.wait(0.1):
+            peak["rss"] = max(peak["rss"], rss_kb(process_tree(pid)))
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    ticks0 = cpu_ticks(pids)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=float(o["--max-seconds"]))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        out += "\n[bench] h2load killed after %s s\n" % o["--max-seconds"]
+    wall = time.monotonic() - t0
+    pids_after = process_tree(pid)
+    ticks1 = cpu_ticks(sorted(set(pids) | set(pids_after)))
+    stop.set()
+    t.join()
+    with open(o["--raw"], "w") as f:
+        f.write(out)
+    rec = parse_h2load(out)
+    cpu_s = (ticks1 - ticks0) / CLK_TCK
+    done = rec["status_2xx"]
+    rec.update({
+        "kind": "h2load", "proxy": o["--proxy"], "load": o["--load"], "run": int(o["--run"]),
+        "connections": int(o["--conns"]), "streams": int(o["--streams"]),
+        "negotiated": rec["protocol"] == "h2", "h2load_exit": proc.returncode,
+        "wall_s": round(wall, 3), "cpu_s": cpu_s,
+        "cpu_us_per_req": cpu_s / done * 1e6 if done else None,
+        "proxy_cpu_pct": 100 * cpu_s / wall,
+        "rss_peak_kb": peak["rss"], "rss_after_kb": rss_kb(pids_after), "raw": o["--raw"],
+    })
+    if not rec["negotiated"]:
+        rec["rps"] = rec["cpu_us_per_req"] = None
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    return 0
+
+
+def _h2_frames(buf):
+    """Splits complete frames off `buf`: ([(type, flags, stream id, payload)], rest)."""
+    frames = []
+    while len(buf) >= 9:
+        length = int.from_bytes(buf[:3], "big")
+        if len(buf) < 9 + length:
+            break
+        ftype, flags, sid = struct.unpack(">BBI", buf[3:9])
+        frames.append((ftype, flags, sid & 0x7FFFFFFF, buf[9:9 + length]))
+        buf = buf[9 + length:]
+    return frames, buf
+
+
+def _h2_one_request(s, authority, deadline):
+    """Preface, SETTINGS and GET / on stream 1 over a connected h2 socket; reads until the
+    response ended (acknowledging the server's SETTINGS). True on a complete 200 response."""
+    # HPACK by hand: :method GET, :scheme https, :path / from the static table, then :authority
+    # as a literal without indexing that names static entry 1.
+    block = b"\x82\x87\x84\x01" + bytes([len(authority)]) + authority
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + struct.pack(">I", 0)[1:] + b"\x04\x00" +
+              struct.pack(">I", 0) + struct.pack(">I", len(block))[1:] + b"\x01\x05" +
+              struct.pack(">I", 1) + block)
+    buf, status_ok = b"", False
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        data = s.recv(65536)
+        if not data:
+            return False
+        frames, buf = _h2_frames(buf + data)
+        for ftype, flags, sid, payload in frames:
+            if ftype == 4 and not flags & 1:  # SETTINGS: acknowledge
+                s.sendall(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+            elif ftype == 7:  # GOAWAY
+                return False
+            elif ftype == 1 and sid == 1:
+                if flags & 0x8:  # PADDED
+                    payload = payload[1:len(payload) - payload[0]]
+                if flags & 0x20:  # PRIORITY
+                    payload = payload[5:]
+                while payload[:1] and payload[0] & 0xE0 == 0x20:  # dynamic table size update
+                    payload = payload[1:]
+                # The first field: ":status: 200" is static table entry 8, one byte 0x88.
+                status_ok = status_ok or payload[:1] == b"\x88"
+            if sid == 1 and ftype in (0, 1) and flags & 1:
+                return status_ok
+            if ftype == 3 and sid == 1:  # RST_STREAM
+                return False
+    return False
+
+
+def cmd_h2_idle(argv):
+    """N idle h2 connections over TLS (ALPN h2), each served one request first, then held open
+    while the proxy's RSS is read: RSS growth per connection."""
+    o = dict(zip(argv[0::2], argv[1::2]))
+    pid, port, n = int(o["--pid"]), int(o["--port"]), int(o["--connections"])
+    deadline = time.monotonic() + float(o.get("--max-seconds", "120"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    authority = b"127.0.0.1:%d" % port
+    pids = process_tree(pid)
+    time.sleep(0.5)
+    rss0 = rss_kb(pids)
+    socks, done, failed, negotiated = [], 0, 0, None
+    for _ in range(n):
+        if time.monotonic() > deadline:
+            break
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s = ctx.wrap_socket(raw, server_hostname="bench.test")
+        except OSError:
+            failed += 1
+            continue
+        socks.append(s)
+        if negotiated is None:
+            negotiated = s.selected_alpn_protocol() == "h2"
+            if not negotiated:
+                break
+        try:
+            ok = _h2_one_request(s, authority, min(deadline, time.monotonic() + 10))
+        except OSError:
+            ok = False
+        done += ok
+        failed += not ok
+    time.sleep(1.0)  # let the proxy settle (buffers returned, pools trimmed)
+    alive = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            alive += 1 if s.recv(65536) != b"" else 0  # a frame (PING, GOAWAY): still open
+        except (ssl.SSLWantReadError, BlockingIOError):
+            alive += 1
+        except OSError:
+            pass
+    rss1 = rss_kb(process_tree(pid))
+    for s in socks:
+        s.close()
+    rec = {"kind": "h2idle", "proxy": o["--proxy"], "load": o.get("--load", "h2-idle"),
+           "run": int(o.get("--run", "1")), "connections": n, "served": done, "failed": failed,
+           "alive": alive if negotiated else 0, "negotiated": bool(negotiated),
+           "rss_before_kb": rss0, "rss_idle_kb": rss1,
+           "bytes_per_idle_conn": (rss1 - rss0) * 1024 / alive if negotiated and alive else None,
+           "errors": (failed + (n - alive)) if negotiated else 0}
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    return 0
+
+
 def cmd_stream(argv):
     """One huge body through the proxy with curl: MiB/s and the proxy's RSS growth (peak during
     the transfer minus RSS before it)."""
@@ -627,6 +836,100 @@ def _table_syscalls(w, rs_load, names):
     return {"proxies": per, "harrow_vs_best_peer": ratios}
 
 
+def _spread(values):
+    values = [v for v in values if v is not None]
+    if len(values) < 2 or not _median(values):
+        return None
+    return (max(values) - min(values)) / _median(values)
+
+
+def _table_h2load(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = [r for r in rs_load if r["proxy"] == p]
+        ok = all(r["negotiated"] for r in rs)
+        per[p] = {
+            "runs": len(rs), "negotiated": ok, "protocol": rs[0]["protocol"],
+            "connections": rs[0]["connections"], "streams": rs[0]["streams"],
+            "rps": _median([r["rps"] for r in rs]) if ok else None,
+            "rps_spread": _spread([r["rps"] for r in rs]) if ok else None,
+            "mean_us": _median([r["mean_us"] for r in rs]) if ok else None,
+            "cpu_us_per_req": _median([r["cpu_us_per_req"] for r in rs]) if ok else None,
+            "rss_peak_kb": _median([r["rss_peak_kb"] for r in rs]),
+            "errors": sum(r["errors"] for r in rs) if ok else 0,
+            "rps_all": [r["rps"] for r in sorted(rs, key=lambda r: r["run"])],
+        }
+    hdr = (f"{'proxy':<15}{'req/s':>9}{'spread':>8}{'mean':>9}{'CPU us/req':>11}{'RSS peak':>10}"
+           f"{'errors':>7}  req/s per run")
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        if not s["negotiated"]:
+            w(f"{p:<15}  h2 not negotiated (ALPN selected {s['protocol'] or 'nothing'})")
+            continue
+        rps = f"{s['rps']:.0f}" if s["rps"] is not None else "-"
+        spread = f"{100 * s['rps_spread']:.0f}%" if s["rps_spread"] is not None else "-"
+        cpu = f"{s['cpu_us_per_req']:.1f}" if s["cpu_us_per_req"] is not None else "-"
+        runs = " ".join(f"{x:.0f}" if x is not None else "?" for x in s["rps_all"])
+        w(f"{p:<15}{rps:>9}{spread:>8}{fmt_lat(s['mean_us']):>9}{cpu:>11}"
+          f"{s['rss_peak_kb'] / 1024:>8.1f}MB{s['errors']:>7}  {runs}")
+    tls = sorted({r["tls"] for r in rs_load if r.get("tls")})
+    w(f"TLS as negotiated by h2load: {', '.join(tls) or '?'}; spread = (max - min) / median")
+    ratios = {"rps": _best_ratio(per, "rps", max),
+              "cpu_per_req": _best_ratio(per, "cpu_us_per_req", min)}
+    if "harrow" in per and not per["harrow"]["negotiated"]:
+        w("harrow vs best peer: - (h2 not negotiated)")
+    else:
+        w(f"harrow vs best peer: req/s {_fmt_ratio(ratios['rps'])} higher=better | CPU/req "
+          f"{_fmt_ratio(ratios['cpu_per_req'])} lower=better")
+    _errors_note(w, per)
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
+def _table_h2_idle(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = [r for r in rs_load if r["proxy"] == p]
+        ok = all(r["negotiated"] for r in rs)
+        per[p] = {"runs": len(rs), "negotiated": ok, "connections": rs[0]["connections"],
+                  "alive": _median([r["alive"] for r in rs]),
+                  "rss_before_kb": _median([r["rss_before_kb"] for r in rs]),
+                  "rss_idle_kb": _median([r["rss_idle_kb"] for r in rs]),
+                  "bytes_per_idle_conn": _median([r["bytes_per_idle_conn"] for r in rs]),
+                  "errors": sum(r["errors"] for r in rs)}
+    hdr = f"{'proxy':<15}{'idle h2 conns':>14}{'RSS before':>12}{'RSS idle':>12}{'B/idle conn':>13}{'errors':>7}"
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        if not s["negotiated"]:
+            w(f"{p:<15}  h2 not negotiated")
+            continue
+        b = f"{s['bytes_per_idle_conn']:.0f}" if s["bytes_per_idle_conn"] is not None else "-"
+        w(f"{p:<15}{s['alive']:>14.0f}{s['rss_before_kb'] / 1024:>10.1f}MB"
+          f"{s['rss_idle_kb'] / 1024:>10.1f}MB{b:>13}{s['errors']:>7}")
+    ratios = {"bytes_per_idle_conn": _best_ratio(per, "bytes_per_idle_conn", min)}
+    if "harrow" in per and not per["harrow"]["negotiated"]:
+        w("harrow vs best peer: - (h2 not negotiated)")
+    else:
+        w(f"harrow vs best peer: bytes per idle h2 connection "
+          f"{_fmt_ratio(ratios['bytes_per_idle_conn'])} lower=better")
+    _errors_note(w, per)
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
+def cmd_h2_summary(argv):
+    r = json.load(open(argv[0]))
+    if not r["negotiated"]:
+        print(f"h2 not negotiated (ALPN selected {r['protocol'] or 'nothing'})")
+        return 0
+    cpu = f"{r['cpu_us_per_req']:.1f}" if r["cpu_us_per_req"] is not None else "?"
+    rps = f"{r['rps']:.0f}" if r["rps"] is not None else "?"
+    err = f"  ERRORS {r['errors']}" if r["errors"] else ""
+    print(f"{rps:>7} req/s  mean {fmt_lat(r['mean_us']):>8}  CPU {cpu} us/req  "
+          f"proxy {r['proxy_cpu_pct']:.0f}% core{err}")
+    return 0
+
+
 def cmd_summarize(argv):
     o = dict(zip(argv[0::2], argv[1::2]))
     meta = json.load(open(o["--meta"]))
@@ -670,15 +973,17 @@ def cmd_summarize(argv):
         rs_load = [r for r in recs if r["load"] == load]
         if not rs_load:
             continue
-        kind = rs_load[0]["load"] if rs_load[0]["load"] in ("idle", "syscalls") else (
-            "stream" if "rss_growth_kb" in rs_load[0] else "wrk")
+        kind = rs_load[0].get("kind") or (
+            rs_load[0]["load"] if rs_load[0]["load"] in ("idle", "syscalls") else (
+                "stream" if "rss_growth_kb" in rs_load[0] else "wrk"))
         names = []
         for p in meta["proxies"] + sorted({r["proxy"] for r in rs_load}):
             if p not in names and any(r["proxy"] == p for r in rs_load):
                 names.append(p)
         w("")
         w(f"load {load}" + (f" — {meta['load_notes'][load]}" if load in meta.get("load_notes", {}) else ""))
-        fn = {"wrk": _table_wrk, "idle": _table_idle, "stream": _table_stream, "syscalls": _table_syscalls}[kind]
+        fn = {"wrk": _table_wrk, "idle": _table_idle, "stream": _table_stream,
+              "syscalls": _table_syscalls, "h2load": _table_h2load, "h2idle": _table_h2_idle}[kind]
         summary[load] = fn(w, rs_load, names)
 
     result = {"meta": meta, "summary": summary, "runs": recs}
@@ -698,6 +1003,7 @@ def main():
     fn = {"wait-http": cmd_wait_http, "measure": cmd_measure, "wrk-summary": cmd_wrk_summary,
           "record-summary": cmd_record_summary,
           "idle": cmd_idle, "stream": cmd_stream, "syscalls": cmd_syscalls,
+          "h2load": cmd_h2load, "h2-idle": cmd_h2_idle, "h2-summary": cmd_h2_summary,
           "summarize": cmd_summarize}.get(cmd)
     if not fn:
         print(__doc__, file=sys.stderr)

@@ -16,6 +16,7 @@ import unittest
 
 HARROW = os.environ.get("HARROW_BIN", "harrow")
 ORIGIN = os.environ.get("HARROW_ORIGIN_BIN", "harrow-origin")
+H2_ORIGIN = os.environ.get("HARROW_H2_ORIGIN_BIN", "harrow-h2-origin")
 SANITIZED = os.environ.get("HARROW_SANITIZED") == "1"
 
 
@@ -80,6 +81,40 @@ class Origin:
     def restart(self):
         """Starts again on the same address and port (after stop())."""
         self.__init__(self.name, self.host, self.workers, self.port, self.delay_ms, self.tls)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.proc.stdout.closed:
+            self.proc.stdout.close()
+
+
+class H2Origin:
+    """One harrow-h2-origin process: HTTP/2 with prior knowledge on `port`, and with `tls`
+    (certificate PEM, key PEM) h2 by ALPN on `tls_port`."""
+
+    def __init__(self, name, host="127.0.0.1", tls=None):
+        self.name = name
+        self.host = host
+        tls_args = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
+        self.proc = subprocess.Popen([H2_ORIGIN, "--name", name, "--listen", f"{host}:0", *tls_args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.port = self._port(r"listening on http://[^ ]+:(\d+)")
+        self.tls_port = self._port(r"listening on https://[^ ]+:(\d+)") if tls else None
+
+    def _port(self, pattern):
+        line = self.proc.stdout.readline()
+        m = re.search(pattern, line)
+        if not m:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"h2 origin {self.name} did not start: {line!r}")
+        return int(m.group(1))
 
     def stop(self):
         if self.proc.poll() is None:
@@ -270,6 +305,11 @@ class HarrowTestCase(unittest.TestCase):
 
     def origin(self, name, host="127.0.0.1", workers=1, delay_ms=None, tls=None):
         o = Origin(name, host, workers, delay_ms=delay_ms, tls=tls)
+        self._origins.append(o)
+        return o
+
+    def h2_origin(self, name, host="127.0.0.1", tls=None):
+        o = H2Origin(name, host, tls)
         self._origins.append(o)
         return o
 

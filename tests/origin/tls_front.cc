@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 namespace origin {
@@ -72,6 +73,23 @@ void relay(SSL_CTX* ctx, int client, std::string host, int backend_port) {
   ERR_clear_error();
 }
 
+// `arg` is the TlsFrontOptions::alpn string, which lives as long as the SSL_CTX (never freed).
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void* arg) {
+  const auto* want = static_cast<const std::string*>(arg);
+  for (unsigned int i = 0; i < inlen;) {
+    unsigned int len = in[i];
+    if (i + 1 + len > inlen) break;
+    if (std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == *want) {
+      *out = in + i + 1;
+      *outlen = static_cast<unsigned char>(len);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + len;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
 }  // namespace
 
 int start_tls_front(const TlsFrontOptions& options, std::string& error) {
@@ -85,6 +103,9 @@ int start_tls_front(const TlsFrontOptions& options, std::string& error) {
   if (!options.client_ca_file.empty()) {
     SSL_CTX_load_verify_locations(ctx, options.client_ca_file.c_str(), nullptr);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  if (!options.alpn.empty()) {
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, new std::string(options.alpn));
   }
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;

@@ -18,6 +18,9 @@ struct TlsFrontOptions {
   int backend_port = 0;   // the origin's plain port on the same host
   // When set, clients must present a certificate signed by this CA.
   std::string client_ca_file;
+  // When set, the one ALPN protocol the front selects (e.g. "h2"); a client that does not offer
+  // it gets no ALPN answer.
+  std::string alpn;
 };
 
 // Binds and starts accepting in a background thread. Returns the bound port, or -1 with
