@@ -52,6 +52,7 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   void upstream_connected() override;
   void upstream_head(const MessageHead& head, int status) override;
   void upstream_body(IoBlock* block, const char* data, size_t len) override;
+  void upstream_trailers(std::span<const http2::Field> fields) override;
   void upstream_read_end() override;
   void upstream_complete(bool reusable) override;
   void upstream_failed(Failure failure, int uv_status) override;
@@ -116,6 +117,7 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   uint64_t deadline_ms_ = 0;  // 0: none armed
   http2::ResponseHead response_head_;
   std::vector<nghttp2_nv> nv_;
+  std::vector<http2::Field> trailers_;  // the server's, sent after the last DATA
   int busy_ = 0;
   bool head_sent_upstream_ = false;  // the request head went to the current connection
   bool body_started_ = false;        // a request body byte went to a server
