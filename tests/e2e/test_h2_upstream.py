@@ -41,7 +41,8 @@ def farm(name, servers, extra=""):
         https = f' httpsPort="{https_port}"' if https_port else ""
         rows.append(f'<server address="{address}"><applicationRequestRouting httpPort="{port}"'
                     f'{https} weight="1"/></server>')
-    return f'<webFarm name="{name}">{"".join(rows)}{extra}</webFarm>'
+    arr = f"<applicationRequestRouting>{extra}</applicationRequestRouting>" if extra else ""
+    return f'<webFarm name="{name}">{"".join(rows)}{arr}</webFarm>'
 
 
 def tls_rule(name, farm_name):
@@ -198,6 +199,27 @@ class Http2Upstream(HarrowTestCase):
         status, _, body = request(self.plain, path="/bytes/3")
         self.assertEqual(status, 502)
         self.assertIn(b"upstream_connect", body)
+
+    def test_health_probes_speak_http2(self):
+        # harrow-h2-origin speaks nothing but HTTP/2: a passing probe went over HTTP/2.
+        up = self.h2_origin("up")
+        down = self.h2_origin("down", host="127.0.0.3")
+        health = ('<healthCheck url="http://g.example/bytes/3" interval="00:00:00.2" '
+                  'timeout="00:00:01" retries="2"/>')
+        self.start([farm("g", [(up.host, up.port, None), (down.host, down.port, None)], health)],
+                   [rule_xml("all", "g")], '<upstreamHttp2 farm="g"/>')
+        wait_for(lambda: re.search(r'harrow_health_probes_total\{farm="g",[^}]*result="pass"\} [4-9]',
+                                   self.h.admin_get("/metrics")[1]), 10, "passing HTTP/2 probes")
+        self.assertNotIn("unhealthy", self.h.stderr())
+        # Probes reuse their connection: one per server for all of them.
+        self.assertEqual(established_to(up.port), 1)
+        down.stop()
+        wait_for(lambda: "server=127.0.0.3:" in self.h.stderr() and "-> unhealthy" in
+                 self.h.stderr(), 10, "the stopped server marked unhealthy")
+        self.assertEqual(self.h.stderr().count("-> unhealthy"), 1, self.h.stderr())
+        for _ in range(4):
+            status, headers, _ = request(self.plain, path="/bytes/2")
+            self.assertEqual((status, headers["x-origin-name"]), (200, "up"))
 
     def test_unknown_farm_is_a_configuration_error(self):
         with tempfile.TemporaryDirectory() as d:
