@@ -2,6 +2,7 @@
 knowledge over http:// and h2 by ALPN over https://, many exchanges multiplexed on one
 connection per server and worker; gRPC-style calls pass end to end (trailers, grpc-status,
 streaming both ways, deadlines). The servers are harrow-h2-origin processes (tests/origin)."""
+import collections
 import os
 import re
 import socket
@@ -9,6 +10,11 @@ import subprocess
 import tempfile
 import threading
 import time
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 
 from h2client import Client, grpc_call, grpc_frame, grpc_status
 from harness import HarrowTestCase, config_xml, request, rule_xml, wait_for
@@ -67,6 +73,73 @@ def established_to(port):
 
 
 GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
+
+
+class ResettingOrigin:
+    """An h2c server (the h2 library, one thread) that resets streams when asked: /reset before
+    any response (INTERNAL_ERROR), /refuse (REFUSED_STREAM), /cut after the head and some DATA;
+    anything else is a 200 "ok". Counts requests by path."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+        self.listener = socket.create_server((host, 0))
+        self.port = self.listener.getsockname()[1]
+        self.counts = collections.Counter()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        self.listener.settimeout(0.2)
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, sock):
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                                 header_encoding="utf-8"))
+        c.initiate_connection()
+        sock.sendall(c.data_to_send())
+        sock.settimeout(0.5)
+        deadline = time.monotonic() + 30
+        while not self.stopping and time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            for ev in c.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived):
+                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if not isinstance(ev, h2.events.RequestReceived):
+                    continue
+                path = dict(ev.headers)[":path"]
+                self.counts[path] += 1
+                sid = ev.stream_id
+                if path == "/reset":
+                    c.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                elif path == "/refuse":
+                    c.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+                elif path == "/cut":
+                    c.send_headers(sid, [(":status", "200"), ("content-length", "100000")])
+                    c.send_data(sid, b"x" * 1000)
+                    c.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                else:
+                    c.send_headers(sid, [(":status", "200"), ("content-length", "2")])
+                    c.send_data(sid, b"ok", end_stream=True)
+            sock.sendall(c.data_to_send())
+        sock.close()
+
+    def stop(self):
+        self.stopping = True
+        self.listener.close()
+        self.thread.join(5)
 
 
 class Http2Upstream(HarrowTestCase):
@@ -220,6 +293,30 @@ class Http2Upstream(HarrowTestCase):
         for _ in range(4):
             status, headers, _ = request(self.plain, path="/bytes/2")
             self.assertEqual((status, headers["x-origin-name"]), (200, "up"))
+
+    def test_server_resets_are_502s_under_the_retry_rules(self):
+        o = ResettingOrigin()
+        self.addCleanup(o.stop)
+        self.start([farm("r", [(o.host, o.port, None)])], [rule_xml("all", "r")],
+                   '<upstreamHttp2 farm="r"/>')
+        self.assertEqual(request(self.plain, path="/fine")[:3:2], (200, b"ok"))
+        # A GET reset before any response byte is replayed once (a stream is never reused),
+        # then answered 502; a POST is never sent twice.
+        status, _, body = request(self.plain, path="/reset")
+        self.assertEqual((status, o.counts["/reset"]), (502, 2))
+        self.assertIn(b"upstream_reset", body)
+        status, _, body = request(self.plain, "POST", "/reset", body=b"data")
+        self.assertEqual((status, o.counts["/reset"]), (502, 3))
+        status, _, _ = request(self.plain, path="/refuse")
+        self.assertEqual((status, o.counts["/refuse"]), (502, 2))
+        # Reset after the response began: the client's stream is reset in turn, not completed.
+        with Client("127.0.0.2", self.h2c) as c:
+            r = c.get("/cut")
+            self.assertEqual(r.status, 200)
+            self.assertFalse(r.ended)
+            self.assertIsNotNone(r.reset)
+            self.assertEqual(c.get("/fine").body, b"ok")
+        self.assertEqual(established_to(o.port), 1)
 
     def test_unknown_farm_is_a_configuration_error(self):
         with tempfile.TemporaryDirectory() as d:
