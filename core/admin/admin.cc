@@ -171,6 +171,14 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
          "TLS handshakes on https listeners that failed (bad bytes, no shared cipher, alerts).");
   o << "harrow_tls_handshake_failures_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.tls_handshake_failures.get(); }) << "\n";
+  family("harrow_http2_connections_active", "gauge", "Client connections speaking HTTP/2 now.");
+  o << "harrow_http2_connections_active "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.http2_connections_active.get(); })
+    << "\n";
+  family("harrow_http2_streams_total", "counter",
+         "HTTP/2 streams clients opened (refused ones included).");
+  o << "harrow_http2_streams_total "
+    << sum_worker(s, [](const WorkerMetrics& w) { return w.http2_streams.get(); }) << "\n";
   family("harrow_requests_total", "counter", "Requests whose head was read completely.");
   o << "harrow_requests_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.requests.get(); }) << "\n";

@@ -231,7 +231,8 @@ int ServerSession::on_begin_headers(nghttp2_session* session, const nghttp2_fram
     return self->glitch("streams above the concurrent limit") ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   stream->id = id;
-  stream->fields.reset(self->limits_.max_header_list);
+  self->fields_.reset(self->limits_.max_header_list);
+  self->fields_stream_ = id;
   nghttp2_session_set_stream_user_data(session, id, stream);
   ++self->open_streams_;
   return 0;
@@ -239,11 +240,13 @@ int ServerSession::on_begin_headers(nghttp2_session* session, const nghttp2_fram
 
 int ServerSession::on_header(nghttp2_session* session, const nghttp2_frame* frame,
                              const uint8_t* name, size_t namelen, const uint8_t* value,
-                             size_t valuelen, uint8_t, void*) {
+                             size_t valuelen, uint8_t, void* user) {
+  auto* self = static_cast<ServerSession*>(user);
   Stream* stream = stream_of(session, frame->hd.stream_id);
-  if (stream == nullptr || stream->trailers_expected) return 0;
-  stream->fields.add(std::string_view(reinterpret_cast<const char*>(name), namelen),
-                     std::string_view(reinterpret_cast<const char*>(value), valuelen));
+  if (stream == nullptr || stream->trailers_expected || frame->hd.stream_id != self->fields_stream_)
+    return 0;
+  self->fields_.add(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                    std::string_view(reinterpret_cast<const char*>(value), valuelen));
   return 0;
 }
 
@@ -255,10 +258,11 @@ int ServerSession::on_frame_recv(nghttp2_session* session, const nghttp2_frame* 
       Stream* stream = stream_of(session, frame->hd.stream_id);
       if (stream == nullptr) return 0;
       if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        if (stream->fields.too_large() && !self->glitch("header lists above the limit")) {
+        if (self->fields_.too_large() && !self->glitch("header lists above the limit")) {
           return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
-        self->events_->h2_request(stream, end_stream);
+        self->fields_stream_ = 0;
+        self->events_->h2_request(stream, self->fields_, end_stream);
       } else if (end_stream) {
         self->events_->h2_body_end(stream);
       }

@@ -46,7 +46,6 @@ struct SessionLimits {
 // Common to every stream the owner creates for a request (its own type derives from it).
 struct Stream {
   int32_t id = 0;
-  RequestFields fields;
   bool trailers_expected = false;  // a HEADERS frame after the request's first one
 };
 
@@ -55,9 +54,9 @@ class SessionEvents {
  public:
   // A new stream: the owner's Stream for it, or null to refuse it (RST_STREAM REFUSED_STREAM).
   virtual Stream* h2_open(int32_t id) = 0;
-  // The request head is complete (its fields in stream->fields, which may be too_large()).
-  // `end_stream`: no body follows.
-  virtual void h2_request(Stream* stream, bool end_stream) = 0;
+  // The request head is complete; `fields` (which may be too_large()) are valid during the
+  // call only. `end_stream`: no body follows.
+  virtual void h2_request(Stream* stream, const RequestFields& fields, bool end_stream) = 0;
   // A piece of the request body (the owner calls consume() once it has moved on).
   virtual void h2_body(Stream* stream, const uint8_t* data, size_t len) = 0;
   virtual void h2_body_end(Stream* stream) = 0;
@@ -140,6 +139,10 @@ class ServerSession {
   nghttp2_session* session_ = nullptr;
   SessionLimits limits_;
   SessionEvents* events_;
+  // The header block being decoded: blocks never interleave (RFC 9113 §4.3), so one set of
+  // fields, its capacity kept from request to request, serves every stream.
+  RequestFields fields_;
+  int32_t fields_stream_ = 0;
   Bucket resets_;
   Bucket glitches_;
   uint64_t now_ms_ = 0;

@@ -26,10 +26,13 @@ http2::SessionLimits session_limits(const Worker& worker) {
 H2Connection::H2Connection(ClientConnection* owner, Worker* worker, ClientSide client)
     : owner_(owner), worker_(worker), client_(client), session_(session_limits(*worker), this) {
   client_.http2 = true;
+  worker_->mutable_metrics().http2_connections_active.add();
 }
 
 H2Connection::~H2Connection() {
+  if (flush_queued_) worker_->cancel_flush(this);
   abort_all();
+  worker_->mutable_metrics().http2_connections_active.sub();
 }
 
 void H2Connection::receive(const char* data, size_t len) {
@@ -55,6 +58,13 @@ void H2Connection::report_failure() {
 }
 
 void H2Connection::send_now() {
+  if (closing_ || flush_queued_) return;
+  flush_queued_ = true;
+  worker_->flush_later(this);
+}
+
+void H2Connection::flush_now() {
+  flush_queued_ = false;
   if (closing_) return;
   if (sending_) {
     send_again_ = true;
@@ -93,6 +103,14 @@ void H2Connection::finish_if_done() {
   reschedule();
 }
 
+void H2Connection::queued_sub(size_t n) {
+  bool was_over = queued_ >= kConnectionQueueLowWater;
+  queued_ -= n;
+  if (!was_over || queued_ >= kConnectionQueueLowWater) return;
+  // Streams paused for the connection's sake (their own queues may be empty) read again.
+  for (H2Stream* stream : streams_) stream->resume_upstream_if_drained();
+}
+
 void H2Connection::on_written() {
   if (owner_->out_.memory() < kWriteLowWater) send_now();
 }
@@ -123,7 +141,7 @@ void H2Connection::on_timer() {
   if (streams_.empty()) {
     // Idle for clientKeepAlive: a GOAWAY says no stream was lost.
     session_.shutdown();
-    send_now();
+    flush_now();  // the GOAWAY is written before the connection starts to close
     if (!closing_) {
       closing_ = true;
       owner_->close_after_flush();
@@ -149,6 +167,7 @@ void H2Connection::shutdown() {
 }
 
 void H2Connection::abort_all() {
+  closing_ = true;
   std::vector<H2Stream*> streams;
   streams.swap(streams_);
   for (H2Stream* stream : streams) stream->abort_now();
@@ -157,14 +176,16 @@ void H2Connection::abort_all() {
 // ---------------------------------------------------------------- session events
 
 http2::Stream* H2Connection::h2_open(int32_t) {
+  worker_->mutable_metrics().http2_streams.add();
   if (closing_) return nullptr;
   auto* stream = new H2Stream(this);
   streams_.push_back(stream);
   return stream;
 }
 
-void H2Connection::h2_request(http2::Stream* stream, bool end_stream) {
-  static_cast<H2Stream*>(stream)->on_request(end_stream);
+void H2Connection::h2_request(http2::Stream* stream, const http2::RequestFields& fields,
+                              bool end_stream) {
+  static_cast<H2Stream*>(stream)->on_request(fields, end_stream);
 }
 
 void H2Connection::h2_body(http2::Stream* stream, const uint8_t* data, size_t len) {

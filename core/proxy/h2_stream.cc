@@ -26,6 +26,7 @@ H2Stream::H2Stream(H2Connection* connection) : connection_(connection) {}
 
 H2Stream::~H2Stream() {
   for (size_t i = queue_front_; i < queue_.size(); ++i) block_unref(queue_[i].block);
+  connection_->queued_sub(queued_bytes_);
 }
 
 H2Stream::Busy::~Busy() {
@@ -38,7 +39,7 @@ ClientSide H2Stream::client() const {
 
 // ---------------------------------------------------------------- the request
 
-void H2Stream::on_request(bool end_stream) {
+void H2Stream::on_request(const http2::RequestFields& fields, bool end_stream) {
   Busy busy(this);
   Worker& worker = connection_->worker();
   ex_ = worker.exchanges().take();
@@ -53,7 +54,7 @@ void H2Stream::on_request(bool end_stream) {
     refusal = "the HTTP/2 header list exceeds maxRequestHeaderBytes";
     failure = Failure::request_header_too_large;
   } else {
-    switch (fields.write_http1(!end_stream, head_text_)) {
+    switch (fields.write_http1(!end_stream, connection_->head_text())) {
       case http2::RequestFields::Result::Ok:
         break;
       case http2::RequestFields::Result::MissingAuthority:
@@ -76,13 +77,14 @@ void H2Stream::on_request(bool end_stream) {
   }
   if (refusal != nullptr) {
     // Logged with what is known of the request: a head of its method and path only.
-    head_text_.assign(fields.method().empty() ? "GET" : fields.method())
+    connection_->head_text()
+        .assign(fields.method().empty() ? "GET" : fields.method())
         .append(" ")
         .append(fields.path().empty() ? "/" : fields.path())
         .append(" HTTP/1.1\r\n\r\n");
   }
-  RequestDecoder::Step step =
-      ex_->decoder.decode(head_text_.data(), static_cast<uint32_t>(head_text_.size()));
+  RequestDecoder::Step step = ex_->decoder.decode(
+      connection_->head_text().data(), static_cast<uint32_t>(connection_->head_text().size()));
   if (!ex_->request_begun) request_begin();
   ex_->request_bytes = fields.list_size();
   if (refusal != nullptr) {
@@ -286,7 +288,7 @@ void H2Stream::upstream_head(const MessageHead& head, int status) {
       refuse_unsafe(result.rule, "a response header");
       return;
   }
-  bool parsed = response_head_.parse(std::string_view(block->data, writer.size()));
+  bool parsed = connection_->response_head().parse(std::string_view(block->data, writer.size()));
   block_unref(block);
   if (!parsed) {
     ex_->response_head_sent = false;
@@ -297,18 +299,18 @@ void H2Stream::upstream_head(const MessageHead& head, int status) {
   ex_->status = status;
   ex_->sent_status = status;
   if (result.no_body) response_end_queued_ = true;
-  submit_head(response_head_, !result.no_body);
+  submit_head(connection_->response_head(), !result.no_body);
 }
 
 bool H2Stream::submit_head(const http2::ResponseHead& head, bool has_body) {
-  nv_.clear();
-  nv_.push_back(field(":status", std::string_view(head.status_text, 3)));
+  connection_->nv().clear();
+  connection_->nv().push_back(field(":status", std::string_view(head.status_text, 3)));
   body_bytes_out_ += 9 + 3;
   for (const http2::ResponseField& f : head.fields()) {
-    nv_.push_back(field(f.name, f.value));
+    connection_->nv().push_back(field(f.name, f.value));
     body_bytes_out_ += f.name.size() + f.value.size() + 4;
   }
-  int rc = connection_->session().submit_response(this, nv_, has_body);
+  int rc = connection_->session().submit_response(this, connection_->nv(), has_body);
   connection_->send_now();
   return rc == 0;
 }
@@ -351,6 +353,7 @@ void H2Stream::queue_body(IoBlock* block, const char* data, size_t len) {
   block_ref(block);
   queue_.push_back({block, data, len});
   queued_bytes_ += len;
+  connection_->queued_add(len);
 }
 
 void H2Stream::queue_copy(std::string_view bytes) {
@@ -376,7 +379,8 @@ void H2Stream::upstream_read_end() {
   if (ex_ == nullptr) return;
   body_ready();
   connection_->send_now();
-  if (ex_->upstream != nullptr && !ex_->upstream_paused && queued_bytes_ > kStreamHighWater) {
+  if (ex_->upstream != nullptr && !ex_->upstream_paused &&
+      (queued_bytes_ > kStreamHighWater || connection_->queued() > kConnectionQueueHighWater)) {
     ex_->upstream->pause_reading();
     ex_->upstream_paused = true;
     // The client must open its window within clientSend (slow-read attack).
@@ -442,21 +446,28 @@ http2::SessionEvents::Pull H2Stream::pull(uint8_t* buf, size_t len) {
     if (!trailers_.empty()) {
       // The trailer section ends the stream in its own HEADERS frame (gRPC's grpc-status).
       result.trailers = true;
-      nv_.clear();
-      for (const http2::Field& f : trailers_) nv_.push_back(field(f.name, f.value));
-      connection_->session().submit_trailers(this, nv_);
+      std::vector<nghttp2_nv>& nv = connection_->nv();
+      nv.clear();
+      for (const http2::Field& f : trailers_) nv.push_back(field(f.name, f.value));
+      connection_->session().submit_trailers(this, nv);
       trailers_.clear();
     }
   } else if (result.bytes == 0) {
     deferred_ = true;
   }
-  if (ex_ != nullptr && ex_->upstream_paused && ex_->upstream != nullptr &&
-      queued_bytes_ < kStreamLowWater) {
-    ex_->upstream_paused = false;
-    set_deadline(0);
-    ex_->upstream->resume_reading();
-  }
+  connection_->queued_sub(result.bytes);  // may resume this stream and others
+  resume_upstream_if_drained();
   return result;
+}
+
+void H2Stream::resume_upstream_if_drained() {
+  if (ex_ == nullptr || !ex_->upstream_paused || ex_->upstream == nullptr) return;
+  if (queued_bytes_ >= kStreamLowWater || connection_->queued() >= kConnectionQueueLowWater) {
+    return;
+  }
+  ex_->upstream_paused = false;
+  set_deadline(0);
+  ex_->upstream->resume_reading();
 }
 
 // ---------------------------------------------------------------- failures
@@ -536,7 +547,8 @@ void H2Stream::respond_local(int status, std::string_view location, std::string_
   if (!location.empty()) w.field("Location", location);
   w << "Content-Type: text/plain\r\nContent-Length: " << static_cast<uint64_t>(body.size())
     << "\r\n\r\n";
-  bool parsed = !w.overflowed() && response_head_.parse(std::string_view(block->data, w.size()));
+  bool parsed = !w.overflowed() &&
+                connection_->response_head().parse(std::string_view(block->data, w.size()));
   block_unref(block);
   if (!parsed) body = {};
   ex_->response_head_sent = true;
@@ -549,10 +561,10 @@ void H2Stream::respond_local(int status, std::string_view location, std::string_
   if (!parsed) {
     http2::ResponseHead fallback;
     fallback.parse("HTTP/1.1 500 X\r\ncontent-length: 0\r\n\r\n");
-    response_head_ = std::move(fallback);
+    connection_->response_head() = std::move(fallback);
     has_body = false;
   }
-  submit_head(response_head_, has_body);
+  submit_head(connection_->response_head(), has_body);
 }
 
 void H2Stream::abort_exchange(Failure failure, int uv_status) {
@@ -598,6 +610,7 @@ void H2Stream::abort_now() {
     log_failure(*ex_, client(), Failure::client_aborted, 0);
     ex_->failed = true;
     ex_->failure = Failure::client_aborted;
+    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, false);
   }
   closed_ = true;
   finish();

@@ -26,6 +26,9 @@ struct Exchange;
 // above which the server is not read until the client's window lets it drain.
 inline constexpr size_t kStreamHighWater = 256 * 1024;
 inline constexpr size_t kStreamLowWater = 64 * 1024;
+// The same for all of a connection's streams together.
+inline constexpr size_t kConnectionQueueHighWater = 1024 * 1024;
+inline constexpr size_t kConnectionQueueLowWater = 512 * 1024;
 
 class H2Stream final : public http2::Stream, public UpstreamEvents, public RequestDecoderEvents {
  public:
@@ -35,7 +38,7 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   H2Stream& operator=(const H2Stream&) = delete;
 
   // From the session (h2_connection.cc).
-  void on_request(bool end_stream);
+  void on_request(const http2::RequestFields& fields, bool end_stream);
   void on_body(const uint8_t* data, size_t len);
   void on_body_end();
   // The stream is over; `error_code` non-zero: reset. Frees the stream (now, or once the
@@ -44,6 +47,8 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   http2::SessionEvents::Pull pull(uint8_t* buf, size_t len);
   // The connection is closing under the stream.
   void abort_now();
+  // Reads the server again if the stream paused it and the queues have drained.
+  void resume_upstream_if_drained();
   // Checks the stream's deadline against `now_ms`.
   void check_deadline(uint64_t now_ms);
   uint64_t deadline_ms() const { return deadline_ms_; }
@@ -106,7 +111,6 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
 
   H2Connection* connection_;
   Exchange* ex_ = nullptr;
-  std::string head_text_;  // the request head as HTTP/1.1 (the decoder's input)
   std::string held_body_;  // request body read before the server connection was ready
   size_t unconsumed_ = 0;  // request body bytes not yet given back to the window
   uint64_t body_bytes_in_ = 0;
@@ -114,9 +118,7 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   size_t queue_front_ = 0;
   size_t queued_bytes_ = 0;
   uint64_t body_bytes_out_ = 0;
-  uint64_t deadline_ms_ = 0;  // 0: none armed
-  http2::ResponseHead response_head_;
-  std::vector<nghttp2_nv> nv_;
+  uint64_t deadline_ms_ = 0;            // 0: none armed
   std::vector<http2::Field> trailers_;  // the server's, sent after the last DATA
   int busy_ = 0;
   bool head_sent_upstream_ = false;  // the request head went to the current connection

@@ -139,7 +139,9 @@ struct WorkerMetrics {
   Counter connections_active;
   Counter connections_rejected;
   Counter exchanges_active;  // client connections with a request under way (core/proxy/exchange.h)
-  Counter tls_handshake_failures;  // https listeners: handshakes that failed (or were garbage)
+  Counter tls_handshake_failures;    // https listeners: handshakes that failed (or were garbage)
+  Counter http2_connections_active;  // client connections speaking HTTP/2
+  Counter http2_streams;             // HTTP/2 streams opened by clients
   Counter requests;
   Counter failures[kFailureCount];  // every failure, including those with no farm or server
 };

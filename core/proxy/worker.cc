@@ -10,6 +10,7 @@
 #include "core/base/io_buffer.h"
 #include "core/base/log.h"
 #include "core/proxy/client_connection.h"
+#include "core/proxy/h2_connection.h"
 #include "core/proxy/upstream_connection.h"
 
 namespace harrow {
@@ -43,6 +44,8 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   wakeup_.data = this;
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
+  uv_idle_init(&loop_, &h2_flush_);
+  h2_flush_.data = this;
   client_timers_.init(&loop_, &ClientConnection::on_deadline);
   uv_timer_init(&loop_, &log_flush_timer_);
   log_flush_timer_.data = this;
@@ -358,6 +361,7 @@ void Worker::maybe_finish_stop() {
   }
   h2_sessions_.close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&h2_flush_), nullptr);
   client_timers_.close();
   access_log_.flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
@@ -365,6 +369,23 @@ void Worker::maybe_finish_stop() {
   std::lock_guard<std::mutex> lock(wakeup_mutex_);
   wakeup_closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+}
+
+void Worker::flush_later(H2Connection* connection) {
+  if (h2_to_flush_.empty()) {
+    uv_idle_start(&h2_flush_, [](uv_idle_t* handle) {
+      auto* self = static_cast<Worker*>(handle->data);
+      std::vector<H2Connection*> due;
+      due.swap(self->h2_to_flush_);
+      for (H2Connection* c : due) c->flush_now();
+      if (self->h2_to_flush_.empty()) uv_idle_stop(&self->h2_flush_);
+    });
+  }
+  h2_to_flush_.push_back(connection);
+}
+
+void Worker::cancel_flush(H2Connection* connection) {
+  std::erase(h2_to_flush_, connection);
 }
 
 }  // namespace harrow

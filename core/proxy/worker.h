@@ -27,6 +27,7 @@
 namespace harrow {
 
 class ClientConnection;
+class H2Connection;
 class UpstreamConnection;
 
 // A listening socket created and bound by the main thread, handed to one worker.
@@ -141,6 +142,10 @@ class Worker {
   RouteScratch& route_scratch() { return route_scratch_; }
   ExchangePool& exchanges() { return exchanges_; }
   TimerHeap& client_timers() { return client_timers_; }
+  // HTTP/2 connections with frames to send are written once per loop turn, before the next
+  // poll: a response's head, body and end, and many streams' frames, go out in one write.
+  void flush_later(H2Connection* connection);
+  void cancel_flush(H2Connection* connection);
   AccessLogBuffer& access_log() { return access_log_; }
   bool stopping() const { return stopping_; }
   int id() const { return id_; }
@@ -188,6 +193,8 @@ class Worker {
   H2UpstreamSessions h2_sessions_{&loop_};
   uv_async_t wakeup_{};
   uv_timer_t stop_timer_{};
+  uv_idle_t h2_flush_{};  // runs while h2_to_flush_ is not empty
+  std::vector<H2Connection*> h2_to_flush_;
   uv_timer_t log_flush_timer_{};
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;

@@ -888,6 +888,40 @@ TEST(ConfigListeners, BindingsAndHarrowListenersAreNormalisedAndDeduplicated) {
   EXPECT_EQ(config.admin_address, "[::1]:9000");
 }
 
+TEST(ConfigListeners, Http2IsOnForTlsOffForPlainAndAnExplicitSettingWins) {
+  Config config = load_ok(
+      "<configuration>\n"
+      "  <system.applicationHost><sites>\n"
+      "    <site name=\"a\"><bindings>\n"
+      "      <binding protocol=\"https\" bindingInformation=\"*:443:\"/>\n"
+      "      <binding protocol=\"https\" bindingInformation=\"*:8443:\"/>\n"
+      "      <binding protocol=\"http\" bindingInformation=\"*:80:\"/>\n"
+      "    </bindings></site>\n"
+      "  </sites></system.applicationHost>\n"
+      "  <harrow>\n"
+      "    <listen address=\"*:8443\" tls=\"true\" http2=\"false\"/>\n"
+      "    <listen address=\"*:8080\" http2=\"true\"/>\n"
+      "    <http2 maxConcurrentStreams=\"250\" initialWindowSize=\"131072\"/>\n"
+      "  </harrow>\n"
+      "</configuration>\n");
+  ASSERT_EQ(config.listeners.size(), 4u);
+  EXPECT_TRUE(config.listeners[0].http2);   // https binding: h2 by ALPN
+  EXPECT_FALSE(config.listeners[1].http2);  // the same address said http2="false"
+  EXPECT_FALSE(config.listeners[2].http2);  // plain binding: off
+  EXPECT_TRUE(config.listeners[3].http2);   // plain listener that says so: h2c
+  EXPECT_EQ(config.http2.max_concurrent_streams, 250u);
+  EXPECT_EQ(config.http2.initial_window_size, 131072u);
+}
+
+TEST(ConfigHarrow, Http2SettingsAreRangeChecked) {
+  EXPECT_EQ(formatted_errors("<configuration>\n<harrow>\n"
+                             "  <http2 maxConcurrentStreams=\"0\"/>\n"
+                             "  <listen address=\"*:80\" http2=\"maybe\"/>\n"
+                             "</harrow>\n</configuration>\n")
+                .size(),
+            2u);
+}
+
 TEST(ConfigHarrow, TimeoutsAreRangeChecked) {
   EXPECT_EQ(formatted_errors("<configuration>\n<harrow>\n"
                              "  <timeouts connect=\"00:00:00\" shutdown=\"00:00:00\"/>\n"

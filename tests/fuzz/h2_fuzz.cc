@@ -37,10 +37,10 @@ class Owner final : public SessionEvents {
     streams.emplace_back();
     return &streams.back();
   }
-  void h2_request(Stream* stream, bool end_stream) override {
-    if (!stream->fields.too_large() &&
-        stream->fields.write_http1(!end_stream, head) ==
-            harrow::http2::RequestFields::Result::Ok) {
+  void h2_request(Stream* stream, const harrow::http2::RequestFields& fields,
+                  bool end_stream) override {
+    if (!fields.too_large() &&
+        fields.write_http1(!end_stream, head) == harrow::http2::RequestFields::Result::Ok) {
       harrow::RequestDecoder decoder;
       harrow::MessageHead message;
       HeadOnly events;
@@ -53,8 +53,8 @@ class Owner final : public SessionEvents {
     }
     static char status[] = "200";
     static char name[] = ":status";
-    nghttp2_nv nv[] = {{reinterpret_cast<uint8_t*>(name), reinterpret_cast<uint8_t*>(status), 7,
-                        3, NGHTTP2_NV_FLAG_NONE}};
+    nghttp2_nv nv[] = {{reinterpret_cast<uint8_t*>(name), reinterpret_cast<uint8_t*>(status), 7, 3,
+                        NGHTTP2_NV_FLAG_NONE}};
     session->submit_response(stream, nv, true);
   }
   void h2_body(Stream* stream, const uint8_t*, size_t len) override {
