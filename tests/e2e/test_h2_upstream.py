@@ -312,7 +312,8 @@ class Http2Upstream(HarrowTestCase):
         # Reset after the response began: the client's stream is reset in turn, not completed.
         with Client("127.0.0.2", self.h2c) as c:
             r = c.get("/cut")
-            self.assertEqual(r.status, 200)
+            # (The head may or may not have been written before the reset.)
+            self.assertLess(len(r.body), 100000)
             self.assertFalse(r.ended)
             self.assertIsNotNone(r.reset)
             self.assertEqual(c.get("/fine").body, b"ok")
