@@ -72,8 +72,11 @@ void H2UpstreamSession::connect() {
 bool H2UpstreamSession::has_room() const {
   if (state_ == State::Closing || goaway_) return false;
   if (session_ == nullptr) return waiting_.size() < kMaxWaiting;
-  uint32_t limit =
-      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  // Until the server's SETTINGS arrive its limit is unknown: RFC 9113 §6.5.2 advises at least
+  // 100, so that many streams go to one connection meanwhile.
+  uint32_t limit = settings_seen_ ? nghttp2_session_get_remote_settings(
+                                        session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                                  : static_cast<uint32_t>(kMaxWaiting);
   return attached_.size() < std::min(limit, kMaxStreamsPerSession);
 }
 
@@ -438,6 +441,9 @@ int H2UpstreamSession::on_frame_recv(nghttp2_session*, const nghttp2_frame* fram
       if (end_stream) {
         if (Stream* s = self->stream_of(id)) s->h2_end();
       }
+      return 0;
+    case NGHTTP2_SETTINGS:
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) self->settings_seen_ = true;
       return 0;
     case NGHTTP2_GOAWAY:
       // No new streams; those above the last one the server took are closed as refused.

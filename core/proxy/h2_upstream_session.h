@@ -155,6 +155,7 @@ class H2UpstreamSession {
   };
   std::unordered_map<int32_t, Block> blocks_;
   bool goaway_ = false;
+  bool settings_seen_ = false;  // the server's first SETTINGS frame arrived
   bool in_recv_ = false;
   bool send_pending_ = false;
   bool soon_armed_ = false;

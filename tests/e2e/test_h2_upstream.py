@@ -190,6 +190,25 @@ class Http2Upstream(HarrowTestCase):
         self.assertEqual(results, [(200, True)] * 16)
         self.assertEqual(established_to(o.port), 1)
 
+    def test_a_second_connection_once_the_server_stream_limit_is_reached(self):
+        # harrow-h2-origin allows 100 concurrent streams; 120 slow calls at once need two
+        # connections (and no more).
+        o = self.h2_origin("busy")
+        self.h2c_farm(o)
+        clients = [Client("127.0.0.2", self.h2c) for _ in range(2)]
+        calls = []
+        for c in clients:
+            self.addCleanup(c.close)
+            for i in range(60):
+                sid = c.start("POST", "/harrow.test.Echo/Slow", GRPC)
+                c.send(sid, grpc_frame(b"s%d" % i), end_stream=True)
+                calls.append((c, sid, b"s%d" % i))
+        wait_for(lambda: established_to(o.port) == 2, 5, "a second server connection")
+        for c, sid, message in calls:
+            r = c.wait(sid)
+            self.assertEqual((grpc_status(r), r.messages()), (0, [message]))
+        self.assertEqual(established_to(o.port), 2)
+
     def test_grpc_calls_pass_with_trailers_streaming_and_deadlines(self):
         o = self.h2_origin("grpc")
         self.h2c_farm(o)

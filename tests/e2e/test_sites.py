@@ -83,7 +83,10 @@ class Sites(HarrowTestCase):
             with open(self.access_log) as f:
                 return [line for line in f if not line.startswith("#")]
         wait_for(lambda: len(lines()) >= 2, 5, "two access log lines")
-        by_path = {line.split()[5]: line.split()[-1] for line in lines()}
+        with open(self.access_log) as f:
+            names = next(line for line in f if line.startswith("#Fields:")).split()[1:]
+        path, site = names.index("cs-uri-stem"), names.index("s-sitename")
+        by_path = {line.split()[path]: line.split()[site] for line in lines()}
         self.assertEqual(by_path, {"/a": "Shop", "/b": "Blog"})
 
 
