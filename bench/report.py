@@ -12,6 +12,10 @@ Subcommands:
   idle --pid PID --port P --connections N --proxy NAME --run K --out FILE
                                      open N keep-alive client connections, one request on each,
                                      then hold them idle and record the proxy's RSS per connection
+  burst --pid PID --port P --connections N --proxy NAME --run K --out FILE [--settle S]
+                                     open N client connections, send one GET on each at once, read
+                                     every answer, hold them idle: peak RSS growth per request in
+                                     flight, and RSS per idle connection S seconds after the burst
   stream --pid PID --url URL --proxy NAME --run K --out FILE [--upload-bytes N]
                                      one very large body through the proxy (download, or an
                                      upload of N bytes): MiB/s and the proxy's RSS growth
@@ -26,6 +30,10 @@ Subcommands:
                                      open N TLS connections that negotiate h2 by ALPN, one request
                                      on each, then hold them idle: the proxy's RSS per connection
   h2-summary FILE                    print a one-line summary of an h2load record
+  cpu-window --pid PID --proxy NAME --load LABEL --run K --out FILE [--seconds S] [--status-url URL]
+                                     CPU the proxy's processes use over S seconds with no client
+                                     traffic (% of one core), its threads and wake-ups, and the
+                                     requests the origin counted meanwhile (nginx stub_status)
   summarize --meta FILE --records DIR --out FILE
                                      median over runs, print the table, write the results JSON
 """
@@ -565,6 +573,146 @@ def cmd_h2_idle(argv):
            "errors": (failed + (n - alive)) if negotiated else 0}
     with open(o["--out"], "w") as f:
         json.dump(rec, f, indent=1)
+
+
+def _raise_nofile(want):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cmd_burst(argv):
+    """N client connections, established first and left quiet; then one GET on every one of
+    them at once (a tight send loop), every answer read, and the connections held idle. The
+    proxy's RSS is sampled every 2 ms from before the connections to the end of the burst."""
+    import select
+    o = dict(zip(argv[0::2], argv[1::2]))
+    pid, port, n = int(o["--pid"]), int(o["--port"]), int(o["--connections"])
+    settle = float(o.get("--settle", "10"))
+    deadline = time.monotonic() + float(o.get("--max-seconds", "120"))
+    limit = _raise_nofile(n + 100)
+    if limit < n + 20:
+        print(f"burst: open-file limit {limit} is below {n} connections", file=sys.stderr)
+        return 1
+    pids = process_tree(pid)
+    time.sleep(0.3)
+    rss0 = rss_kb(pids)
+    request = b"GET /1k HTTP/1.1\r\nHost: bench\r\n\r\n"
+    ep = select.epoll()
+    socks = {}
+    connected, failed, i, pending = 0, 0, 0, 0
+    batch = 1000  # connects in flight at once (the listen backlog is finite)
+    while connected + failed < n and time.monotonic() < deadline:
+        while i < n and pending < batch:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            socks[s.fileno()] = s
+            ep.register(s.fileno(), select.EPOLLOUT)
+            pending += 1
+            i += 1
+        for fd, ev in ep.poll(0.5):
+            s = socks[fd]
+            ep.unregister(fd)
+            pending -= 1
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                failed += 1
+                del socks[fd]
+                s.close()
+            else:
+                connected += 1
+    time.sleep(0.5)
+    rss_connected = rss_kb(pids)
+
+    samples = []
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            samples.append(rss_kb(pids))
+            time.sleep(0.002)
+
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    time.sleep(0.02)
+    t0 = time.monotonic()
+    for fd, s in socks.items():
+        try:
+            s.send(request)
+        except OSError:
+            pass
+        ep.register(fd, select.EPOLLIN)
+    t_sent = time.monotonic()
+    bufs = {fd: b"" for fd in socks}
+    done, broken = 0, 0
+    open_fds = set(socks)
+    while open_fds and time.monotonic() < deadline:
+        for fd, ev in ep.poll(0.5):
+            try:
+                data = socks[fd].recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                ep.unregister(fd)
+                open_fds.discard(fd)
+                broken += 1
+                continue
+            buf = bufs[fd] + data
+            bufs[fd] = buf
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                continue
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", buf[:end + 2])
+            if m and len(buf) >= end + 4 + int(m.group(1)):
+                ok = buf.startswith(b"HTTP/1.1 200")
+                ep.unregister(fd)
+                open_fds.discard(fd)
+                done += 1 if ok else 0
+                broken += 0 if ok else 1
+    t_done = time.monotonic()
+    time.sleep(0.1)
+    stop.set()
+    th.join()
+    rss_peak = max(samples) if samples else rss_kb(pids)
+    rss_after = rss_kb(pids)
+    # Idle after the burst: the answers were read; the connections stay open and quiet.
+    idle_samples = []
+    t_end = time.monotonic() + settle
+    while time.monotonic() < t_end:
+        time.sleep(min(1.0, max(0.0, t_end - time.monotonic())))
+        idle_samples.append(rss_kb(pids))
+    alive = 0
+    for s in socks.values():
+        try:
+            alive += 1 if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"" else 0
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    rss_idle = rss_kb(process_tree(pid))
+    for s in socks.values():
+        s.close()
+    ep.close()
+    rec = {"proxy": o["--proxy"], "load": o.get("--load", "burst-c%d" % n), "kind": "burst",
+           "run": int(o.get("--run", "1")), "connections": n, "connected": connected,
+           "served": done, "failed": failed + broken + (connected - done - broken), "alive": alive,
+           "send_ms": (t_sent - t0) * 1000, "burst_ms": (t_done - t0) * 1000,
+           "rss_before_kb": rss0, "rss_connected_kb": rss_connected, "rss_peak_kb": rss_peak,
+           "rss_after_burst_kb": rss_after, "rss_idle_kb": rss_idle,
+           "rss_idle_per_s_kb": idle_samples,
+           # Every connection's request was in flight at once (answered or not).
+           "bytes_per_inflight": (rss_peak - rss0) * 1024 / connected if connected else None,
+           "bytes_per_idle_conn": (rss_idle - rss0) * 1024 / alive if alive else None,
+           "errors": failed + broken + (n - alive)}
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    print("burst %-8s %5d served of %d in %.0f ms, peak +%.1f MiB = %.0f B per request in flight,"
+          " %.0f B per idle connection after %.0f s (%d alive)" % (
+              o["--proxy"], done, n, rec["burst_ms"], (rss_peak - rss0) / 1024,
+              rec["bytes_per_inflight"] or 0, rec["bytes_per_idle_conn"] or 0, settle, alive))
     return 0
 
 
@@ -794,6 +942,124 @@ def _table_idle(w, rs_load, names):
     return {"proxies": per, "harrow_vs_best_peer": ratios}
 
 
+def _spread(values):
+    values = [v for v in values if v is not None]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def _table_burst(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = sorted((r for r in rs_load if r["proxy"] == p), key=lambda r: r["run"])
+        inflight = [r["bytes_per_inflight"] for r in rs]
+        idle = [r["bytes_per_idle_conn"] for r in rs]
+        per[p] = {"runs": len(rs), "connections": rs[0]["connections"],
+                  "served": _median([r["served"] for r in rs]),
+                  "burst_ms": _median([r["burst_ms"] for r in rs]),
+                  "rss_before_kb": _median([r["rss_before_kb"] for r in rs]),
+                  "rss_peak_growth_kb": _median([r["rss_peak_kb"] - r["rss_before_kb"] for r in rs]),
+                  "bytes_per_inflight": _median(inflight),
+                  "bytes_per_inflight_spread": _spread(inflight),
+                  "bytes_per_idle_conn": _median(idle),
+                  "bytes_per_idle_conn_spread": _spread(idle),
+                  "bytes_per_inflight_all": inflight, "bytes_per_idle_conn_all": idle,
+                  "errors": sum(r["errors"] for r in rs)}
+    hdr = (f"{'proxy':<10}{'served':>8}{'burst ms':>10}{'RSS before':>12}{'peak growth':>13}"
+           f"{'B/in flight':>13}{'(min-max)':>16}{'B/idle conn':>13}{'(min-max)':>16}{'errors':>7}")
+    w(hdr)
+    w("-" * len(hdr))
+
+    def rng(sp):
+        return "-" if sp[0] is None else f"{sp[0]:.0f}-{sp[1]:.0f}"
+
+    for p, s in per.items():
+        w(f"{p:<10}{s['served']:>8.0f}{s['burst_ms']:>10.0f}{s['rss_before_kb'] / 1024:>10.1f}MB"
+          f"{s['rss_peak_growth_kb'] / 1024:>11.1f}MB{s['bytes_per_inflight'] or 0:>13.0f}"
+          f"{rng(s['bytes_per_inflight_spread']):>16}{s['bytes_per_idle_conn'] or 0:>13.0f}"
+          f"{rng(s['bytes_per_idle_conn_spread']):>16}{s['errors']:>7}")
+    ratios = {"bytes_per_inflight": _best_ratio(per, "bytes_per_inflight", min),
+              "bytes_per_idle_conn": _best_ratio(per, "bytes_per_idle_conn", min)}
+    w(f"harrow vs best peer: memory per request in flight {_fmt_ratio(ratios['bytes_per_inflight'])} | "
+      f"per idle connection after the burst {_fmt_ratio(ratios['bytes_per_idle_conn'])} lower=better")
+    _errors_note(w, per)
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
+def _ctx_switches(pids):
+    """voluntary + involuntary context switches of every thread: how often they woke up."""
+    total = 0
+    for t in _threads(pids):
+        try:
+            with open(f"/proc/{t}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def _origin_requests(url):
+    if not url:
+        return None
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return int(text.splitlines()[2].split()[2])  # "accepts handled requests" line
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cmd_cpu_window(argv):
+    o = dict(zip(argv[0::2], argv[1::2]))
+    pid, seconds = int(o["--pid"]), float(o.get("--seconds", "10"))
+    pids = process_tree(pid)
+    c0, w0, r0, t0 = cpu_ticks(pids), _ctx_switches(pids), _origin_requests(o.get("--status-url")), time.monotonic()
+    time.sleep(seconds)
+    pids = process_tree(pid)
+    c1, w1, r1, t1 = cpu_ticks(pids), _ctx_switches(pids), _origin_requests(o.get("--status-url")), time.monotonic()
+    wall = t1 - t0
+    # The status request itself is one of the origin's requests.
+    probes = (r1 - r0 - 1) if (r0 is not None and r1 is not None) else None
+    rec = {"proxy": o["--proxy"], "load": o["--load"], "kind": "cpu-window", "run": int(o.get("--run", "1")),
+           "seconds": wall, "cpu_pct": 100.0 * (c1 - c0) / CLK_TCK / wall,
+           "threads": len(_threads(pids)), "wakeups_per_s": (w1 - w0) / wall,
+           "probes_per_s": probes / wall if probes is not None else None,
+           "cpu_us_per_probe": (1e6 * (c1 - c0) / CLK_TCK / probes) if probes else None,
+           "errors": 0}
+    with open(o["--out"], "w") as f:
+        json.dump(rec, f, indent=1)
+    print("%-14s %-8s run %d: %.2f%% of a core, %d threads, %.0f wake-ups/s%s" % (
+        o["--load"], o["--proxy"], rec["run"], rec["cpu_pct"], rec["threads"], rec["wakeups_per_s"],
+        "" if rec["probes_per_s"] is None else ", %.0f probes/s, %.0f us CPU per probe" % (
+            rec["probes_per_s"], rec["cpu_us_per_probe"] or 0)))
+    return 0
+
+
+def _table_cpu_window(w, rs_load, names):
+    per = {}
+    for p in names:
+        rs = sorted((r for r in rs_load if r["proxy"] == p), key=lambda r: r["run"])
+        cpu = [r["cpu_pct"] for r in rs]
+        per[p] = {"runs": len(rs), "cpu_pct": _median(cpu), "cpu_pct_spread": _spread(cpu),
+                  "cpu_pct_all": cpu, "threads": _median([r["threads"] for r in rs]),
+                  "wakeups_per_s": _median([r["wakeups_per_s"] for r in rs]),
+                  "probes_per_s": _median([r["probes_per_s"] for r in rs]),
+                  "cpu_us_per_probe": _median([r["cpu_us_per_probe"] for r in rs]), "errors": 0}
+    hdr = (f"{'proxy':<10}{'% of a core':>12}{'(min-max)':>14}{'threads':>9}{'wake-ups/s':>12}"
+           f"{'probes/s':>10}{'us/probe':>10}")
+    w(hdr)
+    w("-" * len(hdr))
+    for p, s in per.items():
+        sp = s["cpu_pct_spread"]
+        rng = "-" if sp[0] is None else f"{sp[0]:.2f}-{sp[1]:.2f}"
+        pr = "-" if s["probes_per_s"] is None else f"{s['probes_per_s']:.0f}"
+        us = "-" if s["cpu_us_per_probe"] is None else f"{s['cpu_us_per_probe']:.1f}"
+        w(f"{p:<10}{s['cpu_pct']:>12.2f}{rng:>14}{s['threads']:>9.0f}{s['wakeups_per_s']:>12.0f}{pr:>10}{us:>10}")
+    ratios = {"cpu_pct": _best_ratio(per, "cpu_pct", min)}
+    w(f"harrow vs best peer: CPU {_fmt_ratio(ratios['cpu_pct'])} lower=better")
+    return {"proxies": per, "harrow_vs_best_peer": ratios}
+
+
 def _table_stream(w, rs_load, names):
     per = {}
     for p in names:
@@ -982,7 +1248,8 @@ def cmd_summarize(argv):
                 names.append(p)
         w("")
         w(f"load {load}" + (f" — {meta['load_notes'][load]}" if load in meta.get("load_notes", {}) else ""))
-        fn = {"wrk": _table_wrk, "idle": _table_idle, "stream": _table_stream,
+        fn = {"wrk": _table_wrk, "idle": _table_idle, "burst": _table_burst,
+              "cpu-window": _table_cpu_window, "stream": _table_stream,
               "syscalls": _table_syscalls, "h2load": _table_h2load, "h2idle": _table_h2_idle}[kind]
         summary[load] = fn(w, rs_load, names)
 
@@ -1004,6 +1271,7 @@ def main():
           "record-summary": cmd_record_summary,
           "idle": cmd_idle, "stream": cmd_stream, "syscalls": cmd_syscalls,
           "h2load": cmd_h2load, "h2-idle": cmd_h2_idle, "h2-summary": cmd_h2_summary,
+          "burst": cmd_burst, "cpu-window": cmd_cpu_window,
           "summarize": cmd_summarize}.get(cmd)
     if not fn:
         print(__doc__, file=sys.stderr)

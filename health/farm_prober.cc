@@ -3,7 +3,9 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -36,9 +38,104 @@ uint64_t ms(Millis m) {
 
 }  // namespace
 
+// The one thread and event loop every farm's prober runs on. A thread per farm made a Harrow
+// with hundreds of farms run hundreds of threads, each waking up for its own few probes; on one
+// loop, probes that fall due together (farm_prober.cc puts them on a grid) go out in one
+// wake-up, whichever farm they belong to.
+class ProberLoop {
+ public:
+  // The process's prober loop, started by the first caller; its thread ends when the last
+  // holder lets go.
+  static std::shared_ptr<ProberLoop> acquire();
+  ~ProberLoop();
+  ProberLoop(const ProberLoop&) = delete;
+  ProberLoop& operator=(const ProberLoop&) = delete;
+
+  uv_loop_t* loop() { return &loop_; }
+  // Runs `task` on the loop's thread and returns once it has run. Not from the loop's thread.
+  void run(const std::function<void()>& task);
+
+ private:
+  ProberLoop();
+  static void on_tasks(uv_async_t* async);
+
+  uv_loop_t loop_{};
+  uv_async_t tasks_{};
+  std::mutex mutex_;  // guards queue_
+  std::vector<std::function<void()>> queue_;
+  std::thread thread_;
+};
+
+std::shared_ptr<ProberLoop> ProberLoop::acquire() {
+  static std::mutex mutex;
+  static std::weak_ptr<ProberLoop> current;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::shared_ptr<ProberLoop> loop = current.lock();
+  if (!loop) {
+    loop.reset(new ProberLoop());
+    current = loop;
+  }
+  return loop;
+}
+
+ProberLoop::ProberLoop() {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &tasks_, &ProberLoop::on_tasks);
+  tasks_.data = this;
+  thread_ = std::thread([this] {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  });
+}
+
+ProberLoop::~ProberLoop() {
+  // Every prober has closed its handles; with this one closed too the loop ends (after the
+  // close callbacks still pending).
+  run([this] { uv_close(reinterpret_cast<uv_handle_t*>(&tasks_), nullptr); });
+  thread_.join();
+}
+
+void ProberLoop::run(const std::function<void()>& task) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool ran = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.emplace_back([&] {
+      task();
+      // Notified under the lock: the waiter cannot return (and take these with it) before.
+      std::lock_guard<std::mutex> done(mutex);
+      ran = true;
+      cv.notify_one();
+    });
+  }
+  uv_async_send(&tasks_);
+  std::unique_lock<std::mutex> lock(mutex);
+  cv.wait(lock, [&] { return ran; });
+}
+
+void ProberLoop::on_tasks(uv_async_t* async) {
+  auto* self = static_cast<ProberLoop*>(async->data);
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    tasks.swap(self->queue_);
+  }
+  for (auto& task : tasks) task();
+}
+
 // One server as the prober sees it. Heap-allocated; freed in its timer's close callback.
 struct ServerRuntime {
   ProbedServer spec;
+  // The farm's probe request made for this server, built at its first probe after a spec
+  // change (not per probe: most of it is strings).
+  ProbeRequest request;
+  bool request_ready = false;
+  // What the status page last got as this server's last probe: the same result again (a pass,
+  // every interval) is not formatted and stored again.
+  bool last_noted = false;
+  ProbeResultKind last_kind = ProbeResultKind::Pass;
+  std::string last_detail;
   ServerHealth machine;
   std::unique_ptr<ProbeClient> client;
   uv_timer_t timer{};
@@ -59,13 +156,24 @@ struct FarmProber::Impl {
   std::optional<ProbedFarm> pending_spec;
   std::vector<std::pair<std::string, AdminCommand>> pending_commands;
   bool stop_requested = false;
+  // The table whose traffic bell rings this prober (guarded by `mutex`): cleared before the
+  // prober goes away.
+  std::shared_ptr<HealthTable> belled_table;
+  std::atomic<bool> fold_requested{false};  // a worker counted live-traffic failures
 
   ProbedFarm spec;
   std::vector<ServerRuntime*> servers;
-  uv_loop_t loop{};
+  std::shared_ptr<ProberLoop> prober_loop;  // shared by every farm's prober
+  uv_loop_t* loop = nullptr;
   uv_async_t wakeup{};
   uv_timer_t tick{};
-  std::thread thread;
+  bool tick_running = false;  // only while a server wants it (ServerHealth::wants_tick)
+  bool shut_down = false;
+  int handles_closing = 0;
+  // Set (under closed_mutex) when tick and wakeup have closed: *this may go then.
+  std::mutex closed_mutex;
+  std::condition_variable closed_cv;
+  bool closed = false;
   std::mt19937_64 rng{std::random_device{}()};
   bool panic = false;
   std::vector<uint64_t> live_failures;
@@ -114,6 +222,24 @@ struct FarmProber::Impl {
     if (by_admin) s.logged_once = false;
     log_transition(s, *t);
     update_panic();
+    if (!tick_running && s.machine.wants_tick()) start_tick();
+  }
+
+  // The tick runs only while a server has something timed to do (a graceful stop watching
+  // the requests in flight, a back-off): an idle farm does not wake its thread up.
+  void start_tick() {
+    tick_running = true;
+    uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
+  }
+
+  void update_tick() {
+    bool want = std::any_of(servers.begin(), servers.end(),
+                            [](const ServerRuntime* s) { return s->machine.wants_tick(); });
+    if (want && !tick_running) start_tick();
+    if (!want && tick_running) {
+      uv_timer_stop(&tick);
+      tick_running = false;
+    }
   }
 
   void update_panic() {
@@ -139,6 +265,13 @@ struct FarmProber::Impl {
 
   void schedule(ServerRuntime& s, uint64_t delay) {
     if (!spec.policy.active_probing) return;
+    // Probes fall due on a grid (a fiftieth of the interval, at most 20 ms), so those due
+    // within a few milliseconds of each other go out in one wake-up of the thread.
+    uint64_t grid = std::clamp<uint64_t>(ms(spec.interval) / 50, 1, 20);
+    uint64_t now_ms = uv_now(loop);
+    uint64_t at = now_ms + delay;
+    at += (grid - at % grid) % grid;
+    delay = at - now_ms;
     uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
     spec.table->probe_record(s.index).next_probe_unix_ms.store(
         unix_ms() + static_cast<int64_t>(delay), std::memory_order_relaxed);
@@ -150,47 +283,76 @@ struct FarmProber::Impl {
     self.schedule(*s, self.jittered_interval());
     // A probe still running from the previous interval is not doubled up.
     if (s->client->busy()) return;
-    ProbeRequest request = self.spec.request;
-    request.address = s->spec.probe_address;
-    if (!s->spec.host_header.empty()) request.host_header = s->spec.host_header;
-    if (!s->spec.tls_name.empty()) request.tls_name = s->spec.tls_name;
+    if (!s->request_ready) {
+      s->request = self.spec.request;
+      s->request.address = s->spec.probe_address;
+      if (!s->spec.host_header.empty()) s->request.host_header = s->spec.host_header;
+      if (!s->spec.tls_name.empty()) s->request.tls_name = s->spec.tls_name;
+      s->request_ready = true;
+    }
     if (!s->spec.resolved) {
       self.apply_probe(
           *s, ProbeResult{ProbeResultKind::ConnectFailed, 0, 0, "address does not resolve"});
       return;
     }
-    s->client->probe(request, [s](ProbeResult result) { s->farm->apply_probe(*s, result); });
+    s->client->probe(s->request, [s](ProbeResult result) { s->farm->apply_probe(*s, result); });
   }
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
     ProbeRecord& slot = spec.table->probe_record(s.index);
     slot.probes[static_cast<int>(result.kind)].fetch_add(1, std::memory_order_relaxed);
-    slot.set_last_probe(std::string(probe_result_name(result.kind)) +
-                        (result.detail.empty() ? "" : ": " + result.detail));
+    if (!s.last_noted || s.last_kind != result.kind || s.last_detail != result.detail) {
+      slot.set_last_probe(std::string(probe_result_name(result.kind)) +
+                          (result.detail.empty() ? "" : ": " + result.detail));
+      s.last_noted = true;
+      s.last_kind = result.kind;
+      s.last_detail = result.detail;
+    }
     slot.last_probe_unix_ms.store(unix_ms(), std::memory_order_relaxed);
     publish(s, s.machine.on_probe(result, now()));
   }
 
-  static void on_tick(uv_timer_t* t) {
-    Impl& self = *static_cast<Impl*>(t->data);
-    size_t n = self.servers.size();
-    self.live_failures.assign(n, 0);
-    self.in_flight.assign(n, 0);
-    if (self.spec.traffic) self.spec.traffic(self.live_failures, self.in_flight);
-    TimePoint now = self.now();
-    for (ServerRuntime* s : self.servers) {
+  // Folds the live-traffic failures the workers counted since the last call, and with
+  // `tick` runs every server's timed transitions.
+  void fold_traffic(bool tick) {
+    size_t n = servers.size();
+    live_failures.assign(n, 0);
+    in_flight.assign(n, 0);
+    if (spec.traffic) spec.traffic(live_failures, in_flight);
+    TimePoint t = now();
+    for (ServerRuntime* s : servers) {
       // Counters start at zero with the server and follow it across reloads (carried over by
-      // identity), so the difference since the last tick is exactly the new failures.
-      uint64_t total = self.live_failures[s->index];
+      // identity), so the difference since the last fold is exactly the new failures.
+      uint64_t total = live_failures[s->index];
       if (total > s->seen_live_failures) {
         uint64_t delta = total - s->seen_live_failures;
-        self.publish(*s, s->machine.on_live_failures(
-                             static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), now));
+        publish(*s, s->machine.on_live_failures(
+                        static_cast<uint32_t>(std::min<uint64_t>(delta, UINT32_MAX)), t));
       }
       s->seen_live_failures = total;
-      self.publish(*s, s->machine.on_tick(self.in_flight[s->index], now));
+      if (tick) publish(*s, s->machine.on_tick(in_flight[s->index], t));
     }
+  }
+
+  static void on_tick(uv_timer_t* t) {
+    Impl& self = *static_cast<Impl*>(t->data);
+    self.fold_traffic(true);
+    self.update_tick();
+  }
+
+  // Rung from a worker thread (HealthTable::ring_traffic_bell).
+  void ring() {
+    fold_requested.store(true, std::memory_order_release);
+    uv_async_send(&wakeup);
+  }
+
+  void listen_to(const std::shared_ptr<HealthTable>& table) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (stop_requested || belled_table == table) return;
+    if (belled_table) belled_table->set_traffic_bell(nullptr);
+    belled_table = table;
+    if (table) table->set_traffic_bell([this] { ring(); });
   }
 
   static void on_wakeup(uv_async_t* a) {
@@ -204,9 +366,11 @@ struct FarmProber::Impl {
       commands.swap(self.pending_commands);
       stop = self.stop_requested;
     }
+    if (stop) return;  // the destructor shuts the prober down
     if (spec) self.apply_spec(std::move(*spec));
     for (auto& [server, command] : commands) self.apply_command(server, command);
-    if (stop) self.shutdown();
+    if (self.fold_requested.exchange(false, std::memory_order_acq_rel)) self.fold_traffic(false);
+    self.update_tick();
   }
 
   ServerRuntime* find(const std::string& server) {
@@ -233,8 +397,8 @@ struct FarmProber::Impl {
     auto* s = new ServerRuntime(ps, spec.policy, now());
     s->farm = this;
     s->index = index;
-    s->client = std::make_unique<ProbeClient>(&loop);
-    uv_timer_init(&loop, &s->timer);
+    s->client = std::make_unique<ProbeClient>(loop);
+    uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     // First probes are spread across the interval, so a farm (or many Harrows) starting at
     // once does not probe in lock-step.
@@ -263,6 +427,7 @@ struct FarmProber::Impl {
         ServerRuntime* s = *it;
         *it = nullptr;
         s->spec = spec.servers[i];
+        s->request_ready = false;
         s->index = i;
         s->machine.set_policy(spec.policy);
         if (!spec.policy.active_probing) {
@@ -285,45 +450,61 @@ struct FarmProber::Impl {
     }
     panic = spec.table->panic();  // carried over with the table; logged only when it changes
     update_panic();
+    listen_to(spec.table);
+    update_tick();
   }
 
+  // On the loop's thread.
   void start() {
-    uv_loop_init(&loop);
-    uv_async_init(&loop, &wakeup, &Impl::on_wakeup);
+    uv_async_init(loop, &wakeup, &Impl::on_wakeup);
     wakeup.data = this;
-    uv_timer_init(&loop, &tick);
+    uv_timer_init(loop, &tick);
     tick.data = this;
-    uv_timer_start(&tick, &Impl::on_tick, kTickMs, kTickMs);
     ProbedFarm initial = std::move(spec);
     spec = ProbedFarm{};
     spec.table = initial.table;
     apply_spec(std::move(initial));
-    thread = std::thread([this] {
-      uv_run(&loop, UV_RUN_DEFAULT);
-      uv_loop_close(&loop);
-    });
   }
 
+  // On the loop's thread.
   void shutdown() {
+    if (shut_down) return;
+    shut_down = true;
     for (ServerRuntime* s : servers) remove_server(s);
     servers.clear();
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), nullptr);
+    handles_closing = 2;
+    auto on_closed = [](uv_handle_t* h) {
+      auto* self = static_cast<Impl*>(h->data);
+      if (--self->handles_closing != 0) return;
+      std::lock_guard<std::mutex> lock(self->closed_mutex);
+      self->closed = true;
+      self->closed_cv.notify_one();
+    };
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), on_closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), on_closed);
   }
 };
 
 FarmProber::FarmProber(ProbedFarm spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = std::move(spec);
-  impl_->start();
+  impl_->prober_loop = ProberLoop::acquire();
+  impl_->loop = impl_->prober_loop->loop();
+  Impl* impl = impl_.get();
+  impl_->prober_loop->run([impl] { impl->start(); });
 }
 
 FarmProber::~FarmProber() {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     impl_->stop_requested = true;
+    // No worker may ring a prober that is going away.
+    if (impl_->belled_table) impl_->belled_table->set_traffic_bell(nullptr);
+    impl_->belled_table.reset();
   }
-  uv_async_send(&impl_->wakeup);
-  impl_->thread.join();
+  Impl* impl = impl_.get();
+  impl_->prober_loop->run([impl] { impl->shutdown(); });
+  std::unique_lock<std::mutex> lock(impl_->closed_mutex);
+  impl_->closed_cv.wait(lock, [impl] { return impl->closed; });
 }
 
 void FarmProber::update(ProbedFarm spec) {

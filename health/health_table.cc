@@ -51,6 +51,16 @@ void HealthTable::set_panic(bool on) {
   shared_->version.fetch_add(1, std::memory_order_acq_rel);
 }
 
+void HealthTable::set_traffic_bell(std::function<void()> bell) const {
+  std::lock_guard<std::mutex> lock(shared_->bell_mutex);
+  shared_->bell = std::move(bell);
+}
+
+void HealthTable::ring_traffic_bell() const {
+  std::lock_guard<std::mutex> lock(shared_->bell_mutex);
+  if (shared_->bell) shared_->bell();
+}
+
 void HealthTable::share_server(size_t server, const HealthTable& other, size_t other_server) {
   words_[server] = other.words_[other_server];
   records_[server] = other.records_[other_server];

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -121,6 +122,12 @@ class HealthTable {
   // servers (balancers) rebuild it only when this moves.
   uint64_t version() const { return shared_->version.load(std::memory_order_acquire); }
 
+  // The farm's prober listens here instead of polling: a worker that counts a live-traffic
+  // failure rings, and the prober folds the new failures in at once. Thread-safe; a null
+  // `bell` stops the ringing (the prober is going away). Shared like the panic flag.
+  void set_traffic_bell(std::function<void()> bell) const;
+  void ring_traffic_bell() const;
+
  private:
   static uint64_t pack(const ServerState& s);
   static ServerState unpack(uint64_t word);
@@ -133,6 +140,8 @@ class HealthTable {
   struct Shared {
     std::atomic<bool> panic{false};
     std::atomic<uint64_t> version{0};
+    std::mutex bell_mutex;  // taken on failures only, never on the request path
+    std::function<void()> bell;
   };
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };

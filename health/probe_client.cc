@@ -449,6 +449,15 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     uv_buf_t buf = uv_buf_init(request_text_.data(), static_cast<unsigned>(request_text_.size()));
+    // A request this small almost always goes out at once: without a write request, libuv has
+    // no completion to run and no poll flags to change (a system call per probe).
+    int n = uv_try_write(stream(), &buf, 1);
+    if (n == static_cast<int>(buf.len)) return;
+    if (n < 0 && n != UV_EAGAIN) {
+      connection_lost(n);
+      return;
+    }
+    if (n > 0) buf = uv_buf_init(buf.base + n, buf.len - static_cast<unsigned>(n));
     conn_->write_pending = true;
     int rc = uv_write(&conn_->write_req, stream(), &buf, 1, &Impl::on_write);
     if (rc != 0) {

@@ -59,6 +59,11 @@ class ServerHealth {
   // Called periodically with the server's in-flight request count: completes a gracefulStop
   // at zero and runs the no-probe back-off (half-open trial).
   std::optional<Transition> on_tick(uint64_t in_flight, TimePoint now);
+  // Whether on_tick() can change anything: a graceful stop waiting for requests to end, or a
+  // back-off running to a trial. Otherwise only probes, failures and admins move the state.
+  bool wants_tick() const {
+    return stopping_gracefully_ || (!policy_.active_probing && !healthy_ && !admin_unhealthy_);
+  }
 
   void set_policy(const HealthPolicy& policy);  // a reload changed the farm's healthCheck
 

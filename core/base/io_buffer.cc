@@ -182,6 +182,11 @@ void io_pools_release_thread() {
   pools.release();
 }
 
+bool io_pools_empty() {
+  return pools.blocks.items.empty() && pools.small_blocks.items.empty() &&
+         pools.writes.items.empty() && pools.freed == 0;
+}
+
 size_t io_pools_trim(bool& busy) {
   trim_list(pools.blocks, sizeof(IoBlock) + IoBlock::kCapacity, [](IoBlock* b) { std::free(b); });
   trim_list(pools.small_blocks, sizeof(IoBlock) + IoBlock::kSmallCapacity,

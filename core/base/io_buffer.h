@@ -52,6 +52,9 @@ void io_pools_release_thread();
 // Returns the bytes given back to the allocator since the last call (trimmed here, or freed
 // because a list was full), and sets `busy` if the free lists ran dry (malloc) meanwhile.
 size_t io_pools_trim(bool& busy);
+// Whether this thread's free lists hold nothing and nothing was freed since the last trim: a
+// trim now would have nothing to give back.
+bool io_pools_empty();
 
 // The read side of one connection: reads append to the free tail of the current block, the
 // HTTP parser consumes from `parse_pos`. Bytes the parser has not consumed yet (a paused

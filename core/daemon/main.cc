@@ -236,6 +236,7 @@ struct Process {
     for (auto& w : workers) w->publish(next);
     current = next;
     health.reconcile(current);
+    arm_state_timer();
     reloads.add();
     last_reload_success = unix_now();
     log_line(LogLevel::Info, "configuration reloaded: %zu farms, %zu rules", config->farms.size(),
@@ -244,6 +245,20 @@ struct Process {
   }
 
   // Writes the state file when the servers' state changed since the last write.
+  // The state file is written (when it changed) every second while one is configured; without
+  // one the timer does not run.
+  void arm_state_timer() {
+    bool want = !current->config->state_file.empty();
+    bool active = uv_is_active(reinterpret_cast<uv_handle_t*>(&state_timer)) != 0;
+    if (want && !active) {
+      uv_timer_start(
+          &state_timer, [](uv_timer_t* t) { static_cast<Process*>(t->data)->save_state(); }, 1000,
+          1000);
+    } else if (!want && active) {
+      uv_timer_stop(&state_timer);
+    }
+  }
+
   void save_state() {
     const std::string& path = current->config->state_file;
     if (path.empty()) return;
@@ -596,9 +611,7 @@ int run(int argc, char** argv) {
   }
   uv_timer_init(process.loop, &process.state_timer);
   process.state_timer.data = &process;
-  uv_timer_start(
-      &process.state_timer, [](uv_timer_t* t) { static_cast<Process*>(t->data)->save_state(); },
-      1000, 1000);
+  process.arm_state_timer();
   // The status page's sparklines: one sample of every server's rates each 5 s.
   uv_timer_init(process.loop, &process.history_timer);
   process.history_timer.data = &process;

@@ -337,7 +337,10 @@ void ClientConnection::run_parser() {
     }
     check_upstream_backpressure();
   }
-  if (phase_ == Phase::Idle) in_.release_if_drained();
+  // Everything read so far is parsed (the head lives in the Exchange, body bytes in writes that
+  // hold the block themselves): the buffer goes back now, not when the response is out, so a
+  // request waiting for its server holds none. A body streaming in keeps it for the next read.
+  if (phase_ == Phase::Idle || !in_.streaming) in_.release_if_drained();
   bool paused = ex_->decoder.paused();
   give_back_exchange_if_idle();
   if (!paused) resume_reading();

@@ -384,7 +384,7 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   ex_->failure = failure;
   ex_->failure_uv_status = uv_status;
   if (ex_->server_metrics != nullptr && ex_->in_flight_counted) count_websocket_failure();
-  count_answered_failure(*ex_, *worker_, client_side(), failure, health_failure);
+  count_answered_failure(*ex_, *worker_, client_side(), failure, uv_status, health_failure);
   release_upstream(false);
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {

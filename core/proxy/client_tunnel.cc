@@ -56,7 +56,11 @@ void ClientConnection::tunnel_client_read(ssize_t nread) {
   const char* data = in_.block->data + (in_.fill - static_cast<uint32_t>(nread));
   in_.parse_pos = in_.fill;
   ex_->tunnel_activity_ms = uv_now(worker_->loop());
+  // A read that did not fill what it was offered drained the socket: the write holds the
+  // block now, and a quiet tunnel holds none (a full read keeps it: more is on its way).
+  bool drained = in_.fill != in_.offered_end;
   tunnel_forward_to_upstream(data, static_cast<size_t>(nread));
+  if (drained) in_.release_if_drained();
 }
 
 void ClientConnection::tunnel_forward_to_upstream(const char* data, size_t len) {

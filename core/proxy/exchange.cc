@@ -36,7 +36,7 @@ ExchangePool::~ExchangePool() {
   for (Exchange* ex : free_) delete ex;
 }
 
-Exchange* ExchangePool::take() {
+Exchange* ExchangePool::take_one() {
   ++in_use_;
   if (free_.empty()) return new Exchange();
   Exchange* ex = free_.back();

@@ -192,7 +192,10 @@ class ExchangePool {
   ExchangePool& operator=(const ExchangePool&) = delete;
 
   // A cleared Exchange (its parser and framer still to be initialised by the taker).
-  Exchange* take();
+  Exchange* take() {
+    if (asleep_) wake();
+    return take_one();
+  }
   // Clears `ex` and keeps it for the next take(), or frees it when enough are kept.
   void give_back(Exchange* ex);
 
@@ -205,12 +208,28 @@ class ExchangePool {
   // Frees the Exchanges that stayed in the free list since the last call (the fewest it held
   // meanwhile); returns how many.
   size_t trim();
+  // The owner stopped trimming (nothing was left to give back): the next take() calls `fn`
+  // once, so trimming resumes only when requests do.
+  void sleep_until_taken(void (*fn)(void*), void* arg) {
+    asleep_ = true;
+    on_wake_ = fn;
+    wake_arg_ = arg;
+  }
 
  private:
+  Exchange* take_one();
+  void wake() {
+    asleep_ = false;
+    on_wake_(wake_arg_);
+  }
+
   std::vector<Exchange*> free_;
   size_t low_ = 0;  // the fewest free Exchanges since the last trim()
   size_t in_use_ = 0;
   size_t max_free_;
+  bool asleep_ = false;
+  void (*on_wake_)(void*) = nullptr;
+  void* wake_arg_ = nullptr;
 };
 
 }  // namespace harrow

@@ -514,7 +514,8 @@ void H2Stream::respond_error(Failure failure, int uv_status, bool health_failure
   ex_->failed = true;
   ex_->failure = failure;
   ex_->failure_uv_status = uv_status;
-  count_answered_failure(*ex_, connection_->worker(), client(), failure, health_failure);
+  count_answered_failure(*ex_, connection_->worker(), client(), failure, uv_status,
+                         health_failure);
   release_upstream(false);
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
@@ -572,7 +573,7 @@ void H2Stream::abort_exchange(Failure failure, int uv_status) {
   ex_->failed = true;
   ex_->failure = failure;
   ex_->failure_uv_status = uv_status;
-  count_answered_failure(*ex_, connection_->worker(), client(), failure, false);
+  count_answered_failure(*ex_, connection_->worker(), client(), failure, uv_status, false);
   release_upstream(false);
   connection_->session().reset(this, NGHTTP2_INTERNAL_ERROR);
   connection_->send_now();
@@ -610,7 +611,8 @@ void H2Stream::abort_now() {
     log_failure(*ex_, client(), Failure::client_aborted, 0);
     ex_->failed = true;
     ex_->failure = Failure::client_aborted;
-    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, false);
+    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, 0,
+                           false);
   }
   closed_ = true;
   finish();
@@ -623,7 +625,8 @@ void H2Stream::on_closed(uint32_t error_code) {
     log_failure(*ex_, client(), Failure::client_aborted, 0);
     ex_->failed = true;
     ex_->failure = Failure::client_aborted;
-    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, false);
+    count_answered_failure(*ex_, connection_->worker(), client(), Failure::client_aborted, 0,
+                           false);
   }
   closed_ = true;
   finish();

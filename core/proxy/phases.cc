@@ -462,7 +462,7 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   response.http10_keep_alive = !client_http11 && !close;
   if (switching) response.upgrade = head.find("upgrade");
   const SnapshotFarm& farm = ex.snap->farms[ex.farm];
-  if (farm.live_failure_codes.matches(status)) ex.server_metrics->live_failures.add();
+  if (farm.live_failure_codes.matches(status)) count_live_failure(ex);
   if (farm.config->protocol.arr_response_header) response.powered_by = "Harrow/" HARROW_VERSION;
   HeaderField replacements[2];
   size_t replaced = 0;
@@ -613,6 +613,15 @@ void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv
       farm.c_str(), pool.c_str(), server.c_str(), ex.retries, uv_status != 0 ? " error=" : "",
       uv_status != 0 ? uv_err_name(uv_status) : "", ex.log_detail != nullptr ? " detail=" : "",
       ex.log_detail != nullptr ? ex.log_detail : "");
+}
+
+void count_live_failure(const Exchange& ex, int uv_status) {
+  if (uv_status == UV_EMFILE || uv_status == UV_ENFILE || uv_status == UV_ENOBUFS ||
+      uv_status == UV_ENOMEM) {
+    return;
+  }
+  ex.server_metrics->live_failures.add();
+  ex.snap->farms[static_cast<size_t>(ex.farm)].health->ring_traffic_bell();
 }
 
 }  // namespace harrow

@@ -121,6 +121,10 @@ std::string_view rewrite_body_text(Exchange& ex, const ClientSide& client, Worke
 
 // The request's access log line (once per exchange, however it ended).
 void log_exchange(Exchange& ex, const ClientSide& client, Worker& worker, uint64_t bytes_sent);
+// Counts a live-traffic failure against the exchange's server and tells the farm's prober;
+// not when `uv_status` says this process ran out of something (descriptors, memory): that is
+// no fault of the server, and a burst would otherwise take every server out of rotation.
+void count_live_failure(const Exchange& ex, int uv_status = 0);
 // The error log line for `failure`. `retried`: the attempt failed but the request goes on
 // (another server, a new connection), so the line says "retry" where the status would be.
 void log_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status,

@@ -201,11 +201,11 @@ RetryStep start_retry(Exchange& ex, Worker& worker, const ClientSide& client, co
 void count_retried_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status) {
   log_failure(ex, client, failure, uv_status, /*retried=*/true);
   ex.server_metrics->failures[static_cast<int>(failure)].add();
-  ex.server_metrics->live_failures.add();
+  count_live_failure(ex, uv_status);
 }
 
 void count_answered_failure(Exchange& ex, Worker& worker, const ClientSide& client, Failure failure,
-                            bool health_failure) {
+                            int uv_status, bool health_failure) {
   worker.mutable_metrics().failures[static_cast<int>(failure)].add();
   worker.mutable_metrics()
       .listeners[client.listener->index]
@@ -213,7 +213,7 @@ void count_answered_failure(Exchange& ex, Worker& worker, const ClientSide& clie
       .add();
   if (ex.server_metrics != nullptr && ex.in_flight_counted) {
     ex.server_metrics->failures[static_cast<int>(failure)].add();
-    if (health_failure && is_server_fault(failure)) ex.server_metrics->live_failures.add();
+    if (health_failure && is_server_fault(failure)) count_live_failure(ex, uv_status);
   }
 }
 

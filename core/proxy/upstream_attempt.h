@@ -66,9 +66,10 @@ RetryStep start_retry(Exchange& ex, Worker& worker, const ClientSide& client, co
 void count_retried_failure(Exchange& ex, const ClientSide& client, Failure failure, int uv_status);
 
 // The counters of a failure Harrow answers (worker, listener, and the server when one was
-// chosen; `health_failure` false: not the server's live-traffic failure).
+// chosen; `health_failure` false: not the server's live-traffic failure; count_live_failure()
+// decides with `uv_status` whether a server fault is the server's).
 void count_answered_failure(Exchange& ex, Worker& worker, const ClientSide& client, Failure failure,
-                            bool health_failure);
+                            int uv_status, bool health_failure);
 
 // The 4xx/5xx body Harrow sends with a failure's status: "502 Bad Gateway (token)\n".
 std::string_view failure_body(Failure failure, char (&buffer)[160]);

@@ -493,8 +493,12 @@ void UpstreamConnection::on_tunnel_read(ssize_t nread) {
   in_.commit(static_cast<size_t>(nread));  // nread > 0 here
   const char* data = in_.block->data + (in_.fill - static_cast<uint32_t>(nread));
   in_.parse_pos = in_.fill;
+  // As on the client side: a drained socket leaves the block to the write (a quiet tunnel
+  // holds none).
+  bool drained = in_.fill != in_.offered_end;
   owner_->upstream_tunnel_bytes(in_.block, data, static_cast<size_t>(nread));
   owner_->upstream_read_end();
+  if (drained) in_.release_if_drained();
 }
 
 int UpstreamConnection::shutdown_write() {

@@ -47,29 +47,39 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
   uv_idle_init(&loop_, &h2_flush_);
   h2_flush_.data = this;
   client_timers_.init(&loop_, &ClientConnection::on_deadline);
-  uv_timer_init(&loop_, &log_flush_timer_);
-  log_flush_timer_.data = this;
-  if (access_log_.enabled()) {
-    // Lines reach the file within a second even when traffic is too light to fill a buffer.
-    uv_timer_start(
-        &log_flush_timer_,
-        [](uv_timer_t* t) { static_cast<Worker*>(t->data)->access_log_.flush(); }, 1000, 1000);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&log_flush_timer_));
-  }
   uv_timer_init(&loop_, &trim_timer_);
   trim_timer_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&trim_timer_));
+  start_trim_timer();
+}
+
+void Worker::start_trim_timer() {
+  trim_asleep_ = false;
   uv_timer_start(
       &trim_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->trim_pools(); },
       kTrimPeriodMs, kTrimPeriodMs);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&trim_timer_));
+}
+
+void Worker::wake_trim(void* worker) {
+  auto* self = static_cast<Worker*>(worker);
+  if (self->trim_asleep_ && !self->loop_closing_) self->start_trim_timer();
 }
 
 void Worker::trim_pools() {
+  // Access log lines reach the file within a period even when traffic is too light to fill a
+  // buffer (every line comes from an Exchange, whose take() wakes this timer).
+  access_log_.flush();
   // Free-list entries that stayed unused for a whole period are not needed at this rate of
   // traffic: a burst (or an attack) does not pin its peak for the life of the process.
   bool busy = false;
   trim_freed_ += io_pools_trim(busy);
   trim_freed_ += exchanges_.trim() * (sizeof(Exchange) + 4096);  // with its buffers, roughly
+  // The idle upstream pool grows to what the burst had in flight: the connections themselves
+  // are few bytes each, but they were allocated in the middle of the burst's buffers and keep
+  // the pages around them resident, so they go too once unused for a period.
+  // They are freed when their handles have closed (a later loop turn): their memory is trimmed
+  // in the next period.
+  size_t closed = trim_idle_upstream();
   // glibc keeps freed memory in the thread's arena; malloc_trim returns its free pages. Only
   // once a lot was freed, and in a period when this worker did not need new memory (a burst
   // would take it straight back).
@@ -77,6 +87,54 @@ void Worker::trim_pools() {
     malloc_trim(0);
     trim_freed_ = 0;
   }
+  trim_freed_ += closed * kIdleUpstreamMemory;
+  // Nothing left to give back and no request under way: stop waking up until one comes.
+  if (!busy && closed == 0 && exchanges_.in_use() == 0 && exchanges_.free_count() == 0 &&
+      io_pools_empty() && !idle_upstream_above_warm()) {
+    if (trim_freed_ != 0) malloc_trim(0);
+    trim_freed_ = 0;
+    uv_timer_stop(&trim_timer_);
+    trim_asleep_ = true;
+    exchanges_.sleep_until_taken(&Worker::wake_trim, this);
+  }
+}
+
+size_t Worker::trim_idle_upstream() {
+  size_t closed = 0;
+  std::vector<UpstreamConnection*> unused;
+  for (size_t f = 0; f < epoch_->farms.size(); ++f) {
+    WorkerFarm& farm = epoch_->farms[f];
+    for (size_t s = 0; s < farm.servers.size(); ++s) {
+      for (bool tls : {false, true}) {
+        std::vector<UpstreamConnection*>& idle = farm.servers[s].pool(tls);
+        size_t& low = farm.servers[s].pool_low(tls);
+        size_t n = std::min(low, idle.size());
+        n = std::min(n, idle.size() - std::min(idle.size(), kWarmIdlePerServer));
+        // The least recently used are at the front.
+        unused.assign(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n));
+        idle.erase(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n));
+        if (n != 0) idle.shrink_to_fit();
+        low = idle.size();
+        for (UpstreamConnection* up : unused) {
+          server_metrics(*snapshot_, static_cast<int>(f), s).idle_connections.sub();
+          up->close_detached();
+        }
+        closed += n;
+      }
+    }
+  }
+  return closed;
+}
+
+bool Worker::idle_upstream_above_warm() const {
+  for (const WorkerFarm& farm : epoch_->farms) {
+    for (const WorkerServer& slot : farm.servers) {
+      if (slot.idle.size() > kWarmIdlePerServer || slot.idle_tls.size() > kWarmIdlePerServer) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 Worker::~Worker() {
@@ -243,6 +301,8 @@ void Worker::on_connection(uv_stream_t* server, int status) {
     if (reinterpret_cast<uv_stream_t*>(self->listeners_[i]) == server) socket = &self->sockets_[i];
   }
   if (socket != nullptr) ClientConnection::accept_from(self, server, socket);
+  // A connection may give blocks back before it takes an Exchange (a TLS handshake).
+  if (self->trim_asleep_) wake_trim(self);
 }
 
 void Worker::log_overloaded(Failure failure) {
@@ -295,6 +355,8 @@ UpstreamConnection* Worker::take_idle(WorkerEpoch& epoch, int farm, size_t serve
   if (idle.empty()) return nullptr;
   UpstreamConnection* up = idle.back();
   idle.pop_back();
+  size_t& low = epoch.farm(farm).servers[server].pool_low(tls);
+  if (idle.size() < low) low = idle.size();
   server_metrics(*epoch.snapshot, farm, server).idle_connections.sub();
   return up;
 }
@@ -321,6 +383,8 @@ void Worker::forget_idle(UpstreamConnection* up) {
   auto it = std::find(idle.begin(), idle.end(), up);
   if (it != idle.end()) {
     idle.erase(it);
+    size_t& low = epoch_->farm(up->farm()).servers[up->server()].pool_low(up->tls());
+    if (idle.size() < low) low = idle.size();
     server_metrics(*snapshot_, up->farm(), up->server()).idle_connections.sub();
   }
 }
@@ -364,7 +428,6 @@ void Worker::maybe_finish_stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&h2_flush_), nullptr);
   client_timers_.close();
   access_log_.flush();
-  uv_close(reinterpret_cast<uv_handle_t*>(&log_flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&trim_timer_), nullptr);
   std::lock_guard<std::mutex> lock(wakeup_mutex_);
   wakeup_closed_ = true;

@@ -47,6 +47,11 @@ struct WorkerServer {
   std::vector<UpstreamConnection*> idle;      // most recently used last
   std::vector<UpstreamConnection*> idle_tls;  // the same over https (httpsPort)
   std::vector<UpstreamConnection*>& pool(bool tls) { return tls ? idle_tls : idle; }
+  // The fewest connections each pool held since the last trim (Worker::trim_pools): those
+  // sat unused for the whole period.
+  size_t idle_low = 0;
+  size_t idle_tls_low = 0;
+  size_t& pool_low(bool tls) { return tls ? idle_tls_low : idle_low; }
   // The last TLS session the server gave: a new connection resumes it (abbreviated handshake).
   std::shared_ptr<SSL_SESSION> tls_session;
 };
@@ -182,8 +187,18 @@ class Worker {
   void close_all_now();
   static void on_connection(uv_stream_t* server, int status);
   // Frees blocks, write requests and Exchanges the free lists kept unused for a whole period,
-  // and hands freed memory back to the system once this worker is quiet.
+  // closes pooled upstream connections that sat unused as long (beyond a few kept warm), and
+  // hands freed memory back to the system once this worker is quiet; flushes the access log.
+  // Runs every period while there is something to trim, and sleeps (no timer) once there is
+  // not, until requests or connections come again.
   void trim_pools();
+  // Closes the pooled upstream connections that stayed unused since the last call, beyond
+  // kWarmIdlePerServer per pool; returns how many.
+  size_t trim_idle_upstream();
+  // Whether some pool holds more than kWarmIdlePerServer connections.
+  bool idle_upstream_above_warm() const;
+  void start_trim_timer();
+  static void wake_trim(void* worker);
 
   int id_;
   uint64_t connection_limit_;
@@ -195,7 +210,6 @@ class Worker {
   uv_timer_t stop_timer_{};
   uv_idle_t h2_flush_{};  // runs while h2_to_flush_ is not empty
   std::vector<H2Connection*> h2_to_flush_;
-  uv_timer_t log_flush_timer_{};
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
@@ -220,8 +234,14 @@ class Worker {
   bool loop_closing_ = false;
   static constexpr uint64_t kTrimPeriodMs = 1000;
   static constexpr size_t kTrimAtBytes = 1024 * 1024;
-  size_t trim_freed_ = 0;    // bytes freed since the last malloc_trim
-  balancer::Random random_;  // seeded from the kernel at start
+  // Pooled upstream connections per server never closed for sitting unused (upstreamIdle
+  // still closes them): after a pause, the next requests find a connection ready.
+  static constexpr size_t kWarmIdlePerServer = 4;
+  // What a pooled upstream connection holds, roughly (its object, handles, allocator overhead).
+  static constexpr size_t kIdleUpstreamMemory = 1024;
+  size_t trim_freed_ = 0;     // bytes freed since the last malloc_trim
+  bool trim_asleep_ = false;  // the trim timer is stopped until requests come again
+  balancer::Random random_;   // seeded from the kernel at start
   std::thread thread_;
 };
 

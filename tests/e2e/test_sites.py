@@ -83,10 +83,9 @@ class Sites(HarrowTestCase):
             with open(self.access_log) as f:
                 return [line for line in f if not line.startswith("#")]
         wait_for(lambda: len(lines()) >= 2, 5, "two access log lines")
-        with open(self.access_log) as f:
-            names = next(line for line in f if line.startswith("#Fields:")).split()[1:]
-        path, site = names.index("cs-uri-stem"), names.index("s-sitename")
-        by_path = {line.split()[path]: line.split()[site] for line in lines()}
+        fields = next(line for line in open(self.access_log) if line.startswith("#Fields:"))
+        site = fields.split()[1:].index("s-sitename")
+        by_path = {line.split()[5]: line.split()[site] for line in lines()}
         self.assertEqual(by_path, {"/a": "Shop", "/b": "Blog"})
 
 
