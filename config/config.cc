@@ -23,6 +23,13 @@ const FarmConfig* Config::find_farm(std::string_view name) const {
   return nullptr;
 }
 
+bool Config::farm_speaks_http2(std::string_view name) const {
+  for (const UpstreamHttp2Config& u : upstream_http2) {
+    if (iequals(u.farm, name)) return true;
+  }
+  return false;
+}
+
 std::string Diagnostic::format_error() const {
   return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
          ": error: " + message;

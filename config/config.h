@@ -287,6 +287,13 @@ struct UpstreamTlsConfig {
   SourceLocation where;
 };
 
+// <harrow><upstreamHttp2 farm=…/>: Harrow speaks HTTP/2 to that farm's servers, h2c with prior
+// knowledge over http:// and h2 by ALPN over https://, multiplexing its requests.
+struct UpstreamHttp2Config {
+  std::string farm;
+  SourceLocation where;
+};
+
 enum class AccessLogFormat { W3C, Json };
 
 struct AccessLogConfig {
@@ -376,6 +383,9 @@ struct Config {
   std::vector<CertificateConfig> certificates;
   TlsConfig tls;
   std::vector<UpstreamTlsConfig> upstream_tls;
+  std::vector<UpstreamHttp2Config> upstream_http2;
+  // Whether <upstreamHttp2> names the farm `name`.
+  bool farm_speaks_http2(std::string_view name) const;
   std::string admin_address = "127.0.0.1:9180";
   // A file holding the admin API's bearer token. Without one, only loopback clients may use
   // the admin listener.

@@ -754,6 +754,8 @@ constexpr ElementSpec kTls = element("tls", kTlsAttrs);
 constexpr AttrSpec kUpstreamTlsAttrs[] = {nonempty_attr("farm"), bool_attr("verifyCertificate"),
                                           nonempty_attr("caFile")};
 constexpr ElementSpec kUpstreamTls = element("upstreamTls", kUpstreamTlsAttrs).items("farm");
+constexpr AttrSpec kUpstreamHttp2Attrs[] = {nonempty_attr("farm").must_be_present()};
+constexpr ElementSpec kUpstreamHttp2 = element("upstreamHttp2", kUpstreamHttp2Attrs).items("farm");
 constexpr AttrSpec kAdminAttrs[] = {nonempty_attr("address").must_be_present(),
                                     nonempty_attr("tokenFile"), string_attr("allowedHosts")};
 constexpr ElementSpec kAdmin = element("admin", kAdminAttrs);
@@ -782,9 +784,9 @@ constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("clientBody", 1, kDay),      timespan_attr("webSocketIdle", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
-constexpr const ElementSpec* kHarrowChildren[] = {&kListen,      &kCertificate, &kTls,
-                                                  &kUpstreamTls, &kAdmin,       &kAccessLog,
-                                                  &kLimits,      &kHttp2,       &kTimeouts};
+constexpr const ElementSpec* kHarrowChildren[] = {
+    &kListen, &kCertificate, &kTls,    &kUpstreamTls, &kUpstreamHttp2,
+    &kAdmin,  &kAccessLog,   &kLimits, &kHttp2,       &kTimeouts};
 constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
                                      bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
 constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
@@ -2539,7 +2541,8 @@ class ConfigReader {
     read_value(timeouts, "webSocketIdle", config_.timeouts.websocket_idle);
   }
 
-  // <certificate>, <tls> and <upstreamTls>. File contents are checked by core/tls/tls_context.h.
+  // <certificate>, <tls>, <upstreamTls> and <upstreamHttp2>. File contents are checked by
+  // core/tls/tls_context.h.
   void read_tls(pugi::xml_node harrow) {
     bool have_default = false;
     for (pugi::xml_node node : child_elements(harrow)) {
@@ -2585,6 +2588,19 @@ class ConfigReader {
           diagnostics_.error(node, "<upstreamTls> names unknown farm " + quoted(upstream.farm));
         }
         config_.upstream_tls.push_back(std::move(upstream));
+      } else if (iequals(node.name(), "upstreamHttp2")) {
+        UpstreamHttp2Config upstream;
+        upstream.where = diagnostics_.at(node);
+        read_value(node, "farm", upstream.farm);
+        for (const UpstreamHttp2Config& other : config_.upstream_http2) {
+          if (iequals(other.farm, upstream.farm)) {
+            diagnostics_.error(node, "a second <upstreamHttp2> for farm " + quoted(upstream.farm));
+          }
+        }
+        if (!upstream.farm.empty() && config_.find_farm(upstream.farm) == nullptr) {
+          diagnostics_.error(node, "<upstreamHttp2> names unknown farm " + quoted(upstream.farm));
+        }
+        config_.upstream_http2.push_back(std::move(upstream));
       }
     }
     pugi::xml_node tls = find_child(harrow, "tls");

@@ -8,10 +8,15 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
+
+#include <nghttp2/nghttp2.h>
 
 #include "core/base/io_buffer.h"
+#include "core/http2/upstream_message.h"
 #include "core/tls/tls_session.h"
 
 namespace harrow::health {
@@ -34,6 +39,143 @@ ProbeResult make_result(ProbeResultKind kind, int status, int error, std::string
   return r;
 }
 
+// A probe's HTTP/2 session: the probe's HTTP/1.1 request goes out as one stream's HEADERS, and
+// the stream's response comes back as HTTP/1.1 bytes (core/http2/upstream_message.h) for the
+// probe's own parser, so both protocols are judged by the same code.
+class H2Probe final : http2::RequestSink {
+ public:
+  explicit H2Probe(bool https) : scheme_(https ? "https" : "http") {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, &on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, &on_stream_close);
+    if (nghttp2_session_client_new(&session_, cb, this) != 0) session_ = nullptr;
+    nghttp2_session_callbacks_del(cb);
+    if (session_ != nullptr) {
+      const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
+      nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, 1);
+    }
+  }
+  ~H2Probe() {
+    if (session_ != nullptr) nghttp2_session_del(session_);
+  }
+  H2Probe(const H2Probe&) = delete;
+  H2Probe& operator=(const H2Probe&) = delete;
+
+  // Opens a stream for the HTTP/1.1 request `text`; false if it cannot be.
+  bool submit(const std::string& text) {
+    if (session_ == nullptr) return false;
+    http2::RequestTranslator translator(scheme_);
+    fields_.clear();
+    if (!translator.feed(text.data(), text.size(), *this) || fields_.empty()) return false;
+    std::vector<nghttp2_nv> nv;
+    for (const http2::Field& f : fields_) {
+      nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(f.name.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(f.value.data())), f.name.size(),
+                    f.value.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    status_ = 0;
+    head_.clear();
+    final_head_ = false;
+    chunked_ = false;
+    reset_ = false;
+    stream_ = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(), nullptr, nullptr);
+    return stream_ > 0;
+  }
+  // Feeds what the server sent; false on a fatal session error.
+  bool receive(const char* data, size_t len) {
+    return nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len) >= 0;
+  }
+  // Appends the frames ready to send to `out`; false on a fatal session error.
+  bool send(OutBatch& out) {
+    for (;;) {
+      const uint8_t* data = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) return false;
+      if (n == 0) return true;
+      out.add_copy(reinterpret_cast<const char*>(data), static_cast<size_t>(n), false);
+    }
+  }
+  // The response so far as HTTP/1.1 bytes (taken by the caller).
+  std::string& response() { return h1_; }
+  bool stream_reset() const { return reset_; }
+  // The server sent GOAWAY or the session ended: no more probes on this connection.
+  bool finished() const {
+    return session_ == nullptr ||
+           (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) ||
+           goaway_;
+  }
+
+ private:
+  void request_head(std::span<const http2::Field> fields, bool) override {
+    fields_.assign(fields.begin(), fields.end());
+  }
+  void request_body(const char*, size_t) override {}
+  void request_end() override {}
+
+  static H2Probe* from(void* user) { return static_cast<H2Probe*>(user); }
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+    H2Probe* self = from(user);
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->hd.stream_id != self->stream_) return 0;
+    std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    if (n == ":status") {
+      int status = 0;
+      for (char c : v) status = status * 10 + (c - '0');
+      self->status_ = status;
+    } else if (n.empty() || n.front() != ':') {
+      self->head_.push_back({std::string(n), std::string(v)});
+    }
+    return 0;
+  }
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    H2Probe* self = from(user);
+    if (frame->hd.type == NGHTTP2_GOAWAY) self->goaway_ = true;
+    if (frame->hd.stream_id != self->stream_ || self->stream_ == 0) return 0;
+    bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && !self->final_head_) {
+      self->h1_ +=
+          http2::response_head_bytes(self->status_, self->head_, end, false, self->chunked_);
+      self->final_head_ = self->status_ >= 200;
+      self->head_.clear();
+    }
+    bool ends_body = frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA;
+    if (end && ends_body && self->chunked_) self->h1_ += http2::kLastChunk;
+    return 0;
+  }
+  static int on_data_chunk_recv(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+                                size_t len, void* user) {
+    H2Probe* self = from(user);
+    if (stream_id != self->stream_) return 0;
+    if (self->chunked_) {
+      http2::append_chunk(self->h1_, reinterpret_cast<const char*>(data), len);
+    } else {
+      self->h1_.append(reinterpret_cast<const char*>(data), len);
+    }
+    return 0;
+  }
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
+    H2Probe* self = from(user);
+    if (stream_id == self->stream_ && error_code != NGHTTP2_NO_ERROR) self->reset_ = true;
+    return 0;
+  }
+
+  std::string scheme_;
+  nghttp2_session* session_ = nullptr;
+  std::vector<http2::Field> fields_;
+  std::vector<http2::Field> head_;
+  std::string h1_;
+  int32_t stream_ = 0;
+  int status_ = 0;
+  bool final_head_ = false;
+  bool chunked_ = false;
+  bool reset_ = false;
+  bool goaway_ = false;
+};
+
 }  // namespace
 
 struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
@@ -53,7 +195,9 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     std::unique_ptr<tls::Session> tls;
     InputBuffer plain;
     bool handshaking = false;
+    std::unique_ptr<H2Probe> h2;  // HTTP/2 probes
     ~Conn() {
+      h2.reset();
       tls.reset();
       out.reset();
       plain.release();
@@ -168,7 +312,8 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       Conn* c = conn_;
       c->out = std::make_unique<OutBatch>(stream(), &Impl::on_tls_write);
       c->tls = tls::Session::connect(request_.tls_ctx, request_.tls_name, request_.tls_verify,
-                                     nullptr, stream(), &Impl::on_tls_write, c->out.get());
+                                     nullptr, stream(), &Impl::on_tls_write, c->out.get(),
+                                     request_.http2 ? "h2" : "");
       if (c->tls == nullptr) {
         complete(make_result(ProbeResultKind::ConnectFailed, 0, UV_EPROTO, "TLS start failed"),
                  false);
@@ -178,7 +323,38 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       c->handshaking = true;  // the request follows the handshake (tls_read)
       return;
     }
+    if (request_.http2) {
+      conn_->out = std::make_unique<OutBatch>(stream(), &Impl::on_tls_write);
+      conn_->h2 = std::make_unique<H2Probe>(false);
+    }
     begin_exchange();
+  }
+
+  // What the server sent an HTTP/2 probe's connection: frames in, HTTP/1.1 bytes to read().
+  void h2_receive(Conn* c, const char* data, size_t len) {
+    if (!c->h2->receive(data, len)) {
+      complete(make_result(ProbeResultKind::InvalidResponse, status_, UV_EPROTO,
+                           "HTTP/2 protocol error from the server"),
+               false);
+      return;
+    }
+    std::string bytes;
+    bytes.swap(c->h2->response());
+    if (!bytes.empty()) {
+      read(static_cast<ssize_t>(bytes.size()), bytes.data());
+      if (current(c) == nullptr) return;
+    }
+    if (in_flight_ && !pending_ && c->h2->stream_reset()) {
+      complete(make_result(ProbeResultKind::InvalidResponse, status_, UV_ECONNRESET,
+                           "the server reset the HTTP/2 stream"),
+               false);
+      return;
+    }
+    if (!c->h2->send(*c->out) || c->out->flush() != 0) {
+      connection_lost(UV_EPROTO);
+      return;
+    }
+    if (c->h2->finished() && !in_flight_) drop_connection();
   }
 
   // Ciphertext arrived on an https:// probe's connection.
@@ -207,6 +383,15 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       }
       if (c->handshaking && c->tls->handshake_done()) {
         c->handshaking = false;
+        if (request_.http2) {
+          if (c->tls->alpn() != "h2") {
+            complete(make_result(ProbeResultKind::ConnectFailed, 0, UV_EPROTO,
+                                 "the server did not select h2 by ALPN"),
+                     false);
+            return;
+          }
+          c->h2 = std::make_unique<H2Probe>(true);
+        }
         begin_exchange();
         if (current(c) == nullptr) return;
       }
@@ -214,7 +399,11 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
         const char* data = c->plain.parse_begin();
         ssize_t n = static_cast<ssize_t>(c->plain.unconsumed());
         c->plain.parse_pos = c->plain.fill;
-        read(n, data);
+        if (c->h2 != nullptr) {
+          h2_receive(c, data, static_cast<size_t>(n));
+        } else {
+          read(n, data);
+        }
         if (current(c) == nullptr) return;
       }
       if (status == tls::Session::Status::Closed) {
@@ -236,6 +425,19 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     stopped_ = false;
     verdict_.reset();
     reset_body();
+    if (conn_->h2 != nullptr) {
+      if (!conn_->h2->submit(request_text_) || !conn_->h2->send(*conn_->out)) {
+        connection_lost(UV_EPROTO);
+        return;
+      }
+      int rc = conn_->out->flush();
+      conn_->write_pending = conn_->out->in_flight() > 0;
+      if (rc != 0) {
+        conn_->write_pending = false;
+        connection_lost(rc);
+      }
+      return;
+    }
     if (conn_->tls != nullptr) {
       conn_->out->add_static(request_text_);  // encrypted (copied) at once by the flush
       int rc = conn_->out->flush();
@@ -526,6 +728,10 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     if (self == nullptr || nread == 0) return;
     if (c->tls != nullptr) {
       self->tls_read(c, nread);
+      return;
+    }
+    if (c->h2 != nullptr && nread > 0) {
+      self->h2_receive(c, buf->base, static_cast<size_t>(nread));
       return;
     }
     self->read(nread, buf->base);

@@ -33,6 +33,9 @@ struct ProbeRequest {
   SSL_CTX* tls_ctx = nullptr;  // owned by `tls`
   bool tls_verify = true;
   std::string tls_name;  // SNI, and the name the server's certificate must carry
+  // The farm is spoken to over HTTP/2 (<upstreamHttp2>): the probe is an HTTP/2 stream, h2c
+  // with prior knowledge or h2 by ALPN, on a connection kept for the next probes.
+  bool http2 = false;
 };
 
 // One server's prober connection, reused across probes while the server keeps it alive.

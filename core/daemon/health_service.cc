@@ -57,6 +57,7 @@ health::ProbedFarm make_probed_farm(const std::shared_ptr<const Snapshot>& snaps
   spec.request.statuses = health::StatusMatcher::parse(hc.status_code_match)
                               .value_or(*health::StatusMatcher::parse("200-399"));
   spec.request.response_match = hc.response_match;
+  spec.request.http2 = farm.http2;
   for (const ServerEndpoint& ep : farm.servers) {
     health::ProbedServer s;
     s.label = ep.label;

@@ -66,6 +66,7 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   void upstream_connected() override;
   void upstream_head(const MessageHead& head, int status) override;
   void upstream_body(IoBlock* block, const char* data, size_t len) override;
+  void upstream_trailers(std::span<const http2::Field> fields) override;
   void upstream_read_end() override;
   void upstream_complete(bool reusable) override;
   void upstream_failed(Failure failure, int uv_status) override;

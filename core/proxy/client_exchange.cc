@@ -160,6 +160,21 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   }
 }
 
+void ClientConnection::upstream_trailers(std::span<const http2::Field> fields) {
+  // Carried in the chunked body's trailer section (RFC 9112 §7.1.2); fields that frame the
+  // message are not trailers.
+  std::string& out = ex_->response_trailers;
+  out = "0\r\n";
+  for (const http2::Field& f : fields) {
+    if (http2::connection_specific(f.name) || f.name == "content-length") continue;
+    out.append(f.name);
+    out.append(": ");
+    out.append(f.value);
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+}
+
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
     std::string_view piece =
@@ -216,7 +231,13 @@ void ClientConnection::upstream_complete(bool reusable) {
       return;
     }
   }
-  if (ex_->response_chunked) out_.add_last_chunk();
+  if (ex_->response_chunked) {
+    if (ex_->response_trailers.empty()) {
+      out_.add_last_chunk();
+    } else {
+      out_.add_copy(ex_->response_trailers.data(), ex_->response_trailers.size(), false);
+    }
+  }
   out_.flush();
   ex_->response_done = true;
   const config::FarmConfig& farm = *ex_->snap->farms[ex_->farm].config;

@@ -29,6 +29,7 @@ void Exchange::clear() {
   canonical_path.clear();
   outbound_rule_values.clear();
   detail_text.clear();
+  response_trailers.clear();
 }
 
 ExchangePool::~ExchangePool() {

@@ -156,6 +156,9 @@ struct Exchange : ExchangeState {
   // The path as the rules judged it: decoded and canonical (core/http1/url_path.h).
   std::string canonical_path;
   std::string detail_text;  // log_detail when it must name something (a rule)
+  // An HTTP/1 client's chunked response: the last chunk with the server's trailer section
+  // ("0\r\n" fields "\r\n"), when a server spoken to over HTTP/2 sent one.
+  std::string response_trailers;
 
  private:
   bool state_fresh_ = true;  // ExchangeState is as constructed: begin_request() need not reset

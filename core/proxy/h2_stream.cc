@@ -330,6 +330,13 @@ void H2Stream::upstream_body(IoBlock* block, const char* data, size_t len) {
   queue_body(block, data, len);
 }
 
+void H2Stream::upstream_trailers(std::span<const http2::Field> fields) {
+  for (const http2::Field& f : fields) {
+    if (http2::connection_specific(f.name) || f.name == "content-length") continue;
+    trailers_.push_back(f);
+  }
+}
+
 void H2Stream::queue_body(IoBlock* block, const char* data, size_t len) {
   if (len == 0) return;
   block_ref(block);
@@ -416,6 +423,15 @@ http2::SessionEvents::Pull H2Stream::pull(uint8_t* buf, size_t len) {
   body_bytes_out_ += result.bytes;
   if (queued_bytes_ == 0 && response_end_queued_) {
     result.end = true;
+    if (!trailers_.empty()) {
+      // The trailer section ends the stream in its own HEADERS frame (gRPC's grpc-status).
+      result.trailers = true;
+      std::vector<nghttp2_nv>& nv = connection_->nv();
+      nv.clear();
+      for (const http2::Field& f : trailers_) nv.push_back(field(f.name, f.value));
+      connection_->session().submit_trailers(this, nv);
+      trailers_.clear();
+    }
   } else if (result.bytes == 0) {
     deferred_ = true;
   }

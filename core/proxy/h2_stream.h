@@ -57,6 +57,7 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   void upstream_connected() override;
   void upstream_head(const MessageHead& head, int status) override;
   void upstream_body(IoBlock* block, const char* data, size_t len) override;
+  void upstream_trailers(std::span<const http2::Field> fields) override;
   void upstream_read_end() override;
   void upstream_complete(bool reusable) override;
   void upstream_failed(Failure failure, int uv_status) override;
@@ -117,7 +118,8 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   size_t queue_front_ = 0;
   size_t queued_bytes_ = 0;
   uint64_t body_bytes_out_ = 0;
-  uint64_t deadline_ms_ = 0;  // 0: none armed
+  uint64_t deadline_ms_ = 0;            // 0: none armed
+  std::vector<http2::Field> trailers_;  // the server's, sent after the last DATA
   int busy_ = 0;
   bool head_sent_upstream_ = false;  // the request head went to the current connection
   bool body_started_ = false;        // a request body byte went to a server

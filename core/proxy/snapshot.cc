@@ -199,6 +199,7 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
     const config::FarmConfig& farm = *farm_ptr;
     SnapshotFarm rt;
     rt.config = &farm;
+    rt.http2 = config->farm_speaks_http2(farm.name);
     rt.health = std::make_shared<health::HealthTable>(farm.servers.size());
     // The loader validated the list, so parse() succeeds; "500-" is ARR's default.
     rt.live_failure_codes =

@@ -51,6 +51,7 @@ struct ServerEndpoint {
 //   health::ProbedFarm      what the farm's prober is given (health/farm_prober.h).
 struct SnapshotFarm {
   const config::FarmConfig* config = nullptr;
+  bool http2 = false;  // <upstreamHttp2>: the servers are spoken to over HTTP/2
   std::vector<ServerEndpoint> servers;
   std::shared_ptr<health::HealthTable> health;  // shared with the farm's prober
   // liveTrafficFailureCodes: responses with these statuses count against a server's health.

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <span>
 
+#include "core/proxy/h2_upstream_session.h"
 #include "core/proxy/upstream_connection.h"
 #include "core/proxy/worker.h"
 #include "core/tls/tls_context.h"
@@ -33,6 +34,29 @@ void connect_upstream(Exchange& ex, Worker& worker, UpstreamEvents* owner) {
   ex.upstream_reused = false;
   ex.connect_started_ns = uv_hrtime();
   const sockaddr_storage* addr = &endpoint.addr;
+  if (ex.snap->farms[ex.farm].http2) {
+    // A stream on the worker's session to the server (a new session when none has room).
+    H2UpstreamTarget target;
+    target.addr = ex.upstream_tls ? endpoint.tls_addr : endpoint.addr;
+    if (ex.upstream_tls) {
+      const tls::ClientContexts::UpstreamTls& settings =
+          ex.snap->tls_client->for_farm(ex.snap->farms[ex.farm].config->name);
+      target.tls_ctx = settings.ctx;
+      target.tls_name = endpoint.tls_name;
+      target.tls_verify = settings.verify;
+    }
+    target.connect_timeout_ms = config::to_ms(ex.snap->config->timeouts.connect);
+    target.idle_timeout_ms = config::to_ms(ex.snap->config->timeouts.upstream_idle);
+    bool fresh = true;
+    H2UpstreamSession* session = worker.h2_sessions().pick(target, fresh);
+    ex.upstream->use_h2(session, ex.upstream_tls);
+    // A stream on a session that is up is like a pooled connection: a server that refuses or
+    // resets it before any response byte leaves the request to one fresh retry.
+    ex.upstream_reused = !fresh;
+    ex.upstream->connect(owner, reinterpret_cast<const sockaddr*>(&target.addr),
+                         target.connect_timeout_ms);
+    return;
+  }
   if (ex.upstream_tls) {
     const SnapshotFarm& farm = ex.snap->farms[ex.farm];
     const tls::ClientContexts::UpstreamTls& settings =

@@ -3,6 +3,7 @@
 #include <cassert>
 
 #include "core/base/log.h"
+#include "core/proxy/h2_upstream_stream.h"
 #include "core/proxy/worker.h"
 #include "core/tls/tls_session.h"
 
@@ -52,6 +53,17 @@ void UpstreamConnection::use_tls(SSL_CTX* ctx, std::string server_name, bool ver
   tls_name_ = std::move(server_name);
   tls_verify_ = verify;
   tls_resume_ = std::move(resume);
+}
+
+void UpstreamConnection::use_h2(H2UpstreamSession* session, bool https) {
+  h2_ = std::make_unique<H2UpstreamStream>(this, session, https);
+  out_.set_filter(h2_.get());
+}
+
+void UpstreamConnection::h2_connected() {
+  state_ = State::Active;
+  reading_ = true;
+  owner_->upstream_connected();
 }
 
 std::shared_ptr<SSL_SESSION> UpstreamConnection::tls_session() const {
@@ -109,6 +121,10 @@ bool UpstreamConnection::tls_receive() {
 void UpstreamConnection::connect(UpstreamEvents* owner, const sockaddr* addr, uint64_t timeout_ms) {
   owner_ = owner;
   state_ = State::Connecting;
+  if (h2_ != nullptr) {
+    h2_->start();  // the session has its own connect timeout
+    return;
+  }
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, &UpstreamConnection::on_connect);
   if (rc != 0) {
@@ -221,12 +237,21 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
 }
 
 void UpstreamConnection::pause_reading() {
+  if (h2_ != nullptr) {
+    reading_ = false;  // the stream's window stays shut while nothing is parsed
+    return;
+  }
   if (reading_) uv_read_stop(stream());
   reading_ = false;
 }
 
 void UpstreamConnection::resume_reading() {
   if (reading_ || state_ == State::Closing || state_ == State::Connecting) return;
+  if (h2_ != nullptr) {
+    reading_ = true;
+    h2_->resume();
+    return;
+  }
   if (uv_read_start(stream(), &UpstreamConnection::on_alloc, &UpstreamConnection::on_read_cb) ==
       0) {
     reading_ = true;
@@ -502,6 +527,10 @@ void UpstreamConnection::fail(Failure failure, int uv_status) {
 
 void UpstreamConnection::release(bool reusable) {
   owner_ = nullptr;
+  if (h2_ != nullptr) {
+    close();  // the stream ends (reset if still open); the session stays
+    return;
+  }
   if (!reusable || state_ != State::Active || !complete_ || out_.in_flight() != 0) {
     close();
     return;
@@ -523,6 +552,7 @@ void UpstreamConnection::close() {
   state_ = State::Closing;
   owner_ = nullptr;
   out_.clear();
+  if (h2_ != nullptr) h2_->close();
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConnection::on_close);

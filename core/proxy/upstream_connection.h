@@ -11,12 +11,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/base/deadline_timer.h"
 #include "core/base/failure.h"
 #include "core/base/io_buffer.h"
 #include "core/http1/http_head.h"
+#include "core/http2/upstream_message.h"
 
 namespace harrow {
 
@@ -26,6 +28,8 @@ class Session;
 
 class Worker;
 struct Snapshot;
+class H2UpstreamSession;
+class H2UpstreamStream;
 
 // What an upstream connection tells its owner. Calls come from libuv callbacks on the worker
 // thread, never from inside the owner's own calls into the connection.
@@ -37,6 +41,9 @@ class UpstreamEvents {
   virtual void upstream_head(const MessageHead& head, int status) = 0;
   // A piece of the response body, living in `block`.
   virtual void upstream_body(IoBlock* block, const char* data, size_t len) = 0;
+  // The response's trailer section (from a server spoken to over HTTP/2), right before the
+  // upstream_complete() of a chunked response. `fields` live only during the call.
+  virtual void upstream_trailers(std::span<const http2::Field> fields) = 0;
   // One read has been parsed: time to flush what it produced.
   virtual void upstream_read_end() = 0;
   // The final response is complete; `reusable` if the connection may carry another exchange.
@@ -85,6 +92,11 @@ class UpstreamConnection {
   void use_tls(SSL_CTX* ctx, std::string server_name, bool verify,
                std::shared_ptr<SSL_SESSION> resume);
   bool tls() const { return tls_ctx_ != nullptr; }
+  // Makes the connection one stream of `session` (call before connect()): connect() joins the
+  // session instead of connecting, and the exchange goes as HTTP/2 frames (h2_upstream_stream.h).
+  // Such a connection is never pooled; the session is. `https`: the request's scheme.
+  void use_h2(H2UpstreamSession* session, bool https);
+  bool http2() const { return h2_ != nullptr; }
   // The session to resume the next connection to this server with (null if none yet).
   std::shared_ptr<SSL_SESSION> tls_session() const;
   ~UpstreamConnection();
@@ -126,7 +138,11 @@ class UpstreamConnection {
   void enter_idle(uint64_t idle_timeout_ms);
 
  private:
+  friend class H2UpstreamStream;
   enum class State { Connecting, Active, Idle, Closing };
+
+  // HTTP/2 mode: the session is ready for the stream.
+  void h2_connected();
 
   const uv_stream_t* stream() const { return reinterpret_cast<const uv_stream_t*>(&tcp_); }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
@@ -205,6 +221,7 @@ class UpstreamConnection {
   bool upgrade_expected_ = false;
   bool tunnel_ = false;
   bool write_shut_ = false;
+  std::unique_ptr<H2UpstreamStream> h2_;  // HTTP/2 mode (use_h2())
 };
 
 }  // namespace harrow

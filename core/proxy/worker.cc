@@ -423,6 +423,7 @@ void Worker::maybe_finish_stop() {
       for (UpstreamConnection* up : idle) up->close();
     }
   }
+  h2_sessions_.close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&h2_flush_), nullptr);
   client_timers_.close();

@@ -19,6 +19,7 @@
 #include "core/base/timer_heap.h"
 #include "core/proxy/access_log.h"
 #include "core/proxy/exchange.h"
+#include "core/proxy/h2_upstream_session.h"
 #include "core/proxy/metrics.h"
 #include "core/proxy/snapshot.h"
 #include "core/rewrite/router.h"
@@ -174,6 +175,8 @@ class Worker {
   // or the worker is stopping.
   void give_idle(UpstreamConnection* up);
   void forget_idle(UpstreamConnection* up);
+  // The HTTP/2 connections to servers of farms spoken to over HTTP/2.
+  H2UpstreamSessions& h2_sessions() { return h2_sessions_; }
 
  private:
   void run();
@@ -202,6 +205,7 @@ class Worker {
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<ListenSocket> sockets_;
   uv_loop_t loop_{};
+  H2UpstreamSessions h2_sessions_{&loop_};
   uv_async_t wakeup_{};
   uv_timer_t stop_timer_{};
   uv_idle_t h2_flush_{};  // runs while h2_to_flush_ is not empty

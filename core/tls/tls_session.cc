@@ -93,10 +93,17 @@ std::unique_ptr<Session> Session::accept(std::shared_ptr<const ServerContexts> c
 
 std::unique_ptr<Session> Session::connect(SSL_CTX* ctx, const std::string& server_name, bool verify,
                                           SSL_SESSION* resume, uv_stream_t* stream, uv_write_cb cb,
-                                          OutBatch* out) {
+                                          OutBatch* out, std::string_view alpn) {
   SSL* ssl = SSL_new(ctx);
   if (ssl == nullptr) return nullptr;
   SSL_set_connect_state(ssl);
+  if (!alpn.empty()) {
+    // The ALPN wire format: each protocol name after its length byte.
+    std::string wire(1, static_cast<char>(alpn.size()));
+    wire.append(alpn);
+    SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(wire.data()),
+                        static_cast<unsigned>(wire.size()));
+  }
   // SNI carries host names only, never IP literals (RFC 6066).
   unsigned char ip[16];
   bool is_ip = inet_pton(AF_INET, server_name.c_str(), ip) == 1 ||

@@ -28,9 +28,10 @@ class Session final : public WriteFilter {
                                          bool offer_h2 = false);
   // Connecting side: SNI = `server_name`; with `verify`, the certificate must chain to the
   // context's CAs and name `server_name`. `resume` (may be null) is a session to resume.
+  // `alpn` (may be empty): the one protocol offered by ALPN ("h2"); alpn() says if chosen.
   static std::unique_ptr<Session> connect(SSL_CTX* ctx, const std::string& server_name, bool verify,
                                           SSL_SESSION* resume, uv_stream_t* stream, uv_write_cb cb,
-                                          OutBatch* out);
+                                          OutBatch* out, std::string_view alpn = {});
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;

@@ -1266,3 +1266,43 @@ TEST(ConfigIisSchema, OutboundRulesInsideGlobalRulesSayWhereTheyBelong) {
 
 }  // namespace
 }  // namespace harrow::config
+
+namespace harrow::config {
+namespace {
+
+const char* const kHttp2Farms =
+    "<configuration>\n"
+    "  <webFarms>\n"
+    "    <webFarm name=\"Grpc\"><server address=\"a\"/></webFarm>\n"
+    "    <webFarm name=\"web\"><server address=\"b\"/></webFarm>\n"
+    "  </webFarms>\n"
+    "  <harrow>\n";
+
+TEST(ConfigUpstreamHttp2, NamesFarmsCaseInsensitively) {
+  Config config = load_ok(std::string(kHttp2Farms) +
+                          "    <upstreamHttp2 farm=\"grpc\"/>\n  </harrow>\n</configuration>\n");
+  ASSERT_EQ(config.upstream_http2.size(), 1u);
+  EXPECT_TRUE(config.farm_speaks_http2("Grpc"));
+  EXPECT_TRUE(config.farm_speaks_http2("GRPC"));
+  EXPECT_FALSE(config.farm_speaks_http2("web"));
+}
+
+TEST(ConfigUpstreamHttp2, UnknownDuplicateOrMissingFarmIsAnErrorAtItsLine) {
+  std::string xml = std::string(kHttp2Farms) +
+                    "    <upstreamHttp2 farm=\"nope\"/>\n"
+                    "    <upstreamHttp2 farm=\"web\"/>\n"
+                    "    <upstreamHttp2 farm=\"WEB\"/>\n"
+                    "    <upstreamHttp2/>\n"
+                    "  </harrow>\n</configuration>\n";
+  std::vector<std::string> errors = formatted_errors(xml);
+  ASSERT_GE(errors.size(), 3u);
+  EXPECT_NE(errors[0].find("f.config:7:"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("<upstreamHttp2> names unknown farm 'nope'"), std::string::npos);
+  EXPECT_NE(errors[1].find("f.config:9:"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("a second <upstreamHttp2> for farm 'WEB'"), std::string::npos)
+      << errors[1];
+  EXPECT_NE(errors[2].find("f.config:10:"), std::string::npos) << errors[2];
+}
+
+}  // namespace
+}  // namespace harrow::config
