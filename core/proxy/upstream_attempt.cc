@@ -70,6 +70,12 @@ void connect_upstream(Exchange& ex, Worker& worker, UpstreamEvents* owner) {
 }
 
 void count_connected(Exchange& ex) {
+  if (ex.upstream_reused) {
+    // A stream on an HTTP/2 connection to the server that was already up: no connection was
+    // opened for it (the access log's connect time stays "-").
+    ex.server_metrics->connections_reused.add();
+    return;
+  }
   uint64_t connect_us = (uv_hrtime() - ex.connect_started_ns) / 1000;
   ex.server_metrics->connect_time.observe(connect_us);
   ex.server_metrics->connections_opened.add();  // counted once established, not per attempt

@@ -302,10 +302,12 @@ class Lifecycle(HarrowTestCase):
                                    [rule_xml("r", "f")]))
         request(h.port)
         self.assertEqual(h.admin_get("/healthz"), (200, "ok\n"))
+        # Counted as the exchange ends, just after the response is written.
+        line = (f'harrow_server_responses_total{{farm="f",server="127.0.0.1:{o.port}",'
+                f'pool="",code="2xx"}} 1')
+        wait_for(lambda: line in h.admin_get("/metrics")[1] or None, 10, "the response counted")
         status, text = h.admin_get("/metrics")
         self.assertEqual(status, 200)
-        self.assertIn(f'harrow_server_responses_total{{farm="f",server="127.0.0.1:{o.port}",'
-                      f'pool="",code="2xx"}} 1', text)
         # Latency histograms per server: one observation of each kind for one request.
         for name in ["response", "first_byte", "connect"]:
             self.assertIn(f'harrow_server_{name}_seconds_count{{farm="f",server="127.0.0.1:{o.port}",'
