@@ -35,8 +35,7 @@ std::string target_key(const H2UpstreamTarget& target) {
 
 H2UpstreamSession::H2UpstreamSession(uv_loop_t* loop, H2UpstreamSessions* registry, std::string key,
                                      H2UpstreamTarget target)
-    : loop_(loop),
-      registry_(registry),
+    : registry_(registry),
       key_(std::move(key)),
       target_(std::move(target)),
       out_(stream(), &H2UpstreamSession::on_write) {

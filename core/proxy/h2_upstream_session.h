@@ -131,7 +131,6 @@ class H2UpstreamSession {
 
   Stream* stream_of(int32_t id) const;
 
-  uv_loop_t* loop_;
   H2UpstreamSessions* registry_;
   std::string key_;
   H2UpstreamTarget target_;
