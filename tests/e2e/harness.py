@@ -153,6 +153,29 @@ def config_xml(farms, rules, harrow=""):
             f"<harrow>{harrow}</harrow></configuration>")
 
 
+class SelfSignedCertificate:
+    """A throwaway self-signed EC P-256 certificate for `name` (CN and subjectAltName) in a
+    temporary directory: `cert`, `key` (mode 0600, as Harrow wants key files), `files()`."""
+
+    def __init__(self, name="127.0.0.1"):
+        self.dir = tempfile.TemporaryDirectory(prefix="harrow-cert-")
+        self.cert = os.path.join(self.dir.name, "cert.pem")
+        self.key = os.path.join(self.dir.name, "key.pem")
+        kind = "IP" if re.fullmatch(r"[\d.]+|[0-9a-fA-F:]+", name) else "DNS"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                        "-subj", f"/CN={name}", "-addext", f"subjectAltName={kind}:{name}",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, capture_output=True, timeout=60)
+        os.chmod(self.key, 0o600)
+
+    def files(self):
+        return self.cert, self.key
+
+    def cleanup(self):
+        self.dir.cleanup()
+
+
 class Harrow:
     """One harrow process, started on port 0 with its stderr captured to a file."""
 

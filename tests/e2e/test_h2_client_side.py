@@ -2,7 +2,6 @@
 plain listeners with http2="true" take HTTP/2 with prior knowledge beside HTTP/1.1. Requests
 go through the same rules, farms and logs as HTTP/1; the attacks of the last years each end the
 connection with a GOAWAY that names them (h2client.RawConnection sends their frames)."""
-import json
 import os
 import re
 import shutil
@@ -12,7 +11,8 @@ import tempfile
 import unittest
 
 from h2client import (SETTINGS_INITIAL_WINDOW_SIZE, RawConnection)
-from harness import HarrowTestCase, config_xml, farm_xml, rule_xml, wait_for
+from harness import (HarrowTestCase, SelfSignedCertificate, config_xml, farm_xml, rule_xml,
+                     wait_for)
 
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM, NO_ERROR = 11, 1, 7, 0
 
@@ -22,28 +22,16 @@ def curl(*args, timeout=30):
                           timeout=timeout)
 
 
-class Certificate:
-    def __init__(self):
-        self.dir = tempfile.TemporaryDirectory(prefix="harrow-h2-")
-        self.cert = os.path.join(self.dir.name, "cert.pem")
-        self.key = os.path.join(self.dir.name, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-keyout", self.key, "-out", self.cert, "-subj", "/CN=h2.test",
-                        "-addext", "subjectAltName=DNS:h2.test"],
-                       check=True, capture_output=True)
-        os.chmod(self.key, 0o600)
-
-
 CERT = None
 
 
 def setUpModule():
     global CERT
-    CERT = Certificate()
+    CERT = SelfSignedCertificate("h2.test")
 
 
 def tearDownModule():
-    CERT.dir.cleanup()
+    CERT.cleanup()
 
 
 class Http2(HarrowTestCase):

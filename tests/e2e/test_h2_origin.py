@@ -1,35 +1,28 @@
 """harrow-h2-origin and the h2client test library, checked against each other and against curl:
 the HTTP/2 tests of Harrow stand on both, so both are tested here on their own."""
-import os
 import subprocess
-import tempfile
 import time
 import unittest
 
 from h2client import (CONTINUATION, END_HEADERS, PROTOCOL_ERROR,
                       SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_CONCURRENT_STREAMS, Client,
                       NotNegotiated, RawConnection, grpc_call, grpc_frame, grpc_status)
-from harness import HarrowTestCase
+from harness import HarrowTestCase, SelfSignedCertificate
 
-CERT_DIR = None
+CERT = None
 
 
 def setUpModule():
-    global CERT_DIR
-    CERT_DIR = tempfile.TemporaryDirectory(prefix="harrow-h2-origin-")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-keyout", os.path.join(CERT_DIR.name, "key.pem"),
-                    "-out", os.path.join(CERT_DIR.name, "cert.pem")],
-                   check=True, capture_output=True, timeout=60)
+    global CERT
+    CERT = SelfSignedCertificate()
 
 
 def tearDownModule():
-    CERT_DIR.cleanup()
+    CERT.cleanup()
 
 
 def tls_files():
-    return (os.path.join(CERT_DIR.name, "cert.pem"), os.path.join(CERT_DIR.name, "key.pem"))
+    return CERT.files()
 
 
 def curl(*args):

@@ -17,27 +17,23 @@ import h2.errors
 import h2.events
 
 from h2client import Client, grpc_call, grpc_frame, grpc_status
-from harness import HarrowTestCase, config_xml, request, rule_xml, wait_for
+from harness import (HarrowTestCase, SelfSignedCertificate, config_xml, request, rule_xml,
+                     wait_for)
 
-CERT_DIR = None
+CERT = None
 
 
 def setUpModule():
-    global CERT_DIR
-    CERT_DIR = tempfile.TemporaryDirectory(prefix="harrow-h2-upstream-")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-keyout", os.path.join(CERT_DIR.name, "key.pem"),
-                    "-out", os.path.join(CERT_DIR.name, "cert.pem")],
-                   check=True, capture_output=True, timeout=60)
+    global CERT
+    CERT = SelfSignedCertificate()
 
 
 def tearDownModule():
-    CERT_DIR.cleanup()
+    CERT.cleanup()
 
 
 def tls_files():
-    return (os.path.join(CERT_DIR.name, "cert.pem"), os.path.join(CERT_DIR.name, "key.pem"))
+    return CERT.files()
 
 
 def farm(name, servers, extra=""):
