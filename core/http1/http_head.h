@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/base/ascii.h"
+#include "core/base/byte_runs.h"
 
 namespace harrow {
 
@@ -150,30 +151,16 @@ class HeadWriter {
   bool unsafe() const { return unsafe_; }
 
   // A field value or reason phrase: no control byte but HTAB, no DEL (RFC 9110 §5.5).
-  static bool safe_value(std::string_view v) {
-    for (char ch : v) {
-      auto c = static_cast<unsigned char>(ch);
-      if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
-    }
-    return true;
-  }
+  static bool safe_value(std::string_view v) { return all_field_value_bytes(v.data(), v.size()); }
   // A request-target: one token of visible ASCII (no control, space, DEL or byte >= 0x80).
   static bool safe_target(std::string_view t) {
-    if (t.empty()) return false;
-    for (char ch : t) {
-      auto c = static_cast<unsigned char>(ch);
-      if (c <= 0x20 || c >= 0x7F) return false;
-    }
-    return true;
+    return !t.empty() && visible_run_but(reinterpret_cast<const unsigned char*>(t.data()), t.size(),
+                                         ' ') == t.size();
   }
   // A field name: visible ASCII without ':'.
   static bool safe_name(std::string_view n) {
-    if (n.empty()) return false;
-    for (char ch : n) {
-      auto c = static_cast<unsigned char>(ch);
-      if (c <= 0x20 || c >= 0x7F || c == ':') return false;
-    }
-    return true;
+    return !n.empty() && visible_run_but(reinterpret_cast<const unsigned char*>(n.data()), n.size(),
+                                         ':') == n.size();
   }
   size_t size() const { return static_cast<size_t>(p_ - begin_); }
 

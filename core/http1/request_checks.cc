@@ -4,6 +4,7 @@
 #include <array>
 
 #include "core/base/ascii.h"
+#include "core/base/byte_runs.h"
 
 namespace harrow {
 namespace {
@@ -48,17 +49,24 @@ bool is_tchar(unsigned char c) {
 
 // field-vchar, SP and HTAB (obs-text allowed: it is opaque data, not a delimiter).
 constexpr bool is_value_char(unsigned char c) {
-  return c == '\t' || (c >= 0x20 && c != 0x7F);
+  return is_field_value_byte(c);
 }
 
 // A request-target byte: visible ASCII. No fragment ('#') is ever sent (RFC 9112 §3.2), and
 // bytes above 0x7F are not a URI.
+constexpr unsigned char kNotInTarget = '#';
 constexpr bool is_target_char(unsigned char c) {
-  return c > 0x20 && c < 0x7F && c != '#';
+  return is_visible_byte_but(c, kNotInTarget);
 }
 
-// How many bytes from `from` on (at most `room`, and not past `len`) satisfy `pred`: the
-// scanner takes a run of ordinary bytes in one step instead of one state-machine turn each.
+// The scanner takes a run of ordinary bytes in one step instead of one state-machine turn
+// each: field_value_run() and visible_run_but() for values and targets (eight bytes at a
+// time), run_of() for the short tokens. room(): how many bytes from `from` on a run may
+// cover, at most `limit` and not past `len`.
+size_t room(size_t from, size_t len, uint32_t limit) {
+  return len - from < limit ? len - from : limit;
+}
+
 template <bool (*Pred)(unsigned char)>
 size_t run_of(const unsigned char* p, size_t from, size_t len, uint32_t room) {
   size_t end = len - from < room ? len : from + room;
@@ -233,7 +241,8 @@ size_t RequestFramer::scan(const char* data, size_t len) {
           ++token_len_;
           // The rest of the target's ordinary bytes at once, each counted as above; the byte
           // that ends the run (or would pass the limit) goes through the checks.
-          size_t n = run_of<is_target_char>(p, i + 1, len, limits_.max_request_line - line_bytes_);
+          size_t n = visible_run_but(
+              p + i + 1, room(i + 1, len, limits_.max_request_line - line_bytes_), kNotInTarget);
           line_bytes_ += static_cast<uint32_t>(n);
           token_len_ += static_cast<uint32_t>(n);
           i += n;
@@ -308,8 +317,8 @@ size_t RequestFramer::scan(const char* data, size_t len) {
             } else if (!is_value_char(c)) {
               return fail(Failure::bad_request, "control character in a header value", i);
             } else {
-              size_t n =
-                  run_of<is_value_char>(p, i + 1, len, limits_.max_header_bytes - section_bytes_);
+              size_t n = field_value_run(
+                  p + i + 1, room(i + 1, len, limits_.max_header_bytes - section_bytes_));
               section_bytes_ += static_cast<uint32_t>(n);
               i += n;
             }

@@ -1,0 +1,85 @@
+// How far a run of ordinary protocol bytes goes, eight bytes at a time. Every head Harrow reads
+// or writes is checked byte by byte (a control byte in a value, a space in a target, a ':' in
+// a name must never become syntax), and those checks ran once per byte in a state machine or a
+// loop; here a word of eight bytes is tested at once and only a word that holds a suspect byte
+// is looked at byte by byte. The answers are exactly those of the one-byte predicates below
+// (tests/core/base/byte_runs_test.cc holds them to it over every byte value).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace harrow {
+
+// RFC 9110 §5.5 field-value bytes: HTAB, SP, VCHAR and obs-text (>= 0x80); not the other
+// control bytes, not DEL.
+constexpr bool is_field_value_byte(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7F);
+}
+
+// Visible ASCII but `excluded`: a request-target's bytes ('#' excluded: no fragment is ever
+// sent) or a field name's as HeadWriter checks them (':' excluded).
+constexpr bool is_visible_byte_but(unsigned char c, unsigned char excluded) {
+  return c > 0x20 && c < 0x7F && c != excluded;
+}
+
+namespace byte_runs_internal {
+
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHighs = 0x8080808080808080ULL;
+
+inline uint64_t load8(const unsigned char* p) {
+  uint64_t x;
+  std::memcpy(&x, p, 8);
+  return x;
+}
+// Non-zero if some byte of `x` is below `n` (n <= 128); exact about whether one is.
+constexpr uint64_t has_below(uint64_t x, uint8_t n) {
+  return (x - kOnes * n) & ~x & kHighs;
+}
+// Non-zero if some byte of `x` equals `b`.
+constexpr uint64_t has_byte(uint64_t x, uint8_t b) {
+  return has_below(x ^ (kOnes * b), 1);
+}
+// Non-zero if some byte of `x` is above `n` (n <= 127).
+constexpr uint64_t has_above(uint64_t x, uint8_t n) {
+  return ((x + kOnes * (127 - n)) | x) & kHighs;
+}
+
+}  // namespace byte_runs_internal
+
+// The number of leading bytes of p[0, n) that are field-value bytes.
+inline size_t field_value_run(const unsigned char* p, size_t n) {
+  using namespace byte_runs_internal;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x = load8(p + i);
+    // HTAB is below 0x20 too: a word holding one is looked at byte by byte.
+    if ((has_below(x, 0x20) | has_byte(x, 0x7F)) == 0) continue;
+    for (size_t end = i + 8; i < end; ++i) {
+      if (!is_field_value_byte(p[i])) return i;
+    }
+    i -= 8;
+  }
+  while (i < n && is_field_value_byte(p[i])) ++i;
+  return i;
+}
+
+// The number of leading bytes of p[0, n) that are visible ASCII other than `excluded`.
+inline size_t visible_run_but(const unsigned char* p, size_t n, unsigned char excluded) {
+  using namespace byte_runs_internal;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x = load8(p + i);
+    if ((has_below(x, 0x21) | has_above(x, 0x7E) | has_byte(x, excluded)) != 0) break;
+  }
+  while (i < n && is_visible_byte_but(p[i], excluded)) ++i;
+  return i;
+}
+
+inline bool all_field_value_bytes(const char* p, size_t n) {
+  return field_value_run(reinterpret_cast<const unsigned char*>(p), n) == n;
+}
+
+}  // namespace harrow
