@@ -1,50 +1,59 @@
 #include "core/http2/response_head.h"
 
+#include <cstring>
+
 #include "core/base/ascii.h"
+#include "core/http2/connection_specific.h"
 
 namespace harrow::http2 {
 
 namespace {
 
-bool connection_specific(std::string_view name) {
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-         name == "transfer-encoding" || name == "upgrade";
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
 }
 
 }  // namespace
 
+// One pass over the text: each name is lower-cased as it is read, each line's end found with
+// memchr (a head is parsed once per response, so this is on every response's path).
 bool ResponseHead::parse(std::string_view http1) {
   fields_.clear();
   status_ = 0;
   text_.assign(http1);
-  std::string_view text = text_;
-  size_t line_end = text.find("\r\n");
-  // "HTTP/1.1 NNN reason"
-  if (line_end == std::string_view::npos || line_end < 12 || !text.starts_with("HTTP/1.1 ")) {
-    return false;
-  }
+  char* text = text_.data();
+  const char* end = text + text_.size();
+  // "HTTP/1.1 NNN reason\r\n"
+  constexpr std::string_view kVersion = "HTTP/1.1 ";
+  if (text_.size() < 14 || std::string_view(text, kVersion.size()) != kVersion) return false;
   for (int i = 0; i < 3; ++i) {
     char c = text[9 + i];
     if (c < '0' || c > '9') return false;
     status_text[i] = c;
     status_ = status_ * 10 + (c - '0');
   }
-  size_t pos = line_end + 2;
-  while (pos < text.size()) {
-    size_t end = text.find("\r\n", pos);
-    if (end == std::string_view::npos) return false;
-    if (end == pos) return pos + 2 == text.size();  // the empty line ends the head
-    std::string_view line = text.substr(pos, end - pos);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return false;
-    for (size_t i = 0; i < colon; ++i) text_[pos + i] = ascii_lower(text_[pos + i]);
-    std::string_view name = line.substr(0, colon);
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-    if (!connection_specific(name)) fields_.push_back({name, value});
-    pos = end + 2;
+  const char* cr = static_cast<const char*>(std::memchr(text + 12, '\r', end - (text + 12)));
+  if (cr == nullptr || cr + 1 == end || cr[1] != '\n') return false;
+  char* p = text + (cr + 2 - text);
+  while (p < end) {
+    if (*p == '\r') return p + 2 == end && p[1] == '\n';  // the empty line ends the head
+    char* name = p;
+    while (p < end && *p != ':' && *p != '\r') {
+      *p = ascii_lower(*p);
+      ++p;
+    }
+    if (p == end || *p != ':' || p == name) return false;
+    std::string_view field_name(name, p - name);
+    ++p;
+    while (p < end && is_ows(*p)) ++p;
+    cr = static_cast<const char*>(std::memchr(p, '\r', end - p));
+    if (cr == nullptr || cr + 1 == end || cr[1] != '\n') return false;
+    const char* value_end = cr;
+    while (value_end > p && is_ows(value_end[-1])) --value_end;
+    if (!connection_specific(field_name)) {
+      fields_.push_back({field_name, std::string_view(p, value_end - p)});
+    }
+    p = text + (cr + 2 - text);
   }
   return false;
 }

@@ -35,11 +35,6 @@ bool list_has(std::string_view list, std::string_view token) {
 
 }  // namespace
 
-bool connection_specific(std::string_view name) {
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-         name == "transfer-encoding" || name == "upgrade";
-}
-
 RequestTranslator::RequestTranslator(std::string_view scheme) : scheme_(scheme) {
   llhttp_settings_init(&settings_);
   settings_.on_url = &RequestTranslator::on_url;

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/http2/connection_specific.h"
+
 namespace harrow::http2 {
 
 // One HTTP/2 field, name in lower case.
@@ -87,8 +89,5 @@ std::string response_head_bytes(int status, std::span<const Field> fields, bool 
 // One chunk of a chunked body (nothing for an empty piece: that would end the body).
 void append_chunk(std::string& out, const char* data, size_t len);
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
-
-// RFC 9113 §8.2.2: fields that are about one connection and never cross an HTTP/2 hop.
-bool connection_specific(std::string_view lower_name);
 
 }  // namespace harrow::http2

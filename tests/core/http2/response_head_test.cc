@@ -39,5 +39,21 @@ TEST(Http2ResponseHead, RefusesWhatHarrowDoesNotWrite) {
   EXPECT_FALSE(head.parse("HTTP/1.1 200 OK\r\n\r\ntrailing"));
 }
 
+TEST(Http2ResponseHead, EmptyValuesAndNamesOfEveryLengthOfAConnectionField) {
+  ResponseHead head;
+  ASSERT_TRUE(head.parse(
+      "HTTP/1.1 204 No Content\r\nX-Empty:\r\nX-Spaces:   \r\nUpgrades: x\r\nConnections: y\r\n"
+      "TRANSFER-ENCODING: chunked\r\n\r\n"));
+  ASSERT_EQ(head.fields().size(), 4u);
+  EXPECT_EQ(head.fields()[0].name, "x-empty");
+  EXPECT_EQ(head.fields()[0].value, "");
+  EXPECT_EQ(head.fields()[1].value, "");
+  EXPECT_EQ(head.fields()[2].name, "upgrades");
+  EXPECT_EQ(head.fields()[3].name, "connections");
+  EXPECT_FALSE(head.parse("HTTP/1.1 200 OK\r\n: no-name\r\n\r\n"));
+  EXPECT_FALSE(head.parse("HTTP/1.1 200 OK\r\nA: b\r"));
+  EXPECT_FALSE(head.parse("HTTP/1.1 200 OK\rX: y\r\n\r\n"));
+}
+
 }  // namespace
 }  // namespace harrow::http2
