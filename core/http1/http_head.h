@@ -136,8 +136,18 @@ class HeadWriter {
   // syntax. Such a head is marked unsafe(), and its writer's caller refuses to send it.
   HeadWriter& field(std::string_view name, std::string_view value) {
     if (!safe_name(name) || !safe_value(value)) unsafe_ = true;
-    return *this << name << ": " << value << "\r\n";
+    char* line = p_;
+    *this << name << ": " << value << "\r\n";
+    if (kept_ != nullptr && !overflow_) {
+      kept_->push_back({std::string_view(line, name.size()),
+                        std::string_view(line + name.size() + 2, value.size())});
+    }
+    return *this;
   }
+  // Also keeps every field() written, as views into the written bytes (in order): a codec that
+  // sends fields rather than the text (HTTP/2) takes them without parsing the text again.
+  // Writing the line first means the views see exactly the checked bytes.
+  void keep_fields(std::vector<HeaderField>* kept) { kept_ = kept; }
   HeadWriter& target(std::string_view t) {
     if (!safe_target(t)) unsafe_ = true;
     return *this << t;
@@ -168,6 +178,7 @@ class HeadWriter {
   char* begin_;
   char* p_;
   char* end_;
+  std::vector<HeaderField>* kept_ = nullptr;
   bool overflow_ = false;
   bool unsafe_ = false;
 };

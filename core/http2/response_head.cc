@@ -58,4 +58,18 @@ bool ResponseHead::parse(std::string_view http1) {
   return false;
 }
 
+void ResponseHead::reset(int status) {
+  fields_.clear();
+  status_ = status;
+  status_text[0] = static_cast<char>('0' + status / 100 % 10);
+  status_text[1] = static_cast<char>('0' + status / 10 % 10);
+  status_text[2] = static_cast<char>('0' + status % 10);
+}
+
+void ResponseHead::add(char* name, size_t name_len, std::string_view value) {
+  for (size_t i = 0; i < name_len; ++i) name[i] = ascii_lower(name[i]);
+  std::string_view lower(name, name_len);
+  if (!connection_specific(lower)) fields_.push_back({lower, value});
+}
+
 }  // namespace harrow::http2

@@ -23,6 +23,12 @@ class ResponseHead {
   // Takes `http1` ("HTTP/1.1 200 OK\r\nName: value\r\n...\r\n\r\n"). False if it is not a
   // head Harrow writes.
   bool parse(std::string_view http1);
+  // The same head built from fields written and checked elsewhere (HeadWriter::keep_fields()
+  // over the head phase 3 wrote), without parsing the text again: reset(), then add() each
+  // field in order. add() lower-cases `name` in place (the caller's bytes, never sent as
+  // HTTP/1 text) and leaves out the connection-specific fields. The views stay the caller's.
+  void reset(int status);
+  void add(char* name, size_t name_len, std::string_view value);
   int status() const { return status_; }
   char status_text[4] = {0, 0, 0, 0};  // :status's value
   const std::vector<ResponseField>& fields() const { return fields_; }

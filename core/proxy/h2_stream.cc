@@ -263,6 +263,9 @@ void H2Stream::upstream_head(const MessageHead& head, int status) {
   if (status < 200) return;  // interim responses are not forwarded over HTTP/2
   IoBlock* block = block_acquire();
   HeadWriter writer(block->data, block->capacity);
+  std::vector<HeaderField>& written = connection_->written_fields();
+  written.clear();
+  writer.keep_fields(&written);
   bool close = false;
   ResponseHeadResult result =
       build_client_response(*ex_, client(), connection_->worker(), head, status, close, writer);
@@ -285,18 +288,18 @@ void H2Stream::upstream_head(const MessageHead& head, int status) {
       refuse_unsafe(result.rule, "a response header");
       return;
   }
-  bool parsed = connection_->response_head().parse(std::string_view(block->data, writer.size()));
-  block_unref(block);
-  if (!parsed) {
-    ex_->response_head_sent = false;
-    ex_->log_detail = "the response head could not be carried over HTTP/2";
-    fail_upstream(Failure::upstream_invalid_response, 0);
-    return;
+  // The fields as written and checked, straight into HTTP/2 fields (the views are into the
+  // block, which nghttp2 copies from when the head is submitted).
+  http2::ResponseHead& fields = connection_->response_head();
+  fields.reset(status);
+  for (const HeaderField& f : written) {
+    fields.add(const_cast<char*>(f.name.data()), f.name.size(), f.value);
   }
   ex_->status = status;
   ex_->sent_status = status;
   if (result.no_body) response_end_queued_ = true;
-  submit_head(connection_->response_head(), !result.no_body);
+  submit_head(fields, !result.no_body);
+  block_unref(block);
 }
 
 bool H2Stream::submit_head(const http2::ResponseHead& head, bool has_body) {
