@@ -188,6 +188,19 @@ void RequestFramer::begin_body(bool chunked, uint64_t content_length) {
   }
 }
 
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!is_tchar(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+bool is_request_target(std::string_view s) {
+  return visible_run_but(reinterpret_cast<const unsigned char*>(s.data()), s.size(),
+                         kNotInTarget) == s.size();
+}
+
 size_t RequestFramer::scan(const char* data, size_t len) {
   const auto* p = reinterpret_cast<const unsigned char*>(data);
   size_t i = 0;

@@ -125,6 +125,11 @@ struct ParsedRequest {
 // may go on; otherwise `out` says why.
 bool check_request_head(const ParsedRequest& req, const RequestLimits& limits, Rejection& out);
 
+// The framer's byte rules, for a head that arrives in parts (RequestDecoder::decode_fields()):
+// a token (RFC 9110 §5.6.2: a method, a field name) and a request-target's bytes.
+bool is_token(std::string_view s);
+bool is_request_target(std::string_view s);
+
 // A request-target split as RFC 9112 §3.2.2 reads it: an absolute-form target
 // ("http://host:port/path?q") names its resource by path and query, and its authority stands
 // for Host. An origin-form ("/path?q") or asterisk-form target is all `path`, with no authority.

@@ -14,7 +14,10 @@ void RequestDecoder::reset(const RequestLimits& limits, MessageHead* head,
   framer_ahead_ = 0;
   paused_ = owes_callbacks_ = reading_head_ = head_too_large_ = head_rejected_ = false;
   keep_alive_ = true;
-  chunked_ = has_body_ = websocket_ = upgrade_ = false;
+  chunked_ = has_body_ = websocket_ = upgrade_ = has_length_ = false;
+  content_length_ = 0;
+  method_ = HTTP_GET;
+  http_major_ = http_minor_ = 1;
 }
 
 RequestDecoder::Step RequestDecoder::decode(const char* data, uint32_t len) {
@@ -121,6 +124,14 @@ int RequestDecoder::on_headers_complete(llhttp_t* p) {
   RequestDecoder* d = from(p);
   d->head_->finish();
   d->reading_head_ = false;
+  d->method_ = static_cast<llhttp_method_t>(p->method);
+  d->http_major_ = p->http_major;
+  d->http_minor_ = p->http_minor;
+  d->keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  d->chunked_ = (p->flags & F_CHUNKED) != 0;
+  d->has_length_ = (p->flags & F_CONTENT_LENGTH) != 0;
+  d->content_length_ = p->content_length;
+  d->framer_.begin_body(d->chunked_, d->has_length_ ? d->content_length_ : 0);
   d->judge_head();
   d->events_->request_head();
   // Pause: the body must not be parsed before there is somewhere to send it.
@@ -128,11 +139,7 @@ int RequestDecoder::on_headers_complete(llhttp_t* p) {
 }
 
 void RequestDecoder::judge_head() {
-  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
-  chunked_ = (parser_.flags & F_CHUNKED) != 0;
-  has_body_ = chunked_ || parser_.content_length > 0;
-  bool has_length = (parser_.flags & F_CONTENT_LENGTH) != 0;
-  framer_.begin_body(chunked_, has_length ? parser_.content_length : 0);
+  has_body_ = chunked_ || content_length_ > 0;
   // An upgrade request ends HTTP on this connection whatever the answer: a 101 makes it a
   // tunnel, anything else is answered and the connection closed rather than read on (the client
   // may already be sending the new protocol). Only WebSocket is forwarded as an upgrade (RFC
@@ -145,12 +152,113 @@ void RequestDecoder::judge_head() {
   ParsedRequest req;
   req.method = method_name();
   req.head = head_;
-  req.http_major = parser_.http_major;
-  req.http_minor = parser_.http_minor;
+  req.http_major = http_major_;
+  req.http_minor = http_minor_;
   req.chunked = chunked_;
-  req.has_content_length = has_length;
-  req.content_length = parser_.content_length;
+  req.has_content_length = has_length_;
+  req.content_length = content_length_;
   head_rejected_ = !check_request_head(req, limits_, rejection_);
+}
+
+namespace {
+
+// The methods decode_fields() takes itself; any other goes through llhttp.
+bool common_method(std::string_view name, llhttp_method_t& method) {
+  static constexpr struct {
+    std::string_view name;
+    llhttp_method_t method;
+  } kCommon[] = {{"GET", HTTP_GET},        {"POST", HTTP_POST},     {"HEAD", HTTP_HEAD},
+                 {"PUT", HTTP_PUT},        {"DELETE", HTTP_DELETE}, {"PATCH", HTTP_PATCH},
+                 {"OPTIONS", HTTP_OPTIONS}};
+  for (const auto& m : kCommon) {
+    if (m.name == name) {
+      method = m.method;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ows(char c) {
+  return c == ' ' || c == '\t';
+}
+
+// A Content-Length value llhttp reads as the number it plainly is: 1 to 15 digits.
+bool plain_length(std::string_view v, uint64_t& n) {
+  if (v.empty() || v.size() > 15) return false;
+  n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+bool RequestDecoder::decode_fields(std::string_view method, std::string_view target,
+                                   std::span<const HeaderField> fields) {
+  // The request line: "METHOD SP target SP HTTP/1.1 CR" as the framer counts it.
+  llhttp_method_t method_id;
+  if (!common_method(method, method_id) || target.empty() || target[0] != '/' ||
+      !is_request_target(target) || method.size() + target.size() + 11 > limits_.max_request_line) {
+    return false;
+  }
+  if (fields.size() > limits_.max_header_count) return false;
+  uint64_t section = 2;  // the empty line
+  uint64_t length = 0;
+  bool has_length = false;
+  bool chunked = false;
+  for (const HeaderField& f : fields) {
+    section += f.name.size() + f.value.size() + 4;
+    if (!is_token(f.name) || !all_field_value_bytes(f.value.data(), f.value.size()) ||
+        (!f.value.empty() && (ows(f.value.front()) || ows(f.value.back())))) {
+      return false;
+    }
+    switch (classify_field(f.name)) {
+      case FieldKind::content_length:
+        if (has_length || !plain_length(f.value, length)) return false;
+        has_length = true;
+        break;
+      case FieldKind::transfer_encoding:
+        if (chunked || f.value != "chunked") return false;
+        chunked = true;
+        break;
+      case FieldKind::connection:
+      case FieldKind::upgrade:
+      case FieldKind::keep_alive:
+      case FieldKind::proxy_connection:
+        return false;
+      default:
+        break;
+    }
+  }
+  if (section > limits_.max_header_bytes || (chunked && has_length)) return false;
+
+  // The head decode() would have made of the same text.
+  head_->reset(limits_.max_request_line + limits_.max_header_bytes);
+  reading_head_ = true;
+  head_too_large_ = head_rejected_ = false;
+  rejection_ = {};
+  events_->request_begin();
+  head_->on_target(target.data(), target.size());
+  for (const HeaderField& f : fields) {
+    head_->on_field(f.name.data(), f.name.size());
+    head_->on_value(f.value.data(), f.value.size());
+  }
+  head_->finish();
+  reading_head_ = false;
+  method_ = method_id;
+  http_major_ = 1;
+  http_minor_ = 1;
+  keep_alive_ = true;  // HTTP/1.1 without a Connection field
+  chunked_ = chunked;
+  has_length_ = has_length;
+  content_length_ = has_length ? length : 0;
+  judge_head();
+  events_->request_head();
+  paused_ = true;
+  return true;
 }
 
 int RequestDecoder::on_body(llhttp_t* p, const char* at, size_t len) {

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string_view>
 
 #include "core/base/failure.h"
 #include "core/http1/http_head.h"
@@ -54,6 +56,17 @@ class RequestDecoder {
   // Decodes `data` (`len` bytes the caller has not consumed yet; the same bytes again, behind
   // whatever was consumed, on the next call).
   Step decode(const char* data, uint32_t len);
+  // A request head that arrived as fields (HTTP/2, core/http2/request_head.h): `method`,
+  // `target` and `fields` are exactly the request line and fields of the HTTP/1.1 head the
+  // request stands for. When every byte and size is plainly within the rules, and nothing in
+  // the head is one llhttp would have to interpret (a method beyond the common ones, a field
+  // about the connection, a Transfer-Encoding but Harrow's own "chunked", a Content-Length
+  // that is not one plain number), the head is filled and judged here, as decode() fills and
+  // judges it, and the events run as for decode(): true. Otherwise nothing has happened and
+  // the caller decodes the text instead (every odd case takes the one road of decode()):
+  // false. Tests hold the two roads to the same head and the same judgement.
+  bool decode_fields(std::string_view method, std::string_view target,
+                     std::span<const HeaderField> fields);
   // After a Paused step: the next decode() runs even without new bytes (llhttp may owe a
   // callback, such as the end of a body-less request right after its head).
   void resume();
@@ -72,11 +85,11 @@ class RequestDecoder {
   // check_request_head() refused it (rejection() says why); its body is not read.
   bool head_rejected() const { return head_rejected_; }
   const Rejection& rejection() const { return rejection_; }
-  llhttp_method_t method() const { return static_cast<llhttp_method_t>(parser_.method); }
+  llhttp_method_t method() const { return method_; }
   const char* method_name() const { return llhttp_method_name(method()); }
-  int http_major() const { return parser_.http_major; }
-  int http_minor() const { return parser_.http_minor; }
-  bool http11() const { return parser_.http_major == 1 && parser_.http_minor == 1; }
+  int http_major() const { return http_major_; }
+  int http_minor() const { return http_minor_; }
+  bool http11() const { return http_major_ == 1 && http_minor_ == 1; }
   bool keep_alive() const { return keep_alive_; }
   bool chunked() const { return chunked_; }
   bool has_body() const { return has_body_; }
@@ -95,6 +108,7 @@ class RequestDecoder {
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
+  // Judges the head from the facts set (method_ … content_length_), by either road.
   void judge_head();
   static Failure failure_for_parse_error(llhttp_errno_t rc);
 
@@ -104,6 +118,11 @@ class RequestDecoder {
   MessageHead* head_ = nullptr;
   RequestDecoderEvents* events_ = nullptr;
   Rejection rejection_;
+  uint64_t content_length_ = 0;
+  llhttp_method_t method_ = HTTP_GET;
+  uint8_t http_major_ = 1;
+  uint8_t http_minor_ = 1;
+  bool has_length_ = false;
   uint32_t framer_ahead_ = 0;  // bytes the framer scanned that llhttp has not consumed
   bool paused_ = false;
   bool owes_callbacks_ = false;

@@ -5,7 +5,8 @@
 namespace harrow::http2 {
 
 void RequestFields::reset(uint32_t limit) {
-  fields_.clear();
+  storage_.clear();
+  entries_.clear();
   cookie_.clear();
   host_.clear();
   method_.clear();
@@ -27,7 +28,8 @@ void RequestFields::add(std::string_view name, std::string_view value) {
   if (list_size_ > limit_) {
     too_large_ = true;
     // Nothing of an oversized list is used: let the memory go now rather than at the end.
-    std::string().swap(fields_);
+    std::string().swap(storage_);
+    std::vector<Entry>().swap(entries_);
     std::string().swap(cookie_);
     return;
   }
@@ -51,7 +53,7 @@ void RequestFields::add(std::string_view name, std::string_view value) {
   if (name == "host") {
     // A second Host goes to the decoder as it came, where a repeated Host is refused.
     if (has_host_) {
-      fields_.append("host: ").append(value).append("\r\n");
+      keep(name, value);
     } else {
       host_.assign(value);
     }
@@ -63,10 +65,19 @@ void RequestFields::add(std::string_view name, std::string_view value) {
     te_.assign(value);
   }
   if (name == "content-length") has_content_length_ = true;
-  fields_.append(name).append(": ").append(value).append("\r\n");
+  keep(name, value);
 }
 
-RequestFields::Result RequestFields::write_http1(bool body_follows, std::string& out) const {
+void RequestFields::keep(std::string_view name, std::string_view value) {
+  auto at = static_cast<uint32_t>(storage_.size());
+  storage_.append(name).append(value);
+  entries_.push_back({at, static_cast<uint32_t>(name.size()),
+                      at + static_cast<uint32_t>(name.size()),
+                      static_cast<uint32_t>(value.size())});
+}
+
+RequestFields::Result RequestFields::http1_fields(bool body_follows,
+                                                  std::vector<HeaderField>& out) const {
   if (method_ == "CONNECT") return Result::ConnectRefused;
   // RFC 9113 §8.2.2: TE may only say "trailers" (nghttp2 holds to it too; checked here so the
   // rule stands on its own).
@@ -81,12 +92,24 @@ RequestFields::Result RequestFields::write_http1(bool body_follows, std::string&
     return Result::HostDisagrees;
   }
   out.clear();
-  out.reserve(method_.size() + path_.size() + host.size() + fields_.size() + cookie_.size() + 64);
+  out.push_back({"host", host});
+  for (const Entry& e : entries_) {
+    out.push_back({std::string_view(storage_).substr(e.name_at, e.name_len),
+                   std::string_view(storage_).substr(e.value_at, e.value_len)});
+  }
+  if (!cookie_.empty()) out.push_back({"cookie", cookie_});
+  if (body_follows && !has_content_length_) out.push_back({"transfer-encoding", "chunked"});
+  return Result::Ok;
+}
+
+RequestFields::Result RequestFields::write_http1(bool body_follows, std::string& out) const {
+  std::vector<HeaderField> fields;
+  Result result = http1_fields(body_follows, fields);
+  if (result != Result::Ok) return result;
+  out.clear();
   out.append(method_).append(" ").append(path_).append(" HTTP/1.1\r\n");
-  out.append("host: ").append(host).append("\r\n");
-  out.append(fields_);
-  if (!cookie_.empty()) out.append("cookie: ").append(cookie_).append("\r\n");
-  if (body_follows && !has_content_length_) out.append("transfer-encoding: chunked\r\n");
+  for (const HeaderField& f : fields)
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
   out.append("\r\n");
   return Result::Ok;
 }

@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "core/http1/http_head.h"
 
 namespace harrow::http2 {
 
@@ -36,6 +39,9 @@ class RequestFields {
   // without a Content-Length (`body_follows`), "Transfer-Encoding: chunked" so the head says a
   // body comes. Only valid when !too_large().
   Result write_http1(bool body_follows, std::string& out) const;
+  // The fields of that same head, in the same order, as views into this object (valid until
+  // the next reset() or add()): what RequestDecoder::decode_fields() takes instead of the text.
+  Result http1_fields(bool body_follows, std::vector<HeaderField>& out) const;
 
   std::string_view method() const { return method_; }
   std::string_view path() const { return path_; }
@@ -44,7 +50,14 @@ class RequestFields {
   bool has_content_length() const { return has_content_length_; }
 
  private:
-  std::string fields_;  // "name: value\r\n" for each regular field but cookie and host
+  // Each regular field but cookie (and the first host), in order: offsets into storage_.
+  struct Entry {
+    uint32_t name_at, name_len, value_at, value_len;
+  };
+  void keep(std::string_view name, std::string_view value);
+
+  std::string storage_;
+  std::vector<Entry> entries_;
   std::string cookie_;  // every cookie field's value, joined with "; "
   std::string host_;
   std::string method_;

@@ -61,6 +61,7 @@ class H2Connection final : public http2::SessionEvents {
   http2::ResponseHead& response_head() { return response_head_; }
   std::vector<nghttp2_nv>& nv() { return nv_; }
   std::vector<HeaderField>& written_fields() { return written_fields_; }
+  std::vector<HeaderField>& request_fields() { return request_fields_; }
 
   // Response bytes all streams hold for the client: above kConnectionQueueHighWater no stream
   // reads its server, below kConnectionQueueLowWater the paused ones may again.
@@ -91,6 +92,7 @@ class H2Connection final : public http2::SessionEvents {
   http2::ResponseHead response_head_;
   std::vector<nghttp2_nv> nv_;
   std::vector<HeaderField> written_fields_;
+  std::vector<HeaderField> request_fields_;
   size_t queued_ = 0;
   bool sending_ = false;  // inside flush_now(): a nested call only asks again
   bool send_again_ = false;

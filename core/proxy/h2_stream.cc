@@ -50,41 +50,53 @@ void H2Stream::on_request(const http2::RequestFields& fields, bool end_stream) {
   request_ended_ = end_stream;
   const char* refusal = nullptr;
   Failure failure = Failure::bad_request;
+  http2::RequestFields::Result result = http2::RequestFields::Result::Ok;
+  std::vector<HeaderField>& head_fields = connection_->request_fields();
   if (fields.too_large()) {
     refusal = "the HTTP/2 header list exceeds maxRequestHeaderBytes";
     failure = Failure::request_header_too_large;
   } else {
-    switch (fields.write_http1(!end_stream, connection_->head_text())) {
-      case http2::RequestFields::Result::Ok:
-        break;
-      case http2::RequestFields::Result::MissingAuthority:
-        refusal = "neither :authority nor Host";
-        failure = Failure::bad_host;
-        break;
-      case http2::RequestFields::Result::HostDisagrees:
-        refusal = ":authority and Host disagree";
-        failure = Failure::bad_host;
-        break;
-      case http2::RequestFields::Result::ConnectRefused:
-        refusal = "CONNECT over HTTP/2";
-        failure = Failure::method_not_allowed;
-        break;
-      case http2::RequestFields::Result::BadTe:
-        refusal = "TE other than trailers";
-        failure = Failure::bad_request;
-        break;
+    result = fields.http1_fields(!end_stream, head_fields);
+  }
+  switch (result) {
+    case http2::RequestFields::Result::Ok:
+      break;
+    case http2::RequestFields::Result::MissingAuthority:
+      refusal = "neither :authority nor Host";
+      failure = Failure::bad_host;
+      break;
+    case http2::RequestFields::Result::HostDisagrees:
+      refusal = ":authority and Host disagree";
+      failure = Failure::bad_host;
+      break;
+    case http2::RequestFields::Result::ConnectRefused:
+      refusal = "CONNECT over HTTP/2";
+      failure = Failure::method_not_allowed;
+      break;
+    case http2::RequestFields::Result::BadTe:
+      refusal = "TE other than trailers";
+      failure = Failure::bad_request;
+      break;
+  }
+  // The common case is judged from the fields themselves; a refusal, or a head the decoder
+  // would rather read as text, goes through the text.
+  bool rejected = false;
+  if (refusal != nullptr ||
+      !ex_->decoder.decode_fields(fields.method(), fields.path(), head_fields)) {
+    std::string& text = connection_->head_text();
+    if (refusal != nullptr) {
+      // Logged with what is known of the request: a head of its method and path only.
+      text.assign(fields.method().empty() ? "GET" : fields.method())
+          .append(" ")
+          .append(fields.path().empty() ? "/" : fields.path())
+          .append(" HTTP/1.1\r\n\r\n");
+    } else {
+      fields.write_http1(!end_stream, text);
     }
+    RequestDecoder::Step step =
+        ex_->decoder.decode(text.data(), static_cast<uint32_t>(text.size()));
+    rejected = step.status == RequestDecoder::Status::Rejected;
   }
-  if (refusal != nullptr) {
-    // Logged with what is known of the request: a head of its method and path only.
-    connection_->head_text()
-        .assign(fields.method().empty() ? "GET" : fields.method())
-        .append(" ")
-        .append(fields.path().empty() ? "/" : fields.path())
-        .append(" HTTP/1.1\r\n\r\n");
-  }
-  RequestDecoder::Step step = ex_->decoder.decode(
-      connection_->head_text().data(), static_cast<uint32_t>(connection_->head_text().size()));
   if (!ex_->request_begun) request_begin();
   ex_->request_bytes = fields.list_size();
   if (refusal != nullptr) {
@@ -92,7 +104,7 @@ void H2Stream::on_request(const http2::RequestFields& fields, bool end_stream) {
     respond_error(failure, 0);
     return;
   }
-  if (step.status == RequestDecoder::Status::Rejected) {
+  if (rejected) {
     ex_->log_detail = ex_->decoder.rejection().detail;
     respond_error(ex_->decoder.rejection().failure, 0);
     return;
