@@ -78,6 +78,28 @@ inline size_t visible_run_but(const unsigned char* p, size_t n, unsigned char ex
   return i;
 }
 
+// Lower-cases the ASCII letters of p[0, n) in place, eight bytes at a time (every other byte
+// is left as it is).
+inline void ascii_lower_in_place(char* p, size_t n) {
+  using namespace byte_runs_internal;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    std::memcpy(&x, p + i, 8);
+    // 0x80 in each byte that is 'A'..'Z': above '@' and not above 'Z', in its low seven bits,
+    // and not a byte >= 0x80.
+    uint64_t low7 = x & ~kHighs;
+    uint64_t above_at = low7 + kOnes * (0x80 - 'A');
+    uint64_t above_z = low7 + kOnes * (0x80 - 'Z' - 1);
+    uint64_t upper = above_at & ~above_z & ~x & kHighs;
+    x |= upper >> 2;  // 0x80 >> 2 == 0x20
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i) {
+    if (p[i] >= 'A' && p[i] <= 'Z') p[i] = static_cast<char>(p[i] | 0x20);
+  }
+}
+
 inline bool all_field_value_bytes(const char* p, size_t n) {
   return field_value_run(reinterpret_cast<const unsigned char*>(p), n) == n;
 }

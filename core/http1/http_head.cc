@@ -306,7 +306,7 @@ void write_upstream_request(const UpstreamRequest& req, HeadWriter& out) {
       merge_forwarded_for = merge_forwarded_for || forwarded_for_line(i);
       continue;  // merged below; a '_' twin is dropped
     }
-    out.field(f.name, f.value);
+    out.decoded_field(f.name, f.value);
   }
   if (!req.forwarded_for_name.empty()) {
     out << req.forwarded_for_name << ": ";

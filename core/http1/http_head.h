@@ -136,6 +136,11 @@ class HeadWriter {
   // syntax. Such a head is marked unsafe(), and its writer's caller refuses to send it.
   HeadWriter& field(std::string_view name, std::string_view value) {
     if (!safe_name(name) || !safe_value(value)) unsafe_ = true;
+    return decoded_field(name, value);
+  }
+  // A field of a request head the decoder took (RequestDecoder: the framer's rules, or
+  // decode_fields()'s, are field()'s own or stricter), written without checking it again.
+  HeadWriter& decoded_field(std::string_view name, std::string_view value) {
     char* line = p_;
     *this << name << ": " << value << "\r\n";
     if (kept_ != nullptr && !overflow_) {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/base/ascii.h"
+#include "core/base/byte_runs.h"
 #include "core/http2/connection_specific.h"
 
 namespace harrow::http2 {
@@ -67,7 +68,7 @@ void ResponseHead::reset(int status) {
 }
 
 void ResponseHead::add(char* name, size_t name_len, std::string_view value) {
-  for (size_t i = 0; i < name_len; ++i) name[i] = ascii_lower(name[i]);
+  ascii_lower_in_place(name, name_len);
   std::string_view lower(name, name_len);
   if (!connection_specific(lower)) fields_.push_back({lower, value});
 }

@@ -59,6 +59,23 @@ TEST(ByteRuns, TabsAndObsTextDoNotEndAValue) {
   EXPECT_TRUE(all_field_value_bytes(nullptr, 0));
 }
 
+TEST(ByteRuns, LowerCasesLettersOnlyWhereverTheyStand) {
+  for (size_t len : {1u, 7u, 8u, 9u, 17u}) {
+    for (size_t pos = 0; pos < len; ++pos) {
+      for (int c = 0; c < 256; ++c) {
+        std::string s(len, 'Q');
+        s[pos] = static_cast<char>(c);
+        std::string expected = s;
+        for (char& ch : expected) {
+          if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+        }
+        ascii_lower_in_place(s.data(), s.size());
+        ASSERT_EQ(s, expected) << "len " << len << " pos " << pos << " byte " << c;
+      }
+    }
+  }
+}
+
 RC_GTEST_PROP(ByteRuns, RunsMatchTheScalarLoopOnAnyBytes, (const std::vector<unsigned char>& v)) {
   std::string s(v.begin(), v.end());
   RC_ASSERT(field_value_run(bytes(s), s.size()) == scalar_value_run(s));
