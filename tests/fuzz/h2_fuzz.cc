@@ -1,11 +1,14 @@
 // The HTTP/2 server session (core/http2/server_session.h) against arbitrary frames: the input
 // (after the connection preface, which is prepended) is fed in pieces whose sizes come from the
 // first byte, every request is answered, and every request head that reaches the owner must
-// become an HTTP/1.1 head the decoder reads as exactly one head, or be refused by it.
+// become an HTTP/1.1 head the decoder reads as exactly one head, or be refused by it; and when
+// the decoder takes the head from the fields themselves (RequestDecoder::decode_fields()), it
+// must be the same head with the same judgement.
 #include <cstdint>
 #include <cstring>
 #include <deque>
 #include <string>
+#include <vector>
 
 #include "core/http1/request_decoder.h"
 #include "core/http2/server_session.h"
@@ -31,6 +34,7 @@ class Owner final : public SessionEvents {
   ServerSession* session = nullptr;
   std::deque<Stream> streams;
   std::string head;
+  std::vector<harrow::HeaderField> head_fields;
 
   Stream* h2_open(int32_t) override {
     if (streams.size() > 1000) return nullptr;
@@ -49,6 +53,28 @@ class Owner final : public SessionEvents {
           decoder.decode(head.data(), static_cast<uint32_t>(head.size()));
       if (step.status != harrow::RequestDecoder::Status::Rejected && events.heads != 1) {
         __builtin_trap();  // a head Harrow built from HTTP/2 fields must read as one head
+      }
+      // The fields road (what H2Stream takes first) must give that same head and judgement.
+      fields.http1_fields(!end_stream, head_fields);
+      harrow::RequestDecoder by_fields;
+      harrow::MessageHead fields_message;
+      HeadOnly fields_events;
+      by_fields.reset(harrow::RequestLimits{}, &fields_message, &fields_events);
+      if (by_fields.decode_fields(fields.method(), fields.path(), head_fields)) {
+        bool same =
+            step.status == harrow::RequestDecoder::Status::Paused && fields_events.heads == 1 &&
+            by_fields.head_rejected() == decoder.head_rejected() &&
+            (!decoder.head_rejected() ||
+             by_fields.rejection().failure == decoder.rejection().failure) &&
+            by_fields.method() == decoder.method() && by_fields.chunked() == decoder.chunked() &&
+            by_fields.has_body() == decoder.has_body() &&
+            fields_message.target() == message.target() &&
+            fields_message.fields().size() == message.fields().size();
+        for (size_t i = 0; same && i < message.fields().size(); ++i) {
+          same = fields_message.fields()[i].name == message.fields()[i].name &&
+                 fields_message.fields()[i].value == message.fields()[i].value;
+        }
+        if (!same) __builtin_trap();  // the two roads of RequestDecoder disagree
       }
     }
     static char status[] = "200";
