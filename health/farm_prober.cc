@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include "health/due_queue.h"
+
 namespace harrow::health {
 namespace {
 
@@ -38,10 +40,14 @@ uint64_t ms(Millis m) {
 
 }  // namespace
 
+struct ServerRuntime;
+
 // The one thread and event loop every farm's prober runs on. A thread per farm made a Harrow
 // with hundreds of farms run hundreds of threads, each waking up for its own few probes; on one
 // loop, probes that fall due together (farm_prober.cc puts them on a grid) go out in one
-// wake-up, whichever farm they belong to.
+// wake-up, whichever farm they belong to. The next probe of every server is kept here, in one
+// DueQueue behind one timer: a libuv timer per server put a thousand entries in the loop's
+// timer heap, and moving one (every probe) walked a dozen cold heap nodes.
 class ProberLoop {
  public:
   // The process's prober loop, started by the first caller; its thread ends when the last
@@ -55,12 +61,24 @@ class ProberLoop {
   // Runs `task` on the loop's thread and returns once it has run. Not from the loop's thread.
   void run(const std::function<void()>& task);
 
+  // On the loop's thread: `server` is probed when the loop's clock reaches `due` (ms, the
+  // loop's time), or no more.
+  void schedule(ServerRuntime& server, uint64_t due);
+  void cancel(ServerRuntime& server);
+
  private:
   ProberLoop();
   static void on_tasks(uv_async_t* async);
+  static void on_due(uv_timer_t* timer);
+  void arm();  // the timer follows the queue's earliest entry
 
   uv_loop_t loop_{};
   uv_async_t tasks_{};
+  uv_timer_t due_timer_{};
+  DueQueue due_;
+  bool firing_ = false;  // on_due is running: it arms the timer once at its end
+  bool armed_ = false;
+  uint64_t armed_at_ = 0;
   std::mutex mutex_;  // guards queue_
   std::vector<std::function<void()>> queue_;
   std::thread thread_;
@@ -82,6 +100,8 @@ ProberLoop::ProberLoop() {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &tasks_, &ProberLoop::on_tasks);
   tasks_.data = this;
+  uv_timer_init(&loop_, &due_timer_);
+  due_timer_.data = this;
   thread_ = std::thread([this] {
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
@@ -91,7 +111,10 @@ ProberLoop::ProberLoop() {
 ProberLoop::~ProberLoop() {
   // Every prober has closed its handles; with this one closed too the loop ends (after the
   // close callbacks still pending).
-  run([this] { uv_close(reinterpret_cast<uv_handle_t*>(&tasks_), nullptr); });
+  run([this] {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tasks_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&due_timer_), nullptr);
+  });
   thread_.join();
 }
 
@@ -124,8 +147,24 @@ void ProberLoop::on_tasks(uv_async_t* async) {
   for (auto& task : tasks) task();
 }
 
-// One server as the prober sees it. Heap-allocated; freed in its timer's close callback.
-struct ServerRuntime {
+void ProberLoop::arm() {
+  if (firing_) return;
+  if (due_.empty()) {
+    if (armed_) uv_timer_stop(&due_timer_);
+    armed_ = false;
+    return;
+  }
+  uint64_t at = due_.earliest();
+  if (armed_ && at == armed_at_) return;
+  uint64_t now = uv_now(&loop_);
+  uv_timer_start(&due_timer_, &ProberLoop::on_due, at > now ? at - now : 0, 0);
+  armed_ = true;
+  armed_at_ = at;
+}
+
+// One server as the prober sees it (its DueEntry: its place in the loop's DueQueue).
+// Heap-allocated; freed when its farm drops it.
+struct ServerRuntime : DueEntry {
   ProbedServer spec;
   // The farm's probe request made for this server, built at its first probe after a spec
   // change (not per probe: most of it is strings).
@@ -138,7 +177,6 @@ struct ServerRuntime {
   std::string last_detail;
   ServerHealth machine;
   std::unique_ptr<ProbeClient> client;
-  uv_timer_t timer{};
   FarmProber::Impl* farm = nullptr;
   size_t index = 0;
   uint64_t seen_live_failures = 0;
@@ -272,13 +310,13 @@ struct FarmProber::Impl {
     uint64_t at = now_ms + delay;
     at += (grid - at % grid) % grid;
     delay = at - now_ms;
-    uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
+    prober_loop->schedule(s, at);
     spec.table->probe_record(s.index).next_probe_unix_ms.store(
         unix_ms() + static_cast<int64_t>(delay), std::memory_order_relaxed);
   }
 
-  static void on_probe_timer(uv_timer_t* t) {
-    auto* s = static_cast<ServerRuntime*>(t->data);
+  // The server's probe is due (called by the ProberLoop).
+  static void probe_due(ServerRuntime* s) {
     Impl& self = *s->farm;
     self.schedule(*s, self.jittered_interval());
     // A probe still running from the previous interval is not doubled up.
@@ -398,8 +436,6 @@ struct FarmProber::Impl {
     s->farm = this;
     s->index = index;
     s->client = std::make_unique<ProbeClient>(loop);
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
     // First probes are spread across the interval, so a farm (or many Harrows) starting at
     // once does not probe in lock-step.
     std::uniform_int_distribution<uint64_t> start(0, std::max<uint64_t>(1, ms(spec.interval)) - 1);
@@ -407,11 +443,12 @@ struct FarmProber::Impl {
     return s;
   }
 
+  // Its client is destroyed first, so no probe result can reach the server afterwards.
   void remove_server(ServerRuntime* s) {
     s->removed = true;
+    prober_loop->cancel(*s);
     s->client.reset();
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
-             [](uv_handle_t* h) { delete static_cast<ServerRuntime*>(h->data); });
+    delete s;
   }
 
   void apply_spec(ProbedFarm next) {
@@ -431,7 +468,7 @@ struct FarmProber::Impl {
         s->index = i;
         s->machine.set_policy(spec.policy);
         if (!spec.policy.active_probing) {
-          uv_timer_stop(&s->timer);
+          prober_loop->cancel(*s);
         } else if (!was_probing) {
           schedule(*s, std::uniform_int_distribution<uint64_t>(
                            0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(rng));
@@ -484,6 +521,29 @@ struct FarmProber::Impl {
     uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), on_closed);
   }
 };
+
+void ProberLoop::schedule(ServerRuntime& server, uint64_t due) {
+  due_.add(server, due);
+  arm();
+}
+
+void ProberLoop::cancel(ServerRuntime& server) {
+  due_.remove(server);
+  arm();
+}
+
+void ProberLoop::on_due(uv_timer_t* timer) {
+  auto* self = static_cast<ProberLoop*>(timer->data);
+  self->armed_ = false;
+  self->firing_ = true;
+  uint64_t now = uv_now(&self->loop_);
+  // One at a time off the queue: a probe may reschedule or drop any server meanwhile.
+  while (DueEntry* e = self->due_.pop_due(now)) {
+    FarmProber::Impl::probe_due(static_cast<ServerRuntime*>(e));
+  }
+  self->firing_ = false;
+  self->arm();
+}
 
 FarmProber::FarmProber(ProbedFarm spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = std::move(spec);

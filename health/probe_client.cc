@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -23,6 +24,15 @@ namespace harrow::health {
 namespace {
 
 constexpr size_t kReadBufferSize = 16 * 1024;
+
+// What plain-HTTP probe connections read into: one buffer per thread, since every read is parsed
+// (or copied into the HTTP/2 session) before its callback returns. A buffer in each client
+// made a thousand probed servers hold 16 MiB, and each probe touch pages of its own.
+char* shared_read_buffer() {
+  thread_local std::unique_ptr<char[]> buffer;
+  if (!buffer) buffer = std::make_unique<char[]>(kReadBufferSize);
+  return buffer.get();
+}
 // responseMatch looks at most this far into a body; a mismatch is reported there.
 constexpr uint64_t kMaxScannedBody = 1024 * 1024;
 // Once the verdict is known, the rest of the response is read (so the connection can carry the
@@ -719,7 +729,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       *buf = c->tls->read_buffer();
       return;
     }
-    *buf = uv_buf_init(c->impl->read_buffer_, sizeof c->impl->read_buffer_);
+    *buf = uv_buf_init(shared_read_buffer(), kReadBufferSize);
   }
 
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
@@ -802,7 +812,6 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
   uint64_t scanned_ = 0;
   std::string carry_;   // the last responseMatch.size() - 1 bytes scanned
   std::string window_;  // carry_ + the start of the next piece
-  char read_buffer_[kReadBufferSize];
 };
 
 ProbeClient::ProbeClient(uv_loop_s* loop) : impl_(std::make_shared<Impl>(loop)) {
