@@ -80,6 +80,9 @@ class ProberLoop {
   // loop's time), or no more.
   void schedule(ServerRuntime& server, uint64_t due);
   void cancel(ServerRuntime& server);
+  uint64_t now() const { return uv_now(&loop_); }
+  // Jitter for every farm's schedules (the loop's thread only).
+  SplitMix64& rng() { return rng_; }
 
  private:
   ProberLoop();
@@ -94,6 +97,7 @@ class ProberLoop {
   bool firing_ = false;  // on_due is running: it arms the timer once at its end
   bool armed_ = false;
   uint64_t armed_at_ = 0;
+  SplitMix64 rng_{(uint64_t{std::random_device{}()} << 32) | std::random_device{}()};
   std::mutex mutex_;  // guards queue_
   std::vector<std::function<void()>> queue_;
   std::thread thread_;
@@ -180,10 +184,18 @@ void ProberLoop::arm() {
 // One server as the prober sees it (its DueEntry: its place in the loop's DueQueue).
 // Heap-allocated; freed when its farm drops it.
 struct ServerRuntime : DueEntry {
-  // What every probe touches comes first, next to the queue links: with a thousand servers
-  // probed once a second, each probe finds its server cold in the cache.
+  // What every probe touches comes first, next to the queue links, with copies of the farm's
+  // schedule (set by FarmProber::Impl::configure): with a thousand servers probed once a
+  // second, each probe finds its server, and its farm, cold in the cache, so a probe that
+  // passes as the last one did reads this and its client only.
   FarmProber::Impl* farm = nullptr;
+  ProberLoop* prober = nullptr;
+  ProbeRecord* record = nullptr;  // the farm's table's, for this server
   size_t index = 0;
+  uint64_t interval_ms = 0;
+  uint64_t grid_ms = 1;
+  double jitter = 0;
+  bool probing = false;  // the farm has a probe URL
   bool removed = false;
   // What the status page last got as this server's last probe: the same result again (a pass,
   // every interval) is not formatted and stored again.
@@ -229,18 +241,36 @@ struct FarmProber::Impl {
   std::mutex closed_mutex;
   std::condition_variable closed_cv;
   bool closed = false;
-  SplitMix64 rng{(uint64_t{std::random_device{}()} << 32) | std::random_device{}()};
   bool panic = false;
   std::vector<uint64_t> live_failures;
   std::vector<uint64_t> in_flight;
 
   TimePoint now() const { return Clock::now(); }
 
-  uint64_t jittered_interval() {
-    double base = static_cast<double>(ms(spec.interval));
-    double j = std::clamp(spec.jitter, 0.0, 0.5);
+  static uint64_t jittered_interval(ServerRuntime& s) {
+    double base = static_cast<double>(s.interval_ms);
+    double j = std::clamp(s.jitter, 0.0, 0.5);
     std::uniform_real_distribution<double> d(1.0 - j, 1.0 + j);
-    return static_cast<uint64_t>(std::max(1.0, base * d(rng)));
+    return static_cast<uint64_t>(std::max(1.0, base * d(s.prober->rng())));
+  }
+
+  // A first probe somewhere in the first interval.
+  uint64_t spread() {
+    return std::uniform_int_distribution<uint64_t>(
+        0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(prober_loop->rng());
+  }
+
+  // Copies what the server's probes need of the farm's spec into the server.
+  void configure(ServerRuntime& s) {
+    s.farm = this;
+    s.prober = prober_loop.get();
+    s.record = &spec.table->probe_record(s.index);
+    s.interval_ms = ms(spec.interval);
+    // Probes fall due on a grid (a fiftieth of the interval, at most 20 ms), so those due
+    // within a few milliseconds of each other go out in one wake-up of the thread.
+    s.grid_ms = std::clamp<uint64_t>(s.interval_ms / 50, 1, 20);
+    s.jitter = spec.jitter;
+    s.probing = spec.policy.active_probing;
   }
 
   void log_transition(ServerRuntime& s, const Transition& t) {
@@ -318,26 +348,23 @@ struct FarmProber::Impl {
         .count();
   }
 
-  void schedule(ServerRuntime& s, uint64_t delay) {
-    if (!spec.policy.active_probing) return;
-    // Probes fall due on a grid (a fiftieth of the interval, at most 20 ms), so those due
-    // within a few milliseconds of each other go out in one wake-up of the thread.
-    uint64_t grid = std::clamp<uint64_t>(ms(spec.interval) / 50, 1, 20);
-    uint64_t now_ms = uv_now(loop);
+  static void schedule(ServerRuntime& s, uint64_t delay) {
+    if (!s.probing) return;
+    uint64_t now_ms = s.prober->now();
     uint64_t at = now_ms + delay;
-    at += (grid - at % grid) % grid;
+    at += (s.grid_ms - at % s.grid_ms) % s.grid_ms;
     delay = at - now_ms;
-    prober_loop->schedule(s, at);
-    spec.table->probe_record(s.index).next_probe_unix_ms.store(
-        unix_ms() + static_cast<int64_t>(delay), std::memory_order_relaxed);
+    s.prober->schedule(s, at);
+    s.record->next_probe_unix_ms.store(unix_ms() + static_cast<int64_t>(delay),
+                                       std::memory_order_relaxed);
   }
 
   // The server's probe is due (called by the ProberLoop).
   static void probe_due(ServerRuntime* s) {
-    Impl& self = *s->farm;
-    self.schedule(*s, self.jittered_interval());
+    schedule(*s, jittered_interval(*s));
     // A probe still running from the previous interval is not doubled up.
     if (s->client->busy()) return;
+    Impl& self = *s->farm;
     if (s->request == nullptr) {
       auto request = std::make_shared<ProbeRequest>(self.spec.request);
       request->address = s->spec.probe_address;
@@ -355,7 +382,7 @@ struct FarmProber::Impl {
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
-    ProbeRecord& slot = spec.table->probe_record(s.index);
+    ProbeRecord& slot = *s.record;
     slot.probes[static_cast<int>(result.kind)].fetch_add(1, std::memory_order_relaxed);
     if (!s.last_noted || s.last_kind != result.kind || s.last_detail != result.detail) {
       slot.set_last_probe(std::string(probe_result_name(result.kind)) +
@@ -450,13 +477,12 @@ struct FarmProber::Impl {
 
   ServerRuntime* make_server(const ProbedServer& ps, size_t index) {
     auto* s = new ServerRuntime(ps, spec.policy, now());
-    s->farm = this;
     s->index = index;
+    configure(*s);
     s->client.emplace(loop);
     // First probes are spread across the interval, so a farm (or many Harrows) starting at
     // once does not probe in lock-step.
-    std::uniform_int_distribution<uint64_t> start(0, std::max<uint64_t>(1, ms(spec.interval)) - 1);
-    schedule(*s, start(rng));
+    schedule(*s, spread());
     return s;
   }
 
@@ -483,12 +509,12 @@ struct FarmProber::Impl {
         s->spec = spec.servers[i];
         s->request.reset();
         s->index = i;
+        configure(*s);
         s->machine.set_policy(spec.policy);
         if (!spec.policy.active_probing) {
           prober_loop->cancel(*s);
         } else if (!was_probing) {
-          schedule(*s, std::uniform_int_distribution<uint64_t>(
-                           0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(rng));
+          schedule(*s, spread());
         }
         servers.push_back(s);
       } else {

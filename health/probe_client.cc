@@ -244,7 +244,8 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Impl::on_timer_closed);
   }
 
-  void probe(std::shared_ptr<const ProbeRequest> request, std::function<void(ProbeResult)> done) {
+  void probe(const std::shared_ptr<const ProbeRequest>& request,
+             std::function<void(ProbeResult)> done) {
     in_probe_call_ = true;
     if (in_flight_) drop_connection();  // cancelled mid-exchange: the connection is unusable
     uv_timer_stop(&timer_);
@@ -252,7 +253,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     // The same request as last time (a prober's every probe): its text is already built. The
     // pointer is held until replaced, so an equal one is the same object.
     if (request != request_) {
-      request_ = std::move(request);
+      request_ = request;
       build_request_text();
     }
     done_ = std::move(done);
@@ -830,9 +831,9 @@ void ProbeClient::probe(const ProbeRequest& request, std::function<void(ProbeRes
   impl_->probe(std::make_shared<const ProbeRequest>(request), std::move(done));
 }
 
-void ProbeClient::probe(std::shared_ptr<const ProbeRequest> request,
+void ProbeClient::probe(const std::shared_ptr<const ProbeRequest>& request,
                         std::function<void(ProbeResult)> done) {
-  impl_->probe(std::move(request), std::move(done));
+  impl_->probe(request, std::move(done));
 }
 
 bool ProbeClient::busy() const {
