@@ -1,45 +1,33 @@
 #include "health/due_queue.h"
 
+#include <algorithm>
+
 namespace harrow::health {
 
 void DueQueue::add(DueEntry& entry, uint64_t due) {
   remove(entry);
-  Bucket& b = buckets_[due];
+  buckets_[due].entries.push_back(&entry);
   entry.due = due;
   entry.queued = true;
-  entry.next = nullptr;
-  entry.prev = b.tail;
-  if (b.tail != nullptr) {
-    b.tail->next = &entry;
-  } else {
-    b.head = &entry;
-  }
-  b.tail = &entry;
 }
 
 void DueQueue::remove(DueEntry& entry) {
   if (!entry.queued) return;
+  entry.queued = false;
   auto it = buckets_.find(entry.due);
   Bucket& b = it->second;
-  if (entry.prev != nullptr) {
-    entry.prev->next = entry.next;
-  } else {
-    b.head = entry.next;
-  }
-  if (entry.next != nullptr) {
-    entry.next->prev = entry.prev;
-  } else {
-    b.tail = entry.prev;
-  }
-  entry.prev = entry.next = nullptr;
-  entry.queued = false;
-  if (b.head == nullptr) buckets_.erase(it);
+  auto begin = b.entries.begin() + static_cast<std::ptrdiff_t>(b.next);
+  b.entries.erase(std::find(begin, b.entries.end(), &entry));
+  if (b.next == b.entries.size()) buckets_.erase(it);
 }
 
 DueEntry* DueQueue::pop_due(uint64_t now) {
   if (buckets_.empty() || buckets_.begin()->first > now) return nullptr;
-  DueEntry* e = buckets_.begin()->second.head;
-  remove(*e);
+  auto it = buckets_.begin();
+  Bucket& b = it->second;
+  DueEntry* e = b.entries[b.next++];
+  e->queued = false;
+  if (b.next == b.entries.size()) buckets_.erase(it);
   return e;
 }
 

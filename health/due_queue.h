@@ -1,22 +1,24 @@
 // What falls due when, for a loop that has many things timed to the millisecond but few
 // distinct times: every server's next probe. Entries due at the same millisecond share one
 // bucket (probes fall due on a grid, so a thousand servers probed every second make about
-// fifty buckets), so adding, moving and removing an entry touch a short ordered index and a
-// list, and the loop needs one timer for all of them (the earliest bucket) instead of one per
-// entry in its timer heap. Pure data structure: no clock, no loop.
+// fifty buckets), so the loop needs one timer for all of them (the earliest bucket) instead of
+// one per entry in its timer heap. A bucket is an array of pointers, not a linked list:
+// queueing and popping an entry touch the entry and its bucket, never its neighbours (which a
+// thousand servers probed once a second find cold in the cache). Removing one before it is due
+// (a reload) searches its bucket. Pure data structure: no clock, no loop.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <vector>
 
 namespace harrow::health {
 
-// Embedded in whatever is timed; owned by it, linked into at most one DueQueue at a time.
+// Embedded in whatever is timed; owned by it, in at most one DueQueue at a time.
 struct DueEntry {
-  DueEntry* prev = nullptr;
-  DueEntry* next = nullptr;
   uint64_t due = 0;     // valid while queued
-  bool queued = false;  // linked into a queue
+  bool queued = false;  // in a queue
 };
 
 class DueQueue {
@@ -39,8 +41,8 @@ class DueQueue {
 
  private:
   struct Bucket {
-    DueEntry* head = nullptr;
-    DueEntry* tail = nullptr;
+    std::vector<DueEntry*> entries;
+    size_t next = 0;  // entries before it have been popped
   };
   std::map<uint64_t, Bucket> buckets_;  // never holds an empty bucket
 };

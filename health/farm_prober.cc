@@ -184,7 +184,7 @@ void ProberLoop::arm() {
 // One server as the prober sees it (its DueEntry: its place in the loop's DueQueue).
 // Heap-allocated; freed when its farm drops it.
 struct ServerRuntime : DueEntry {
-  // What every probe touches comes first, next to the queue links, with copies of the farm's
+  // What every probe touches comes first, next to its queue entry, with copies of the farm's
   // schedule (set by FarmProber::Impl::configure): with a thousand servers probed once a
   // second, each probe finds its server, and its farm, cold in the cache, so a probe that
   // passes as the last one did reads this and its client only.
