@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include "health/due_queue.h"
+
 namespace harrow::health {
 namespace {
 
@@ -32,16 +34,35 @@ std::string state_name(bool healthy, Availability a) {
   return std::string(healthy ? "healthy" : "unhealthy") + "/" + availability_name(a);
 }
 
+// Jitter needs spread, not strength: eight bytes of state, where a Mersenne Twister per farm
+// kept 2.5 KiB that probes walked through cold.
+struct SplitMix64 {
+  using result_type = uint64_t;
+  uint64_t state;
+  static constexpr uint64_t min() { return 0; }
+  static constexpr uint64_t max() { return UINT64_MAX; }
+  uint64_t operator()() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+};
+
 uint64_t ms(Millis m) {
   return static_cast<uint64_t>(std::max<int64_t>(0, m.count()));
 }
 
 }  // namespace
 
+struct ServerRuntime;
+
 // The one thread and event loop every farm's prober runs on. A thread per farm made a Harrow
 // with hundreds of farms run hundreds of threads, each waking up for its own few probes; on one
 // loop, probes that fall due together (farm_prober.cc puts them on a grid) go out in one
-// wake-up, whichever farm they belong to.
+// wake-up, whichever farm they belong to. The next probe of every server is kept here, in one
+// DueQueue behind one timer: a libuv timer per server put a thousand entries in the loop's
+// timer heap, and moving one (every probe) walked a dozen cold heap nodes.
 class ProberLoop {
  public:
   // The process's prober loop, started by the first caller; its thread ends when the last
@@ -55,12 +76,28 @@ class ProberLoop {
   // Runs `task` on the loop's thread and returns once it has run. Not from the loop's thread.
   void run(const std::function<void()>& task);
 
+  // On the loop's thread: `server` is probed when the loop's clock reaches `due` (ms, the
+  // loop's time), or no more.
+  void schedule(ServerRuntime& server, uint64_t due);
+  void cancel(ServerRuntime& server);
+  uint64_t now() const { return uv_now(&loop_); }
+  // Jitter for every farm's schedules (the loop's thread only).
+  SplitMix64& rng() { return rng_; }
+
  private:
   ProberLoop();
   static void on_tasks(uv_async_t* async);
+  static void on_due(uv_timer_t* timer);
+  void arm();  // the timer follows the queue's earliest entry
 
   uv_loop_t loop_{};
   uv_async_t tasks_{};
+  uv_timer_t due_timer_{};
+  DueQueue due_;
+  bool firing_ = false;  // on_due is running: it arms the timer once at its end
+  bool armed_ = false;
+  uint64_t armed_at_ = 0;
+  SplitMix64 rng_{(uint64_t{std::random_device{}()} << 32) | std::random_device{}()};
   std::mutex mutex_;  // guards queue_
   std::vector<std::function<void()>> queue_;
   std::thread thread_;
@@ -82,6 +119,8 @@ ProberLoop::ProberLoop() {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &tasks_, &ProberLoop::on_tasks);
   tasks_.data = this;
+  uv_timer_init(&loop_, &due_timer_);
+  due_timer_.data = this;
   thread_ = std::thread([this] {
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
@@ -91,7 +130,10 @@ ProberLoop::ProberLoop() {
 ProberLoop::~ProberLoop() {
   // Every prober has closed its handles; with this one closed too the loop ends (after the
   // close callbacks still pending).
-  run([this] { uv_close(reinterpret_cast<uv_handle_t*>(&tasks_), nullptr); });
+  run([this] {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tasks_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&due_timer_), nullptr);
+  });
   thread_.join();
 }
 
@@ -124,28 +166,53 @@ void ProberLoop::on_tasks(uv_async_t* async) {
   for (auto& task : tasks) task();
 }
 
-// One server as the prober sees it. Heap-allocated; freed in its timer's close callback.
-struct ServerRuntime {
-  ProbedServer spec;
-  // The farm's probe request made for this server, built at its first probe after a spec
-  // change (not per probe: most of it is strings).
-  ProbeRequest request;
-  bool request_ready = false;
+void ProberLoop::arm() {
+  if (firing_) return;
+  if (due_.empty()) {
+    if (armed_) uv_timer_stop(&due_timer_);
+    armed_ = false;
+    return;
+  }
+  uint64_t at = due_.earliest();
+  if (armed_ && at == armed_at_) return;
+  uint64_t now = uv_now(&loop_);
+  uv_timer_start(&due_timer_, &ProberLoop::on_due, at > now ? at - now : 0, 0);
+  armed_ = true;
+  armed_at_ = at;
+}
+
+// One server as the prober sees it (its DueEntry: its place in the loop's DueQueue).
+// Heap-allocated; freed when its farm drops it.
+struct ServerRuntime : DueEntry {
+  // What every probe touches comes first, next to its queue entry, with copies of the farm's
+  // schedule (set by FarmProber::Impl::configure): with a thousand servers probed once a
+  // second, each probe finds its server, and its farm, cold in the cache, so a probe that
+  // passes as the last one did reads this and its client only.
+  FarmProber::Impl* farm = nullptr;
+  ProberLoop* prober = nullptr;
+  ProbeRecord* record = nullptr;  // the farm's table's, for this server
+  size_t index = 0;
+  uint64_t interval_ms = 0;
+  uint64_t grid_ms = 1;
+  double jitter = 0;
+  bool probing = false;  // the farm has a probe URL
+  bool removed = false;
   // What the status page last got as this server's last probe: the same result again (a pass,
   // every interval) is not formatted and stored again.
   bool last_noted = false;
   ProbeResultKind last_kind = ProbeResultKind::Pass;
+  // The farm's probe request made for this server, built at its first probe after a spec
+  // change (not per probe: most of it is strings); the client keeps its text while it is the
+  // same request.
+  std::shared_ptr<const ProbeRequest> request;
+  std::optional<ProbeClient> client;  // held in place: one pointer less to follow per probe
+  ProbedServer spec;
   std::string last_detail;
   ServerHealth machine;
-  std::unique_ptr<ProbeClient> client;
-  uv_timer_t timer{};
-  FarmProber::Impl* farm = nullptr;
-  size_t index = 0;
   uint64_t seen_live_failures = 0;
   TimePoint last_logged{};
   bool logged_once = false;
   uint32_t suppressed = 0;
-  bool removed = false;
 
   ServerRuntime(ProbedServer s, const HealthPolicy& policy, TimePoint now)
       : spec(std::move(s)), machine(policy, now) {}
@@ -174,18 +241,36 @@ struct FarmProber::Impl {
   std::mutex closed_mutex;
   std::condition_variable closed_cv;
   bool closed = false;
-  std::mt19937_64 rng{std::random_device{}()};
   bool panic = false;
   std::vector<uint64_t> live_failures;
   std::vector<uint64_t> in_flight;
 
   TimePoint now() const { return Clock::now(); }
 
-  uint64_t jittered_interval() {
-    double base = static_cast<double>(ms(spec.interval));
-    double j = std::clamp(spec.jitter, 0.0, 0.5);
+  static uint64_t jittered_interval(ServerRuntime& s) {
+    double base = static_cast<double>(s.interval_ms);
+    double j = std::clamp(s.jitter, 0.0, 0.5);
     std::uniform_real_distribution<double> d(1.0 - j, 1.0 + j);
-    return static_cast<uint64_t>(std::max(1.0, base * d(rng)));
+    return static_cast<uint64_t>(std::max(1.0, base * d(s.prober->rng())));
+  }
+
+  // A first probe somewhere in the first interval.
+  uint64_t spread() {
+    return std::uniform_int_distribution<uint64_t>(
+        0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(prober_loop->rng());
+  }
+
+  // Copies what the server's probes need of the farm's spec into the server.
+  void configure(ServerRuntime& s) {
+    s.farm = this;
+    s.prober = prober_loop.get();
+    s.record = &spec.table->probe_record(s.index);
+    s.interval_ms = ms(spec.interval);
+    // Probes fall due on a grid (a fiftieth of the interval, at most 20 ms), so those due
+    // within a few milliseconds of each other go out in one wake-up of the thread.
+    s.grid_ms = std::clamp<uint64_t>(s.interval_ms / 50, 1, 20);
+    s.jitter = spec.jitter;
+    s.probing = spec.policy.active_probing;
   }
 
   void log_transition(ServerRuntime& s, const Transition& t) {
@@ -263,32 +348,29 @@ struct FarmProber::Impl {
         .count();
   }
 
-  void schedule(ServerRuntime& s, uint64_t delay) {
-    if (!spec.policy.active_probing) return;
-    // Probes fall due on a grid (a fiftieth of the interval, at most 20 ms), so those due
-    // within a few milliseconds of each other go out in one wake-up of the thread.
-    uint64_t grid = std::clamp<uint64_t>(ms(spec.interval) / 50, 1, 20);
-    uint64_t now_ms = uv_now(loop);
+  static void schedule(ServerRuntime& s, uint64_t delay) {
+    if (!s.probing) return;
+    uint64_t now_ms = s.prober->now();
     uint64_t at = now_ms + delay;
-    at += (grid - at % grid) % grid;
+    at += (s.grid_ms - at % s.grid_ms) % s.grid_ms;
     delay = at - now_ms;
-    uv_timer_start(&s.timer, &Impl::on_probe_timer, delay, 0);
-    spec.table->probe_record(s.index).next_probe_unix_ms.store(
-        unix_ms() + static_cast<int64_t>(delay), std::memory_order_relaxed);
+    s.prober->schedule(s, at);
+    s.record->next_probe_unix_ms.store(unix_ms() + static_cast<int64_t>(delay),
+                                       std::memory_order_relaxed);
   }
 
-  static void on_probe_timer(uv_timer_t* t) {
-    auto* s = static_cast<ServerRuntime*>(t->data);
-    Impl& self = *s->farm;
-    self.schedule(*s, self.jittered_interval());
+  // The server's probe is due (called by the ProberLoop).
+  static void probe_due(ServerRuntime* s) {
+    schedule(*s, jittered_interval(*s));
     // A probe still running from the previous interval is not doubled up.
     if (s->client->busy()) return;
-    if (!s->request_ready) {
-      s->request = self.spec.request;
-      s->request.address = s->spec.probe_address;
-      if (!s->spec.host_header.empty()) s->request.host_header = s->spec.host_header;
-      if (!s->spec.tls_name.empty()) s->request.tls_name = s->spec.tls_name;
-      s->request_ready = true;
+    Impl& self = *s->farm;
+    if (s->request == nullptr) {
+      auto request = std::make_shared<ProbeRequest>(self.spec.request);
+      request->address = s->spec.probe_address;
+      if (!s->spec.host_header.empty()) request->host_header = s->spec.host_header;
+      if (!s->spec.tls_name.empty()) request->tls_name = s->spec.tls_name;
+      s->request = std::move(request);
     }
     if (!s->spec.resolved) {
       self.apply_probe(
@@ -300,7 +382,7 @@ struct FarmProber::Impl {
 
   void apply_probe(ServerRuntime& s, const ProbeResult& result) {
     if (s.removed) return;
-    ProbeRecord& slot = spec.table->probe_record(s.index);
+    ProbeRecord& slot = *s.record;
     slot.probes[static_cast<int>(result.kind)].fetch_add(1, std::memory_order_relaxed);
     if (!s.last_noted || s.last_kind != result.kind || s.last_detail != result.detail) {
       slot.set_last_probe(std::string(probe_result_name(result.kind)) +
@@ -395,23 +477,21 @@ struct FarmProber::Impl {
 
   ServerRuntime* make_server(const ProbedServer& ps, size_t index) {
     auto* s = new ServerRuntime(ps, spec.policy, now());
-    s->farm = this;
     s->index = index;
-    s->client = std::make_unique<ProbeClient>(loop);
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
+    configure(*s);
+    s->client.emplace(loop);
     // First probes are spread across the interval, so a farm (or many Harrows) starting at
     // once does not probe in lock-step.
-    std::uniform_int_distribution<uint64_t> start(0, std::max<uint64_t>(1, ms(spec.interval)) - 1);
-    schedule(*s, start(rng));
+    schedule(*s, spread());
     return s;
   }
 
+  // Its client is destroyed first, so no probe result can reach the server afterwards.
   void remove_server(ServerRuntime* s) {
     s->removed = true;
+    prober_loop->cancel(*s);
     s->client.reset();
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->timer),
-             [](uv_handle_t* h) { delete static_cast<ServerRuntime*>(h->data); });
+    delete s;
   }
 
   void apply_spec(ProbedFarm next) {
@@ -427,14 +507,14 @@ struct FarmProber::Impl {
         ServerRuntime* s = *it;
         *it = nullptr;
         s->spec = spec.servers[i];
-        s->request_ready = false;
+        s->request.reset();
         s->index = i;
+        configure(*s);
         s->machine.set_policy(spec.policy);
         if (!spec.policy.active_probing) {
-          uv_timer_stop(&s->timer);
+          prober_loop->cancel(*s);
         } else if (!was_probing) {
-          schedule(*s, std::uniform_int_distribution<uint64_t>(
-                           0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(rng));
+          schedule(*s, spread());
         }
         servers.push_back(s);
       } else {
@@ -484,6 +564,29 @@ struct FarmProber::Impl {
     uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), on_closed);
   }
 };
+
+void ProberLoop::schedule(ServerRuntime& server, uint64_t due) {
+  due_.add(server, due);
+  arm();
+}
+
+void ProberLoop::cancel(ServerRuntime& server) {
+  due_.remove(server);
+  arm();
+}
+
+void ProberLoop::on_due(uv_timer_t* timer) {
+  auto* self = static_cast<ProberLoop*>(timer->data);
+  self->armed_ = false;
+  self->firing_ = true;
+  uint64_t now = uv_now(&self->loop_);
+  // One at a time off the queue: a probe may reschedule or drop any server meanwhile.
+  while (DueEntry* e = self->due_.pop_due(now)) {
+    FarmProber::Impl::probe_due(static_cast<ServerRuntime*>(e));
+  }
+  self->firing_ = false;
+  self->arm();
+}
 
 FarmProber::FarmProber(ProbedFarm spec) : impl_(std::make_unique<Impl>()) {
   impl_->spec = std::move(spec);

@@ -58,15 +58,15 @@ static_assert(sizeof(HealthWord) == kCacheLine && alignof(HealthWord) == kCacheL
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "the request path takes no lock");
 
 // One server's probe counters and last transition (single writer: the prober thread). Read
-// by the admin thread only.
-struct ProbeRecord {
+// by the admin thread only. What every probe writes fills the first cache line alone.
+struct alignas(kCacheLine) ProbeRecord {
   // Read with relaxed loads.
   std::atomic<uint64_t> probes[kProbeResultKinds] = {};
-  std::atomic<uint64_t> transitions{0};
   // When the last probe finished and when the next one is due (Unix ms; 0: none yet), for the
   // status page's health panel. Written by the prober, read with relaxed loads.
   std::atomic<int64_t> last_probe_unix_ms{0};
   std::atomic<int64_t> next_probe_unix_ms{0};
+  std::atomic<uint64_t> transitions{0};
 
   // The last transition's one-line description, for people (status page).
   void set_last_transition(std::string text) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -23,6 +24,15 @@ namespace harrow::health {
 namespace {
 
 constexpr size_t kReadBufferSize = 16 * 1024;
+
+// What plain-HTTP probe connections read into: one buffer per thread, since every read is parsed
+// (or copied into the HTTP/2 session) before its callback returns. A buffer in each client
+// made a thousand probed servers hold 16 MiB, and each probe touch pages of its own.
+char* shared_read_buffer() {
+  thread_local std::unique_ptr<char[]> buffer;
+  if (!buffer) buffer = std::make_unique<char[]>(kReadBufferSize);
+  return buffer.get();
+}
 // responseMatch looks at most this far into a body; a mismatch is reported there.
 constexpr uint64_t kMaxScannedBody = 1024 * 1024;
 // Once the verdict is known, the rest of the response is read (so the connection can carry the
@@ -234,18 +244,23 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Impl::on_timer_closed);
   }
 
-  void probe(const ProbeRequest& request, std::function<void(ProbeResult)> done) {
+  void probe(const std::shared_ptr<const ProbeRequest>& request,
+             std::function<void(ProbeResult)> done) {
     in_probe_call_ = true;
     if (in_flight_) drop_connection();  // cancelled mid-exchange: the connection is unusable
     uv_timer_stop(&timer_);
     pending_.reset();
-    request_ = request;
+    // The same request as last time (a prober's every probe): its text is already built. The
+    // pointer is held until replaced, so an equal one is the same object.
+    if (request != request_) {
+      request_ = request;
+      build_request_text();
+    }
     done_ = std::move(done);
     in_flight_ = true;
     retried_ = false;
-    build_request_text();
     timeout_ms_ =
-        request_.timeout.count() > 0 ? static_cast<uint64_t>(request_.timeout.count()) : 0;
+        request_->timeout.count() > 0 ? static_cast<uint64_t>(request_->timeout.count()) : 0;
     uv_timer_start(&timer_, &Impl::on_timer, timeout_ms_, 0);
     if (conn_ != nullptr && conn_->connected && !conn_->write_pending) {
       reused_ = true;
@@ -279,7 +294,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     ++opened_;
     reused_ = false;
     rc = uv_tcp_connect(&c->connect_req, &c->tcp,
-                        reinterpret_cast<const sockaddr*>(&request_.address), &Impl::on_connect);
+                        reinterpret_cast<const sockaddr*>(&request_->address), &Impl::on_connect);
     if (rc != 0) {
       complete(make_result(ProbeResultKind::ConnectFailed, 0, rc, uv_err_name(rc)), false);
     }
@@ -308,12 +323,12 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       connection_lost(rc);
       return;
     }
-    if (request_.tls_ctx != nullptr) {
+    if (request_->tls_ctx != nullptr) {
       Conn* c = conn_;
       c->out = std::make_unique<OutBatch>(stream(), &Impl::on_tls_write);
-      c->tls = tls::Session::connect(request_.tls_ctx, request_.tls_name, request_.tls_verify,
+      c->tls = tls::Session::connect(request_->tls_ctx, request_->tls_name, request_->tls_verify,
                                      nullptr, stream(), &Impl::on_tls_write, c->out.get(),
-                                     request_.http2 ? "h2" : "");
+                                     request_->http2 ? "h2" : "");
       if (c->tls == nullptr) {
         complete(make_result(ProbeResultKind::ConnectFailed, 0, UV_EPROTO, "TLS start failed"),
                  false);
@@ -323,7 +338,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       c->handshaking = true;  // the request follows the handshake (tls_read)
       return;
     }
-    if (request_.http2) {
+    if (request_->http2) {
       conn_->out = std::make_unique<OutBatch>(stream(), &Impl::on_tls_write);
       conn_->h2 = std::make_unique<H2Probe>(false);
     }
@@ -383,7 +398,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       }
       if (c->handshaking && c->tls->handshake_done()) {
         c->handshaking = false;
-        if (request_.http2) {
+        if (request_->http2) {
           if (c->tls->alpn() != "h2") {
             complete(make_result(ProbeResultKind::ConnectFailed, 0, UV_EPROTO,
                                  "the server did not select h2 by ALPN"),
@@ -470,15 +485,15 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
     std::string& t = request_text_;
     t.clear();
     t.append("GET ");
-    t.append(request_.path.empty() ? std::string_view("/") : std::string_view(request_.path));
+    t.append(request_->path.empty() ? std::string_view("/") : std::string_view(request_->path));
     t.append(" HTTP/1.1\r\nHost: ");
-    if (!request_.host_header.empty()) {
-      t.append(request_.host_header);
+    if (!request_->host_header.empty()) {
+      t.append(request_->host_header);
     } else {
       append_address_host(t);
     }
     t.append("\r\nUser-Agent: ");
-    t.append(request_.user_agent);
+    t.append(request_->user_agent);
     t.append("\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n");
   }
 
@@ -486,13 +501,13 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
   void append_address_host(std::string& t) const {
     char name[INET6_ADDRSTRLEN] = {};
     int port = 0;
-    if (request_.address.ss_family == AF_INET) {
-      const auto* a = reinterpret_cast<const sockaddr_in*>(&request_.address);
+    if (request_->address.ss_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&request_->address);
       uv_ip4_name(a, name, sizeof name);
       t.append(name);
       port = ntohs(a->sin_port);
-    } else if (request_.address.ss_family == AF_INET6) {
-      const auto* a = reinterpret_cast<const sockaddr_in6*>(&request_.address);
+    } else if (request_->address.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&request_->address);
       uv_ip6_name(a, name, sizeof name);
       t.append("[").append(name).append("]");
       port = ntohs(a->sin6_port);
@@ -621,7 +636,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
   // Streams one piece of body past responseMatch: only the last (length - 1) bytes of earlier
   // pieces are kept, enough for a match that straddles pieces.
   bool scan(const char* at, size_t len) {
-    const std::string& needle = request_.response_match;
+    const std::string& needle = request_->response_match;
     const size_t keep = needle.size() - 1;
     if (!carry_.empty()) {
       window_.assign(carry_);
@@ -655,10 +670,10 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       self->interim_ = true;  // 100 Continue, 103 Early Hints, …: the real response follows
       return 0;
     }
-    if (!self->request_.statuses.matches(self->status_)) {
+    if (!self->request_->statuses.matches(self->status_)) {
       self->verdict_ = make_result(ProbeResultKind::BadStatus, self->status_, 0,
                                    "status " + std::to_string(self->status_));
-    } else if (self->request_.response_match.empty()) {
+    } else if (self->request_->response_match.empty()) {
       self->verdict_ = make_result(ProbeResultKind::Pass, self->status_, 0,
                                    "status " + std::to_string(self->status_));
     }
@@ -719,7 +734,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
       *buf = c->tls->read_buffer();
       return;
     }
-    *buf = uv_buf_init(c->impl->read_buffer_, sizeof c->impl->read_buffer_);
+    *buf = uv_buf_init(shared_read_buffer(), kReadBufferSize);
   }
 
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
@@ -780,7 +795,7 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
   Conn* conn_ = nullptr;
   uint64_t opened_ = 0;
 
-  ProbeRequest request_;
+  std::shared_ptr<const ProbeRequest> request_;
   std::string request_text_;
   std::function<void(ProbeResult)> done_;
   uint64_t timeout_ms_ = 0;
@@ -802,7 +817,6 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
   uint64_t scanned_ = 0;
   std::string carry_;   // the last responseMatch.size() - 1 bytes scanned
   std::string window_;  // carry_ + the start of the next piece
-  char read_buffer_[kReadBufferSize];
 };
 
 ProbeClient::ProbeClient(uv_loop_s* loop) : impl_(std::make_shared<Impl>(loop)) {
@@ -814,6 +828,11 @@ ProbeClient::~ProbeClient() {
 }
 
 void ProbeClient::probe(const ProbeRequest& request, std::function<void(ProbeResult)> done) {
+  impl_->probe(std::make_shared<const ProbeRequest>(request), std::move(done));
+}
+
+void ProbeClient::probe(const std::shared_ptr<const ProbeRequest>& request,
+                        std::function<void(ProbeResult)> done) {
   impl_->probe(request, std::move(done));
 }
 

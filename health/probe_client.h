@@ -51,6 +51,9 @@ class ProbeClient {
   // Starts one probe; `done` is called exactly once, later, on the loop thread (never from
   // inside probe()). A probe already in flight is cancelled first (its `done` is not called).
   void probe(const ProbeRequest& request, std::function<void(ProbeResult)> done);
+  // The same with a request that is not copied: a prober passes the same one every interval.
+  void probe(const std::shared_ptr<const ProbeRequest>& request,
+             std::function<void(ProbeResult)> done);
   // True while a probe is in flight.
   bool busy() const;
   // Connections opened so far (tests check keep-alive reuse).
