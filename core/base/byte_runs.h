@@ -52,16 +52,19 @@ constexpr uint64_t has_above(uint64_t x, uint8_t n) {
 // The number of leading bytes of p[0, n) that are field-value bytes.
 inline size_t field_value_run(const unsigned char* p, size_t n) {
   using namespace byte_runs_internal;
+  // HTAB is below 0x20 too: a word holding one is looked at byte by byte.
+  auto suspect = [](uint64_t x) { return (has_below(x, 0x20) | has_byte(x, 0x7F)) != 0; };
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t x = load8(p + i);
-    // HTAB is below 0x20 too: a word holding one is looked at byte by byte.
-    if ((has_below(x, 0x20) | has_byte(x, 0x7F)) == 0) continue;
+    if (!suspect(load8(p + i))) continue;
     for (size_t end = i + 8; i < end; ++i) {
       if (!is_field_value_byte(p[i])) return i;
     }
     i -= 8;
   }
+  // The tail of a run of eight or more: the last eight bytes in one word (those before the
+  // tail are ordinary, so a suspect word means a suspect byte in the tail).
+  if (i < n && n >= 8 && !suspect(load8(p + n - 8))) return n;
   while (i < n && is_field_value_byte(p[i])) ++i;
   return i;
 }
@@ -69,11 +72,15 @@ inline size_t field_value_run(const unsigned char* p, size_t n) {
 // The number of leading bytes of p[0, n) that are visible ASCII other than `excluded`.
 inline size_t visible_run_but(const unsigned char* p, size_t n, unsigned char excluded) {
   using namespace byte_runs_internal;
+  auto suspect = [excluded](uint64_t x) {
+    return (has_below(x, 0x21) | has_above(x, 0x7E) | has_byte(x, excluded)) != 0;
+  };
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t x = load8(p + i);
-    if ((has_below(x, 0x21) | has_above(x, 0x7E) | has_byte(x, excluded)) != 0) break;
+    if (suspect(load8(p + i))) break;
   }
+  // As above: a tail of a run of eight or more in one word.
+  if (i < n && n >= 8 && i + 8 > n && !suspect(load8(p + n - 8))) return n;
   while (i < n && is_visible_byte_but(p[i], excluded)) ++i;
   return i;
 }

@@ -240,17 +240,6 @@ bool requests_websocket(const MessageHead& head) {
   return false;
 }
 
-HeadWriter& HeadWriter::operator<<(std::string_view s) {
-  if (s.empty()) return *this;  // an empty view may carry a null pointer memcpy must not see
-  if (static_cast<size_t>(end_ - p_) < s.size()) {
-    overflow_ = true;
-    return *this;
-  }
-  std::memcpy(p_, s.data(), s.size());
-  p_ += s.size();
-  return *this;
-}
-
 HeadWriter& HeadWriter::operator<<(uint64_t n) {
   char digits[24];
   int i = sizeof digits;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -129,7 +130,17 @@ bool requests_websocket(const MessageHead& head);
 class HeadWriter {
  public:
   HeadWriter(char* begin, size_t capacity) : begin_(begin), p_(begin), end_(begin + capacity) {}
-  HeadWriter& operator<<(std::string_view s);
+  // Inline, so the fixed pieces (": ", "\r\n") are a move, not a call to memcpy.
+  HeadWriter& operator<<(std::string_view s) {
+    if (s.empty()) return *this;  // an empty view may carry a null pointer memcpy must not see
+    if (static_cast<size_t>(end_ - p_) < s.size()) {
+      overflow_ = true;
+      return *this;
+    }
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+    return *this;
+  }
   HeadWriter& operator<<(uint64_t n);
   // Names, values, the request-target and the status reason go through these checks: text a
   // rule produced (or anything else) holding a byte that would end or split the line is never
