@@ -55,6 +55,28 @@ struct ProtocolConfig {
   std::string ssl_header_name = "X-ARR-SSL";
   std::string client_cert_header_name = "X-ARR-ClientCert";
   uint32_t max_response_header_size = 65536;
+  std::string log_cache_hit_name = "X-ARR-CACHE-HIT";  // 0 miss / 1 hit on cached farms' responses
+};
+
+enum class QueryStringHandling { Ignore, NoCaching, Accept };
+
+// A farm's <protocol><cache> (ARR defaults). Harrow caches only for farms whose configuration
+// has the element: a configuration written before Harrow cached keeps forwarding every request.
+struct CacheConfig {
+  bool configured = false;  // <cache> is present
+  bool enabled = true;
+  bool request_consolidation = false;
+  Millis request_consolidation_timeout{100};
+  QueryStringHandling query_string_handling = QueryStringHandling::Ignore;
+  Millis validation_interval{60'000};
+  bool active() const { return configured && enabled; }
+};
+
+// <harrow><memoryCache>: the memory tier every cached farm shares (Harrow's; ARR keeps its
+// memory cache in IIS's output cache, whose system.webServer/caching names these are).
+struct MemoryCacheConfig {
+  uint64_t max_cache_size_mb = 64;
+  uint64_t max_response_size = 1 << 20;  // bytes; a larger response is forwarded, not stored
 };
 
 // <healthCheck> (ARR defaults). Parsed here; acted on by health/.
@@ -114,6 +136,7 @@ struct FarmConfig {
   std::string application_pool;  // Harrow's <applicationPool name> extension; empty = none
   std::vector<ServerConfig> servers;
   ProtocolConfig protocol;
+  CacheConfig cache;
   HealthCheckConfig health_check;
   AffinityConfig affinity;
   LoadBalancingConfig load_balancing;
@@ -399,6 +422,7 @@ struct Config {
   LimitsConfig limits;
   Http2Config http2;
   TimeoutsConfig timeouts;
+  MemoryCacheConfig memory_cache;
   RunAsConfig run_as;
   std::string state_file;  // <harrow stateFile>: empty = none
   std::vector<IgnoredSetting> ignored;

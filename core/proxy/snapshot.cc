@@ -256,6 +256,20 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   }
   if (previous != nullptr) carry_over(*snap, *previous);
   snap->router = std::make_unique<Router>(*config);
+  bool caching = false;
+  for (const config::FarmConfig& farm : config->farms) caching = caching || farm.cache.active();
+  if (caching) {
+    const config::MemoryCacheConfig& m = config->memory_cache;
+    size_t bytes = static_cast<size_t>(m.max_cache_size_mb) << 20;
+    size_t max_object = static_cast<size_t>(m.max_response_size);
+    if (previous != nullptr && previous->cache != nullptr &&
+        previous->cache->memory().capacity() == bytes &&
+        previous->cache->memory().max_object() == max_object) {
+      snap->cache = previous->cache;
+    } else {
+      snap->cache = std::make_shared<cache::Cache>(bytes, max_object);
+    }
+  }
   snap->sites = std::make_unique<SiteTable>(*config);
   return snap;
 }
