@@ -3,7 +3,9 @@ stored, revalidation with a 304, request consolidation, purge, cache poisoning t
 unkeyed headers, and the same cache behind HTTP/2."""
 import concurrent.futures
 import http.client
+import os
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -55,6 +57,29 @@ class CacheTest(HarrowTestCase):
         self.assertRegex(metrics, r"harrow_cache_hits_total [1-9]")
         self.assertRegex(metrics, r"harrow_cache_misses_total [1-9]")
         self.assertRegex(metrics, r'harrow_cache_bytes\{tier="memory"\} [1-9]')
+
+    def test_access_log_field_and_reload_keeps_entries(self):
+        log_dir = tempfile.TemporaryDirectory(prefix="harrow-cache-log-")
+        self.addCleanup(log_dir.cleanup)
+        log = os.path.join(log_dir.name, "access.log")
+        text = cache_config(self.o, harrow=f'<accessLog path="{log}"/>')
+        h = self.harrow(text)
+        path = "/logged?header=Cache-Control:max-age=60"
+        get(h.port, path)
+        get(h.port, path)
+        request(h.port, "POST", path, body=b"x")
+        h.reload(text)
+        _, hdrs, _ = get(h.port, path)
+        self.assertEqual(hdrs.get("x-arr-cache-hit"), "1", "a reload keeps the memory tier")
+
+        def fields():
+            with open(log) as f:
+                return [line.split() for line in f if not line.startswith("#")]
+        rows = wait_for(lambda: len(fields()) >= 4 and fields(), 5, "four access log lines")
+        with open(log) as f:
+            header = [line for line in f if line.startswith("#Fields:")][0].split()
+        self.assertEqual(header[-2:], ["cs-version", "sc-cache"])
+        self.assertEqual([r[-1] for r in rows[:4]], ["MISS", "HIT", "BYPASS", "HIT"])
 
     def test_not_stored(self):
         h = self.start()
