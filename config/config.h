@@ -72,6 +72,16 @@ struct CacheConfig {
   bool active() const { return configured && enabled; }
 };
 
+// system.webServer/diskCache (ARR's disk cache): the first <driveLocation> holds the disk tier.
+struct DiskCacheConfig {
+  std::string path;             // empty: no disk tier
+  uint64_t max_usage_gb = 0;    // ARR's maxUsage; 0 with no maxUsageMB: no bound
+  uint64_t max_usage_mb = 0;    // Harrow's finer maxUsageMB, when set, wins
+  uint32_t low_watermark = 80;  // percent of the bound
+  uint32_t high_watermark = 90;
+  uint64_t max_bytes() const { return max_usage_mb != 0 ? max_usage_mb << 20 : max_usage_gb << 30; }
+};
+
 // <harrow><memoryCache>: the memory tier every cached farm shares (Harrow's; ARR keeps its
 // memory cache in IIS's output cache, whose system.webServer/caching names these are).
 struct MemoryCacheConfig {
@@ -423,6 +433,7 @@ struct Config {
   Http2Config http2;
   TimeoutsConfig timeouts;
   MemoryCacheConfig memory_cache;
+  DiskCacheConfig disk_cache;
   RunAsConfig run_as;
   std::string state_file;  // <harrow stateFile>: empty = none
   std::vector<IgnoredSetting> ignored;

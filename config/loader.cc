@@ -685,8 +685,26 @@ constexpr const ElementSpec* kSecurityChildren[] = {&kRequestFiltering};
 constexpr ElementSpec kSecurity =
     element("security", {}, kSecurityChildren).foreign().styled(PathStyle::Hidden);
 
-// ARR's disk cache: Harrow's cache keeps responses in memory only (<harrow><memoryCache>).
-constexpr ElementSpec kDiskCache = element("diskCache").opaque_not_acted_on();
+// ARR's disk cache. Harrow keeps its disk tier under the first driveLocation; scavenging runs
+// as entries are written (not on scavengerInterval); compression, shared drives and drive
+// health are ARR's alone.
+constexpr AttrSpec kDriveLocationAttrs[] = {nonempty_attr("path").must_be_present(),
+                                            uint_attr("maxUsage", 0, kUInt32Max).must_be_present(),
+                                            uint_attr("maxUsageMB", 0, kUInt32Max)};
+constexpr ElementSpec kDriveLocation = element("driveLocation", kDriveLocationAttrs).items("path");
+constexpr ElementSpec kSharedDriveLocation = element("sharedDriveLocation").opaque_not_acted_on();
+constexpr ElementSpec kDriveLocationHealth = element("driveLocationHealth").opaque_not_acted_on();
+constexpr ElementSpec kDiskCompression = element("compression").opaque_not_acted_on();
+constexpr const ElementSpec* kDiskCacheChildren[] = {&kDriveLocation, &kSharedDriveLocation,
+                                                     &kDriveLocationHealth, &kDiskCompression};
+constexpr AttrSpec kDiskCacheAttrs[] = {
+    string_attr("allowedAcceptEncoding").not_acted_on(),
+    uint_attr("byteRangeSegmentSize", 0, 4194303).not_acted_on(),
+    timespan_attr("scavengerInterval", 0, kDay).not_acted_on(),
+    uint_attr("lowWatermark", 0, 100),
+    uint_attr("highWatermark", 0, 100),
+};
+constexpr ElementSpec kDiskCache = element("diskCache", kDiskCacheAttrs, kDiskCacheChildren);
 constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite, &kSecurity,
                                                            &kDiskCache};
 constexpr ElementSpec kSystemWebServer =
@@ -1612,6 +1630,7 @@ class ConfigReader {
     read_application_pools(find_child(app_host, "applicationPools"));
     read_farms(find_child(root, "webFarms"));
     read_global_proxy(find_child(web_server, "proxy"));
+    read_disk_cache(find_child(web_server, "diskCache"));
     read_rewrite_maps(find_child(rewrite, "rewriteMaps"));
     read_provider_names(find_child(rewrite, "providers"));
     read_global_rules(find_child(rewrite, "globalRules"));
@@ -1796,6 +1815,18 @@ class ConfigReader {
                          "(e.g. 125), or 0 for none");
     }
     balancing.hash_balance_factor = factor / 100.0;
+  }
+
+  void read_disk_cache(pugi::xml_node node) {
+    if (!node) return;
+    DiskCacheConfig& disk = config_.disk_cache;
+    read_value(node, "lowWatermark", disk.low_watermark);
+    read_value(node, "highWatermark", disk.high_watermark);
+    if (pugi::xml_node drive = find_child(node, "driveLocation")) {
+      read_value(drive, "path", disk.path);
+      read_value(drive, "maxUsage", disk.max_usage_gb);
+      read_value(drive, "maxUsageMB", disk.max_usage_mb);
+    }
   }
 
   void read_global_proxy(pugi::xml_node node) {

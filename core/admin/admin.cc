@@ -153,12 +153,25 @@ void render_cache_metrics(std::ostringstream& o, cache::Cache& c) {
   }
   family("harrow_cache_evictions_total", "counter", "Entries evicted to stay within the bound.");
   o << "harrow_cache_evictions_total{tier=\"memory\"} " << c.memory().evictions() << "\n";
+  if (c.disk() != nullptr) {
+    o << "harrow_cache_evictions_total{tier=\"disk\"} " << c.disk()->evictions() << "\n";
+  }
+  family("harrow_cache_disk_hits_total", "counter", "Hits read back from the disk tier.");
+  o << "harrow_cache_disk_hits_total " << n.disk_hits.load() << "\n";
+  family("harrow_cache_disk_write_failures_total", "counter",
+         "Entries the disk tier could not write (or whose write queue was full).");
+  o << "harrow_cache_disk_write_failures_total "
+    << n.disk_write_failures.load() + n.disk_writes_dropped.load() << "\n";
   family("harrow_cache_bytes", "gauge", "Bytes the cache holds, by tier.");
   o << "harrow_cache_bytes{tier=\"memory\"} " << c.memory().bytes() << "\n";
+  if (c.disk() != nullptr) o << "harrow_cache_bytes{tier=\"disk\"} " << c.disk()->bytes() << "\n";
   family("harrow_cache_capacity_bytes", "gauge", "The bound of each tier.");
   o << "harrow_cache_capacity_bytes{tier=\"memory\"} " << c.memory().capacity() << "\n";
   family("harrow_cache_entries", "gauge", "Responses the cache holds, by tier.");
   o << "harrow_cache_entries{tier=\"memory\"} " << c.memory().entries() << "\n";
+  if (c.disk() != nullptr) {
+    o << "harrow_cache_entries{tier=\"disk\"} " << c.disk()->entries() << "\n";
+  }
 }
 
 std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
@@ -950,8 +963,7 @@ struct AdminConnection {
     }
     size_t purged = 0;
     if (snap.cache != nullptr) {
-      purged = snap.cache->memory().purge(host, rest, prefix == "1" || prefix == "true");
-      snap.cache->counters().purged.fetch_add(purged, std::memory_order_relaxed);
+      purged = snap.cache->purge(host, rest, prefix == "1" || prefix == "true");
     }
     respond(200, "OK", "application/json", "{\"purged\":" + std::to_string(purged) + "}\n");
   }

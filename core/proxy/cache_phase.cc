@@ -32,7 +32,18 @@ void close_timer(uv_timer_t*& timer) {
   timer = nullptr;
 }
 
+struct DiskRead {
+  uv_work_t req;
+  std::weak_ptr<CacheWork> work;
+  std::shared_ptr<cache::Cache> cache;
+  std::string primary;
+  std::vector<std::pair<std::string, std::string>> request_fields;  // copies: the head may go
+  cache::EntryPtr entry;
+};
+
 }  // namespace
+
+CacheLookup after_memory_miss(Exchange& ex, const std::shared_ptr<CacheWork>& work);
 
 std::string_view cache_outcome_token(CacheOutcome outcome) {
   switch (outcome) {
@@ -125,8 +136,19 @@ CacheLookup cache_lookup(Exchange& ex, const Router& router, std::string_view me
         break;
     }
   }
+  if (entry == nullptr && c.disk() != nullptr && c.disk()->may_have(work->key.key)) {
+    // Read off the event loop (libuv's threadpool); the lookup resumes when it is done.
+    work->disk_read = true;
+    return CacheLookup::Wait;
+  }
+  return after_memory_miss(ex, work);
+}
+
+CacheLookup after_memory_miss(Exchange& ex, const std::shared_ptr<CacheWork>& work) {
+  const config::CacheConfig& settings = ex.snap->farms[ex.farm].config->cache;
+  cache::Cache& c = *work->cache;
   c.counters().misses.fetch_add(1, std::memory_order_relaxed);
-  if (!settings.request_consolidation || request.head) return CacheLookup::Forward;
+  if (!settings.request_consolidation || work->request.head) return CacheLookup::Forward;
   work->fill = c.fills().join(work->key.key, work->leader);
   if (work->leader) return CacheLookup::Forward;
   work->wait_until_ms = 0;  // set by wait_for_fill
@@ -138,6 +160,32 @@ void wait_for_fill(Exchange& ex, uv_loop_t* loop, void (*done)(void*), void* own
   const config::CacheConfig& settings = ex.snap->farms[ex.farm].config->cache;
   work.on_wait_over = done;
   work.owner = owner;
+  if (work.disk_read) {
+    auto* read = new DiskRead;
+    read->work = ex.cache;
+    read->cache = work.cache;
+    read->primary = work.key.key;
+    for (const HeaderField& f : ex.head.fields())
+      read->request_fields.emplace_back(f.name, f.value);
+    read->req.data = read;
+    uv_queue_work(
+        loop, &read->req,
+        [](uv_work_t* req) {
+          auto* r = static_cast<DiskRead*>(req->data);
+          std::vector<HeaderField> fields;
+          for (const auto& [name, value] : r->request_fields) fields.push_back({name, value});
+          r->entry = r->cache->disk()->read(r->primary, fields);
+          if (r->entry != nullptr) r->cache->memory().insert(r->entry);
+        },
+        [](uv_work_t* req, int) {
+          std::unique_ptr<DiskRead> r(static_cast<DiskRead*>(req->data));
+          std::shared_ptr<CacheWork> w = r->work.lock();
+          if (w == nullptr) return;  // the exchange ended meanwhile
+          w->entry = std::move(r->entry);
+          w->on_wait_over(w->owner);
+        });
+    return;
+  }
   work.wait_until_ms =
       uv_now(loop) + static_cast<uint64_t>(settings.request_consolidation_timeout.count());
   work.timer = new uv_timer_t;
@@ -159,6 +207,21 @@ void wait_for_fill(Exchange& ex, uv_loop_t* loop, void (*done)(void*), void* own
 CacheLookup cache_after_wait(Exchange& ex) {
   CacheWork& work = *ex.cache;
   cache::Cache& c = *work.cache;
+  if (work.disk_read) {
+    work.disk_read = false;
+    if (work.entry != nullptr &&
+        cache::judge(*work.entry, work.request, now_seconds()) == cache::Reuse::Fresh) {
+      ex.cache_outcome = CacheOutcome::Hit;
+      c.counters().hits.fetch_add(1, std::memory_order_relaxed);
+      c.counters().disk_hits.fetch_add(1, std::memory_order_relaxed);
+      return CacheLookup::Hit;
+    }
+    // Not there (or stale: not revalidated from disk): the origin is asked afresh, without
+    // consolidation.
+    work.entry.reset();
+    c.counters().misses.fetch_add(1, std::memory_order_relaxed);
+    return CacheLookup::Forward;
+  }
   bool filled = work.fill->done.load(std::memory_order_acquire);
   work.fill.reset();
   if (filled) {
@@ -251,6 +314,7 @@ bool cache_refresh_on_304(Exchange& ex, const MessageHead& head, int status) {
   cache::refresh_from_304(*refreshed, head.fields(), facts, lifetime, work.request_time,
                           now_seconds());
   work.cache->memory().insert(refreshed);
+  work.cache->write_behind(refreshed);
   work.entry = std::move(refreshed);
   work.finish_fill();
   ex.cache_outcome = CacheOutcome::Revalidated;
@@ -323,9 +387,11 @@ void cache_fill_complete(Exchange& ex) {
   if (ex.cache == nullptr) return;
   CacheWork& work = *ex.cache;
   if (work.pending != nullptr) {
+    cache::EntryPtr stored = work.pending;
     if (work.cache->memory().insert(std::move(work.pending))) {
       work.cache->counters().stores.fetch_add(1, std::memory_order_relaxed);
     }
+    work.cache->write_behind(std::move(stored));
     work.pending.reset();
   }
   work.finish_fill();

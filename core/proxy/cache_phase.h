@@ -54,6 +54,7 @@ struct CacheWork {
   bool revalidating = false;          // the upstream request carries the entry's validators
   std::shared_ptr<cache::Fill> fill;  // request consolidation: the fill led or waited on
   bool leader = false;
+  bool disk_read = false;  // the wait is for the disk tier's read of the key
   std::shared_ptr<cache::StoredResponse> pending;  // the response being stored
   // Waiting on another request's fill.
   uv_timer_t* timer = nullptr;
@@ -67,7 +68,7 @@ struct CacheWork {
 enum class CacheLookup : uint8_t {
   Forward,  // ask the origin (with the stale entry's validators when there is one)
   Hit,      // ex.cache->entry answers
-  Wait,     // another request fills this key: wait_for_fill()
+  Wait,     // another request fills this key, or the disk tier is read: wait_for_fill()
 };
 
 // After the rules: looks the request up. `method` and `target` as the client sent them.

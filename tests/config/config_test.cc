@@ -328,7 +328,7 @@ TEST(ConfigExamples, RealShapedApplicationHostConfig) {
                 "158: webFarms/applicationRequestRouting"}));
 }
 
-TEST(ConfigIgnored, DiskCacheIsListedAndCacheSettingsAreRead) {
+TEST(ConfigIgnored, CacheAndDiskCacheSettingsAreRead) {
   Config config = load_ok(
       "<configuration>\n"
       "  <webFarms><webFarm name=\"f\"><server address=\"a\"/><applicationRequestRouting>\n"
@@ -349,7 +349,9 @@ TEST(ConfigIgnored, DiskCacheIsListedAndCacheSettingsAreRead) {
   EXPECT_EQ(config.farms.at(0).protocol.log_cache_hit_name, "X-Hit");
   EXPECT_EQ(config.memory_cache.max_cache_size_mb, 16u);
   EXPECT_EQ(config.memory_cache.max_response_size, 4096u);
-  EXPECT_EQ(ignored_list(config), std::vector<std::string>{"7: diskCache"});
+  EXPECT_EQ(config.disk_cache.path, "/c");
+  EXPECT_EQ(config.disk_cache.max_bytes(), uint64_t{1} << 30);
+  EXPECT_TRUE(ignored_list(config).empty());
 }
 
 TEST(ConfigExamples, OtherIisSectionsAreIgnoredSilently) {

@@ -22,6 +22,10 @@ def origin_requests(origin):
     return origin.stats()["requests"]
 
 
+# The Host is keyed: requests to a restarted Harrow (another port) name the same one.
+HOST = {"Host": "cache.test"}
+
+
 def get(port, path, headers=None):
     return request(port, "GET", path, headers=headers)
 
@@ -236,6 +240,96 @@ class CacheTest(HarrowTestCase):
                         f"http://127.0.0.1:{h.port}{path}"], capture_output=True, timeout=20)
         _, hdrs, body = get(h.port, path)
         self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", 10))
+
+
+class DiskCacheTest(HarrowTestCase):
+    """The disk tier under system.webServer/diskCache."""
+
+    def setUp(self):
+        super().setUp()
+        self.o = self.origin("o1")
+        self.tmp = tempfile.TemporaryDirectory(prefix="harrow-disk-cache-")
+        self.addCleanup(self.tmp.cleanup)
+        self.dir = os.path.join(self.tmp.name, "cache")
+
+    def config(self, max_mb=64, memory_mb=64):
+        text = cache_config(self.o, harrow=f'<memoryCache maxCacheSize="{memory_mb}"/>')
+        disk = (f'<diskCache lowWatermark="50" highWatermark="90"><driveLocation path="{self.dir}" '
+                f'maxUsage="1" maxUsageMB="{max_mb}"/></diskCache>')
+        return text.replace("<system.webServer>", "<system.webServer>" + disk, 1)
+
+    def entry_files(self):
+        return [f for f in os.listdir(self.dir) if f.endswith(".hce")]
+
+    def test_entries_survive_a_restart(self):
+        h = self.harrow(self.config())
+        path = "/persist?bytes=20000&header=Cache-Control:max-age=600"
+        _, _, body = get(h.port, path, HOST)
+        wait_for(lambda: len(self.entry_files()) == 1, 5, "the entry on disk")
+        self.assertEqual(h.stop(), 0)
+        h2 = self.harrow(self.config())
+        before = origin_requests(self.o)
+        status, hdrs, body2 = get(h2.port, path, HOST)
+        self.assertEqual((status, hdrs.get("x-arr-cache-hit"), body2), (200, "1", body))
+        self.assertEqual(origin_requests(self.o), before)
+        _, metrics = h2.admin_get("/metrics")
+        self.assertRegex(metrics, r"harrow_cache_disk_hits_total 1")
+        # A purge reaches the disk too.
+        conn = http.client.HTTPConnection("127.0.0.1", h2.admin_port, timeout=10)
+        conn.request("DELETE", "/api/cache?url=/persist", headers={"X-Harrow-Admin": "1"})
+        self.assertIn(b'"purged":2', conn.getresponse().read())
+        conn.close()
+        self.assertEqual(self.entry_files(), [])
+
+    def test_max_usage_is_kept(self):
+        h = self.harrow(self.config(max_mb=1, memory_mb=1))
+        for i in range(30):
+            get(h.port, f"/fill{i}?bytes=100000&header=Cache-Control:max-age=600", HOST)
+        wait_for(lambda: h.admin_get("/metrics")[1].count("harrow_cache_stores_total 30"), 5,
+                 "30 stores")
+
+        def usage():
+            return sum(os.path.getsize(os.path.join(self.dir, f)) for f in os.listdir(self.dir))
+        # Every write that crossed the high watermark scavenged down to the low one; once the
+        # writer thread is through, the files on disk are what the tier counts.
+        import re
+
+        def disk_bytes():
+            m = re.search(r'harrow_cache_bytes\{tier="disk"\} (\d+)', h.admin_get("/metrics")[1])
+            return int(m.group(1))
+        wait_for(lambda: disk_bytes() == usage(), 10, "the disk writes to finish")
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r'harrow_cache_evictions_total\{tier="disk"\} [1-9]')
+        self.assertLessEqual(usage(), 1 << 20)
+        self.assertGreater(len(self.entry_files()), 3)
+
+    def test_kill_while_filling_never_serves_a_torn_entry(self):
+        h = self.harrow(self.config(), workers=2)
+        size = 300000
+        expected = bytes((ord("a") + i % 26) for i in range(size))
+        paths = [f"/crash{i}?bytes={size}&header=Cache-Control:max-age=600" for i in range(40)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(lambda p=p: get(h.port, p, HOST)) for p in paths]
+            wait_for(lambda: len(self.entry_files()) >= 3, 10, "writes under way")
+            h.proc.kill()  # SIGKILL in the middle of filling and writing
+            h.proc.wait()
+            for f in futures:
+                try:
+                    f.result()
+                except Exception:
+                    pass
+        h.log.close()
+        h.dir.cleanup()
+        h2 = self.harrow(self.config())
+        self.assertFalse([f for f in os.listdir(self.dir) if f.startswith("tmp-")],
+                         "temporary files of interrupted writes are removed at start")
+        hits = 0
+        for p in paths:
+            status, hdrs, body = get(h2.port, p, HOST)
+            self.assertEqual(status, 200)
+            self.assertEqual(body, expected, p)
+            hits += hdrs.get("x-arr-cache-hit") == "1"
+        self.assertGreater(hits, 0, "entries written before the kill are served")
 
 
 if __name__ == "__main__":
