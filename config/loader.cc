@@ -1822,7 +1822,15 @@ class ConfigReader {
     DiskCacheConfig& disk = config_.disk_cache;
     read_value(node, "lowWatermark", disk.low_watermark);
     read_value(node, "highWatermark", disk.high_watermark);
-    if (pugi::xml_node drive = find_child(node, "driveLocation")) {
+    bool first = true;
+    for (pugi::xml_node drive : child_elements(node)) {
+      if (!iequals(drive.name(), "driveLocation")) continue;
+      if (!first) {
+        // ARR spreads entries over its drives; Harrow's disk tier is one directory.
+        diagnostics_.not_acted_on(drive, "diskCache/driveLocation (only the first is used)");
+        continue;
+      }
+      first = false;
       read_value(drive, "path", disk.path);
       read_value(drive, "maxUsage", disk.max_usage_gb);
       read_value(drive, "maxUsageMB", disk.max_usage_mb);

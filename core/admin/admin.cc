@@ -167,6 +167,9 @@ void render_cache_metrics(std::ostringstream& o, cache::Cache& c) {
   if (c.disk() != nullptr) o << "harrow_cache_bytes{tier=\"disk\"} " << c.disk()->bytes() << "\n";
   family("harrow_cache_capacity_bytes", "gauge", "The bound of each tier.");
   o << "harrow_cache_capacity_bytes{tier=\"memory\"} " << c.memory().capacity() << "\n";
+  if (c.disk() != nullptr && c.disk()->max_bytes() != 0) {
+    o << "harrow_cache_capacity_bytes{tier=\"disk\"} " << c.disk()->max_bytes() << "\n";
+  }
   family("harrow_cache_entries", "gauge", "Responses the cache holds, by tier.");
   o << "harrow_cache_entries{tier=\"memory\"} " << c.memory().entries() << "\n";
   if (c.disk() != nullptr) {

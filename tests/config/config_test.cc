@@ -336,7 +336,8 @@ TEST(ConfigIgnored, CacheAndDiskCacheSettingsAreRead) {
       "      requestConsolidationTimeout=\"00:00:02\" queryStringHandling=\"NoCaching\"\n"
       "      validationInterval=\"00:00:30\"/></protocol>\n"
       "  </applicationRequestRouting></webFarm></webFarms>\n"
-      "  <system.webServer><diskCache><driveLocation path=\"/c\" maxUsage=\"1\"/></diskCache>\n"
+      "  <system.webServer><diskCache><driveLocation path=\"/c\" maxUsage=\"1\"/>\n"
+      "    <driveLocation path=\"/d\" maxUsage=\"1\"/></diskCache>\n"
       "  </system.webServer>\n"
       "  <harrow><memoryCache maxCacheSize=\"16\" maxResponseSize=\"4096\"/></harrow>\n"
       "</configuration>\n");
@@ -351,7 +352,8 @@ TEST(ConfigIgnored, CacheAndDiskCacheSettingsAreRead) {
   EXPECT_EQ(config.memory_cache.max_response_size, 4096u);
   EXPECT_EQ(config.disk_cache.path, "/c");
   EXPECT_EQ(config.disk_cache.max_bytes(), uint64_t{1} << 30);
-  EXPECT_TRUE(ignored_list(config).empty());
+  EXPECT_EQ(ignored_list(config),
+            std::vector<std::string>{"8: diskCache/driveLocation (only the first is used)"});
 }
 
 TEST(ConfigExamples, OtherIisSectionsAreIgnoredSilently) {
