@@ -61,6 +61,8 @@ std::string_view cache_outcome_token(CacheOutcome outcome) {
       return "REVALIDATED";
     case CacheOutcome::Expired:
       return "EXPIRED";
+    case CacheOutcome::StaleOnError:
+      return "STALE";
   }
   return {};
 }
@@ -120,6 +122,7 @@ CacheLookup cache_lookup(Exchange& ex, const Router& router, std::string_view me
         c.counters().hits.fetch_add(1, std::memory_order_relaxed);
         return CacheLookup::Hit;
       case cache::Reuse::Stale:
+        work->stale = entry;
         // Asked with the entry's validators unless the client brought its own (then the
         // origin's answer is the client's, 304 or not).
         if (!has_client_validators(ex.head)) {
@@ -132,11 +135,12 @@ CacheLookup cache_lookup(Exchange& ex, const Router& router, std::string_view me
         ex.cache_outcome = CacheOutcome::Expired;
         break;
       case cache::Reuse::Unusable:
+        work->stale = entry;
         ex.cache_outcome = CacheOutcome::Expired;
         break;
     }
   }
-  if (entry == nullptr && c.disk() != nullptr && c.disk()->may_have(work->key.key)) {
+  if (work->stale == nullptr && c.disk() != nullptr && c.disk()->may_have(work->key.key)) {
     // Read off the event loop (libuv's threadpool); the lookup resumes when it is done.
     work->disk_read = true;
     return CacheLookup::Wait;
@@ -319,6 +323,24 @@ bool cache_refresh_on_304(Exchange& ex, const MessageHead& head, int status) {
   work.finish_fill();
   ex.cache_outcome = CacheOutcome::Revalidated;
   work.cache->counters().revalidated.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool cache_stale_on_error(Exchange& ex, int status) {
+  if (ex.cache == nullptr) return false;
+  CacheWork& work = *ex.cache;
+  if (work.stale == nullptr || (status != 0 && status < 500)) return false;
+  const cache::StoredResponse& e = *work.stale;
+  if (e.stale_if_error < 0 ||
+      cache::current_age(e, now_seconds()) > e.lifetime + e.stale_if_error) {
+    return false;
+  }
+  work.entry = work.stale;
+  work.revalidating = false;
+  work.pending.reset();
+  work.finish_fill();
+  ex.cache_outcome = CacheOutcome::StaleOnError;
+  work.cache->counters().stale_served.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 

@@ -31,6 +31,7 @@ enum class CacheOutcome : uint8_t {
   Consolidated,  // answered from the fill of a request that came first
   Revalidated,   // stale; the origin's 304 refreshed it and it answered
   Expired,       // stale; the origin sent a new response
+  StaleOnError,  // stale; the origin failed and the entry's stale-if-error allowed it
 };
 std::string_view cache_outcome_token(CacheOutcome outcome);
 
@@ -51,6 +52,7 @@ struct CacheWork {
   int64_t validation_interval = 0;
   int64_t request_time = 0;           // seconds since the epoch
   cache::EntryPtr entry;              // the entry answered with, or the stale one being revalidated
+  cache::EntryPtr stale;              // a stale entry found, for stale-if-error
   bool revalidating = false;          // the upstream request carries the entry's validators
   std::shared_ptr<cache::Fill> fill;  // request consolidation: the fill led or waited on
   bool leader = false;
@@ -86,6 +88,10 @@ std::string_view write_cached_response(Exchange& ex, bool close, bool http11, He
 
 // From build_client_response: a 304 that refreshes the stale entry (true: answer from it).
 bool cache_refresh_on_304(Exchange& ex, const MessageHead& head, int status);
+// The origin failed: a 5xx `status`, or 0 for no response at all (connect failure, reset,
+// timeout). True if a stale entry whose stale-if-error (RFC 5861, a Harrow extension to ARR)
+// still allows it is to answer instead: write_cached_response() then serves it.
+bool cache_stale_on_error(Exchange& ex, int status);
 // From build_client_response, once the head for the client is written into `client_head`:
 // starts storing the response when it may be stored.
 void cache_begin_fill(Exchange& ex, const MessageHead& head, int status,

@@ -415,6 +415,10 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   if (ex_->server_metrics != nullptr && ex_->in_flight_counted) count_websocket_failure();
   count_answered_failure(*ex_, *worker_, client_side(), failure, uv_status, health_failure);
   release_upstream(false);
+  if (!ex_->response_head_sent && cache_stale_on_error(*ex_, 0)) {
+    respond_cached();  // stale-if-error
+    return;
+  }
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
     close();

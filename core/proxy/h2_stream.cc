@@ -538,6 +538,10 @@ void H2Stream::respond_error(Failure failure, int uv_status, bool health_failure
   ex_->failure_uv_status = uv_status;
   count_answered_failure(*ex_, connection_->worker(), client(), failure, uv_status, health_failure);
   release_upstream(false);
+  if (!ex_->response_head_sent && cache_stale_on_error(*ex_, 0)) {
+    respond_cached();  // stale-if-error
+    return;
+  }
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
     connection_->session().reset(this, NGHTTP2_INTERNAL_ERROR);

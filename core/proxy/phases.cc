@@ -463,8 +463,10 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   uint64_t first_byte_us = (uv_hrtime() - ex.exchange_started_ns) / 1000;
   ex.server_metrics->first_byte_time.observe(first_byte_us);
   ex.header_ms = static_cast<int64_t>(first_byte_us / 1000);
-  if (cache_refresh_on_304(ex, head, status)) {
-    // The origin confirmed the cached entry: the client gets the entry, not the 304.
+  if (cache_refresh_on_304(ex, head, status) || cache_stale_on_error(ex, status)) {
+    // The origin confirmed the cached entry (a 304), or failed while a stale entry may stand
+    // in (stale-if-error): the client gets the entry.
+    if (ex.snap->farms[ex.farm].live_failure_codes.matches(status)) count_live_failure(ex);
     if (!ex.client_keep_alive || !ex.request_done || worker.stopping()) close = true;
     result.cached_body = write_cached_response(ex, close, client_http11 || client.http2, out);
     result.status = ex.cache->entry->status;

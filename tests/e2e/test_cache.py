@@ -152,6 +152,26 @@ class CacheTest(HarrowTestCase):
         _, hdrs3, body3 = get(h.port, "/rv?status=500")
         self.assertEqual((hdrs3.get("x-arr-cache-hit"), body3), ("1", body))
 
+    def test_stale_if_error(self):
+        h = self.start()
+        good = "/sie?bytes=50&header=Cache-Control:max-age=1,stale-if-error=60"
+        plain = "/plain?bytes=50&header=Cache-Control:max-age=1"
+        _, _, body = get(h.port, good)
+        get(h.port, plain)
+        time.sleep(1.1)
+        # The origin answers 503 (controlled by an unkeyed header): the stale entry stands in.
+        status, hdrs, body2 = get(h.port, good, {"X-Origin-Status": "503"})
+        self.assertEqual((status, body2, hdrs.get("x-arr-cache-hit")), (200, body, "1"))
+        status, _, _ = get(h.port, plain, {"X-Origin-Status": "503"})
+        self.assertEqual(status, 503, "without stale-if-error the failure goes through")
+        # The origin is gone altogether.
+        self.o.stop()
+        status, _, body3 = get(h.port, good)
+        self.assertEqual((status, body3), (200, body))
+        self.assertEqual(get(h.port, plain)[0], 502)
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r"harrow_cache_stale_served_total 2")
+
     def test_request_consolidation(self):
         slow = self.origin("slow", delay_ms=300)
         h = self.harrow(cache_config(
