@@ -171,7 +171,9 @@ std::shared_ptr<StoredResponse> deserialize(std::string_view file) {
   e->secondary_key = r.str();
   uint64_t vary = r.u64();
   for (uint64_t i = 0; r.ok && i < vary; ++i) e->vary.push_back(r.str());
-  e->status = static_cast<int>(r.u64());
+  uint64_t status = r.u64();
+  if (status < 100 || status > 999) return nullptr;
+  e->status = static_cast<int>(status);
   e->reason = r.str();
   uint64_t fields = r.u64();
   for (uint64_t i = 0; r.ok && i < fields; ++i) {
@@ -184,7 +186,9 @@ std::shared_ptr<StoredResponse> deserialize(std::string_view file) {
   e->date_value = r.i64();
   e->age_value = r.i64();
   e->lifetime = r.i64();
-  e->must_revalidate = r.u64() != 0;
+  uint64_t must_revalidate = r.u64();
+  if (must_revalidate > 1) return nullptr;
+  e->must_revalidate = must_revalidate == 1;
   e->stale_while_revalidate = r.i64();
   e->stale_if_error = r.i64();
   e->etag = r.str();

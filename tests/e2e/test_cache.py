@@ -4,6 +4,7 @@ unkeyed headers, and the same cache behind HTTP/2."""
 import concurrent.futures
 import http.client
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -312,7 +313,6 @@ class DiskCacheTest(HarrowTestCase):
             return sum(os.path.getsize(os.path.join(self.dir, f)) for f in os.listdir(self.dir))
         # Every write that crossed the high watermark scavenged down to the low one; once the
         # writer thread is through, the files on disk are what the tier counts.
-        import re
 
         def metric(name):
             m = re.search(name + r' (\d+)', h.admin_get("/metrics")[1])

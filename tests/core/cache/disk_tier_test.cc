@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "core/cache/cache_key.h"
@@ -122,6 +123,19 @@ TEST_F(DiskTierTest, ScavengesBetweenWatermarks) {
   EXPECT_EQ(disk.read("f\x1fh\x1f/o0", {}), nullptr);
   EXPECT_EQ(disk.purge("h", "/o99", false), 1u);
   EXPECT_EQ(disk.read("f\x1fh\x1f/o99", {}), nullptr);
+}
+
+TEST(DiskFormat, TheSeedFileOfTheFuzzCorpusReads) {
+  // Written independently of serialize() (by hand, in Python): the format stays readable.
+  std::ifstream f(std::string(HARROW_TEST_DATA_DIR) + "/../fuzz/corpus/cache/disk_file",
+                  std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::shared_ptr<StoredResponse> e = deserialize(bytes);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->body, "hello, cache");
+  EXPECT_EQ(e->vary, std::vector<std::string>{"accept-encoding"});
+  EXPECT_EQ(e->lifetime, 60);
+  EXPECT_EQ(serialize(*e), bytes);
 }
 
 TEST(DiskFormat, EveryTruncationIsRejected) {
