@@ -55,6 +55,38 @@ struct ProtocolConfig {
   std::string ssl_header_name = "X-ARR-SSL";
   std::string client_cert_header_name = "X-ARR-ClientCert";
   uint32_t max_response_header_size = 65536;
+  std::string log_cache_hit_name = "X-ARR-CACHE-HIT";  // 0 miss / 1 hit on cached farms' responses
+};
+
+enum class QueryStringHandling { Ignore, NoCaching, Accept };
+
+// A farm's <protocol><cache> (ARR defaults). Harrow caches only for farms whose configuration
+// has the element: a configuration written before Harrow cached keeps forwarding every request.
+struct CacheConfig {
+  bool configured = false;  // <cache> is present
+  bool enabled = true;
+  bool request_consolidation = false;
+  Millis request_consolidation_timeout{100};
+  QueryStringHandling query_string_handling = QueryStringHandling::Ignore;
+  Millis validation_interval{60'000};
+  bool active() const { return configured && enabled; }
+};
+
+// system.webServer/diskCache (ARR's disk cache): the first <driveLocation> holds the disk tier.
+struct DiskCacheConfig {
+  std::string path;             // empty: no disk tier
+  uint64_t max_usage_gb = 0;    // ARR's maxUsage; 0 with no maxUsageMB: no bound
+  uint64_t max_usage_mb = 0;    // Harrow's finer maxUsageMB, when set, wins
+  uint32_t low_watermark = 80;  // percent of the bound
+  uint32_t high_watermark = 90;
+  uint64_t max_bytes() const { return max_usage_mb != 0 ? max_usage_mb << 20 : max_usage_gb << 30; }
+};
+
+// <harrow><memoryCache>: the memory tier every cached farm shares (Harrow's; ARR keeps its
+// memory cache in IIS's output cache, whose system.webServer/caching names these are).
+struct MemoryCacheConfig {
+  uint64_t max_cache_size_mb = 64;
+  uint64_t max_response_size = 1 << 20;  // bytes; a larger response is forwarded, not stored
 };
 
 // <healthCheck> (ARR defaults). Parsed here; acted on by health/.
@@ -114,6 +146,7 @@ struct FarmConfig {
   std::string application_pool;  // Harrow's <applicationPool name> extension; empty = none
   std::vector<ServerConfig> servers;
   ProtocolConfig protocol;
+  CacheConfig cache;
   HealthCheckConfig health_check;
   AffinityConfig affinity;
   LoadBalancingConfig load_balancing;
@@ -399,6 +432,8 @@ struct Config {
   LimitsConfig limits;
   Http2Config http2;
   TimeoutsConfig timeouts;
+  MemoryCacheConfig memory_cache;
+  DiskCacheConfig disk_cache;
   RunAsConfig run_as;
   std::string state_file;  // <harrow stateFile>: empty = none
   std::vector<IgnoredSetting> ignored;

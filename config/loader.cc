@@ -352,7 +352,7 @@ constexpr AttrSpec kCacheAttrs[] = {
     enum_attr("queryStringHandling", kQueryStringHandlingNames),
     timespan_attr("validationInterval", 0, kDay),
 };
-constexpr ElementSpec kCache = element("cache", kCacheAttrs).not_acted_on();
+constexpr ElementSpec kCache = element("cache", kCacheAttrs);
 constexpr const ElementSpec* kProtocolChildren[] = {&kCache};
 
 // Shared by a farm's <protocol> and the global <system.webServer><proxy>.
@@ -372,7 +372,7 @@ constexpr auto kProtocolCommonAttrs = std::to_array<AttrSpec>({
     uint_attr("maxResponseHeaderSize", 0, kUInt32Max),
     string_attr("xForwardedByHeaderName").not_acted_on(),
     string_attr("xForwardedByHeader").not_acted_on(),
-    string_attr("logCacheHitName").not_acted_on(),
+    string_attr("logCacheHitName"),
     uint_attr("minResponseBuffer", 0, kMaxBufferKb).not_acted_on(),
     uint_attr("responseBufferLimit", 0, kMaxBufferKb).not_acted_on(),
     string_attr("proxy").not_acted_on(),
@@ -685,7 +685,28 @@ constexpr const ElementSpec* kSecurityChildren[] = {&kRequestFiltering};
 constexpr ElementSpec kSecurity =
     element("security", {}, kSecurityChildren).foreign().styled(PathStyle::Hidden);
 
-constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite, &kSecurity};
+// ARR's disk cache. Harrow keeps its disk tier under the first driveLocation; scavenging runs
+// as entries are written (not on scavengerInterval); compression, shared drives and drive
+// health are ARR's alone.
+constexpr AttrSpec kDriveLocationAttrs[] = {nonempty_attr("path").must_be_present(),
+                                            uint_attr("maxUsage", 0, kUInt32Max).must_be_present(),
+                                            uint_attr("maxUsageMB", 0, kUInt32Max)};
+constexpr ElementSpec kDriveLocation = element("driveLocation", kDriveLocationAttrs).items("path");
+constexpr ElementSpec kSharedDriveLocation = element("sharedDriveLocation").opaque_not_acted_on();
+constexpr ElementSpec kDriveLocationHealth = element("driveLocationHealth").opaque_not_acted_on();
+constexpr ElementSpec kDiskCompression = element("compression").opaque_not_acted_on();
+constexpr const ElementSpec* kDiskCacheChildren[] = {&kDriveLocation, &kSharedDriveLocation,
+                                                     &kDriveLocationHealth, &kDiskCompression};
+constexpr AttrSpec kDiskCacheAttrs[] = {
+    string_attr("allowedAcceptEncoding").not_acted_on(),
+    uint_attr("byteRangeSegmentSize", 0, 4194303).not_acted_on(),
+    timespan_attr("scavengerInterval", 0, kDay).not_acted_on(),
+    uint_attr("lowWatermark", 0, 100),
+    uint_attr("highWatermark", 0, 100),
+};
+constexpr ElementSpec kDiskCache = element("diskCache", kDiskCacheAttrs, kDiskCacheChildren);
+constexpr const ElementSpec* kSystemWebServerChildren[] = {&kGlobalProxy, &kRewrite, &kSecurity,
+                                                           &kDiskCache};
 constexpr ElementSpec kSystemWebServer =
     element("system.webServer", {}, kSystemWebServerChildren).foreign().styled(PathStyle::Hidden);
 
@@ -784,9 +805,12 @@ constexpr AttrSpec kTimeoutsAttrs[] = {
     timespan_attr("clientBody", 1, kDay),      timespan_attr("webSocketIdle", 1, kDay),
 };
 constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
+constexpr AttrSpec kMemoryCacheAttrs[] = {uint_attr("maxCacheSize", 0, 1 << 20),
+                                          uint_attr("maxResponseSize", 0, kUInt32Max)};
+constexpr ElementSpec kMemoryCache = element("memoryCache", kMemoryCacheAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {
-    &kListen, &kCertificate, &kTls,    &kUpstreamTls, &kUpstreamHttp2,
-    &kAdmin,  &kAccessLog,   &kLimits, &kHttp2,       &kTimeouts};
+    &kListen,    &kCertificate, &kTls,   &kUpstreamTls, &kUpstreamHttp2, &kAdmin,
+    &kAccessLog, &kLimits,      &kHttp2, &kTimeouts,    &kMemoryCache};
 constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
                                      bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
 constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
@@ -1606,6 +1630,7 @@ class ConfigReader {
     read_application_pools(find_child(app_host, "applicationPools"));
     read_farms(find_child(root, "webFarms"));
     read_global_proxy(find_child(web_server, "proxy"));
+    read_disk_cache(find_child(web_server, "diskCache"));
     read_rewrite_maps(find_child(rewrite, "rewriteMaps"));
     read_provider_names(find_child(rewrite, "providers"));
     read_global_rules(find_child(rewrite, "globalRules"));
@@ -1666,6 +1691,7 @@ class ConfigReader {
     }
     pugi::xml_node arr = find_child(node, "applicationRequestRouting");
     read_protocol(find_child(arr, "protocol"), farm.protocol);
+    read_cache(find_child(find_child(arr, "protocol"), "cache"), farm.cache);
     read_health_check(find_child(arr, "healthCheck"), farm.health_check);
     read_affinity(find_child(arr, "affinity"), farm.affinity);
     read_load_balancing(find_child(arr, "loadBalancing"), farm.load_balancing);
@@ -1725,6 +1751,17 @@ class ConfigReader {
     read_value(node, "sslHeaderName", protocol.ssl_header_name);
     read_value(node, "clientCertHeaderName", protocol.client_cert_header_name);
     read_value(node, "maxResponseHeaderSize", protocol.max_response_header_size);
+    read_value(node, "logCacheHitName", protocol.log_cache_hit_name);
+  }
+
+  static void read_cache(pugi::xml_node node, CacheConfig& cache) {
+    if (!node) return;
+    cache.configured = true;
+    read_value(node, "enabled", cache.enabled);
+    read_value(node, "requestConsolidationEnabled", cache.request_consolidation);
+    read_value(node, "requestConsolidationTimeout", cache.request_consolidation_timeout);
+    read_enum(node, "queryStringHandling", kQueryStringHandlingNames, cache.query_string_handling);
+    read_value(node, "validationInterval", cache.validation_interval);
   }
 
   static void read_health_check(pugi::xml_node node, HealthCheckConfig& health) {
@@ -1778,6 +1815,26 @@ class ConfigReader {
                          "(e.g. 125), or 0 for none");
     }
     balancing.hash_balance_factor = factor / 100.0;
+  }
+
+  void read_disk_cache(pugi::xml_node node) {
+    if (!node) return;
+    DiskCacheConfig& disk = config_.disk_cache;
+    read_value(node, "lowWatermark", disk.low_watermark);
+    read_value(node, "highWatermark", disk.high_watermark);
+    bool first = true;
+    for (pugi::xml_node drive : child_elements(node)) {
+      if (!iequals(drive.name(), "driveLocation")) continue;
+      if (!first) {
+        // ARR spreads entries over its drives; Harrow's disk tier is one directory.
+        diagnostics_.not_acted_on(drive, "diskCache/driveLocation (only the first is used)");
+        continue;
+      }
+      first = false;
+      read_value(drive, "path", disk.path);
+      read_value(drive, "maxUsage", disk.max_usage_gb);
+      read_value(drive, "maxUsageMB", disk.max_usage_mb);
+    }
   }
 
   void read_global_proxy(pugi::xml_node node) {
@@ -2530,6 +2587,9 @@ class ConfigReader {
     pugi::xml_node http2 = find_child(harrow, "http2");
     read_value(http2, "maxConcurrentStreams", config_.http2.max_concurrent_streams);
     read_value(http2, "initialWindowSize", config_.http2.initial_window_size);
+    pugi::xml_node memory_cache = find_child(harrow, "memoryCache");
+    read_value(memory_cache, "maxCacheSize", config_.memory_cache.max_cache_size_mb);
+    read_value(memory_cache, "maxResponseSize", config_.memory_cache.max_response_size);
     pugi::xml_node timeouts = find_child(harrow, "timeouts");
     read_value(timeouts, "connect", config_.timeouts.connect);
     read_value(timeouts, "clientHeader", config_.timeouts.client_header);

@@ -129,6 +129,54 @@ void render_process_metrics(std::ostringstream& o, double start_time) {
 
 }  // namespace
 
+// The response cache's counters and its memory tier's size (shared by every worker).
+void render_cache_metrics(std::ostringstream& o, cache::Cache& c) {
+  auto family = [&](const char* name, const char* type, const char* help) {
+    o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  };
+  const cache::CacheCounters& n = c.counters();
+  const std::pair<const char*, const char*> counters[] = {
+      {"harrow_cache_hits_total", "Requests answered from the cache."},
+      {"harrow_cache_misses_total", "Cacheable requests the cache could not answer."},
+      {"harrow_cache_consolidated_total",
+       "Misses answered by the response another request was fetching (request consolidation)."},
+      {"harrow_cache_revalidated_total", "Stale entries the origin confirmed with a 304."},
+      {"harrow_cache_stale_served_total", "Stale entries served without the origin's word."},
+      {"harrow_cache_stores_total", "Responses stored."},
+      {"harrow_cache_purged_total", "Entries removed through the admin API."}};
+  const uint64_t values[] = {n.hits.load(),        n.misses.load(),       n.consolidated.load(),
+                             n.revalidated.load(), n.stale_served.load(), n.stores.load(),
+                             n.purged.load()};
+  for (size_t i = 0; i < std::size(counters); ++i) {
+    family(counters[i].first, "counter", counters[i].second);
+    o << counters[i].first << " " << values[i] << "\n";
+  }
+  family("harrow_cache_evictions_total", "counter", "Entries evicted to stay within the bound.");
+  o << "harrow_cache_evictions_total{tier=\"memory\"} " << c.memory().evictions() << "\n";
+  if (c.disk() != nullptr) {
+    o << "harrow_cache_evictions_total{tier=\"disk\"} " << c.disk()->evictions() << "\n";
+  }
+  family("harrow_cache_disk_hits_total", "counter", "Hits read back from the disk tier.");
+  o << "harrow_cache_disk_hits_total " << n.disk_hits.load() << "\n";
+  family("harrow_cache_disk_write_failures_total", "counter",
+         "Entries the disk tier could not write (or whose write queue was full).");
+  o << "harrow_cache_disk_write_failures_total "
+    << n.disk_write_failures.load() + n.disk_writes_dropped.load() << "\n";
+  family("harrow_cache_bytes", "gauge", "Bytes the cache holds, by tier.");
+  o << "harrow_cache_bytes{tier=\"memory\"} " << c.memory().bytes() << "\n";
+  if (c.disk() != nullptr) o << "harrow_cache_bytes{tier=\"disk\"} " << c.disk()->bytes() << "\n";
+  family("harrow_cache_capacity_bytes", "gauge", "The bound of each tier.");
+  o << "harrow_cache_capacity_bytes{tier=\"memory\"} " << c.memory().capacity() << "\n";
+  if (c.disk() != nullptr && c.disk()->max_bytes() != 0) {
+    o << "harrow_cache_capacity_bytes{tier=\"disk\"} " << c.disk()->max_bytes() << "\n";
+  }
+  family("harrow_cache_entries", "gauge", "Responses the cache holds, by tier.");
+  o << "harrow_cache_entries{tier=\"memory\"} " << c.memory().entries() << "\n";
+  if (c.disk() != nullptr) {
+    o << "harrow_cache_entries{tier=\"disk\"} " << c.disk()->entries() << "\n";
+  }
+}
+
 std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   std::ostringstream o;
   auto family = [&](const char* name, const char* type, const char* help) {
@@ -152,6 +200,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
   family("harrow_workers", "gauge", "Worker threads.");
   o << "harrow_workers " << s.workers.size() << "\n";
   render_process_metrics(o, s.start_time);
+  if (snap.cache != nullptr) render_cache_metrics(o, *snap.cache);
   family("harrow_connections_accepted_total", "counter", "Client connections accepted.");
   o << "harrow_connections_accepted_total "
     << sum_worker(s, [](const WorkerMetrics& w) { return w.connections_accepted.get(); }) << "\n";
@@ -772,6 +821,10 @@ struct AdminConnection {
       server_command(path);
       return;
     }
+    if (path == "/api/cache") {
+      cache_purge(*snap);
+      return;
+    }
     bool known = path == "/" || path == "/healthz" || path == "/metrics" || path == "/api/farms";
     if (!known) {
       respond(404, "Not Found", "application/json", "{\"error\":\"no such endpoint\"}\n");
@@ -873,6 +926,49 @@ struct AdminConnection {
       respond(400, "Bad Request", "application/json",
               "{\"error\":\"" + escape_json(result) + "\"}\n");
     }
+  }
+
+  // DELETE /api/cache?url=U[&prefix=1]: removes the cached responses for URL U ("/path?q" on
+  // any host, or "http://host/path?q" on that host); with prefix=1, every URL starting so.
+  void cache_purge(const Snapshot& snap) {
+    if (method != "DELETE") {
+      respond(405, "Method Not Allowed", "application/json", "{\"error\":\"use DELETE\"}\n");
+      return;
+    }
+    std::string target, prefix;
+    size_t q = url.find('?');
+    std::string_view query =
+        q == std::string::npos ? std::string_view{} : std::string_view(url).substr(q + 1);
+    while (!query.empty()) {
+      size_t amp = query.find('&');
+      std::string_view pair = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+      size_t eq = pair.find('=');
+      std::string name(pair.substr(0, eq));
+      std::string value =
+          eq == std::string_view::npos ? "" : url_decode(std::string(pair.substr(eq + 1)));
+      if (name == "url") target = value;
+      if (name == "prefix") prefix = value;
+    }
+    std::string host;
+    std::string_view rest = target;
+    for (std::string_view scheme : {"http://", "https://"}) {
+      if (istarts_with(rest, scheme)) {
+        rest.remove_prefix(scheme.size());
+        size_t slash = rest.find_first_of("/?");
+        host = to_ascii_lower(rest.substr(0, slash));
+        rest = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+      }
+    }
+    if (rest.empty() || rest.front() != '/') {
+      refuse(400, "Bad Request", "url= must be a path (/…) or an absolute http(s) URL");
+      return;
+    }
+    size_t purged = 0;
+    if (snap.cache != nullptr) {
+      purged = snap.cache->purge(host, rest, prefix == "1" || prefix == "true");
+    }
+    respond(200, "OK", "application/json", "{\"purged\":" + std::to_string(purged) + "}\n");
   }
 
   static std::string url_decode(const std::string& s) {

@@ -173,6 +173,7 @@ class HeadWriter {
     return *this << r;
   }
   bool overflowed() const { return overflow_; }
+  std::string_view text() const { return {begin_, size()}; }
   // Something written through field(), target() or reason() would not have stayed one token.
   bool unsafe() const { return unsafe_; }
 

@@ -57,7 +57,7 @@ std::string w3c_header() {
          "\n#Version: 1.0\n#Fields: date time s-ip s-port cs-method cs-uri-stem cs-uri-query "
          "c-ip c-port cs(Host) cs(User-Agent) sc-status sc-bytes cs-bytes time-taken x-farm "
          "x-server x-reason x-upstream-error x-upstream-connect-ms x-upstream-header-ms x-retries "
-         "x-arr-log-id s-sitename cs-version\n";
+         "x-arr-log-id s-sitename cs-version sc-cache\n";
 }
 
 void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat format,
@@ -125,6 +125,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
     append_w3c(out, e.site);
     out += ' ';
     append_w3c(out, e.version);
+    out += ' ';
+    append_w3c(out, e.cache);
     out += '\n';
     return;
   }
@@ -173,7 +175,8 @@ void format_access_log_line(const AccessLogEntry& e, config::AccessLogFormat for
       {"upstreamError", e.upstream_error},
       {"arrLogId", e.log_id},
       {"siteName", e.site},
-      {"version", e.version}};
+      {"version", e.version},
+      {"cache", e.cache}};
   for (const auto& [name, value] : optional) {
     out += ",\"";
     out += name;

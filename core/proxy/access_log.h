@@ -54,6 +54,7 @@ struct AccessLogEntry {
   std::string_view log_id;
   std::string_view site;             // IIS site name (s-sitename); empty: no site
   std::string_view version;          // cs-version: "HTTP/1.1", "HTTP/1.0", "HTTP/2"
+  std::string_view cache;            // sc-cache: HIT, MISS, …; empty: the farm does not cache
   int64_t upstream_connect_ms = -1;  // -1: a pooled connection (or none)
   int64_t upstream_header_ms = -1;   // -1: no response head from a server
   uint32_t retries = 0;              // other servers / fresh connections tried

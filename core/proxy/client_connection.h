@@ -119,6 +119,10 @@ class ClientConnection final : public UpstreamEvents, public RequestDecoderEvent
   // response has begun.
   void reject_request(Failure failure, const char* detail);
   void start_exchange();
+  // Carries out what choose_upstream() (or resume_after_cache_wait()) decided.
+  void run_choice(const UpstreamChoice& choice);
+  // Answers from the cache entry the lookup found (ex_->cache->entry).
+  void respond_cached();
   void connect_upstream();
   // Queues rewritten body bytes for the client (copied into blocks).
   void send_owned(std::string_view bytes);

@@ -29,7 +29,10 @@ void ClientConnection::start_exchange() {
     respond_error(Failure::invalid_hostname, 0);
     return;
   }
-  UpstreamChoice choice = choose_upstream(*ex_, client_side(), *worker_);
+  run_choice(choose_upstream(*ex_, client_side(), *worker_));
+}
+
+void ClientConnection::run_choice(const UpstreamChoice& choice) {
   switch (choice.kind) {
     case UpstreamChoice::Kind::Server:
       use_server(choice.server);  // inside run_parser's loop: it goes on parsing by itself
@@ -43,6 +46,52 @@ void ClientConnection::start_exchange() {
     case UpstreamChoice::Kind::Abort:
       abort_exchange(choice.failure, 0);
       return;
+    case UpstreamChoice::Kind::Cached:
+      respond_cached();
+      return;
+    case UpstreamChoice::Kind::Wait:
+      wait_for_fill(
+          *ex_, worker_->loop(),
+          [](void* self) {
+            auto* c = static_cast<ClientConnection*>(self);
+            c->run_choice(resume_after_cache_wait(*c->ex_, c->client_side(), *c->worker_));
+            c->run_parser();  // called from a libuv callback, not the parser
+          },
+          this);
+      return;
+  }
+}
+
+void ClientConnection::respond_cached() {
+  release_upstream(false);
+  if (!ex_->client_keep_alive || worker_->stopping()) close_requested_ = true;
+  IoBlock* block = block_acquire();
+  HeadWriter w(block->data, block->capacity);
+  std::string_view body = write_cached_response(*ex_, close_requested_, ex_->decoder.http11(), w);
+  if (w.overflowed() || w.unsafe()) {
+    block_unref(block);
+    ex_->log_detail = "cached response head larger than a block";
+    respond_error(Failure::upstream_invalid_response, 0);
+    return;
+  }
+  out_.add(block, block->data, w.size());
+  block_unref(block);
+  if (!body.empty()) send_owned(body);
+  out_.flush();
+  ex_->response_head_sent = true;
+  ex_->response_done = true;
+  ex_->sent_status = ex_->cache->entry->status;
+  ex_->status = 0;
+  phase_ = Phase::Exchange;
+  if (close_requested_) {
+    log_access();
+    close_after_flush();
+    return;
+  }
+  if (ex_->request_done) {
+    finish_exchange();
+  } else {
+    resume_parser();
   }
 }
 
@@ -150,6 +199,8 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   }
   out_.add(block, block->data, writer.size());
   block_unref(block);
+  if (!result.cached_body.empty()) send_owned(result.cached_body);
+  if (result.status != 0) status = result.status;
   ex_->status = status;
   ex_->sent_status = status;
   if (status == 101) {
@@ -176,6 +227,7 @@ void ClientConnection::upstream_trailers(std::span<const http2::Field> fields) {
 }
 
 void ClientConnection::upstream_body(IoBlock* block, const char* data, size_t len) {
+  if (ex_->cache != nullptr) cache_fill_body(*ex_, std::string_view(data, len));
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
     std::string_view piece =
         rewrite_response_body(*ex_, client_side(), *worker_, std::string_view(data, len), false);
@@ -218,6 +270,7 @@ void ClientConnection::upstream_read_end() {
 }
 
 void ClientConnection::upstream_complete(bool reusable) {
+  if (ex_->cache != nullptr) cache_fill_complete(*ex_);
   ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
     std::string_view piece = rewrite_response_body(*ex_, client_side(), *worker_, {}, true);
@@ -362,6 +415,10 @@ void ClientConnection::respond_error(Failure failure, int uv_status, bool health
   if (ex_->server_metrics != nullptr && ex_->in_flight_counted) count_websocket_failure();
   count_answered_failure(*ex_, *worker_, client_side(), failure, uv_status, health_failure);
   release_upstream(false);
+  if (!ex_->response_head_sent && cache_stale_on_error(*ex_, 0)) {
+    respond_cached();  // stale-if-error
+    return;
+  }
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
     close();

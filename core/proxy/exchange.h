@@ -21,6 +21,7 @@
 #include "core/http1/http_head.h"
 #include "core/http1/request_checks.h"
 #include "core/http1/request_decoder.h"
+#include "core/proxy/cache_phase.h"
 #include "core/rewrite/html_rewriter.h"
 #include "core/rewrite/router.h"
 
@@ -69,6 +70,11 @@ struct ExchangeState {
   uint32_t retries = 0;  // new attempts made for this request (access log)
   uint64_t exchange_started_ns = 0;
   uint64_t connect_started_ns = 0;
+
+  // --- the response cache (cache_phase.h); null: the farm does not cache or the request is
+  // not cacheable
+  std::shared_ptr<CacheWork> cache;
+  CacheOutcome cache_outcome = CacheOutcome::None;
 
   // --- the response
   bool response_head_sent = false;

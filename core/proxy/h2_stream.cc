@@ -143,7 +143,10 @@ void H2Stream::start_exchange() {
     respond_error(Failure::invalid_hostname, 0);
     return;
   }
-  UpstreamChoice choice = choose_upstream(*ex_, client(), worker);
+  run_choice(choose_upstream(*ex_, client(), worker));
+}
+
+void H2Stream::run_choice(const UpstreamChoice& choice) {
   switch (choice.kind) {
     case UpstreamChoice::Kind::Server:
       use_server(choice.server);
@@ -157,7 +160,42 @@ void H2Stream::start_exchange() {
     case UpstreamChoice::Kind::Abort:
       abort_exchange(choice.failure, 0);
       return;
+    case UpstreamChoice::Kind::Cached:
+      respond_cached();
+      return;
+    case UpstreamChoice::Kind::Wait:
+      wait_for_fill(
+          *ex_, connection_->worker().loop(),
+          [](void* self) {
+            auto* s = static_cast<H2Stream*>(self);
+            Busy busy(s);
+            s->run_choice(resume_after_cache_wait(*s->ex_, s->client(), s->connection_->worker()));
+          },
+          this);
+      return;
   }
+}
+
+void H2Stream::respond_cached() {
+  // Written as the HTTP/1 head it stands for, so it takes the same road as a server's.
+  IoBlock* block = block_acquire();
+  HeadWriter w(block->data, block->capacity);
+  std::string_view body = write_cached_response(*ex_, false, true, w);
+  bool parsed = !w.overflowed() && !w.unsafe() &&
+                connection_->response_head().parse(std::string_view(block->data, w.size()));
+  block_unref(block);
+  if (!parsed) {
+    ex_->log_detail = "the cached response head could not be carried over HTTP/2";
+    respond_error(Failure::upstream_invalid_response, 0);
+    return;
+  }
+  ex_->response_head_sent = true;
+  ex_->response_done = true;
+  ex_->sent_status = ex_->cache->entry->status;
+  ex_->status = 0;
+  if (!body.empty()) queue_copy(body);
+  response_end_queued_ = true;
+  submit_head(connection_->response_head(), !body.empty());
 }
 
 void H2Stream::use_server(size_t server) {
@@ -307,6 +345,8 @@ void H2Stream::upstream_head(const MessageHead& head, int status) {
   for (const HeaderField& f : written) {
     fields.add(const_cast<char*>(f.name.data()), f.name.size(), f.value);
   }
+  if (!result.cached_body.empty()) queue_copy(result.cached_body);
+  if (result.status != 0) status = result.status;
   ex_->status = status;
   ex_->sent_status = status;
   if (result.no_body) response_end_queued_ = true;
@@ -329,6 +369,7 @@ bool H2Stream::submit_head(const http2::ResponseHead& head, bool has_body) {
 
 void H2Stream::upstream_body(IoBlock* block, const char* data, size_t len) {
   Busy busy(this);
+  if (ex_->cache != nullptr) cache_fill_body(*ex_, std::string_view(data, len));
   ex_->server_metrics->bytes_from_server.add(len);
   if (response_end_queued_) return;  // HEAD, 204, 304: no body goes to the client
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
@@ -394,6 +435,7 @@ void H2Stream::upstream_read_end() {
 
 void H2Stream::upstream_complete(bool reusable) {
   Busy busy(this);
+  if (ex_->cache != nullptr) cache_fill_complete(*ex_);
   ex_->server_metrics->response_time.observe((uv_hrtime() - ex_->exchange_started_ns) / 1000);
   if (ex_->html != nullptr || ex_->body_text != nullptr) {
     std::string_view piece = rewrite_response_body(*ex_, client(), connection_->worker(), {}, true);
@@ -511,6 +553,10 @@ void H2Stream::respond_error(Failure failure, int uv_status, bool health_failure
   ex_->failure_uv_status = uv_status;
   count_answered_failure(*ex_, connection_->worker(), client(), failure, uv_status, health_failure);
   release_upstream(false);
+  if (!ex_->response_head_sent && cache_stale_on_error(*ex_, 0)) {
+    respond_cached();  // stale-if-error
+    return;
+  }
   int status = failure_status(failure);
   if (status == 0 || ex_->response_head_sent) {
     connection_->session().reset(this, NGHTTP2_INTERNAL_ERROR);

@@ -81,6 +81,8 @@ class H2Stream final : public http2::Stream, public UpstreamEvents, public Reque
   };
 
   void start_exchange();
+  void run_choice(const UpstreamChoice& choice);
+  void respond_cached();
   void use_server(size_t server);
   void send_request_head();
   // Moves request body bytes held while the server was chosen and connected.

@@ -135,6 +135,25 @@ std::optional<size_t> choose_server(Exchange& ex, Worker& worker, WorkerFarm& fa
   return farm.balancer->pick(ctx);
 }
 
+UpstreamChoice pick_server(Exchange& ex, Worker& worker, const RequestFacts& facts,
+                           std::span<const HeaderField> rule_headers) {
+  UpstreamChoice choice;
+  WorkerFarm& farm = ex.epoch->farm(ex.farm);
+  std::optional<size_t> pick;
+  Failure no_pick = Failure::no_server;
+  if (farm.runtime->config->enabled) {
+    pick = choose_server(ex, worker, farm, facts, rule_headers, no_pick);
+  }
+  if (!pick) {
+    choice.kind = UpstreamChoice::Kind::Fail;
+    choice.failure = no_pick;
+    return choice;
+  }
+  choice.kind = UpstreamChoice::Kind::Server;
+  choice.server = *pick;
+  return choice;
+}
+
 }  // namespace
 
 UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& worker) {
@@ -228,16 +247,33 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
   for (const HeaderField& f : decision.set_headers)
     ex.rule_header_text.emplace_back(f.name, f.value);
   ex.rule_variables.assign(decision.set_variables.begin(), decision.set_variables.end());
-  WorkerFarm& farm = ex.epoch->farm(ex.farm);
-  std::optional<size_t> pick;
-  Failure no_pick = Failure::no_server;
-  if (farm.runtime->config->enabled) {
-    pick = choose_server(ex, worker, farm, facts, decision.set_headers, no_pick);
+  // The cache answers (or waits for another request's fill) before a server is picked: a hit
+  // costs no server anything.
+  switch (cache_lookup(ex, *ex.snap->router, facts.method, facts.target, facts.host)) {
+    case CacheLookup::Hit:
+      choice.kind = UpstreamChoice::Kind::Cached;
+      return choice;
+    case CacheLookup::Wait:
+      choice.kind = UpstreamChoice::Kind::Wait;
+      return choice;
+    case CacheLookup::Forward:
+      break;
   }
-  if (!pick) return fail(no_pick);
-  choice.kind = UpstreamChoice::Kind::Server;
-  choice.server = *pick;
-  return choice;
+  return pick_server(ex, worker, facts, decision.set_headers);
+}
+
+UpstreamChoice resume_after_cache_wait(Exchange& ex, const ClientSide& client, Worker& worker) {
+  if (cache_after_wait(ex) == CacheLookup::Hit) {
+    UpstreamChoice choice;
+    choice.kind = UpstreamChoice::Kind::Cached;
+    return choice;
+  }
+  RequestFacts facts = request_facts(ex, client);
+  facts.site = ex.site;
+  facts.path = ex.canonical_path;
+  std::vector<HeaderField> rule_headers;
+  for (const auto& [name, value] : ex.rule_header_text) rule_headers.push_back({name, value});
+  return pick_server(ex, worker, facts, rule_headers);
 }
 
 // ---------------------------------------------------------------- phase 2: the upstream request
@@ -427,6 +463,21 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   uint64_t first_byte_us = (uv_hrtime() - ex.exchange_started_ns) / 1000;
   ex.server_metrics->first_byte_time.observe(first_byte_us);
   ex.header_ms = static_cast<int64_t>(first_byte_us / 1000);
+  if (cache_refresh_on_304(ex, head, status) || cache_stale_on_error(ex, status)) {
+    // The origin confirmed the cached entry (a 304), or failed while a stale entry may stand
+    // in (stale-if-error): the client gets the entry.
+    if (ex.snap->farms[ex.farm].live_failure_codes.matches(status)) count_live_failure(ex);
+    if (!ex.client_keep_alive || !ex.request_done || worker.stopping()) close = true;
+    result.cached_body = write_cached_response(ex, close, client_http11 || client.http2, out);
+    result.status = ex.cache->entry->status;
+    result.no_body = ex.head_request || result.status == 204;
+    if (out.overflowed() || out.unsafe()) {
+      ex.response_head_sent = false;
+      result.kind = ResponseHeadResult::Kind::Refused;
+      result.detail = "cached response head larger than a block";
+    }
+    return result;
+  }
   // Framing comes from Harrow's own parse: a Content-Length a Connection header names is kept
   // (MessageHead never makes it hop-by-hop), so the client reads the body Harrow delimited.
   // That is safer than a 502: Harrow writes its own Connection header, so no later hop sees
@@ -484,8 +535,11 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
   response.replace = std::span<const HeaderField>(replacements, replaced);
   // ARR's application opt-out: the server may ask that this response set no affinity cookie.
   static constexpr std::string_view kAffinityOptOut[] = {"Arr-Disable-Session-Affinity"};
-  HeaderField cookies[2];
+  HeaderField cookies[3];
   size_t cookie_count = 0;
+  if (ex.cache != nullptr && !ex.cache->hit_header.empty()) {
+    cookies[cookie_count++] = {ex.cache->hit_header, "0"};  // ARR's logCacheHitName: a miss
+  }
   if (farm.affinity_cookies != nullptr) {
     response.remove = kAffinityOptOut;
     if (ex.set_affinity_cookie && !iequals(head.find("arr-disable-session-affinity"), "true")) {
@@ -531,7 +585,10 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
     ex.response_head_sent = false;
     result.kind = ResponseHeadResult::Kind::Refused;
     result.detail = "response head larger than a block";
+    return result;
   }
+  cache_begin_fill(ex, head, status, out.text(),
+                   ex.html != nullptr || ex.body_text != nullptr || no_body || codings);
   return result;
 }
 
@@ -603,6 +660,7 @@ void log_exchange(Exchange& ex, const ClientSide& client, Worker& worker, uint64
   }
   e.log_id = ex.log_id;
   e.site = ex.site_name;
+  e.cache = cache_outcome_token(ex.cache_outcome);
   e.upstream_connect_ms = ex.connect_ms;
   e.upstream_header_ms = ex.header_ms;
   e.retries = ex.retries;

@@ -67,6 +67,9 @@ struct UpstreamChoice {
     Respond,  // a Redirect or CustomResponse rule answers (status, reason, location, body)
     Fail,     // `failure` (ex.log_detail may say more)
     Abort,    // an AbortRequest rule: the connection ends without an answer
+    Cached,   // the cache answers: write_cached_response() (cache_phase.h)
+    Wait,     // another request is filling the cache for this one: wait_for_fill(), then
+              // resume_after_cache_wait()
   };
   Kind kind = Kind::Fail;
   Failure failure = Failure::no_route;
@@ -81,6 +84,8 @@ struct UpstreamChoice {
 // server (affinity cookie, host affinity or the balancer). Sets ex.site, ex.farm, ex.rule,
 // ex.target, the rules' headers and variables, and ex.set_affinity_cookie.
 UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& worker);
+// After a Wait: Cached if the other request's response was stored, else the server to ask.
+UpstreamChoice resume_after_cache_wait(Exchange& ex, const ClientSide& client, Worker& worker);
 
 // --- phase 2: build the upstream request
 
@@ -101,6 +106,10 @@ struct ResponseHeadResult {
   const char* detail = nullptr;  // Refused
   std::string_view rule;         // UnsafeRule
   bool no_body = false;          // HEAD, 204, 304, 101
+  // A 304 that refreshed a cached entry: the client is sent the entry, `status` and
+  // `cached_body` (after the head).
+  int status = 0;
+  std::string_view cached_body;
 };
 
 // The final (non-interim) response head for the client from the server's `head`: framing from

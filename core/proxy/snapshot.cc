@@ -256,6 +256,36 @@ std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const config::Con
   }
   if (previous != nullptr) carry_over(*snap, *previous);
   snap->router = std::make_unique<Router>(*config);
+  bool caching = false;
+  for (const config::FarmConfig& farm : config->farms) caching = caching || farm.cache.active();
+  if (caching) {
+    const config::MemoryCacheConfig& m = config->memory_cache;
+    size_t bytes = static_cast<size_t>(m.max_cache_size_mb) << 20;
+    size_t max_object = static_cast<size_t>(m.max_response_size);
+    const config::DiskCacheConfig& d = config->disk_cache;
+    const cache::Cache* old = previous != nullptr ? previous->cache.get() : nullptr;
+    bool same_disk =
+        old != nullptr && (old->disk() == nullptr ? d.path.empty()
+                                                  : old->disk()->directory() == d.path &&
+                                                        old->disk()->max_bytes() == d.max_bytes());
+    if (old != nullptr && old->memory().capacity() == bytes &&
+        old->memory().max_object() == max_object && same_disk) {
+      snap->cache = previous->cache;
+    } else if (resolve) {
+      // (--explain builds a snapshot too; it touches no disk.)
+      snap->cache = std::make_shared<cache::Cache>(bytes, max_object);
+      if (!d.path.empty()) {
+        auto disk = std::make_unique<cache::DiskTier>(d.path, d.max_bytes(), d.low_watermark,
+                                                      d.high_watermark);
+        std::string error;
+        if (disk->open(error)) {
+          snap->cache->attach_disk(std::move(disk));
+        } else {
+          warnings.push_back(error + "; caching in memory only");
+        }
+      }
+    }
+  }
   snap->sites = std::make_unique<SiteTable>(*config);
   return snap;
 }

@@ -16,6 +16,7 @@
 #include "balancer/balancer.h"
 #include "balancer/host_affinity.h"
 #include "config/config.h"
+#include "core/cache/cache.h"
 #include "core/proxy/affinity_cookie.h"
 #include "core/proxy/farm_hash_key.h"
 #include "core/proxy/metrics.h"
@@ -85,6 +86,9 @@ struct Snapshot {
   // https listeners' certificates and upstream https settings (null: none configured).
   std::shared_ptr<const tls::ServerContexts> tls_server;
   std::shared_ptr<const tls::ClientContexts> tls_client;
+  // The response cache every cached farm shares (null: no farm caches). A reload keeps the
+  // previous one, entries and all, while <memoryCache> stays the same.
+  std::shared_ptr<cache::Cache> cache;
 };
 
 // The TLS contexts a configuration needs, built (and its files checked) before the snapshot.

@@ -78,6 +78,13 @@ using router_internal::response_header;
 using router_internal::slot_is_set;
 using router_internal::start_outbound;
 
+int Router::variable_slot(std::string_view name) const {
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    if (iequals(variables_[i]->name, name)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 bool Router::has_outbound(int site) const {
   size_t i = static_cast<size_t>(site + 1);
   return i < outbound_by_site_.size() && !outbound_by_site_[i].empty();

@@ -160,6 +160,9 @@ class Router {
   RouteDecision route(const RequestFacts& facts, RouteScratch& scratch,
                       RouteTrace* trace = nullptr) const;
 
+  // The slot of the server variable `name` (case-insensitive) in RouteDecision::set_variables,
+  // or -1 when no rule sets it.
+  int variable_slot(std::string_view name) const;
   // Whether any outbound rule applies to responses of `site` (-1: no site).
   bool has_outbound(int site) const;
   // Whether some rule reads the local address ({LOCAL_ADDR}, or {SERVER_NAME} / {CACHE_URL}

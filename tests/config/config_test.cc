@@ -245,9 +245,7 @@ TEST(ConfigExamples, B_TwoFarmsHashingAndGlobalProxy) {
   EXPECT_TRUE(https_rule.server_variables[0].replace);
   EXPECT_EQ(https_rule.action_url, "https://api/{R:1}");
 
-  EXPECT_EQ(
-      ignored_list(config),
-      std::vector<std::string>{"18: webFarm[static]/applicationRequestRouting/protocol/cache"});
+  EXPECT_TRUE(ignored_list(config).empty());
 }
 
 TEST(ConfigExamples, C_ApplicationPoolExtension) {
@@ -292,9 +290,8 @@ TEST(ConfigExamples, IncidentFragmentVerbatim) {
   EXPECT_TRUE(farm.affinity.use_cookie);
   EXPECT_EQ(farm.affinity.cookie_name, "ARRAffinity_johndoe.place.com_lab");
   EXPECT_FALSE(farm.protocol.reverse_rewrite_host_in_response_headers);
-  EXPECT_EQ(ignored_list(config),
-            std::vector<std::string>{
-                "8: webFarm[wf_johndoe.place.com_lab]/applicationRequestRouting/protocol/cache"});
+  EXPECT_TRUE(ignored_list(config).empty());
+  EXPECT_TRUE(farm.cache.configured);
 }
 
 TEST(ConfigExamples, RealShapedApplicationHostConfig) {
@@ -331,12 +328,40 @@ TEST(ConfigExamples, RealShapedApplicationHostConfig) {
                 "158: webFarms/applicationRequestRouting"}));
 }
 
+TEST(ConfigIgnored, CacheAndDiskCacheSettingsAreRead) {
+  Config config = load_ok(
+      "<configuration>\n"
+      "  <webFarms><webFarm name=\"f\"><server address=\"a\"/><applicationRequestRouting>\n"
+      "    <protocol logCacheHitName=\"X-Hit\"><cache requestConsolidationEnabled=\"true\"\n"
+      "      requestConsolidationTimeout=\"00:00:02\" queryStringHandling=\"NoCaching\"\n"
+      "      validationInterval=\"00:00:30\"/></protocol>\n"
+      "  </applicationRequestRouting></webFarm></webFarms>\n"
+      "  <system.webServer><diskCache><driveLocation path=\"/c\" maxUsage=\"1\"/>\n"
+      "    <driveLocation path=\"/d\" maxUsage=\"1\"/></diskCache>\n"
+      "  </system.webServer>\n"
+      "  <harrow><memoryCache maxCacheSize=\"16\" maxResponseSize=\"4096\"/></harrow>\n"
+      "</configuration>\n");
+  const CacheConfig& cache = config.farms.at(0).cache;
+  EXPECT_TRUE(cache.active());
+  EXPECT_TRUE(cache.request_consolidation);
+  EXPECT_EQ(cache.request_consolidation_timeout, seconds(2));
+  EXPECT_EQ(cache.query_string_handling, QueryStringHandling::NoCaching);
+  EXPECT_EQ(cache.validation_interval, seconds(30));
+  EXPECT_EQ(config.farms.at(0).protocol.log_cache_hit_name, "X-Hit");
+  EXPECT_EQ(config.memory_cache.max_cache_size_mb, 16u);
+  EXPECT_EQ(config.memory_cache.max_response_size, 4096u);
+  EXPECT_EQ(config.disk_cache.path, "/c");
+  EXPECT_EQ(config.disk_cache.max_bytes(), uint64_t{1} << 30);
+  EXPECT_EQ(ignored_list(config),
+            std::vector<std::string>{"8: diskCache/driveLocation (only the first is used)"});
+}
+
 TEST(ConfigExamples, OtherIisSectionsAreIgnoredSilently) {
   Config config = load_ok(
       "<configuration>\n"
       "  <configSections><section name=\"x\" whatever=\"1\"/></configSections>\n"
       "  <system.web><compilation debug=\"true\"/></system.web>\n"
-      "  <system.webServer><modules><add name=\"m\"/></modules><diskCache/></system.webServer>\n"
+      "  <system.webServer><modules><add name=\"m\"/></modules></system.webServer>\n"
       "  <location path=\"site\"><system.webServer><proxy bogus=\"1\"/></system.webServer>"
       "</location>\n"
       "  <system.applicationHost><log centralLogFileMode=\"Site\"/></system.applicationHost>\n"
@@ -810,6 +835,10 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
       "  </system.webServer>\n"                                                            // 20
       "</configuration>\n");
   EXPECT_TRUE(config.farms.at(0).affinity.use_host_name);
+  // <cache> is acted on: read, not listed.
+  EXPECT_TRUE(config.farms.at(0).cache.configured);
+  EXPECT_FALSE(config.farms.at(0).cache.enabled);
+  EXPECT_EQ(config.farms.at(0).cache.query_string_handling, QueryStringHandling::Accept);
   EXPECT_EQ(ignored_list(config),
             (std::vector<std::string>{
                 "2: webFarms/@onDemandHealthCheck",
@@ -819,7 +848,6 @@ TEST(ConfigIgnored, ValidArrSettingsWithoutBehaviourAreListedWithTheirPaths) {
                 "3: webFarm[shop]/@agentUrl",
                 "7: webFarm[shop]/applicationRequestRouting/protocol/@stealthMode",
                 "7: webFarm[shop]/applicationRequestRouting/protocol/@minResponseBuffer",
-                "8: webFarm[shop]/applicationRequestRouting/protocol/cache",
                 "10: webFarm[shop]/applicationRequestRouting/affinity/@hostAffinityProvider",
                 "14: webFarm[shop]/platformProvision",
                 "18: proxy/@xForwardedByHeaderName",

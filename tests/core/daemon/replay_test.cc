@@ -89,7 +89,7 @@ TEST(W3cLogReader, ReadsHarrowsOwnLog) {
   }
   ASSERT_EQ(reader.read("2026-12-07 10:00:00 127.0.0.1 8080 GET /a/b q=1 127.0.0.1 50000 "
                         "shop.example curl/8.4.0 200 120 80 3 web 10.0.0.1:80 ok - 1 2 0 "
-                        "{5A0C6F1E-0000-0000-0000-000000000000} Default+Web+Site HTTP/1.1",
+                        "{5A0C6F1E-0000-0000-0000-000000000000} Default+Web+Site HTTP/1.1 HIT",
                         r, error),
             W3cLogReader::Line::Request)
       << error;
@@ -97,7 +97,7 @@ TEST(W3cLogReader, ReadsHarrowsOwnLog) {
   ASSERT_TRUE(r.farm);
   EXPECT_EQ(*r.farm, "web");
   ASSERT_EQ(reader.read("2026-12-07 10:00:00 127.0.0.1 8080 GET /x - 127.0.0.1 50000 "
-                        "shop.example - 404 0 80 0 - - no_route - - - 0 - - HTTP/1.1",
+                        "shop.example - 404 0 80 0 - - no_route - - - 0 - - HTTP/1.1 -",
                         r, error),
             W3cLogReader::Line::Request);
   EXPECT_EQ(*r.farm, "");
