@@ -5,6 +5,8 @@ import concurrent.futures
 import http.client
 import os
 import re
+import resource
+import socket
 import subprocess
 import tempfile
 import time
@@ -186,6 +188,37 @@ class CacheTest(HarrowTestCase):
         self.assertEqual(origin_requests(slow) - before, 1, "50 concurrent misses, 1 origin request")
         _, metrics = h.admin_get("/metrics")
         self.assertRegex(metrics, r"harrow_cache_consolidated_total [1-9]")
+
+    def test_a_thousand_concurrent_misses_make_one_origin_request(self):
+        # All sent at once on their own connections while the origin takes a second to answer.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 2100:
+            if hard < 2100:
+                self.skipTest("fewer than 2,100 descriptors allowed")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (2100, hard))
+        slow = self.origin("slow1000", delay_ms=1000)
+        h = self.harrow(cache_config(
+            slow, cache_attrs='requestConsolidationEnabled="true" '
+                              'requestConsolidationTimeout="00:00:20"'), workers=2)
+        before = origin_requests(slow)
+        req = (b"GET /thousand?bytes=1000&header=Cache-Control:max-age=600 HTTP/1.1\r\n"
+               b"Host: cache.test\r\nConnection: close\r\n\r\n")
+        socks = [socket.create_connection(("127.0.0.1", h.port), timeout=30) for _ in range(1000)]
+        try:
+            for s in socks:
+                s.sendall(req)
+            answers = []
+            for s in socks:
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                answers.append(data)
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(sum(a.startswith(b"HTTP/1.1 200 ") for a in answers), 1000)
+        self.assertTrue(all(len(a.partition(b"\r\n\r\n")[2]) == 1000 for a in answers))
+        self.assertEqual(origin_requests(slow) - before, 1, "1,000 concurrent misses, 1 origin request")
 
     def test_purge(self):
         h = self.start()
