@@ -309,6 +309,17 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
 
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&conn_->tcp); }
 
+  // Writes what the connection's output batch holds (TLS or HTTP/2); a failed write loses the
+  // connection.
+  void flush_out() {
+    int rc = conn_->out->flush();
+    conn_->write_pending = conn_->out->in_flight() > 0;
+    if (rc != 0) {
+      conn_->write_pending = false;
+      connection_lost(rc);
+    }
+  }
+
   void connected(int status) {
     if (status < 0) {
       complete(make_result(ProbeResultKind::ConnectFailed, 0, status, uv_err_name(status)), false);
@@ -445,22 +456,12 @@ struct ProbeClient::Impl : std::enable_shared_from_this<Impl> {
         connection_lost(UV_EPROTO);
         return;
       }
-      int rc = conn_->out->flush();
-      conn_->write_pending = conn_->out->in_flight() > 0;
-      if (rc != 0) {
-        conn_->write_pending = false;
-        connection_lost(rc);
-      }
+      flush_out();
       return;
     }
     if (conn_->tls != nullptr) {
       conn_->out->add_static(request_text_);  // encrypted (copied) at once by the flush
-      int rc = conn_->out->flush();
-      conn_->write_pending = conn_->out->in_flight() > 0;
-      if (rc != 0) {
-        conn_->write_pending = false;
-        connection_lost(rc);
-      }
+      flush_out();
       return;
     }
     uv_buf_t buf = uv_buf_init(request_text_.data(), static_cast<unsigned>(request_text_.size()));
