@@ -105,13 +105,16 @@ RequestFields::Result RequestFields::http1_fields(bool body_follows,
 RequestFields::Result RequestFields::write_http1(bool body_follows, std::string& out) const {
   std::vector<HeaderField> fields;
   Result result = http1_fields(body_follows, fields);
-  if (result != Result::Ok) return result;
+  if (result == Result::Ok) write_http1_text(fields, out);
+  return result;
+}
+
+void RequestFields::write_http1_text(std::span<const HeaderField> fields, std::string& out) const {
   out.clear();
   out.append(method_).append(" ").append(path_).append(" HTTP/1.1\r\n");
   for (const HeaderField& f : fields)
     out.append(f.name).append(": ").append(f.value).append("\r\n");
   out.append("\r\n");
-  return Result::Ok;
 }
 
 }  // namespace harrow::http2

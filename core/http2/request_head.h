@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,9 @@ class RequestFields {
   // The fields of that same head, in the same order, as views into this object (valid until
   // the next reset() or add()): what RequestDecoder::decode_fields() takes instead of the text.
   Result http1_fields(bool body_follows, std::vector<HeaderField>& out) const;
+  // The text of a head http1_fields() gave (`out` replaced): "method SP path SP HTTP/1.1",
+  // then each field, then the empty line. For a caller that already holds the fields.
+  void write_http1_text(std::span<const HeaderField> fields, std::string& out) const;
 
   std::string_view method() const { return method_; }
   std::string_view path() const { return path_; }

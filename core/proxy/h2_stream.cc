@@ -91,7 +91,7 @@ void H2Stream::on_request(const http2::RequestFields& fields, bool end_stream) {
           .append(fields.path().empty() ? "/" : fields.path())
           .append(" HTTP/1.1\r\n\r\n");
     } else {
-      fields.write_http1(!end_stream, text);
+      fields.write_http1_text(head_fields, text);
     }
     RequestDecoder::Step step =
         ex_->decoder.decode(text.data(), static_cast<uint32_t>(text.size()));
