@@ -112,6 +112,16 @@ class Http2(HarrowTestCase):
         wait_for(lambda: os.path.exists(self.access_log) and
                  open(self.access_log).read().count("HTTP/2") >= 2, 10, "access log lines")
 
+    def test_heads_judged_from_fields_and_from_text_reach_the_origin_alike(self):
+        # GET is judged from its fields; PROPFIND (a method llhttp must read) goes through the
+        # HTTP/1.1 text. Both reach the origin with the same fields.
+        self.start()
+        for method in ("GET", "PROPFIND"):
+            r = self.h2c_curl("-X", method, "-H", "X-Road: both", "-w", "\n%{http_code}",
+                              path="/_origin/headers")
+            self.assertTrue(r.stdout.endswith(b"\n200"), (method, r.stdout, r.stderr))
+            self.assertIn(b"x-road: both", r.stdout.lower(), method)
+
     def test_errors_get_their_status_and_reason_over_http2(self):
         farms = [farm_xml("f", [("127.0.0.9", 9, 1)])]
         self.start(farms=farms)
