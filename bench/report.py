@@ -1102,7 +1102,7 @@ def _table_syscalls(w, rs_load, names):
     return {"proxies": per, "harrow_vs_best_peer": ratios}
 
 
-def _spread(values):
+def _relative_spread(values):
     values = [v for v in values if v is not None]
     if len(values) < 2 or not _median(values):
         return None
@@ -1118,7 +1118,7 @@ def _table_h2load(w, rs_load, names):
             "runs": len(rs), "negotiated": ok, "protocol": rs[0]["protocol"],
             "connections": rs[0]["connections"], "streams": rs[0]["streams"],
             "rps": _median([r["rps"] for r in rs]) if ok else None,
-            "rps_spread": _spread([r["rps"] for r in rs]) if ok else None,
+            "rps_spread": _relative_spread([r["rps"] for r in rs]) if ok else None,
             "mean_us": _median([r["mean_us"] for r in rs]) if ok else None,
             "cpu_us_per_req": _median([r["cpu_us_per_req"] for r in rs]) if ok else None,
             "rss_peak_kb": _median([r["rss_peak_kb"] for r in rs]),
