@@ -438,9 +438,12 @@ void Worker::flush_later(H2Connection* connection) {
   if (h2_to_flush_.empty()) {
     uv_idle_start(&h2_flush_, [](uv_idle_t* handle) {
       auto* self = static_cast<Worker*>(handle->data);
-      std::vector<H2Connection*> due;
-      due.swap(self->h2_to_flush_);
-      for (H2Connection* c : due) c->flush_now();
+      self->h2_flushing_.swap(self->h2_to_flush_);
+      // Indexed: flush_now may append to h2_to_flush_ (the next turn) or null an entry here.
+      for (size_t i = 0; i < self->h2_flushing_.size(); ++i) {
+        if (H2Connection* c = self->h2_flushing_[i]) c->flush_now();
+      }
+      self->h2_flushing_.clear();
       if (self->h2_to_flush_.empty()) uv_idle_stop(&self->h2_flush_);
     });
   }
@@ -449,6 +452,8 @@ void Worker::flush_later(H2Connection* connection) {
 
 void Worker::cancel_flush(H2Connection* connection) {
   std::erase(h2_to_flush_, connection);
+  std::replace(h2_flushing_.begin(), h2_flushing_.end(), connection,
+               static_cast<H2Connection*>(nullptr));
 }
 
 }  // namespace harrow

@@ -210,6 +210,9 @@ class Worker {
   uv_timer_t stop_timer_{};
   uv_idle_t h2_flush_{};  // runs while h2_to_flush_ is not empty
   std::vector<H2Connection*> h2_to_flush_;
+  // The list being flushed: swapped with h2_to_flush_ each turn, so both keep their capacity and
+  // a turn allocates nothing. A connection that goes away during the turn is nulled here.
+  std::vector<H2Connection*> h2_flushing_;
   uv_timer_t trim_timer_{};  // gives back what the free lists kept unused (trim_pools)
   AccessLogBuffer access_log_;
   std::vector<uv_tcp_t*> listeners_;
