@@ -38,12 +38,17 @@ struct ThreadPools {
   // The small block reads of block-less (idle) connections land in; a read that brings bytes
   // hands it to its connection (see InputBuffer::commit).
   IoBlock* landing = nullptr;
+  // The same for a block-less connection with a body streaming in (its last read filled all it
+  // was offered): a large block, so it still holds nothing until the bytes are there.
+  IoBlock* landing_large = nullptr;
   size_t freed = 0;     // bytes given back to the allocator since the last trim
   bool missed = false;  // a free list was empty (malloc) since the last trim
   ~ThreadPools() { release(); }
   void release() {
     std::free(landing);
     landing = nullptr;
+    std::free(landing_large);
+    landing_large = nullptr;
     for (IoBlock* b : blocks.items) std::free(b);
     for (IoBlock* b : small_blocks.items) std::free(b);
     for (WriteRequest* w : writes.items) delete w;
@@ -232,22 +237,21 @@ uv_buf_t InputBuffer::next_read_buffer() {
     block_unref(block);
   }
   parse_pos = fill = 0;
-  if (streaming) {
-    block = block_acquire();
-    return offer(0);
-  }
   // Nothing is lent until bytes arrive: see commit().
   block = nullptr;
-  if (pools.landing == nullptr) pools.landing = block_acquire_small();
-  offered_end = pools.landing->capacity;
-  return uv_buf_init(pools.landing->data, pools.landing->capacity);
+  IoBlock*& landing = streaming ? pools.landing_large : pools.landing;
+  if (landing == nullptr) landing = streaming ? block_acquire() : block_acquire_small();
+  offered_end = landing->capacity;
+  return uv_buf_init(landing->data, landing->capacity);
 }
 
 void InputBuffer::commit(size_t nread) {
   if (block == nullptr) {
-    // The read went to the landing block: it is this connection's now.
-    block = pools.landing;
-    pools.landing = nullptr;
+    // The read went to a landing block (next_read_buffer chose it by `streaming`, which nothing
+    // changes in between): it is this connection's now.
+    IoBlock*& landing = streaming ? pools.landing_large : pools.landing;
+    block = landing;
+    landing = nullptr;
     parse_pos = fill = 0;
   }
   fill += static_cast<uint32_t>(nread);
@@ -259,7 +263,10 @@ uv_buf_t InputBuffer::offer(uint32_t from) {
 }
 
 void InputBuffer::release_if_drained() {
-  if (block != nullptr && parse_pos == fill) release();
+  if (block == nullptr || parse_pos != fill) return;
+  bool more_queued = fill == offered_end;
+  release();
+  streaming = more_queued;
 }
 
 void InputBuffer::release() {

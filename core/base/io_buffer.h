@@ -77,6 +77,9 @@ struct InputBuffer {
   uint32_t unconsumed() const { return fill - parse_pos; }
   const char* parse_begin() const { return block->data + parse_pos; }
   // Lets go of the block when nothing in it is waiting to be parsed (idle connections hold none).
+  // A read that filled all it was offered has more queued behind it, so the next read still goes
+  // to a large block: a body streaming in is read 64 KiB at a time even when every read is parsed
+  // (and its block let go) before the next.
   void release_if_drained();
   void release();
 

@@ -87,6 +87,33 @@ TEST(InputBuffer, AReadThatFillsASmallBlockMovesOnToLargeBlocks) {
   in.release();
 }
 
+TEST(InputBuffer, ABodyParsedReadByReadStillReadsLargeBlocks) {
+  // A request body streaming in: each read is parsed (and forwarded) before the next, so the
+  // connection lets its block go after every read. A read that filled its offer still means
+  // more is queued: the next read gets a large block, not the 4 KiB landing block.
+  InputBuffer in;
+  EXPECT_EQ(in.next_read_buffer().len, IoBlock::kSmallCapacity);
+  in.commit(IoBlock::kSmallCapacity);
+  in.parse_pos = in.fill;
+  in.release_if_drained();
+  EXPECT_EQ(in.block, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    uv_buf_t b = in.next_read_buffer();
+    ASSERT_EQ(b.len, IoBlock::kCapacity) << "read " << i;
+    in.commit(b.len);
+    in.parse_pos = in.fill;
+    in.release_if_drained();
+    EXPECT_EQ(in.block, nullptr);
+  }
+  // The body's last read did not fill its offer: the connection goes back to small reads.
+  uv_buf_t last = in.next_read_buffer();
+  in.commit(last.len / 2);
+  in.parse_pos = in.fill;
+  in.release_if_drained();
+  EXPECT_EQ(in.next_read_buffer().len, IoBlock::kSmallCapacity);
+  in.release();
+}
+
 TEST(InputBuffer, AShortReadStaysInTheSmallBlock) {
   InputBuffer in;
   in.next_read_buffer();
