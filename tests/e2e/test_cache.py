@@ -426,6 +426,21 @@ class CacheTest(HarrowTestCase):
         _, hdrs, body = get(h.port, path)
         self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", 10))
 
+    def test_conditional_hit_over_http2(self):
+        h = self.harrow(cache_config(self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'),
+                        listen=False)
+        path = "/h2c?bytes=300&header=Cache-Control:max-age=60&header=ETag:%22h2%22"
+        get(h.port, path)
+        before = origin_requests(self.o)
+        r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                            "-H", 'If-None-Match: "h2"', "-w", "%{http_version} %{size_download}",
+                            f"http://127.0.0.1:{h.port}{path}"], capture_output=True, timeout=20)
+        out = r.stdout.decode().lower()
+        self.assertTrue(out.startswith("http/2 304"), out + r.stderr.decode())
+        self.assertIn('etag: "h2"', out)
+        self.assertTrue(out.endswith("2 0"), out)
+        self.assertEqual(origin_requests(self.o), before)
+
 
 class DiskCacheTest(HarrowTestCase):
     """The disk tier under system.webServer/diskCache."""
