@@ -77,7 +77,7 @@ class BackgroundFill : public UpstreamEvents {
   // The worker stops, or the fill gives up: the server connection closes and calls no more.
   // (A connection may be closed from inside its own callbacks, as a client exchange does when
   // it refuses a response head: its parser stops there.)
-  void stop() {
+  virtual void stop() {
     if (up_ != nullptr) up_->close();
     delete this;
   }
@@ -130,6 +130,66 @@ class DetachedFill final : public BackgroundFill {
 
  private:
   void complete() override { cache_fill_complete(*work_); }
+};
+
+// A request whose client went away before the response head came: the whole exchange is kept
+// (its request head, route and server connection; nothing of it points into the closed
+// connection), and the response head is judged and stored as the client's would have been.
+// Only where no outbound rule applies: those may read the client connection.
+class DetachedExchange final : public BackgroundFill {
+ public:
+  DetachedExchange(Exchange* ex, Worker& worker, const ClientSide& client)
+      : BackgroundFill(ex->cache, ex->epoch), ex_(ex), worker_(worker), peer_(*client.peer) {
+    client_.listener = client.listener;
+    client_.peer = &peer_;
+  }
+  ~DetachedExchange() override {
+    release_upstream(*ex_, false, bytes_);  // (nothing left to release after a completion)
+    worker_.exchanges().give_back(ex_);
+    worker_.mutable_metrics().exchanges_active.sub();
+  }
+
+  void stop() override { delete this; }  // the destructor closes the server connection
+
+  void upstream_connected() override {}
+  void upstream_head(const MessageHead& head, int status) override {
+    if (status < 200) return;  // interim
+    IoBlock* block = block_acquire();
+    HeadWriter writer(block->data, block->capacity);
+    bool close = true;
+    ResponseHeadResult result =
+        build_client_response(*ex_, client_, worker_, head, status, close, writer);
+    block_unref(block);
+    ex_->status = status;
+    // Stored (the body follows), or a 304 that refreshed the entry (nothing follows); else
+    // there is nothing to read the body for.
+    bool refreshed = ex_->cache_outcome == CacheOutcome::Revalidated;
+    if (result.kind != ResponseHeadResult::Kind::Written ||
+        (ex_->cache == nullptr || (ex_->cache->pending == nullptr && !refreshed))) {
+      stop();
+    }
+  }
+  void upstream_body(IoBlock*, const char* data, size_t len) override {
+    bytes_ += len;
+    cache_fill_body(*ex_, std::string_view(data, len));
+    if (ex_->cache->pending == nullptr) stop();  // past maxResponseSize: not stored
+  }
+  void upstream_complete(bool reusable) override {
+    cache_fill_complete(*ex_);
+    ex_->response_done = true;
+    release_upstream(*ex_, reusable, bytes_);
+    delete this;
+  }
+  void upstream_failed(Failure, int) override {
+    ex_->upstream = nullptr;  // it closed itself
+    delete this;
+  }
+
+ private:
+  Exchange* ex_;
+  Worker& worker_;
+  PeerAddress peer_;
+  ClientSide client_;
 };
 
 // A stale entry's revalidation, the client answered already.
@@ -247,6 +307,19 @@ bool start_background_revalidation(Exchange& ex, Worker& worker, const ClientSid
   }
   if (!pooled) connect_upstream(ex, worker, revalidation);
   revalidation->adopt(ex, std::move(head), pooled);
+  return true;
+}
+
+bool detach_cache_exchange(Exchange*& ex, Worker& worker, const ClientSide& client) {
+  Exchange& e = *ex;
+  if (e.cache == nullptr || !e.cache->leader || e.upstream == nullptr || e.response_head_sent ||
+      !e.request_done || e.request_has_body || e.upstream->tunnel() ||
+      e.snap->router->has_outbound(e.site)) {
+    return false;
+  }
+  auto* fill = new DetachedExchange(ex, worker, client);
+  e.upstream->hand_over(fill);
+  ex = nullptr;  // the fill gives it back to the worker's pool when it ends
   return true;
 }
 

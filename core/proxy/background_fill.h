@@ -39,6 +39,12 @@ bool detach_cache_fill(Exchange& ex, uint64_t response_bytes);
 bool start_background_revalidation(Exchange& ex, Worker& worker, const ClientSide& client,
                                    size_t server);
 
+// The same before the response head came, for an HTTP/1 client whose request head has gone
+// to the server (`ex` led the key's fill and no outbound rule applies to its site): the whole
+// exchange goes to the background fill, which judges and stores the response as the client's
+// would have been, then gives the exchange back to `worker`'s pool. On true `ex` is null.
+bool detach_cache_exchange(Exchange*& ex, Worker& worker, const ClientSide& client);
+
 // Background fills running on this thread (tests).
 size_t background_fills();
 // A worker's stop: ends the fills still running on its thread (their server connections close;

@@ -408,6 +408,31 @@ class CacheTest(HarrowTestCase):
         self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", size))
         self.assertEqual(origin_requests(self.o) - before, 1)
 
+    def test_fill_outlives_a_client_gone_before_the_head(self):
+        # The client sends its request and goes away while the origin takes its time: the
+        # request still makes the one origin request, and the one waiting on it is answered
+        # from what it stored.
+        slow = self.origin("slow-gone", delay_ms=700)
+        h = self.harrow(cache_config(
+            slow, cache_attrs='requestConsolidationEnabled="true" '
+                              'requestConsolidationTimeout="00:00:20"'), workers=2)
+        path = "/early?bytes=5000&header=Cache-Control:max-age=600"
+        before = origin_requests(slow)
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=30)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: cache.test\r\n\r\n".encode())
+        wait_for(lambda: origin_requests(slow) == before + 1, 10, "the request at the origin")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            waiter = pool.submit(get, h.port, path, HOST)
+            wait_for(lambda: re.search(r"harrow_cache_misses_total 2\b",
+                                       h.admin_get("/metrics")[1]), 10, "the second request to wait")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+            status, hdrs, body = waiter.result(timeout=30)
+        self.assertEqual((status, len(body), hdrs.get("x-arr-cache-hit")), (200, 5000, "1"))
+        self.assertEqual(origin_requests(slow) - before, 1)
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r"harrow_cache_stores_total 1\b")
+
     def test_hit_over_http2(self):
         h = self.harrow(cache_config(self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'),
                         listen=False)
