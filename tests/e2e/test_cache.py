@@ -451,6 +451,26 @@ class CacheTest(HarrowTestCase):
         _, hdrs, body = get(h.port, path)
         self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", 10))
 
+    def test_fill_outlives_an_http2_client(self):
+        # curl gives up on the body once the head says it is larger than it will take, and
+        # closes its HTTP/2 connection: the response is still stored.
+        h = self.harrow(cache_config(
+            self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'
+                           '<memoryCache maxCacheSize="256" maxResponseSize="33554432"/>'),
+            listen=False)
+        size = 16 << 20
+        path = f"/h2gone?bytes={size}&header=Cache-Control:max-age=600"
+        before = origin_requests(self.o)
+        r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-filesize", "1000",
+                            "-o", "/dev/null", "-H", "Host: cache.test",
+                            f"http://127.0.0.1:{h.port}{path}"], capture_output=True, timeout=20)
+        self.assertEqual(r.returncode, 63, r.stderr)  # CURLE_FILESIZE_EXCEEDED
+        wait_for(lambda: re.search(r"harrow_cache_stores_total 1\b", h.admin_get("/metrics")[1]),
+                 10, "the response to be stored without its client")
+        _, hdrs, body = get(h.port, path, HOST)
+        self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", size))
+        self.assertEqual(origin_requests(self.o) - before, 1)
+
     def test_conditional_hit_over_http2(self):
         h = self.harrow(cache_config(self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'),
                         listen=False)
