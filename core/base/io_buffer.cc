@@ -87,6 +87,8 @@ WriteRequest* write_request_acquire(OutBatch* owner) {
   w->owner = owner;
   w->block_count = 0;
   w->charged = 0;
+  w->pin_count = 0;
+  w->pinned_bytes = 0;
   w->scratch_used = 0;
   return w;
 }
@@ -127,7 +129,10 @@ void write_request_release(WriteRequest* w) {
   }
   w->block_count = 0;
   w->charged = 0;
-  if (w->owner != nullptr) w->owner->memory_ -= kWriteRequestMemory;
+  for (int i = 0; i < w->pin_count; ++i) w->pins[i].reset();
+  w->pin_count = 0;
+  if (w->owner != nullptr) w->owner->memory_ -= kWriteRequestMemory + w->pinned_bytes;
+  w->pinned_bytes = 0;
   w->owner = nullptr;
   if (pools.writes.items.size() < kMaxFreeWrites) {
     pools.writes.items.push_back(w);
@@ -320,6 +325,38 @@ void OutBatch::add(IoBlock* block, const char* data, size_t len) {
   hold(block);
   req_->bufs[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
   total_bytes_ += len;
+}
+
+void OutBatch::add_pinned(std::shared_ptr<const void> owner, const char* data, size_t len) {
+  if (len == 0) return;
+  if (len < kCopyBelow) {
+    stage(data, len, false);
+    return;
+  }
+  // One buffer entry of at most 4 GiB per piece (uv_buf_t's length).
+  constexpr size_t kMaxPiece = size_t{1} << 30;
+  while (len > 0) {
+    size_t n = std::min(len, kMaxPiece);
+    bool held = false;
+    if (req_ != nullptr) {
+      for (int i = 0; i < req_->pin_count; ++i) held = held || req_->pins[i] == owner;
+    }
+    if (req_ == nullptr || count_ + 1 > WriteRequest::kMaxBufs ||
+        (!held && req_->pin_count == WriteRequest::kMaxPins)) {
+      flush_request();
+      req_ = write_request_new(this);
+      held = false;
+    }
+    if (!held) {
+      req_->pins[req_->pin_count++] = owner;
+    }
+    req_->pinned_bytes += static_cast<uint32_t>(n);
+    memory_ += static_cast<uint32_t>(n);
+    req_->bufs[count_++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(n));
+    total_bytes_ += n;
+    data += n;
+    len -= n;
+  }
 }
 
 void OutBatch::add_static(std::string_view text) {

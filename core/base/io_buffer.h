@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 namespace harrow {
@@ -105,6 +106,7 @@ class WriteFilter {
 // in OutBatch so an idle connection does not carry a buffer array.
 struct WriteRequest {
   static constexpr int kMaxBlocks = 4;
+  static constexpr int kMaxPins = 2;
   static constexpr int kMaxBufs = 64;
   static constexpr int kScratch = 256;
   uv_write_t req;
@@ -112,6 +114,11 @@ struct WriteRequest {
   IoBlock* blocks[kMaxBlocks];
   int block_count;
   unsigned charged;  // bit i: blocks[i] is counted in owner's memory() for this request
+  // Immutable objects outside the blocks that bufs point into (a cached response's body),
+  // kept alive until the write completes, and the bytes charged to owner's memory() for them.
+  std::shared_ptr<const void> pins[kMaxPins];
+  int pin_count;
+  uint32_t pinned_bytes;
   int scratch_used;
   uv_buf_t bufs[kMaxBufs];
   char scratch[kScratch];
@@ -144,6 +151,11 @@ class OutBatch {
   void add(IoBlock* block, const char* data, size_t len);
   // Adds bytes with static storage duration.
   void add_static(std::string_view text);
+  // Adds bytes that live in an immutable object `owner` keeps alive (a cached response): they
+  // are written from where they are, not copied, and `owner` is referenced until the write
+  // completes. Counted in memory() at their length, so the connection's bounds (pipelining,
+  // backpressure) hold as for a copy. Short pieces are copied (see kCopyBelow).
+  void add_pinned(std::shared_ptr<const void> owner, const char* data, size_t len);
   // Adds `data` as one HTTP/1.1 chunk (size line, data, CRLF).
   void add_chunk(IoBlock* block, const char* data, size_t len);
   // Adds the last-chunk and an empty trailer section.

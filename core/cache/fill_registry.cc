@@ -1,6 +1,7 @@
 #include "core/cache/fill_registry.h"
 
 #include <functional>
+#include <utility>
 
 namespace harrow::cache {
 
@@ -24,7 +25,31 @@ void FillRegistry::finish(std::string_view primary, const std::shared_ptr<Fill>&
     auto it = shard.fills.find(std::string(primary));
     if (it != shard.fills.end() && it->second == fill) shard.fills.erase(it);
   }
-  fill->done.store(true, std::memory_order_release);
+  fill->end();
+}
+
+bool Fill::subscribe(std::function<void()> notify) {
+  std::lock_guard lock(mu_);
+  if (done_.load(std::memory_order_relaxed)) return false;
+  waiters_.push_back(std::move(notify));
+  return true;
+}
+
+void Fill::end() {
+  std::vector<std::function<void()>> waiters;
+  {
+    std::lock_guard lock(mu_);
+    if (done_.load(std::memory_order_relaxed)) return;
+    done_.store(true, std::memory_order_release);
+    waiters.swap(waiters_);
+  }
+  // Outside the lock: a callback may take its worker's mailbox lock.
+  for (auto& notify : waiters) notify();
+}
+
+size_t Fill::subscribers() {
+  std::lock_guard lock(mu_);
+  return waiters_.size();
 }
 
 size_t FillRegistry::in_flight() {

@@ -175,6 +175,79 @@ Reuse judge(const StoredResponse& e, const RequestDirectives& request, int64_t n
   return has_validator ? Reuse::Stale : Reuse::Unusable;
 }
 
+bool may_serve_while_revalidating(const StoredResponse& e, const RequestDirectives& request,
+                                  int64_t now) {
+  if (e.stale_while_revalidate < 0 || e.must_revalidate) return false;
+  if (request.no_cache || request.max_age >= 0 || request.min_fresh >= 0) return false;
+  if (e.etag.empty() && e.last_modified.empty()) return false;  // nothing to revalidate with
+  int64_t age = current_age(e, now);
+  return age >= e.lifetime && age - e.lifetime < e.stale_while_revalidate;
+}
+
+namespace {
+
+// The opaque-tag of an entity-tag, without the weak indicator (weak comparison, RFC 9110
+// §8.8.3.2); empty if `tag` is not an entity-tag.
+std::string_view opaque_tag(std::string_view tag) {
+  tag = trim(tag);
+  if (tag.size() >= 2 && tag[0] == 'W' && tag[1] == '/') tag.remove_prefix(2);
+  if (tag.size() < 2 || tag.front() != '"' || tag.back() != '"') return {};
+  return tag;
+}
+
+bool etag_listed(std::string_view list, std::string_view stored) {
+  std::string_view mine = opaque_tag(stored);
+  // An entity-tag may hold a comma inside its quotes (RFC 9110's etagc allows it), so the
+  // list is split only on commas outside quotes.
+  bool quoted = false;
+  size_t start = 0;
+  for (size_t i = 0; i <= list.size(); ++i) {
+    if (i < list.size() && list[i] == '"') quoted = !quoted;
+    if (i < list.size() && (list[i] != ',' || quoted)) continue;
+    std::string_view item = trim(list.substr(start, i - start));
+    start = i + 1;
+    if (item == "*") return true;
+    std::string_view theirs = opaque_tag(item);
+    if (!mine.empty() && !theirs.empty() && theirs == mine) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool not_modified(const StoredResponse& e, std::span<const HeaderField> request_fields) {
+  if (e.status < 200 || e.status > 299) return false;
+  const HeaderField* inm = nullptr;
+  const HeaderField* ims = nullptr;
+  std::string if_none_match;  // several If-None-Match fields make one list
+  for (const HeaderField& f : request_fields) {
+    if (iequals(f.name, "if-none-match")) {
+      if (inm != nullptr) if_none_match.push_back(',');
+      if_none_match.append(f.value);
+      inm = &f;
+    } else if (iequals(f.name, "if-modified-since")) {
+      ims = &f;
+    }
+  }
+  if (inm != nullptr) return etag_listed(if_none_match, e.etag);
+  if (ims == nullptr) return false;
+  std::optional<int64_t> since = parse_http_date(trim(ims->value));
+  if (!since) return false;
+  std::optional<int64_t> modified;
+  if (!e.last_modified.empty()) {
+    modified = parse_http_date(e.last_modified);
+  } else {
+    modified = e.date_value != 0 ? e.date_value : e.response_time;
+  }
+  return modified && *modified <= *since;
+}
+
+bool field_of_304(std::string_view name, bool has_etag) {
+  return iequals(name, "cache-control") || iequals(name, "content-location") ||
+         iequals(name, "date") || iequals(name, "etag") || iequals(name, "expires") ||
+         iequals(name, "vary") || (!has_etag && iequals(name, "last-modified"));
+}
+
 void refresh_from_304(StoredResponse& e, std::span<const HeaderField> fields,
                       const ResponseFacts& facts, int64_t lifetime, int64_t request_time,
                       int64_t response_time) {

@@ -81,6 +81,23 @@ enum class Reuse : uint8_t {
 };
 Reuse judge(const StoredResponse& entry, const RequestDirectives& request, int64_t now);
 
+// RFC 5861 §3 (stale-while-revalidate, a Harrow extension to ARR): whether `entry`, stale at
+// `now` and with a validator, may answer while it is revalidated in the background. Not when
+// it must be revalidated (must-revalidate, no-cache), the request limits the age it takes
+// (max-age, min-fresh, no-cache) or its window has closed.
+bool may_serve_while_revalidating(const StoredResponse& entry, const RequestDirectives& request,
+                                  int64_t now);
+
+// RFC 9111 §4.3.2: whether the request's conditionals are met by the entry that would answer
+// it, so a 304 answers instead. If-None-Match decides when present (weak comparison, `*`
+// matches); otherwise If-Modified-Since against the entry's Last-Modified, or its Date when it
+// has none. Only a 2xx entry is answered so; an invalid date means no 304.
+bool not_modified(const StoredResponse& entry, std::span<const HeaderField> request_fields);
+
+// The stored fields a 304 from the cache carries (RFC 9110 §15.4.5): Cache-Control,
+// Content-Location, Date, ETag, Expires, Vary, and Last-Modified when there is no ETag.
+bool field_of_304(std::string_view name, bool has_etag);
+
 // A 304 from the origin refreshes `entry`: its fields replace those of the same name (RFC 9111
 // §4.3.4) and its times restart.
 void refresh_from_304(StoredResponse& entry, std::span<const HeaderField> fields,

@@ -4,17 +4,14 @@
 #include <utility>
 
 #include "core/base/ascii.h"
+#include "core/proxy/cache_wakeup.h"
 #include "core/proxy/exchange.h"
 #include "core/proxy/snapshot.h"
+#include "core/proxy/worker.h"
 
 namespace harrow {
 
 namespace {
-
-// How often a request waiting on another's fill looks again. The fill's end is not signalled
-// across workers; a short poll keeps the waiter's latency near the fill's without a wake-up
-// channel between every pair of workers.
-constexpr uint64_t kWaitPollMs = 2;
 
 int64_t now_seconds() {
   return static_cast<int64_t>(std::time(nullptr));
@@ -45,6 +42,39 @@ struct DiskRead {
 
 CacheLookup after_memory_miss(Exchange& ex, const std::shared_ptr<CacheWork>& work);
 
+namespace {
+
+// A stale entry was found (in memory or on disk). With stale-while-revalidate it answers now
+// (true) and, unless another request is already asking the origin about the key, this one
+// leads a background revalidation (work.background). Otherwise the origin is asked with the
+// entry's validators, and the entry is kept for stale-if-error and a 304. A client that brought
+// its own validators gets the origin's answer to them, 304 or not.
+bool take_stale(Exchange& ex, CacheWork& work, cache::EntryPtr entry, cache::Reuse reuse,
+                bool may_background) {
+  work.stale = entry;
+  ex.cache_outcome = CacheOutcome::Expired;
+  if (reuse != cache::Reuse::Stale || has_client_validators(ex.head)) return false;
+  if (!entry->etag.empty()) ex.rule_header_text.emplace_back("If-None-Match", entry->etag);
+  if (!entry->last_modified.empty())
+    ex.rule_header_text.emplace_back("If-Modified-Since", entry->last_modified);
+  cache::Cache& c = *work.cache;
+  if (may_background && cache::may_serve_while_revalidating(*entry, work.request, now_seconds())) {
+    // One revalidation per key, consolidation or not: the fill registry says who leads it.
+    work.fill = c.fills().join(work.key.key, work.leader);
+    work.background = work.leader;
+    if (!work.leader) work.fill.reset();
+    work.entry = std::move(entry);
+    ex.cache_outcome = CacheOutcome::Updating;
+    c.counters().stale_served.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  work.revalidating = true;
+  work.entry = std::move(entry);
+  return false;
+}
+
+}  // namespace
+
 std::string_view cache_outcome_token(CacheOutcome outcome) {
   switch (outcome) {
     case CacheOutcome::None:
@@ -63,6 +93,8 @@ std::string_view cache_outcome_token(CacheOutcome outcome) {
       return "EXPIRED";
     case CacheOutcome::StaleOnError:
       return "STALE";
+    case CacheOutcome::Updating:
+      return "UPDATING";
   }
   return {};
 }
@@ -115,30 +147,14 @@ CacheLookup cache_lookup(Exchange& ex, const Router& router, std::string_view me
   cache::Cache& c = *work->cache;
   cache::EntryPtr entry = c.memory().find(work->key.key, ex.head.fields());
   if (entry != nullptr) {
-    switch (cache::judge(*entry, request, work->request_time)) {
-      case cache::Reuse::Fresh:
-        work->entry = std::move(entry);
-        ex.cache_outcome = CacheOutcome::Hit;
-        c.counters().hits.fetch_add(1, std::memory_order_relaxed);
-        return CacheLookup::Hit;
-      case cache::Reuse::Stale:
-        work->stale = entry;
-        // Asked with the entry's validators unless the client brought its own (then the
-        // origin's answer is the client's, 304 or not).
-        if (!has_client_validators(ex.head)) {
-          if (!entry->etag.empty()) ex.rule_header_text.emplace_back("If-None-Match", entry->etag);
-          if (!entry->last_modified.empty())
-            ex.rule_header_text.emplace_back("If-Modified-Since", entry->last_modified);
-          work->revalidating = true;
-          work->entry = std::move(entry);
-        }
-        ex.cache_outcome = CacheOutcome::Expired;
-        break;
-      case cache::Reuse::Unusable:
-        work->stale = entry;
-        ex.cache_outcome = CacheOutcome::Expired;
-        break;
+    cache::Reuse reuse = cache::judge(*entry, request, work->request_time);
+    if (reuse == cache::Reuse::Fresh) {
+      work->entry = std::move(entry);
+      ex.cache_outcome = CacheOutcome::Hit;
+      c.counters().hits.fetch_add(1, std::memory_order_relaxed);
+      return CacheLookup::Hit;
     }
+    if (take_stale(ex, *work, std::move(entry), reuse, true)) return CacheLookup::Hit;
   }
   if (work->stale == nullptr && c.disk() != nullptr && c.disk()->may_have(work->key.key)) {
     // Read off the event loop (libuv's threadpool); the lookup resumes when it is done.
@@ -155,13 +171,13 @@ CacheLookup after_memory_miss(Exchange& ex, const std::shared_ptr<CacheWork>& wo
   if (!settings.request_consolidation || work->request.head) return CacheLookup::Forward;
   work->fill = c.fills().join(work->key.key, work->leader);
   if (work->leader) return CacheLookup::Forward;
-  work->wait_until_ms = 0;  // set by wait_for_fill
   return CacheLookup::Wait;
 }
 
-void wait_for_fill(Exchange& ex, uv_loop_t* loop, void (*done)(void*), void* owner) {
+void wait_for_fill(Exchange& ex, Worker& worker, void (*done)(void*), void* owner) {
   CacheWork& work = *ex.cache;
   const config::CacheConfig& settings = ex.snap->farms[ex.farm].config->cache;
+  uv_loop_t* loop = worker.loop();
   work.on_wait_over = done;
   work.owner = owner;
   if (work.disk_read) {
@@ -190,8 +206,7 @@ void wait_for_fill(Exchange& ex, uv_loop_t* loop, void (*done)(void*), void* own
         });
     return;
   }
-  work.wait_until_ms =
-      uv_now(loop) + static_cast<uint64_t>(settings.request_consolidation_timeout.count());
+  work.waiting = true;
   work.timer = new uv_timer_t;
   uv_timer_init(loop, work.timer);
   work.timer->data = &work;
@@ -199,13 +214,23 @@ void wait_for_fill(Exchange& ex, uv_loop_t* loop, void (*done)(void*), void* own
       work.timer,
       [](uv_timer_t* t) {
         auto* w = static_cast<CacheWork*>(t->data);
-        if (!w->fill->done.load(std::memory_order_acquire) && uv_now(t->loop) < w->wait_until_ms) {
-          return;
-        }
+        w->waiting = false;
         close_timer(w->timer);
         w->on_wait_over(w->owner);  // may end the exchange, and with it `w`
       },
-      kWaitPollMs, kWaitPollMs);
+      static_cast<uint64_t>(settings.request_consolidation_timeout.count()), 0);
+  // Woken by whichever thread ends the fill; if it has ended already, through this worker's
+  // own mailbox all the same, so `done` never runs inside this call.
+  std::weak_ptr<CacheWork> weak = ex.cache;
+  std::shared_ptr<CacheWakeup> wakeup = worker.cache_wakeup();
+  if (!work.fill->subscribe([wakeup, weak] { wakeup->post(weak); })) wakeup->post(weak);
+}
+
+void cache_wait_over(CacheWork& work) {
+  if (!work.waiting || work.fill == nullptr || !work.fill->done()) return;
+  work.waiting = false;
+  close_timer(work.timer);
+  work.on_wait_over(work.owner);
 }
 
 CacheLookup cache_after_wait(Exchange& ex) {
@@ -213,20 +238,25 @@ CacheLookup cache_after_wait(Exchange& ex) {
   cache::Cache& c = *work.cache;
   if (work.disk_read) {
     work.disk_read = false;
-    if (work.entry != nullptr &&
-        cache::judge(*work.entry, work.request, now_seconds()) == cache::Reuse::Fresh) {
-      ex.cache_outcome = CacheOutcome::Hit;
-      c.counters().hits.fetch_add(1, std::memory_order_relaxed);
-      c.counters().disk_hits.fetch_add(1, std::memory_order_relaxed);
-      return CacheLookup::Hit;
+    cache::EntryPtr entry = std::move(work.entry);
+    if (entry != nullptr) {
+      cache::Reuse reuse = cache::judge(*entry, work.request, now_seconds());
+      if (reuse == cache::Reuse::Fresh) {
+        work.entry = std::move(entry);
+        ex.cache_outcome = CacheOutcome::Hit;
+        c.counters().hits.fetch_add(1, std::memory_order_relaxed);
+        c.counters().disk_hits.fetch_add(1, std::memory_order_relaxed);
+        return CacheLookup::Hit;
+      }
+      // Stale on disk: revalidated like a stale entry in memory (its validators go to the
+      // origin, a 304 refreshes it in both tiers). No background revalidation from here:
+      // the disk read already cost this request its wait.
+      take_stale(ex, work, std::move(entry), reuse, false);
     }
-    // Not there (or stale: not revalidated from disk): the origin is asked afresh, without
-    // consolidation.
-    work.entry.reset();
-    c.counters().misses.fetch_add(1, std::memory_order_relaxed);
-    return CacheLookup::Forward;
+    // Not there, or stale: a miss, consolidated with the others on the key.
+    return after_memory_miss(ex, ex.cache);
   }
-  bool filled = work.fill->done.load(std::memory_order_acquire);
+  bool filled = work.fill->done();
   work.fill.reset();
   if (filled) {
     cache::EntryPtr entry = c.memory().find(work.key.key, ex.head.fields());
@@ -243,21 +273,36 @@ CacheLookup cache_after_wait(Exchange& ex) {
 }
 
 std::string_view write_cached_response(Exchange& ex, bool close, bool http11, HeadWriter& out) {
-  const CacheWork& work = *ex.cache;
+  CacheWork& work = *ex.cache;
   const cache::StoredResponse& e = *work.entry;
-  out << (http11 ? "HTTP/1.1 " : "HTTP/1.0 ") << static_cast<uint64_t>(e.status) << " ";
-  out.reason(e.reason.empty() ? default_reason(e.status) : std::string_view(e.reason)) << "\r\n";
-  for (const auto& [name, value] : e.fields) out.field(name, value);
+  work.not_modified = cache::not_modified(e, ex.head.fields());
+  out << (http11 ? "HTTP/1.1 " : "HTTP/1.0 ");
+  if (work.not_modified) {
+    out << "304 Not Modified\r\n";
+    bool has_etag = !e.etag.empty();
+    for (const auto& [name, value] : e.fields) {
+      if (cache::field_of_304(name, has_etag)) out.field(name, value);
+    }
+  } else {
+    out << static_cast<uint64_t>(e.status) << " ";
+    out.reason(e.reason.empty() ? default_reason(e.status) : std::string_view(e.reason)) << "\r\n";
+    for (const auto& [name, value] : e.fields) out.field(name, value);
+  }
   out << "Age: " << static_cast<uint64_t>(cache::current_age(e, now_seconds())) << "\r\n";
   if (!work.hit_header.empty()) out.field(work.hit_header, "1");
-  if (e.status != 204) out << "Content-Length: " << static_cast<uint64_t>(e.body.size()) << "\r\n";
+  if (e.status != 204 && !work.not_modified)
+    out << "Content-Length: " << static_cast<uint64_t>(e.body.size()) << "\r\n";
   if (close) {
     out << "Connection: close\r\n";
   } else if (!http11) {
     out << "Connection: keep-alive\r\n";
   }
   out << "\r\n";
-  return ex.head_request ? std::string_view{} : std::string_view(e.body);
+  return ex.head_request || work.not_modified ? std::string_view{} : std::string_view(e.body);
+}
+
+int cached_response_status(const Exchange& ex) {
+  return ex.cache->not_modified ? 304 : ex.cache->entry->status;
 }
 
 namespace {
@@ -298,7 +343,14 @@ bool cache_refresh_on_304(Exchange& ex, const MessageHead& head, int status) {
   if (ex.cache == nullptr) return false;
   CacheWork& work = *ex.cache;
   if (!work.revalidating || status != 304 || work.entry == nullptr) return false;
-  cache::ResponseFacts facts = cache::read_response(head.fields());
+  cache_refresh_entry(work, head.fields());
+  ex.cache_outcome = CacheOutcome::Revalidated;
+  return true;
+}
+
+void cache_refresh_entry(CacheWork& work, std::span<const HeaderField> fields) {
+  cache::ResponseFacts facts = cache::read_response(fields);
+  work.cache->counters().revalidated.fetch_add(1, std::memory_order_relaxed);
   // The 304's own directives, if it has any, set the new lifetime (RFC 9111 §4.3.4).
   auto refreshed = std::make_shared<cache::StoredResponse>(*work.entry);
   int64_t lifetime = refreshed->lifetime;
@@ -309,21 +361,17 @@ bool cache_refresh_on_304(Exchange& ex, const MessageHead& head, int status) {
       // The origin now says not to keep it: answer from it this once, then drop it.
       work.cache->memory().erase(work.entry);
       work.finish_fill();
-      ex.cache_outcome = CacheOutcome::Revalidated;
-      work.cache->counters().revalidated.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return;
     }
     lifetime = verdict.lifetime;
+    refreshed->stale_while_revalidate = facts.cc.stale_while_revalidate;
+    refreshed->stale_if_error = facts.cc.stale_if_error;
   }
-  cache::refresh_from_304(*refreshed, head.fields(), facts, lifetime, work.request_time,
-                          now_seconds());
+  cache::refresh_from_304(*refreshed, fields, facts, lifetime, work.request_time, now_seconds());
   work.cache->memory().insert(refreshed);
   work.cache->write_behind(refreshed);
   work.entry = std::move(refreshed);
   work.finish_fill();
-  ex.cache_outcome = CacheOutcome::Revalidated;
-  work.cache->counters().revalidated.fetch_add(1, std::memory_order_relaxed);
-  return true;
 }
 
 bool cache_stale_on_error(Exchange& ex, int status) {
@@ -394,8 +442,11 @@ void cache_begin_fill(Exchange& ex, const MessageHead& head, int status,
 }
 
 void cache_fill_body(Exchange& ex, std::string_view bytes) {
-  if (ex.cache == nullptr || ex.cache->pending == nullptr) return;
-  CacheWork& work = *ex.cache;
+  if (ex.cache != nullptr) cache_fill_body(*ex.cache, bytes);
+}
+
+void cache_fill_body(CacheWork& work, std::string_view bytes) {
+  if (work.pending == nullptr) return;
   if (work.pending->body.size() + bytes.size() > work.cache->memory().max_object()) {
     // Larger than any entry may be: the rest streams on, nothing is kept.
     work.pending.reset();
@@ -406,8 +457,10 @@ void cache_fill_body(Exchange& ex, std::string_view bytes) {
 }
 
 void cache_fill_complete(Exchange& ex) {
-  if (ex.cache == nullptr) return;
-  CacheWork& work = *ex.cache;
+  if (ex.cache != nullptr) cache_fill_complete(*ex.cache);
+}
+
+void cache_fill_complete(CacheWork& work) {
   if (work.pending != nullptr) {
     cache::EntryPtr stored = work.pending;
     if (work.cache->memory().insert(std::move(work.pending))) {

@@ -10,6 +10,7 @@
 #include "core/base/backpressure.h"
 #include "core/base/log.h"
 #include "core/http1/url_path.h"
+#include "core/proxy/background_fill.h"
 #include "core/proxy/h2_connection.h"
 #include "core/proxy/phases.h"
 #include "core/proxy/retry_policy.h"
@@ -597,6 +598,14 @@ void ClientConnection::close() {
   if (phase_ == Phase::Closed) return;
   if (phase_ != Phase::Idle && phase_ != Phase::Lingering) log_access();
   if (phase_ == Phase::Tunnel) tunnel_closed();
+  // A response being stored, or led for others waiting on it, goes on into the cache without
+  // its client (background_fill.h): its body, or (once the request head went out) the whole
+  // exchange.
+  if (ex_ != nullptr &&
+      !detach_cache_fill(*ex_, out_.total_bytes() - ex_->response_bytes_at_start) &&
+      phase_ == Phase::Exchange) {
+    detach_cache_exchange(ex_, *worker_, client_side());
+  }
   release_upstream(false);
   if (h2_ != nullptr) h2_->abort_all();  // freed in on_close: a stream may be mid-callback
   phase_ = Phase::Closed;

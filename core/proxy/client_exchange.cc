@@ -9,6 +9,7 @@
 
 #include "core/base/backpressure.h"
 #include "core/base/log.h"
+#include "core/proxy/background_fill.h"
 #include "core/proxy/client_connection.h"
 #include "core/proxy/phases.h"
 #include "core/proxy/retry_policy.h"
@@ -47,11 +48,13 @@ void ClientConnection::run_choice(const UpstreamChoice& choice) {
       abort_exchange(choice.failure, 0);
       return;
     case UpstreamChoice::Kind::Cached:
+      if (choice.revalidate)
+        start_background_revalidation(*ex_, *worker_, client_side(), choice.server);
       respond_cached();
       return;
     case UpstreamChoice::Kind::Wait:
       wait_for_fill(
-          *ex_, worker_->loop(),
+          *ex_, *worker_,
           [](void* self) {
             auto* c = static_cast<ClientConnection*>(self);
             c->run_choice(resume_after_cache_wait(*c->ex_, c->client_side(), *c->worker_));
@@ -76,11 +79,12 @@ void ClientConnection::respond_cached() {
   }
   out_.add(block, block->data, w.size());
   block_unref(block);
-  if (!body.empty()) send_owned(body);
+  // Written from the stored entry itself (a reference, not a copy): a hit costs no memcpy.
+  out_.add_pinned(ex_->cache->entry, body.data(), body.size());
   out_.flush();
   ex_->response_head_sent = true;
   ex_->response_done = true;
-  ex_->sent_status = ex_->cache->entry->status;
+  ex_->sent_status = cached_response_status(*ex_);
   ex_->status = 0;
   phase_ = Phase::Exchange;
   if (close_requested_) {
@@ -199,7 +203,8 @@ void ClientConnection::upstream_head(const MessageHead& head, int status) {
   }
   out_.add(block, block->data, writer.size());
   block_unref(block);
-  if (!result.cached_body.empty()) send_owned(result.cached_body);
+  if (!result.cached_body.empty())
+    out_.add_pinned(ex_->cache->entry, result.cached_body.data(), result.cached_body.size());
   if (result.status != 0) status = result.status;
   ex_->status = status;
   ex_->sent_status = status;

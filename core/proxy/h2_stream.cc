@@ -5,6 +5,7 @@
 
 #include "core/base/backpressure.h"
 #include "core/base/log.h"
+#include "core/proxy/background_fill.h"
 #include "core/proxy/h2_connection.h"
 #include "core/proxy/phases.h"
 #include "core/proxy/upstream_attempt.h"
@@ -161,11 +162,14 @@ void H2Stream::run_choice(const UpstreamChoice& choice) {
       abort_exchange(choice.failure, 0);
       return;
     case UpstreamChoice::Kind::Cached:
+      if (choice.revalidate) {
+        start_background_revalidation(*ex_, connection_->worker(), client(), choice.server);
+      }
       respond_cached();
       return;
     case UpstreamChoice::Kind::Wait:
       wait_for_fill(
-          *ex_, connection_->worker().loop(),
+          *ex_, connection_->worker(),
           [](void* self) {
             auto* s = static_cast<H2Stream*>(self);
             Busy busy(s);
@@ -191,7 +195,7 @@ void H2Stream::respond_cached() {
   }
   ex_->response_head_sent = true;
   ex_->response_done = true;
-  ex_->sent_status = ex_->cache->entry->status;
+  ex_->sent_status = cached_response_status(*ex_);
   ex_->status = 0;
   if (!body.empty()) queue_copy(body);
   response_end_queued_ = true;
@@ -676,6 +680,8 @@ void H2Stream::finish() {
   deadline_ms_ = 0;
   if (ex_ != nullptr) {
     Worker& worker = connection_->worker();
+    // A response being stored goes on into the cache without its client (background_fill.h).
+    detach_cache_fill(*ex_, body_bytes_out_);
     release_upstream(false);
     log_exchange(*ex_, client(), worker, body_bytes_out_);
     if (ex_->server_metrics != nullptr && ex_->status != 0) {

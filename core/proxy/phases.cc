@@ -251,6 +251,17 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
   // costs no server anything.
   switch (cache_lookup(ex, *ex.snap->router, facts.method, facts.target, facts.host)) {
     case CacheLookup::Hit:
+      if (ex.cache->background) {
+        // stale-while-revalidate: the server that revalidates is picked as for a miss.
+        UpstreamChoice server = pick_server(ex, worker, facts, decision.set_headers);
+        if (server.kind == UpstreamChoice::Kind::Server) {
+          choice.server = server.server;
+          choice.revalidate = true;
+        } else {
+          ex.cache->background = false;
+          ex.cache->finish_fill();
+        }
+      }
       choice.kind = UpstreamChoice::Kind::Cached;
       return choice;
     case CacheLookup::Wait:
@@ -263,10 +274,20 @@ UpstreamChoice choose_upstream(Exchange& ex, const ClientSide& client, Worker& w
 }
 
 UpstreamChoice resume_after_cache_wait(Exchange& ex, const ClientSide& client, Worker& worker) {
-  if (cache_after_wait(ex) == CacheLookup::Hit) {
-    UpstreamChoice choice;
-    choice.kind = UpstreamChoice::Kind::Cached;
-    return choice;
+  switch (cache_after_wait(ex)) {
+    case CacheLookup::Hit: {
+      UpstreamChoice choice;
+      choice.kind = UpstreamChoice::Kind::Cached;
+      return choice;
+    }
+    case CacheLookup::Wait: {
+      // The disk tier had nothing fresh, and another request is asking the origin already.
+      UpstreamChoice choice;
+      choice.kind = UpstreamChoice::Kind::Wait;
+      return choice;
+    }
+    case CacheLookup::Forward:
+      break;
   }
   RequestFacts facts = request_facts(ex, client);
   facts.site = ex.site;
@@ -469,8 +490,8 @@ ResponseHeadResult build_client_response(Exchange& ex, const ClientSide& client,
     if (ex.snap->farms[ex.farm].live_failure_codes.matches(status)) count_live_failure(ex);
     if (!ex.client_keep_alive || !ex.request_done || worker.stopping()) close = true;
     result.cached_body = write_cached_response(ex, close, client_http11 || client.http2, out);
-    result.status = ex.cache->entry->status;
-    result.no_body = ex.head_request || result.status == 204;
+    result.status = cached_response_status(ex);
+    result.no_body = ex.head_request || result.status == 204 || result.status == 304;
     if (out.overflowed() || out.unsafe()) {
       ex.response_head_sent = false;
       result.kind = ResponseHeadResult::Kind::Refused;

@@ -74,6 +74,9 @@ struct UpstreamChoice {
   Kind kind = Kind::Fail;
   Failure failure = Failure::no_route;
   size_t server = 0;
+  // Cached: the stale entry answers, and `server` is asked to revalidate it in the background
+  // first (start_background_revalidation(), background_fill.h).
+  bool revalidate = false;
   int status = 0;
   std::string_view reason;
   std::string_view body;

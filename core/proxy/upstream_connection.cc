@@ -424,6 +424,9 @@ int UpstreamConnection::on_headers_complete(llhttp_t* p) {
 int UpstreamConnection::on_body(llhttp_t* p, const char* at, size_t len) {
   auto* self = from_parser(p);
   self->owner_->upstream_body(self->in_.block, at, len);
+  // The owner let go (a cache fill past its bound, a body rule that failed): a chunked body's
+  // next pieces in this read must not reach it.
+  if (self->state_ == State::Closing) return HPE_PAUSED;
   return 0;
 }
 

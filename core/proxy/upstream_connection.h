@@ -105,6 +105,9 @@ class UpstreamConnection {
   void connect(UpstreamEvents* owner, const sockaddr* addr, uint64_t timeout_ms);
   // Takes an idle connection for a new exchange.
   void attach(UpstreamEvents* owner);
+  // Mid-exchange, another owner takes over (a cache fill that outlives its client,
+  // background_fill.h): every later call goes to it.
+  void hand_over(UpstreamEvents* owner) { owner_ = owner; }
   // Prepares to parse the response to the request about to be sent. `head_request` because a
   // response to HEAD has no body whatever its headers say. The exchange fails with
   // upstream_timeout when neither side moves for `timeout_ms`.

@@ -9,6 +9,7 @@
 
 #include "core/base/io_buffer.h"
 #include "core/base/log.h"
+#include "core/proxy/background_fill.h"
 #include "core/proxy/client_connection.h"
 #include "core/proxy/h2_connection.h"
 #include "core/proxy/upstream_connection.h"
@@ -42,6 +43,7 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<Lis
     if (self->stop_now_requested_.load()) self->close_all_now();
   });
   wakeup_.data = this;
+  cache_wakeup_ = CacheWakeup::create(&loop_);
   uv_timer_init(&loop_, &stop_timer_);
   stop_timer_.data = this;
   uv_idle_init(&loop_, &h2_flush_);
@@ -424,11 +426,13 @@ void Worker::maybe_finish_stop() {
     }
   }
   h2_sessions_.close_all();
+  close_background_fills();
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&h2_flush_), nullptr);
   client_timers_.close();
   access_log_.flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&trim_timer_), nullptr);
+  cache_wakeup_->close();
   std::lock_guard<std::mutex> lock(wakeup_mutex_);
   wakeup_closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);

@@ -18,6 +18,7 @@
 #include "core/base/failure.h"
 #include "core/base/timer_heap.h"
 #include "core/proxy/access_log.h"
+#include "core/proxy/cache_wakeup.h"
 #include "core/proxy/exchange.h"
 #include "core/proxy/h2_upstream_session.h"
 #include "core/proxy/metrics.h"
@@ -152,6 +153,8 @@ class Worker {
   void flush_later(H2Connection* connection);
   void cancel_flush(H2Connection* connection);
   AccessLogBuffer& access_log() { return access_log_; }
+  // Where cache fills ending on any thread wake this worker's waiting requests.
+  const std::shared_ptr<CacheWakeup>& cache_wakeup() const { return cache_wakeup_; }
   bool stopping() const { return stopping_; }
   int id() const { return id_; }
   uint64_t connection_limit() const { return connection_limit_; }
@@ -207,6 +210,7 @@ class Worker {
   uv_loop_t loop_{};
   H2UpstreamSessions h2_sessions_{&loop_};
   uv_async_t wakeup_{};
+  std::shared_ptr<CacheWakeup> cache_wakeup_;
   uv_timer_t stop_timer_{};
   uv_idle_t h2_flush_{};  // runs while h2_to_flush_ is not empty
   std::vector<H2Connection*> h2_to_flush_;

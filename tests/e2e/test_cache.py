@@ -277,6 +277,162 @@ class CacheTest(HarrowTestCase):
         _, hdrs, body = get(h.port, path)
         self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("0", 5000))
 
+    def test_large_hit_is_the_stored_body(self):
+        # Hits are written from the stored entry itself (no copy): byte for byte the origin's,
+        # for one request after another on a keep-alive connection and for pipelined ones.
+        h = self.harrow(cache_config(self.o, harrow='<memoryCache maxResponseSize="2097152"/>'))
+        path = "/large?bytes=1048576&header=Cache-Control:max-age=60"
+        _, _, body = get(h.port, path)
+        self.assertEqual(len(body), 1048576)
+        conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=30)
+        for _ in range(3):
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            self.assertEqual((resp.getheader("x-arr-cache-hit"), resp.read()), ("1", body))
+        conn.close()
+        one = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=30)
+        s.sendall(one * 3 + f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(1 << 20):
+            data += chunk
+        s.close()
+        parts = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+        self.assertEqual(len(parts), 4)
+        for part in parts:
+            self.assertEqual(part.partition(b"\r\n\r\n")[2], body)
+
+    def test_client_conditionals_answered_304_from_the_cache(self):
+        h = self.start()
+        path = ("/cond?bytes=80&header=Cache-Control:max-age=60&header=ETag:%22v1%22"
+                "&header=Last-Modified:Tue,%2001%20Dec%202026%2010:00:00%20GMT")
+        _, _, body = get(h.port, path)
+        before = origin_requests(self.o)
+        cases = [
+            ({"If-None-Match": '"v1"'}, 304),
+            ({"If-None-Match": 'W/"v1"'}, 304),  # weak comparison
+            ({"If-None-Match": '"x", "v1"'}, 304),
+            ({"If-None-Match": "*"}, 304),
+            ({"If-None-Match": '"v2"'}, 200),
+            # If-None-Match decides when present, whatever If-Modified-Since says.
+            ({"If-None-Match": '"v2"', "If-Modified-Since": "Wed, 02 Dec 2026 10:00:00 GMT"}, 200),
+            ({"If-Modified-Since": "Tue, 01 Dec 2026 10:00:00 GMT"}, 304),
+            ({"If-Modified-Since": "Wed, 02 Dec 2026 10:00:00 GMT"}, 304),
+            ({"If-Modified-Since": "Mon, 30 Nov 2026 10:00:00 GMT"}, 200),
+            ({"If-Modified-Since": "not a date"}, 200),
+        ]
+        for headers, expected in cases:
+            status, hdrs, got = get(h.port, path, headers)
+            self.assertEqual(status, expected, headers)
+            self.assertEqual(hdrs.get("x-arr-cache-hit"), "1", headers)
+            if expected == 304:
+                self.assertEqual(got, b"", headers)
+                self.assertEqual(hdrs.get("etag"), '"v1"')
+                self.assertEqual(hdrs.get("cache-control"), "max-age=60")
+                self.assertNotIn("content-length", hdrs)
+                self.assertIn("age", hdrs)
+            else:
+                self.assertEqual(got, body, headers)
+        self.assertEqual(origin_requests(self.o), before, "all answered by the cache")
+        status, hdrs, got = request(h.port, "HEAD", path, {"If-None-Match": '"v1"'})
+        self.assertEqual((status, got), (304, b""))
+
+    def test_stale_while_revalidate_answers_at_once_and_revalidates_once(self):
+        h = self.harrow(cache_config(self.o), workers=2)
+        path = "/swr?bytes=64&header=Cache-Control:max-age=2,stale-while-revalidate=60" \
+               "&header=ETag:%22v1%22"
+        _, _, body = get(h.port, path)
+        time.sleep(2.2)
+        before = origin_requests(self.o)
+        # The origin takes half a second to answer the revalidation (304 with a new field);
+        # every request meanwhile gets the stale entry at once, and only one asks the origin.
+        revalidate = {"X-Origin-Status": "304", "X-Origin-Delay": "500",
+                      "X-Origin-Header": "X-Fresh:yes"}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: get(h.port, path, revalidate), range(8)))
+        for status, hdrs, got in results:
+            self.assertEqual((status, got, hdrs.get("x-arr-cache-hit")), (200, body, "1"))
+            self.assertNotIn("x-fresh", hdrs, "answered before the revalidation came back")
+        wait_for(lambda: origin_requests(self.o) == before + 1, 10, "the background revalidation")
+        wait_for(lambda: get(h.port, path)[1].get("x-fresh") == "yes", 10,
+                 "the 304 to refresh the entry")
+        self.assertEqual(origin_requests(self.o), before + 1, "one revalidation per key")
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r"harrow_cache_revalidated_total 1\b")
+        served = int(re.search(r"harrow_cache_stale_served_total (\d+)", metrics).group(1))
+        self.assertGreaterEqual(served, 8)
+
+    def test_stale_while_revalidate_replaced_entry_is_fetched_afresh(self):
+        h = self.start()
+        path = "/swr2?bytes=64&header=Cache-Control:max-age=1,stale-while-revalidate=60" \
+               "&header=ETag:%22v1%22"
+        _, _, body = get(h.port, path)
+        time.sleep(1.2)
+        # The origin has a new version (200): the stale one answers this request, then goes.
+        status, hdrs, got = get(h.port, path, {"X-Origin-Bytes": "10"})
+        self.assertEqual((status, got, hdrs.get("x-arr-cache-hit")), (200, body, "1"))
+        wait_for(lambda: get(h.port, path, {"X-Origin-Bytes": "10"})[2] != body, 10,
+                 "the next request to reach the origin")
+        # Outside the window (or without it) a stale entry is revalidated in the foreground.
+        path = "/noswr?bytes=64&header=Cache-Control:max-age=1&header=ETag:%22v1%22"
+        get(h.port, path)
+        time.sleep(1.2)
+        _, hdrs, _ = get(h.port, path, {"X-Origin-Status": "304", "X-Origin-Header": "X-Fresh:yes"})
+        self.assertEqual(hdrs.get("x-fresh"), "yes")
+
+    def test_fill_outlives_its_client(self):
+        # A 16 MiB object: the client reads the head and goes away while the body streams (held
+        # back by backpressure); the fill goes on, a request waiting on it is answered from the
+        # cache, and the origin is asked once.
+        h = self.harrow(cache_config(
+            self.o, cache_attrs='requestConsolidationEnabled="true" '
+                                'requestConsolidationTimeout="00:00:20"',
+            harrow='<memoryCache maxCacheSize="256" maxResponseSize="33554432"/>'), workers=2)
+        size = 16 << 20
+        path = f"/gone?bytes={size}&header=Cache-Control:max-age=600"
+        before = origin_requests(self.o)
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=30)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: cache.test\r\n\r\n".encode())
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200 "))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            waiter = pool.submit(get, h.port, path, HOST)
+            wait_for(lambda: re.search(r"harrow_cache_misses_total 2\b",
+                                       h.admin_get("/metrics")[1]), 10, "the second request to wait")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # a reset: the client is gone
+            status, hdrs, body = waiter.result(timeout=30)
+        self.assertEqual((status, len(body)), (200, size))
+        self.assertEqual(hdrs.get("x-arr-cache-hit"), "1", "answered from the fill")
+        self.assertEqual(origin_requests(self.o) - before, 1)
+        _, hdrs, body = get(h.port, path, HOST)
+        self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", size))
+        self.assertEqual(origin_requests(self.o) - before, 1)
+
+    def test_fill_outlives_a_client_gone_before_the_head(self):
+        # The client sends its request and goes away while the origin takes its time: the
+        # request still makes the one origin request, and the one waiting on it is answered
+        # from what it stored.
+        slow = self.origin("slow-gone", delay_ms=700)
+        h = self.harrow(cache_config(
+            slow, cache_attrs='requestConsolidationEnabled="true" '
+                              'requestConsolidationTimeout="00:00:20"'), workers=2)
+        path = "/early?bytes=5000&header=Cache-Control:max-age=600"
+        before = origin_requests(slow)
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=30)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: cache.test\r\n\r\n".encode())
+        wait_for(lambda: origin_requests(slow) == before + 1, 10, "the request at the origin")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            waiter = pool.submit(get, h.port, path, HOST)
+            wait_for(lambda: re.search(r"harrow_cache_misses_total 2\b",
+                                       h.admin_get("/metrics")[1]), 10, "the second request to wait")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+            status, hdrs, body = waiter.result(timeout=30)
+        self.assertEqual((status, len(body), hdrs.get("x-arr-cache-hit")), (200, 5000, "1"))
+        self.assertEqual(origin_requests(slow) - before, 1)
+        _, metrics = h.admin_get("/metrics")
+        self.assertRegex(metrics, r"harrow_cache_stores_total 1\b")
+
     def test_hit_over_http2(self):
         h = self.harrow(cache_config(self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'),
                         listen=False)
@@ -294,6 +450,41 @@ class CacheTest(HarrowTestCase):
                         f"http://127.0.0.1:{h.port}{path}"], capture_output=True, timeout=20)
         _, hdrs, body = get(h.port, path)
         self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", 10))
+
+    def test_fill_outlives_an_http2_client(self):
+        # curl gives up on the body once the head says it is larger than it will take, and
+        # closes its HTTP/2 connection: the response is still stored.
+        h = self.harrow(cache_config(
+            self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'
+                           '<memoryCache maxCacheSize="256" maxResponseSize="33554432"/>'),
+            listen=False)
+        size = 16 << 20
+        path = f"/h2gone?bytes={size}&header=Cache-Control:max-age=600"
+        before = origin_requests(self.o)
+        r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-filesize", "1000",
+                            "-o", "/dev/null", "-H", "Host: cache.test",
+                            f"http://127.0.0.1:{h.port}{path}"], capture_output=True, timeout=20)
+        self.assertEqual(r.returncode, 63, r.stderr)  # CURLE_FILESIZE_EXCEEDED
+        wait_for(lambda: re.search(r"harrow_cache_stores_total 1\b", h.admin_get("/metrics")[1]),
+                 10, "the response to be stored without its client")
+        _, hdrs, body = get(h.port, path, HOST)
+        self.assertEqual((hdrs.get("x-arr-cache-hit"), len(body)), ("1", size))
+        self.assertEqual(origin_requests(self.o) - before, 1)
+
+    def test_conditional_hit_over_http2(self):
+        h = self.harrow(cache_config(self.o, harrow='<listen address="127.0.0.1:0" http2="true"/>'),
+                        listen=False)
+        path = "/h2c?bytes=300&header=Cache-Control:max-age=60&header=ETag:%22h2%22"
+        get(h.port, path)
+        before = origin_requests(self.o)
+        r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                            "-H", 'If-None-Match: "h2"', "-w", "%{http_version} %{size_download}",
+                            f"http://127.0.0.1:{h.port}{path}"], capture_output=True, timeout=20)
+        out = r.stdout.decode().lower()
+        self.assertTrue(out.startswith("http/2 304"), out + r.stderr.decode())
+        self.assertIn('etag: "h2"', out)
+        self.assertTrue(out.endswith("2 0"), out)
+        self.assertEqual(origin_requests(self.o), before)
 
 
 class DiskCacheTest(HarrowTestCase):
@@ -334,6 +525,27 @@ class DiskCacheTest(HarrowTestCase):
         self.assertIn(b'"purged":2', conn.getresponse().read())
         conn.close()
         self.assertEqual(self.entry_files(), [])
+
+    def test_stale_entry_on_disk_is_revalidated(self):
+        h = self.harrow(self.config())
+        path = "/diskrv?bytes=3000&header=Cache-Control:max-age=1&header=ETag:%22d1%22"
+        _, _, body = get(h.port, path, HOST)
+        wait_for(lambda: len(self.entry_files()) == 1, 5, "the entry on disk")
+        self.assertEqual(h.stop(), 0)
+        h2 = self.harrow(self.config())
+        time.sleep(1.2)
+        before = origin_requests(self.o)
+        # Stale, read back from disk: the origin is asked with its validator and says 304.
+        status, hdrs, got = get(h2.port, path, dict(HOST, **{
+            "X-Origin-Status": "304", "X-Origin-Header": "Cache-Control:max-age=600"}))
+        self.assertEqual((status, got), (200, body), "the refreshed entry, not the origin's 304")
+        self.assertEqual(origin_requests(self.o), before + 1)
+        _, metrics = h2.admin_get("/metrics")
+        self.assertRegex(metrics, r"harrow_cache_revalidated_total 1\b")
+        # Fresh for ten minutes now: a hit, in memory and (rewritten) on disk.
+        _, hdrs, got = get(h2.port, path, HOST)
+        self.assertEqual((hdrs.get("x-arr-cache-hit"), got), ("1", body))
+        self.assertEqual(origin_requests(self.o), before + 1)
 
     def test_max_usage_is_kept(self):
         h = self.harrow(self.config(max_mb=1, memory_mb=1))

@@ -1,5 +1,6 @@
 // libFuzzer target for what the cache parses: Cache-Control values, HTTP dates and delta
-// seconds (from the origin), and disk tier files (from the disk, possibly damaged). Any bytes
+// seconds (from the origin), a client's If-None-Match / If-Modified-Since (answered 304 from
+// an entry), and disk tier files (from the disk, possibly damaged). Any bytes
 // must give a result without a crash; a disk file that deserializes must serialize back to the
 // same bytes (nothing in a file is ignored, so a damaged one cannot pass as another entry), and
 // an entry's freshness judgement must never call a stale entry fresh later.
@@ -26,6 +27,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   harrow::cache::ResponseFacts facts = harrow::cache::read_response(fields);
   harrow::cache::RequestDirectives get = harrow::cache::read_request("GET", {});
   harrow::cache::decide_store(get, 200, facts, 60, harrow::cache::parse_override(in));
+  // A client's conditionals against an entry whose validators are the same bytes: an ETag
+  // always matches itself in If-None-Match when it is an entity-tag at all.
+  harrow::cache::StoredResponse conditional;
+  conditional.etag.assign(in);
+  conditional.last_modified.assign(in);
+  harrow::cache::not_modified(conditional,
+                              std::vector<harrow::HeaderField>{{"If-Modified-Since", in}});
+  if (in.size() >= 2 && in.front() == '"' && in.back() == '"' &&
+      in.substr(1, in.size() - 2).find('"') == std::string_view::npos &&
+      !harrow::cache::not_modified(conditional,
+                                   std::vector<harrow::HeaderField>{{"If-None-Match", in}})) {
+    std::fprintf(stderr, "an entity-tag does not match itself\n");
+    std::abort();
+  }
   std::shared_ptr<harrow::cache::StoredResponse> e = harrow::cache::deserialize(in);
   if (e != nullptr) {
     if (harrow::cache::serialize(*e) != in) {

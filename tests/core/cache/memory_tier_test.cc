@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -144,12 +145,53 @@ TEST(FillRegistry, OneLeaderPerKey) {
   auto second = registry.join("k", leader);
   EXPECT_FALSE(leader);
   EXPECT_EQ(first, second);
-  EXPECT_FALSE(second->done.load());
+  EXPECT_FALSE(second->done());
   registry.finish("k", first);
-  EXPECT_TRUE(second->done.load());
+  EXPECT_TRUE(second->done());
   EXPECT_EQ(registry.in_flight(), 0u);
   registry.join("k", leader);
   EXPECT_TRUE(leader);
+}
+
+TEST(FillRegistry, SubscribersAreCalledOnceWhenTheFillEnds) {
+  FillRegistry registry;
+  bool leader = false;
+  auto fill = registry.join("k", leader);
+  int a = 0;
+  int b = 0;
+  EXPECT_TRUE(fill->subscribe([&a] { ++a; }));
+  EXPECT_TRUE(fill->subscribe([&b] { ++b; }));
+  EXPECT_EQ(fill->subscribers(), 2u);
+  EXPECT_EQ(a + b, 0);
+  registry.finish("k", fill);
+  EXPECT_EQ(a, 1);
+  EXPECT_EQ(b, 1);
+  registry.finish("k", fill);  // a second end calls nobody again
+  EXPECT_EQ(a, 1);
+  // Too late: the caller is told, and its callback is never called.
+  int late = 0;
+  EXPECT_FALSE(fill->subscribe([&late] { ++late; }));
+  EXPECT_EQ(late, 0);
+  EXPECT_EQ(fill->subscribers(), 0u);
+}
+
+TEST(FillRegistry, ASubscriberOnAnotherThreadIsCalledExactlyOnce) {
+  // Subscribing races the end: each subscriber either hears the end or is told it came first.
+  for (int round = 0; round < 200; ++round) {
+    FillRegistry registry;
+    bool leader = false;
+    auto fill = registry.join("k", leader);
+    std::atomic<int> called{0};
+    std::atomic<int> refused{0};
+    std::thread waiter([&] {
+      for (int i = 0; i < 50; ++i) {
+        if (!fill->subscribe([&called] { called.fetch_add(1); })) refused.fetch_add(1);
+      }
+    });
+    registry.finish("k", fill);
+    waiter.join();
+    EXPECT_EQ(called.load() + refused.load(), 50);
+  }
 }
 
 }  // namespace

@@ -194,6 +194,94 @@ TEST(CacheRefresh, A304ReplacesFieldsAndRestartsTheClock) {
   EXPECT_EQ(judge(e, read_request("GET", {}), kNow + 110), Reuse::Fresh);
 }
 
+TEST(CacheConditional, IfNoneMatchWeakComparisonAndLists) {
+  StoredResponse e = entry_at(kNow, 60);
+  e.etag = "\"v1\"";
+  auto nm = [&e](std::string_view value) {
+    return not_modified(e, Fields{{"If-None-Match", value}});
+  };
+  EXPECT_TRUE(nm("\"v1\""));
+  EXPECT_TRUE(nm("W/\"v1\""));
+  EXPECT_TRUE(nm("\"a\", \"v1\""));
+  EXPECT_TRUE(nm("\"a,b\",\"v1\""));  // a comma inside an entity-tag does not split it
+  EXPECT_TRUE(nm("*"));
+  EXPECT_FALSE(nm("\"v2\""));
+  EXPECT_FALSE(nm("v1"));  // not an entity-tag
+  EXPECT_FALSE(nm("\"a,\"v1\"\""));
+  // Several fields make one list.
+  EXPECT_TRUE(not_modified(e, Fields{{"If-None-Match", "\"x\""}, {"If-None-Match", "\"v1\""}}));
+  e.etag = "W/\"v1\"";
+  EXPECT_TRUE(nm("\"v1\""));
+  e.etag.clear();
+  EXPECT_FALSE(nm("\"v1\""));
+  EXPECT_TRUE(nm("*"));
+}
+
+TEST(CacheConditional, IfModifiedSinceAgainstLastModifiedOrDate) {
+  StoredResponse e = entry_at(kNow, 60);
+  e.last_modified = format_http_date(kNow - 100);
+  auto ims = [&e](int64_t t) {
+    return not_modified(e, Fields{{"If-Modified-Since", format_http_date(t)}});
+  };
+  EXPECT_TRUE(ims(kNow - 100));
+  EXPECT_TRUE(ims(kNow));
+  EXPECT_FALSE(ims(kNow - 101));
+  EXPECT_FALSE(not_modified(e, Fields{{"If-Modified-Since", "yesterday"}}));
+  // If-None-Match decides when both are present.
+  e.etag = "\"v1\"";
+  EXPECT_FALSE(not_modified(
+      e, Fields{{"If-None-Match", "\"v2\""}, {"If-Modified-Since", format_http_date(kNow)}}));
+  // Without Last-Modified, the entry's Date.
+  e.last_modified.clear();
+  EXPECT_TRUE(ims(kNow));
+  EXPECT_FALSE(ims(kNow - 1));
+  // Only a 2xx is answered 304.
+  e.status = 404;
+  EXPECT_FALSE(ims(kNow));
+  EXPECT_FALSE(not_modified(e, Fields{{"If-None-Match", "*"}}));
+  e.status = 200;
+  EXPECT_FALSE(not_modified(e, Fields{}));
+}
+
+TEST(CacheConditional, FieldsOfA304) {
+  EXPECT_TRUE(field_of_304("ETag", true));
+  EXPECT_TRUE(field_of_304("cache-control", true));
+  EXPECT_TRUE(field_of_304("Vary", true));
+  EXPECT_TRUE(field_of_304("Expires", true));
+  EXPECT_TRUE(field_of_304("Date", true));
+  EXPECT_TRUE(field_of_304("Content-Location", true));
+  EXPECT_FALSE(field_of_304("Content-Type", true));
+  EXPECT_FALSE(field_of_304("Last-Modified", true));
+  EXPECT_TRUE(field_of_304("Last-Modified", false));
+  EXPECT_FALSE(field_of_304("Content-Length", false));
+}
+
+TEST(CacheStaleWhileRevalidate, WindowAndWhatForbidsIt) {
+  StoredResponse e = entry_at(kNow, 60);
+  e.etag = "\"v1\"";
+  e.stale_while_revalidate = 30;
+  RequestDirectives get = read_request("GET", {});
+  EXPECT_FALSE(may_serve_while_revalidating(e, get, kNow + 59));  // still fresh
+  EXPECT_TRUE(may_serve_while_revalidating(e, get, kNow + 60));
+  EXPECT_TRUE(may_serve_while_revalidating(e, get, kNow + 89));
+  EXPECT_FALSE(may_serve_while_revalidating(e, get, kNow + 90));  // the window has closed
+  EXPECT_FALSE(may_serve_while_revalidating(
+      e, read_request("GET", Fields{{"Cache-Control", "no-cache"}}), kNow + 70));
+  EXPECT_FALSE(may_serve_while_revalidating(
+      e, read_request("GET", Fields{{"Cache-Control", "max-age=100"}}), kNow + 70));
+  StoredResponse must = e;
+  must.must_revalidate = true;
+  EXPECT_FALSE(may_serve_while_revalidating(must, get, kNow + 70));
+  StoredResponse no_validator = e;
+  no_validator.etag.clear();
+  EXPECT_FALSE(may_serve_while_revalidating(no_validator, get, kNow + 70));
+  no_validator.last_modified = format_http_date(kNow - 10);
+  EXPECT_TRUE(may_serve_while_revalidating(no_validator, get, kNow + 70));
+  StoredResponse none = e;
+  none.stale_while_revalidate = -1;
+  EXPECT_FALSE(may_serve_while_revalidating(none, get, kNow + 70));
+}
+
 TEST(CacheKey, QueryStringHandling) {
   KeyParts parts{
       .farm = "f", .host = "Example.COM.", .path = "/a", .query = "x=1", .target = "/a?x=1"};
