@@ -25,6 +25,7 @@
 #include "core/daemon/capabilities.h"
 #include "core/daemon/cli.h"
 #include "core/daemon/ctl.h"
+#include "core/daemon/fleet_service.h"
 #include "core/daemon/health_service.h"
 #include "core/daemon/privileges.h"
 #include "core/daemon/replay.h"
@@ -127,6 +128,9 @@ struct Process {
   std::unique_ptr<AccessLogFile> access_log;  // outlives the workers (declared before them)
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
+  // <harrow><fleet>: made before the probers, gone after them (they publish to it), so it is
+  // declared before `health`.
+  std::unique_ptr<FleetService> fleet;
   HealthService health;
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{}, sigusr2{};
   // SIGUSR2: a binary upgrade hands these to the new process (core/daemon/upgrade.h).
@@ -167,7 +171,7 @@ struct Process {
       return verb == "state" ? "state must be start, drain, gracefulStop or forcefulStop"
                              : "health must be healthy or unhealthy";
     }
-    switch (health.command(*current, farm, server, *command)) {
+    switch (health.command(*current, farm, server, *command, /*publish=*/true)) {
       case HealthService::CommandResult::Done:
         log_line(LogLevel::Info, "admin: farm %s server %s %s %s", farm.c_str(), server.c_str(),
                  verb.c_str(), value.c_str());
@@ -550,6 +554,9 @@ int run(int argc, char** argv) {
   sources.start_time = unix_now();
   sources.history = &process.history;
   sources.listeners = urls;
+  sources.extra_metrics = [&process]() -> std::string {
+    return process.fleet ? process.fleet->metrics_text() : std::string();
+  };
   sources.server_command = [&process](const std::string& farm, const std::string& server,
                                       const std::string& verb, const std::string& value) {
     return process.server_command(farm, server, verb, value);
@@ -596,6 +603,24 @@ int run(int argc, char** argv) {
       return kExitRuntime;
     }
     log_line(LogLevel::Info, "running as user %s", config->run_as.user.c_str());
+  }
+  if (config->fleet.enabled) {
+    // Fleet changes to <fleet> itself apply at the next restart (a reload keeps the session).
+    HealthService* health = &process.health;
+    FleetService::Hooks hooks;
+    hooks.set_probing = [health](const std::string& farm, bool on, bool announce) {
+      health->fleet_set_probing(farm, on, announce);
+    };
+    hooks.apply_health = [health](const std::string& farm, const std::string& server,
+                                  bool healthy, const std::string& reason) {
+      health->fleet_apply_health(farm, server, healthy, reason);
+    };
+    hooks.apply_admin = [health](const std::string& farm, const std::string& server,
+                                 const std::string& command) {
+      health->fleet_apply_admin(farm, server, command);
+    };
+    process.fleet = std::make_unique<FleetService>(config->fleet, std::move(hooks));
+    process.health.attach_fleet(process.fleet.get());
   }
   process.health.reconcile(process.current);
   if (!config->state_file.empty()) {
@@ -720,6 +745,7 @@ int run(int argc, char** argv) {
   // After a hand-over the new process owns the state file: an older view must not overwrite it.
   if (!process.handed_over) process.save_state();
   process.health.stop_all();
+  process.fleet.reset();  // revokes the lease: the farms this instance probed are free at once
   uv_loop_close(process.loop);
   log_line(LogLevel::Info, "stopped");
   return 0;
