@@ -6,6 +6,7 @@ namespace harrow::fleet {
 namespace {
 
 constexpr Millis kRetry{1000};
+constexpr Millis kElectionSpread{500};
 
 bool probing_role(Role r) { return r == Role::Leader || r == Role::Alone; }
 
@@ -50,7 +51,8 @@ FleetCore::FleetCore(Settings settings, Store& store, Local& local)
     : settings_(std::move(settings)),
       store_(store),
       local_(local),
-      base_(settings_.prefix + settings_.name + "/") {}
+      base_(settings_.prefix + settings_.name + "/"),
+      rng_state_(std::hash<std::string>{}(settings_.instance) | 1) {}
 
 Role FleetCore::role(const std::string& farm) const {
   auto it = roles_.find(farm);
@@ -65,6 +67,7 @@ void FleetCore::set_farms(const std::vector<std::string>& farms, TimePoint now) 
     if (std::find(farms.begin(), farms.end(), it->first) == farms.end()) {
       // Our leader key (if any) stays on our lease until we leave; nobody probes the farm.
       electing_.erase(it->first);
+      elect_at_.erase(it->first);
       it = roles_.erase(it);
     } else {
       ++it;
@@ -122,7 +125,14 @@ void FleetCore::sync(uint64_t gen) {
     }
     answered();
     revision_ = std::max(revision_, rev);
-    for (const etcd::KeyValue& kv : kvs) on_kv(kv, true);
+    std::map<std::string, std::string> holders;  // farm → instance holding leader/FARM
+    for (const etcd::KeyValue& kv : kvs) {
+      on_kv(kv, true);
+      std::string leader_prefix = base_ + "leader/";
+      if (kv.key.compare(0, leader_prefix.size(), leader_prefix) == 0) {
+        holders[kv.key.substr(leader_prefix.size())] = kv.value;
+      }
+    }
     start_watch(gen, rev + 1);
     bool first = !session_ready_;
     session_starting_ = false;
@@ -134,7 +144,14 @@ void FleetCore::sync(uint64_t gen) {
                             std::to_string(roles_.size()) + " farm(s)");
       cut_off_ = false;
     }
-    for (auto& [farm, role] : roles_) elect(farm);
+    for (auto& [farm, role] : roles_) {
+      auto held = holders.find(farm);
+      if (held != holders.end() && held->second != settings_.instance) {
+        set_role(farm, Role::Follower);  // no txn: the snapshot says who probes
+      } else {
+        elect(farm);
+      }
+    }
   });
 }
 
@@ -168,6 +185,7 @@ void FleetCore::end_session() {
   keepalive_in_flight_ = false;
   watch_alive_ = false;
   electing_.clear();
+  elect_at_.clear();
   lease_ = 0;
 }
 
@@ -243,8 +261,12 @@ void FleetCore::on_kv(const etcd::KeyValue& kv, bool initial) {
   if (rest.rfind("leader/", 0) == 0) {
     farm = rest.substr(7);
     bool ours = kv.value == settings_.instance && kv.lease == lease_;
-    // Someone else holds it now: whatever we thought, we do not lead it (our lease expired).
-    if (!initial && !ours && role(farm) == Role::Leader) set_role(farm, Role::Follower);
+    if (initial || ours || roles_.count(farm) == 0) return;
+    // Someone else holds it now: whatever we thought, we do not lead it (our lease expired),
+    // and a pending request for it is moot.
+    elect_at_.erase(farm);
+    Role r = role(farm);
+    if (r == Role::Leader || r == Role::Waiting) set_role(farm, Role::Follower);
   } else if (rest.rfind("health/", 0) == 0 && split(rest, 7, farm, server)) {
     bool healthy = true;
     std::string instance, reason;
@@ -274,7 +296,11 @@ void FleetCore::on_delete(const std::string& key) {
   std::string farm = rest.substr(7);
   if (roles_.count(farm) == 0) return;
   // Our own key gone means our lease is: keep probing until the new election says otherwise.
-  elect(farm);
+  uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  elect_at_[farm] = now_ + Millis{static_cast<int64_t>(z % kElectionSpread.count())};
 }
 
 void FleetCore::tick(TimePoint now) {
@@ -287,6 +313,15 @@ void FleetCore::tick(TimePoint now) {
   }
   if (!session_ready_ && !session_starting_ && now - last_attempt_ >= kRetry) begin_session(now);
   if (!session_ready_) return;
+  for (auto it = elect_at_.begin(); it != elect_at_.end();) {
+    if (now >= it->second) {
+      std::string farm = it->first;
+      it = elect_at_.erase(it);
+      elect(farm);
+    } else {
+      ++it;
+    }
+  }
   Millis every = std::max(Millis{200}, settings_.lease_ttl / 3);
   if (!keepalive_in_flight_ && now - last_keepalive_ >= every) {
     keepalive_in_flight_ = true;

@@ -22,6 +22,9 @@
 //   leadership, is gone too): every farm is probed here again ("alone"), logged and counted;
 //   a new session starts as soon as the store answers, and the elections run again.
 // - Admin commands on any instance are put under admin/ and applied by every other instance.
+// - etcd's load stays proportional to changes: a snapshot that shows a farm held by another
+//   instance makes this one a follower without a txn, and a freed farm is asked for after a
+//   random delay (at most half a second) unless its new holder showed up meanwhile.
 #pragma once
 
 #include <chrono>
@@ -163,6 +166,11 @@ class FleetCore {
   TimePoint last_keepalive_{};
   TimePoint last_attempt_{};
   TimePoint last_retry_{};  // elections and a broken watch are retried once a second
+  // Farms whose leader key went away, and when to ask for it: a random moment within
+  // kElectionSpread, so a hundred instances seeing a thousand farms freed at once do not all
+  // send a thousand txns; the first winner's PUT reaches the others before most of them ask.
+  std::map<std::string, TimePoint> elect_at_;
+  uint64_t rng_state_ = 0;
 };
 
 // The values under health/ (exposed for tests).

@@ -224,6 +224,8 @@ class Fleet(HarrowTestCase):
         prober.proc.kill()
         prober.proc.wait()
         killed = time.monotonic()
+        prober.log.close()
+        prober.dir.cleanup()
         # A probe the dead instance had in flight may still land; wait for the next ones.
         time.sleep(0.2)
         last = probe_counts(probes)
