@@ -98,6 +98,9 @@ struct FleetConfig {
   std::string instance;  // this instance's id, unique in the fleet
   uint32_t lease_ttl_seconds = 10;  // takeover bound: healthCheck interval + this
   std::string prefix = "/harrow/";  // etcd key prefix; the fleet's keys are PREFIX + name + "/…"
+  // Take the configuration from the key PREFIX + name + "/config" (IIS's Shared Configuration):
+  // each new revision is checked as --check-config checks a file and applied, or rejected.
+  bool shared_config = false;
   SourceLocation where;
 };
 

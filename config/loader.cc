@@ -812,7 +812,8 @@ constexpr ElementSpec kMemoryCache = element("memoryCache", kMemoryCacheAttrs);
 constexpr AttrSpec kFleetAttrs[] = {nonempty_attr("endpoints").must_be_present(),
                                     nonempty_attr("name").must_be_present(),
                                     nonempty_attr("instance").must_be_present(),
-                                    uint_attr("leaseTtl", 2, 3600), nonempty_attr("prefix")};
+                                    uint_attr("leaseTtl", 2, 3600), nonempty_attr("prefix"),
+                                    bool_attr("sharedConfig")};
 constexpr ElementSpec kFleet = element("fleet", kFleetAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {
     &kListen,    &kCertificate, &kTls,   &kUpstreamTls, &kUpstreamHttp2, &kAdmin,
@@ -2620,6 +2621,7 @@ class ConfigReader {
     read_value(fleet, "instance", f.instance);
     read_value(fleet, "leaseTtl", f.lease_ttl_seconds);
     read_value(fleet, "prefix", f.prefix);
+    read_value(fleet, "sharedConfig", f.shared_config);
     auto key_safe = [](const std::string& text) {
       return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';

@@ -258,7 +258,11 @@ void FleetCore::on_kv(const etcd::KeyValue& kv, bool initial) {
     return !farm.empty() && !server.empty();
   };
   std::string farm, server;
-  if (rest.rfind("leader/", 0) == 0) {
+  if (rest == "config") {
+    if (!settings_.shared_config || kv.mod_revision <= config_revision_) return;
+    config_revision_ = kv.mod_revision;
+    local_.apply_config(kv.value, kv.mod_revision);
+  } else if (rest.rfind("leader/", 0) == 0) {
     farm = rest.substr(7);
     bool ours = kv.value == settings_.instance && kv.lease == lease_;
     if (initial || ours || roles_.count(farm) == 0) return;
@@ -383,6 +387,15 @@ void FleetCore::publish_admin(const std::string& farm, const std::string& server
                                       " applied on this instance only (etcd did not answer)");
                }
              });
+}
+
+void FleetCore::publish_config_status(int64_t revision, bool applied,
+                                      const std::string& errors) {
+  if (!session_ready_) return;
+  std::string value = std::to_string(revision) + (applied ? " ok" : " rejected\n" + errors);
+  store_.put(config_status_key(), value, 0, [this](bool ok) {
+    if (!ok) local_.log(true, "fleet: configuration status not published (etcd did not answer)");
+  });
 }
 
 void FleetCore::stop() {

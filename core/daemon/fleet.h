@@ -7,6 +7,8 @@
 //   leader/FARM          this instance's id, on this instance's lease: the farm's prober
 //   health/FARM/SERVER   "healthy|unhealthy INSTANCE REASON": the prober's last transition
 //   admin/FARM/SERVER    "COMMAND INSTANCE": the last admin state command, from any instance
+//   config               with sharedConfig: the configuration (XML), put by the operator
+//   config-status/INSTANCE  "REVISION ok" or "REVISION rejected" and the errors, one a line
 //
 // - Session: one lease per instance (TTL = leaseTtl), kept alive every TTL/3; a snapshot of the
 //   fleet's keys, then one watch over them from the snapshot's revision.
@@ -80,6 +82,9 @@ class Local {
   virtual void apply_admin(const std::string& farm, const std::string& server,
                            const std::string& command) = 0;
   virtual void log(bool warning, const std::string& line) = 0;
+  // sharedConfig: a new revision of the config key (checked and applied, or rejected, by the
+  // instance, which then calls FleetCore::publish_config_status).
+  virtual void apply_config(const std::string& text, int64_t revision) = 0;
 };
 
 struct Settings {
@@ -87,6 +92,7 @@ struct Settings {
   std::string name;
   std::string instance;
   Millis lease_ttl{10'000};
+  bool shared_config = false;
 };
 
 enum class Role {
@@ -112,6 +118,8 @@ class FleetCore {
   // An admin command given here (already applied here): put for the others.
   void publish_admin(const std::string& farm, const std::string& server,
                      const std::string& command);
+  // sharedConfig: what this instance made of the config key's revision `revision`.
+  void publish_config_status(int64_t revision, bool applied, const std::string& errors);
   // Leaving: the lease is revoked, so the farms we lead are free at once.
   void stop();
 
@@ -128,6 +136,8 @@ class FleetCore {
   std::string admin_key(const std::string& farm, const std::string& server) const {
     return base_ + "admin/" + farm + "/" + server;
   }
+  std::string config_key() const { return base_ + "config"; }
+  std::string config_status_key() const { return base_ + "config-status/" + settings_.instance; }
 
  private:
   void begin_session(TimePoint now);
@@ -171,6 +181,7 @@ class FleetCore {
   // send a thousand txns; the first winner's PUT reaches the others before most of them ask.
   std::map<std::string, TimePoint> elect_at_;
   uint64_t rng_state_ = 0;
+  int64_t config_revision_ = 0;  // the config key's mod_revision last handed to Local
 };
 
 // The values under health/ (exposed for tests).

@@ -109,6 +109,9 @@ struct FleetService::Impl : fleet::Local {
              server.c_str(), command.c_str());
     hooks.apply_admin(farm, server, command);
   }
+  void apply_config(const std::string& text, int64_t revision) override {
+    if (hooks.apply_config) hooks.apply_config(text, revision);
+  }
   void log(bool warning, const std::string& line) override {
     log_line(warning ? LogLevel::Warn : LogLevel::Info, "%s", line.c_str());
   }
@@ -129,6 +132,7 @@ FleetService::FleetService(const config::FleetConfig& config, Hooks hooks)
   settings.name = config.name;
   settings.instance = config.instance;
   settings.lease_ttl = fleet::Millis{int64_t{config.lease_ttl_seconds} * 1000};
+  settings.shared_config = config.shared_config;
   // A request gets a third of the TTL at each endpoint: a dead endpoint is passed over well
   // before the lease could expire.
   auto timeout = std::max(fleet::Millis{300}, settings.lease_ttl / 3);
@@ -172,6 +176,16 @@ void FleetService::publish_admin(const std::string& farm, const std::string& ser
                                  const std::string& command) {
   Impl* impl = impl_.get();
   impl->post([=] { impl->core->publish_admin(farm, server, command); });
+}
+
+void FleetService::publish_config_status(int64_t revision, bool applied,
+                                         const std::string& errors) {
+  Impl* impl = impl_.get();
+  impl->post([=] { impl->core->publish_config_status(revision, applied, errors); });
+}
+
+std::string FleetService::config_key() const {
+  return impl_->core->config_key();  // immutable after construction
 }
 
 std::string FleetService::metrics_text() const {

@@ -29,6 +29,8 @@ class FleetService {
     std::function<void(const std::string& farm, const std::string& server,
                        const std::string& command)>
         apply_admin;
+    // sharedConfig: a new revision of the configuration key (the XML text).
+    std::function<void(const std::string& text, int64_t revision)> apply_config;
   };
 
   FleetService(const config::FleetConfig& config, Hooks hooks);  // starts the thread
@@ -42,6 +44,10 @@ class FleetService {
                       const std::string& reason);
   void publish_admin(const std::string& farm, const std::string& server,
                      const std::string& command);
+
+  void publish_config_status(int64_t revision, bool applied, const std::string& errors);
+  // The etcd key a shared configuration comes from (for its errors' file name).
+  std::string config_key() const;
 
   // For /metrics: harrow_fleet_connected and harrow_fleet_prober{farm} (1: probed here).
   std::string metrics_text() const;

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -132,6 +133,14 @@ struct Process {
   // declared before `health`.
   std::unique_ptr<FleetService> fleet;
   HealthService health;
+  // <fleet sharedConfig="true">: revisions of the configuration key, handed over by the fleet's
+  // thread (the latest wins), applied here as a reload.
+  uv_async_t shared_async{};
+  std::mutex shared_mutex;
+  bool shared_async_open = false;
+  std::optional<std::pair<std::string, int64_t>> shared_pending;
+  std::string shared_text;    // the shared revision being served; empty: the local file
+  std::string shared_origin;  // its name in error messages: the key and revision
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{}, sigusr2{};
   // SIGUSR2: a binary upgrade hands these to the new process (core/daemon/upgrade.h).
   std::vector<InheritedListener> listening;
@@ -197,8 +206,14 @@ struct Process {
     if (!service_notify(state, error)) log_line(LogLevel::Warn, "%s", error.c_str());
   }
 
-  bool reload_config(std::string& errors) {
-    config::LoadResult loaded = config::load_config_file(cli.config_path);
+  // `text` (a shared configuration's revision, named `origin`) instead of the file; once one
+  // was applied, a SIGHUP reloads that rather than the local file.
+  bool reload_config(std::string& errors, const std::string* text = nullptr,
+                     const std::string& origin = "") {
+    config::LoadResult loaded =
+        text != nullptr          ? config::load_config_text(*text, origin)
+        : !shared_text.empty() ? config::load_config_text(shared_text, shared_origin)
+                               : config::load_config_file(cli.config_path);
     if (!loaded.config) {
       for (const config::Diagnostic& d : loaded.errors) {
         log_line(LogLevel::Error, "reload rejected: %s", d.format_error().c_str());
@@ -209,6 +224,9 @@ struct Process {
     }
     auto config = std::make_shared<config::Config>(std::move(*loaded.config));
     apply_overrides(cli, *config);
+    // The fleet (and this instance's id in it) is the local file's, read at start-up: a shared
+    // configuration is the same text for every instance.
+    config->fleet = current->config->fleet;
     auto addresses = [](const config::Config& c) {
       std::vector<std::string> out;
       for (const config::ListenConfig& l : c.listeners) out.push_back(l.address);
@@ -243,9 +261,37 @@ struct Process {
     arm_state_timer();
     reloads.add();
     last_reload_success = unix_now();
-    log_line(LogLevel::Info, "configuration reloaded: %zu farms, %zu rules", config->farms.size(),
-             config->global_rules.size());
+    log_line(LogLevel::Info, "configuration reloaded%s%s: %zu farms, %zu rules",
+             text != nullptr ? " from " : "", text != nullptr ? origin.c_str() : "",
+             config->farms.size(), config->global_rules.size());
     return true;
+  }
+
+  // The fleet's thread.
+  void post_shared_config(const std::string& text, int64_t revision) {
+    std::lock_guard<std::mutex> lock(shared_mutex);
+    if (!shared_async_open) return;
+    shared_pending.emplace(text, revision);
+    uv_async_send(&shared_async);
+  }
+
+  void apply_shared_config() {
+    std::optional<std::pair<std::string, int64_t>> next;
+    {
+      std::lock_guard<std::mutex> lock(shared_mutex);
+      next.swap(shared_pending);
+    }
+    if (!next || stopping) return;
+    std::string origin = fleet->config_key() + "@" + std::to_string(next->second);
+    std::string errors;
+    notify(reloading_state());
+    bool ok = reload_config(errors, &next->first, origin);
+    notify("READY=1");
+    if (ok) {
+      shared_text = std::move(next->first);
+      shared_origin = origin;
+    }
+    fleet->publish_config_status(next->second, ok, errors);
   }
 
   // Writes the state file when the servers' state changed since the last write.
@@ -331,6 +377,11 @@ struct Process {
     if (upgrade) upgrade->close();
     for (uv_signal_t* s : {&sighup, &sigusr1, &sigusr2})
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    {
+      std::lock_guard<std::mutex> lock(shared_mutex);
+      if (shared_async_open) uv_close(reinterpret_cast<uv_handle_t*>(&shared_async), nullptr);
+      shared_async_open = false;
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&history_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&state_timer), nullptr);
     // SIGTERM and SIGINT stay handled while the workers finish, so a second one means "stop
@@ -619,6 +670,16 @@ int run(int argc, char** argv) {
                                  const std::string& command) {
       health->fleet_apply_admin(farm, server, command);
     };
+    if (config->fleet.shared_config) {
+      uv_async_init(process.loop, &process.shared_async, [](uv_async_t* a) {
+        static_cast<Process*>(a->data)->apply_shared_config();
+      });
+      process.shared_async.data = &process;
+      process.shared_async_open = true;
+      hooks.apply_config = [p = &process](const std::string& text, int64_t revision) {
+        p->post_shared_config(text, revision);
+      };
+    }
     process.fleet = std::make_unique<FleetService>(config->fleet, std::move(hooks));
     process.health.attach_fleet(process.fleet.get());
   }

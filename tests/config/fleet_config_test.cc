@@ -38,14 +38,17 @@ TEST(FleetConfig, EndpointsNameInstanceAndDefaults) {
   EXPECT_EQ(f.instance, "a-1");
   EXPECT_EQ(f.lease_ttl_seconds, 10u);
   EXPECT_EQ(f.prefix, "/harrow/");
+  EXPECT_FALSE(f.shared_config);
   EXPECT_EQ(f.where.line, 3);
 
   result = load_config_text(with_fleet("<fleet endpoints=\"http://127.0.0.1:2379\" name=\"e\" "
-                                       "instance=\"b\" leaseTtl=\"3\" prefix=\"/prod/lb\"/>"),
+                                       "instance=\"b\" leaseTtl=\"3\" prefix=\"/prod/lb\" "
+                                       "sharedConfig=\"true\"/>"),
                             "f.config");
   ASSERT_TRUE(result.config.has_value());
   EXPECT_EQ(result.config->fleet.lease_ttl_seconds, 3u);
   EXPECT_EQ(result.config->fleet.prefix, "/prod/lb/");
+  EXPECT_TRUE(result.config->fleet.shared_config);
 }
 
 TEST(FleetConfig, MistakesAreErrorsAtTheirLine) {

@@ -273,6 +273,59 @@ class Fleet(HarrowTestCase):
               f"scenario took {time.monotonic() - started:.0f}s", file=sys.stderr)
         self.traffic_ok(rest)
 
+    def test_shared_configuration_applied_or_rejected_everywhere(self):
+        x, y, z = self.origin("x"), self.origin("y"), self.origin("z")
+
+        def text(origin, extra=""):
+            return config_xml([farm_xml("web", [(origin.host, origin.port, 1)], extra=extra)],
+                              [rule_xml("all", "web")])
+
+        fleet = (f'<fleet endpoints="{self.etcd.endpoints()}" name="e2e" instance="{{}}"'
+                 f' leaseTtl="{TTL}" sharedConfig="true"/>')
+        local = config_xml([farm_xml("web", [(x.host, x.port, 1)])], [rule_xml("all", "web")],
+                           harrow=fleet)
+        fleet_hs = [self.harrow(local.replace("{}", name), workers=2) for name in "ab"]
+        port = self.etcd.members[0]["client"]
+
+        def put_config(body):
+            import base64
+            reply = etcd_post(port, "/v3/kv/put", {
+                "key": base64.b64encode(b"/harrow/e2e/config").decode(),
+                "value": base64.b64encode(body.encode()).decode()})
+            return int(reply["header"]["revision"])
+
+        def served_by(h):
+            return request(h.port, path="/who", timeout=5)[1].get("x-origin")
+
+        def status(name):
+            import base64
+            reply = etcd_post(port, "/v3/kv/range", {
+                "key": base64.b64encode(f"/harrow/e2e/config-status/{name}".encode()).decode()})
+            kvs = reply.get("kvs", [])
+            return base64.b64decode(kvs[0]["value"]).decode() if kvs else ""
+
+        self.assertEqual([served_by(h) for h in fleet_hs], ["x", "x"])
+        rev = put_config(text(y))
+        wait_for(lambda: all(served_by(h) == "y" for h in fleet_hs), 10, "the shared revision")
+        wait_for(lambda: all(status(n) == f"{rev} ok" for n in "ab"), 5, "status ok")
+        # A bad revision: rejected by every instance, errors published beside the key, the
+        # good revision keeps serving.
+        bad = text(x).replace('<server address="127.0.0.1">',
+                              '<server address="127.0.0.1" wieght="3">')
+        rev = put_config(bad)
+        wait_for(lambda: all(status(n).startswith(f"{rev} rejected") for n in "ab"), 10,
+                 "the bad revision rejected everywhere")
+        for n in "ab":
+            self.assertRegex(status(n), rf"/harrow/e2e/config@{rev}:1:\d+: error: .*wieght")
+        self.assertEqual([served_by(h) for h in fleet_hs], ["y", "y"])
+        for h in fleet_hs:
+            self.assertIn("reload rejected", h.stderr())
+        rev = put_config(text(z))
+        wait_for(lambda: all(served_by(h) == "z" for h in fleet_hs), 10, "the next good revision")
+        # SIGHUP reloads the shared revision, not the local file (which names x).
+        fleet_hs[0].reload()
+        self.assertEqual(served_by(fleet_hs[0]), "z")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -221,11 +221,15 @@ struct FakeLocal : Local {
     admin.push_back(farm + " " + server + " " + command);
   }
   void log(bool, const std::string& line) override { lines.push_back(line); }
+  std::vector<std::pair<std::string, int64_t>> configs;
+  void apply_config(const std::string& text, int64_t revision) override {
+    configs.emplace_back(text, revision);
+  }
 };
 
 struct Instance {
-  Instance(FakeEtcd& e, const std::string& id, Millis ttl)
-      : client(e), core(Settings{"/harrow/", "edge", id, ttl}, client, local) {}
+  Instance(FakeEtcd& e, const std::string& id, Millis ttl, bool shared = false)
+      : client(e), core(Settings{"/harrow/", "edge", id, ttl, shared}, client, local) {}
   FakeClient client;
   FakeLocal local;
   FleetCore core;
@@ -466,6 +470,34 @@ TEST_F(Fleet, NewFarmsOnReloadAreElectedAndRemovedOnesForgotten) {
   EXPECT_EQ(b.core.role("api"), Role::Leader);
   a.core.set_farms({}, etcd_.now);
   EXPECT_TRUE(a.core.roles().empty());
+}
+
+TEST_F(Fleet, SharedConfigurationRevisionsReachInstancesThatAskForThem) {
+  etcd_.put("/harrow/edge/config", "<configuration>1</configuration>", 0);
+  instances_.push_back(std::make_unique<Instance>(etcd_, "s", kTtl, /*shared=*/true));
+  Instance& shared = *instances_.back();
+  shared.core.set_farms({"web"}, etcd_.now);
+  shared.core.start(etcd_.now);
+  Instance& plain = add("p");
+  advance(Millis{300});
+  ASSERT_EQ(shared.local.configs.size(), 1u);  // from the snapshot
+  EXPECT_EQ(shared.local.configs[0].first, "<configuration>1</configuration>");
+  int64_t first = shared.local.configs[0].second;
+  etcd_.put("/harrow/edge/config", "<configuration>2</configuration>", 0);
+  etcd_.pump();
+  ASSERT_EQ(shared.local.configs.size(), 2u);  // from the watch
+  EXPECT_GT(shared.local.configs[1].second, first);
+  EXPECT_TRUE(plain.local.configs.empty());  // without sharedConfig: never
+  // A re-sync does not hand the same revision over again.
+  shared.client.break_watch();
+  advance(Millis{1500});
+  EXPECT_EQ(shared.local.configs.size(), 2u);
+  shared.core.publish_config_status(shared.local.configs[1].second, false,
+                                    "etcd:/harrow/edge/config@9:1:1: error: x");
+  etcd_.pump();
+  EXPECT_EQ(etcd_.kvs["/harrow/edge/config-status/s"].value,
+            std::to_string(shared.local.configs[1].second) +
+                " rejected\netcd:/harrow/edge/config@9:1:1: error: x");
 }
 
 TEST(FleetValues, HealthValuesRoundTrip) {
