@@ -2669,7 +2669,8 @@ class ConfigReader {
       f.endpoints.emplace_back(hostport);
     }
     if (f.endpoints.empty() && !list.empty()) return;
-    if (f.endpoints.empty()) {
+    // (An absent attribute is the schema's error already.)
+    if (f.endpoints.empty() && find_attribute(fleet, "endpoints")) {
       diagnostics_.attribute_error(fleet, "endpoints", "endpoints lists no etcd endpoint");
     }
   }
@@ -2962,6 +2963,14 @@ std::string summarize(const Config& config) {
         << "\n";
   }
   out << "admin: http://" << config.admin_address << "\n";
+  if (config.fleet.enabled) {
+    const FleetConfig& f = config.fleet;
+    out << "fleet: " << f.name << ", instance " << f.instance << ", lease TTL "
+        << f.lease_ttl_seconds << "s, keys under " << f.prefix << f.name << "/, etcd";
+    for (const std::string& e : f.endpoints) out << " http://" << e;
+    out << (f.shared_config ? "; configuration from the key " + f.prefix + f.name + "/config" : "")
+        << "\n";
+  }
   out << "access log: "
       << (config.access_log.path.empty()
               ? std::string("(none)")

@@ -420,7 +420,9 @@ struct FarmProber::Impl {
   void apply_probing(bool on, bool announce) {
     if (on != probes_here) {
       probes_here = on;
-      uint64_t window = std::clamp<uint64_t>(ms(spec.interval), 1, 1000);
+      // Spread over a quarter of the interval, at most 250 ms: enough to keep a big farm's
+      // probes from one instant, little next to the lease TTL the fleet already waited.
+      uint64_t window = std::clamp<uint64_t>(ms(spec.interval) / 4, 1, 250);
       for (ServerRuntime* s : servers) {
         configure(*s);
         s->machine.set_policy(effective_policy());

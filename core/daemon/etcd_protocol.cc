@@ -367,7 +367,7 @@ bool JsonObjectSplitter::next(std::string& object) {
       }
       in_object_ = true;
       start_ = i;
-      depth_ = 1;
+      closers_ = "}";
       continue;
     }
     if (i - start_ >= max_) {
@@ -387,13 +387,20 @@ bool JsonObjectSplitter::next(std::string& object) {
     if (c == '"') {
       in_string_ = true;
     } else if (c == '{' || c == '[') {
-      ++depth_;
-    } else if ((c == '}' || c == ']') && --depth_ == 0) {
-      object.assign(buffer_, start_, i + 1 - start_);
-      buffer_.erase(0, i + 1);
-      scanned_ = 0;
-      in_object_ = false;
-      return true;
+      closers_ += c == '{' ? '}' : ']';
+    } else if (c == '}' || c == ']') {
+      if (closers_.empty() || closers_.back() != c) {
+        failed_ = true;  // "{]": not JSON, and no way to tell where the object ends
+        return false;
+      }
+      closers_.pop_back();
+      if (closers_.empty()) {
+        object.assign(buffer_, start_, i + 1 - start_);
+        buffer_.erase(0, i + 1);
+        scanned_ = 0;
+        in_object_ = false;
+        return true;
+      }
     }
   }
   if (in_object_ && buffer_.size() - start_ > max_) failed_ = true;

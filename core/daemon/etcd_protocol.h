@@ -80,7 +80,8 @@ class JsonObjectSplitter {
   void feed(std::string_view bytes) { buffer_.append(bytes); }
   // The next whole object, or false. After failed() nothing more comes out.
   bool next(std::string& object);
-  // Bytes outside an object other than white space, or an object longer than the maximum.
+  // Bytes outside an object other than white space, a bracket closed by the wrong one, or an
+  // object longer than the maximum.
   bool failed() const { return failed_; }
 
  private:
@@ -88,7 +89,7 @@ class JsonObjectSplitter {
   size_t scanned_ = 0;  // bytes of buffer_ already scanned for the current object
   size_t start_ = 0;    // where the current object starts (npos-like: buffer_.size())
   bool in_object_ = false;
-  int depth_ = 0;
+  std::string closers_;  // the brackets the current object still has to close, innermost last
   bool in_string_ = false;
   bool escaped_ = false;
   bool failed_ = false;

@@ -165,6 +165,10 @@ TEST(JsonObjectSplitter, FindsObjectsAcrossAnyChunkingWithBracesInStrings) {
   std::string o;
   EXPECT_FALSE(bad.next(o));
   EXPECT_TRUE(bad.failed());
+  JsonObjectSplitter mismatched;
+  mismatched.feed("{\"a\":[}]}");
+  EXPECT_FALSE(mismatched.next(o));
+  EXPECT_TRUE(mismatched.failed());
   JsonObjectSplitter small(16);
   small.feed("{\"a\":\"0123456789abcdef\"}");
   EXPECT_FALSE(small.next(o));
@@ -177,7 +181,7 @@ TEST(HttpReplyReader, ChunkedStreamAndLengthAndEndOfStream) {
   EXPECT_TRUE(r.head_done());
   EXPECT_EQ(r.status(), 200);
   EXPECT_FALSE(r.complete());
-  ASSERT_TRUE(r.feed("1}\r\n0\r\n\r\n"));
+  ASSERT_TRUE(r.feed("\r\n2\r\n1}\r\n0\r\n\r\n"));
   EXPECT_TRUE(r.complete());
   EXPECT_EQ(r.body(), "{\"a\":1}");
 
