@@ -94,9 +94,9 @@ struct MemoryCacheConfig {
 struct FleetConfig {
   bool enabled = false;
   std::vector<std::string> endpoints;  // etcd client URLs, "http://HOST:PORT", tried in order
-  std::string name;      // the fleet: instances with the same name share probing
-  std::string instance;  // this instance's id, unique in the fleet
-  uint32_t lease_ttl_seconds = 10;  // takeover bound: healthCheck interval + this
+  std::string name;                    // the fleet: instances with the same name share probing
+  std::string instance;                // this instance's id, unique in the fleet
+  uint32_t lease_ttl_seconds = 10;     // takeover bound: healthCheck interval + this
   std::string prefix = "/harrow/";  // etcd key prefix; the fleet's keys are PREFIX + name + "/…"
   // Take the configuration from the key PREFIX + name + "/config" (IIS's Shared Configuration):
   // each new revision is checked as --check-config checks a file and applied, or rejected.

@@ -812,12 +812,13 @@ constexpr ElementSpec kMemoryCache = element("memoryCache", kMemoryCacheAttrs);
 constexpr AttrSpec kFleetAttrs[] = {nonempty_attr("endpoints").must_be_present(),
                                     nonempty_attr("name").must_be_present(),
                                     nonempty_attr("instance").must_be_present(),
-                                    uint_attr("leaseTtl", 2, 3600), nonempty_attr("prefix"),
+                                    uint_attr("leaseTtl", 2, 3600),
+                                    nonempty_attr("prefix"),
                                     bool_attr("sharedConfig")};
 constexpr ElementSpec kFleet = element("fleet", kFleetAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {
     &kListen,    &kCertificate, &kTls,   &kUpstreamTls, &kUpstreamHttp2, &kAdmin,
-    &kAccessLog, &kLimits,      &kHttp2, &kTimeouts,    &kMemoryCache, &kFleet};
+    &kAccessLog, &kLimits,      &kHttp2, &kTimeouts,    &kMemoryCache,   &kFleet};
 constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
                                      bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
 constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
@@ -2662,8 +2663,9 @@ class ConfigReader {
       if (!ok) {
         diagnostics_.attribute_error(
             fleet, "endpoints",
-            "endpoint \"" + url + "\" is not http://HOST:PORT (an etcd client URL; https is not "
-            "supported yet)");
+            "endpoint \"" + url +
+                "\" is not http://HOST:PORT (an etcd client URL; https is not "
+                "supported yet)");
         continue;
       }
       f.endpoints.emplace_back(hostport);

@@ -68,7 +68,8 @@ class FarmProber {
   // Thread-safe. The fleet: whether this instance probes (the farm's elected prober, or cut
   // off from the store) or takes health from the instance that does. Taking probing over, the
   // first probes go out within a quarter of the interval, at most 250 ms (not spread over
-  // the interval: the fleet waited already); with `announce`, every server's current health goes to on_probe_transition.
+  // the interval: the fleet waited already); with `announce`, every server's current health goes to
+  // on_probe_transition.
   void set_probing(bool probes_here, bool announce);
   // Thread-safe. The fleet's prober says `server` became healthy or unhealthy (applied on the
   // prober thread, which stays the table's only writer).

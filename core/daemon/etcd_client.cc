@@ -33,8 +33,8 @@ struct Conn {
   HttpReplyReader reader;
   JsonObjectSplitter splitter;
   int closing = 0;
-  bool done = false;     // the attempt's outcome was decided
-  bool silent = false;   // abandoned: no callback
+  bool done = false;    // the attempt's outcome was decided
+  bool silent = false;  // abandoned: no callback
   bool tcp_open = false;
 
   static void on_connect(uv_connect_t* req, int status) {

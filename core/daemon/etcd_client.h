@@ -25,7 +25,8 @@ struct Conn;
 class EtcdClient {
  public:
   // `endpoints`: "HOST:PORT" each.
-  EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints, std::chrono::milliseconds timeout);
+  EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints,
+             std::chrono::milliseconds timeout);
   ~EtcdClient();  // after close(), once the loop has run the close callbacks
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;

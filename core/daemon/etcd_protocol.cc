@@ -87,7 +87,8 @@ bool parse_header_revision(const JsonValue& doc, int64_t& revision, std::string&
 
 bool parse_kv(const JsonValue& v, KeyValue& kv, std::string& error) {
   if (v.kind != JsonValue::Kind::Object || !bytes_of(v.get("key"), kv.key) ||
-      !bytes_of(v.get("value"), kv.value) || !int_of(v.get("create_revision"), kv.create_revision) ||
+      !bytes_of(v.get("value"), kv.value) ||
+      !int_of(v.get("create_revision"), kv.create_revision) ||
       !int_of(v.get("mod_revision"), kv.mod_revision) || !int_of(v.get("lease"), kv.lease)) {
     error = "bad key-value";
     return false;
@@ -164,8 +165,8 @@ bool base64_decode(std::string_view text, std::string& out) {
       d[k] = base64_digit(c);
       if (d[k] < 0) return false;
     }
-    uint32_t n = (uint32_t(d[0]) << 18) | (uint32_t(d[1]) << 12) | (uint32_t(d[2]) << 6) |
-                 uint32_t(d[3]);
+    uint32_t n =
+        (uint32_t(d[0]) << 18) | (uint32_t(d[1]) << 12) | (uint32_t(d[2]) << 6) | uint32_t(d[3]);
     out += static_cast<char>(n >> 16);
     if (pad < 2) out += static_cast<char>((n >> 8) & 0xFF);
     if (pad < 1) out += static_cast<char>(n & 0xFF);
@@ -191,7 +192,8 @@ std::string range_body(std::string_view key, std::string_view range_end) {
 }
 
 std::string put_body(std::string_view key, std::string_view value, int64_t lease) {
-  std::string body = R"({"key":")" + base64_encode(key) + R"(","value":")" + base64_encode(value) + '"';
+  std::string body =
+      R"({"key":")" + base64_encode(key) + R"(","value":")" + base64_encode(value) + '"';
   if (lease != 0) body += R"(,"lease":")" + std::to_string(lease) + '"';
   return body + '}';
 }
@@ -211,10 +213,10 @@ std::string create_txn_body(std::string_view key, std::string_view value, int64_
 std::string replace_txn_body(std::string_view key, std::string_view value, int64_t lease,
                              int64_t mod_revision) {
   std::string k = base64_encode(key);
-  return R"({"compare":[{"key":")" + k +
-         R"(","target":"MOD","result":"EQUAL","mod_revision":")" + std::to_string(mod_revision) +
-         R"("}],"success":[{"request_put":)" + put_body(key, value, lease) +
-         R"(}],"failure":[{"request_range":{"key":")" + k + R"("}}]})";
+  return R"({"compare":[{"key":")" + k + R"(","target":"MOD","result":"EQUAL","mod_revision":")" +
+         std::to_string(mod_revision) + R"("}],"success":[{"request_put":)" +
+         put_body(key, value, lease) + R"(}],"failure":[{"request_range":{"key":")" + k +
+         R"("}}]})";
 }
 
 std::string lease_grant_body(int64_t ttl_seconds) {
@@ -463,8 +465,7 @@ bool HttpReplyReader::feed(std::string_view bytes) {
   if (e == HPE_OK || (e == HPE_PAUSED && complete_)) return true;
   failed_ = true;
   error_ = body_total_ > max_body_ ? "response too large"
-                                   : std::string("invalid response: ") +
-                                         llhttp_errno_name(e);
+                                   : std::string("invalid response: ") + llhttp_errno_name(e);
   return false;
 }
 

@@ -8,7 +8,9 @@ namespace {
 constexpr Millis kRetry{1000};
 constexpr Millis kElectionSpread{500};
 
-bool probing_role(Role r) { return r == Role::Leader || r == Role::Alone; }
+bool probing_role(Role r) {
+  return r == Role::Leader || r == Role::Alone;
+}
 
 std::string seconds_text(Millis d) {
   return std::to_string(d.count() / 1000) + "." + std::to_string(d.count() % 1000 / 100) + "s";
@@ -59,7 +61,9 @@ Role FleetCore::role(const std::string& farm) const {
   return it == roles_.end() ? Role::Waiting : it->second;
 }
 
-bool FleetCore::probes(const std::string& farm) const { return probing_role(role(farm)); }
+bool FleetCore::probes(const std::string& farm) const {
+  return probing_role(role(farm));
+}
 
 void FleetCore::set_farms(const std::vector<std::string>& farms, TimePoint now) {
   now_ = now;
@@ -311,8 +315,7 @@ void FleetCore::tick(TimePoint now) {
   now_ = now;
   if (!started_ || stopped_) return;
   if (!cut_off_ && now - last_ok_ > settings_.lease_ttl) {
-    go_alone(("no answer for " +
-              seconds_text(std::chrono::duration_cast<Millis>(now - last_ok_)))
+    go_alone(("no answer for " + seconds_text(std::chrono::duration_cast<Millis>(now - last_ok_)))
                  .c_str());
   }
   if (!session_ready_ && !session_starting_ && now - last_attempt_ >= kRetry) begin_session(now);
@@ -389,8 +392,7 @@ void FleetCore::publish_admin(const std::string& farm, const std::string& server
              });
 }
 
-void FleetCore::publish_config_status(int64_t revision, bool applied,
-                                      const std::string& errors) {
+void FleetCore::publish_config_status(int64_t revision, bool applied, const std::string& errors) {
   if (!session_ready_) return;
   std::string value = std::to_string(revision) + (applied ? " ok" : " rejected\n" + errors);
   store_.put(config_status_key(), value, 0, [this](bool ok) {

@@ -55,9 +55,9 @@ class Store {
   virtual void create(const std::string& key, const std::string& value, int64_t lease,
                       std::function<void(bool ok, bool created, etcd::KeyValue current)> done) = 0;
   // Puts `key` only if its mod_revision is still `mod_revision`.
-  virtual void replace(const std::string& key, const std::string& value, int64_t lease,
-                       int64_t mod_revision,
-                       std::function<void(bool ok, bool replaced, etcd::KeyValue current)> done) = 0;
+  virtual void replace(
+      const std::string& key, const std::string& value, int64_t lease, int64_t mod_revision,
+      std::function<void(bool ok, bool replaced, etcd::KeyValue current)> done) = 0;
   virtual void put(const std::string& key, const std::string& value, int64_t lease,
                    std::function<void(bool ok)> done) = 0;
   virtual void get_prefix(

@@ -80,8 +80,7 @@ struct FleetService::Impl : fleet::Local {
         timer,
         [](uv_timer_t* t) {
           auto* self = static_cast<Impl*>(t->data);
-          if (self->client->open_connections() != 0 &&
-              uv_now(&self->loop) < self->stop_deadline) {
+          if (self->client->open_connections() != 0 && uv_now(&self->loop) < self->stop_deadline) {
             return;  // the revoke is still on its way
           }
           self->client->close();
@@ -163,7 +162,8 @@ FleetService::~FleetService() {
 
 void FleetService::set_farms(std::vector<std::string> farms) {
   Impl* impl = impl_.get();
-  impl->post([impl, farms = std::move(farms)] { impl->core->set_farms(farms, fleet::Clock::now()); });
+  impl->post(
+      [impl, farms = std::move(farms)] { impl->core->set_farms(farms, fleet::Clock::now()); });
 }
 
 void FleetService::publish_health(const std::string& farm, const std::string& server, bool healthy,

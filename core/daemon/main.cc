@@ -210,10 +210,10 @@ struct Process {
   // was applied, a SIGHUP reloads that rather than the local file.
   bool reload_config(std::string& errors, const std::string* text = nullptr,
                      const std::string& origin = "") {
-    config::LoadResult loaded =
-        text != nullptr          ? config::load_config_text(*text, origin)
-        : !shared_text.empty() ? config::load_config_text(shared_text, shared_origin)
-                               : config::load_config_file(cli.config_path);
+    config::LoadResult loaded = text != nullptr ? config::load_config_text(*text, origin)
+                                : !shared_text.empty()
+                                    ? config::load_config_text(shared_text, shared_origin)
+                                    : config::load_config_file(cli.config_path);
     if (!loaded.config) {
       for (const config::Diagnostic& d : loaded.errors) {
         log_line(LogLevel::Error, "reload rejected: %s", d.format_error().c_str());
@@ -662,8 +662,8 @@ int run(int argc, char** argv) {
     hooks.set_probing = [health](const std::string& farm, bool on, bool announce) {
       health->fleet_set_probing(farm, on, announce);
     };
-    hooks.apply_health = [health](const std::string& farm, const std::string& server,
-                                  bool healthy, const std::string& reason) {
+    hooks.apply_health = [health](const std::string& farm, const std::string& server, bool healthy,
+                                  const std::string& reason) {
       health->fleet_apply_health(farm, server, healthy, reason);
     };
     hooks.apply_admin = [health](const std::string& farm, const std::string& server,
@@ -671,9 +671,8 @@ int run(int argc, char** argv) {
       health->fleet_apply_admin(farm, server, command);
     };
     if (config->fleet.shared_config) {
-      uv_async_init(process.loop, &process.shared_async, [](uv_async_t* a) {
-        static_cast<Process*>(a->data)->apply_shared_config();
-      });
+      uv_async_init(process.loop, &process.shared_async,
+                    [](uv_async_t* a) { static_cast<Process*>(a->data)->apply_shared_config(); });
       process.shared_async.data = &process;
       process.shared_async_open = true;
       hooks.apply_config = [p = &process](const std::string& text, int64_t revision) {

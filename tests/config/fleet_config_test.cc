@@ -26,8 +26,9 @@ TEST(FleetConfig, AbsentMeansNoFleet) {
 
 TEST(FleetConfig, EndpointsNameInstanceAndDefaults) {
   LoadResult result = load_config_text(
-      with_fleet("<fleet endpoints=\"http://127.0.0.1:2379, http://[::1]:2380/;http://etcd.lan:2379\" "
-                 "name=\"edge\" instance=\"a-1\"/>"),
+      with_fleet(
+          "<fleet endpoints=\"http://127.0.0.1:2379, http://[::1]:2380/;http://etcd.lan:2379\" "
+          "name=\"edge\" instance=\"a-1\"/>"),
       "f.config");
   ASSERT_TRUE(result.config.has_value());
   const FleetConfig& f = result.config->fleet;
@@ -75,7 +76,8 @@ TEST(FleetConfig, MistakesAreErrorsAtTheirLine) {
   EXPECT_TRUE(has("leaseTtl"));
   EXPECT_TRUE(has("prefix must start with '/'"));
 
-  e = errors_of(with_fleet("<fleet endpoints=\"http://127.0.0.1:2379\" name=\"e\" "
+  e =
+      errors_of(with_fleet("<fleet endpoints=\"http://127.0.0.1:2379\" name=\"e\" "
                            "instance=\"a\" leseTtl=\"5\"/>"));
   ASSERT_EQ(e.size(), 1u);
   EXPECT_NE(e[0].find("leaseTtl"), std::string::npos) << e[0];  // did you mean

@@ -39,8 +39,10 @@ void parse_all(const std::string& object) {
     check(!error.empty(), "txn: no error");
   }
   error.clear();
-  if (!parse_lease_grant_reply(object, lease, ttl, error)) check(!error.empty(), "grant");
-  else check(lease != 0, "grant: lease 0 accepted");
+  if (!parse_lease_grant_reply(object, lease, ttl, error))
+    check(!error.empty(), "grant");
+  else
+    check(lease != 0, "grant: lease 0 accepted");
   error.clear();
   if (!parse_keepalive_reply(object, ttl, error)) check(!error.empty(), "keepalive");
   error.clear();

@@ -98,12 +98,12 @@ TEST(EtcdReplies, GatewayErrorsAndWrongShapesAreFailures) {
   std::vector<KeyValue> kvs;
   std::string error;
   EXPECT_FALSE(parse_range_reply(
-      R"({"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"})",
-      revision, kvs, error));
+      R"({"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"})", revision,
+      kvs, error));
   EXPECT_NE(error.find("no leader"), std::string::npos);
   WatchMessage m;
-  EXPECT_FALSE(parse_watch_message(R"({"error":{"grpc_code":1,"message":"context canceled"}})",
-                                   m, error));
+  EXPECT_FALSE(
+      parse_watch_message(R"({"error":{"grpc_code":1,"message":"context canceled"}})", m, error));
   EXPECT_NE(error.find("context canceled"), std::string::npos);
   for (const char* bad : {"", "[]", R"({"header":{"revision":"x"}})", R"({"header":{},"kvs":{}})",
                           R"({"header":{},"kvs":[{"key":"not base64!"}]})"}) {
@@ -118,8 +118,8 @@ TEST(EtcdReplies, GatewayErrorsAndWrongShapesAreFailures) {
 TEST(EtcdReplies, WatchMessages) {
   WatchMessage m;
   std::string error;
-  ASSERT_TRUE(parse_watch_message(
-      std::string(R"({"result":{)") + kHeader + R"(,"created":true}})", m, error));
+  ASSERT_TRUE(parse_watch_message(std::string(R"({"result":{)") + kHeader + R"(,"created":true}})",
+                                  m, error));
   EXPECT_TRUE(m.created);
   EXPECT_TRUE(m.events.empty());
   ASSERT_TRUE(parse_watch_message(

@@ -25,7 +25,7 @@ struct FakeEtcd {
   int64_t next_lease = 100;
   std::map<std::string, KeyValue> kvs;
   std::map<int64_t, std::pair<Millis, TimePoint>> leases;  // ttl, deadline
-  std::deque<std::function<void()>> pending;                // answers, delivered by pump()
+  std::deque<std::function<void()>> pending;               // answers, delivered by pump()
   std::set<FakeClient*> clients;
   int puts = 0;
   int creates = 0;  // election txns
