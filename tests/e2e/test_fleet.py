@@ -110,6 +110,7 @@ class Fleet(HarrowTestCase):
         super().setUp()
         self.tmp = tempfile.mkdtemp(prefix="harrow-fleet-")
         self.etcd = EtcdCluster(self.tmp)
+        self.dead = dead_port()
 
     def tearDown(self):
         try:
@@ -134,8 +135,9 @@ class Fleet(HarrowTestCase):
         farm = (f'<webFarm name="web">{"".join(rows)}<applicationRequestRouting>'
                 f'<healthCheck url="http://web.example/hc" interval="00:00:01" timeout="00:00:01"'
                 f' retries="1"/></applicationRequestRouting></webFarm>')
-        fleet = (f'<fleet endpoints="{self.etcd.endpoints()}" name="e2e" instance="{instance}"'
-                 f' leaseTtl="{TTL}"/>')
+        # A dead endpoint first: every instance's first request fails over to the next one.
+        fleet = (f'<fleet endpoints="http://127.0.0.1:{self.dead}, {self.etcd.endpoints()}"'
+                 f' name="e2e" instance="{instance}" leaseTtl="{TTL}"/>')
         return config_xml([farm], [rule_xml("all", "web")], harrow=fleet)
 
     def metrics(self, h):
