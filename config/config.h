@@ -89,6 +89,21 @@ struct MemoryCacheConfig {
   uint64_t max_response_size = 1 << 20;  // bytes; a larger response is forwarded, not stored
 };
 
+// <harrow><fleet>: instances that share probing (and admin state) through etcd (core/daemon/
+// fleet.h). Absent (`enabled` false): nothing changes and etcd is never contacted.
+struct FleetConfig {
+  bool enabled = false;
+  std::vector<std::string> endpoints;  // etcd client URLs, "http://HOST:PORT", tried in order
+  std::string name;                    // the fleet: instances with the same name share probing
+  std::string instance;                // this instance's id, unique in the fleet
+  uint32_t lease_ttl_seconds = 10;     // takeover bound: healthCheck interval + this
+  std::string prefix = "/harrow/";  // etcd key prefix; the fleet's keys are PREFIX + name + "/…"
+  // Take the configuration from the key PREFIX + name + "/config" (IIS's Shared Configuration):
+  // each new revision is checked as --check-config checks a file and applied, or rejected.
+  bool shared_config = false;
+  SourceLocation where;
+};
+
 // <healthCheck> (ARR defaults). Parsed here; acted on by health/.
 struct HealthCheckConfig {
   std::string url;  // empty = no active probing
@@ -434,6 +449,7 @@ struct Config {
   TimeoutsConfig timeouts;
   MemoryCacheConfig memory_cache;
   DiskCacheConfig disk_cache;
+  FleetConfig fleet;
   RunAsConfig run_as;
   std::string state_file;  // <harrow stateFile>: empty = none
   std::vector<IgnoredSetting> ignored;

@@ -808,9 +808,17 @@ constexpr ElementSpec kTimeouts = element("timeouts", kTimeoutsAttrs);
 constexpr AttrSpec kMemoryCacheAttrs[] = {uint_attr("maxCacheSize", 0, 1 << 20),
                                           uint_attr("maxResponseSize", 0, kUInt32Max)};
 constexpr ElementSpec kMemoryCache = element("memoryCache", kMemoryCacheAttrs);
+// etcd's minimum lease is about 2 s (1.5 election timeouts of 1 s by default).
+constexpr AttrSpec kFleetAttrs[] = {nonempty_attr("endpoints").must_be_present(),
+                                    nonempty_attr("name").must_be_present(),
+                                    nonempty_attr("instance").must_be_present(),
+                                    uint_attr("leaseTtl", 2, 3600),
+                                    nonempty_attr("prefix"),
+                                    bool_attr("sharedConfig")};
+constexpr ElementSpec kFleet = element("fleet", kFleetAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {
     &kListen,    &kCertificate, &kTls,   &kUpstreamTls, &kUpstreamHttp2, &kAdmin,
-    &kAccessLog, &kLimits,      &kHttp2, &kTimeouts,    &kMemoryCache};
+    &kAccessLog, &kLimits,      &kHttp2, &kTimeouts,    &kMemoryCache,   &kFleet};
 constexpr AttrSpec kHarrowAttrs[] = {nonempty_attr("user"), nonempty_attr("group"),
                                      bool_attr("allowRunAsRoot"), nonempty_attr("stateFile")};
 constexpr ElementSpec kHarrow = element("harrow", kHarrowAttrs, kHarrowChildren);
@@ -2571,6 +2579,7 @@ class ConfigReader {
       std::istringstream names(hosts);
       for (std::string name; names >> name;) config_.admin_allowed_hosts.push_back(name);
     }
+    if (pugi::xml_node fleet = find_child(harrow, "fleet")) read_fleet(fleet);
     pugi::xml_node access_log = find_child(harrow, "accessLog");
     read_value(access_log, "path", config_.access_log.path);
     read_enum(access_log, "format", kAccessLogFormatNames, config_.access_log.format);
@@ -2603,6 +2612,71 @@ class ConfigReader {
 
   // <certificate>, <tls>, <upstreamTls> and <upstreamHttp2>. File contents are checked by
   // core/tls/tls_context.h.
+  // <fleet>: the endpoints are etcd client URLs; the name and instance become parts of etcd
+  // keys, so they are restricted to characters that need no escaping there.
+  void read_fleet(pugi::xml_node fleet) {
+    FleetConfig& f = config_.fleet;
+    f.enabled = true;
+    f.where = diagnostics_.at(fleet);
+    read_value(fleet, "name", f.name);
+    read_value(fleet, "instance", f.instance);
+    read_value(fleet, "leaseTtl", f.lease_ttl_seconds);
+    read_value(fleet, "prefix", f.prefix);
+    read_value(fleet, "sharedConfig", f.shared_config);
+    auto key_safe = [](const std::string& text) {
+      return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+      });
+    };
+    for (const char* attr : {"name", "instance"}) {
+      std::string value;
+      read_value(fleet, attr, value);
+      if (!value.empty() && !key_safe(value)) {
+        diagnostics_.attribute_error(fleet, attr,
+                                     std::string(attr) + " \"" + value +
+                                         "\" may hold only letters, digits, '-', '_' and '.'");
+      }
+    }
+    if (!f.prefix.empty() && f.prefix.front() != '/') {
+      diagnostics_.attribute_error(fleet, "prefix", "prefix must start with '/'");
+    } else if (!f.prefix.empty() && f.prefix.back() != '/') {
+      f.prefix += '/';
+    }
+    std::string list;
+    read_value(fleet, "endpoints", list);
+    for (char& c : list) {
+      if (c == ',' || c == ';' || c == '\t' || c == '\n' || c == '\r') c = ' ';
+    }
+    std::istringstream words(list);
+    for (std::string url; words >> url;) {
+      std::string_view u = url;
+      bool ok = u.size() > 7 && iequals(u.substr(0, 7), "http://");
+      std::string_view hostport = ok ? u.substr(7) : std::string_view{};
+      if (!hostport.empty() && hostport.back() == '/') hostport.remove_suffix(1);
+      size_t colon = hostport.rfind(':');
+      ok = ok && colon != std::string_view::npos && colon > 0 &&
+           hostport.find('/') == std::string_view::npos;
+      if (ok) {
+        std::optional<uint64_t> port = parse_uint(hostport.substr(colon + 1));
+        ok = port && *port > 0 && *port < 65536;
+      }
+      if (!ok) {
+        diagnostics_.attribute_error(
+            fleet, "endpoints",
+            "endpoint \"" + url +
+                "\" is not http://HOST:PORT (an etcd client URL; https is not "
+                "supported yet)");
+        continue;
+      }
+      f.endpoints.emplace_back(hostport);
+    }
+    if (f.endpoints.empty() && !list.empty()) return;
+    // (An absent attribute is the schema's error already.)
+    if (f.endpoints.empty() && find_attribute(fleet, "endpoints")) {
+      diagnostics_.attribute_error(fleet, "endpoints", "endpoints lists no etcd endpoint");
+    }
+  }
+
   void read_tls(pugi::xml_node harrow) {
     bool have_default = false;
     for (pugi::xml_node node : child_elements(harrow)) {
@@ -2891,6 +2965,14 @@ std::string summarize(const Config& config) {
         << "\n";
   }
   out << "admin: http://" << config.admin_address << "\n";
+  if (config.fleet.enabled) {
+    const FleetConfig& f = config.fleet;
+    out << "fleet: " << f.name << ", instance " << f.instance << ", lease TTL "
+        << f.lease_ttl_seconds << "s, keys under " << f.prefix << f.name << "/, etcd";
+    for (const std::string& e : f.endpoints) out << " http://" << e;
+    out << (f.shared_config ? "; configuration from the key " + f.prefix + f.name + "/config" : "")
+        << "\n";
+  }
   out << "access log: "
       << (config.access_log.path.empty()
               ? std::string("(none)")

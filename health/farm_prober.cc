@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "health/due_queue.h"
 
@@ -222,6 +223,14 @@ struct FarmProber::Impl {
   std::mutex mutex;  // guards the three hand-over fields below, nothing on the probe path
   std::optional<ProbedFarm> pending_spec;
   std::vector<std::pair<std::string, AdminCommand>> pending_commands;
+  struct FleetVerdict {
+    std::string server;
+    bool healthy;
+    std::string reason;
+  };
+  std::vector<FleetVerdict> pending_verdicts;
+  std::optional<bool> pending_probing;
+  bool pending_announce = false;
   bool stop_requested = false;
   // The table whose traffic bell rings this prober (guarded by `mutex`): cleared before the
   // prober goes away.
@@ -242,6 +251,7 @@ struct FarmProber::Impl {
   std::condition_variable closed_cv;
   bool closed = false;
   bool panic = false;
+  bool probes_here = true;  // false: a fleet follower (another instance probes)
   std::vector<uint64_t> live_failures;
   std::vector<uint64_t> in_flight;
 
@@ -260,6 +270,14 @@ struct FarmProber::Impl {
         0, std::max<uint64_t>(1, ms(spec.interval)) - 1)(prober_loop->rng());
   }
 
+  // A follower's state machines run as if the farm had no probe URL (back-off trials after
+  // live-traffic failures), since no probe of its own will ever make a server healthy again.
+  HealthPolicy effective_policy() const {
+    HealthPolicy p = spec.policy;
+    p.active_probing = p.active_probing && probes_here;
+    return p;
+  }
+
   // Copies what the server's probes need of the farm's spec into the server.
   void configure(ServerRuntime& s) {
     s.farm = this;
@@ -270,7 +288,7 @@ struct FarmProber::Impl {
     // within a few milliseconds of each other go out in one wake-up of the thread.
     s.grid_ms = std::clamp<uint64_t>(s.interval_ms / 50, 1, 20);
     s.jitter = spec.jitter;
-    s.probing = spec.policy.active_probing;
+    s.probing = spec.policy.active_probing && probes_here;
   }
 
   void log_transition(ServerRuntime& s, const Transition& t) {
@@ -392,7 +410,41 @@ struct FarmProber::Impl {
       s.last_detail = result.detail;
     }
     slot.last_probe_unix_ms.store(unix_ms(), std::memory_order_relaxed);
-    publish(s, s.machine.on_probe(result, now()));
+    std::optional<Transition> t = s.machine.on_probe(result, now());
+    if (t && probes_here && t->before.healthy != t->after.healthy && spec.on_probe_transition) {
+      spec.on_probe_transition(s.spec.label, t->after.healthy, t->reason);
+    }
+    publish(s, t);
+  }
+
+  void apply_probing(bool on, bool announce) {
+    if (on != probes_here) {
+      probes_here = on;
+      // Spread over a quarter of the interval, at most 250 ms: enough to keep a big farm's
+      // probes from one instant, little next to the lease TTL the fleet already waited.
+      uint64_t window = std::clamp<uint64_t>(ms(spec.interval) / 4, 1, 250);
+      for (ServerRuntime* s : servers) {
+        configure(*s);
+        s->machine.set_policy(effective_policy());
+        if (s->probing) {
+          schedule(*s, std::uniform_int_distribution<uint64_t>(0, window - 1)(prober_loop->rng()));
+        } else {
+          prober_loop->cancel(*s);
+        }
+      }
+    }
+    if (announce && on && spec.on_probe_transition) {
+      for (ServerRuntime* s : servers) {
+        spec.on_probe_transition(s->spec.label, s->machine.healthy(), "state when taking over");
+      }
+    }
+    update_tick();
+  }
+
+  void apply_verdict(const FleetVerdict& v) {
+    if (ServerRuntime* s = find(v.server)) {
+      publish(*s, s->machine.on_fleet(v.healthy, "fleet prober: " + v.reason, now()));
+    }
   }
 
   // Folds the live-traffic failures the workers counted since the last call, and with
@@ -441,16 +493,24 @@ struct FarmProber::Impl {
     Impl& self = *static_cast<Impl*>(a->data);
     std::optional<ProbedFarm> spec;
     std::vector<std::pair<std::string, AdminCommand>> commands;
+    std::vector<FleetVerdict> verdicts;
+    std::optional<bool> probing;
+    bool announce = false;
     bool stop;
     {
       std::lock_guard<std::mutex> lock(self.mutex);
       spec.swap(self.pending_spec);
       commands.swap(self.pending_commands);
+      verdicts.swap(self.pending_verdicts);
+      probing.swap(self.pending_probing);
+      announce = std::exchange(self.pending_announce, false);
       stop = self.stop_requested;
     }
     if (stop) return;  // the destructor shuts the prober down
     if (spec) self.apply_spec(std::move(*spec));
+    if (probing) self.apply_probing(*probing, announce);
     for (auto& [server, command] : commands) self.apply_command(server, command);
+    for (const FleetVerdict& v : verdicts) self.apply_verdict(v);
     if (self.fold_requested.exchange(false, std::memory_order_acq_rel)) self.fold_traffic(false);
     self.update_tick();
   }
@@ -476,7 +536,7 @@ struct FarmProber::Impl {
   }
 
   ServerRuntime* make_server(const ProbedServer& ps, size_t index) {
-    auto* s = new ServerRuntime(ps, spec.policy, now());
+    auto* s = new ServerRuntime(ps, effective_policy(), now());
     s->index = index;
     configure(*s);
     s->client.emplace(loop);
@@ -495,7 +555,7 @@ struct FarmProber::Impl {
   }
 
   void apply_spec(ProbedFarm next) {
-    bool was_probing = spec.policy.active_probing;
+    bool was_probing = spec.policy.active_probing && probes_here;
     std::vector<ServerRuntime*> old = std::move(servers);
     servers.clear();
     spec = std::move(next);
@@ -510,8 +570,8 @@ struct FarmProber::Impl {
         s->request.reset();
         s->index = i;
         configure(*s);
-        s->machine.set_policy(spec.policy);
-        if (!spec.policy.active_probing) {
+        s->machine.set_policy(effective_policy());
+        if (!s->probing) {
           prober_loop->cancel(*s);
         } else if (!was_probing) {
           schedule(*s, spread());
@@ -543,6 +603,7 @@ struct FarmProber::Impl {
     ProbedFarm initial = std::move(spec);
     spec = ProbedFarm{};
     spec.table = initial.table;
+    probes_here = initial.probes_here;
     apply_spec(std::move(initial));
   }
 
@@ -627,6 +688,23 @@ bool FarmProber::command(const std::string& server, AdminCommand command) {
   }
   uv_async_send(&impl_->wakeup);
   return true;
+}
+
+void FarmProber::set_probing(bool probes_here, bool announce) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->pending_probing = probes_here;
+    impl_->pending_announce = impl_->pending_announce || announce;
+  }
+  uv_async_send(&impl_->wakeup);
+}
+
+void FarmProber::apply_fleet(const std::string& server, bool healthy, const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->pending_verdicts.push_back(Impl::FleetVerdict{server, healthy, reason});
+  }
+  uv_async_send(&impl_->wakeup);
 }
 
 }  // namespace harrow::health

@@ -45,6 +45,12 @@ struct ProbedFarm {
   TrafficReader traffic;
   // One line per state transition (the farm's only health output besides metrics).
   std::function<void(const std::string& line)> log;
+  // A fleet (core/daemon/fleet.h): whether this instance probes the farm at start (later
+  // changed by set_probing(); update() leaves it alone), and who hears the health changes
+  // this instance's probes cause, on the prober thread, to publish them to the fleet.
+  bool probes_here = true;
+  std::function<void(const std::string& server, bool healthy, const std::string& reason)>
+      on_probe_transition;
 };
 
 class FarmProber {
@@ -59,6 +65,15 @@ class FarmProber {
   void update(ProbedFarm spec);
   // Thread-safe. False if no server has that label or address.
   bool command(const std::string& server, AdminCommand command);
+  // Thread-safe. The fleet: whether this instance probes (the farm's elected prober, or cut
+  // off from the store) or takes health from the instance that does. Taking probing over, the
+  // first probes go out within a quarter of the interval, at most 250 ms (not spread over
+  // the interval: the fleet waited already); with `announce`, every server's current health goes to
+  // on_probe_transition.
+  void set_probing(bool probes_here, bool announce);
+  // Thread-safe. The fleet's prober says `server` became healthy or unhealthy (applied on the
+  // prober thread, which stays the table's only writer).
+  void apply_fleet(const std::string& server, bool healthy, const std::string& reason);
 
   struct Impl;
 

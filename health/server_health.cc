@@ -23,6 +23,9 @@
 //   an admin may overrule an admin.
 // - Admin "healthy"/"unhealthy" set health by hand and restart the streaks; the next probe
 //   results then apply normally.
+// - The fleet (another instance probes, core/daemon/fleet.h): its prober's verdicts apply like
+//   a probe's, at once; its "unhealthy" holds back the back-off trial a follower (which does
+//   not probe) otherwise runs after live-traffic failures.
 // Availability (admin only)
 // - Start: Available, cancelling a graceful stop. Drain: Draining (cancels a graceful stop).
 //   GracefulStop: Draining until a tick sees nothing in flight, then Unavailable.
@@ -123,6 +126,7 @@ void ServerHealth::reset_live_failures() {
 void ServerHealth::become_healthy(bool on_trial, TimePoint now) {
   healthy_ = true;
   admin_unhealthy_ = false;
+  fleet_unhealthy_ = false;
   trial_ = on_trial;
   trial_since_ = now;
   if (!on_trial) failed_trials_ = 0;
@@ -250,6 +254,22 @@ std::optional<Transition> ServerHealth::on_admin(AdminCommand command, TimePoint
   return changed(before, reason);
 }
 
+std::optional<Transition> ServerHealth::on_fleet(bool healthy, const std::string& reason,
+                                                 TimePoint now) {
+  ServerState before = published();
+  if (healthy) {
+    if (!healthy_) {
+      become_healthy(false, now);
+    } else {
+      fleet_unhealthy_ = false;
+    }
+  } else {
+    if (healthy_) become_unhealthy(now);
+    fleet_unhealthy_ = true;
+  }
+  return changed(before, reason);
+}
+
 std::optional<Transition> ServerHealth::on_tick(uint64_t in_flight, TimePoint now) {
   ServerState before = published();
   std::string reasons;
@@ -259,7 +279,7 @@ std::optional<Transition> ServerHealth::on_tick(uint64_t in_flight, TimePoint no
     append(reasons, "graceful stop complete");
   }
   end_trial_if_due(now);
-  if (!policy_.active_probing && !healthy_ && !admin_unhealthy_ &&
+  if (!policy_.active_probing && !healthy_ && !admin_unhealthy_ && !fleet_unhealthy_ &&
       now >= unhealthy_since_ + current_backoff()) {
     append(reasons, "trial after " + duration_text(current_backoff()) + " back-off");
     become_healthy(true, now);

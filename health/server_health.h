@@ -62,8 +62,13 @@ class ServerHealth {
   // Whether on_tick() can change anything: a graceful stop waiting for requests to end, or a
   // back-off running to a trial. Otherwise only probes, failures and admins move the state.
   bool wants_tick() const {
-    return stopping_gracefully_ || (!policy_.active_probing && !healthy_ && !admin_unhealthy_);
+    return stopping_gracefully_ ||
+           (!policy_.active_probing && !healthy_ && !admin_unhealthy_ && !fleet_unhealthy_);
   }
+  // Another instance of the fleet probes this server (see core/daemon/fleet.h) and says it
+  // became healthy or unhealthy: the verdict applies as a probe's would. "Unhealthy" sticks
+  // (no back-off trial) until the fleet's prober, a local probe or an admin says otherwise.
+  std::optional<Transition> on_fleet(bool healthy, const std::string& reason, TimePoint now);
 
   void set_policy(const HealthPolicy& policy);  // a reload changed the farm's healthCheck
 
@@ -89,6 +94,7 @@ class ServerHealth {
   // unhealthy_since_, unless an admin set it unhealthy (that sticks until an admin or a probe
   // says otherwise).
   bool admin_unhealthy_ = false;
+  bool fleet_unhealthy_ = false;  // the fleet's prober said so (a follower's trials wait for it)
   TimePoint unhealthy_since_;
   bool trial_ = false;  // healthy on trial after a back-off (no active probing)
   TimePoint trial_since_;

@@ -194,6 +194,7 @@ std::string render_metrics(const Snapshot& snap, const AdminSources& s) {
            "Configuration reloads rejected (the previous configuration kept serving).");
     o << "harrow_config_reload_failures_total " << s.reload_failures->get() << "\n";
   }
+  if (s.extra_metrics) o << s.extra_metrics();
   if (s.last_reload_success != nullptr) {
     family("harrow_config_last_reload_success_timestamp_seconds", "gauge",
            "When the configuration being served was loaded (Unix time).");

@@ -33,6 +33,8 @@ struct AdminSources {
   const Counter* reload_failures = nullptr;
   const double* last_reload_success = nullptr;  // Unix time of the last good load
   const StatusHistory* history = nullptr;       // for GET / (sampled by the main thread)
+  // More metric families in Prometheus text (the fleet's), appended as they are; may be empty.
+  std::function<std::string()> extra_metrics;
   std::vector<std::string> listeners;  // listener URLs, indexed like WorkerMetrics::listeners
   double start_time = 0;               // Unix time the process started
 };

@@ -4,6 +4,7 @@
 
 #include "core/base/ascii.h"
 #include "core/base/log.h"
+#include "core/daemon/fleet_service.h"
 #include "core/http1/http_head.h"
 
 namespace harrow {
@@ -93,11 +94,75 @@ health::ProbedFarm make_probed_farm(const std::shared_ptr<const Snapshot>& snaps
   return spec;
 }
 
+const char* admin_command_name(health::AdminCommand command) {
+  switch (command) {
+    case health::AdminCommand::Start:
+      return "start";
+    case health::AdminCommand::Drain:
+      return "drain";
+    case health::AdminCommand::GracefulStop:
+      return "gracefulStop";
+    case health::AdminCommand::ForcefulStop:
+      return "forcefulStop";
+    case health::AdminCommand::SetHealthy:
+      return "healthy";
+    case health::AdminCommand::SetUnhealthy:
+      return "unhealthy";
+  }
+  return "?";
+}
+
+std::optional<health::AdminCommand> admin_command_from_name(const std::string& name) {
+  for (health::AdminCommand c :
+       {health::AdminCommand::Start, health::AdminCommand::Drain,
+        health::AdminCommand::GracefulStop, health::AdminCommand::ForcefulStop,
+        health::AdminCommand::SetHealthy, health::AdminCommand::SetUnhealthy}) {
+    if (iequals(name, admin_command_name(c))) return c;
+  }
+  return std::nullopt;
+}
+
+void HealthService::fleet_set_probing(const std::string& farm, bool probes_here, bool announce) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  fleet_probing_[farm] = probes_here;
+  auto it = probers_.find(farm);
+  if (it != probers_.end()) it->second->set_probing(probes_here, announce);
+}
+
+void HealthService::fleet_apply_health(const std::string& farm, const std::string& server,
+                                       bool healthy, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = probers_.find(farm);
+  if (it != probers_.end()) it->second->apply_fleet(server, healthy, reason);
+}
+
+void HealthService::fleet_apply_admin(const std::string& farm, const std::string& server,
+                                      const std::string& command) {
+  std::optional<health::AdminCommand> c = admin_command_from_name(command);
+  if (!c) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = probers_.find(farm);
+  if (it != probers_.end()) it->second->command(server, *c);
+}
+
 void HealthService::reconcile(const std::shared_ptr<const Snapshot>& snapshot) {
+  std::lock_guard<std::mutex> lock(mutex_);
   std::map<std::string, std::unique_ptr<health::FarmProber>> next;
+  std::vector<std::string> fleet_farms;
   for (size_t f = 0; f < snapshot->farms.size(); ++f) {
     std::string key = to_ascii_lower(snapshot->farms[f].config->name);
     health::ProbedFarm spec = make_probed_farm(snapshot, f);
+    if (fleet_ != nullptr && spec.policy.active_probing) {
+      // Not probing until the fleet says so (at most a lease TTL: then it probes alone).
+      auto known = fleet_probing_.find(key);
+      spec.probes_here = known != fleet_probing_.end() && known->second;
+      FleetService* fleet = fleet_;
+      spec.on_probe_transition = [fleet, key](const std::string& server, bool healthy,
+                                              const std::string& reason) {
+        fleet->publish_health(key, server, healthy, reason);
+      };
+      fleet_farms.push_back(key);
+    }
     auto it = probers_.find(key);
     if (it != probers_.end()) {
       it->second->update(std::move(spec));
@@ -108,12 +173,14 @@ void HealthService::reconcile(const std::shared_ptr<const Snapshot>& snapshot) {
     }
   }
   probers_ = std::move(next);  // farms no longer configured: their probers stop and join here
+  if (fleet_ != nullptr) fleet_->set_farms(std::move(fleet_farms));
 }
 
 HealthService::CommandResult HealthService::command(const Snapshot& snapshot,
                                                     const std::string& farm,
                                                     const std::string& server,
-                                                    health::AdminCommand command) {
+                                                    health::AdminCommand command, bool publish) {
+  std::lock_guard<std::mutex> lock(mutex_);
   const SnapshotFarm* runtime = nullptr;
   for (const SnapshotFarm& f : snapshot.farms) {
     if (iequals(f.config->name, farm)) runtime = &f;
@@ -130,6 +197,9 @@ HealthService::CommandResult HealthService::command(const Snapshot& snapshot,
   }
   if (matches != 1) return CommandResult::UnknownServer;
   it->second->command(label, command);
+  if (publish && fleet_ != nullptr) {
+    fleet_->publish_admin(to_ascii_lower(farm), label, admin_command_name(command));
+  }
   return CommandResult::Done;
 }
 

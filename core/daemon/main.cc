@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -25,6 +26,7 @@
 #include "core/daemon/capabilities.h"
 #include "core/daemon/cli.h"
 #include "core/daemon/ctl.h"
+#include "core/daemon/fleet_service.h"
 #include "core/daemon/health_service.h"
 #include "core/daemon/privileges.h"
 #include "core/daemon/replay.h"
@@ -127,7 +129,18 @@ struct Process {
   std::unique_ptr<AccessLogFile> access_log;  // outlives the workers (declared before them)
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
+  // <harrow><fleet>: made before the probers, gone after them (they publish to it), so it is
+  // declared before `health`.
+  std::unique_ptr<FleetService> fleet;
   HealthService health;
+  // <fleet sharedConfig="true">: revisions of the configuration key, handed over by the fleet's
+  // thread (the latest wins), applied here as a reload.
+  uv_async_t shared_async{};
+  std::mutex shared_mutex;
+  bool shared_async_open = false;
+  std::optional<std::pair<std::string, int64_t>> shared_pending;
+  std::string shared_text;    // the shared revision being served; empty: the local file
+  std::string shared_origin;  // its name in error messages: the key and revision
   uv_signal_t sigterm{}, sigint{}, sighup{}, sigusr1{}, sigusr2{};
   // SIGUSR2: a binary upgrade hands these to the new process (core/daemon/upgrade.h).
   std::vector<InheritedListener> listening;
@@ -167,7 +180,7 @@ struct Process {
       return verb == "state" ? "state must be start, drain, gracefulStop or forcefulStop"
                              : "health must be healthy or unhealthy";
     }
-    switch (health.command(*current, farm, server, *command)) {
+    switch (health.command(*current, farm, server, *command, /*publish=*/true)) {
       case HealthService::CommandResult::Done:
         log_line(LogLevel::Info, "admin: farm %s server %s %s %s", farm.c_str(), server.c_str(),
                  verb.c_str(), value.c_str());
@@ -193,8 +206,14 @@ struct Process {
     if (!service_notify(state, error)) log_line(LogLevel::Warn, "%s", error.c_str());
   }
 
-  bool reload_config(std::string& errors) {
-    config::LoadResult loaded = config::load_config_file(cli.config_path);
+  // `text` (a shared configuration's revision, named `origin`) instead of the file; once one
+  // was applied, a SIGHUP reloads that rather than the local file.
+  bool reload_config(std::string& errors, const std::string* text = nullptr,
+                     const std::string& origin = "") {
+    config::LoadResult loaded = text != nullptr ? config::load_config_text(*text, origin)
+                                : !shared_text.empty()
+                                    ? config::load_config_text(shared_text, shared_origin)
+                                    : config::load_config_file(cli.config_path);
     if (!loaded.config) {
       for (const config::Diagnostic& d : loaded.errors) {
         log_line(LogLevel::Error, "reload rejected: %s", d.format_error().c_str());
@@ -205,6 +224,9 @@ struct Process {
     }
     auto config = std::make_shared<config::Config>(std::move(*loaded.config));
     apply_overrides(cli, *config);
+    // The fleet (and this instance's id in it) is the local file's, read at start-up: a shared
+    // configuration is the same text for every instance.
+    config->fleet = current->config->fleet;
     auto addresses = [](const config::Config& c) {
       std::vector<std::string> out;
       for (const config::ListenConfig& l : c.listeners) out.push_back(l.address);
@@ -239,9 +261,37 @@ struct Process {
     arm_state_timer();
     reloads.add();
     last_reload_success = unix_now();
-    log_line(LogLevel::Info, "configuration reloaded: %zu farms, %zu rules", config->farms.size(),
-             config->global_rules.size());
+    log_line(LogLevel::Info, "configuration reloaded%s%s: %zu farms, %zu rules",
+             text != nullptr ? " from " : "", text != nullptr ? origin.c_str() : "",
+             config->farms.size(), config->global_rules.size());
     return true;
+  }
+
+  // The fleet's thread.
+  void post_shared_config(const std::string& text, int64_t revision) {
+    std::lock_guard<std::mutex> lock(shared_mutex);
+    if (!shared_async_open) return;
+    shared_pending.emplace(text, revision);
+    uv_async_send(&shared_async);
+  }
+
+  void apply_shared_config() {
+    std::optional<std::pair<std::string, int64_t>> next;
+    {
+      std::lock_guard<std::mutex> lock(shared_mutex);
+      next.swap(shared_pending);
+    }
+    if (!next || stopping) return;
+    std::string origin = fleet->config_key() + "@" + std::to_string(next->second);
+    std::string errors;
+    notify(reloading_state());
+    bool ok = reload_config(errors, &next->first, origin);
+    notify("READY=1");
+    if (ok) {
+      shared_text = std::move(next->first);
+      shared_origin = origin;
+    }
+    fleet->publish_config_status(next->second, ok, errors);
   }
 
   // Writes the state file when the servers' state changed since the last write.
@@ -327,6 +377,11 @@ struct Process {
     if (upgrade) upgrade->close();
     for (uv_signal_t* s : {&sighup, &sigusr1, &sigusr2})
       uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    {
+      std::lock_guard<std::mutex> lock(shared_mutex);
+      if (shared_async_open) uv_close(reinterpret_cast<uv_handle_t*>(&shared_async), nullptr);
+      shared_async_open = false;
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&history_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&state_timer), nullptr);
     // SIGTERM and SIGINT stay handled while the workers finish, so a second one means "stop
@@ -550,6 +605,9 @@ int run(int argc, char** argv) {
   sources.start_time = unix_now();
   sources.history = &process.history;
   sources.listeners = urls;
+  sources.extra_metrics = [&process]() -> std::string {
+    return process.fleet ? process.fleet->metrics_text() : std::string();
+  };
   sources.server_command = [&process](const std::string& farm, const std::string& server,
                                       const std::string& verb, const std::string& value) {
     return process.server_command(farm, server, verb, value);
@@ -596,6 +654,33 @@ int run(int argc, char** argv) {
       return kExitRuntime;
     }
     log_line(LogLevel::Info, "running as user %s", config->run_as.user.c_str());
+  }
+  if (config->fleet.enabled) {
+    // Fleet changes to <fleet> itself apply at the next restart (a reload keeps the session).
+    HealthService* health = &process.health;
+    FleetService::Hooks hooks;
+    hooks.set_probing = [health](const std::string& farm, bool on, bool announce) {
+      health->fleet_set_probing(farm, on, announce);
+    };
+    hooks.apply_health = [health](const std::string& farm, const std::string& server, bool healthy,
+                                  const std::string& reason) {
+      health->fleet_apply_health(farm, server, healthy, reason);
+    };
+    hooks.apply_admin = [health](const std::string& farm, const std::string& server,
+                                 const std::string& command) {
+      health->fleet_apply_admin(farm, server, command);
+    };
+    if (config->fleet.shared_config) {
+      uv_async_init(process.loop, &process.shared_async,
+                    [](uv_async_t* a) { static_cast<Process*>(a->data)->apply_shared_config(); });
+      process.shared_async.data = &process;
+      process.shared_async_open = true;
+      hooks.apply_config = [p = &process](const std::string& text, int64_t revision) {
+        p->post_shared_config(text, revision);
+      };
+    }
+    process.fleet = std::make_unique<FleetService>(config->fleet, std::move(hooks));
+    process.health.attach_fleet(process.fleet.get());
   }
   process.health.reconcile(process.current);
   if (!config->state_file.empty()) {
@@ -720,6 +805,7 @@ int run(int argc, char** argv) {
   // After a hand-over the new process owns the state file: an older view must not overwrite it.
   if (!process.handed_over) process.save_state();
   process.health.stop_all();
+  process.fleet.reset();  // revokes the lease: the farms this instance probed are free at once
   uv_loop_close(process.loop);
   log_line(LogLevel::Info, "stopped");
   return 0;

@@ -529,3 +529,41 @@ TEST(ServerHealth, SubSecondBackOffIsReportedInMilliseconds) {
 
 }  // namespace
 }  // namespace harrow::health
+
+namespace harrow::health {
+namespace {
+
+// A fleet follower: its policy has no active probing (another instance probes), the fleet's
+// prober's verdicts apply at once, and its "unhealthy" holds back the back-off trial that a
+// follower's own live-traffic failures would otherwise get.
+TEST(ServerHealthFleet, TheFleetProbersVerdictsApplyAndItsUnhealthySticks) {
+  HealthPolicy follower;
+  follower.active_probing = false;
+  follower.max_live_failures = 1;
+  follower.backoff = Millis{10'000};
+  ServerHealth h(follower, TimePoint{});
+  std::optional<Transition> t = h.on_fleet(false, "fleet prober: probe failed", TimePoint{});
+  ASSERT_TRUE(t.has_value());
+  EXPECT_FALSE(h.healthy());
+  EXPECT_EQ(t->reason, "fleet prober: probe failed");
+  EXPECT_FALSE(h.wants_tick());  // no trial while the fleet says unhealthy
+  EXPECT_FALSE(h.on_tick(0, TimePoint{} + Millis{60'000}).has_value());
+  EXPECT_FALSE(h.healthy());
+  t = h.on_fleet(true, "fleet prober: probe passed", TimePoint{} + Millis{61'000});
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(h.healthy());
+  EXPECT_FALSE(h.on_fleet(true, "again", TimePoint{} + Millis{62'000}).has_value());
+  // The follower's own live-traffic failure: unhealthy here only, with a trial after back-off.
+  ASSERT_TRUE(h.on_live_failures(1, TimePoint{} + Millis{63'000}).has_value());
+  EXPECT_FALSE(h.healthy());
+  EXPECT_TRUE(h.wants_tick());
+  ASSERT_TRUE(h.on_tick(0, TimePoint{} + Millis{73'000}).has_value());
+  EXPECT_TRUE(h.healthy());
+  // Admin availability is not the fleet's verdict's business.
+  h.on_admin(AdminCommand::Drain, TimePoint{} + Millis{74'000});
+  h.on_fleet(false, "x", TimePoint{} + Millis{75'000});
+  EXPECT_EQ(h.availability(), Availability::Draining);
+}
+
+}  // namespace
+}  // namespace harrow::health
