@@ -54,8 +54,8 @@ bool parse_authenticate_reply(const std::string& json, std::string& token, std::
 bool TokenAuth::is_token_error(const std::string& error) {
   // etcd's words (etcdserver/api/v3rpc/rpctypes): ErrInvalidAuthToken, ErrAuthOldRevision,
   // ErrUserEmpty (no token at all), and the gateway's 401 for codes.Unauthenticated.
-  for (const char* words : {"invalid auth token", "revision in header is old",
-                            "user name is empty", "HTTP 401"}) {
+  for (const char* words :
+       {"invalid auth token", "revision in header is old", "user name is empty", "HTTP 401"}) {
     if (error.find(words) != std::string::npos) return true;
   }
   return false;
@@ -92,21 +92,21 @@ void TokenAuth::authenticate() {
 
 void TokenAuth::call(const std::string& path, std::string body, bool first_object, Reply done) {
   auto attempt = [this, path, body, first_object, done](bool retry, auto& self) -> void {
-    with_token([this, path, body, first_object, done, retry, self](bool ok,
-                                                                   const std::string& token) {
-      if (!ok) return done(false, "", token);
-      send_(path, body, token, first_object,
-            [this, done, retry, self, token](bool ok, const std::string& reply,
-                                             const std::string& error) {
-              if (!ok && retry && is_token_error(error)) {
-                // Only the token that failed is dropped: another request may have fetched a
-                // new one meanwhile.
-                if (token_ == token) token_.clear();
-                return self(false, self);
-              }
-              done(ok, reply, error);
-            });
-    });
+    with_token(
+        [this, path, body, first_object, done, retry, self](bool ok, const std::string& token) {
+          if (!ok) return done(false, "", token);
+          send_(path, body, token, first_object,
+                [this, done, retry, self, token](bool ok, const std::string& reply,
+                                                 const std::string& error) {
+                  if (!ok && retry && is_token_error(error)) {
+                    // Only the token that failed is dropped: another request may have fetched a
+                    // new one meanwhile.
+                    if (token_ == token) token_.clear();
+                    return self(false, self);
+                  }
+                  done(ok, reply, error);
+                });
+        });
   };
   attempt(true, attempt);
 }

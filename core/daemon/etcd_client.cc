@@ -245,9 +245,8 @@ EtcdClient::EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints,
     auth_ = std::make_unique<TokenAuth>(
         std::move(security.user), std::move(security.password),
         [this](const std::string& path, const std::string& body, const std::string& token,
-               bool first_object, Reply done) {
-          send(path, body, token, first_object, std::move(done));
-        });
+               bool first_object,
+               Reply done) { send(path, body, token, first_object, std::move(done)); });
   }
 }
 

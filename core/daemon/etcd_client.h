@@ -36,8 +36,8 @@ class EtcdClient {
     std::string password;
   };
   // `endpoints`: "HOST:PORT" each.
-  EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints,
-             std::chrono::milliseconds timeout, Security security);
+  EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints, std::chrono::milliseconds timeout,
+             Security security);
   ~EtcdClient();  // after close(), once the loop has run the close callbacks
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;

@@ -12,9 +12,9 @@
 #include "core/base/files.h"
 #include "core/base/io_buffer.h"
 #include "core/base/log.h"
-#include "core/tls/tls_context.h"
 #include "core/daemon/etcd_client.h"
 #include "core/daemon/fleet.h"
+#include "core/tls/tls_context.h"
 
 namespace harrow {
 namespace {

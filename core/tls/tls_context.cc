@@ -518,8 +518,8 @@ SSL_CTX* new_fleet_context(const config::FleetConfig& fleet, std::string& why) {
     } else if (SSL_CTX_use_PrivateKey_file(ctx, fleet.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
       why = "cannot load keyFile " + fleet.key_file + ": " + openssl_errors();
     } else if (SSL_CTX_check_private_key(ctx) != 1) {
-      why = "keyFile " + fleet.key_file + " does not match certificateFile " +
-            fleet.certificate_file;
+      why =
+          "keyFile " + fleet.key_file + " does not match certificateFile " + fleet.certificate_file;
     }
     if (!why.empty()) {
       ERR_clear_error();
