@@ -2671,7 +2671,8 @@ class ConfigReader {
       if (!ok) {
         diagnostics_.attribute_error(
             fleet, "endpoints",
-            "endpoint \"" + url + "\" is not http://HOST:PORT or https://HOST:PORT (an etcd client URL)");
+            "endpoint \"" + url +
+                "\" is not http://HOST:PORT or https://HOST:PORT (an etcd client URL)");
         continue;
       }
       ++(https ? secure : plain);
@@ -2701,8 +2702,8 @@ class ConfigReader {
     read_value(fleet, "passwordFile", f.password_file);
     if (f.tls && f.ca_file.empty()) {
       diagnostics_.error(fleet,
-                                 "https:// endpoints need caFile (the CA that signed etcd's "
-                                 "certificate)");
+                         "https:// endpoints need caFile (the CA that signed etcd's "
+                         "certificate)");
     }
     if (!f.tls) {
       for (const char* attr : {"caFile", "certificateFile", "keyFile"}) {
@@ -3022,7 +3023,9 @@ std::string summarize(const Config& config) {
     out << "fleet: " << f.name << ", instance " << f.instance << ", lease TTL "
         << f.lease_ttl_seconds << "s, keys under " << f.prefix << f.name << "/, etcd";
     for (const std::string& e : f.endpoints) out << (f.tls ? " https://" : " http://") << e;
-    if (f.tls) out << " (CA " << f.ca_file << (f.certificate_file.empty() ? "" : ", client certificate") << ")";
+    if (f.tls)
+      out << " (CA " << f.ca_file << (f.certificate_file.empty() ? "" : ", client certificate")
+          << ")";
     if (!f.user.empty()) out << ", etcd user " << f.user;
     out << (f.shared_config ? "; configuration from the key " + f.prefix + f.name + "/config" : "")
         << "\n";
