@@ -101,7 +101,10 @@ void TokenAuth::call(const std::string& path, std::string body, bool first_objec
                   if (!ok && retry && is_token_error(error)) {
                     // Only the token that failed is dropped: another request may have fetched a
                     // new one meanwhile.
-                    if (token_ == token) token_.clear();
+                    if (token_ == token) {
+                      token_.clear();
+                      if (on_refresh_) on_refresh_(error);
+                    }
                     return self(false, self);
                   }
                   done(ok, reply, error);

@@ -33,6 +33,9 @@ class TokenAuth {
   // The watch or a request said the token is no longer good: the next one authenticates.
   void forget_token() { token_.clear(); }
   const std::string& token() const { return token_; }
+  // Called with etcd's reason when a request's token was refused and a new one is fetched
+  // (for the log: tokens that keep expiring say the TTL is too short).
+  void on_refresh(std::function<void(const std::string& why)> f) { on_refresh_ = std::move(f); }
   size_t authentications() const { return authentications_; }
 
   // Whether an error from etcd means "authenticate again" (invalid or expired token, a token
@@ -49,6 +52,7 @@ class TokenAuth {
   bool authenticating_ = false;
   std::vector<std::function<void(bool, const std::string&)>> waiting_;
   size_t authentications_ = 0;
+  std::function<void(const std::string&)> on_refresh_;
 };
 
 // JSON of /v3/auth/authenticate's request, and its reply's token.

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/base/io_buffer.h"
+#include "core/base/log.h"
 #include "core/base/socket_address.h"
 #include "core/tls/tls_session.h"
 
@@ -150,6 +151,12 @@ struct Conn {
       c->splitter.feed(c->reader.take_body());
       std::string object;
       while (!c->done && c->splitter.next(object)) {
+        // A streamed RPC (keepalive, watch) answers 200 and puts etcd's refusal of the token
+        // in the stream. (Keys and values are base64 in etcd's JSON: only an error has words.)
+        if (TokenAuth::is_token_error(object)) {
+          if (object.size() > 200) object.resize(200);
+          return c->refuse(object);
+        }
         if (c->attempt->mode == Mode::FirstObject) return c->succeed(object);
         uv_timer_stop(&c->timer);  // a stream that answered is not timed out
         c->client->current_ = c->endpoint;
@@ -247,6 +254,10 @@ EtcdClient::EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints,
         [this](const std::string& path, const std::string& body, const std::string& token,
                bool first_object,
                Reply done) { send(path, body, token, first_object, std::move(done)); });
+    auth_->on_refresh([](const std::string& why) {
+      log_line(LogLevel::Info, "fleet: etcd refused the token (%s); authenticating again",
+               why.c_str());
+    });
   }
 }
 

@@ -1,10 +1,12 @@
 """End-to-end: the fleet over TLS with etcd's authentication (<fleet caFile certificateFile
 keyFile user passwordFile>). One etcd member serving https only, with --client-cert-auth and
-v3 auth enabled (root with a password), certificates made with openssl in a temporary
-directory. Two Harrows with the right CA, client certificate and password elect one prober;
+v3 auth enabled (root with a password, tokens that expire after a second), certificates made with openssl in a temporary
+directory. Two Harrows with the right CA, client certificate and password elect one prober, and
+their writes after their tokens expired go through (authenticating again);
 one with a wrong password and one trusting the wrong CA say why in the log, report
 harrow_fleet_connected 0 and probe on their own. --check-config reports an unreadable caFile
 and a group-readable passwordFile at their line."""
+import json
 import os
 import re
 import shutil
@@ -67,9 +69,17 @@ class FleetTls(HarrowTestCase):
                 f.write(text)
             os.chmod(path, 0o600)
             self.files[name] = path
-        self.port, peer = dead_port(), dead_port()
+        self.port, self.peer = dead_port(), dead_port()
         self.url = f"https://127.0.0.1:{self.port}"
-        log = open(os.path.join(d, "etcd.log"), "w")
+        self.start_etcd()
+        for args in (("user", "add", "root", "--new-user-password=s3cret pass"),
+                     ("auth", "enable")):
+            r = self.etcdctl(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+    def start_etcd(self):
+        d, peer = self.tmp, self.peer
+        log = open(os.path.join(d, "etcd.log"), "a")
         self.etcd = subprocess.Popen(
             [ETCD, "--name", "m0", "--data-dir", os.path.join(d, "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
@@ -78,14 +88,14 @@ class FleetTls(HarrowTestCase):
              "--initial-cluster", f"m0=http://127.0.0.1:{peer}",
              "--cert-file", self.files["server.crt"], "--key-file", self.files["server.key"],
              "--trusted-ca-file", self.files["ca.crt"], "--client-cert-auth",
+             # Tokens unused for a second expire. (etcd 3.4 checks no token on a lease
+             # keepalive, so the steady state keeps no token alive: the next write finds it
+             # expired.)
+             "--auth-token-ttl", "1",
              "--heartbeat-interval", "50", "--election-timeout", "500"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for(lambda: self.etcdctl("endpoint", "health").returncode == 0, 15, "etcd up")
-        for args in (("user", "add", "root", "--new-user-password=s3cret pass"),
-                     ("auth", "enable")):
-            r = self.etcdctl(*args)
-            self.assertEqual(r.returncode, 0, r.stderr)
 
     def tearDown(self):
         try:
@@ -103,18 +113,27 @@ class FleetTls(HarrowTestCase):
              "--dial-timeout", "2s", *args],
             env=env, capture_output=True, text=True, timeout=10)
 
-    def config(self, instance, ca="ca.crt", password="password", probe=None, ca_path=None):
+    def config(self, instance, ca="ca.crt", password="password", probe=None, ca_path=None,
+               ttl=TTL):
         farm = (f'<webFarm name="web"><server address="{probe.host}">'
                 f'<applicationRequestRouting httpPort="{probe.port}"/></server>'
                 f'<applicationRequestRouting><healthCheck url="http://web.example/hc"'
                 f' interval="00:00:01" timeout="00:00:01" retries="1"/>'
                 f'</applicationRequestRouting></webFarm>')
         fleet = (f'<fleet endpoints="{self.url}" name="tls" instance="{instance}"'
-                 f' leaseTtl="{TTL}"\n caFile="{ca_path or self.files[ca]}"'
+                 f' leaseTtl="{ttl}"\n caFile="{ca_path or self.files[ca]}"'
                  f' certificateFile="{self.files["client.crt"]}"'
                  f' keyFile="{self.files["client.key"]}"\n user="root"'
                  f' passwordFile="{self.files[password]}"/>')
         return config_xml([farm], [rule_xml("all", "web")], harrow=fleet)
+
+    def server_state(self, h, label):
+        farms = json.loads(h.admin_get("/api/farms")[1])
+        for farm in farms["farms"]:
+            for s in farm["servers"]:
+                if s["endpoint"] == label:
+                    return s["state"], s["isHealthy"]
+        return None
 
     def metrics(self, h):
         return h.admin_get("/metrics")[1]
@@ -146,6 +165,25 @@ class FleetTls(HarrowTestCase):
         # One prober: interval 1 s ± 10 % jitter, ±1 for the edges; two would double it.
         self.assertLessEqual(n, int(elapsed / 0.9) + 1, f"{n} probes in {elapsed:.1f}s")
         self.assertGreaterEqual(n, int(elapsed / 1.1) - 1, f"{n} probes in {elapsed:.1f}s")
+
+        # Both tokens have expired by now (only keepalives for 3 s). The prober publishes a
+        # transition and the follower a drain: each write is told "invalid auth token", the
+        # instance authenticates again, retries, and the other instance sees the result.
+        prober = next(h for h in fleet if self.probes_here(h))
+        follower = next(h for h in fleet if h is not prober)
+        label = f"{origin.host}:{origin.port}"
+        origin.stop()
+        wait_for(lambda: self.server_state(follower, label)[1] is False, 5,
+                 "the prober's verdict on the follower")
+        self.assertEqual(follower.admin_post(f"/api/farms/web/servers/{label}/state",
+                                             "drain")[0], 200)
+        wait_for(lambda: self.server_state(prober, label)[0] == "Draining", 5,
+                 "the follower's drain on the prober")
+        for h in fleet:
+            self.assertIn("refused the token", h.stderr())
+            self.assertIn("invalid auth token", h.stderr())
+        self.assertTrue(all(map(self.connected, fleet)))
+        self.assertEqual(sum(map(self.probes_here, fleet)), 1)
 
         # A wrong password and a CA that did not sign etcd's certificate: cut off, said in the
         # log and the metric, probing alone.

@@ -102,6 +102,8 @@ TEST(EtcdAuth, AnInvalidTokenIsRefreshedOnceAndTheRequestRetried) {
   etcd.script["/v3/lease/keepalive"] = {
       {true, "{}", ""}, {false, "", kInvalid}, {true, R"({"result":{}})", ""}};
   TokenAuth auth("root", "pw", etcd.sender());
+  std::vector<std::string> refreshed;
+  auth.on_refresh([&](const std::string& why) { refreshed.push_back(why); });
   Outcome first, second;
   auth.call("/v3/lease/keepalive", "{}", true, first.reply());
   EXPECT_TRUE(first.ok);
@@ -115,6 +117,7 @@ TEST(EtcdAuth, AnInvalidTokenIsRefreshedOnceAndTheRequestRetried) {
   EXPECT_EQ(etcd.tokens_for("/v3/lease/keepalive"),
             (std::vector<std::string>{"old", "old", "new"}));
   EXPECT_EQ(auth.token(), "new");
+  EXPECT_EQ(refreshed, (std::vector<std::string>{kInvalid}));
 }
 
 TEST(EtcdAuth, ATokenRefusedTwiceIsTheCallersFailureNotALoop) {
