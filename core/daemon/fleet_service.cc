@@ -31,6 +31,7 @@ struct FleetService::Impl : fleet::Local {
   uv_timer_t tick{};
   FleetSecrets secrets;
   std::string logged_error;  // the last etcd error logged (each new one once)
+  uint64_t next_error_log = 0;
   std::unique_ptr<etcd::EtcdClient> client;
   std::unique_ptr<etcd::EtcdStore> store;
   std::unique_ptr<fleet::FleetCore> core;
@@ -54,10 +55,14 @@ struct FleetService::Impl : fleet::Local {
     owner->connected_.store(connected, std::memory_order_relaxed);
     // Why etcd is out of reach (a TLS handshake or a password it refused), said once: the
     // fleet's own line says only that it is cut off.
+    // At most one line per 10 s while cut off: endpoints failing in different ways would
+    // otherwise alternate their errors at every request.
     if (connected) {
       logged_error.clear();
-    } else if (!store->last_error().empty() && store->last_error() != logged_error) {
+    } else if (!store->last_error().empty() && store->last_error() != logged_error &&
+               (logged_error.empty() || uv_now(&loop) >= next_error_log)) {
       logged_error = store->last_error();
+      next_error_log = uv_now(&loop) + 10'000;
       log_line(LogLevel::Warn, "fleet: etcd: %s", logged_error.c_str());
     }
     std::lock_guard<std::mutex> lock(mutex);
