@@ -88,7 +88,8 @@ TEST(EtcdAuth, RequestsWaitingForTheTokenShareOneAuthentication) {
   ASSERT_EQ(etcd.sent.size(), 1u);
   etcd.script["/v3/kv/put"] = {{true, "{}", ""}};
   etcd.script["/v3/kv/range"] = {{true, "{}", ""}};
-  etcd.sent[0].reply(true, R"({"token":"t"})", "");
+  TokenAuth::Reply reply = etcd.sent[0].reply;  // a copy: the replies below grow `sent`
+  reply(true, R"({"token":"t"})", "");
   EXPECT_EQ(auth.authentications(), 1u);
   EXPECT_TRUE(a.ok && b.ok);
   EXPECT_EQ(watch_token, "t");
