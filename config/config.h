@@ -101,6 +101,17 @@ struct FleetConfig {
   // Take the configuration from the key PREFIX + name + "/config" (IIS's Shared Configuration):
   // each new revision is checked as --check-config checks a file and applied, or rejected.
   bool shared_config = false;
+  // https:// endpoints: etcd's certificate must chain to ca_file and name the endpoint's host;
+  // certificate_file/key_file: the client certificate etcd's --client-cert-auth asks for.
+  bool tls = false;
+  std::string ca_file;
+  std::string certificate_file;
+  std::string key_file;
+  // etcd's own authentication (v3 auth): the user, and a file holding its password (never the
+  // password in the configuration). Empty user: no authentication.
+  std::string user;
+  std::string password_file;
+  SourceLocation password_file_where;
   SourceLocation where;
 };
 

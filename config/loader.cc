@@ -814,7 +814,12 @@ constexpr AttrSpec kFleetAttrs[] = {nonempty_attr("endpoints").must_be_present()
                                     nonempty_attr("instance").must_be_present(),
                                     uint_attr("leaseTtl", 2, 3600),
                                     nonempty_attr("prefix"),
-                                    bool_attr("sharedConfig")};
+                                    bool_attr("sharedConfig"),
+                                    nonempty_attr("caFile"),
+                                    nonempty_attr("certificateFile"),
+                                    nonempty_attr("keyFile"),
+                                    nonempty_attr("user"),
+                                    nonempty_attr("passwordFile")};
 constexpr ElementSpec kFleet = element("fleet", kFleetAttrs);
 constexpr const ElementSpec* kHarrowChildren[] = {
     &kListen,    &kCertificate, &kTls,   &kUpstreamTls, &kUpstreamHttp2, &kAdmin,
@@ -2524,19 +2529,20 @@ class ConfigReader {
   // Why a file holding a secret is unfit, or "" if it is fit: it must be a regular file (not a
   // symbolic link) that neither its group nor others may read or write. Checked with lstat, so
   // a reload after the privilege drop can check a root-only file it cannot open.
-  static std::string check_secret_file(const std::string& path) {
+  static std::string check_secret_file(const std::string& path,
+                                       const std::string& what = "token file") {
     struct stat st;
     if (::lstat(path.c_str(), &st) != 0) {
-      return "cannot use token file " + quoted(path) + ": " + std::strerror(errno);
+      return "cannot use " + what + " " + quoted(path) + ": " + std::strerror(errno);
     }
     if (S_ISLNK(st.st_mode)) {
-      return "token file " + quoted(path) + " is a symbolic link; name the file itself";
+      return what + " " + quoted(path) + " is a symbolic link; name the file itself";
     }
-    if (!S_ISREG(st.st_mode)) return "token file " + quoted(path) + " is not a regular file";
+    if (!S_ISREG(st.st_mode)) return what + " " + quoted(path) + " is not a regular file";
     if ((st.st_mode & 077) != 0) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-      return "token file " + quoted(path) + " has mode " + mode +
+      return what + " " + quoted(path) + " has mode " + mode +
              ": group and others must have no access (chmod 600)";
     }
     return "";
@@ -2648,10 +2654,12 @@ class ConfigReader {
       if (c == ',' || c == ';' || c == '\t' || c == '\n' || c == '\r') c = ' ';
     }
     std::istringstream words(list);
+    size_t plain = 0, secure = 0;
     for (std::string url; words >> url;) {
       std::string_view u = url;
-      bool ok = u.size() > 7 && iequals(u.substr(0, 7), "http://");
-      std::string_view hostport = ok ? u.substr(7) : std::string_view{};
+      bool https = u.size() > 8 && iequals(u.substr(0, 8), "https://");
+      bool ok = https || (u.size() > 7 && iequals(u.substr(0, 7), "http://"));
+      std::string_view hostport = ok ? u.substr(https ? 8 : 7) : std::string_view{};
       if (!hostport.empty() && hostport.back() == '/') hostport.remove_suffix(1);
       size_t colon = hostport.rfind(':');
       ok = ok && colon != std::string_view::npos && colon > 0 &&
@@ -2664,16 +2672,61 @@ class ConfigReader {
         diagnostics_.attribute_error(
             fleet, "endpoints",
             "endpoint \"" + url +
-                "\" is not http://HOST:PORT (an etcd client URL; https is not "
-                "supported yet)");
+                "\" is not http://HOST:PORT or https://HOST:PORT (an etcd client URL)");
         continue;
       }
+      ++(https ? secure : plain);
       f.endpoints.emplace_back(hostport);
     }
+    // One TLS setting for the whole list: a fleet whose store is reached over TLS must not
+    // fall over to a plain endpoint that anyone on the path can answer.
+    if (plain > 0 && secure > 0) {
+      diagnostics_.attribute_error(fleet, "endpoints",
+                                   "endpoints mixes http:// and https://; list one kind");
+    }
+    f.tls = secure > 0;
+    read_fleet_security(fleet, f);
     if (f.endpoints.empty() && !list.empty()) return;
     // (An absent attribute is the schema's error already.)
     if (f.endpoints.empty() && find_attribute(fleet, "endpoints")) {
       diagnostics_.attribute_error(fleet, "endpoints", "endpoints lists no etcd endpoint");
+    }
+  }
+
+  // <fleet>'s TLS files (their contents are checked by core/tls/tls_context.h) and etcd user.
+  void read_fleet_security(pugi::xml_node fleet, FleetConfig& f) {
+    read_value(fleet, "caFile", f.ca_file);
+    read_value(fleet, "certificateFile", f.certificate_file);
+    read_value(fleet, "keyFile", f.key_file);
+    read_value(fleet, "user", f.user);
+    read_value(fleet, "passwordFile", f.password_file);
+    if (f.tls && f.ca_file.empty()) {
+      diagnostics_.error(fleet,
+                         "https:// endpoints need caFile (the CA that signed etcd's "
+                         "certificate)");
+    }
+    if (!f.tls) {
+      for (const char* attr : {"caFile", "certificateFile", "keyFile"}) {
+        if (find_attribute(fleet, attr)) {
+          diagnostics_.attribute_error(fleet, attr,
+                                       std::string(attr) + " needs https:// endpoints");
+        }
+      }
+    }
+    if (f.certificate_file.empty() != f.key_file.empty()) {
+      diagnostics_.error(fleet, "certificateFile and keyFile go together");
+    }
+    resolve_credential_path(fleet, "caFile", f.ca_file);
+    resolve_credential_path(fleet, "certificateFile", f.certificate_file);
+    resolve_credential_path(fleet, "keyFile", f.key_file);
+    if (f.user.empty() != f.password_file.empty()) {
+      diagnostics_.error(fleet, "user and passwordFile go together");
+    }
+    if (!f.password_file.empty()) {
+      f.password_file_where = diagnostics_.at_attribute(fleet, "passwordFile");
+      resolve_credential_path(fleet, "passwordFile", f.password_file);
+      std::string why = check_secret_file(f.password_file, "password file");
+      if (!why.empty()) diagnostics_.attribute_error(fleet, "passwordFile", why);
     }
   }
 
@@ -2969,7 +3022,11 @@ std::string summarize(const Config& config) {
     const FleetConfig& f = config.fleet;
     out << "fleet: " << f.name << ", instance " << f.instance << ", lease TTL "
         << f.lease_ttl_seconds << "s, keys under " << f.prefix << f.name << "/, etcd";
-    for (const std::string& e : f.endpoints) out << " http://" << e;
+    for (const std::string& e : f.endpoints) out << (f.tls ? " https://" : " http://") << e;
+    if (f.tls)
+      out << " (CA " << f.ca_file << (f.certificate_file.empty() ? "" : ", client certificate")
+          << ")";
+    if (!f.user.empty()) out << ", etcd user " << f.user;
     out << (f.shared_config ? "; configuration from the key " + f.prefix + f.name + "/config" : "")
         << "\n";
   }

@@ -4,7 +4,10 @@
 
 #include <cstring>
 
+#include "core/base/io_buffer.h"
+#include "core/base/log.h"
 #include "core/base/socket_address.h"
+#include "core/tls/tls_session.h"
 
 namespace harrow::etcd {
 
@@ -15,6 +18,7 @@ struct EtcdClient::Attempt {
   std::string body;
   Mode mode = Mode::Unary;
   size_t tries = 0;
+  std::string token;  // etcd v3 auth: the Authorization header
   Reply done;
   std::function<void(const std::string&)> message;  // Stream
   std::function<void(const std::string&)> ended;    // Stream
@@ -36,11 +40,24 @@ struct Conn {
   bool done = false;    // the attempt's outcome was decided
   bool silent = false;  // abandoned: no callback
   bool tcp_open = false;
+  // https:// endpoints: the request goes through `out` into the session after the handshake;
+  // the reply is decrypted into `plain`.
+  std::unique_ptr<OutBatch> out;
+  std::unique_ptr<tls::Session> tls;
+  InputBuffer plain;
+  bool handshaking = false;
+
+  ~Conn() {
+    tls.reset();
+    out.reset();
+    plain.release();
+  }
 
   static void on_connect(uv_connect_t* req, int status) {
     auto* c = static_cast<Conn*>(req->data);
     if (c->done) return;
     if (status < 0) return c->fail(std::string("connect: ") + uv_strerror(status));
+    if (c->client->tls_ != nullptr) return c->start_tls();
     uv_buf_t buf = uv_buf_init(c->request.data(), static_cast<unsigned>(c->request.size()));
     c->write.data = c;
     int rc = uv_write(&c->write, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1, &Conn::on_write);
@@ -51,13 +68,73 @@ struct Conn {
     auto* c = static_cast<Conn*>(req->data);
     if (status < 0 && !c->done) c->fail(std::string("write: ") + uv_strerror(status));
   }
-  static void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  void start_tls() {
+    auto* stream = reinterpret_cast<uv_stream_t*>(&tcp);
+    out = std::make_unique<OutBatch>(stream, &Conn::on_tls_write);
+    // The host of HOST:PORT: etcd's certificate must name it (a DNS name or an IP address).
+    std::string host = client->endpoint(endpoint);
+    host.resize(host.rfind(':'));
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    tls = tls::Session::connect(client->tls_, host, true, nullptr, stream, &Conn::on_tls_write,
+                                out.get());
+    if (tls == nullptr) return fail("TLS start failed");
+    out->set_filter(tls.get());
+    handshaking = true;  // the request follows the handshake (tls_read)
+    uv_read_start(stream, &Conn::on_alloc, &Conn::on_read);
+  }
+  static void on_tls_write(uv_write_t* req, int status) {
+    auto* c = static_cast<Conn*>(req->handle->data);
+    write_request_finish(req);
+    c->out->write_done();
+    if (status < 0 && !c->done) c->fail(std::string("write: ") + uv_strerror(status));
+  }
+  // Ciphertext arrived: the handshake's progress, then the reply's plaintext to plain_read.
+  void tls_read(ssize_t n) {
+    if (n < 0) {
+      if (handshaking) return fail("connection closed during the TLS handshake");
+      return plain_read(n, nullptr);
+    }
+    tls->received(static_cast<size_t>(n));
+    for (;;) {
+      tls::Session::Status status = tls->decrypt(plain);
+      if (status == tls::Session::Status::Failed) {
+        return fail((handshaking ? "TLS handshake failed: " : "TLS error: ") + tls->error());
+      }
+      if (handshaking && tls->handshake_done()) {
+        handshaking = false;
+        out->add_copy(request.data(), request.size(), false);
+        if (int rc = out->flush(); rc != 0) return fail(std::string("write: ") + uv_strerror(rc));
+      }
+      if (plain.block != nullptr && plain.unconsumed() > 0) {
+        const char* data = plain.parse_begin();
+        auto len = static_cast<ssize_t>(plain.unconsumed());
+        plain.parse_pos = plain.fill;
+        plain_read(len, data);
+        if (done) return;
+      }
+      if (status == tls::Session::Status::Closed) return plain_read(UV_EOF, nullptr);
+      if (!tls->has_buffered()) break;
+    }
+    plain.release_if_drained();
+  }
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* c = static_cast<Conn*>(h->data);
+    if (c->tls != nullptr) {
+      *buf = c->tls->read_buffer();
+      return;
+    }
     static thread_local char chunk[64 * 1024];
     *buf = uv_buf_init(chunk, sizeof chunk);
   }
   static void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
     auto* c = static_cast<Conn*>(stream->data);
-    if (c->done) return;
+    if (c->done || n == 0) return;
+    if (c->tls != nullptr) return c->tls_read(n);
+    c->plain_read(n, buf->base);
+  }
+  // Reply bytes (plaintext), or the end of the stream (n < 0).
+  void plain_read(ssize_t n, const char* data) {
+    Conn* c = this;
     if (n < 0) {
       if (n == UV_EOF && c->reader.finish()) return c->complete();
       if (c->attempt->mode == Mode::Stream && c->reader.status() == 200) {
@@ -66,7 +143,7 @@ struct Conn {
       return c->fail(n == UV_EOF ? "closed: " + c->reader.error()
                                  : std::string("read: ") + uv_strerror(static_cast<int>(n)));
     }
-    if (!c->reader.feed(std::string_view(buf->base, static_cast<size_t>(n)))) {
+    if (!c->reader.feed(std::string_view(data, static_cast<size_t>(n)))) {
       return c->fail(c->reader.error());
     }
     if (c->reader.head_done() && c->reader.status() == 200 && c->attempt->mode != Mode::Unary) {
@@ -74,6 +151,12 @@ struct Conn {
       c->splitter.feed(c->reader.take_body());
       std::string object;
       while (!c->done && c->splitter.next(object)) {
+        // A streamed RPC (keepalive, watch) answers 200 and puts etcd's refusal of the token
+        // in the stream. (Keys and values are base64 in etcd's JSON: only an error has words.)
+        if (TokenAuth::is_token_error(object)) {
+          if (object.size() > 200) object.resize(200);
+          return c->refuse(object);
+        }
         if (c->attempt->mode == Mode::FirstObject) return c->succeed(object);
         uv_timer_stop(&c->timer);  // a stream that answered is not timed out
         c->client->current_ = c->endpoint;
@@ -93,7 +176,11 @@ struct Conn {
     if (reader.status() != 200) {
       std::string body = reader.body();
       if (body.size() > 200) body.resize(200);
-      return fail("HTTP " + std::to_string(reader.status()) + ": " + body);
+      std::string why = "HTTP " + std::to_string(reader.status()) + ": " + body;
+      // etcd refused the credentials, not the request: another endpoint would too, and the
+      // caller (TokenAuth) decides whether a new token is worth one retry.
+      if (reader.status() == 401 || TokenAuth::is_token_error(why)) return refuse(why);
+      return fail(why);
     }
     if (attempt->mode == Mode::Unary) return succeed(reader.body());
     if (attempt->mode == Mode::FirstObject) return fail("stream ended without a reply");
@@ -108,6 +195,20 @@ struct Conn {
   void end_stream(const std::string& why) {
     done = true;
     if (!silent) attempt->ended(why);
+    shut();
+  }
+  // The answer is a failure the next endpoint would give as well.
+  void refuse(const std::string& why) {
+    done = true;
+    client->current_ = endpoint;
+    std::string where = client->endpoint(endpoint) + ": " + why;
+    if (!silent) {
+      if (attempt->mode == Mode::Stream) {
+        attempt->ended(where);
+      } else {
+        attempt->done(false, "", where);
+      }
+    }
     shut();
   }
   // This endpoint did not answer: the next one gets the request, or the caller the failure.
@@ -145,8 +246,20 @@ struct Conn {
 };
 
 EtcdClient::EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints,
-                       std::chrono::milliseconds timeout)
-    : loop_(loop), endpoints_(std::move(endpoints)), timeout_(timeout) {}
+                       std::chrono::milliseconds timeout, Security security)
+    : loop_(loop), endpoints_(std::move(endpoints)), timeout_(timeout), tls_(security.tls) {
+  if (!security.user.empty()) {
+    auth_ = std::make_unique<TokenAuth>(
+        std::move(security.user), std::move(security.password),
+        [this](const std::string& path, const std::string& body, const std::string& token,
+               bool first_object,
+               Reply done) { send(path, body, token, first_object, std::move(done)); });
+    auth_->on_refresh([](const std::string& why) {
+      log_line(LogLevel::Info, "fleet: etcd refused the token (%s); authenticating again",
+               why.c_str());
+    });
+  }
+}
 
 EtcdClient::~EtcdClient() {
   // close() ran and the loop ran the close callbacks; anything left would be a leak to report.
@@ -154,9 +267,17 @@ EtcdClient::~EtcdClient() {
 }
 
 void EtcdClient::call(const std::string& path, std::string body, bool first_object, Reply done) {
+  if (auth_) return auth_->call(path, std::move(body), first_object, std::move(done));
+  send(path, body, "", first_object, std::move(done));
+}
+
+void EtcdClient::send(const std::string& path, const std::string& body, const std::string& token,
+                      bool first_object, Reply done) {
+  if (closed_) return;
   auto a = std::make_shared<Attempt>();
   a->path = path;
-  a->body = std::move(body);
+  a->body = body;
+  a->token = token;
   a->mode = first_object ? Mode::FirstObject : Mode::Unary;
   a->done = std::move(done);
   start(std::move(a));
@@ -165,8 +286,22 @@ void EtcdClient::call(const std::string& path, std::string body, bool first_obje
 void EtcdClient::watch(std::string body, std::function<void(const std::string&)> message,
                        std::function<void(const std::string&)> ended) {
   cancel_watch();
+  if (!auth_) return start_watch(std::move(body), "", std::move(message), std::move(ended));
+  uint64_t generation = ++watch_generation_;
+  auth_->with_token([this, generation, body = std::move(body), message = std::move(message),
+                     ended = std::move(ended)](bool ok, const std::string& token) mutable {
+    if (closed_ || generation != watch_generation_) return;  // cancelled meanwhile
+    if (!ok) return ended(token);
+    start_watch(std::move(body), token, std::move(message), std::move(ended));
+  });
+}
+
+void EtcdClient::start_watch(std::string body, const std::string& token,
+                             std::function<void(const std::string&)> message,
+                             std::function<void(const std::string&)> ended) {
   auto a = std::make_shared<Attempt>();
   a->path = "/v3/watch";
+  a->token = token;
   a->body = std::move(body);
   a->mode = Mode::Stream;
   a->message = std::move(message);
@@ -175,6 +310,7 @@ void EtcdClient::watch(std::string body, std::function<void(const std::string&)>
 }
 
 void EtcdClient::cancel_watch() {
+  ++watch_generation_;
   if (watch_ == nullptr) return;
   watch_->silent = true;
   watch_->done = true;
@@ -231,6 +367,7 @@ void EtcdClient::start(std::shared_ptr<Attempt> a) {
   if (c->attempt->mode == Mode::Stream) watch_ = c;
   const std::string& hostport = endpoints_[c->endpoint];
   c->request = "POST " + c->attempt->path + " HTTP/1.1\r\nHost: " + hostport +
+               (c->attempt->token.empty() ? "" : "\r\nAuthorization: " + c->attempt->token) +
                "\r\nContent-Type: application/json\r\nContent-Length: " +
                std::to_string(c->attempt->body.size()) + "\r\nConnection: close\r\n\r\n" +
                c->attempt->body;
@@ -330,6 +467,7 @@ void EtcdStore::watch_prefix(const std::string& prefix, int64_t start_revision,
     if (*ended) return;
     *ended = true;
     last_error_ = why;
+    if (TokenAuth::is_token_error(why)) client_.forget_token();
     broken();
   };
   client_.watch(

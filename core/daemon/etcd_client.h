@@ -7,6 +7,7 @@
 // client lives on a caller's loop; nothing else of Harrow includes it.
 #pragma once
 
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/daemon/etcd_auth.h"
 #include "core/daemon/fleet.h"
 
 namespace harrow::etcd {
@@ -24,9 +26,18 @@ struct Conn;
 
 class EtcdClient {
  public:
+  // How etcd is reached beyond plain HTTP (<fleet caFile … user passwordFile>).
+  struct Security {
+    // https:// endpoints: TLS with this context (tls::new_fleet_context), etcd's certificate
+    // checked against the endpoint's host. Not owned; outlives the client.
+    SSL_CTX* tls = nullptr;
+    // etcd v3 auth: every request and the watch carry the user's token (etcd_auth.h).
+    std::string user;
+    std::string password;
+  };
   // `endpoints`: "HOST:PORT" each.
-  EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints,
-             std::chrono::milliseconds timeout);
+  EtcdClient(uv_loop_t* loop, std::vector<std::string> endpoints, std::chrono::milliseconds timeout,
+             Security security);
   ~EtcdClient();  // after close(), once the loop has run the close callbacks
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;
@@ -40,6 +51,10 @@ class EtcdClient {
   void watch(std::string body, std::function<void(const std::string& object)> message,
              std::function<void(const std::string& why)> ended);
   void cancel_watch();
+  // The watch ended on a token etcd no longer accepts: the next request authenticates again.
+  void forget_token() {
+    if (auth_) auth_->forget_token();
+  }
   // Abandons every request (their callbacks are not called) and closes the connections.
   void close();
   // Connections not yet closed (close() then run the loop until this is 0).
@@ -49,6 +64,11 @@ class EtcdClient {
  private:
   struct Attempt;
   void start(std::shared_ptr<Attempt> attempt);
+  void send(const std::string& path, const std::string& body, const std::string& token,
+            bool first_object, Reply done);
+  void start_watch(std::string body, const std::string& token,
+                   std::function<void(const std::string& object)> message,
+                   std::function<void(const std::string& why)> ended);
   void finished(Conn* conn);
   friend struct Conn;
 
@@ -58,7 +78,10 @@ class EtcdClient {
   size_t current_ = 0;  // the endpoint that answered last
   std::set<Conn*> conns_;
   Conn* watch_ = nullptr;
+  uint64_t watch_generation_ = 0;  // a watch waiting for a token starts only if still current
   bool closed_ = false;
+  SSL_CTX* tls_ = nullptr;
+  std::unique_ptr<TokenAuth> auth_;
 };
 
 // fleet::Store over EtcdClient.

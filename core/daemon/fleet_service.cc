@@ -1,13 +1,20 @@
 #include "core/daemon/fleet_service.h"
 
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <mutex>
 #include <thread>
 
+#include "core/base/files.h"
+#include "core/base/io_buffer.h"
 #include "core/base/log.h"
 #include "core/daemon/etcd_client.h"
 #include "core/daemon/fleet.h"
+#include "core/tls/tls_context.h"
 
 namespace harrow {
 namespace {
@@ -22,6 +29,9 @@ struct FleetService::Impl : fleet::Local {
   uv_loop_t loop{};
   uv_async_t wakeup{};
   uv_timer_t tick{};
+  FleetSecrets secrets;
+  std::string logged_error;  // the last etcd error logged (each new one once)
+  uint64_t next_error_log = 0;
   std::unique_ptr<etcd::EtcdClient> client;
   std::unique_ptr<etcd::EtcdStore> store;
   std::unique_ptr<fleet::FleetCore> core;
@@ -41,7 +51,20 @@ struct FleetService::Impl : fleet::Local {
   }
 
   void refresh() {
-    owner->connected_.store(core->connected(), std::memory_order_relaxed);
+    bool connected = core->connected();
+    owner->connected_.store(connected, std::memory_order_relaxed);
+    // Why etcd is out of reach (a TLS handshake or a password it refused), said once: the
+    // fleet's own line says only that it is cut off.
+    // At most one line per 10 s while cut off: endpoints failing in different ways would
+    // otherwise alternate their errors at every request.
+    if (connected) {
+      logged_error.clear();
+    } else if (!store->last_error().empty() && store->last_error() != logged_error &&
+               (logged_error.empty() || uv_now(&loop) >= next_error_log)) {
+      logged_error = store->last_error();
+      next_error_log = uv_now(&loop) + 10'000;
+      log_line(LogLevel::Warn, "fleet: etcd: %s", logged_error.c_str());
+    }
     std::lock_guard<std::mutex> lock(mutex);
     roles_copy = core->roles();
   }
@@ -116,10 +139,61 @@ struct FleetService::Impl : fleet::Local {
   }
 };
 
-FleetService::FleetService(const config::FleetConfig& config, Hooks hooks)
+bool load_fleet_secrets(const config::FleetConfig& config, FleetSecrets& out,
+                        std::vector<config::Diagnostic>& errors) {
+  size_t before = errors.size();
+  if (config.tls) {
+    std::string why;
+    SSL_CTX* ctx = tls::new_fleet_context(config, why);
+    if (ctx == nullptr) {
+      errors.push_back({config.where, why});
+    } else {
+      out.tls.reset(ctx, SSL_CTX_free);
+    }
+  }
+  if (!config.password_file.empty()) {
+    // Opened without following a symbolic link; a regular file only its owner may read.
+    std::string error;
+    int fd = open_regular_file(config.password_file, O_RDONLY, "password file", error);
+    struct stat st;
+    if (fd >= 0 && (::fstat(fd, &st) != 0 || (st.st_mode & 077) != 0)) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      error = "password file \"" + config.password_file + "\" has mode " + mode +
+              ": group and others must have no access (chmod 600)";
+      ::close(fd);
+      fd = -1;
+    }
+    if (fd >= 0) {
+      char buffer[4096];
+      for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.password.append(buffer, static_cast<size_t>(n));
+        if (out.password.size() > 4096) break;
+      }
+      ::close(fd);
+      // One line: the trailing newline an editor or `echo` adds is not part of the password.
+      while (!out.password.empty() &&
+             (out.password.back() == '\n' || out.password.back() == '\r')) {
+        out.password.pop_back();
+      }
+      if (out.password.empty() || out.password.size() > 4096) {
+        error = "cannot read a password from " + config.password_file +
+                " (empty, unreadable or over 4 KiB)";
+      }
+    }
+    if (!error.empty()) errors.push_back({config.password_file_where, error});
+  }
+  return errors.size() == before;
+}
+
+FleetService::FleetService(const config::FleetConfig& config, FleetSecrets secrets, Hooks hooks)
     : impl_(std::make_unique<Impl>()) {
   Impl& i = *impl_;
   i.owner = this;
+  i.secrets = std::move(secrets);
   i.hooks = std::move(hooks);
   uv_loop_init(&i.loop);
   uv_async_init(&i.loop, &i.wakeup, &Impl::on_wakeup);
@@ -135,11 +209,16 @@ FleetService::FleetService(const config::FleetConfig& config, Hooks hooks)
   // A request gets a third of the TTL at each endpoint: a dead endpoint is passed over well
   // before the lease could expire.
   auto timeout = std::max(fleet::Millis{300}, settings.lease_ttl / 3);
-  i.client = std::make_unique<etcd::EtcdClient>(&i.loop, config.endpoints, timeout);
+  etcd::EtcdClient::Security security;
+  security.tls = i.secrets.tls.get();
+  security.user = config.user;
+  security.password = i.secrets.password;
+  i.client = std::make_unique<etcd::EtcdClient>(&i.loop, config.endpoints, timeout, security);
   i.store = std::make_unique<etcd::EtcdStore>(*i.client);
   i.core = std::make_unique<fleet::FleetCore>(settings, *i.store, i);
-  log_line(LogLevel::Info, "fleet: %s, instance %s, %zu etcd endpoint(s), lease TTL %us",
+  log_line(LogLevel::Info, "fleet: %s, instance %s, %zu etcd endpoint(s)%s%s, lease TTL %us",
            config.name.c_str(), config.instance.c_str(), config.endpoints.size(),
+           config.tls ? " over TLS" : "", config.user.empty() ? "" : ", etcd auth",
            config.lease_ttl_seconds);
   Impl* impl = impl_.get();
   i.thread = std::thread([impl] {
@@ -148,6 +227,7 @@ FleetService::FleetService(const config::FleetConfig& config, Hooks hooks)
     uv_run(&impl->loop, UV_RUN_DEFAULT);
     impl->client.reset();
     uv_loop_close(&impl->loop);
+    io_pools_release_thread();  // TLS sessions' blocks
   });
 }
 

@@ -15,8 +15,22 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/loader.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
 
 namespace harrow {
+
+// What <fleet> needs from files to reach etcd: read at start-up, before the privilege drop
+// (the files may be root's), and kept for the process's life (<fleet> changes apply at the
+// next restart).
+struct FleetSecrets {
+  std::shared_ptr<SSL_CTX> tls;  // https:// endpoints
+  std::string password;          // etcd user's password (passwordFile)
+};
+// False with errors at <fleet> (TLS files) or at its passwordFile attribute.
+bool load_fleet_secrets(const config::FleetConfig& config, FleetSecrets& out,
+                        std::vector<config::Diagnostic>& errors);
 
 class FleetService {
  public:
@@ -33,7 +47,8 @@ class FleetService {
     std::function<void(const std::string& text, int64_t revision)> apply_config;
   };
 
-  FleetService(const config::FleetConfig& config, Hooks hooks);  // starts the thread
+  // Starts the thread.
+  FleetService(const config::FleetConfig& config, FleetSecrets secrets, Hooks hooks);
   ~FleetService();  // revokes the lease (our farms are free at once) and joins the thread
   FleetService(const FleetService&) = delete;
   FleetService& operator=(const FleetService&) = delete;

@@ -456,6 +456,18 @@ int run(int argc, char** argv) {
       return kExitConfig;
     }
   }
+  // <fleet>'s TLS files and etcd password: read now (before the privilege drop, and by
+  // --check-config, which reports them at their attribute).
+  FleetSecrets fleet_secrets;
+  if (config->fleet.enabled) {
+    std::vector<config::Diagnostic> fleet_errors;
+    if (!load_fleet_secrets(config->fleet, fleet_secrets, fleet_errors)) {
+      for (const config::Diagnostic& d : fleet_errors) {
+        std::fprintf(stderr, "%s\n", d.format_error().c_str());
+      }
+      return kExitConfig;
+    }
+  }
   std::vector<std::string> not_acted_on = features_not_acted_on(*config);
   if (cli.check_config && cli.explain) {
     // Nothing is resolved or probed: the report says servers are assumed healthy.
@@ -679,7 +691,8 @@ int run(int argc, char** argv) {
         p->post_shared_config(text, revision);
       };
     }
-    process.fleet = std::make_unique<FleetService>(config->fleet, std::move(hooks));
+    process.fleet = std::make_unique<FleetService>(config->fleet, std::move(fleet_secrets),
+                                                   std::move(hooks));
     process.health.attach_fleet(process.fleet.get());
   }
   process.health.reconcile(process.current);

@@ -498,10 +498,48 @@ const ClientContexts::UpstreamTls& ClientContexts::for_farm(std::string_view nam
   return global_;
 }
 
+SSL_CTX* new_fleet_context(const config::FleetConfig& fleet, std::string& why) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) {
+    why = "cannot make a TLS context: " + openssl_errors();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_alpn_protos(ctx, kAlpnHttp11, sizeof kAlpnHttp11);
+  if (SSL_CTX_load_verify_locations(ctx, fleet.ca_file.c_str(), nullptr) != 1) {
+    why = "cannot load caFile " + fleet.ca_file + ": " + openssl_errors();
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  if (!fleet.certificate_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, fleet.certificate_file.c_str()) != 1) {
+      why = "cannot load certificateFile " + fleet.certificate_file + ": " + openssl_errors();
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, fleet.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      why = "cannot load keyFile " + fleet.key_file + ": " + openssl_errors();
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+      why =
+          "keyFile " + fleet.key_file + " does not match certificateFile " + fleet.certificate_file;
+    }
+    if (!why.empty()) {
+      ERR_clear_error();
+      SSL_CTX_free(ctx);
+      return nullptr;
+    }
+  }
+  return ctx;
+}
+
 std::vector<config::Diagnostic> check(const config::Config& config) {
   std::vector<config::Diagnostic> errors;
   ServerContexts::build(config, errors);
   ClientContexts::build(config, errors);
+  if (config.fleet.enabled && config.fleet.tls) {
+    std::string why;
+    SSL_CTX* ctx = new_fleet_context(config.fleet, why);
+    if (ctx == nullptr) errors.push_back({config.fleet.where, why});
+    SSL_CTX_free(ctx);
+  }
   return errors;
 }
 

@@ -87,6 +87,12 @@ class ClientContexts {
   UpstreamTls global_;
 };
 
+// The client context for etcd over https:// (<fleet caFile certificateFile keyFile>): etcd's
+// certificate must chain to `ca_file`; the client certificate, when given, is presented for
+// etcd's --client-cert-auth. nullptr with `why` when a file cannot be loaded or the key does
+// not match. The caller owns the context (SSL_CTX_free).
+SSL_CTX* new_fleet_context(const config::FleetConfig& fleet, std::string& why);
+
 // Checks the certificate files of `config` without keeping anything: for --check-config and
 // before a reload. Same errors as ServerContexts::build / ClientContexts::build.
 std::vector<config::Diagnostic> check(const config::Config& config);

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/daemon/etcd_auth.h"
 #include "core/daemon/etcd_protocol.h"
 
 namespace {
@@ -45,6 +46,14 @@ void parse_all(const std::string& object) {
     check(lease != 0, "grant: lease 0 accepted");
   error.clear();
   if (!parse_keepalive_reply(object, ttl, error)) check(!error.empty(), "keepalive");
+  error.clear();
+  std::string token;
+  if (parse_authenticate_reply(object, token, error)) {
+    check(!token.empty(), "authenticate: empty token accepted");
+  } else {
+    check(!error.empty(), "authenticate: no error");
+  }
+  (void)TokenAuth::is_token_error(object);
   error.clear();
   if (parse_watch_message(object, m, error)) {
     for (const Event& e : m.events) (void)e.kv.key.size();
