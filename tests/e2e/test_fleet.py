@@ -20,7 +20,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import (HarrowTestCase, config_xml, dead_port, farm_xml, request, rule_xml,
+from harness import (SANITIZED, HarrowTestCase, config_xml, dead_port, farm_xml, request, rule_xml,
                      wait_for)
 
 ETCD = "/usr/bin/etcd"
@@ -236,7 +236,9 @@ class Fleet(HarrowTestCase):
         takeover = time.monotonic() - killed
         print(f"takeover after the prober's SIGKILL: {takeover:.2f}s "
               f"(bound: interval {INTERVAL:.0f}s + lease TTL {TTL}s)", file=sys.stderr)
-        self.assertLessEqual(takeover, INTERVAL + TTL + 0.5)
+        # The bound is interval + TTL; 0.5 s covers etcd's lease check period. Under ASan, with
+        # other suites beside it, instances start and answer slower: allow them two more seconds.
+        self.assertLessEqual(takeover, INTERVAL + TTL + (2.5 if SANITIZED else 0.5))
         wait_for(lambda: len(self.probers(rest)) == 1, 5, "one prober among the two left")
         self.assert_one_prober(probes, 3.0, "after the takeover")
 
