@@ -20,8 +20,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import (SANITIZED, HarrowTestCase, config_xml, dead_port, farm_xml, request, rule_xml,
-                     wait_for)
+from harness import (SANITIZED, HarrowTestCase, config_xml, dead_port, farm_xml, request,
+                     rule_xml, wait_for)
 
 ETCD = "/usr/bin/etcd"
 INTERVAL = 1.0  # healthCheck interval, seconds
