@@ -691,8 +691,8 @@ int run(int argc, char** argv) {
         p->post_shared_config(text, revision);
       };
     }
-    process.fleet = std::make_unique<FleetService>(config->fleet, std::move(fleet_secrets),
-                                                   std::move(hooks));
+    process.fleet =
+        std::make_unique<FleetService>(config->fleet, std::move(fleet_secrets), std::move(hooks));
     process.health.attach_fleet(process.fleet.get());
   }
   process.health.reconcile(process.current);

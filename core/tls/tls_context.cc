@@ -458,7 +458,9 @@ std::shared_ptr<const ClientContexts> ClientContexts::build(
   return out;
 }
 
-SSL_CTX* ClientContexts::new_context(const config::UpstreamTlsConfig& u, std::string& why) {
+// A client context with what every outbound TLS connection of Harrow's shares: TLS 1.2 or
+// later, no renegotiation or compression, HTTP/1.1 by ALPN. Null (and `why`) on failure.
+static SSL_CTX* new_http11_client_context(std::string& why) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == nullptr) {
     why = "cannot make a TLS context: " + openssl_errors();
@@ -468,6 +470,12 @@ SSL_CTX* ClientContexts::new_context(const config::UpstreamTlsConfig& u, std::st
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_protos(ctx, kAlpnHttp11, sizeof kAlpnHttp11);
+  return ctx;
+}
+
+SSL_CTX* ClientContexts::new_context(const config::UpstreamTlsConfig& u, std::string& why) {
+  SSL_CTX* ctx = new_http11_client_context(why);
+  if (ctx == nullptr) return nullptr;
   // Sessions are kept by the worker per server (WorkerServer), not in the context.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   int ok;
@@ -499,14 +507,8 @@ const ClientContexts::UpstreamTls& ClientContexts::for_farm(std::string_view nam
 }
 
 SSL_CTX* new_fleet_context(const config::FleetConfig& fleet, std::string& why) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == nullptr) {
-    why = "cannot make a TLS context: " + openssl_errors();
-    return nullptr;
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_alpn_protos(ctx, kAlpnHttp11, sizeof kAlpnHttp11);
+  SSL_CTX* ctx = new_http11_client_context(why);
+  if (ctx == nullptr) return nullptr;
   if (SSL_CTX_load_verify_locations(ctx, fleet.ca_file.c_str(), nullptr) != 1) {
     why = "cannot load caFile " + fleet.ca_file + ": " + openssl_errors();
     SSL_CTX_free(ctx);
