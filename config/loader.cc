@@ -2631,7 +2631,7 @@ class ConfigReader {
     read_value(fleet, "sharedConfig", f.shared_config);
     auto key_safe = [](const std::string& text) {
       return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        return is_ascii_alnum(c) || c == '-' || c == '_' || c == '.';
       });
     };
     for (const char* attr : {"name", "instance"}) {

@@ -108,23 +108,6 @@ std::string url_encode(std::string_view v) {
   return out;
 }
 
-std::string json_string(std::string_view v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // One request on its own connection, read to the end (the admin API closes after each
 // answer). Blocking, with timeouts: this is a command, not the event loop.
 bool http_exchange(const std::string& host_port, const std::string& token, const char* method,
@@ -427,9 +410,9 @@ class Ctl {
   }
 
   int explain() {
-    std::string body = "{\"request\":" + json_string(o_.words[1]) + ",\"headers\":[";
+    std::string body = "{\"request\":" + json_quoted(o_.words[1]) + ",\"headers\":[";
     for (size_t i = 0; i < o_.headers.size(); ++i) {
-      body += (i ? "," : "") + json_string(o_.headers[i]);
+      body += (i ? "," : "") + json_quoted(o_.headers[i]);
     }
     body += "]}";
     HttpAnswer a;
@@ -477,8 +460,8 @@ class Ctl {
                                ? line.substr(brace + 1, close - brace - 1)
                                : "";
       std::string value = space != std::string::npos ? line.substr(space + 1) : "";
-      out += (i ? "," : "") + std::string("{\"name\":") + json_string(name) +
-             ",\"labels\":" + json_string(labels) + ",\"value\":" + json_string(value) + "}";
+      out += (i ? "," : "") + std::string("{\"name\":") + json_quoted(name) +
+             ",\"labels\":" + json_quoted(labels) + ",\"value\":" + json_quoted(value) + "}";
     }
     out += "]\n";
     std::fputs(out.c_str(), stdout);

@@ -1,35 +1,11 @@
 #include "core/daemon/etcd_auth.h"
 
-#include <cstdio>
-
 #include "core/daemon/json_value.h"
 
 namespace harrow::etcd {
-namespace {
-
-// A JSON string literal (user names and passwords are free text).
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (char ch : text) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out += esc;
-    } else {
-      out += ch;
-    }
-  }
-  return out + '"';
-}
-
-}  // namespace
 
 std::string authenticate_body(const std::string& user, const std::string& password) {
-  return "{\"name\":" + json_string(user) + ",\"password\":" + json_string(password) + "}";
+  return "{\"name\":" + json_quoted(user) + ",\"password\":" + json_quoted(password) + "}";
 }
 
 bool parse_authenticate_reply(const std::string& json, std::string& token, std::string& error) {

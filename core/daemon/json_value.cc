@@ -1,5 +1,7 @@
 #include "core/daemon/json_value.h"
 
+#include <cstdio>
+
 #include <cctype>
 #include <cstdlib>
 
@@ -241,6 +243,24 @@ bool parse_json(std::string_view text, JsonValue& out, std::string& error) {
     return false;
   }
   return true;
+}
+
+std::string json_quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", c);
+      out += esc;
+    } else {
+      out += ch;
+    }
+  }
+  return out + '"';
 }
 
 }  // namespace harrow

@@ -30,4 +30,8 @@ struct JsonValue {
 // False with `error` (and the byte offset) when `text` is not one JSON value.
 bool parse_json(std::string_view text, JsonValue& out, std::string& error);
 
+// `text` as a JSON string literal, quotes included: `"` and `\` escaped, control bytes as \u00XX;
+// other bytes pass as they are (the callers' text is UTF-8 or the API rejects it).
+std::string json_quoted(std::string_view text);
+
 }  // namespace harrow

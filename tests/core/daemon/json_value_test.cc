@@ -40,5 +40,16 @@ TEST(JsonValue, RefusesWhatIsNotOneValue) {
   EXPECT_FALSE(parse_json(deep + std::string(100, ']'), v, error));
 }
 
+TEST(JsonQuoted, EscapesQuotesBackslashesAndControlBytesAndReadsBack) {
+  EXPECT_EQ(json_quoted("plain"), "\"plain\"");
+  EXPECT_EQ(json_quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(json_quoted(std::string_view("\n\x01\x1f", 3)), "\"\\u000a\\u0001\\u001f\"");
+  std::string text = std::string("p\"w\\d\t\x7f") + "\xc3\xa9";
+  JsonValue back;
+  std::string error;
+  ASSERT_TRUE(parse_json(json_quoted(text), back, error)) << error;
+  EXPECT_EQ(back.text, text);
+}
+
 }  // namespace
 }  // namespace harrow
