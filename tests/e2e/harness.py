@@ -249,6 +249,15 @@ class Harrow:
         conn.close()
         return resp.status, body.decode()
 
+    def server_state(self, endpoint):
+        """(state, isHealthy) of the server whose endpoint is `endpoint` in /api/farms, or None."""
+        farms = json.loads(self.admin_get("/api/farms")[1])
+        for farm in farms["farms"]:
+            for s in farm["servers"]:
+                if s["endpoint"] == endpoint:
+                    return s["state"], s["isHealthy"]
+        return None
+
     def stop(self, timeout=30):
         """SIGTERM; returns the exit code."""
         if self.proc.poll() is None:

@@ -119,14 +119,6 @@ class Fleet(HarrowTestCase):
             self.etcd.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def server_state(self, h, label):
-        farms = json.loads(h.admin_get("/api/farms")[1])
-        for farm in farms["farms"]:
-            for s in farm["servers"]:
-                if s["endpoint"] == label:
-                    return s["state"], s["isHealthy"]
-        return None
-
     def fleet_config(self, servers, instance):
         rows = []
         for t, p in servers:
@@ -195,7 +187,7 @@ class Fleet(HarrowTestCase):
         a, b, c = fleet
         label = f"{traffic[0].host}:{traffic[0].port}"
         self.assertEqual(a.admin_post(f"/api/farms/web/servers/{label}/state", "drain")[0], 200)
-        wait_for(lambda: all(self.server_state(h, label)[0] == "Draining" for h in (b, c)), 5,
+        wait_for(lambda: all(h.server_state(label)[0] == "Draining" for h in (b, c)), 5,
                  "drain applied on b and c")
         before = traffic[0].stats()["requests"]
         for h in (b, c):
@@ -204,19 +196,19 @@ class Fleet(HarrowTestCase):
         self.assertEqual(traffic[0].stats()["requests"], before,
                          "b and c sent new requests to a server drained on a")
         self.assertEqual(c.admin_post(f"/api/farms/web/servers/{label}/state", "start")[0], 200)
-        wait_for(lambda: all(self.server_state(h, label)[0] == "Available" for h in fleet), 5,
+        wait_for(lambda: all(h.server_state(label)[0] == "Available" for h in fleet), 5,
                  "start applied everywhere")
 
         # 2b. The fleet's prober marks a server unhealthy: unhealthy everywhere.
         sick = f"{traffic[1].host}:{traffic[1].port}"
         probes[1].stop()
-        wait_for(lambda: all(self.server_state(h, sick)[1] is False for h in fleet), 5,
+        wait_for(lambda: all(h.server_state(sick)[1] is False for h in fleet), 5,
                  "the prober's verdict applied everywhere")
         before = traffic[1].stats()["requests"]
         self.traffic_ok(fleet)
         self.assertEqual(traffic[1].stats()["requests"], before)
         probes[1].restart()
-        wait_for(lambda: all(self.server_state(h, sick)[1] is True for h in fleet), 5,
+        wait_for(lambda: all(h.server_state(sick)[1] is True for h in fleet), 5,
                  "healthy again everywhere")
 
         # 3. The prober instance dies (SIGKILL: its lease is not revoked, it runs out).

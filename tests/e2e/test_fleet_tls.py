@@ -127,14 +127,6 @@ class FleetTls(HarrowTestCase):
                  f' passwordFile="{self.files[password]}"/>')
         return config_xml([farm], [rule_xml("all", "web")], harrow=fleet)
 
-    def server_state(self, h, label):
-        farms = json.loads(h.admin_get("/api/farms")[1])
-        for farm in farms["farms"]:
-            for s in farm["servers"]:
-                if s["endpoint"] == label:
-                    return s["state"], s["isHealthy"]
-        return None
-
     def metrics(self, h):
         return h.admin_get("/metrics")[1]
 
@@ -173,11 +165,11 @@ class FleetTls(HarrowTestCase):
         follower = next(h for h in fleet if h is not prober)
         label = f"{origin.host}:{origin.port}"
         origin.stop()
-        wait_for(lambda: self.server_state(follower, label)[1] is False, 5,
+        wait_for(lambda: follower.server_state(label)[1] is False, 5,
                  "the prober's verdict on the follower")
         self.assertEqual(follower.admin_post(f"/api/farms/web/servers/{label}/state",
                                              "drain")[0], 200)
-        wait_for(lambda: self.server_state(prober, label)[0] == "Draining", 5,
+        wait_for(lambda: prober.server_state(label)[0] == "Draining", 5,
                  "the follower's drain on the prober")
         for h in fleet:
             self.assertIn("refused the token", h.stderr())
