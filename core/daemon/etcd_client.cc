@@ -410,27 +410,23 @@ void EtcdStore::keepalive(int64_t lease, std::function<void(bool, int64_t)> done
 
 void EtcdStore::create(const std::string& key, const std::string& value, int64_t lease,
                        std::function<void(bool, bool, KeyValue)> done) {
-  client_.call("/v3/kv/txn", create_txn_body(key, value, lease), false,
-               [this, done](bool ok, const std::string& body, const std::string& error) {
-                 bool created = false;
-                 KeyValue current;
-                 std::string why = error;
-                 ok = ok && parse_create_txn_reply(body, created, current, why);
-                 if (!ok) last_error_ = why;
-                 done(ok, created, std::move(current));
-               });
+  conditional_put(create_txn_body(key, value, lease), std::move(done));
 }
 
 void EtcdStore::replace(const std::string& key, const std::string& value, int64_t lease,
                         int64_t mod_revision, std::function<void(bool, bool, KeyValue)> done) {
-  client_.call("/v3/kv/txn", replace_txn_body(key, value, lease, mod_revision), false,
-               [this, done](bool ok, const std::string& body, const std::string& error) {
-                 bool replaced = false;
+  conditional_put(replace_txn_body(key, value, lease, mod_revision), std::move(done));
+}
+
+void EtcdStore::conditional_put(std::string body, std::function<void(bool, bool, KeyValue)> done) {
+  client_.call("/v3/kv/txn", std::move(body), false,
+               [this, done](bool ok, const std::string& reply, const std::string& error) {
+                 bool succeeded = false;
                  KeyValue current;
                  std::string why = error;
-                 ok = ok && parse_create_txn_reply(body, replaced, current, why);
+                 ok = ok && parse_create_txn_reply(reply, succeeded, current, why);
                  if (!ok) last_error_ = why;
-                 done(ok, replaced, std::move(current));
+                 done(ok, succeeded, std::move(current));
                });
 }
 

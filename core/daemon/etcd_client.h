@@ -107,6 +107,9 @@ class EtcdStore : public fleet::Store {
   const std::string& last_error() const { return last_error_; }
 
  private:
+  // A create-if-absent or compare-and-replace txn: done(ok, succeeded, the key as it is now).
+  void conditional_put(std::string body, std::function<void(bool, bool, KeyValue)> done);
+
   EtcdClient& client_;
   std::string last_error_;
 };
